@@ -1,0 +1,75 @@
+/**
+ * Every limit of ringkv, in one place, with the relationships between them asserted at load
+ * (TigerBeetle constants.zig + comptime asserts; STYLE.md 7.5). Configuration may tighten a limit
+ * (see `tightenLimits`) but never loosen one. Names carry their unit last.
+ */
+import { assert } from './assert.ts'
+
+export const limits = {
+  /** Largest key. Keys are hashed, but scans and the data layout carry them whole. */
+  keyBytesMax: 4 * 1024,
+  /** Largest value by default; one value must fit in one Raft entry and one gRPC frame. */
+  valueBytesMax: 1024 * 1024,
+  /** Key + value + command envelope (ids, versions, framing). */
+  proposalBytesMax: 1024 * 1024 + 16 * 1024,
+  /** Entries carried by one append message, by bytes. */
+  appendBytesMax: 4 * 1024 * 1024,
+  /** Entries carried by one append message, by count. */
+  appendEntriesMax: 1024,
+  /** Appends in flight to one follower before the leader waits for acks (etcd-io/raft inflights). */
+  inflightAppendsMax: 256,
+  /** The leader refuses proposals with OVERLOADED above this many uncommitted bytes. */
+  uncommittedBytesMax: 64 * 1024 * 1024,
+  /** Messages queued per group between ready-loop iterations. */
+  inboxMessagesMax: 4096,
+  /** Bytes queued towards one peer before messages are dropped and the peer reported unreachable. */
+  peerQueueBytesMax: 32 * 1024 * 1024,
+  /** grpc-js default receive limit; also our send limit. */
+  grpcMessageBytesMax: 4 * 1024 * 1024,
+  /** Operations in one Batch call. */
+  batchOpsMax: 1024,
+  /** Bytes of keys and values in one Batch call. */
+  batchBytesMax: 4 * 1024 * 1024 - 64 * 1024,
+  /** Entries one Scan call may ask for; a scan streams in pages of at most this many. */
+  scanLimitMax: 10_000,
+  /** Entries a scan sends per stream message. */
+  scanPageEntriesMax: 256,
+  /** Requests one node serves at once before answering OVERLOADED. */
+  requestsInFlightMax: 4096,
+  /** Rebalancer moves running at once. */
+  movesConcurrentMax: 2,
+  /** SDK attempts per call, also bounded by the call's deadline. */
+  retryAttemptsMax: 8,
+  /** SDK default deadline per call. */
+  requestDeadlineMsDefault: 10_000,
+  /** Longest deadline a request may ask for. */
+  requestDeadlineMsMax: 10 * 60_000,
+  /** Time a graceful shutdown waits for in-flight requests before closing anyway. */
+  shutdownDrainMsMax: 10_000,
+} as const
+
+export type Limits = { -readonly [K in keyof typeof limits]: number }
+
+// A single maximal proposal must always fit in one append and one gRPC frame.
+assert(limits.proposalBytesMax >= limits.keyBytesMax + limits.valueBytesMax)
+assert(limits.appendBytesMax >= limits.proposalBytesMax)
+assert(limits.grpcMessageBytesMax >= limits.appendBytesMax)
+// A batch fits in one gRPC frame with room for its envelope.
+assert(limits.batchBytesMax < limits.grpcMessageBytesMax)
+assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
+assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
+
+/**
+ * Returns `limits` with some values lowered. Raising a limit is a programmer error of the caller
+ * (config validation turns user input into a clear KvError before it gets here).
+ */
+export function tightenLimits(overrides: Partial<Limits>): Readonly<Limits> {
+  const out: Limits = { ...limits }
+  for (const [name, value] of Object.entries(overrides) as [keyof Limits, number | undefined][]) {
+    if (value === undefined) continue
+    assert(Number.isSafeInteger(value) && value > 0, `limit ${name} must be a positive integer`)
+    assert(value <= limits[name], `limit ${name} may only be tightened (max ${limits[name]})`)
+    out[name] = value
+  }
+  return out
+}

@@ -11,7 +11,11 @@ export const limits = {
   /** Largest value by default; one value must fit in one Raft entry and one gRPC frame. */
   valueBytesMax: 1024 * 1024,
   /** Key + value + command envelope (ids, versions, framing). */
-  proposalBytesMax: 1024 * 1024 + 16 * 1024,
+  proposalBytesMax: 1024 * 1024 + 64 * 1024,
+  /** Bytes the command encoding adds around one op (kind, flags, expected version, two lengths). */
+  commandOpEnvelopeBytesMax: 24,
+  /** Bytes the command encoding adds once per command (format, kind, flags, client tag, op count). */
+  commandEnvelopeBytesMax: 256,
   /** Entries carried by one append message, by bytes. */
   appendBytesMax: 4 * 1024 * 1024,
   /** Entries carried by one append message, by count. */
@@ -20,6 +24,8 @@ export const limits = {
   inflightAppendsMax: 256,
   /** The leader refuses proposals with OVERLOADED above this many uncommitted bytes. */
   uncommittedBytesMax: 64 * 1024 * 1024,
+  /** ReadIndex requests one Raft leader holds while waiting for a quorum heartbeat round (§6.4). */
+  readIndexPendingMax: 4096,
   /** Messages queued per group between ready-loop iterations. */
   inboxMessagesMax: 4096,
   /** Bytes queued towards one peer before messages are dropped and the peer reported unreachable. */
@@ -28,8 +34,8 @@ export const limits = {
   grpcMessageBytesMax: 4 * 1024 * 1024,
   /** Operations in one Batch call. */
   batchOpsMax: 1024,
-  /** Bytes of keys and values in one Batch call. */
-  batchBytesMax: 4 * 1024 * 1024 - 64 * 1024,
+  /** Bytes of keys and values in one Batch call: one maximal op fits, and the whole batch fits one proposal. */
+  batchBytesMax: 1024 * 1024 + 4 * 1024,
   /** Entries one Scan call may ask for; a scan streams in pages of at most this many. */
   scanLimitMax: 10_000,
   /** Entries a scan sends per stream message. */
@@ -46,6 +52,18 @@ export const limits = {
   requestDeadlineMsMax: 10 * 60_000,
   /** Time a graceful shutdown waits for in-flight requests before closing anyway. */
   shutdownDrainMsMax: 10_000,
+  /** Writes queued per replica before it answers OVERLOADED (the write path's bounded queue). */
+  replicaWriteQueueMax: 4096,
+  /** Commands coalesced into one group-commit batch (one WriteBatch, one fsync). */
+  groupCommitCommandsMax: 1024,
+  /** Bytes of commands coalesced into one group-commit batch; one command may exceed it alone. */
+  groupCommitBytesMax: 16 * 1024 * 1024,
+  /** Clients remembered per shard by the exactly-once dedup table; the least recently used go first. */
+  dedupClientsMax: 4096,
+  /** Longest client id of the exactly-once tag (UTF-8 bytes). */
+  clientIdBytesMax: 128,
+  /** Bytes of keys and values per chunk of an exported range (Raft snapshots, shard moves). */
+  exportChunkBytes: 1024 * 1024,
 } as const
 
 export type Limits = { -readonly [K in keyof typeof limits]: number }
@@ -56,8 +74,19 @@ assert(limits.appendBytesMax >= limits.proposalBytesMax)
 assert(limits.grpcMessageBytesMax >= limits.appendBytesMax)
 // A batch fits in one gRPC frame with room for its envelope.
 assert(limits.batchBytesMax < limits.grpcMessageBytesMax)
+// A Batch call becomes one replicated command, which must fit in one Raft proposal.
+assert(limits.batchBytesMax >= limits.keyBytesMax + limits.valueBytesMax)
+assert(
+  limits.proposalBytesMax >=
+    limits.batchBytesMax + limits.batchOpsMax * limits.commandOpEnvelopeBytesMax + limits.commandEnvelopeBytesMax,
+)
+assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + 64)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
+// A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
+assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)
+assert(limits.groupCommitBytesMax >= limits.proposalBytesMax)
+assert(limits.exportChunkBytes >= limits.keyBytesMax)
 
 /**
  * Returns `limits` with some values lowered. Raising a limit is a programmer error of the caller

@@ -1,0 +1,47 @@
+/**
+ * shard/: one replica of one shard: the KV state machine (deterministic apply, versions,
+ * compare-and-set, exactly-once dedup), the write path (bounded queue, group commit) and the read
+ * path per consistency level. Today the replica is single-node (`openLocalReplica`); the next step
+ * replaces its local log by a Raft group, and the state machine and apply stay exactly the same.
+ *
+ * @example
+ * const engine = await openRocksEngine({ dir }, { logger })
+ * const replica = await openLocalReplica(
+ *   { nodeId: NodeId(1), shardId: ShardId(0) },
+ *   { engine, hasher: await loadHasher(), clock, logger },
+ * )
+ * const { version } = await replica.put(key, value, { level: WriteLevel.Majority })
+ * const { found, receipt } = await replica.get(key, { level: ReadLevel.Linearizable })
+ */
+export {
+  ReadLevel,
+  WriteLevel,
+  type Receipt,
+  type VersionedValue,
+  type ReadOptions,
+  type WriteOptions,
+  type BatchOp,
+  type BatchOpResult,
+  type ScanPosition,
+  type ScanEntry,
+  type ScanArgs,
+  type ScanStream,
+  type ReplicaRole,
+  type ReplicaStatus,
+  type Replica,
+} from './api.ts'
+export { openLocalReplica, type LocalReplicaInit, type LocalReplicaComponents } from './local-replica.ts'
+// For the Raft integration: the replicated command and the deterministic state machine.
+export { encodeCommand, decodeCommand, commandFormat, type Command, type ClientTag } from './commands.ts'
+export {
+  KvStateMachine,
+  ApplyOverlay,
+  encodeAppliedIndex,
+  decodeAppliedIndex,
+  type ApplyOutcome,
+  type ApplyReader,
+  type ApplyWriter,
+  type KvStateMachineInit,
+  type KvStateMachineComponents,
+} from './state-machine.ts'
+export type { ApplyResult } from './dedup.ts'

@@ -1,0 +1,234 @@
+/**
+ * The KV state machine of one shard. `apply` is deterministic and synchronous: given the same
+ * applied state and the same (index, command) it writes the same bytes and returns the same
+ * result on every replica. It never awaits; the shell prefetches the keys it will read
+ * (`readKeys`) and hands them in through an `ApplyOverlay`, which also makes the effects of
+ * earlier commands of the same group visible to later ones.
+ *
+ * Semantics:
+ * - A put writes a value record with version = index; createVersion is kept across overwrites and
+ *   starts anew after a delete.
+ * - Compare-and-set: expectedVersion 0 means "must not exist", n > 0 means "current version is
+ *   n". On mismatch nothing is written and the result is `versionMismatch` with the current
+ *   version (0 when absent). A batch is all or nothing: its ops apply in order (a later op sees an
+ *   earlier op of the same batch), and any mismatch writes none of them.
+ * - A tagged command (clientId, seq) is applied once: a repeat returns the recorded result
+ *   (Raft thesis §6.3, dedup.ts). Mismatches are recorded too, so a retry sees the same answer.
+ * - The applied index is written in the same batch as the effects, so after a crash the data and
+ *   the applied index agree.
+ */
+import { assert, unreachable } from '../common/assert.ts'
+import type { LogIndex, ShardId } from '../common/ids.ts'
+import type { Hasher } from '../hashing/index.ts'
+import {
+  ByteReader,
+  ByteWriter,
+  dataKey,
+  decodeValueRecord,
+  encodeValueRecord,
+  raftAppliedIndexKey,
+  toHex,
+  type Entry,
+  type ValueRecord,
+  type WriteBatch,
+} from '../storage/index.ts'
+import type { BatchOp, BatchOpResult } from './api.ts'
+import type { Command } from './commands.ts'
+import { DedupTable, type ApplyResult } from './dedup.ts'
+
+/** Synchronous reads of storage keys, reflecting earlier applies of the same group. */
+export interface ApplyReader {
+  get(storageKey: Uint8Array): Uint8Array | null
+}
+
+/** Where apply writes (a WriteBatch, or an ApplyOverlay over one). */
+export interface ApplyWriter {
+  put(storageKey: Uint8Array, value: Uint8Array): unknown
+  del(storageKey: Uint8Array): unknown
+}
+
+/**
+ * What one apply did: `applied` (the command took effect, or failed a CAS check), `duplicate`
+ * (a repeat of the client's last seq: nothing applied, the recorded result replayed), or
+ * `staleSeq` (older than the client's last seq: nothing applied, and no result is known).
+ */
+export type ApplyOutcome =
+  | { readonly kind: 'applied'; readonly index: LogIndex; readonly result: ApplyResult }
+  | { readonly kind: 'duplicate'; readonly index: LogIndex; readonly result: ApplyResult }
+  | { readonly kind: 'staleSeq'; readonly index: LogIndex; readonly lastSeq: number }
+
+/**
+ * A WriteBatch plus the values prefetched for a group of commands: reads see the prefetched values
+ * overlaid with every write made so far. Reading a key that was not prefetched is a programmer
+ * error (the shell must prefetch `readKeys` of every command of the group).
+ */
+export class ApplyOverlay implements ApplyReader, ApplyWriter {
+  private readonly values = new Map<string, Uint8Array | null>()
+
+  constructor(
+    readonly batch: WriteBatch,
+    prefetched: Iterable<readonly [Uint8Array, Uint8Array | null]>,
+  ) {
+    for (const [key, value] of prefetched) this.values.set(toHex(key), value)
+  }
+
+  get(storageKey: Uint8Array): Uint8Array | null {
+    const value = this.values.get(toHex(storageKey))
+    assert(value !== undefined, 'apply read a key that was not prefetched')
+    return value
+  }
+
+  put(storageKey: Uint8Array, value: Uint8Array): void {
+    this.batch.put(storageKey, value)
+    this.values.set(toHex(storageKey), value)
+  }
+
+  del(storageKey: Uint8Array): void {
+    this.batch.del(storageKey)
+    this.values.set(toHex(storageKey), null)
+  }
+}
+
+export interface KvStateMachineInit {
+  readonly shardId: ShardId
+  /** The applied index found in storage (0 for a new shard). */
+  readonly appliedIndex: LogIndex
+  /** The persisted dedup records (keys.ts `dedupRange`). */
+  readonly dedupRecords: readonly Entry[]
+  readonly dedupClientsMax: number
+}
+
+export interface KvStateMachineComponents {
+  readonly hasher: Hasher
+}
+
+export function encodeAppliedIndex(index: LogIndex): Uint8Array {
+  return new ByteWriter(10).u8(1).uvarint(index).finish()
+}
+
+export function decodeAppliedIndex(bytes: Uint8Array): LogIndex {
+  const r = new ByteReader(bytes, 0, 'applied index')
+  assert(r.u8() === 1, 'corrupt applied index: unknown format')
+  const index = r.uvarint() as LogIndex
+  r.end()
+  return index
+}
+
+export class KvStateMachine {
+  readonly shardId: ShardId
+  private applied: LogIndex
+  private readonly dedup: DedupTable
+  private readonly hasher: Hasher
+
+  constructor(init: KvStateMachineInit, components: KvStateMachineComponents) {
+    this.shardId = init.shardId
+    this.applied = init.appliedIndex
+    this.dedup = DedupTable.load(init.shardId, init.dedupClientsMax, init.dedupRecords)
+    this.hasher = components.hasher
+  }
+
+  /** Invariant: every command up to this index is applied, and none after it. */
+  get appliedIndex(): LogIndex {
+    return this.applied
+  }
+
+  get dedupClients(): number {
+    return this.dedup.size
+  }
+
+  /** The storage key of user key `key`. */
+  dataKey(key: Uint8Array): Uint8Array {
+    return dataKey(this.hasher.hash64(key), key)
+  }
+
+  /** The storage keys `apply(command)` reads: prefetch these into the overlay. */
+  readKeys(command: Command): Uint8Array[] {
+    switch (command.kind) {
+      case 'put':
+      case 'delete':
+        return [this.dataKey(command.key)]
+      case 'batch':
+        return command.ops.map((op) => this.dataKey(op.key))
+      default:
+        return unreachable(command)
+    }
+  }
+
+  /**
+   * Applies `command` at `index` (which must be appliedIndex + 1), writing its effects, its dedup
+   * record and the new applied index into `writer`. Deterministic; never throws for any valid
+   * command (user errors such as CAS mismatches are results).
+   */
+  apply(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyOutcome {
+    assert(index === this.applied + 1, 'apply out of order')
+    this.applied = index
+    writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
+    const tag = command.tag
+    if (tag !== undefined) {
+      const check = this.dedup.check(tag)
+      switch (check.kind) {
+        case 'duplicate':
+          return { kind: 'duplicate', index, result: check.result }
+        case 'stale':
+          return { kind: 'staleSeq', index, lastSeq: check.lastSeq }
+        case 'new':
+          break
+        default:
+          unreachable(check)
+      }
+    }
+    const result = this.applyOps(index, command, writer, reader)
+    if (tag !== undefined) this.dedup.record(tag, index, result, writer)
+    return { kind: 'applied', index, result }
+  }
+
+  private applyOps(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyResult {
+    const ops: readonly BatchOp[] = command.kind === 'batch' ? command.ops : [command]
+    // Pass 1: evaluate in order against the state overlaid with earlier ops of this command.
+    const pending = new Map<
+      string,
+      { readonly storageKey: Uint8Array; readonly record: ValueRecord | null }
+    >()
+    const current = (storageKey: Uint8Array): ValueRecord | null => {
+      const mine = pending.get(toHex(storageKey))
+      if (mine !== undefined) return mine.record
+      const raw = reader.get(storageKey)
+      return raw === null ? null : decodeValueRecord(raw)
+    }
+    const results: BatchOpResult[] = []
+    for (const [opIndex, op] of ops.entries()) {
+      const storageKey = this.dataKey(op.key)
+      const before = current(storageKey)
+      if (op.expectedVersion !== undefined) {
+        const currentVersion = before?.version ?? 0
+        if (currentVersion !== op.expectedVersion) return { kind: 'versionMismatch', opIndex, currentVersion }
+      }
+      switch (op.kind) {
+        case 'put': {
+          const createVersion = before?.createVersion ?? index
+          pending.set(toHex(storageKey), {
+            storageKey,
+            record: { value: op.value, version: index, createVersion },
+          })
+          results.push({ kind: 'put', version: index })
+          break
+        }
+        case 'delete':
+          pending.set(toHex(storageKey), { storageKey, record: null })
+          results.push({ kind: 'delete', deleted: before !== null })
+          break
+        default:
+          unreachable(op)
+      }
+    }
+    // Pass 2: every check passed; write the final state of each touched key.
+    for (const { storageKey, record } of pending.values()) {
+      if (record === null) writer.del(storageKey)
+      else writer.put(storageKey, encodeValueRecord(record))
+    }
+    if (command.kind === 'batch') return { kind: 'batch', results }
+    const only = results[0]
+    assert(only !== undefined && only.kind === command.kind, 'single op result missing')
+    return only
+  }
+}

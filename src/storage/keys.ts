@@ -1,0 +1,226 @@
+/**
+ * The key layout of one node's Engine (ARCHITECTURE.md section 5). Pure encode/decode; every
+ * decoder asserts on bytes that are not what our encoders write (corruption is fail-stop).
+ *
+ *   'D' | xxh64(key) u64 BE | key                   user data -> value record (value-record.ts)
+ *   'M' | name (UTF-8)                               node-local meta (node id, cluster id, format)
+ *   'R' | shardId u32 BE | 'h'                       Raft hard state
+ *   'R' | shardId u32 BE | 'c'                       Raft conf state
+ *   'R' | shardId u32 BE | 's'                       Raft snapshot metadata
+ *   'R' | shardId u32 BE | 'a'                       applied index (written with the applied data)
+ *   'R' | shardId u32 BE | 'l' | index u64 BE        Raft log entry
+ *   'S' | shardId u32 BE | 'd' | clientId (UTF-8)    exactly-once dedup record (shard/dedup.ts)
+ *
+ * User data is hash-first, so a shard (a range of the hash ring) is one contiguous key range:
+ * a snapshot is one iterator and dropping a moved shard is one range delete. Everything else a
+ * shard owns sits under its shard id ('R' and 'S'), so it can be exported and dropped by range too.
+ * Big-endian fixed-width integers make numeric order equal byte order.
+ */
+import { assert } from '../common/assert.ts'
+import type { LogIndex, ShardId } from '../common/ids.ts'
+import { ByteReader, ByteWriter, concatBytes, keySuccessor, startsWith } from './bytes.ts'
+import type { KeyRange } from './engine.ts'
+
+export const KeySpace = {
+  Data: 0x44, // 'D'
+  Meta: 0x4d, // 'M'
+  Raft: 0x52, // 'R'
+  ShardLocal: 0x53, // 'S'
+} as const
+export type KeySpace = (typeof KeySpace)[keyof typeof KeySpace]
+
+export const RaftKeyKind = {
+  AppliedIndex: 0x61, // 'a'
+  ConfState: 0x63, // 'c'
+  HardState: 0x68, // 'h'
+  LogEntry: 0x6c, // 'l'
+  SnapshotMeta: 0x73, // 's'
+} as const
+export type RaftKeyKind = (typeof RaftKeyKind)[keyof typeof RaftKeyKind]
+
+export const ShardLocalKind = {
+  Dedup: 0x64, // 'd'
+} as const
+export type ShardLocalKind = (typeof ShardLocalKind)[keyof typeof ShardLocalKind]
+
+/** Hashes are in [0, hashEnd); a hash range's `end` may be hashEnd (the end of the ring). */
+export const hashEnd = 1n << 64n
+const shardIdEnd = 0x1_0000_0000
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+function hashBytes(hash: bigint): Uint8Array {
+  assert(hash >= 0n && hash < hashEnd, 'hash out of range')
+  const out = new Uint8Array(8)
+  let v = hash
+  for (let i = 7; i >= 0; i--) {
+    out[i] = Number(v & 0xffn)
+    v >>= 8n
+  }
+  return out
+}
+
+function readHash(bytes: Uint8Array, offset: number): bigint {
+  let v = 0n
+  for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(bytes[offset + i] as number)
+  return v
+}
+
+// ---- user data ----
+
+/** The storage key of user key `key` whose xxh64 is `hash`. */
+export function dataKey(hash: bigint, key: Uint8Array): Uint8Array {
+  return concatBytes(Uint8Array.of(KeySpace.Data), hashBytes(hash), key)
+}
+
+export function isDataKey(storageKey: Uint8Array): boolean {
+  return storageKey.length >= 9 && storageKey[0] === KeySpace.Data
+}
+
+/** The hash and user key of a data storage key. The returned key is a copy. */
+export function decodeDataKey(storageKey: Uint8Array): { readonly hash: bigint; readonly key: Uint8Array } {
+  assert(isDataKey(storageKey), 'corrupt data key')
+  return { hash: readHash(storageKey, 1), key: storageKey.slice(9) }
+}
+
+/** The storage range holding every user key whose hash is in [start, end); `end` may be `hashEnd`. */
+export function dataRangeForHashRange(start: bigint, end: bigint): KeyRange {
+  assert(start >= 0n && start < end && end <= hashEnd, 'bad hash range')
+  const gte = concatBytes(Uint8Array.of(KeySpace.Data), hashBytes(start))
+  const lt =
+    end === hashEnd
+      ? Uint8Array.of(KeySpace.Data + 1)
+      : concatBytes(Uint8Array.of(KeySpace.Data), hashBytes(end))
+  return { gte, lt }
+}
+
+/** Every user key of the node. */
+export function dataRangeAll(): KeyRange {
+  return dataRangeForHashRange(0n, hashEnd)
+}
+
+/** The first storage key strictly after the user key at (hash, key): where a scan resumes. */
+export function dataKeyAfter(hash: bigint, key: Uint8Array): Uint8Array {
+  return keySuccessor(dataKey(hash, key))
+}
+
+// ---- per shard: Raft state and shard-local state ----
+
+function shardPrefix(space: KeySpace, shardId: ShardId): ByteWriter {
+  assert(Number.isSafeInteger(shardId) && shardId >= 0 && shardId < shardIdEnd, 'shard id out of key range')
+  return new ByteWriter(16).u8(space).u32(shardId)
+}
+
+function raftKey(shardId: ShardId, kind: RaftKeyKind): Uint8Array {
+  return shardPrefix(KeySpace.Raft, shardId).u8(kind).finish()
+}
+
+export const raftHardStateKey = (shardId: ShardId): Uint8Array => raftKey(shardId, RaftKeyKind.HardState)
+export const raftConfStateKey = (shardId: ShardId): Uint8Array => raftKey(shardId, RaftKeyKind.ConfState)
+export const raftSnapshotMetaKey = (shardId: ShardId): Uint8Array =>
+  raftKey(shardId, RaftKeyKind.SnapshotMeta)
+export const raftAppliedIndexKey = (shardId: ShardId): Uint8Array =>
+  raftKey(shardId, RaftKeyKind.AppliedIndex)
+
+export function raftLogKey(shardId: ShardId, index: LogIndex): Uint8Array {
+  return shardPrefix(KeySpace.Raft, shardId).u8(RaftKeyKind.LogEntry).u64(index).finish()
+}
+
+/** The log entries of a shard with index in [fromIndex, toIndex) (toIndex omitted: to the end). */
+export function raftLogRange(shardId: ShardId, fromIndex: LogIndex, toIndex?: LogIndex): KeyRange {
+  const gte = raftLogKey(shardId, fromIndex)
+  const lt =
+    toIndex === undefined
+      ? shardPrefix(KeySpace.Raft, shardId)
+          .u8(RaftKeyKind.LogEntry + 1)
+          .finish()
+      : raftLogKey(shardId, toIndex)
+  return { gte, lt }
+}
+
+export function decodeRaftLogKey(storageKey: Uint8Array): {
+  readonly shardId: ShardId
+  readonly index: LogIndex
+} {
+  const r = new ByteReader(storageKey, 0, 'raft log key')
+  assert(r.u8() === KeySpace.Raft, 'corrupt raft log key')
+  const shardId = r.u32() as ShardId
+  assert(r.u8() === RaftKeyKind.LogEntry, 'corrupt raft log key')
+  const index = r.u64() as LogIndex
+  r.end()
+  return { shardId, index }
+}
+
+/** Every Raft key of a shard (hard state, conf state, snapshot meta, applied index, log). */
+export function raftRange(shardId: ShardId): KeyRange {
+  const gte = shardPrefix(KeySpace.Raft, shardId).finish()
+  return { gte, lt: nextShardPrefix(KeySpace.Raft, shardId) }
+}
+
+function nextShardPrefix(space: KeySpace, shardId: ShardId): Uint8Array {
+  return shardId + 1 < shardIdEnd
+    ? shardPrefix(space, (shardId + 1) as ShardId).finish()
+    : Uint8Array.of(space + 1)
+}
+
+/** A shard-local state key: 'S' | shardId | kind | suffix. */
+export function shardLocalKey(shardId: ShardId, kind: ShardLocalKind, suffix: Uint8Array): Uint8Array {
+  return shardPrefix(KeySpace.ShardLocal, shardId).u8(kind).raw(suffix).finish()
+}
+
+/** Every shard-local key of one kind. */
+export function shardLocalKindRange(shardId: ShardId, kind: ShardLocalKind): KeyRange {
+  return {
+    gte: shardPrefix(KeySpace.ShardLocal, shardId).u8(kind).finish(),
+    lt: shardPrefix(KeySpace.ShardLocal, shardId)
+      .u8(kind + 1)
+      .finish(),
+  }
+}
+
+/** Every shard-local key of a shard (travels with the shard's data in snapshots and moves). */
+export function shardLocalRange(shardId: ShardId): KeyRange {
+  return {
+    gte: shardPrefix(KeySpace.ShardLocal, shardId).finish(),
+    lt: nextShardPrefix(KeySpace.ShardLocal, shardId),
+  }
+}
+
+export function dedupKey(shardId: ShardId, clientId: string): Uint8Array {
+  return shardLocalKey(shardId, ShardLocalKind.Dedup, encoder.encode(clientId))
+}
+
+export const dedupRange = (shardId: ShardId): KeyRange => shardLocalKindRange(shardId, ShardLocalKind.Dedup)
+
+export function decodeDedupKey(storageKey: Uint8Array): {
+  readonly shardId: ShardId
+  readonly clientId: string
+} {
+  const r = new ByteReader(storageKey, 0, 'dedup key')
+  assert(r.u8() === KeySpace.ShardLocal, 'corrupt dedup key')
+  const shardId = r.u32() as ShardId
+  assert(r.u8() === ShardLocalKind.Dedup, 'corrupt dedup key')
+  let clientId: string
+  try {
+    clientId = decoder.decode(r.rest())
+  } catch {
+    assert(false, 'corrupt dedup key: client id is not UTF-8')
+  }
+  return { shardId, clientId }
+}
+
+// ---- node-local meta ----
+
+export function metaKey(name: string): Uint8Array {
+  assert(name.length > 0, 'empty meta key name')
+  return concatBytes(Uint8Array.of(KeySpace.Meta), encoder.encode(name))
+}
+
+export function metaRange(): KeyRange {
+  return { gte: Uint8Array.of(KeySpace.Meta), lt: Uint8Array.of(KeySpace.Meta + 1) }
+}
+
+/** True when `storageKey` lies in `space`. */
+export function inKeySpace(storageKey: Uint8Array, space: KeySpace): boolean {
+  return startsWith(storageKey, Uint8Array.of(space))
+}

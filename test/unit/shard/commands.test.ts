@@ -1,0 +1,61 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { AssertionError } from '../../../src/common/index.ts'
+import { decodeCommand, encodeCommand, type Command } from '../../../src/shard/commands.ts'
+
+const key = fc.uint8Array({ minLength: 1, maxLength: 20 })
+const expected = fc.option(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { nil: undefined })
+const tag = fc.option(
+  fc.record({
+    clientId: fc.string({ minLength: 1, maxLength: 20, unit: 'grapheme' }),
+    seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  }),
+  { nil: undefined },
+)
+const withOpt = <T extends object>(base: T, extra: Record<string, unknown>): T => {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) }
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) out[k] = v
+  return out as T
+}
+const putOp = fc
+  .tuple(key, fc.uint8Array({ maxLength: 40 }), expected)
+  .map(([k, v, e]) => withOpt({ kind: 'put' as const, key: k, value: v }, { expectedVersion: e }))
+const deleteOp = fc
+  .tuple(key, expected)
+  .map(([k, e]) => withOpt({ kind: 'delete' as const, key: k }, { expectedVersion: e }))
+const command: fc.Arbitrary<Command> = fc.oneof(
+  fc.tuple(putOp, tag).map(([op, t]) => withOpt<Command>(op, { tag: t })),
+  fc.tuple(deleteOp, tag).map(([op, t]) => withOpt<Command>(op, { tag: t })),
+  fc
+    .tuple(fc.array(fc.oneof(putOp, deleteOp), { minLength: 1, maxLength: 5 }), tag)
+    .map(([ops, t]) => withOpt<Command>({ kind: 'batch', ops }, { tag: t })),
+)
+
+describe('shard/commands', () => {
+  it('round-trips every command', () => {
+    fc.assert(
+      fc.property(command, (c) => {
+        expect(decodeCommand(encodeCommand(c))).toEqual(c)
+      }),
+    )
+  })
+
+  it('starts with its format byte', () => {
+    expect(encodeCommand({ kind: 'delete', key: Uint8Array.of(1) })[0]).toBe(1)
+  })
+
+  it('fails stop on corrupt bytes', () => {
+    const good = encodeCommand({
+      kind: 'put',
+      key: Uint8Array.of(1),
+      value: Uint8Array.of(2),
+      tag: { clientId: 'c', seq: 1 },
+    })
+    expect(() => decodeCommand(Uint8Array.of(2, ...good.subarray(1)))).toThrow(AssertionError)
+    expect(() => decodeCommand(good.subarray(0, good.length - 1))).toThrow(AssertionError)
+    expect(() => decodeCommand(Uint8Array.of(...good, 0))).toThrow(AssertionError)
+    const badKind = good.slice()
+    badKind[1] = 9
+    expect(() => decodeCommand(badKind)).toThrow(AssertionError)
+  })
+})

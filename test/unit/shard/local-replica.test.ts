@@ -1,0 +1,373 @@
+import { describe, expect, it } from 'vitest'
+import {
+  ErrorCode,
+  KvError,
+  LogIndex,
+  isKvErrorWithCode,
+  limits,
+  tightenLimits,
+} from '../../../src/common/index.ts'
+import { DeadlineError } from '../../../src/common/clock.ts'
+import {
+  ReadLevel,
+  WriteLevel,
+  type Replica,
+  type ScanEntry,
+  type ScanPosition,
+} from '../../../src/shard/index.ts'
+import { MemoryEngine } from '../../../src/storage/index.ts'
+import { CountingEngine, bytes, nodeId, openTestReplica, shardId, testHasher, text } from './helpers.ts'
+
+const W = { level: WriteLevel.Majority } as const
+const R = { level: ReadLevel.Linearizable } as const
+
+async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
+  try {
+    await (typeof promise === 'function' ? promise() : promise)
+  } catch (err) {
+    if (err instanceof KvError) return err.code
+    throw err
+  }
+  return undefined
+}
+
+async function collect(stream: AsyncIterable<ScanEntry>): Promise<ScanEntry[]> {
+  const out: ScanEntry[] = []
+  for await (const e of stream) out.push(e)
+  return out
+}
+
+describe('shard/local-replica', () => {
+  it('puts, gets, deletes with versions and receipts', async () => {
+    const r = await openTestReplica()
+    const { version, receipt } = await r.put(bytes('a'), bytes('1'), W)
+    expect(version).toBe(1)
+    expect(receipt).toEqual({ nodeId, shardId, appliedIndex: 1, level: 'majority', stalenessMs: 0 })
+    const got = await r.get(bytes('a'), { level: ReadLevel.Eventual })
+    expect(got.found && text(got.found.value)).toBe('1')
+    expect(got.found).toMatchObject({ version: 1, createVersion: 1 })
+    expect(got.receipt).toMatchObject({ appliedIndex: 1, level: 'eventual', stalenessMs: 0 })
+    await r.put(bytes('a'), bytes('2'), { level: WriteLevel.Leader })
+    expect((await r.get(bytes('a'), R)).found).toMatchObject({ version: 2, createVersion: 1 })
+    expect((await r.delete(bytes('a'), W)).deleted).toBe(true)
+    expect((await r.delete(bytes('a'), W)).deleted).toBe(false)
+    expect((await r.get(bytes('a'), R)).found).toBeNull()
+    expect(r.status()).toMatchObject({ appliedIndex: 4, role: 'single' })
+    const many = await r.getMany([bytes('a'), bytes('zz')], R)
+    expect(many.found).toEqual([null, null])
+    await r.close()
+  })
+
+  it('serves every read level on one node, and checks session tokens', async () => {
+    const r = await openTestReplica()
+    await r.put(bytes('k'), bytes('v'), W)
+    for (const level of Object.values(ReadLevel)) {
+      const opts =
+        level === ReadLevel.Session
+          ? { level, sessionIndex: LogIndex(1) }
+          : level === ReadLevel.Bounded
+            ? { level, stalenessMsMax: 0 }
+            : { level }
+      const { receipt } = await r.get(bytes('k'), opts)
+      expect(receipt.level).toBe(level)
+      expect(receipt.stalenessMs).toBe(0)
+    }
+    expect(await codeOf(r.get(bytes('k'), { level: ReadLevel.Session, sessionIndex: LogIndex(5) }))).toBe(
+      ErrorCode.SessionBehind,
+    )
+    expect(await codeOf(r.get(bytes('k'), { level: ReadLevel.Session }))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(r.get(bytes('k'), { level: ReadLevel.Bounded }))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(r.get(bytes('k'), { level: 'strong' as ReadLevel }))).toBe(ErrorCode.InvalidArgument)
+  })
+
+  it('turns CAS mismatches into VERSION_MISMATCH with the current version', async () => {
+    const r = await openTestReplica()
+    await r.put(bytes('a'), bytes('1'), { ...W, expectedVersion: 0 })
+    const err = await r.put(bytes('a'), bytes('2'), { ...W, expectedVersion: 0 }).catch((e: unknown) => e)
+    expect(isKvErrorWithCode(err, ErrorCode.VersionMismatch)).toBe(true)
+    expect((err as KvError).details?.currentVersion).toBe(1)
+    const batchErr = await r
+      .batch(
+        [
+          { kind: 'put', key: bytes('b'), value: bytes('x') },
+          { kind: 'delete', key: bytes('a'), expectedVersion: 9 },
+        ],
+        W,
+      )
+      .catch((e: unknown) => e)
+    expect((batchErr as KvError).code).toBe(ErrorCode.VersionMismatch)
+    expect((batchErr as KvError).details?.currentVersion).toBe(1)
+    expect((await r.get(bytes('b'), R)).found).toBeNull()
+    const ok = await r.batch(
+      [
+        { kind: 'put', key: bytes('b'), value: bytes('x'), expectedVersion: 0 },
+        { kind: 'delete', key: bytes('a'), expectedVersion: 1 },
+      ],
+      W,
+    )
+    expect(ok.results).toEqual([
+      { kind: 'put', version: 4 },
+      { kind: 'delete', deleted: true },
+    ])
+  })
+
+  it('group-commits: 64 concurrent puts cost one fsync', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    const answers = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => r.put(bytes(`k${i}`), bytes(`v${i}`), W)),
+    )
+    expect(engine.syncs).toBe(1)
+    expect(engine.writes).toBe(1)
+    expect(answers.map((a) => a.version).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 64 }, (_, i) => i + 1),
+    )
+    expect(answers.every((a) => a.receipt.appliedIndex === 64)).toBe(true)
+  })
+
+  it('group-commits writes that arrive while a write is in flight into the next batch', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    engine.hold()
+    const first = r.put(bytes('first'), bytes('1'), W)
+    await new Promise((resolve) => queueMicrotask(() => resolve(undefined)))
+    await Promise.resolve()
+    const rest = Array.from({ length: 200 }, (_, i) => r.put(bytes(`k${i}`), bytes('v'), W))
+    engine.release()
+    await Promise.all([first, ...rest])
+    expect(engine.syncs).toBeLessThanOrEqual(3)
+    expect(engine.batchSizes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(201)
+  })
+
+  it('bounds a group by groupCommitCommandsMax', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine, { limits: tightenLimits({ groupCommitCommandsMax: 10 }) })
+    await Promise.all(Array.from({ length: 35 }, (_, i) => r.put(bytes(`k${i}`), bytes('v'), W)))
+    expect(engine.syncs).toBe(4)
+  })
+
+  it('answers OVERLOADED when the write queue is full', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine, {
+      limits: tightenLimits({ replicaWriteQueueMax: 8, groupCommitCommandsMax: 8 }),
+    })
+    engine.hold()
+    const inFlight = r.put(bytes('x'), bytes('1'), W) // taken by the loop, parked in write
+    await new Promise((resolve) => queueMicrotask(() => resolve(undefined)))
+    await Promise.resolve()
+    await Promise.resolve()
+    const queued = Array.from({ length: 8 }, (_, i) => r.put(bytes(`q${i}`), bytes('v'), W))
+    expect(r.status().queuedWrites).toBe(8)
+    expect(await codeOf(r.put(bytes('over'), bytes('v'), W))).toBe(ErrorCode.Overloaded)
+    engine.release()
+    await Promise.all([inFlight, ...queued])
+    expect((await r.put(bytes('after'), bytes('v'), W)).version).toBe(10)
+  })
+
+  it('validates input itself: empty key, oversized key and value, bad options', async () => {
+    const r = await openTestReplica()
+    const big = new Uint8Array(limits.keyBytesMax + 1)
+    expect(await codeOf(r.put(new Uint8Array(), bytes('v'), W))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(r.put(big, bytes('v'), W))).toBe(ErrorCode.KeyTooLarge)
+    expect(await codeOf(r.put(bytes('k'), new Uint8Array(limits.valueBytesMax + 1), W))).toBe(
+      ErrorCode.ValueTooLarge,
+    )
+    expect(await codeOf(r.get(big, R))).toBe(ErrorCode.KeyTooLarge)
+    expect(await codeOf(r.get(new Uint8Array(), R))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(r.getMany([bytes('a'), new Uint8Array()], R))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(r.delete(big, W))).toBe(ErrorCode.KeyTooLarge)
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, expectedVersion: -1 }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, expectedVersion: 1.5 }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { level: 'quorum' as WriteLevel }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'c' }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: '', seq: 1 }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'x'.repeat(200), seq: 1 }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(await codeOf(r.batch([], W))).toBe(ErrorCode.InvalidArgument)
+    expect(
+      await codeOf(
+        r.batch(
+          Array.from({ length: limits.batchOpsMax + 1 }, () => ({
+            kind: 'delete' as const,
+            key: bytes('k'),
+          })),
+          W,
+        ),
+      ),
+    ).toBe(ErrorCode.InvalidArgument)
+    expect(
+      await codeOf(
+        r.batch([{ kind: 'put', key: bytes('k'), value: new Uint8Array(limits.valueBytesMax + 1) }], W),
+      ),
+    ).toBe(ErrorCode.ValueTooLarge)
+    expect(await codeOf(() => r.scan({ prefix: bytes(''), limit: 0 }, R))).toBe(ErrorCode.InvalidArgument)
+    expect(await codeOf(() => r.scan({ prefix: bytes(''), limit: limits.scanLimitMax + 1 }, R))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+    expect(
+      await codeOf(() => r.scan({ prefix: bytes(''), limit: 1, after: { hash: -1n, key: bytes('a') } }, R)),
+    ).toBe(ErrorCode.InvalidArgument)
+    expect(r.status().appliedIndex).toBe(0)
+  })
+
+  it('honours an aborted signal before queueing: CANCELLED, or DEADLINE_EXCEEDED for a deadline', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    const cancelled = new AbortController()
+    cancelled.abort()
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, signal: cancelled.signal }))).toBe(
+      ErrorCode.Cancelled,
+    )
+    expect(await codeOf(r.get(bytes('k'), { ...R, signal: cancelled.signal }))).toBe(ErrorCode.Cancelled)
+    const deadline = new AbortController()
+    deadline.abort(new DeadlineError())
+    expect(await codeOf(r.delete(bytes('k'), { ...W, signal: deadline.signal }))).toBe(
+      ErrorCode.DeadlineExceeded,
+    )
+    expect(engine.writes).toBe(0)
+    // Once queued, a write completes even if its signal aborts.
+    const late = new AbortController()
+    const writing = r.put(bytes('k'), bytes('v'), { ...W, signal: late.signal })
+    late.abort()
+    expect((await writing).version).toBe(1)
+  })
+
+  it('applies a tagged write once and returns the original result to a retry', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    const tag = { clientId: 'sdk-1', seq: 1 }
+    const first = await r.put(bytes('a'), bytes('1'), { ...W, ...tag })
+    await r.put(bytes('a'), bytes('2'), W)
+    const retry = await r.put(bytes('a'), bytes('1'), { ...W, ...tag })
+    expect(retry.version).toBe(first.version)
+    expect(retry.receipt.appliedIndex).toBe(3)
+    expect(text((await r.get(bytes('a'), R)).found?.value ?? new Uint8Array())).toBe('2')
+    // The same seq used for a different kind of write is refused.
+    expect(await codeOf(r.delete(bytes('a'), { ...W, ...tag }))).toBe(ErrorCode.InvalidArgument)
+    // A seq older than the last one is refused too.
+    await r.batch([{ kind: 'delete', key: bytes('zz') }], { ...W, clientId: 'sdk-1', seq: 5 })
+    expect(await codeOf(r.put(bytes('a'), bytes('x'), { ...W, clientId: 'sdk-1', seq: 4 }))).toBe(
+      ErrorCode.InvalidArgument,
+    )
+  })
+
+  it('survives a crash: applied index and dedup table come back with the data', async () => {
+    const memory = new MemoryEngine()
+    const r = await openTestReplica(memory)
+    await r.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1 })
+    await r.put(bytes('b'), bytes('2'), W)
+    const after = memory.crash() // everything acknowledged was synced
+    const r2 = await openTestReplica(after)
+    expect(r2.status().appliedIndex).toBe(2)
+    expect((await r2.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1 })).version).toBe(1)
+    expect((await r2.put(bytes('c'), bytes('3'), W)).version).toBe(4)
+  })
+
+  it('scans by prefix in hash order, resumes strictly after a position, and stops at the limit', async () => {
+    const r = await openTestReplica()
+    for (let i = 0; i < 40; i++) await r.put(bytes(`user:${i}`), bytes(`u${i}`), W)
+    for (let i = 0; i < 10; i++) await r.put(bytes(`order:${i}`), bytes(`o${i}`), W)
+    const all = await collect(r.scan({ prefix: bytes('user:'), limit: 1000 }, R))
+    expect(all).toHaveLength(40)
+    const hashes = all.map((e) => e.position.hash)
+    expect([...hashes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(hashes)
+    const hasher = await testHasher()
+    for (const e of all) expect(e.position.hash).toBe(hasher.hash64(e.key))
+    // Page through with limit + after.
+    const paged: ScanEntry[] = []
+    let after: ScanPosition | undefined
+    for (;;) {
+      const page = await collect(
+        r.scan(
+          after === undefined
+            ? { prefix: bytes('user:'), limit: 7 }
+            : { prefix: bytes('user:'), limit: 7, after },
+          R,
+        ),
+      )
+      paged.push(...page)
+      if (page.length < 7) break
+      after = page.at(-1)?.position
+    }
+    expect(paged.map((e) => text(e.key))).toEqual(all.map((e) => text(e.key)))
+    // The empty prefix matches everything; the receipt describes the view.
+    const stream = r.scan({ prefix: new Uint8Array(), limit: 100 }, { level: ReadLevel.Eventual })
+    expect(stream.receipt).toMatchObject({ appliedIndex: 50, level: 'eventual' })
+    expect(await collect(stream)).toHaveLength(50)
+  })
+
+  it('scans from the view at call time', async () => {
+    const r = await openTestReplica()
+    await r.put(bytes('p:1'), bytes('old'), W)
+    const stream = r.scan({ prefix: bytes('p:'), limit: 10 }, R)
+    await r.put(bytes('p:1'), bytes('new'), W)
+    await r.put(bytes('p:2'), bytes('new'), W)
+    const entries = await collect(stream)
+    expect(entries.map((e) => text(e.value.value))).toEqual(['old'])
+  })
+
+  it('refuses keys outside its hash range with WRONG_SHARD', async () => {
+    const hasher = await testHasher()
+    const half = 1n << 63n
+    const r = await openTestReplica(new MemoryEngine(), { hashRange: { start: 0n, end: half } })
+    let inside = 0
+    let outside = 0
+    for (let i = 0; i < 20; i++) {
+      const key = bytes(`key-${i}`)
+      const mine = hasher.hash64(key) < half
+      const code = await codeOf(r.put(key, bytes('v'), W))
+      if (mine) {
+        expect(code).toBeUndefined()
+        inside++
+      } else {
+        expect(code).toBe(ErrorCode.WrongShard)
+        outside++
+      }
+    }
+    expect(inside).toBeGreaterThan(0)
+    expect(outside).toBeGreaterThan(0)
+    expect(await collect(r.scan({ prefix: new Uint8Array(), limit: 100 }, R))).toHaveLength(inside)
+  })
+
+  it('drains the queue on close, then refuses work', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    engine.hold()
+    const writes = Array.from({ length: 5 }, (_, i) => r.put(bytes(`k${i}`), bytes('v'), W))
+    const closing = r.close()
+    expect(await codeOf(r.put(bytes('late'), bytes('v'), W))).toBe(ErrorCode.Unavailable)
+    engine.release()
+    await closing
+    expect((await Promise.all(writes)).map((w) => w.version).sort()).toEqual([1, 2, 3, 4, 5])
+    expect(await codeOf(r.get(bytes('k1'), R))).toBe(ErrorCode.Unavailable)
+    await r.close()
+  })
+
+  it('stops on a storage failure: waiting writes fail INTERNAL and onFatal is called', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const fatal: unknown[] = []
+    const r: Replica = await openTestReplica(engine, { onFatal: (err) => fatal.push(err) })
+    await r.put(bytes('ok'), bytes('v'), W)
+    engine.failNextWrite = new Error('EIO')
+    const results = await Promise.allSettled([
+      r.put(bytes('a'), bytes('1'), W),
+      r.put(bytes('b'), bytes('2'), W),
+    ])
+    expect(results.map((x) => x.status)).toEqual(['rejected', 'rejected'])
+    expect(fatal).toHaveLength(1)
+    expect(await codeOf(r.put(bytes('c'), bytes('3'), W))).toBe(ErrorCode.Internal)
+    expect(await codeOf(r.get(bytes('ok'), R))).toBe(ErrorCode.Internal)
+    await r.close()
+  })
+})

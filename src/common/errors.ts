@@ -67,10 +67,21 @@ export type RetryPolicy = (typeof RetryPolicy)[keyof typeof RetryPolicy]
  * apply it twice even without the dedup table.
  */
 export const errorCodeTable: Readonly<
-  Record<ErrorCode, { readonly status: GrpcStatus; readonly retry: RetryPolicy; readonly writeNotApplied: boolean }>
+  Record<
+    ErrorCode,
+    { readonly status: GrpcStatus; readonly retry: RetryPolicy; readonly writeNotApplied: boolean }
+  >
 > = {
-  NOT_LEADER: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.RefreshRoute, writeNotApplied: true },
-  WRONG_SHARD: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.RefreshRoute, writeNotApplied: true },
+  NOT_LEADER: {
+    status: GrpcStatus.FAILED_PRECONDITION,
+    retry: RetryPolicy.RefreshRoute,
+    writeNotApplied: true,
+  },
+  WRONG_SHARD: {
+    status: GrpcStatus.FAILED_PRECONDITION,
+    retry: RetryPolicy.RefreshRoute,
+    writeNotApplied: true,
+  },
   NO_QUORUM: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: false },
   PROPOSAL_DROPPED: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: false },
   SHARD_MOVING: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: true },
@@ -82,7 +93,11 @@ export const errorCodeTable: Readonly<
     writeNotApplied: true,
   },
   OVERLOADED: { status: GrpcStatus.RESOURCE_EXHAUSTED, retry: RetryPolicy.Backoff, writeNotApplied: true },
-  DEADLINE_EXCEEDED: { status: GrpcStatus.DEADLINE_EXCEEDED, retry: RetryPolicy.Never, writeNotApplied: false },
+  DEADLINE_EXCEEDED: {
+    status: GrpcStatus.DEADLINE_EXCEEDED,
+    retry: RetryPolicy.Never,
+    writeNotApplied: false,
+  },
   CANCELLED: { status: GrpcStatus.CANCELLED, retry: RetryPolicy.Never, writeNotApplied: false },
   VERSION_MISMATCH: { status: GrpcStatus.ABORTED, retry: RetryPolicy.Never, writeNotApplied: true },
   INVALID_ARGUMENT: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
@@ -119,7 +134,10 @@ export class KvError extends Error {
 }
 
 export function isKvError(err: unknown): err is KvError {
-  return err instanceof KvError || (err instanceof Error && err.name === 'KvError' && isErrorCode((err as KvError).code))
+  return (
+    err instanceof KvError ||
+    (err instanceof Error && err.name === 'KvError' && isErrorCode((err as KvError).code))
+  )
 }
 
 export function isKvErrorWithCode(err: unknown, code: ErrorCode): err is KvError {

@@ -78,7 +78,9 @@ assert(limits.batchBytesMax < limits.grpcMessageBytesMax)
 assert(limits.batchBytesMax >= limits.keyBytesMax + limits.valueBytesMax)
 assert(
   limits.proposalBytesMax >=
-    limits.batchBytesMax + limits.batchOpsMax * limits.commandOpEnvelopeBytesMax + limits.commandEnvelopeBytesMax,
+    limits.batchBytesMax +
+      limits.batchOpsMax * limits.commandOpEnvelopeBytesMax +
+      limits.commandEnvelopeBytesMax,
 )
 assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + 64)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)

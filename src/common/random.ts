@@ -54,7 +54,8 @@ export class SeededRandom implements Random {
   }
 
   int(maxExclusive: number): number {
-    if (!(Number.isSafeInteger(maxExclusive) && maxExclusive > 0)) throw new RangeError(`int(${maxExclusive})`)
+    if (!(Number.isSafeInteger(maxExclusive) && maxExclusive > 0))
+      throw new RangeError(`int(${maxExclusive})`)
     if (maxExclusive <= 0x1_0000_0000) return Math.floor((this.nextUint32() / 0x1_0000_0000) * maxExclusive)
     const hi = this.nextUint32() * 0x1_0000_0000 + this.nextUint32()
     return hi % maxExclusive

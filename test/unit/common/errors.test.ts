@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { ErrorCode, GrpcStatus, KvError, errorCodeTable, isErrorCode, isKvError, isKvErrorWithCode } from '../../../src/common/index.ts'
+import {
+  ErrorCode,
+  GrpcStatus,
+  KvError,
+  errorCodeTable,
+  isErrorCode,
+  isKvError,
+  isKvErrorWithCode,
+} from '../../../src/common/index.ts'
 
 describe('common/errors', () => {
   it('maps every error code to a gRPC status and a retry policy', () => {

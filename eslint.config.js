@@ -71,7 +71,10 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', 'fs', 'net', 'os', 'crypto', 'timers', 'worker_threads'], message: 'Pure room.' },
+            {
+              group: ['node:*', 'fs', 'net', 'os', 'crypto', 'timers', 'worker_threads'],
+              message: 'Pure room.',
+            },
             { group: ['pino', '**/storage/**', '**/node/**', '**/server/**'], message: 'Pure room.' },
           ],
         },

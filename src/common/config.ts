@@ -312,6 +312,9 @@ function checkLimitRelations(l: Limits): void {
       'requestDeadlineMsMax',
       'requestDeadlineMsDefault',
     ],
+    [l.replicaWriteQueueMax >= l.groupCommitCommandsMax, 'replicaWriteQueueMax', 'groupCommitCommandsMax'],
+    [l.groupCommitBytesMax >= l.proposalBytesMax, 'groupCommitBytesMax', 'proposalBytesMax'],
+    [l.exportChunkBytes >= l.keyBytesMax, 'exportChunkBytes', 'keyBytesMax'],
   ]
   for (const [ok, name, other] of rules)
     if (!ok) throw invalid(`limits.${name}`, `limit ${name} (${l[name]}) must stay at least ${other}`)

@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// kvctl: the ringkv command-line client. Runs the compiled CLI (npm run build), no TypeScript loader.
+import { main } from '../dist/src/cli/main.js'
+
+const code = await main(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+  env: process.env,
+})
+// Let stdout drain before exiting (a pipe may still hold the output).
+process.exitCode = code

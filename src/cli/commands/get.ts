@@ -1,0 +1,55 @@
+import { ErrorCode, KvError } from '../../common/errors.ts'
+import { ExitCode } from '../exit-codes.ts'
+import { cellBytes, encodeBytes, errorText, json, receiptJson, receiptLine, table } from '../output.ts'
+import type { CommandSpec } from './command.ts'
+
+/** `kvctl get KEY`: exit code 5 when the key does not exist. */
+export const getCommand: CommandSpec = {
+  name: 'get',
+  arguments: '<key>',
+  summary: 'read a value (exit code 5 when the key does not exist)',
+  kind: 'read',
+  examples: ['kvctl get greeting', 'kvctl get greeting --consistency eventual -o json'],
+  async run(ctx, args) {
+    const [key] = args as [string]
+    const res = await ctx.client.get(key, ctx.readOptions())
+    const k = encodeBytes(res.key)
+    if (!res.found || res.value === null) {
+      // Not an error of the call (the receipt says who looked), but a distinct outcome for scripts.
+      const notFound = new KvError(ErrorCode.NotFound, `key '${key}' not found`)
+      if (ctx.format === 'json') {
+        ctx.io.stderr.write(
+          `${JSON.stringify({ error: { code: notFound.code, message: notFound.message, key: k.text, keyEncoding: k.encoding, receipt: receiptJson(res.receipt) } })}\n`,
+        )
+      } else {
+        ctx.io.stderr.write(`${errorText({ code: notFound.code, message: notFound.message }, 'table')}\n`)
+      }
+      return ExitCode.NotFound
+    }
+    if (ctx.format === 'json') {
+      const v = encodeBytes(res.value)
+      ctx.print(
+        json({
+          key: k.text,
+          keyEncoding: k.encoding,
+          found: true,
+          value: v.text,
+          valueEncoding: v.encoding,
+          version: res.version,
+          createVersion: res.createVersion,
+          receipt: receiptJson(res.receipt),
+        }),
+      )
+    } else {
+      ctx.print(
+        table([
+          ['key', cellBytes(res.key)],
+          ['value', cellBytes(res.value)],
+          ['version', `${res.version} (created ${res.createVersion})`],
+          ['served', receiptLine(res.receipt)],
+        ]),
+      )
+    }
+    return ExitCode.Ok
+  },
+}

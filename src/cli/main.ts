@@ -1,0 +1,156 @@
+/**
+ * kvctl: the operator and developer CLI over the public API (ARCHITECTURE.md section 1).
+ *
+ * `main(argv, io)` runs one invocation with injected I/O and resolves with the exit code; it
+ * never calls process.exit and never prints a stack. bin/kvctl.js wires it to the process.
+ *
+ * @example
+ * $ kvctl --endpoints 127.0.0.1:7001 put greeting hello
+ * $ kvctl get greeting --consistency eventual -o json
+ */
+import { Command, CommanderError, Option } from 'commander'
+import { writeConsistencies, readConsistencies } from '../client/types.ts'
+import { delCommand } from './commands/del.ts'
+import { getCommand } from './commands/get.ts'
+import { putCommand } from './commands/put.ts'
+import { scanCommand } from './commands/scan.ts'
+import { statusCommand } from './commands/status.ts'
+import { parsePositive, type CommandSpec } from './commands/command.ts'
+import { CliContext, endpointsDefault, usageError, type CliIo, type GlobalOptions } from './context.ts'
+import { ExitCode, exitCodeForError, exitCodesHelp } from './exit-codes.ts'
+import { errorText, errorView, outputFormats, type OutputFormat } from './output.ts'
+
+export type { CliIo } from './context.ts'
+
+/** The command table. */
+export const commands: readonly CommandSpec[] = [
+  putCommand,
+  getCommand,
+  delCommand,
+  scanCommand,
+  statusCommand,
+]
+
+/** Runs kvctl with `argv` (without node and the script path) and resolves with the exit code. */
+export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode> {
+  let exitCode: ExitCode = ExitCode.Ok
+  let jsonErrors = false
+  const program = buildProgram(io, {
+    setExitCode: (code) => (exitCode = code),
+    setJsonErrors: (json) => (jsonErrors = json),
+  })
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return exitCode
+  } catch (err) {
+    if (err instanceof CommanderError) return exitCodeForCommander(err)
+    io.stderr.write(`${errorText(errorView(err), jsonErrors ? 'json' : 'table')}\n`)
+    return exitCodeForError(err, 'read')
+  }
+}
+
+function exitCodeForCommander(err: CommanderError): ExitCode {
+  switch (err.code) {
+    case 'commander.helpDisplayed':
+    case 'commander.version':
+      return ExitCode.Ok
+    default:
+      // Usage errors, and `kvctl` without a command (help shown on stderr).
+      return ExitCode.Usage
+  }
+}
+
+interface ProgramHooks {
+  setExitCode(code: ExitCode): void
+  setJsonErrors(json: boolean): void
+}
+
+function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
+  const program = new Command('kvctl')
+  program
+    .description('ringkv command-line client: read and write keys, inspect nodes')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      // One line, in the same form as every other error.
+      outputError: (s, write) =>
+        write(
+          `${errorText({ code: 'USAGE', message: `${s.replace(/^error:\s*/i, '').trim()} (see kvctl --help)` }, 'table')}\n`,
+        ),
+    })
+    .addOption(
+      new Option(
+        '--endpoints <list>',
+        `comma-separated host:port of kvd nodes [env KVCTL_ENDPOINTS]`,
+      ).default(undefined, endpointsDefault),
+    )
+    .addOption(
+      new Option(
+        '-o, --output <format>',
+        'table or json (default: table on a terminal, json otherwise)',
+      ).choices(outputFormats),
+    )
+    .addOption(
+      new Option(
+        '--consistency <level>',
+        `reads: ${readConsistencies.join('|')} (default linearizable); writes: ${writeConsistencies.join('|')} (default majority)`,
+      ),
+    )
+    .addOption(
+      new Option('--max-staleness-ms <ms>', 'bound for bounded reads (implies bounded)').argParser(
+        parsePositive,
+      ),
+    )
+    .addOption(
+      new Option('--deadline-ms <ms>', 'time budget of the call, retries included').argParser(parsePositive),
+    )
+    .addHelpText('after', `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n`)
+    .showSuggestionAfterError(true)
+
+  for (const spec of commands) {
+    const command = program.command([spec.name, spec.arguments].filter((s) => s !== '').join(' '))
+    command.description(spec.summary)
+    for (const alias of spec.aliases ?? []) command.alias(alias)
+    for (const option of spec.options ?? []) command.addOption(option)
+    if (spec.examples !== undefined) {
+      command.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}\n`)
+    }
+    command.action(async (...actionArgs: unknown[]) => {
+      const self = actionArgs[actionArgs.length - 1] as Command
+      const args = self.args
+      const globals = globalOptions(self.optsWithGlobals(), io)
+      hooks.setJsonErrors(globals.output === 'json')
+      const ctx = new CliContext(io, globals)
+      try {
+        hooks.setExitCode(await spec.run(ctx, args, self.opts()))
+      } catch (err) {
+        io.stderr.write(`${errorText(errorView(err), ctx.format)}\n`)
+        hooks.setExitCode(exitCodeForError(err, spec.kind))
+      } finally {
+        ctx.close()
+      }
+    })
+  }
+  return program
+}
+
+function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions {
+  const raw = (opts['endpoints'] as string | undefined) ?? io.env['KVCTL_ENDPOINTS'] ?? endpointsDefault
+  const endpoints = raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '')
+  if (endpoints.length === 0) throw usageError('--endpoints needs at least one host:port')
+  for (const e of endpoints) {
+    if (!/^[^\s/]+:\d+$/.test(e)) throw usageError(`bad endpoint '${e}': expected host:port`)
+  }
+  const output = (opts['output'] as OutputFormat | undefined) ?? (io.stdout.isTTY === true ? 'table' : 'json')
+  return {
+    endpoints,
+    output,
+    consistency: opts['consistency'] as string | undefined,
+    maxStalenessMs: opts['maxStalenessMs'] as number | undefined,
+    deadlineMs: opts['deadlineMs'] as number | undefined,
+  }
+}

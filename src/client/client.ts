@@ -1,0 +1,693 @@
+/**
+ * KvClient: the SDK over the public KvService and AdminService (kv.proto, admin.proto). It adds
+ * what an application should not have to write: the consistency dial with client and per-call
+ * defaults, session tokens, retries that are safe for writes (client id + seq, exactly-once via
+ * the server's dedup table), deadlines sent as gRPC deadlines, endpoint failover, and a scan that
+ * resumes from its cursor when a stream breaks.
+ */
+import { setMaxListeners } from 'node:events'
+import { Metadata, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall } from '@grpc/grpc-js'
+import type { Clock } from '../common/clock.ts'
+import { SystemClock } from '../common/clock-system.ts'
+import { ErrorCode, KvError, type ErrorDetails } from '../common/errors.ts'
+import { isSafeUint } from '../common/ids.ts'
+import { limits } from '../common/limits.ts'
+import type { Random } from '../common/random.ts'
+import { SystemRandom } from '../common/random-system.ts'
+import type { NodeStatus as WireNodeStatus, StatusResponse } from '../gen/ringkv/v1/admin.ts'
+import type {
+  BatchGetResponse,
+  BatchOp as WireBatchOp,
+  BatchResponse,
+  DeleteResponse,
+  GetResponse,
+  PutResponse,
+  Receipt as WireReceipt,
+  ReadOptions as WireReadOptions,
+  WriteOptions as WireWriteOptions,
+} from '../gen/ringkv/v1/kv.ts'
+import { fromWire, toBytes, toWire, utf8, type Bytes } from './codec.ts'
+import { consistencyFromWire, readConsistencyToWire, writeConsistencyToWire } from './consistency.ts'
+import { EndpointPool } from './endpoints.ts'
+import { WriteLanes, clientIdBytesMax } from './lanes.ts'
+import {
+  resolveRetryConfig,
+  withRetries,
+  type Attempt,
+  type RetryConfig,
+  type RetryInit,
+  type RetryRoute,
+} from './retry.ts'
+import { KvScan, type ScanContext } from './scan.ts'
+import { SessionTracker, type SessionToken } from './session.ts'
+import type {
+  BatchOp,
+  BatchOpResult,
+  BatchResult,
+  CallOptions,
+  DeleteOptions,
+  DeleteResult,
+  GetManyEntry,
+  GetManyResult,
+  GetResult,
+  NodeStatus,
+  PutOptions,
+  PutResult,
+  ReadConsistency,
+  ReadOptions,
+  Receipt,
+  ScanOptions,
+  StatusOptions,
+  StatusResult,
+  WriteConsistency,
+  WriteOptions,
+} from './types.ts'
+
+/** User-tunable settings of a KvClient. */
+export interface KvClientInit {
+  /** Addresses `host:port` of kvd nodes; calls go to one and fail over to the next. */
+  readonly endpoints: readonly string[]
+  /** Defaults for calls that do not choose. Reads: 'linearizable'; writes: 'majority'. */
+  readonly consistency?: {
+    readonly read?: ReadConsistency
+    readonly write?: WriteConsistency
+    /** Default bound for 'bounded' reads. */
+    readonly maxStalenessMs?: number
+  }
+  /** Default budget of a call, retries included. Default limits.requestDeadlineMsDefault. */
+  readonly deadlineMs?: number
+  readonly retry?: RetryInit
+  /** Identifies this client's writes to the dedup table. Default: 128 random bits. */
+  readonly clientId?: string
+  /**
+   * Tag writes with client id + seq so that retries are exactly-once (default true). When false,
+   * a write is retried only after an error that proves it did not apply.
+   */
+  readonly dedup?: boolean
+  /** Extra grpc-js channel options (the SDK's defaults set message sizes from limits). */
+  readonly channelOptions?: ChannelOptions
+}
+
+/** Injected dependencies (STYLE.md 7.3 XInit/XComponents). */
+export interface KvClientComponents {
+  readonly clock?: Clock
+  readonly random?: Random
+  readonly credentials?: ChannelCredentials
+}
+
+export interface SessionInit {
+  /** Resume a session from a token saved earlier (`session.token()`). */
+  readonly token?: SessionToken
+  /** The session's default read level. Default 'session'. */
+  readonly read?: ReadConsistency
+}
+
+/** What the client and its sessions share. */
+interface ClientCore {
+  readonly pool: EndpointPool
+  readonly clock: Clock
+  readonly random: Random
+  readonly retry: RetryConfig
+  readonly deadlineMs: number
+  readonly clientId: string
+  readonly dedup: boolean
+  readonly defaults: {
+    readonly read: ReadConsistency
+    readonly write: WriteConsistency
+    readonly maxStalenessMs: number
+  }
+  /** Aborted by close(): every call in flight ends with CANCELLED. */
+  readonly closing: AbortController
+  /** Dedup identities for writes in flight (lanes.ts). */
+  readonly lanes: WriteLanes
+}
+
+/**
+ * The data operations, shared by KvClient and KvSession; each instance folds every receipt it
+ * sees into its own session tracker.
+ */
+abstract class KvOperations {
+  protected readonly core: ClientCore
+  protected readonly tracker: SessionTracker
+  private readonly defaultRead: ReadConsistency
+
+  protected constructor(core: ClientCore, tracker: SessionTracker, defaultRead: ReadConsistency) {
+    this.core = core
+    this.tracker = tracker
+    this.defaultRead = defaultRead
+  }
+
+  /** Reads one key. A missing key is not an error: `found` is false and `value` null. */
+  async get(key: Bytes, options: ReadOptions = {}): Promise<GetResult> {
+    const keyBytes = checkKey(key)
+    const readOptions = this.readOptions(options)
+    const res = await this.call('read', options, (endpoint, rpc) =>
+      unary<GetResponse>(rpc, (md, co, cb) =>
+        this.core.pool.kv(endpoint).get({ key: toWire(keyBytes), options: readOptions }, md, co, cb),
+      ),
+    )
+    const receipt = this.observe(res.receipt)
+    return makeGetResult(keyBytes, res.found, res.value, res.version, res.createVersion, receipt)
+  }
+
+  /** Reads several keys in one call; results come in the order of `keys`. */
+  async getMany(keys: readonly Bytes[], options: ReadOptions = {}): Promise<GetManyResult> {
+    if (keys.length > limits.batchOpsMax) {
+      throw new KvError(ErrorCode.InvalidArgument, `getMany takes at most ${limits.batchOpsMax} keys`, {
+        details: { limit: limits.batchOpsMax, field: 'keys' },
+      })
+    }
+    const keyBytes = keys.map(checkKey)
+    const readOptions = this.readOptions(options)
+    const res = await this.call('read', options, (endpoint, rpc) =>
+      unary<BatchGetResponse>(rpc, (md, co, cb) =>
+        this.core.pool
+          .kv(endpoint)
+          .batchGet({ keys: keyBytes.map(toWire), options: readOptions }, md, co, cb),
+      ),
+    )
+    const receipts = res.receipts.map((r) => this.observe(r))
+    const results: GetManyEntry[] = res.results.map((r, i) =>
+      makeGetResult(keyBytes[i] ?? fromWire(r.key), r.found, r.value, r.version, r.createVersion, undefined),
+    )
+    return { results, receipts }
+  }
+
+  /** Writes a value. With `expectedVersion` it is a compare-and-set (see `cas`). */
+  async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<PutResult> {
+    const keyBytes = checkKey(key)
+    const valueBytes = checkValue(value)
+    const expectedVersion = checkExpectedVersion(options.expectedVersion)
+    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+      unary<PutResponse>(rpc, (md, co, cb) =>
+        this.core.pool
+          .kv(endpoint)
+          .put(
+            { key: toWire(keyBytes), value: toWire(valueBytes), ...expectedVersion, options: writeOptions },
+            md,
+            co,
+            cb,
+          ),
+      ),
+    )
+    return { version: res.version, receipt: this.observe(res.receipt) }
+  }
+
+  /**
+   * Compare-and-set: writes `value` only if the key's version is `expectedVersion` (0: only if
+   * the key does not exist). A mismatch throws KvError VERSION_MISMATCH with
+   * `details.currentVersion` (0 or absent when the key does not exist).
+   */
+  cas(
+    key: Bytes,
+    change: { readonly expectedVersion: number; readonly value: Bytes },
+    options: WriteOptions = {},
+  ): Promise<PutResult> {
+    return this.put(key, change.value, { ...options, expectedVersion: change.expectedVersion })
+  }
+
+  /** Deletes a key; `deleted` is false when it did not exist. With `expectedVersion`: compare-and-delete. */
+  async delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteResult> {
+    const keyBytes = checkKey(key)
+    const expectedVersion = checkExpectedVersion(options.expectedVersion)
+    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+      unary<DeleteResponse>(rpc, (md, co, cb) =>
+        this.core.pool
+          .kv(endpoint)
+          .delete({ key: toWire(keyBytes), ...expectedVersion, options: writeOptions }, md, co, cb),
+      ),
+    )
+    return { deleted: res.deleted, receipt: this.observe(res.receipt) }
+  }
+
+  /**
+   * Applies puts and deletes atomically. All keys must belong to one shard (else WRONG_SHARD);
+   * a compare-and-set mismatch in any op fails the whole batch with VERSION_MISMATCH.
+   */
+  async batch(ops: readonly BatchOp[], options: WriteOptions = {}): Promise<BatchResult> {
+    if (ops.length === 0) throw new KvError(ErrorCode.InvalidArgument, 'batch needs at least one op')
+    if (ops.length > limits.batchOpsMax) {
+      throw new KvError(ErrorCode.InvalidArgument, `batch takes at most ${limits.batchOpsMax} ops`, {
+        details: { limit: limits.batchOpsMax, field: 'ops' },
+      })
+    }
+    const wireOps: WireBatchOp[] = ops.map((op) => {
+      const key = toWire(checkKey(op.key))
+      const expectedVersion = checkExpectedVersion(op.expectedVersion)
+      switch (op.type) {
+        case 'put':
+          return {
+            op: { $case: 'put', put: { key, value: toWire(checkValue(op.value)), ...expectedVersion } },
+          }
+        case 'delete':
+          return { op: { $case: 'delete', delete: { key, ...expectedVersion } } }
+        default:
+          throw new TypeError(`unknown batch op type '${String((op as { type: unknown }).type)}'`)
+      }
+    })
+    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+      unary<BatchResponse>(rpc, (md, co, cb) =>
+        this.core.pool.kv(endpoint).batch({ ops: wireOps, options: writeOptions }, md, co, cb),
+      ),
+    )
+    const receipt = this.observe(res.receipt)
+    const results = res.results.map((r): BatchOpResult => {
+      switch (r.result?.$case) {
+        case 'put':
+          return { type: 'put', version: r.result.put.version }
+        case 'delete':
+          return { type: 'delete', deleted: r.result.delete.deleted }
+        default:
+          throw new KvError(ErrorCode.Internal, 'batch response carries an empty result')
+      }
+    })
+    return { results, receipt }
+  }
+
+  /**
+   * Scans keys by prefix, in hash order (not key order), as an async iterator of entries. A
+   * stream that breaks with a retryable error is reopened from the cursor of the last message
+   * received, so every entry is delivered once. `deadlineMs` bounds the whole scan.
+   *
+   * @example
+   * for await (const entry of client.scan({ prefix: 'user/' })) console.log(entry.keyText())
+   */
+  scan(options: ScanOptions = {}): KvScan {
+    const prefix = toBytes(options.prefix ?? new Uint8Array())
+    if (prefix.byteLength > limits.keyBytesMax) {
+      throw new KvError(
+        ErrorCode.KeyTooLarge,
+        `prefix is ${prefix.byteLength} bytes, at most ${limits.keyBytesMax}`,
+      )
+    }
+    if (options.limit !== undefined && !(Number.isSafeInteger(options.limit) && options.limit > 0)) {
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `scan limit must be a positive integer, got ${options.limit}`,
+        {
+          details: { field: 'limit' },
+        },
+      )
+    }
+    const context: ScanContext = {
+      pool: this.core.pool,
+      clock: this.core.clock,
+      random: this.core.random,
+      retry: this.core.retry,
+      deadlineMs: this.deadlineMs(options),
+      signal: this.signal(options),
+      readOptions: this.readOptions(options),
+      prefix,
+      limit: options.limit,
+      observe: (r) => this.observe(r),
+      onRetry: (endpoint, err, route) => this.reroute(endpoint, err.details, route),
+    }
+    return new KvScan(context)
+  }
+
+  /** Runs one call with retries and failover. */
+  protected call<T>(
+    kind: 'read' | 'write',
+    options: CallOptions,
+    run: (endpoint: string, rpc: RpcContext) => Promise<T>,
+  ): Promise<T> {
+    let endpoint = this.core.pool.current
+    return withRetries(
+      {
+        op: { kind, deduplicated: kind === 'write' && this.core.dedup },
+        config: this.core.retry,
+        clock: this.core.clock,
+        random: this.core.random,
+        deadlineMs: this.deadlineMs(options),
+        signal: this.signal(options),
+        onRetry: (err, route) => {
+          this.reroute(endpoint, err.details, route)
+          endpoint = this.core.pool.current
+        },
+      },
+      (attempt) => run(endpoint, this.rpcContext(attempt)),
+    )
+  }
+
+  /** The gRPC deadline (absolute wall time; grpc-js turns it back into a timeout header) and signal. */
+  protected rpcContext(attempt: Attempt): RpcContext {
+    return { signal: attempt.signal, deadline: new Date(this.core.clock.wallMs() + attempt.remainingMs) }
+  }
+
+  private reroute(failed: string, details: ErrorDetails | undefined, route: RetryRoute): void {
+    const pool = this.core.pool
+    switch (route) {
+      case 'same':
+        return
+      case 'leader':
+        if (details?.leaderHint !== undefined && pool.preferNode(details.leaderHint)) return
+        pool.advance(failed)
+        return
+      case 'next-endpoint':
+        pool.advance(failed)
+        return
+    }
+  }
+
+  protected deadlineMs(options: CallOptions): number {
+    const deadlineMs = options.deadlineMs ?? this.core.deadlineMs
+    if (!Number.isSafeInteger(deadlineMs) || deadlineMs <= 0 || deadlineMs > limits.requestDeadlineMsMax) {
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `deadlineMs must be an integer in 1..${limits.requestDeadlineMsMax}, got ${deadlineMs}`,
+        { details: { field: 'deadlineMs', limit: limits.requestDeadlineMsMax } },
+      )
+    }
+    return deadlineMs
+  }
+
+  protected signal(options: CallOptions): AbortSignal {
+    const closing = this.core.closing.signal
+    return options.signal === undefined ? closing : AbortSignal.any([closing, options.signal])
+  }
+
+  private readOptions(options: ReadOptions): WireReadOptions {
+    const level: ReadConsistency =
+      options.consistency ?? (options.maxStalenessMs !== undefined ? 'bounded' : this.defaultRead)
+    const maxStalenessMs = options.maxStalenessMs ?? this.core.defaults.maxStalenessMs
+    if (level === 'bounded' && !(Number.isSafeInteger(maxStalenessMs) && maxStalenessMs > 0)) {
+      throw new KvError(ErrorCode.InvalidArgument, "'bounded' reads need maxStalenessMs > 0", {
+        details: { field: 'maxStalenessMs' },
+      })
+    }
+    return {
+      consistency: readConsistencyToWire(level),
+      maxStalenessMs: level === 'bounded' ? maxStalenessMs : 0,
+      session: level === 'session' ? this.tracker.toWire() : undefined,
+    }
+  }
+
+  /**
+   * Runs one write with retries. With dedup on, the write holds a lane (lanes.ts) from its first
+   * attempt until its outcome is settled and carries the lane's id and next seq on every attempt,
+   * so the shard applies it at most once however often it is retried.
+   */
+  private async write<T>(
+    options: WriteOptions,
+    run: (writeOptions: WireWriteOptions, endpoint: string, rpc: RpcContext) => Promise<T>,
+  ): Promise<T> {
+    const consistency = writeConsistencyToWire(options.consistency ?? this.core.defaults.write)
+    const deadlineMs = this.deadlineMs(options)
+    if (!this.core.dedup) {
+      const untagged = { consistency, clientId: '', seq: 0 }
+      return await this.call('write', options, (endpoint, rpc) => run(untagged, endpoint, rpc))
+    }
+    const lane = await this.core.lanes.acquire(this.signal(options))
+    try {
+      const tagged = { consistency, clientId: lane.clientId, seq: lane.nextSeq() }
+      return await this.call('write', { ...options, deadlineMs }, (endpoint, rpc) =>
+        run(tagged, endpoint, rpc),
+      )
+    } finally {
+      this.core.lanes.release(lane)
+    }
+  }
+
+  private observe(wire: WireReceipt | undefined): Receipt {
+    const receipt = receiptFromWire(wire)
+    this.tracker.observe(receipt)
+    return receipt
+  }
+}
+
+/**
+ * A client of a ringkv cluster.
+ *
+ * @example
+ * const client = new KvClient({ endpoints: ['127.0.0.1:7001'] })
+ * const { version } = await client.put('greeting', 'hello')
+ * const got = await client.get('greeting', { consistency: 'eventual' })
+ * console.log(got.valueText(), got.receipt.stalenessMs)
+ * await client.cas('greeting', { expectedVersion: version, value: 'hi' })
+ * client.close()
+ */
+export class KvClient extends KvOperations {
+  constructor(init: KvClientInit, components: KvClientComponents = {}) {
+    const random = components.random ?? new SystemRandom()
+    const defaults = {
+      read: init.consistency?.read ?? 'linearizable',
+      write: init.consistency?.write ?? 'majority',
+      maxStalenessMs: init.consistency?.maxStalenessMs ?? 0,
+    } as const
+    readConsistencyToWire(defaults.read)
+    writeConsistencyToWire(defaults.write)
+    const deadlineMs = init.deadlineMs ?? limits.requestDeadlineMsDefault
+    if (!Number.isSafeInteger(deadlineMs) || deadlineMs <= 0 || deadlineMs > limits.requestDeadlineMsMax) {
+      throw new RangeError(
+        `deadlineMs must be an integer in 1..${limits.requestDeadlineMsMax}, got ${deadlineMs}`,
+      )
+    }
+    const clock = components.clock ?? new SystemClock()
+    const clientId = init.clientId ?? randomClientId(random)
+    if (clientId === '' || new TextEncoder().encode(clientId).byteLength > clientIdBytesMax) {
+      throw new TypeError(`clientId must be 1..${clientIdBytesMax} bytes`)
+    }
+    // Every call in flight listens on `closing`; hundreds at once are normal, not a leak.
+    const closing = new AbortController()
+    setMaxListeners(0, closing.signal)
+    const core: ClientCore = {
+      pool: new EndpointPool({
+        endpoints: init.endpoints,
+        credentials: components.credentials,
+        channelOptions: init.channelOptions,
+      }),
+      clock,
+      random,
+      retry: resolveRetryConfig(init.retry),
+      deadlineMs,
+      clientId,
+      dedup: init.dedup ?? true,
+      defaults,
+      closing,
+      lanes: new WriteLanes({ clientId, seqStart: Math.floor(clock.wallMs()) * 1000 }),
+    }
+    super(core, new SessionTracker(), defaults.read)
+  }
+
+  /** The id this client tags its writes with. */
+  get clientId(): string {
+    return this.core.clientId
+  }
+
+  /** The endpoint new calls go to. */
+  get currentEndpoint(): string {
+    return this.core.pool.current
+  }
+
+  /**
+   * A session: its reads default to 'session' and see every write made through it (and every
+   * state seen by its earlier reads), on whichever replica serves them.
+   */
+  session(init: SessionInit = {}): KvSession {
+    return new KvSession(this.core, new SessionTracker(init.token), init.read ?? 'session')
+  }
+
+  /** The position of the client's implicit session (used by 'session' reads made on the client). */
+  sessionToken(): SessionToken {
+    return this.tracker.token()
+  }
+
+  /**
+   * Node and shard status from one endpoint (the current one, with failover; or `endpoint`,
+   * without). Node addresses in the answer are remembered for following leader hints.
+   */
+  async status(options: StatusOptions = {}): Promise<StatusResult> {
+    const fixed = options.endpoint
+    const run = (endpoint: string, rpc: RpcContext): Promise<{ endpoint: string; res: StatusResponse }> =>
+      unary<StatusResponse>(rpc, (md, co, cb) => this.core.pool.admin(endpoint).status({}, md, co, cb)).then(
+        (res) => ({ endpoint, res }),
+      )
+    const { endpoint, res } =
+      fixed === undefined
+        ? await this.call('read', options, run)
+        : await withRetries(
+            {
+              op: { kind: 'read', deduplicated: false },
+              config: { ...this.core.retry, attemptsMax: 1 },
+              clock: this.core.clock,
+              random: this.core.random,
+              deadlineMs: this.deadlineMs(options),
+              signal: this.signal(options),
+            },
+            (attempt) => run(fixed, this.rpcContext(attempt)),
+          )
+    const node = res.node === undefined ? null : nodeStatusFromWire(res.node)
+    const peers = res.peers.map(nodeStatusFromWire)
+    for (const n of [...(node === null ? [] : [node]), ...peers])
+      this.core.pool.learnNode(n.nodeId, n.address)
+    return { endpoint, clusterId: res.clusterId, node, peers }
+  }
+
+  /** Closes every channel; calls in flight end with CANCELLED. Idempotent. */
+  close(): void {
+    if (this.core.closing.signal.aborted) return
+    this.core.closing.abort(new KvError(ErrorCode.Cancelled, 'client closed'))
+    this.core.pool.close()
+  }
+}
+
+/** A session of a KvClient (see `KvClient.session`). Closing the client ends it. */
+export class KvSession extends KvOperations {
+  /** @internal Use `client.session()`. */
+  constructor(core: ClientCore, tracker: SessionTracker, defaultRead: ReadConsistency) {
+    super(core, tracker, defaultRead)
+  }
+
+  /** The session's position, to save and resume later with `client.session({ token })`. */
+  token(): SessionToken {
+    return this.tracker.token()
+  }
+}
+
+type UnaryCallback<T> = (err: Error | null, res: T) => void
+
+/** What one RPC attempt needs: its gRPC deadline and the signal that cancels it. */
+interface RpcContext {
+  readonly signal: AbortSignal
+  readonly deadline: Date
+}
+
+/**
+ * One unary RPC: sends the attempt's deadline as the gRPC deadline and cancels the call when the
+ * attempt's signal fires (caller abort, client close, or our own deadline timer).
+ */
+function unary<T>(
+  rpc: RpcContext,
+  start: (metadata: Metadata, options: { deadline: Date }, callback: UnaryCallback<T>) => ClientUnaryCall,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => call.cancel()
+    const call = start(new Metadata(), { deadline: rpc.deadline }, (err, res) => {
+      rpc.signal.removeEventListener('abort', onAbort)
+      if (err !== null) reject(err)
+      else resolve(res)
+    })
+    if (rpc.signal.aborted) call.cancel()
+    else rpc.signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function makeGetResult(
+  key: Uint8Array,
+  found: boolean,
+  value: Uint8Array,
+  version: number,
+  createVersion: number,
+  receipt: Receipt,
+): GetResult
+function makeGetResult(
+  key: Uint8Array,
+  found: boolean,
+  value: Uint8Array,
+  version: number,
+  createVersion: number,
+  receipt: undefined,
+): GetManyEntry
+function makeGetResult(
+  key: Uint8Array,
+  found: boolean,
+  value: Uint8Array,
+  version: number,
+  createVersion: number,
+  receipt: Receipt | undefined,
+): GetResult | GetManyEntry {
+  const bytes = found ? fromWire(value) : null
+  const base = {
+    key,
+    found,
+    value: bytes,
+    version: found ? version : 0,
+    createVersion: found ? createVersion : 0,
+    valueText: (): string | null => (bytes === null ? null : utf8(bytes)),
+  }
+  return receipt === undefined ? base : { ...base, receipt }
+}
+
+export function receiptFromWire(wire: WireReceipt | undefined): Receipt {
+  if (wire === undefined) {
+    return { nodeId: 0, shardId: 0, appliedIndex: 0, delivered: 'unspecified', stalenessMs: 0, term: 0 }
+  }
+  return {
+    nodeId: wire.nodeId,
+    shardId: wire.shardId,
+    appliedIndex: wire.appliedIndex,
+    delivered: consistencyFromWire(wire.delivered),
+    stalenessMs: wire.stalenessMs,
+    term: wire.term,
+  }
+}
+
+function nodeStatusFromWire(n: WireNodeStatus): NodeStatus {
+  return {
+    nodeId: n.nodeId,
+    address: n.address,
+    version: n.version,
+    uptimeMs: n.uptimeMs,
+    dataDir: n.dataDir,
+    requestsInFlight: n.requestsInFlight,
+    shards: n.shards.map((s) => ({
+      shardId: s.shardId,
+      role: s.role,
+      appliedIndex: s.appliedIndex,
+      commitIndex: s.commitIndex,
+      term: s.term,
+      leaderId: s.leaderId,
+      voters: [...s.voters],
+      learners: [...s.learners],
+      hashStart: s.hashStart,
+      hashEnd: s.hashEnd,
+    })),
+  }
+}
+
+function checkKey(key: Bytes): Uint8Array {
+  const bytes = toBytes(key)
+  if (bytes.byteLength > limits.keyBytesMax) {
+    throw new KvError(
+      ErrorCode.KeyTooLarge,
+      `key is ${bytes.byteLength} bytes, at most ${limits.keyBytesMax}`,
+      {
+        details: { limit: limits.keyBytesMax, field: 'key' },
+      },
+    )
+  }
+  return bytes
+}
+
+function checkValue(value: Bytes): Uint8Array {
+  const bytes = toBytes(value)
+  if (bytes.byteLength > limits.valueBytesMax) {
+    throw new KvError(
+      ErrorCode.ValueTooLarge,
+      `value is ${bytes.byteLength} bytes, at most ${limits.valueBytesMax}`,
+      { details: { limit: limits.valueBytesMax, field: 'value' } },
+    )
+  }
+  return bytes
+}
+
+function checkExpectedVersion(expectedVersion: number | undefined): { expectedVersion?: number } {
+  if (expectedVersion === undefined) return {}
+  if (!isSafeUint(expectedVersion)) {
+    throw new KvError(
+      ErrorCode.InvalidArgument,
+      `expectedVersion must be a non-negative integer, got ${expectedVersion}`,
+      {
+        details: { field: 'expectedVersion' },
+      },
+    )
+  }
+  return { expectedVersion }
+}
+
+/** 128 random bits as 32 hex digits, from the injected Random. */
+function randomClientId(random: Random): string {
+  let id = ''
+  for (let i = 0; i < 4; i++) id += random.int(0x1_0000_0000).toString(16).padStart(8, '0')
+  return id
+}

@@ -1,0 +1,200 @@
+/**
+ * Retries (STYLE.md 7.10; nats.js `backoff(policy)`): bounded attempts, jittered exponential
+ * backoff with delays from the injected Random and timers from the injected Clock, all inside the
+ * call's deadline. What is retried follows `errorCodeTable`:
+ *
+ * - reads retry on every code whose policy is not `never` (Backoff, RefreshRoute, OtherReplica),
+ *   which includes transport failures (UNAVAILABLE), trying another endpoint where that helps;
+ * - writes retry only when a retry cannot apply them twice: the error says the write certainly
+ *   did not happen (`writeNotApplied`), or the write carries a client id and sequence number, so
+ *   the shard's dedup table answers a duplicate with the first outcome (Raft thesis 6.3).
+ *
+ * DEADLINE_EXCEEDED and CANCELLED are never retried: the budget is spent or the caller left.
+ */
+import { AssertionError } from '../common/assert.ts'
+import { deadlineSignal, type Clock } from '../common/clock.ts'
+import { ErrorCode, RetryPolicy, errorCodeTable, type KvError } from '../common/errors.ts'
+import { limits } from '../common/limits.ts'
+import type { Random } from '../common/random.ts'
+import { holdEventLoop } from './keep-alive.ts'
+import { abortError, kvErrorFromGrpc } from './status.ts'
+
+/** User-tunable retry settings. */
+export interface RetryInit {
+  /** Attempts per call, the first included (1 = no retries). At most limits.retryAttemptsMax. */
+  readonly attemptsMax?: number
+  /** The first backoff's upper bound; each further retry doubles it. */
+  readonly backoffBaseMs?: number
+  /** The largest backoff upper bound. */
+  readonly backoffMaxMs?: number
+}
+
+export interface RetryConfig {
+  readonly attemptsMax: number
+  readonly backoffBaseMs: number
+  readonly backoffMaxMs: number
+}
+
+export const retryDefaults: RetryConfig = {
+  attemptsMax: limits.retryAttemptsMax,
+  backoffBaseMs: 25,
+  backoffMaxMs: 1_000,
+}
+
+/** Validates user settings. Misuse is a TypeError/RangeError of the caller, not an operating error. */
+export function resolveRetryConfig(init: RetryInit | undefined): RetryConfig {
+  const config = { ...retryDefaults, ...stripUndefined(init ?? {}) }
+  if (!Number.isSafeInteger(config.attemptsMax) || config.attemptsMax < 1) {
+    throw new RangeError(`retry.attemptsMax must be a positive integer, got ${config.attemptsMax}`)
+  }
+  if (config.attemptsMax > limits.retryAttemptsMax) {
+    throw new RangeError(
+      `retry.attemptsMax may be at most ${limits.retryAttemptsMax}, got ${config.attemptsMax}`,
+    )
+  }
+  for (const name of ['backoffBaseMs', 'backoffMaxMs'] as const) {
+    if (!Number.isSafeInteger(config[name]) || config[name] < 0) {
+      throw new RangeError(`retry.${name} must be a non-negative integer, got ${config[name]}`)
+    }
+  }
+  return config
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** What kind of call failed, as far as retrying goes. */
+export interface RetryOp {
+  readonly kind: 'read' | 'write'
+  /** True when a write carries a client id and seq, so the server deduplicates a retry. */
+  readonly deduplicated: boolean
+}
+
+/**
+ * Where the next attempt goes: the same endpoint (the server forwards; the condition is
+ * transient), the next endpoint (this one is unreachable, cut off, or behind), or the leader the
+ * error hinted at (the caller falls back to the next endpoint when it cannot resolve the hint).
+ */
+export type RetryRoute = 'same' | 'next-endpoint' | 'leader'
+
+export type RetryDecision =
+  { readonly retry: false; readonly reason: string } | { readonly retry: true; readonly route: RetryRoute }
+
+/** The retry decision for one failed attempt. Pure: a function of the error and the op. */
+export function decideRetry(err: KvError, op: RetryOp): RetryDecision {
+  const entry = errorCodeTable[err.code]
+  if (entry.retry === RetryPolicy.Never) return { retry: false, reason: `${err.code} is not retryable` }
+  if (op.kind === 'write' && !op.deduplicated && !entry.writeNotApplied) {
+    return { retry: false, reason: `${err.code}: the write may have applied and carries no client id` }
+  }
+  switch (entry.retry) {
+    case RetryPolicy.RefreshRoute:
+      return { retry: true, route: err.details?.leaderHint !== undefined ? 'leader' : 'next-endpoint' }
+    case RetryPolicy.OtherReplica:
+      return { retry: true, route: 'next-endpoint' }
+    case RetryPolicy.Backoff:
+      // An unreachable node, or one that cannot reach a quorum (cut off in a minority), is
+      // worth leaving; an overloaded or busy one is worth waiting for.
+      return {
+        retry: true,
+        route:
+          err.code === ErrorCode.Unavailable || err.code === ErrorCode.NoQuorum ? 'next-endpoint' : 'same',
+      }
+  }
+}
+
+/**
+ * The delay before retry number `retryIndex` (0 for the first retry): "full jitter", uniform in
+ * [0, min(backoffMaxMs, backoffBaseMs * 2^retryIndex)] (AWS architecture blog, "Exponential
+ * Backoff And Jitter"), so that clients failing together do not retry together.
+ */
+export function backoffDelayMs(retryIndex: number, config: RetryConfig, random: Random): number {
+  const capMs = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(retryIndex, 30))
+  return random.int(Math.floor(capMs) + 1)
+}
+
+/** One attempt's view of the call. */
+export interface Attempt {
+  /** 0 for the first attempt. */
+  readonly index: number
+  /** Aborted at the call's deadline or by the caller; cancel the RPC when it fires. */
+  readonly signal: AbortSignal
+  /** The call's deadline on the injected clock (`clock.nowMs()` scale). */
+  readonly deadlineAtMs: number
+  /** Milliseconds left until the deadline (> 0). */
+  readonly remainingMs: number
+}
+
+export interface RetryLoopInit {
+  readonly op: RetryOp
+  readonly config: RetryConfig
+  readonly clock: Clock
+  readonly random: Random
+  /** Budget of the whole call, retries and backoff included. */
+  readonly deadlineMs: number
+  readonly signal?: AbortSignal | undefined
+  /** Called before each retry, after the backoff, so the caller can switch endpoint or follow a hint. */
+  readonly onRetry?: (err: KvError, route: RetryRoute) => void
+}
+
+/**
+ * Runs `run` until it succeeds, fails with an error that must not be retried, runs out of
+ * attempts, or runs out of time. Throws the last attempt's KvError, DEADLINE_EXCEEDED when the
+ * deadline fired, or CANCELLED when the caller's signal did. A backoff that would end after the
+ * deadline is not slept: the last error is thrown at once, since it says more than a timeout.
+ */
+export async function withRetries<T>(init: RetryLoopInit, run: (attempt: Attempt) => Promise<T>): Promise<T> {
+  const { clock, config } = init
+  const deadlineAtMs = clock.nowMs() + init.deadlineMs
+  const deadline = deadlineSignal(clock, init.deadlineMs, init.signal)
+  const signal = deadline.signal
+  try {
+    for (let index = 0; ; index++) {
+      if (signal.aborted) throw abortError(signal)
+      let err: KvError
+      try {
+        return await run({
+          index,
+          signal,
+          deadlineAtMs,
+          remainingMs: Math.max(1, deadlineAtMs - clock.nowMs()),
+        })
+      } catch (e) {
+        if (e instanceof AssertionError) throw e
+        err = kvErrorFromGrpc(e, signal)
+      }
+      const decision = decideRetry(err, init.op)
+      if (!decision.retry) throw err
+      if (index + 1 >= config.attemptsMax) throw err
+      const delayMs = backoffDelayMs(index, config, init.random)
+      if (clock.nowMs() + delayMs >= deadlineAtMs) throw err
+      await sleep(clock, delayMs, signal)
+      init.onRetry?.(err, decision.route)
+    }
+  } finally {
+    deadline.dispose()
+  }
+}
+
+/** Waits `delayMs` on `clock`; rejects with the abort's KvError if `signal` fires first. */
+export function sleep(clock: Clock, delayMs: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(abortError(signal))
+      return
+    }
+    const release = holdEventLoop()
+    const onAbort = (): void => {
+      timer.cancel()
+      release()
+      reject(abortError(signal))
+    }
+    const timer = clock.setTimer(delayMs, () => {
+      signal.removeEventListener('abort', onAbort)
+      release()
+      resolve()
+    })
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

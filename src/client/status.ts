@@ -1,0 +1,124 @@
+/**
+ * The inward boundary of the error table (STYLE.md 7.4): a gRPC ServiceError plus its trailing
+ * metadata becomes a KvError with a stable code and structured details. It mirrors
+ * server/status.ts, which maps outward from the same `errorCodeTable`.
+ *
+ * - A status carrying `ringkv-code` is the server speaking: the code is taken as given, and the
+ *   `ringkv-*` metadata becomes `details`.
+ * - A bare status comes from the transport or grpc-js itself: UNAVAILABLE (no connection, the
+ *   connection dropped) -> UNAVAILABLE, DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED, and so on.
+ */
+import type { Metadata, ServiceError } from '@grpc/grpc-js'
+import { DeadlineError } from '../common/clock.ts'
+import {
+  ErrorCode,
+  GrpcStatus,
+  KvError,
+  isErrorCode,
+  isKvError,
+  type ErrorDetails,
+} from '../common/errors.ts'
+import { isSafeUint } from '../common/ids.ts'
+
+/** Trailing metadata keys of the wire contract (kv.proto header). */
+export const MetadataKey = {
+  code: 'ringkv-code',
+  leader: 'ringkv-leader',
+  epoch: 'ringkv-epoch',
+  shard: 'ringkv-shard',
+  currentVersion: 'ringkv-current-version',
+  limit: 'ringkv-limit',
+  field: 'ringkv-field',
+} as const
+
+/** The code a bare gRPC status (one without `ringkv-code`) stands for. */
+function codeForBareStatus(status: number): ErrorCode {
+  switch (status) {
+    case GrpcStatus.UNAVAILABLE:
+      return ErrorCode.Unavailable
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return ErrorCode.DeadlineExceeded
+    case GrpcStatus.CANCELLED:
+      return ErrorCode.Cancelled
+    case GrpcStatus.INVALID_ARGUMENT:
+    case GrpcStatus.OUT_OF_RANGE:
+    // grpc-js answers RESOURCE_EXHAUSTED by itself for a message above the size limit; a server
+    // that is overloaded says so with ringkv-code OVERLOADED.
+    // falls through
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return ErrorCode.InvalidArgument
+    case GrpcStatus.NOT_FOUND:
+      return ErrorCode.NotFound
+    default:
+      return ErrorCode.Internal
+  }
+}
+
+function firstString(metadata: Metadata | undefined, key: string): string | undefined {
+  const values = metadata?.get(key)
+  const first = values?.[0]
+  if (first === undefined) return undefined
+  return typeof first === 'string' ? first : first.toString('utf8')
+}
+
+function uintFrom(metadata: Metadata | undefined, key: string): number | undefined {
+  const text = firstString(metadata, key)
+  if (text === undefined || !/^\d+$/.test(text.trim())) return undefined
+  const n = Number(text)
+  return isSafeUint(n) ? n : undefined
+}
+
+/** The `ringkv-*` details carried by `metadata` (absent fields stay absent). */
+export function detailsFromMetadata(metadata: Metadata | undefined): ErrorDetails {
+  const leaderHint = uintFrom(metadata, MetadataKey.leader)
+  const shardMapEpoch = uintFrom(metadata, MetadataKey.epoch)
+  const shardId = uintFrom(metadata, MetadataKey.shard)
+  const currentVersion = uintFrom(metadata, MetadataKey.currentVersion)
+  const limit = uintFrom(metadata, MetadataKey.limit)
+  const field = firstString(metadata, MetadataKey.field)
+  return {
+    ...(leaderHint !== undefined && leaderHint > 0 ? { leaderHint } : {}),
+    ...(shardMapEpoch !== undefined ? { shardMapEpoch } : {}),
+    ...(shardId !== undefined ? { shardId } : {}),
+    ...(currentVersion !== undefined ? { currentVersion } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+    ...(field !== undefined ? { field } : {}),
+  }
+}
+
+function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number'
+}
+
+/**
+ * Turns whatever a gRPC call failed with into a KvError. `signal` is the call's abort signal: a
+ * call we cancelled ourselves reports CANCELLED from grpc-js, and the signal's reason tells
+ * whether it was the deadline (DEADLINE_EXCEEDED) or the caller (CANCELLED).
+ */
+export function kvErrorFromGrpc(err: unknown, signal?: AbortSignal): KvError {
+  if (signal?.aborted === true) return abortError(signal, err)
+  if (isKvError(err)) return err
+  if (!isServiceError(err)) {
+    const message = err instanceof Error ? err.message : String(err)
+    return new KvError(ErrorCode.Internal, `client: ${message}`, { cause: err })
+  }
+  // grpc-js appends an empty "Resolution note:" to connection errors; it says nothing.
+  const message = (err.details !== '' ? err.details : err.message).replace(/\s*Resolution note:\s*$/, '')
+  const wireCode = firstString(err.metadata, MetadataKey.code)
+  const code = isErrorCode(wireCode) ? wireCode : codeForBareStatus(err.code)
+  const details = detailsFromMetadata(err.metadata)
+  return new KvError(
+    code,
+    message,
+    Object.keys(details).length > 0 ? { details, cause: err } : { cause: err },
+  )
+}
+
+/** The KvError for a call stopped by `signal`: DEADLINE_EXCEEDED for our deadline, else CANCELLED. */
+export function abortError(signal: AbortSignal, cause?: unknown): KvError {
+  if (signal.reason instanceof DeadlineError) {
+    return new KvError(ErrorCode.DeadlineExceeded, 'deadline exceeded', { cause })
+  }
+  if (isKvError(signal.reason)) return signal.reason
+  return new KvError(ErrorCode.Cancelled, 'cancelled by the caller', { cause: signal.reason ?? cause })
+}

@@ -1,0 +1,371 @@
+/**
+ * The KvService handlers: wiring only. Each call goes through the same steps:
+ *
+ *   admit (RequestGate: OVERLOADED / UNAVAILABLE while draining) -> decode check (malformed bytes
+ *   are INVALID_ARGUMENT) -> validate.ts (proto -> shard types, limits) -> deadline -> the replica
+ *   -> proto response with its Receipt; any error -> status.ts.
+ *
+ * Every call is counted in the metrics by method, requested consistency and outcome code. Logs
+ * carry the key's hash and length, never the key or value.
+ *
+ * Scan streams pages of at most limits.scanPageEntriesMax entries (and at most one gRPC frame of
+ * bytes), each with a cursor that resumes strictly after its last entry. It waits for 'drain'
+ * when the client reads slowly (backpressure) and stops reading the replica as soon as the client
+ * cancels or the deadline passes.
+ */
+import type {
+  handleServerStreamingCall,
+  handleUnaryCall,
+  sendUnaryData,
+  ServerUnaryCall,
+  ServerWritableStream,
+} from '@grpc/grpc-js'
+import { AssertionError } from '../common/assert.ts'
+import { deadlineSignal, type Clock } from '../common/clock.ts'
+import { ErrorCode, KvError } from '../common/errors.ts'
+import type { Limits } from '../common/limits.ts'
+import type { Logger } from '../common/logger.ts'
+import {
+  KvServiceService,
+  type BatchGetRequest,
+  type BatchGetResponse,
+  type BatchRequest,
+  type BatchResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type GetRequest,
+  type GetResponse,
+  type KeyValue,
+  type KvServiceServer,
+  type PutRequest,
+  type PutResponse,
+  type Receipt as ProtoReceipt,
+  type ScanRequest,
+  type ScanResponse,
+} from '../gen/ringkv/v1/kv.ts'
+import type { Hasher } from '../hashing/index.ts'
+import type { Receipt, Replica, ScanPosition } from '../shard/index.ts'
+import { decodeCursor, encodeCursor } from './cursor.ts'
+import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
+import type { RequestGate } from './gate.ts'
+import type { KvdMetrics } from './http.ts'
+import { asKvError, internalStatus, metadataKeys, okCode, toStatus } from './status.ts'
+import {
+  checkBatch,
+  checkBatchGet,
+  checkDeadline,
+  checkDelete,
+  checkGet,
+  checkPut,
+  checkScan,
+  consistencyOfLevel,
+} from './validate.ts'
+
+export interface KvServiceComponents {
+  /** The replica serving the whole ring (shard 0) until the router lands. */
+  readonly replica: Replica
+  readonly limits: Readonly<Limits>
+  readonly clock: Clock
+  readonly logger: Logger
+  readonly metrics: KvdMetrics
+  readonly hasher: Hasher
+  readonly gate: RequestGate
+  /** 16 bytes; binds scan cursors to this cluster. */
+  readonly clusterId: Uint8Array
+  /** Called with a broken invariant (AssertionError) met while serving; must not return normally. */
+  readonly onFatal: (err: AssertionError) => void
+}
+
+/** KvService with request decoding that turns garbage into INVALID_ARGUMENT (decode.ts). */
+export const kvServiceDefinition = withTolerantDecoding(KvServiceService)
+
+/** What a handler learns while it runs, for the metrics and logs of the call. */
+interface CallContext {
+  consistency: string
+  readonly signal: AbortSignal
+}
+
+/** A Uint8Array as a Buffer without copying (the generated types want Buffer). */
+function buf(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+const emptyBuffer = Buffer.alloc(0)
+
+/** The proto receipt of a shard receipt. term is 0 on a single unreplicated node. */
+export function toProtoReceipt(receipt: Receipt): ProtoReceipt {
+  return {
+    nodeId: receipt.nodeId,
+    shardId: receipt.shardId,
+    appliedIndex: receipt.appliedIndex,
+    delivered: consistencyOfLevel[receipt.level],
+    stalenessMs: Math.max(0, Math.round(receipt.stalenessMs)),
+    term: 0,
+  }
+}
+
+/** Per-entry framing we reserve when filling a scan page up to one gRPC frame. */
+const scanEntryOverheadBytes = 32
+/** Room left in a frame for the page's own fields (cursor, receipt). */
+const scanPageReserveBytes = 64 * 1024
+
+export function createKvService(components: KvServiceComponents): KvServiceServer {
+  const { replica, limits, clock, metrics, gate, hasher, clusterId } = components
+  const log = components.logger
+  const shardId = replica.shardId
+
+  const keyFields = (key: Uint8Array): { keyHash: string; keyBytes: number } => ({
+    keyHash: hasher.hash64(key).toString(16),
+    keyBytes: key.length,
+  })
+
+  /** Admission, deadline and cancellation around one call; returns a release function. */
+  const begin = (
+    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+  ): { ctx: CallContext; release: () => void } => {
+    gate.enter()
+    metrics.inFlight.inc()
+    const cancel = new AbortController()
+    const onCancelled = (): void => cancel.abort(new KvError(ErrorCode.Cancelled, 'cancelled by the client'))
+    call.once('cancelled', onCancelled)
+    let deadline: { readonly signal: AbortSignal; dispose(): void } | undefined
+    const release = (): void => {
+      deadline?.dispose()
+      call.off('cancelled', onCancelled)
+      metrics.inFlight.dec()
+      gate.leave()
+    }
+    try {
+      const at = call.getDeadline()
+      const atMs = at instanceof Date ? at.getTime() : at
+      const ms = checkDeadline(atMs === Infinity ? Infinity : atMs - clock.wallMs(), limits)
+      deadline = deadlineSignal(clock, ms, cancel.signal)
+    } catch (err) {
+      release()
+      throw err
+    }
+    return { ctx: { consistency: 'none', signal: deadline.signal }, release }
+  }
+
+  const finish = (method: string, ctx: CallContext | undefined, startedMs: number, err: unknown): void => {
+    const code = err === undefined ? okCode : (asKvError(err)?.code ?? ErrorCode.Internal)
+    metrics.observe(
+      { method, consistency: ctx?.consistency ?? 'none', code },
+      (clock.nowMs() - startedMs) / 1000,
+    )
+  }
+
+  const fail = (err: unknown): never => {
+    if (err instanceof AssertionError) {
+      components.onFatal(err)
+    }
+    throw err
+  }
+
+  function unary<Req, Res>(
+    method: string,
+    serve: (request: Req, ctx: CallContext) => Promise<Res>,
+  ): handleUnaryCall<Req | MalformedRequest, Res> {
+    return (call: ServerUnaryCall<Req | MalformedRequest, Res>, callback: sendUnaryData<Res>): void => {
+      const startedMs = clock.nowMs()
+      let ctx: CallContext | undefined
+      let release: (() => void) | undefined
+      const run = async (): Promise<Res> => {
+        const begun = begin(call)
+        ctx = begun.ctx
+        release = begun.release
+        return await serve(decoded(call.request), ctx)
+      }
+      run().then(
+        (response) => {
+          release?.()
+          finish(method, ctx, startedMs, undefined)
+          callback(null, response)
+        },
+        (err: unknown) => {
+          release?.()
+          finish(method, ctx, startedMs, err)
+          let status
+          try {
+            status = toStatus(err, log)
+          } catch (fatal) {
+            callback(internalStatus())
+            fail(fatal)
+            return
+          }
+          log.debug({ method, code: status.metadata.get(metadataKeys.code)[0] }, 'request failed')
+          callback(status)
+        },
+      )
+    }
+  }
+
+  const get = unary<GetRequest, GetResponse>('Get', async (request, ctx) => {
+    const { key, read } = checkGet(request, limits, shardId)
+    ctx.consistency = read.level
+    log.trace({ method: 'Get', ...keyFields(key) }, 'request')
+    const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
+    return {
+      found: found !== null,
+      value: found === null ? emptyBuffer : buf(found.value),
+      version: found?.version ?? 0,
+      createVersion: found?.createVersion ?? 0,
+      receipt: toProtoReceipt(receipt),
+    }
+  })
+
+  const put = unary<PutRequest, PutResponse>('Put', async (request, ctx) => {
+    const { key, value, expectedVersion, write } = checkPut(request, limits)
+    ctx.consistency = write.level
+    log.trace({ method: 'Put', ...keyFields(key), valueBytes: value.length }, 'request')
+    const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
+    const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
+    return { version, receipt: toProtoReceipt(receipt) }
+  })
+
+  const del = unary<DeleteRequest, DeleteResponse>('Delete', async (request, ctx) => {
+    const { key, expectedVersion, write } = checkDelete(request, limits)
+    ctx.consistency = write.level
+    log.trace({ method: 'Delete', ...keyFields(key) }, 'request')
+    const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
+    const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
+    return { deleted, receipt: toProtoReceipt(receipt) }
+  })
+
+  const batchGet = unary<BatchGetRequest, BatchGetResponse>('BatchGet', async (request, ctx) => {
+    const { keys, read } = checkBatchGet(request, limits, shardId)
+    ctx.consistency = read.level
+    const { found, receipt } = await replica.getMany(keys, { ...read, signal: ctx.signal })
+    return {
+      results: keys.map((key, i) => {
+        const value = found[i] ?? null
+        return {
+          key: buf(key),
+          found: value !== null,
+          value: value === null ? emptyBuffer : buf(value.value),
+          version: value?.version ?? 0,
+          createVersion: value?.createVersion ?? 0,
+        }
+      }),
+      receipts: [toProtoReceipt(receipt)],
+    }
+  })
+
+  const batch = unary<BatchRequest, BatchResponse>('Batch', async (request, ctx) => {
+    const { ops, write } = checkBatch(request, limits)
+    ctx.consistency = write.level
+    const { results, receipt } = await replica.batch(ops, { ...write, signal: ctx.signal })
+    return {
+      results: results.map((r) =>
+        r.kind === 'put'
+          ? { result: { $case: 'put' as const, put: { version: r.version, receipt: undefined } } }
+          : { result: { $case: 'delete' as const, delete: { deleted: r.deleted, receipt: undefined } } },
+      ),
+      receipt: toProtoReceipt(receipt),
+    }
+  })
+
+  const pageBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
+
+  const scan: handleServerStreamingCall<ScanRequest | MalformedRequest, ScanResponse> = (call) => {
+    const startedMs = clock.nowMs()
+    let ctx: CallContext | undefined
+    let release: (() => void) | undefined
+    const run = async (): Promise<void> => {
+      const begun = begin(call)
+      ctx = begun.ctx
+      release = begun.release
+      const signal = ctx.signal
+      const request = decoded(call.request)
+      const { prefix, limit, read } = checkScan(request, limits, shardId)
+      ctx.consistency = read.level
+      const after = decodeCursor(request.cursor, clusterId)
+      const stream = replica.scan(after === undefined ? { prefix, limit } : { prefix, limit, after }, {
+        ...read,
+        signal,
+      })
+      const receipt = toProtoReceipt(stream.receipt)
+      let page: KeyValue[] = []
+      let pageBytes = 0
+      let last: ScanPosition | undefined = after
+      let count = 0
+      let sentAny = false
+      const send = async (done: boolean): Promise<void> => {
+        const message: ScanResponse = {
+          entries: page,
+          cursor: last === undefined ? emptyBuffer : encodeCursor(last, clusterId),
+          done,
+          receipt,
+        }
+        page = []
+        pageBytes = 0
+        sentAny = true
+        await writeWithBackpressure(call, message, signal)
+      }
+      for await (const entry of stream) {
+        const entryBytes = entry.key.length + entry.value.value.length + scanEntryOverheadBytes
+        if (page.length > 0 && pageBytes + entryBytes > pageBytesMax) await send(false)
+        page.push({
+          key: buf(entry.key),
+          value: buf(entry.value.value),
+          version: entry.value.version,
+          createVersion: entry.value.createVersion,
+        })
+        pageBytes += entryBytes
+        last = entry.position
+        count++
+        if (page.length >= limits.scanPageEntriesMax && count < limit) await send(false)
+        if (count >= limit) break
+      }
+      // Fewer entries than asked for: the key space is exhausted. Exactly `limit`: the client
+      // resumes from the cursor (and may get an empty, done page).
+      const done = count < limit
+      if (page.length > 0 || done || !sentAny) await send(done)
+      call.end()
+    }
+    run().then(
+      () => {
+        release?.()
+        finish('Scan', ctx, startedMs, undefined)
+      },
+      (err: unknown) => {
+        release?.()
+        finish('Scan', ctx, startedMs, err)
+        if (call.cancelled) return
+        let status
+        try {
+          status = toStatus(err, log)
+        } catch (fatal) {
+          call.emit('error', internalStatus())
+          fail(fatal)
+          return
+        }
+        call.emit('error', status)
+      },
+    )
+  }
+
+  return { get, put, delete: del, batchGet, batch, scan } as KvServiceServer
+}
+
+/** Writes one message, waiting for 'drain' when the stream's buffer is full; rejects on abort. */
+async function writeWithBackpressure(
+  call: ServerWritableStream<unknown, ScanResponse>,
+  message: ScanResponse,
+  signal: AbortSignal,
+): Promise<void> {
+  signal.throwIfAborted()
+  if (call.write(message)) return
+  await new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    const onAbort = (): void => {
+      call.off('drain', onDrain)
+      reject(signal.reason as Error)
+    }
+    call.once('drain', onDrain)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

@@ -1,0 +1,122 @@
+/**
+ * The HTTP side of kvd: `/metrics` (Prometheus text format, prom-client), `/healthz` (the
+ * process is alive: always 200 while it answers) and `/readyz` (200 while serving, 503 before the
+ * gRPC server is up and while draining). Nothing else; any other path is 404.
+ *
+ * Metrics (one registry per Kvd, so tests can run several in one process):
+ * - `ringkv_requests_total{method, consistency, code}` counter
+ * - `ringkv_request_duration_seconds{method, consistency, code}` histogram
+ * - `ringkv_requests_in_flight` gauge
+ * - the default process metrics (`process_*`, `nodejs_*`)
+ * `code` is `OK` or the ErrorCode; `consistency` is the level asked for (`linearizable`,
+ * `majority`, ...), or `none` when the request was refused before its level was known.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { HostPort } from '../common/config.ts'
+
+export interface RequestLabels {
+  readonly method: string
+  readonly consistency: string
+  readonly code: string
+}
+
+/** The metrics of one node. */
+export class KvdMetrics {
+  readonly registry = new Registry()
+  private readonly requests: Counter<'method' | 'consistency' | 'code'>
+  private readonly latency: Histogram<'method' | 'consistency' | 'code'>
+  readonly inFlight: Gauge
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry })
+    this.requests = new Counter({
+      name: 'ringkv_requests_total',
+      help: 'Client API requests by method, consistency level and outcome code.',
+      labelNames: ['method', 'consistency', 'code'],
+      registers: [this.registry],
+    })
+    this.latency = new Histogram({
+      name: 'ringkv_request_duration_seconds',
+      help: 'Client API request latency by method, consistency level and outcome code.',
+      labelNames: ['method', 'consistency', 'code'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [this.registry],
+    })
+    this.inFlight = new Gauge({
+      name: 'ringkv_requests_in_flight',
+      help: 'Client API requests being served.',
+      registers: [this.registry],
+    })
+  }
+
+  observe(labels: RequestLabels, seconds: number): void {
+    this.requests.inc({ ...labels })
+    this.latency.observe({ ...labels }, seconds)
+  }
+}
+
+export interface HttpServerComponents {
+  readonly metrics: KvdMetrics
+  /** True while the node serves client requests. */
+  readonly isReady: () => boolean
+}
+
+/** The HTTP server, started by `listen()` and stopped by `close()`. */
+export class KvdHttpServer {
+  private readonly server: Server
+  private readonly components: HttpServerComponents
+
+  constructor(components: HttpServerComponents) {
+    this.components = components
+    this.server = createServer((req, res) => {
+      void this.handle(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500)
+        res.end()
+      })
+    })
+  }
+
+  /** Binds and resolves with the bound address (the real port when 0 was asked). */
+  async listen(at: HostPort): Promise<HostPort> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(at.port, at.host, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    const address = this.server.address()
+    return typeof address === 'object' && address !== null ? { host: at.host, port: address.port } : at
+  }
+
+  async close(): Promise<void> {
+    if (!this.server.listening) return
+    this.server.closeAllConnections()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end()
+      return
+    }
+    switch (path) {
+      case '/metrics': {
+        const body = await this.components.metrics.registry.metrics()
+        res.writeHead(200, { 'content-type': this.components.metrics.registry.contentType }).end(body)
+        return
+      }
+      case '/healthz':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+        return
+      case '/readyz':
+        if (this.components.isReady()) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n')
+        else res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready\n')
+        return
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+    }
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * `npm start`: a local cluster on loopback for trying ringkv out, data under ./data/node<N>.
+ *
+ * Until replication lands it is ONE node (127.0.0.1:7001, HTTP 127.0.0.1:8001). Growing to three
+ * is the one-line change of `nodeCount` below: node N listens on 700N / 800N and joins node 1.
+ *
+ * It starts each kvd as a child process (bin/kvd.js), waits until every /readyz answers, prints
+ * how to use the cluster, forwards SIGINT/SIGTERM to the children and exits when they have all
+ * exited (with 0 when every child exited cleanly).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { packageRoot } from './paths.ts'
+
+// TODO(server): 3 once replication lands (ARCHITECTURE.md section 1 promises a 3-node cluster).
+const nodeCount = 1
+
+interface NodePlan {
+  readonly nodeId: number
+  readonly dataDir: string
+  readonly listen: string
+  readonly http: string
+  readonly join: string | undefined
+}
+
+function plan(count: number, cwd: string): NodePlan[] {
+  return Array.from({ length: count }, (_, i) => ({
+    nodeId: i + 1,
+    dataDir: join(cwd, 'data', `node${i + 1}`),
+    listen: `127.0.0.1:${7001 + i}`,
+    http: `127.0.0.1:${8001 + i}`,
+    join: i === 0 ? undefined : '127.0.0.1:7001',
+  }))
+}
+
+async function waitReady(node: NodePlan, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`node ${node.nodeId} exited before it was ready (code ${child.exitCode})`)
+    try {
+      const response = await fetch(`http://${node.http}/readyz`, { signal: AbortSignal.timeout(1000) })
+      if (response.status === 200) return
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`node ${node.nodeId} not ready after ${timeoutMs} ms`)
+}
+
+export async function runLocalCluster(count = nodeCount): Promise<number> {
+  const root = packageRoot()
+  const nodes = plan(count, process.cwd())
+  const children: ChildProcess[] = []
+  const exits: Promise<number>[] = []
+  for (const node of nodes) {
+    const args = [
+      join(root, 'bin', 'kvd.js'),
+      '--data',
+      node.dataDir,
+      '--listen',
+      node.listen,
+      '--http',
+      node.http,
+    ]
+    args.push('--node-id', String(node.nodeId))
+    if (node.join !== undefined) args.push('--join', node.join)
+    // Own process group: a Ctrl-C in the terminal reaches the children only through `forward`
+    // (once), since kvd treats a second SIGINT as "exit now without draining".
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true })
+    children.push(child)
+    exits.push(
+      new Promise((resolve) =>
+        child.once('exit', (code, signal) => resolve(code ?? (signal === null ? 1 : 128))),
+      ),
+    )
+  }
+
+  const forward = (signal: NodeJS.Signals): void => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  }
+  process.on('SIGINT', forward)
+  process.on('SIGTERM', forward)
+  process.on('exit', () => forward('SIGKILL'))
+
+  try {
+    await Promise.all(nodes.map((node, i) => waitReady(node, children[i] as ChildProcess, 60_000)))
+    const endpoints = nodes.map((n) => n.listen).join(',')
+    process.stdout.write(
+      [
+        '',
+        `ringkv: ${count} node${count === 1 ? '' : 's'} ready (data under ${join(process.cwd(), 'data')})`,
+        ...nodes.map((n) => `  node ${n.nodeId}: grpc ${n.listen}  http http://${n.http}/metrics`),
+        '',
+        'Try it:',
+        `  npx kvctl --endpoints ${endpoints} put hello world`,
+        `  npx kvctl --endpoints ${endpoints} get hello`,
+        `  npx kvctl --endpoints ${endpoints} scan ''`,
+        `  npx kvctl --endpoints ${endpoints} status`,
+        '',
+        'Ctrl-C stops the cluster.',
+        '',
+      ].join('\n'),
+    )
+  } catch (err) {
+    process.stderr.write(`ringkv: ${err instanceof Error ? err.message : String(err)}\n`)
+    forward('SIGTERM')
+  }
+  const codes = await Promise.all(exits)
+  return codes.every((code) => code === 0) ? 0 : 1
+}
+
+// Run when executed directly (`node dist/src/server/local-cluster.js`), not when imported.
+if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url) {
+  process.exitCode = await runLocalCluster()
+}

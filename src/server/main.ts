@@ -1,0 +1,164 @@
+/**
+ * The kvd command line (bin/kvd.js calls `main`):
+ *
+ *     kvd --data DIR --listen HOST:PORT [--http HOST:PORT] [--join HOST:PORT[,..]]
+ *         [--node-id N] [--log-level L] [--config FILE] [--limit NAME=VALUE ...]
+ *
+ * Configuration precedence and fields: common/config.ts. Exit codes:
+ *   0  clean shutdown (SIGTERM/SIGINT: drain, close, exit), also --help / --version
+ *   1  failure (data dir locked by another kvd, address in use, storage error, broken invariant)
+ *   2  bad command line or configuration
+ * Failures print ONE line `kvd: <what went wrong>` on stderr (plus a structured log line), never
+ * a stack. A second SIGTERM/SIGINT during the drain exits at once with 1.
+ */
+import { Command, CommanderError, Option } from 'commander'
+import { setLogger } from '@grpc/grpc-js'
+import { pino } from 'pino'
+import { SystemClock } from '../common/clock-system.ts'
+import { loadConfig, type KvdConfig } from '../common/config.ts'
+import { isKvError } from '../common/errors.ts'
+import type { Logger } from '../common/logger.ts'
+import { createRootLogger } from '../common/logger-pino.ts'
+import { StorageLockedError } from '../storage/index.ts'
+import { Kvd } from './kvd.ts'
+import { packageVersion } from './paths.ts'
+
+export const ExitCode = { Ok: 0, Failure: 1, BadConfig: 2 } as const
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
+
+export interface MainIo {
+  /** Where the one-line failure messages and help go (default: process.stderr / stdout). */
+  readonly stderr?: (line: string) => void
+  readonly stdout?: (text: string) => void
+  /** Signals to handle; default process.on/off. */
+  readonly signals?: Pick<NodeJS.Process, 'on' | 'off'>
+}
+
+/** Runs kvd until it is told to stop. Resolves with the exit code; never rejects. */
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: MainIo = {},
+): Promise<ExitCode> {
+  const stderr = io.stderr ?? ((line: string) => process.stderr.write(`${line}\n`))
+  const stdout = io.stdout ?? ((text: string) => process.stdout.write(text))
+  const signals = io.signals ?? process
+  const version = packageVersion()
+
+  const program = new Command('kvd')
+    .description('ringkv database node')
+    .version(version)
+    .addOption(new Option('--data <dir>', 'data directory (created if missing)'))
+    .addOption(new Option('--listen <host:port>', 'gRPC listen address (default 127.0.0.1:7001)'))
+    .addOption(new Option('--http <host:port>', 'HTTP listen address for /metrics, /healthz, /readyz'))
+    .addOption(
+      new Option('--join <host:port>', 'a node of the cluster to join (stored; single-node for now)'),
+    )
+    .addOption(new Option('--node-id <n>', 'this node id (default 1)'))
+    .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (default info)'))
+    .addOption(new Option('--config <file>', 'JSON config file (flags > RINGKV_* env > file > defaults)'))
+    .addOption(
+      new Option('--limit <name=value>', 'tighten a limit of common/limits.ts (repeatable)').argParser(
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+      ),
+    )
+    .exitOverride()
+    .configureOutput({
+      writeOut: stdout,
+      writeErr: (s) => stderr(`kvd: ${s.trimEnd().replace(/^error: /, '')}`),
+    })
+    .allowExcessArguments(false)
+
+  try {
+    program.parse(argv as string[], { from: 'user' })
+  } catch (err) {
+    if (err instanceof CommanderError)
+      return err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+        ? ExitCode.Ok
+        : ExitCode.BadConfig
+    throw err
+  }
+  const opts = program.opts<{
+    data?: string
+    listen?: string
+    http?: string
+    join?: string
+    nodeId?: string
+    logLevel?: string
+    config?: string
+    limit?: string[]
+  }>()
+
+  let config: KvdConfig
+  try {
+    config = loadConfig({ flags: opts, env })
+  } catch (err) {
+    if (isKvError(err)) {
+      stderr(`kvd: ${err.message}`)
+      return ExitCode.BadConfig
+    }
+    throw err
+  }
+
+  // Synchronous stderr: log lines survive a process.exit right after them.
+  const logger: Logger = createRootLogger({
+    name: 'kvd',
+    level: config.logLevel,
+    destination: pino.destination({ fd: 2, sync: true }) as unknown as NodeJS.WritableStream,
+  })
+  // grpc-js writes its own diagnostics to stderr; route them into the log instead.
+  setLogger({
+    error: (...args: unknown[]) => logger.warn({ grpc: args.map(String).join(' ') }, 'grpc-js diagnostic'),
+  })
+  const kvd = new Kvd(
+    { config, version },
+    {
+      clock: new SystemClock(),
+      logger,
+      onFatal: () => {
+        stderr('kvd: broken invariant, stopping (see the fatal log line)')
+        process.exit(ExitCode.Failure)
+      },
+    },
+  )
+
+  try {
+    await kvd.start()
+  } catch (err) {
+    logger.error({ err }, 'kvd failed to start')
+    stderr(`kvd: ${startFailureMessage(err, config)}`)
+    return ExitCode.Failure
+  }
+
+  return await new Promise<ExitCode>((resolve) => {
+    let stopping = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal, exiting without drain')
+        process.exit(ExitCode.Failure)
+      }
+      stopping = true
+      logger.info({ signal }, 'shutdown requested')
+      kvd.stop().then(
+        () => {
+          signals.off('SIGTERM', onSignal)
+          signals.off('SIGINT', onSignal)
+          resolve(ExitCode.Ok)
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed')
+          stderr(`kvd: shutdown failed: ${err instanceof Error ? err.message : String(err)}`)
+          resolve(ExitCode.Failure)
+        },
+      )
+    }
+    signals.on('SIGTERM', onSignal)
+    signals.on('SIGINT', onSignal)
+  })
+}
+
+function startFailureMessage(err: unknown, config: KvdConfig): string {
+  if (err instanceof StorageLockedError || (isKvError(err) && err.details?.field === 'dataDir'))
+    return `data directory ${config.dataDir} is in use by another kvd process (RocksDB LOCK is held)`
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,93 @@
+/**
+ * The outward error boundary (STYLE.md 7.4): THE only server file that knows gRPC status codes.
+ *
+ * A KvError becomes the gRPC status of its code in `errorCodeTable`, with the message as status
+ * details and trailing metadata that the SDK (client/status.ts) maps back:
+ *
+ * | metadata key             | from                         |
+ * |--------------------------|------------------------------|
+ * | `ringkv-code`            | `err.code` (always)          |
+ * | `ringkv-leader`          | `details.leaderHint`         |
+ * | `ringkv-epoch`           | `details.shardMapEpoch`      |
+ * | `ringkv-shard`           | `details.shardId`            |
+ * | `ringkv-current-version` | `details.currentVersion`     |
+ * | `ringkv-limit`           | `details.limit`              |
+ * | `ringkv-field`           | `details.field`              |
+ *
+ * An AssertionError is a bug and is rethrown (the caller makes it fatal). A DeadlineError (the
+ * abort reason of common/clock.ts `deadlineSignal`) is DEADLINE_EXCEEDED and an AbortError is
+ * CANCELLED. Anything else is INTERNAL: logged with a fresh error id, and only that id goes to
+ * the client (never the message of an unknown error, which may carry user data).
+ */
+import { randomBytes } from 'node:crypto'
+import { Metadata, status as GrpcCode, type StatusObject } from '@grpc/grpc-js'
+import { AssertionError } from '../common/assert.ts'
+import { ErrorCode, KvError, errorCodeTable, isKvError, type ErrorDetails } from '../common/errors.ts'
+import type { Logger } from '../common/logger.ts'
+
+export const metadataKeys = {
+  code: 'ringkv-code',
+  leader: 'ringkv-leader',
+  epoch: 'ringkv-epoch',
+  shard: 'ringkv-shard',
+  currentVersion: 'ringkv-current-version',
+  limit: 'ringkv-limit',
+  field: 'ringkv-field',
+} as const
+
+const detailKeys: readonly (readonly [keyof ErrorDetails, string])[] = [
+  ['leaderHint', metadataKeys.leader],
+  ['shardMapEpoch', metadataKeys.epoch],
+  ['shardId', metadataKeys.shard],
+  ['currentVersion', metadataKeys.currentVersion],
+  ['limit', metadataKeys.limit],
+  ['field', metadataKeys.field],
+]
+
+/** The status of a KvError: table code, message, ringkv-* trailers. */
+export function kvErrorToStatus(err: KvError): StatusObject {
+  const metadata = new Metadata()
+  metadata.set(metadataKeys.code, err.code)
+  for (const [detail, key] of detailKeys) {
+    const value = err.details?.[detail]
+    if (value !== undefined) metadata.set(key, String(value))
+  }
+  return { code: errorCodeTable[err.code].status as number as GrpcCode, details: err.message, metadata }
+}
+
+/**
+ * Any thrown value -> the status to send. Rethrows AssertionError. `log` receives unknown errors
+ * (at error level, with the id the client sees).
+ */
+export function toStatus(err: unknown, log: Logger): StatusObject {
+  if (err instanceof AssertionError) throw err
+  const kvError = asKvError(err)
+  if (kvError !== undefined) return kvErrorToStatus(kvError)
+  const errorId = randomBytes(8).toString('hex')
+  log.error({ err, errorId }, 'internal error')
+  return kvErrorToStatus(new KvError(ErrorCode.Internal, `internal error (id ${errorId})`))
+}
+
+/** The operating-error reading of `err`, or undefined when it is not one. */
+export function asKvError(err: unknown): KvError | undefined {
+  if (isKvError(err)) return err
+  if (err instanceof Error && err.name === 'DeadlineError')
+    return new KvError(ErrorCode.DeadlineExceeded, 'deadline exceeded', { cause: err })
+  if (err instanceof Error && err.name === 'AbortError')
+    return new KvError(ErrorCode.Cancelled, 'cancelled', { cause: err })
+  return undefined
+}
+
+/** The status for a method this server registers but does not serve yet. */
+export function unimplementedStatus(method: string): StatusObject {
+  const metadata = new Metadata()
+  return { code: GrpcCode.UNIMPLEMENTED, details: `${method} is not implemented yet`, metadata }
+}
+
+/** The status sent for a call that hit a broken invariant, just before the process stops. */
+export function internalStatus(): StatusObject {
+  return kvErrorToStatus(new KvError(ErrorCode.Internal, 'internal error'))
+}
+
+/** Status code of a successful call, for metrics labels. */
+export const okCode = 'OK'

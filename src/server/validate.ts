@@ -1,0 +1,290 @@
+/**
+ * Input validation for the client API: every request is checked here BEFORE anything reaches the
+ * shard, and turned from its proto shape into the shard's types. A failure is a KvError with a
+ * stable code and `details.field` naming the offending field (and `details.limit` for limits):
+ *
+ * | input                                              | code             |
+ * |----------------------------------------------------|------------------|
+ * | empty key (Get/Put/Delete/BatchGet/Batch)          | INVALID_ARGUMENT |
+ * | key (or scan prefix) longer than keyBytesMax       | KEY_TOO_LARGE    |
+ * | value longer than valueBytesMax                    | VALUE_TOO_LARGE  |
+ * | unknown Consistency number                         | INVALID_ARGUMENT |
+ * | a write level on a read, a read level on a write   | INVALID_ARGUMENT |
+ * | session token that is not a safe integer index     | INVALID_ARGUMENT |
+ * | seq without client_id; client_id > clientIdBytesMax| INVALID_ARGUMENT |
+ * | no keys / no ops, more than batchOpsMax of them    | INVALID_ARGUMENT |
+ * | keys and values of a batch above batchBytesMax     | INVALID_ARGUMENT |
+ * | a batch op with neither put nor delete             | INVALID_ARGUMENT |
+ * | scan limit above scanLimitMax (refused, not clamped: a silently shorter scan would look
+ * |   finished to a careless client)                   | INVALID_ARGUMENT |
+ * | a deadline further away than requestDeadlineMsMax  | INVALID_ARGUMENT |
+ *
+ * UNSPECIFIED consistency means linearizable for reads and majority for writes. Scan limit 0
+ * means "up to scanLimitMax" (the stream is paged and the cursor resumes it).
+ */
+import { ErrorCode, KvError } from '../common/errors.ts'
+import { LogIndex } from '../common/ids.ts'
+import type { Limits } from '../common/limits.ts'
+import {
+  Consistency,
+  type BatchGetRequest,
+  type BatchRequest,
+  type DeleteRequest,
+  type GetRequest,
+  type PutRequest,
+  type ReadOptions as ProtoReadOptions,
+  type ScanRequest,
+  type WriteOptions as ProtoWriteOptions,
+} from '../gen/ringkv/v1/kv.ts'
+import { ReadLevel, WriteLevel, type BatchOp, type ReadOptions, type WriteOptions } from '../shard/index.ts'
+
+/** Read options without the signal (added by the handler). */
+export type ReadSpec = Omit<ReadOptions, 'signal'>
+/** Write options without the signal. */
+export type WriteSpec = Omit<WriteOptions, 'signal'>
+
+function invalid(field: string, message: string, limit?: number): KvError {
+  return new KvError(ErrorCode.InvalidArgument, message, {
+    details: limit === undefined ? { field } : { field, limit },
+  })
+}
+
+/** A key: non-empty, at most keyBytesMax. */
+export function checkKey(key: Uint8Array, limits: Readonly<Limits>, field = 'key'): Uint8Array {
+  if (key.length === 0) throw invalid(field, `${field} is empty`)
+  if (key.length > limits.keyBytesMax)
+    throw new KvError(
+      ErrorCode.KeyTooLarge,
+      `${field} is ${key.length} bytes, more than ${limits.keyBytesMax}`,
+      {
+        details: { field, limit: limits.keyBytesMax },
+      },
+    )
+  return key
+}
+
+export function checkValue(value: Uint8Array, limits: Readonly<Limits>, field = 'value'): Uint8Array {
+  if (value.length > limits.valueBytesMax)
+    throw new KvError(
+      ErrorCode.ValueTooLarge,
+      `${field} is ${value.length} bytes, more than ${limits.valueBytesMax}`,
+      { details: { field, limit: limits.valueBytesMax } },
+    )
+  return value
+}
+
+const readLevelOf: Partial<Record<number, ReadLevel>> = {
+  [Consistency.CONSISTENCY_UNSPECIFIED]: ReadLevel.Linearizable,
+  [Consistency.CONSISTENCY_LINEARIZABLE]: ReadLevel.Linearizable,
+  [Consistency.CONSISTENCY_SESSION]: ReadLevel.Session,
+  [Consistency.CONSISTENCY_BOUNDED]: ReadLevel.Bounded,
+  [Consistency.CONSISTENCY_EVENTUAL]: ReadLevel.Eventual,
+}
+const writeLevelOf: Partial<Record<number, WriteLevel>> = {
+  [Consistency.CONSISTENCY_UNSPECIFIED]: WriteLevel.Majority,
+  [Consistency.CONSISTENCY_MAJORITY]: WriteLevel.Majority,
+  [Consistency.CONSISTENCY_ALL]: WriteLevel.All,
+  [Consistency.CONSISTENCY_LEADER]: WriteLevel.Leader,
+}
+
+/** The proto enum value delivered for a shard level (for receipts). */
+export const consistencyOfLevel: Readonly<Record<ReadLevel | WriteLevel, Consistency>> = {
+  [ReadLevel.Linearizable]: Consistency.CONSISTENCY_LINEARIZABLE,
+  [ReadLevel.Session]: Consistency.CONSISTENCY_SESSION,
+  [ReadLevel.Bounded]: Consistency.CONSISTENCY_BOUNDED,
+  [ReadLevel.Eventual]: Consistency.CONSISTENCY_EVENTUAL,
+  [WriteLevel.Majority]: Consistency.CONSISTENCY_MAJORITY,
+  [WriteLevel.All]: Consistency.CONSISTENCY_ALL,
+  [WriteLevel.Leader]: Consistency.CONSISTENCY_LEADER,
+}
+
+function isKnownConsistency(n: number): boolean {
+  return readLevelOf[n] !== undefined || writeLevelOf[n] !== undefined
+}
+
+/** Read options of a request; `shardId` picks the session token entry that applies. */
+export function checkReadOptions(options: ProtoReadOptions | undefined, shardId: number): ReadSpec {
+  const consistency = options?.consistency ?? Consistency.CONSISTENCY_UNSPECIFIED
+  const level = readLevelOf[consistency]
+  if (level === undefined) {
+    if (isKnownConsistency(consistency))
+      throw invalid(
+        'options.consistency',
+        `consistency ${Consistency[consistency]} is a write level, not a read level`,
+      )
+    throw invalid('options.consistency', `unknown consistency ${consistency}`)
+  }
+  let spec: ReadSpec = { level }
+  if (level === ReadLevel.Bounded) spec = { ...spec, stalenessMsMax: options?.maxStalenessMs ?? 0 }
+  if (level === ReadLevel.Session) {
+    const tokens = options?.session?.appliedIndexByShard ?? {}
+    for (const [shard, index] of Object.entries(tokens))
+      if (!Number.isSafeInteger(index) || index < 0)
+        throw invalid('options.session', `session token of shard ${shard} is not a valid index`)
+    const index = tokens[shardId]
+    if (index !== undefined && index > 0) spec = { ...spec, sessionIndex: LogIndex(index) }
+  }
+  return spec
+}
+
+export function checkWriteOptions(
+  options: ProtoWriteOptions | undefined,
+  limits: Readonly<Limits>,
+): WriteSpec {
+  const consistency = options?.consistency ?? Consistency.CONSISTENCY_UNSPECIFIED
+  const level = writeLevelOf[consistency]
+  if (level === undefined) {
+    if (isKnownConsistency(consistency))
+      throw invalid(
+        'options.consistency',
+        `consistency ${Consistency[consistency]} is a read level, not a write level`,
+      )
+    throw invalid('options.consistency', `unknown consistency ${consistency}`)
+  }
+  const clientId = options?.clientId ?? ''
+  const seq = options?.seq ?? 0
+  if (clientId === '') {
+    if (seq !== 0) throw invalid('options.seq', 'seq needs a client_id')
+    return { level }
+  }
+  if (Buffer.byteLength(clientId, 'utf8') > limits.clientIdBytesMax)
+    throw invalid(
+      'options.client_id',
+      `client_id is longer than ${limits.clientIdBytesMax} bytes`,
+      limits.clientIdBytesMax,
+    )
+  return { level, clientId, seq }
+}
+
+function checkExpectedVersion(v: number | undefined, field: string): number | undefined {
+  if (v === undefined) return undefined
+  if (!Number.isSafeInteger(v) || v < 0) throw invalid(field, `${field} is not a valid version`)
+  return v
+}
+
+export interface CheckedGet {
+  readonly key: Uint8Array
+  readonly read: ReadSpec
+}
+export function checkGet(req: GetRequest, limits: Readonly<Limits>, shardId: number): CheckedGet {
+  return { key: checkKey(req.key, limits), read: checkReadOptions(req.options, shardId) }
+}
+
+export interface CheckedPut {
+  readonly key: Uint8Array
+  readonly value: Uint8Array
+  readonly expectedVersion: number | undefined
+  readonly write: WriteSpec
+}
+export function checkPut(req: PutRequest, limits: Readonly<Limits>): CheckedPut {
+  return {
+    key: checkKey(req.key, limits),
+    value: checkValue(req.value, limits),
+    expectedVersion: checkExpectedVersion(req.expectedVersion, 'expected_version'),
+    write: checkWriteOptions(req.options, limits),
+  }
+}
+
+export interface CheckedDelete {
+  readonly key: Uint8Array
+  readonly expectedVersion: number | undefined
+  readonly write: WriteSpec
+}
+export function checkDelete(req: DeleteRequest, limits: Readonly<Limits>): CheckedDelete {
+  return {
+    key: checkKey(req.key, limits),
+    expectedVersion: checkExpectedVersion(req.expectedVersion, 'expected_version'),
+    write: checkWriteOptions(req.options, limits),
+  }
+}
+
+export interface CheckedBatchGet {
+  readonly keys: readonly Uint8Array[]
+  readonly read: ReadSpec
+}
+export function checkBatchGet(
+  req: BatchGetRequest,
+  limits: Readonly<Limits>,
+  shardId: number,
+): CheckedBatchGet {
+  if (req.keys.length === 0) throw invalid('keys', 'no keys')
+  if (req.keys.length > limits.batchOpsMax)
+    throw invalid('keys', `${req.keys.length} keys, more than ${limits.batchOpsMax}`, limits.batchOpsMax)
+  req.keys.forEach((key, i) => checkKey(key, limits, `keys[${i}]`))
+  return { keys: req.keys, read: checkReadOptions(req.options, shardId) }
+}
+
+export interface CheckedBatch {
+  readonly ops: readonly BatchOp[]
+  readonly write: WriteSpec
+}
+export function checkBatch(req: BatchRequest, limits: Readonly<Limits>): CheckedBatch {
+  if (req.ops.length === 0) throw invalid('ops', 'no operations')
+  if (req.ops.length > limits.batchOpsMax)
+    throw invalid('ops', `${req.ops.length} operations, more than ${limits.batchOpsMax}`, limits.batchOpsMax)
+  let bytes = 0
+  const ops = req.ops.map((o, i): BatchOp => {
+    const op = o.op
+    if (op === undefined) throw invalid(`ops[${i}]`, `ops[${i}] is neither put nor delete`)
+    if (op.$case === 'put') {
+      const key = checkKey(op.put.key, limits, `ops[${i}].key`)
+      const value = checkValue(op.put.value, limits, `ops[${i}].value`)
+      bytes += key.length + value.length
+      const expectedVersion = checkExpectedVersion(op.put.expectedVersion, `ops[${i}].expected_version`)
+      return expectedVersion === undefined
+        ? { kind: 'put', key, value }
+        : { kind: 'put', key, value, expectedVersion }
+    }
+    const key = checkKey(op.delete.key, limits, `ops[${i}].key`)
+    bytes += key.length
+    const expectedVersion = checkExpectedVersion(op.delete.expectedVersion, `ops[${i}].expected_version`)
+    return expectedVersion === undefined ? { kind: 'delete', key } : { kind: 'delete', key, expectedVersion }
+  })
+  if (bytes > limits.batchBytesMax)
+    throw invalid(
+      'ops',
+      `batch holds ${bytes} bytes, more than ${limits.batchBytesMax}`,
+      limits.batchBytesMax,
+    )
+  return { ops, write: checkWriteOptions(req.options, limits) }
+}
+
+export interface CheckedScan {
+  readonly prefix: Uint8Array
+  /** Entries in total, 1..scanLimitMax. */
+  readonly limit: number
+  readonly read: ReadSpec
+}
+/** The cursor is decoded separately (cursor.ts), since it needs the cluster id. */
+export function checkScan(req: ScanRequest, limits: Readonly<Limits>, shardId: number): CheckedScan {
+  if (req.prefix.length > limits.keyBytesMax)
+    throw new KvError(
+      ErrorCode.KeyTooLarge,
+      `prefix is ${req.prefix.length} bytes, more than ${limits.keyBytesMax}`,
+      {
+        details: { field: 'prefix', limit: limits.keyBytesMax },
+      },
+    )
+  if (req.limit > limits.scanLimitMax)
+    throw invalid('limit', `scan limit ${req.limit} is more than ${limits.scanLimitMax}`, limits.scanLimitMax)
+  return {
+    prefix: req.prefix,
+    limit: req.limit === 0 ? limits.scanLimitMax : req.limit,
+    read: checkReadOptions(req.options, shardId),
+  }
+}
+
+/**
+ * The time a request may take, from the gRPC deadline's remaining milliseconds (Infinity when the
+ * client set none, which gets requestDeadlineMsMax).
+ */
+export function checkDeadline(remainingMs: number, limits: Readonly<Limits>): number {
+  if (remainingMs === Infinity) return limits.requestDeadlineMsMax
+  if (remainingMs > limits.requestDeadlineMsMax)
+    throw invalid(
+      'deadline',
+      `deadline is ${Math.round(remainingMs)} ms away, more than ${limits.requestDeadlineMsMax}`,
+      limits.requestDeadlineMsMax,
+    )
+  return Math.max(0, remainingMs)
+}

@@ -1,0 +1,178 @@
+/**
+ * The SDK against a real kvd on loopback: every operation, the consistency dial as seen in
+ * receipts, compare-and-set, sessions, scans, failover and restarts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { KvClient, KvError } from '../../../src/client/index.ts'
+import { startKvd, type KvdHandle } from '../helpers/kvd.ts'
+
+describe('client/sdk against kvd', () => {
+  let kvd: KvdHandle
+  let client: KvClient
+
+  beforeAll(async () => {
+    kvd = await startKvd()
+    client = new KvClient({ endpoints: [kvd.address] })
+  })
+  afterAll(async () => {
+    client?.close()
+    await kvd?.stop()
+  })
+
+  it('puts, gets and deletes, with receipts', async () => {
+    const put = await client.put('sdk/greeting', 'hello')
+    expect(put.version).toBeGreaterThan(0)
+    expect(put.receipt).toMatchObject({ appliedIndex: put.version, delivered: 'majority', stalenessMs: 0 })
+    expect(put.receipt.nodeId).toBeGreaterThan(0)
+    const got = await client.get('sdk/greeting')
+    expect(got).toMatchObject({ found: true, version: put.version, createVersion: put.version })
+    expect(got.valueText()).toBe('hello')
+    expect(got.receipt.delivered).toBe('linearizable')
+    expect(got.receipt.appliedIndex).toBeGreaterThanOrEqual(put.version)
+    expect(await client.delete('sdk/greeting')).toMatchObject({ deleted: true })
+    expect(await client.delete('sdk/greeting')).toMatchObject({ deleted: false })
+    expect(await client.get('sdk/greeting')).toMatchObject({ found: false, value: null })
+  })
+
+  it('stores bytes exactly', async () => {
+    const value = new Uint8Array(256).map((_, i) => i)
+    const key = new Uint8Array([0x73, 0x00, 0xff])
+    await client.put(key, value)
+    expect((await client.get(key)).value).toEqual(value)
+  })
+
+  it('serves every read level and says what it delivered', async () => {
+    await client.put('sdk/levels', 'x')
+    for (const level of ['linearizable', 'session', 'eventual'] as const) {
+      const got = await client.get('sdk/levels', { consistency: level })
+      expect(got.valueText(), level).toBe('x')
+      expect(got.receipt.delivered, level).toBe(level)
+    }
+    const bounded = await client.get('sdk/levels', { maxStalenessMs: 5_000 })
+    expect(bounded.receipt.delivered).toBe('bounded')
+    expect(bounded.receipt.stalenessMs).toBeLessThanOrEqual(5_000)
+    for (const level of ['majority', 'all', 'leader'] as const) {
+      const put = await client.put('sdk/levels', level, { consistency: level })
+      expect(put.receipt.delivered, level).toBe(level)
+    }
+  })
+
+  it('compare-and-set: succeeds on the version, fails with the current one', async () => {
+    const { version } = await client.put('sdk/cas', 'v1')
+    const second = await client.cas('sdk/cas', { expectedVersion: version, value: 'v2' })
+    const err = await client
+      .cas('sdk/cas', { expectedVersion: version, value: 'v3' })
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KvError)
+    expect(err).toMatchObject({ code: 'VERSION_MISMATCH', details: { currentVersion: second.version } })
+    expect((await client.get('sdk/cas')).valueText()).toBe('v2')
+    await expect(client.cas('sdk/cas-new', { expectedVersion: 0, value: 'first' })).resolves.toBeDefined()
+    await expect(client.cas('sdk/cas-new', { expectedVersion: 0, value: 'again' })).rejects.toMatchObject({
+      code: 'VERSION_MISMATCH',
+    })
+    await expect(client.delete('sdk/cas', { expectedVersion: version })).rejects.toMatchObject({
+      code: 'VERSION_MISMATCH',
+    })
+    await expect(client.delete('sdk/cas', { expectedVersion: second.version })).resolves.toMatchObject({
+      deleted: true,
+    })
+  })
+
+  it('applies a batch atomically and reads many keys at once', async () => {
+    await client.put('sdk/b/1', 'one')
+    const res = await client.batch([
+      { type: 'put', key: 'sdk/b/2', value: 'two' },
+      { type: 'put', key: 'sdk/b/3', value: 'three' },
+      { type: 'delete', key: 'sdk/b/1' },
+    ])
+    expect(res.results.map((r) => r.type)).toEqual(['put', 'put', 'delete'])
+    expect(res.results[2]).toEqual({ type: 'delete', deleted: true })
+    const many = await client.getMany(['sdk/b/1', 'sdk/b/2', 'sdk/b/3'])
+    expect(many.results.map((r) => r.valueText())).toEqual([null, 'two', 'three'])
+    expect(many.receipts.length).toBeGreaterThan(0)
+    // A failed compare fails the whole batch.
+    const v2 = many.results[1]?.version ?? 0
+    await expect(
+      client.batch([
+        { type: 'put', key: 'sdk/b/2', value: 'changed', expectedVersion: v2 },
+        { type: 'put', key: 'sdk/b/3', value: 'changed', expectedVersion: 1 },
+      ]),
+    ).rejects.toMatchObject({ code: 'VERSION_MISMATCH' })
+    expect((await client.getMany(['sdk/b/2', 'sdk/b/3'])).results.map((r) => r.valueText())).toEqual([
+      'two',
+      'three',
+    ])
+  })
+
+  it('scans a prefix across pages, and honours a limit', async () => {
+    const n = 600 // more than one page (limits.scanPageEntriesMax = 256)
+    await Promise.all([...Array(n).keys()].map((i) => client.put(`sdk/scan/${i}`, `v${i}`)))
+    await client.put('sdk/scanx', 'outside')
+    const keys = new Set<string>()
+    const scan = client.scan({ prefix: 'sdk/scan/' })
+    for await (const e of scan) {
+      keys.add(e.keyText())
+      expect(e.valueText()).toBe(`v${e.keyText().slice('sdk/scan/'.length)}`)
+    }
+    expect(keys.size).toBe(n)
+    expect(scan.receipt?.delivered).toBe('linearizable')
+    expect((await client.scan({ prefix: 'sdk/scan/', limit: 300 }).toArray()).length).toBe(300)
+  })
+
+  it('sessions track receipts and read their writes', async () => {
+    const session = client.session()
+    const w = await session.put('sdk/session', 'mine')
+    expect(session.token()).toEqual({ [w.receipt.shardId]: w.receipt.appliedIndex })
+    const r = await session.get('sdk/session')
+    expect(r.valueText()).toBe('mine')
+    expect(r.receipt.delivered).toBe('session')
+    expect(r.receipt.appliedIndex).toBeGreaterThanOrEqual(w.receipt.appliedIndex)
+    // A resumed session keeps its position.
+    const resumed = client.session({ token: session.token() })
+    expect((await resumed.get('sdk/session')).valueText()).toBe('mine')
+  })
+
+  it('refuses a bounded read with no bound and a key over the limit', async () => {
+    await expect(client.get('k', { consistency: 'bounded' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    })
+    await expect(client.put('k'.repeat(5000), 'v')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' })
+  })
+
+  it('reports status and node addresses', async () => {
+    const s = await client.status()
+    expect(s.endpoint).toBe(kvd.address)
+    expect(s.clusterId).not.toBe('')
+    expect(s.node?.shards.length).toBeGreaterThan(0)
+  })
+
+  it('fails over past a dead endpoint and survives a restart', async () => {
+    const c = new KvClient({ endpoints: ['127.0.0.1:1', kvd.address] })
+    try {
+      const { version } = await c.put('sdk/failover', 'before')
+      expect(c.currentEndpoint).toBe(kvd.address)
+      await kvd.restart()
+      const got = await c.get('sdk/failover')
+      expect(got).toMatchObject({ found: true, version })
+      await c.put('sdk/failover', 'after')
+      expect((await c.get('sdk/failover')).valueText()).toBe('after')
+    } finally {
+      c.close()
+    }
+  })
+
+  it('writes concurrently with exactly-once tags without losing any', async () => {
+    const c = new KvClient({ endpoints: [kvd.address] })
+    try {
+      const n = 300
+      const results = await Promise.all(
+        [...Array(n).keys()].map((i) => c.put(`sdk/conc/${i % 50}/${i}`, `${i}`)),
+      )
+      expect(new Set(results.map((r) => r.version)).size).toBe(n)
+      const many = await c.getMany([...Array(50).keys()].map((i) => `sdk/conc/${i}/${i}`))
+      expect(many.results.every((r) => r.found)).toBe(true)
+    } finally {
+      c.close()
+    }
+  })
+})

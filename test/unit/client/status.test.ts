@@ -1,0 +1,143 @@
+import { Metadata, type ServiceError } from '@grpc/grpc-js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DeadlineError } from '../../../src/common/clock.ts'
+import {
+  ErrorCode,
+  GrpcStatus,
+  KvError,
+  errorCodeTable,
+  type ErrorCode as Code,
+} from '../../../src/common/errors.ts'
+import { KvClient } from '../../../src/client/index.ts'
+import { abortError, detailsFromMetadata, kvErrorFromGrpc } from '../../../src/client/status.ts'
+import { FakeKvServer } from './fake-server.ts'
+
+function serviceError(code: number, details: string, md: Record<string, string> = {}): ServiceError {
+  const metadata = new Metadata()
+  for (const [k, v] of Object.entries(md)) metadata.set(k, v)
+  return Object.assign(new Error(`${code} ${details}`), { code, details, metadata })
+}
+
+describe('client/status mapping', () => {
+  it('takes the code from ringkv-code for every code in the table', () => {
+    for (const code of Object.values(ErrorCode) as Code[]) {
+      const err = kvErrorFromGrpc(serviceError(errorCodeTable[code].status, 'msg', { 'ringkv-code': code }))
+      expect(err).toBeInstanceOf(KvError)
+      expect(err.code).toBe(code)
+      expect(err.message).toBe('msg')
+    }
+  })
+
+  it('turns ringkv-* metadata into details', () => {
+    const err = kvErrorFromGrpc(
+      serviceError(GrpcStatus.FAILED_PRECONDITION, 'not leader', {
+        'ringkv-code': 'NOT_LEADER',
+        'ringkv-leader': '3',
+        'ringkv-epoch': '17',
+        'ringkv-shard': '5',
+      }),
+    )
+    expect(err.code).toBe('NOT_LEADER')
+    expect(err.details).toEqual({ leaderHint: 3, shardMapEpoch: 17, shardId: 5 })
+    const cas = kvErrorFromGrpc(
+      serviceError(GrpcStatus.ABORTED, 'mismatch', {
+        'ringkv-code': 'VERSION_MISMATCH',
+        'ringkv-current-version': '42',
+      }),
+    )
+    expect(cas.details).toEqual({ currentVersion: 42 })
+    const big = kvErrorFromGrpc(
+      serviceError(GrpcStatus.INVALID_ARGUMENT, 'too big', {
+        'ringkv-code': 'VALUE_TOO_LARGE',
+        'ringkv-limit': '1048576',
+        'ringkv-field': 'value',
+      }),
+    )
+    expect(big.details).toEqual({ limit: 1048576, field: 'value' })
+  })
+
+  it('ignores malformed metadata values instead of failing', () => {
+    const md = new Metadata()
+    md.set('ringkv-leader', 'abc')
+    md.set('ringkv-epoch', '-1')
+    md.set('ringkv-current-version', '99999999999999999999')
+    expect(detailsFromMetadata(md)).toEqual({})
+  })
+
+  it('maps bare transport statuses', () => {
+    expect(kvErrorFromGrpc(serviceError(GrpcStatus.UNAVAILABLE, 'No connection established')).code).toBe(
+      'UNAVAILABLE',
+    )
+    expect(kvErrorFromGrpc(serviceError(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')).code).toBe(
+      'DEADLINE_EXCEEDED',
+    )
+    expect(kvErrorFromGrpc(serviceError(GrpcStatus.CANCELLED, 'Cancelled on client')).code).toBe('CANCELLED')
+    expect(kvErrorFromGrpc(serviceError(GrpcStatus.UNIMPLEMENTED, 'nope')).code).toBe('INTERNAL')
+    expect(kvErrorFromGrpc(serviceError(GrpcStatus.RESOURCE_EXHAUSTED, 'larger than max')).code).toBe(
+      'INVALID_ARGUMENT',
+    )
+    // An unknown ringkv-code falls back to the status.
+    expect(
+      kvErrorFromGrpc(serviceError(GrpcStatus.UNAVAILABLE, 'x', { 'ringkv-code': 'NEW_CODE' })).code,
+    ).toBe('UNAVAILABLE')
+  })
+
+  it('maps a call we aborted by the abort reason', () => {
+    const deadline = new AbortController()
+    deadline.abort(new DeadlineError())
+    expect(abortError(deadline.signal).code).toBe('DEADLINE_EXCEEDED')
+    const caller = new AbortController()
+    caller.abort()
+    expect(abortError(caller.signal).code).toBe('CANCELLED')
+    expect(
+      kvErrorFromGrpc(serviceError(GrpcStatus.CANCELLED, 'Cancelled on client'), deadline.signal).code,
+    ).toBe('DEADLINE_EXCEEDED')
+  })
+
+  it('keeps the ServiceError as cause and non-gRPC errors become INTERNAL', () => {
+    const cause = serviceError(GrpcStatus.UNAVAILABLE, 'x')
+    expect(kvErrorFromGrpc(cause).cause).toBe(cause)
+    expect(kvErrorFromGrpc(new Error('Value is larger than Number.MAX_SAFE_INTEGER')).code).toBe('INTERNAL')
+  })
+})
+
+describe('client/status over the wire', () => {
+  let server: FakeKvServer
+  let client: KvClient
+  beforeAll(async () => {
+    server = await FakeKvServer.start()
+    client = new KvClient({ endpoints: [server.address], retry: { attemptsMax: 1 } })
+  })
+  afterAll(async () => {
+    client.close()
+    await server.stop()
+  })
+
+  it('delivers code and details sent as trailing metadata', async () => {
+    server.failNext('get', {
+      code: 'STALENESS_BOUND_EXCEEDED',
+      metadata: { 'ringkv-shard': '2', 'ringkv-limit': '500' },
+    })
+    const err = await client
+      .get('k', { consistency: 'bounded', maxStalenessMs: 500 })
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KvError)
+    expect(err).toMatchObject({
+      name: 'KvError',
+      code: 'STALENESS_BOUND_EXCEEDED',
+      details: { shardId: 2, limit: 500 },
+    })
+  })
+
+  it('reports an unreachable endpoint as UNAVAILABLE', async () => {
+    const dead = await FakeKvServer.start()
+    const address = dead.address
+    await dead.kill()
+    const c = new KvClient({ endpoints: [address], retry: { attemptsMax: 1 } })
+    try {
+      await expect(c.get('k')).rejects.toMatchObject({ code: 'UNAVAILABLE' })
+    } finally {
+      c.close()
+    }
+  })
+})

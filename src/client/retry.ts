@@ -16,7 +16,6 @@ import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { ErrorCode, RetryPolicy, errorCodeTable, type KvError } from '../common/errors.ts'
 import { limits } from '../common/limits.ts'
 import type { Random } from '../common/random.ts'
-import { holdEventLoop } from './keep-alive.ts'
 import { abortError, kvErrorFromGrpc } from './status.ts'
 
 /** User-tunable retry settings. */
@@ -177,24 +176,29 @@ export async function withRetries<T>(init: RetryLoopInit, run: (attempt: Attempt
   }
 }
 
-/** Waits `delayMs` on `clock`; rejects with the abort's KvError if `signal` fires first. */
+/**
+ * Waits `delayMs` on `clock`; rejects with the abort's KvError if `signal` fires first. The timer
+ * keeps the process alive (`keepAlive`): the caller is blocked on this wait, so a script whose only
+ * pending work is a backoff must not exit mid-call.
+ */
 export function sleep(clock: Clock, delayMs: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(abortError(signal))
       return
     }
-    const release = holdEventLoop()
     const onAbort = (): void => {
       timer.cancel()
-      release()
       reject(abortError(signal))
     }
-    const timer = clock.setTimer(delayMs, () => {
-      signal.removeEventListener('abort', onAbort)
-      release()
-      resolve()
-    })
+    const timer = clock.setTimer(
+      delayMs,
+      () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      },
+      { keepAlive: true },
+    )
     signal.addEventListener('abort', onAbort, { once: true })
   })
 }

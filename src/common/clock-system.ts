@@ -1,5 +1,5 @@
 /** The real clock. One of the two files outside bin/ allowed to touch ambient time (STYLE.md 7.6). */
-import type { Clock, TimerHandle } from './clock.ts'
+import type { Clock, TimerHandle, TimerOptions } from './clock.ts'
 
 export class SystemClock implements Clock {
   private lastMs = 0
@@ -15,9 +15,10 @@ export class SystemClock implements Clock {
     return Date.now()
   }
 
-  setTimer(delayMs: number, onFire: () => void): TimerHandle {
+  /** Unref'd unless `options.keepAlive`: only a wait someone is blocked on holds the process open. */
+  setTimer(delayMs: number, onFire: () => void, options: TimerOptions = {}): TimerHandle {
     const handle = setTimeout(onFire, Math.max(0, delayMs))
-    handle.unref?.()
+    if (options.keepAlive !== true) handle.unref?.()
     return { cancel: () => clearTimeout(handle) }
   }
 }

@@ -6,13 +6,24 @@ export interface TimerHandle {
   cancel(): void
 }
 
+export interface TimerOptions {
+  /**
+   * True: the pending timer keeps the process alive (a wait the caller is blocked on, such as the
+   * SDK's backoff between retries: a script whose only pending work is that wait must not exit
+   * mid-call). False (the default): the timer does not hold the process open, which is right for
+   * deadlines, drains and other timers that only guard work that holds the process by itself.
+   * Clocks without a process to keep alive (simulated ones) ignore it.
+   */
+  readonly keepAlive?: boolean
+}
+
 export interface Clock {
   /** Monotonic milliseconds; never goes backwards. */
   nowMs(): number
   /** Wall-clock milliseconds since the epoch; may jump. Only for display and drift-bounded leases. */
   wallMs(): number
   /** Calls `onFire` once after `delayMs` unless cancelled first. */
-  setTimer(delayMs: number, onFire: () => void): TimerHandle
+  setTimer(delayMs: number, onFire: () => void, options?: TimerOptions): TimerHandle
 }
 
 /**

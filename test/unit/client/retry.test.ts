@@ -163,6 +163,8 @@ describe('client/retry loop', () => {
     // The deadline timer, then two backoff sleeps.
     expect(clock.delays[0]).toBe(10_000)
     expect(clock.delays.length).toBe(3)
+    // Only the sleeps keep the process alive: the caller is blocked on them, not on the deadline.
+    expect(clock.keepAlives).toEqual([false, true, true])
   })
 
   it('never sleeps past the deadline: total time stays within it', async () => {

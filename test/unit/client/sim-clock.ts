@@ -3,7 +3,7 @@
  * automatically on setImmediate while timers are pending) jumps time to the earliest one and
  * fires it. Only for code that waits on nothing but this clock and promises.
  */
-import type { Clock, TimerHandle } from '../../../src/common/clock.ts'
+import type { Clock, TimerHandle, TimerOptions } from '../../../src/common/clock.ts'
 
 interface Timer {
   readonly dueMs: number
@@ -19,6 +19,8 @@ export class SimClock implements Clock {
   private pumping = false
   /** Every delay passed to setTimer, in order. */
   readonly delays: number[] = []
+  /** The keepAlive option of every setTimer call, in order (false when not given). */
+  readonly keepAlives: boolean[] = []
 
   nowMs(): number {
     return this.now
@@ -28,8 +30,9 @@ export class SimClock implements Clock {
     return 1_700_000_000_000 + this.now
   }
 
-  setTimer(delayMs: number, onFire: () => void): TimerHandle {
+  setTimer(delayMs: number, onFire: () => void, options: TimerOptions = {}): TimerHandle {
     this.delays.push(delayMs)
+    this.keepAlives.push(options.keepAlive === true)
     const timer: Timer = { dueMs: this.now + Math.max(0, delayMs), seq: this.seq++, onFire, cancelled: false }
     this.timers.push(timer)
     this.schedulePump()

@@ -1,5 +1,11 @@
-import { describe, expect, it } from 'vitest'
-import { DeadlineError, deadlineSignal, type Clock, type TimerHandle } from '../../../src/common/index.ts'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import {
+  DeadlineError,
+  deadlineSignal,
+  type Clock,
+  type TimerHandle,
+  type TimerOptions,
+} from '../../../src/common/index.ts'
 import { SystemClock } from '../../../src/common/clock-system.ts'
 
 /** A manual clock: time moves only when the test says so. */
@@ -12,7 +18,7 @@ class ManualClock implements Clock {
   wallMs(): number {
     return 1_700_000_000_000 + this.now
   }
-  setTimer(delayMs: number, onFire: () => void): TimerHandle {
+  setTimer(delayMs: number, onFire: () => void, _options?: TimerOptions): TimerHandle {
     const t = { at: this.now + delayMs, fire: onFire, live: true }
     this.timers.push(t)
     return { cancel: () => void (t.live = false) }
@@ -27,6 +33,10 @@ class ManualClock implements Clock {
 }
 
 describe('common/clock', () => {
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
   it('aborts a deadline signal when the injected clock passes the deadline, not before', () => {
     const clock = new ManualClock()
     const { signal } = deadlineSignal(clock, 100)
@@ -58,5 +68,18 @@ describe('common/clock', () => {
       last = now
     }
     expect(Math.abs(c.wallMs() - Date.now())).toBeLessThan(5_000)
+  })
+
+  it('unrefs system timers unless keepAlive is asked for, and cancels both', () => {
+    const spy = vi.spyOn(globalThis, 'setTimeout')
+    const clock = new SystemClock()
+    const fired: string[] = []
+    const plain = clock.setTimer(60_000, () => fired.push('plain'))
+    const kept = clock.setTimer(60_000, () => fired.push('kept'), { keepAlive: true })
+    const explicit = clock.setTimer(60_000, () => fired.push('explicit'), { keepAlive: false })
+    const handles = spy.mock.results.map((r) => r.value as NodeJS.Timeout)
+    expect(handles.map((h) => h.hasRef())).toEqual([false, true, false])
+    for (const t of [plain, kept, explicit]) t.cancel()
+    expect(fired).toEqual([])
   })
 })

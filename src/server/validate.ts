@@ -19,7 +19,9 @@
  * |   finished to a careless client)                   | INVALID_ARGUMENT |
  * | a deadline further away than requestDeadlineMsMax  | INVALID_ARGUMENT |
  *
- * UNSPECIFIED consistency means linearizable for reads and majority for writes. Scan limit 0
+ * UNSPECIFIED consistency means linearizable for reads and majority for writes. A session token with
+ * no entry for the shard (or no token) means session index 0: nothing of that shard was seen yet.
+ * Scan limit 0
  * means "up to scanLimitMax" (the stream is paged and the cursor resumes it).
  */
 import { ErrorCode, KvError } from '../common/errors.ts'
@@ -121,8 +123,8 @@ export function checkReadOptions(options: ProtoReadOptions | undefined, shardId:
     for (const [shard, index] of Object.entries(tokens))
       if (!Number.isSafeInteger(index) || index < 0)
         throw invalid('options.session', `session token of shard ${shard} is not a valid index`)
-    const index = tokens[shardId]
-    if (index !== undefined && index > 0) spec = { ...spec, sessionIndex: LogIndex(index) }
+    // No entry for this shard: the session has seen nothing of it yet, so any replica will do.
+    spec = { ...spec, sessionIndex: LogIndex(tokens[shardId] ?? 0) }
   }
   return spec
 }

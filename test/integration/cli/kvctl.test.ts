@@ -165,11 +165,7 @@ describe('cli/kvctl against kvd', () => {
 
   // A fresh kvctl process has an empty session token: every replica satisfies it (kv.proto:
   // "any replica caught up to the session token"), so the read must be served.
-  // TODO(sdk): known server bug, marked `.fails` so the suite stays green and flips when fixed:
-  // server/validate.ts sets no sessionIndex for a shard missing from the token, and
-  // shard/validate.ts then refuses the read ("a session read needs sessionIndex"). Drop `.fails`
-  // once a missing entry means sessionIndex 0.
-  it.fails('serves a session read with an empty session token', async () => {
+  it('serves a session read with an empty session token (a missing shard entry means index 0)', async () => {
     await inProcess([...ep, 'put', 'cli/session', 'x'])
     const r = await inProcess([...ep, 'get', 'cli/session', '--consistency', 'session'])
     expect(r.stderr).toBe('')

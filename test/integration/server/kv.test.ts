@@ -113,6 +113,25 @@ describe('kvd client API', () => {
     expect(trailer(absent, 'ringkv-current-version')).toBe('0')
   })
 
+  it('serves session reads whose token has no entry for the shard (index 0), and refuses ones ahead', async () => {
+    await c.put({ key: b('session'), value: b('s') })
+    const session = (appliedIndexByShard: Record<number, number> | undefined) => ({
+      consistency: Consistency.CONSISTENCY_SESSION,
+      maxStalenessMs: 0,
+      session: appliedIndexByShard === undefined ? undefined : { appliedIndexByShard },
+    })
+    for (const token of [undefined, {}, { 7: 123_456 }]) {
+      const got = await c.get({ key: b('session'), options: session(token) })
+      expect(got).toMatchObject({ found: true })
+      expect(got.receipt?.delivered).toBe(Consistency.CONSISTENCY_SESSION)
+    }
+    await expectFailure(
+      c.get({ key: b('session'), options: session({ 0: 1_000_000_000 }) }),
+      Grpc.UNAVAILABLE,
+      'SESSION_BEHIND',
+    )
+  })
+
   it('applies a batch atomically and reads many keys in request order', async () => {
     const res = await c.batch({
       ops: [

@@ -97,7 +97,15 @@ describe('server/validate', () => {
       level: 'session',
       sessionIndex: 17,
     })
-    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session }, 1)).toEqual({ level: 'session' })
+    // No entry for the shard (or no token at all): the session has seen nothing there, index 0.
+    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session }, 1)).toEqual({
+      level: 'session',
+      sessionIndex: 0,
+    })
+    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session: undefined }, 1)).toEqual({
+      level: 'session',
+      sessionIndex: 0,
+    })
   })
 
   it('needs a client_id for a seq, and passes both for dedup', () => {

@@ -7,7 +7,7 @@
  */
 import { setMaxListeners } from 'node:events'
 import { Metadata, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall } from '@grpc/grpc-js'
-import type { Clock } from '../common/clock.ts'
+import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError, type ErrorDetails } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
@@ -29,7 +29,6 @@ import type {
 import { fromWire, toBytes, toWire, utf8, type Bytes } from './codec.ts'
 import { consistencyFromWire, readConsistencyToWire, writeConsistencyToWire } from './consistency.ts'
 import { EndpointPool } from './endpoints.ts'
-import { WriteLanes, clientIdBytesMax } from './lanes.ts'
 import {
   resolveRetryConfig,
   withRetries,
@@ -40,6 +39,7 @@ import {
 } from './retry.ts'
 import { KvScan, type ScanContext } from './scan.ts'
 import { SessionTracker, type SessionToken } from './session.ts'
+import { WriteSeqs } from './write-seqs.ts'
 import type {
   BatchOp,
   BatchOpResult,
@@ -77,7 +77,25 @@ export interface KvClientInit {
   /** Default budget of a call, retries included. Default limits.requestDeadlineMsDefault. */
   readonly deadlineMs?: number
   readonly retry?: RetryInit
-  /** Identifies this client's writes to the dedup table. Default: 128 random bits. */
+  /**
+   * Identifies this client's writes to the shards' dedup tables (1..limits.clientIdBytesMax UTF-8
+   * bytes). Default: 128 random bits, which is right unless you need to know the id.
+   *
+   * The exactly-once contract (Raft thesis §6.3): each write gets the next seq of this client and
+   * keeps it across its retries; every attempt also carries first_incomplete_seq, the lowest seq
+   * whose call has not settled yet, so the shard keeps only the answers that may still be asked
+   * for. Many writes may be in flight at once under one id; at most
+   * limits.dedupResultsPerClientMax seqs above first_incomplete_seq are (more writes wait their
+   * turn, within their deadline).
+   *
+   * An explicit id must be used by ONE live KvClient at a time (its sessions share it). Seqs start
+   * at the wall clock in microseconds, so a process restarted with the same id continues above the
+   * seqs of its previous life and its new writes are accepted, provided the wall clock did not step
+   * back and the previous life averaged under a million writes per second. Otherwise a write may be
+   * refused as a stale seq (INVALID_ARGUMENT); use a fresh id then. A write whose call failed for
+   * good (e.g. DEADLINE_EXCEEDED, outcome unknown) is never retried by the SDK: repeat it as a new
+   * write only if the application can tell it did not apply (e.g. with compare-and-set).
+   */
   readonly clientId?: string
   /**
    * Tag writes with client id + seq so that retries are exactly-once (default true). When false,
@@ -118,8 +136,8 @@ interface ClientCore {
   }
   /** Aborted by close(): every call in flight ends with CANCELLED. */
   readonly closing: AbortController
-  /** Dedup identities for writes in flight (lanes.ts). */
-  readonly lanes: WriteLanes
+  /** The seqs of writes in flight, shared by the client and its sessions (write-seqs.ts). */
+  readonly seqs: WriteSeqs
 }
 
 /**
@@ -383,9 +401,11 @@ abstract class KvOperations {
   }
 
   /**
-   * Runs one write with retries. With dedup on, the write holds a lane (lanes.ts) from its first
-   * attempt until its outcome is settled and carries the lane's id and next seq on every attempt,
-   * so the shard applies it at most once however often it is retried.
+   * Runs one write with retries. With dedup on, the write takes one seq (write-seqs.ts) from its
+   * first attempt until its outcome is settled, and every attempt carries the client id, that seq
+   * and the client's current first_incomplete_seq, so the shard applies it at most once however
+   * often it is retried, while other writes of the client are in flight. Waiting for room in the
+   * window counts against the call's deadline.
    */
   private async write<T>(
     options: WriteOptions,
@@ -394,17 +414,25 @@ abstract class KvOperations {
     const consistency = writeConsistencyToWire(options.consistency ?? this.core.defaults.write)
     const deadlineMs = this.deadlineMs(options)
     if (!this.core.dedup) {
-      const untagged = { consistency, clientId: '', seq: 0 }
+      const untagged = { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 }
       return await this.call('write', options, (endpoint, rpc) => run(untagged, endpoint, rpc))
     }
-    const lane = await this.core.lanes.acquire(this.signal(options))
+    const { clock, seqs, clientId } = this.core
+    const startedMs = clock.nowMs()
+    const waiting = deadlineSignal(clock, deadlineMs, this.signal(options))
+    let seq: number
     try {
-      const tagged = { consistency, clientId: lane.clientId, seq: lane.nextSeq() }
-      return await this.call('write', { ...options, deadlineMs }, (endpoint, rpc) =>
-        run(tagged, endpoint, rpc),
+      seq = await seqs.acquire(waiting.signal)
+    } finally {
+      waiting.dispose()
+    }
+    try {
+      const remainingMs = Math.max(1, Math.floor(deadlineMs - (clock.nowMs() - startedMs)))
+      return await this.call('write', { ...options, deadlineMs: remainingMs }, (endpoint, rpc) =>
+        run({ consistency, clientId, seq, firstIncompleteSeq: seqs.firstIncomplete() }, endpoint, rpc),
       )
     } finally {
-      this.core.lanes.release(lane)
+      seqs.release(seq)
     }
   }
 
@@ -444,8 +472,8 @@ export class KvClient extends KvOperations {
     }
     const clock = components.clock ?? new SystemClock()
     const clientId = init.clientId ?? randomClientId(random)
-    if (clientId === '' || new TextEncoder().encode(clientId).byteLength > clientIdBytesMax) {
-      throw new TypeError(`clientId must be 1..${clientIdBytesMax} bytes`)
+    if (clientId === '' || new TextEncoder().encode(clientId).byteLength > limits.clientIdBytesMax) {
+      throw new TypeError(`clientId must be 1..${limits.clientIdBytesMax} bytes`)
     }
     // Every call in flight listens on `closing`; hundreds at once are normal, not a leak.
     const closing = new AbortController()
@@ -464,7 +492,8 @@ export class KvClient extends KvOperations {
       dedup: init.dedup ?? true,
       defaults,
       closing,
-      lanes: new WriteLanes({ clientId, seqStart: Math.floor(clock.wallMs()) * 1000 }),
+      // Restart-safe start (see KvClientInit.clientId): microseconds of wall time, below 2^53.
+      seqs: new WriteSeqs({ seqStart: Math.floor(clock.wallMs()) * 1000 }),
     }
     super(core, new SessionTracker(), defaults.read)
   }

@@ -60,6 +60,12 @@ export const limits = {
   groupCommitBytesMax: 16 * 1024 * 1024,
   /** Clients remembered per shard by the exactly-once dedup table; the least recently used go first. */
   dedupClientsMax: 4096,
+  /**
+   * Saved write results per client per shard: the client's writes at or above its
+   * firstIncompleteSeq. A new seq beyond it is refused with OVERLOADED (not applied); the SDK keeps
+   * each seq it sends below firstIncompleteSeq + this, so it never is.
+   */
+  dedupResultsPerClientMax: 1024,
   /** Longest client id of the exactly-once tag (UTF-8 bytes). */
   clientIdBytesMax: 128,
   /** Bytes of keys and values per chunk of an exported range (Raft snapshots, shard moves). */
@@ -83,6 +89,10 @@ assert(
       limits.commandEnvelopeBytesMax,
 )
 assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + 64)
+// Dedup keys carry the client id behind a one-byte length (storage/keys.ts).
+assert(limits.clientIdBytesMax <= 0xff)
+// A client with a full window of writes still fits its results in one shard's queue of writes.
+assert(limits.dedupResultsPerClientMax <= limits.replicaWriteQueueMax)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.

@@ -12,6 +12,7 @@
  * | a write level on a read, a read level on a write   | INVALID_ARGUMENT |
  * | session token that is not a safe integer index     | INVALID_ARGUMENT |
  * | seq without client_id; client_id > clientIdBytesMax| INVALID_ARGUMENT |
+ * | first_incomplete_seq above seq, or without client_id| INVALID_ARGUMENT |
  * | no keys / no ops, more than batchOpsMax of them    | INVALID_ARGUMENT |
  * | keys and values of a batch above batchBytesMax     | INVALID_ARGUMENT |
  * | a batch op with neither put nor delete             | INVALID_ARGUMENT |
@@ -145,8 +146,11 @@ export function checkWriteOptions(
   }
   const clientId = options?.clientId ?? ''
   const seq = options?.seq ?? 0
+  const firstIncompleteSeq = options?.firstIncompleteSeq ?? 0
   if (clientId === '') {
     if (seq !== 0) throw invalid('options.seq', 'seq needs a client_id')
+    if (firstIncompleteSeq !== 0)
+      throw invalid('options.first_incomplete_seq', 'first_incomplete_seq needs a client_id')
     return { level }
   }
   if (Buffer.byteLength(clientId, 'utf8') > limits.clientIdBytesMax)
@@ -155,7 +159,15 @@ export function checkWriteOptions(
       `client_id is longer than ${limits.clientIdBytesMax} bytes`,
       limits.clientIdBytesMax,
     )
-  return { level, clientId, seq }
+  if (!Number.isSafeInteger(seq) || seq < 0) throw invalid('options.seq', 'seq is not a safe integer')
+  if (!Number.isSafeInteger(firstIncompleteSeq) || firstIncompleteSeq < 0)
+    throw invalid('options.first_incomplete_seq', 'first_incomplete_seq is not a safe integer')
+  if (firstIncompleteSeq > seq)
+    throw invalid(
+      'options.first_incomplete_seq',
+      `first_incomplete_seq ${firstIncompleteSeq} is above seq ${seq}: a write in flight is itself incomplete`,
+    )
+  return { level, clientId, seq, firstIncompleteSeq }
 }
 
 function checkExpectedVersion(v: number | undefined, field: string): number | undefined {

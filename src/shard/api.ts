@@ -54,12 +54,16 @@ export interface WriteOptions {
   /** Aborted before the write is queued: CANCELLED / DEADLINE_EXCEEDED. Once queued it completes. */
   readonly signal?: AbortSignal
   /**
-   * Exactly-once tag (Raft thesis §6.3): a retried write with the same clientId and seq returns the
-   * original result and is applied once. Give both or neither. A clientId must have at most one
-   * write outstanding at a time, with seq increasing.
+   * Exactly-once tag (Raft thesis §6.3; shard/dedup.ts): a retried write with the same clientId and
+   * seq returns the original result and is applied once. Give all three or none. A client may have
+   * many writes in flight; `firstIncompleteSeq` (<= seq) is the lowest seq it has no answer for
+   * yet, so every lower seq is acknowledged and its saved result discarded. A seq below the
+   * highest firstIncompleteSeq the shard has seen is refused (INVALID_ARGUMENT, stale seq); a new
+   * seq while the client has limits.dedupResultsPerClientMax results saved is refused (OVERLOADED).
    */
   readonly clientId?: string
   readonly seq?: number
+  readonly firstIncompleteSeq?: number
 }
 
 export type BatchOp =

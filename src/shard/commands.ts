@@ -3,12 +3,14 @@
  * replica, later by a Raft log entry) and applied by the state machine. Binary and versioned,
  * because it is stored in logs and read back by future versions:
  *
- *   format u8 (=1) | kind u8 | flags u8 | [clientId bytes | seq uvarint] | body
+ *   format u8 (=2) | kind u8 | flags u8 | [clientId bytes | seq uvarint | firstIncompleteSeq uvarint]
+ *   | body
  *   kind 1 put:    op(put)         kind 2 delete: op(delete)      kind 3 batch: count uvarint | op*
  *   op:            opKind u8 (1 put, 2 delete) | opFlags u8 | [expectedVersion uvarint]
  *                  | key bytes | [value bytes]        (bytes = length uvarint + raw)
  *   flags bit 0: the exactly-once tag is present;   opFlags bit 0: expectedVersion is present.
  *
+ * Format 2 added firstIncompleteSeq to the tag; format 1 was never deployed and is not read.
  * Commands are written only by us and validated before they are encoded; a command that does not
  * decode is corruption of the log (an assertion, STYLE.md 7.4).
  */
@@ -16,12 +18,17 @@ import { assert, unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter } from '../storage/index.ts'
 import type { BatchOp } from './api.ts'
 
-export const commandFormat = 1
+export const commandFormat = 2
 
-/** The exactly-once tag of a write (Raft thesis §6.3). */
+/**
+ * The exactly-once tag of a write (Raft thesis §6.3, for pipelined clients): `seq` names the write
+ * among the client's writes, and `firstIncompleteSeq` (<= seq) is the lowest seq the client has not
+ * yet received an answer for, so the results of every seq below it may be discarded (dedup.ts).
+ */
 export interface ClientTag {
   readonly clientId: string
   readonly seq: number
+  readonly firstIncompleteSeq: number
 }
 
 export type Command =
@@ -72,7 +79,10 @@ export function encodeCommand(command: Command): Uint8Array {
   w.u8(commandFormat)
     .u8(Kind[command.kind])
     .u8(command.tag === undefined ? 0 : flagTag)
-  if (command.tag !== undefined) w.bytes(encoder.encode(command.tag.clientId)).uvarint(command.tag.seq)
+  if (command.tag !== undefined)
+    w.bytes(encoder.encode(command.tag.clientId))
+      .uvarint(command.tag.seq)
+      .uvarint(command.tag.firstIncompleteSeq)
   switch (command.kind) {
     case 'put':
     case 'delete':
@@ -102,7 +112,10 @@ export function decodeCommand(bytes: Uint8Array): Command {
     } catch {
       assert(false, 'corrupt command: client id is not UTF-8')
     }
-    tag = { clientId, seq: r.uvarint() }
+    const seq = r.uvarint()
+    const firstIncompleteSeq = r.uvarint()
+    assert(firstIncompleteSeq <= seq, 'corrupt command: firstIncompleteSeq above seq')
+    tag = { clientId, seq, firstIncompleteSeq }
   }
   const withTag = tag === undefined ? {} : { tag }
   let command: Command
@@ -123,7 +136,7 @@ export function decodeCommand(bytes: Uint8Array): Command {
 /** Bytes of keys and values in the command (what the group-commit byte bound counts). */
 export function approxCommandBytes(command: Command): number {
   const opBytes = (op: BatchOp): number => op.key.length + (op.kind === 'put' ? op.value.length : 0) + 12
-  const tagBytes = command.tag === undefined ? 0 : command.tag.clientId.length + 10
+  const tagBytes = command.tag === undefined ? 0 : command.tag.clientId.length + 20
   switch (command.kind) {
     case 'put':
     case 'delete':

@@ -44,4 +44,4 @@ export {
   type KvStateMachineInit,
   type KvStateMachineComponents,
 } from './state-machine.ts'
-export type { ApplyResult } from './dedup.ts'
+export type { ApplyResult, DedupClientView } from './dedup.ts'

@@ -111,7 +111,13 @@ export async function openLocalReplica(
   const dedupRecords: Entry[] = []
   for await (const entry of engine.iterate(dedupRange(init.shardId))) dedupRecords.push(entry)
   const machine = new KvStateMachine(
-    { shardId: init.shardId, appliedIndex, dedupRecords, dedupClientsMax: limits.dedupClientsMax },
+    {
+      shardId: init.shardId,
+      appliedIndex,
+      dedupRecords,
+      dedupClientsMax: limits.dedupClientsMax,
+      dedupResultsPerClientMax: limits.dedupResultsPerClientMax,
+    },
     { hasher: components.hasher },
   )
   return new LocalReplica(init, components, limits, machine)
@@ -333,10 +339,17 @@ class LocalReplica implements Replica {
       case 'staleSeq':
         throw new KvError(
           ErrorCode.InvalidArgument,
-          `seq is older than the client's last seq ${outcome.lastSeq}`,
-          {
-            details: { field: 'seq' },
-          },
+          `stale seq: ${command.tag?.seq} is below first_incomplete_seq ${outcome.watermark} already ` +
+            'sent by this client id, so it was answered before and its result is gone (a retry after ' +
+            'the client moved on, or a client id shared by two clients)',
+          { details: { field: 'seq', shardId: this.shardId } },
+        )
+      case 'resultsFull':
+        throw new KvError(
+          ErrorCode.Overloaded,
+          `client has ${outcome.limit} unacknowledged write results on this shard: retry once ` +
+            'first_incomplete_seq advances',
+          { details: { field: 'first_incomplete_seq', limit: outcome.limit, shardId: this.shardId } },
         )
       case 'applied':
       case 'duplicate':
@@ -431,7 +444,13 @@ class LocalReplica implements Replica {
       index: outcome.index,
       outcome: outcome.kind,
       ...(key === undefined ? {} : { keyHash: this.hasher.hash64(key).toString(16), keyBytes: key.length }),
-      ...(command.tag === undefined ? {} : { clientId: command.tag.clientId, seq: command.tag.seq }),
+      ...(command.tag === undefined
+        ? {}
+        : {
+            clientId: command.tag.clientId,
+            seq: command.tag.seq,
+            firstIncompleteSeq: command.tag.firstIncompleteSeq,
+          }),
     }
     this.log.debug(fields, 'write not applied as asked')
   }

@@ -12,8 +12,11 @@
  *   n". On mismatch nothing is written and the result is `versionMismatch` with the current
  *   version (0 when absent). A batch is all or nothing: its ops apply in order (a later op sees an
  *   earlier op of the same batch), and any mismatch writes none of them.
- * - A tagged command (clientId, seq) is applied once: a repeat returns the recorded result
- *   (Raft thesis §6.3, dedup.ts). Mismatches are recorded too, so a retry sees the same answer.
+ * - A tagged command (clientId, seq, firstIncompleteSeq) is applied once: a repeat returns the
+ *   saved result (Raft thesis §6.3, dedup.ts), however many of the client's writes are in flight
+ *   and in whatever order they arrive. Mismatches are saved too, so a retry sees the same answer.
+ *   A seq below the client's watermark (`staleSeq`) or beyond its bound of saved results
+ *   (`resultsFull`) is not applied; either still consumes its index.
  * - The applied index is written in the same batch as the effects, so after a crash the data and
  *   the applied index agree.
  */
@@ -34,7 +37,7 @@ import {
 } from '../storage/index.ts'
 import type { BatchOp, BatchOpResult } from './api.ts'
 import type { Command } from './commands.ts'
-import { DedupTable, type ApplyResult } from './dedup.ts'
+import { DedupTable, type ApplyResult, type DedupClientView } from './dedup.ts'
 
 /** Synchronous reads of storage keys, reflecting earlier applies of the same group. */
 export interface ApplyReader {
@@ -48,14 +51,17 @@ export interface ApplyWriter {
 }
 
 /**
- * What one apply did: `applied` (the command took effect, or failed a CAS check), `duplicate`
- * (a repeat of the client's last seq: nothing applied, the recorded result replayed), or
- * `staleSeq` (older than the client's last seq: nothing applied, and no result is known).
+ * What one apply did: `applied` (the command took effect, or failed a CAS check), `duplicate` (a
+ * retry of a seq whose result is saved: nothing applied, the saved result replayed), `staleSeq`
+ * (below the client's watermark: the client already had it answered, so nothing is applied and no
+ * result is known), or `resultsFull` (a new seq while the client has `limit` unacknowledged results
+ * saved: nothing applied; the client may retry once its firstIncompleteSeq advances).
  */
 export type ApplyOutcome =
   | { readonly kind: 'applied'; readonly index: LogIndex; readonly result: ApplyResult }
   | { readonly kind: 'duplicate'; readonly index: LogIndex; readonly result: ApplyResult }
-  | { readonly kind: 'staleSeq'; readonly index: LogIndex; readonly lastSeq: number }
+  | { readonly kind: 'staleSeq'; readonly index: LogIndex; readonly watermark: number }
+  | { readonly kind: 'resultsFull'; readonly index: LogIndex; readonly limit: number }
 
 /**
  * A WriteBatch plus the values prefetched for a group of commands: reads see the prefetched values
@@ -96,6 +102,7 @@ export interface KvStateMachineInit {
   /** The persisted dedup records (keys.ts `dedupRange`). */
   readonly dedupRecords: readonly Entry[]
   readonly dedupClientsMax: number
+  readonly dedupResultsPerClientMax: number
 }
 
 export interface KvStateMachineComponents {
@@ -123,7 +130,14 @@ export class KvStateMachine {
   constructor(init: KvStateMachineInit, components: KvStateMachineComponents) {
     this.shardId = init.shardId
     this.applied = init.appliedIndex
-    this.dedup = DedupTable.load(init.shardId, init.dedupClientsMax, init.dedupRecords)
+    this.dedup = DedupTable.load(
+      {
+        shardId: init.shardId,
+        clientsMax: init.dedupClientsMax,
+        resultsPerClientMax: init.dedupResultsPerClientMax,
+      },
+      init.dedupRecords,
+    )
     this.hasher = components.hasher
   }
 
@@ -134,6 +148,11 @@ export class KvStateMachine {
 
   get dedupClients(): number {
     return this.dedup.size
+  }
+
+  /** What the dedup table holds for `clientId` (for logs and tests). */
+  dedupClient(clientId: string): DedupClientView | undefined {
+    return this.dedup.client(clientId)
   }
 
   /** The storage key of user key `key`. */
@@ -156,7 +175,7 @@ export class KvStateMachine {
 
   /**
    * Applies `command` at `index` (which must be appliedIndex + 1), writing its effects, its dedup
-   * record and the new applied index into `writer`. Deterministic; never throws for any valid
+   * records and the new applied index into `writer`. Deterministic; never throws for any valid
    * command (user errors such as CAS mismatches are results).
    */
   apply(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyOutcome {
@@ -165,12 +184,14 @@ export class KvStateMachine {
     writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
     const tag = command.tag
     if (tag !== undefined) {
-      const check = this.dedup.check(tag)
+      const check = this.dedup.begin(tag, index, writer)
       switch (check.kind) {
         case 'duplicate':
           return { kind: 'duplicate', index, result: check.result }
         case 'stale':
-          return { kind: 'staleSeq', index, lastSeq: check.lastSeq }
+          return { kind: 'staleSeq', index, watermark: check.watermark }
+        case 'full':
+          return { kind: 'resultsFull', index, limit: check.limit }
         case 'new':
           break
         default:
@@ -178,7 +199,7 @@ export class KvStateMachine {
       }
     }
     const result = this.applyOps(index, command, writer, reader)
-    if (tag !== undefined) this.dedup.record(tag, index, result, writer)
+    if (tag !== undefined) this.dedup.record(tag, result, writer)
     return { kind: 'applied', index, result }
   }
 

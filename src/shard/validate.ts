@@ -73,15 +73,26 @@ export function validateReadOptions(opts: ReadOptions): void {
 /** Checks the write options and returns the exactly-once tag, if any. */
 export function validateWriteOptions(opts: WriteOptions, limits: Readonly<Limits>): ClientTag | undefined {
   if (!writeLevels.has(opts.level)) throw invalid(`unknown write level ${String(opts.level)}`, 'level')
-  if (opts.clientId === undefined && opts.seq === undefined) return undefined
-  if (opts.clientId === undefined || opts.seq === undefined)
-    throw invalid('clientId and seq come together', opts.clientId === undefined ? 'clientId' : 'seq')
-  if (typeof opts.clientId !== 'string' || opts.clientId.length === 0)
+  const { clientId, seq, firstIncompleteSeq } = opts
+  if (clientId === undefined && seq === undefined && firstIncompleteSeq === undefined) return undefined
+  if (clientId === undefined || seq === undefined || firstIncompleteSeq === undefined)
+    throw invalid(
+      'clientId, seq and firstIncompleteSeq come together',
+      clientId === undefined ? 'clientId' : seq === undefined ? 'seq' : 'firstIncompleteSeq',
+    )
+  if (typeof clientId !== 'string' || clientId.length === 0)
     throw invalid('clientId must be a non-empty string', 'clientId')
-  if (encoder.encode(opts.clientId).length > limits.clientIdBytesMax)
+  if (encoder.encode(clientId).length > limits.clientIdBytesMax)
     throw invalid(`clientId is longer than ${limits.clientIdBytesMax} bytes`, 'clientId')
-  if (!isSafeUint(opts.seq)) throw invalid('seq must be a non-negative safe integer', 'seq')
-  return { clientId: opts.clientId, seq: opts.seq }
+  if (!isSafeUint(seq)) throw invalid('seq must be a non-negative safe integer', 'seq')
+  if (!isSafeUint(firstIncompleteSeq))
+    throw invalid('firstIncompleteSeq must be a non-negative safe integer', 'firstIncompleteSeq')
+  if (firstIncompleteSeq > seq)
+    throw invalid(
+      `firstIncompleteSeq ${firstIncompleteSeq} is above seq ${seq}: a write in flight is itself incomplete`,
+      'firstIncompleteSeq',
+    )
+  return { clientId, seq, firstIncompleteSeq }
 }
 
 export function validateBatchOps(ops: readonly BatchOp[], limits: Readonly<Limits>): void {

@@ -9,12 +9,17 @@
  *   'R' | shardId u32 BE | 's'                       Raft snapshot metadata
  *   'R' | shardId u32 BE | 'a'                       applied index (written with the applied data)
  *   'R' | shardId u32 BE | 'l' | index u64 BE        Raft log entry
- *   'S' | shardId u32 BE | 'd' | clientId (UTF-8)    exactly-once dedup record (shard/dedup.ts)
+ *   'S' | shardId u32 BE | 'd' | len u8 | clientId (UTF-8) | 0x00
+ *                                                    exactly-once dedup: one client's header
+ *   'S' | shardId u32 BE | 'd' | len u8 | clientId (UTF-8) | 0x01 | seq u64 BE
+ *                                                    exactly-once dedup: one saved result (shard/dedup.ts)
  *
  * User data is hash-first, so a shard (a range of the hash ring) is one contiguous key range:
  * a snapshot is one iterator and dropping a moved shard is one range delete. Everything else a
  * shard owns sits under its shard id ('R' and 'S'), so it can be exported and dropped by range too.
- * Big-endian fixed-width integers make numeric order equal byte order.
+ * Big-endian fixed-width integers make numeric order equal byte order. The client id of a dedup key
+ * is length-prefixed, so one client's header and results are contiguous, header first, results in
+ * seq order, and no client id is a prefix of another's keys.
  */
 import { assert } from '../common/assert.ts'
 import type { LogIndex, ShardId } from '../common/ids.ts'
@@ -186,27 +191,50 @@ export function shardLocalRange(shardId: ShardId): KeyRange {
   }
 }
 
-export function dedupKey(shardId: ShardId, clientId: string): Uint8Array {
-  return shardLocalKey(shardId, ShardLocalKind.Dedup, encoder.encode(clientId))
+const DedupRecordKind = { Client: 0x00, Result: 0x01 } as const
+
+function dedupClientPrefix(shardId: ShardId, clientId: string): ByteWriter {
+  const id = encoder.encode(clientId)
+  assert(id.length > 0 && id.length <= 0xff, 'dedup client id must be 1..255 bytes')
+  return shardPrefix(KeySpace.ShardLocal, shardId).u8(ShardLocalKind.Dedup).u8(id.length).raw(id)
 }
 
+/** The key of one client's dedup header (watermark and last activity). */
+export function dedupClientKey(shardId: ShardId, clientId: string): Uint8Array {
+  return dedupClientPrefix(shardId, clientId).u8(DedupRecordKind.Client).finish()
+}
+
+/** The key of the saved result of `seq` of one client. */
+export function dedupResultKey(shardId: ShardId, clientId: string, seq: number): Uint8Array {
+  return dedupClientPrefix(shardId, clientId).u8(DedupRecordKind.Result).u64(seq).finish()
+}
+
+/** Every dedup record of a shard: each client's header followed by its saved results. */
 export const dedupRange = (shardId: ShardId): KeyRange => shardLocalKindRange(shardId, ShardLocalKind.Dedup)
 
+/** A dedup key: `seq` is undefined for a client header, the seq for a saved result. */
 export function decodeDedupKey(storageKey: Uint8Array): {
   readonly shardId: ShardId
   readonly clientId: string
+  readonly seq: number | undefined
 } {
   const r = new ByteReader(storageKey, 0, 'dedup key')
   assert(r.u8() === KeySpace.ShardLocal, 'corrupt dedup key')
   const shardId = r.u32() as ShardId
   assert(r.u8() === ShardLocalKind.Dedup, 'corrupt dedup key')
+  const idLength = r.u8()
   let clientId: string
   try {
-    clientId = decoder.decode(r.rest())
+    clientId = decoder.decode(r.raw(idLength))
   } catch {
     assert(false, 'corrupt dedup key: client id is not UTF-8')
   }
-  return { shardId, clientId }
+  const kind = r.u8()
+  let seq: number | undefined
+  if (kind === DedupRecordKind.Result) seq = r.u64()
+  else assert(kind === DedupRecordKind.Client, 'corrupt dedup key: unknown record kind')
+  r.end()
+  return { shardId, clientId, seq }
 }
 
 // ---- node-local meta ----

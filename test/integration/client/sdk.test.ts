@@ -1,10 +1,63 @@
 /**
  * The SDK against a real kvd on loopback: every operation, the consistency dial as seen in
- * receipts, compare-and-set, sessions, scans, failover and restarts.
+ * receipts, compare-and-set, sessions, scans, failover and restarts, and exactly-once writes from
+ * one pipelining client whose answers get lost.
  */
+import { InterceptingCall, Metadata, status, type ChannelOptions, type Interceptor } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KvClient, KvError } from '../../../src/client/index.ts'
+import type { PutRequest } from '../../../src/gen/ringkv/v1/kv.ts'
 import { startKvd, type KvdHandle } from '../helpers/kvd.ts'
+
+/**
+ * A grpc-js client interceptor that lets a Put reach kvd and be applied, then drops its answer
+ * (replacing it by UNAVAILABLE, as a connection reset looks) on the FIRST attempt of every seq
+ * `drop` picks. It records the tag of every Put attempt sent.
+ */
+function dropFirstAnswers(drop: (seq: number) => boolean): {
+  readonly interceptor: Interceptor
+  readonly attempts: { seq: number; firstIncompleteSeq: number; clientId: string }[]
+  readonly dropped: Set<number>
+} {
+  const attempts: { seq: number; firstIncompleteSeq: number; clientId: string }[] = []
+  const dropped = new Set<number>()
+  const interceptor: Interceptor = (options, nextCall) => {
+    if (!options.method_definition.path.endsWith('/Put')) return new InterceptingCall(nextCall(options))
+    let dropThis = false
+    return new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        // The answer still passes through (grpc-js waits for every message it hands a listener);
+        // a non-OK status is what makes the unary call fail.
+        next(metadata, {
+          onReceiveStatus(received, nextStatus) {
+            if (dropThis && received.code === status.OK)
+              nextStatus({
+                code: status.UNAVAILABLE,
+                details: 'answer dropped (test)',
+                metadata: new Metadata(),
+              })
+            else nextStatus(received)
+          },
+        })
+      },
+      sendMessage(message, next) {
+        const tag = (message as PutRequest).options
+        const seq = tag?.seq ?? 0
+        attempts.push({
+          seq,
+          firstIncompleteSeq: tag?.firstIncompleteSeq ?? 0,
+          clientId: tag?.clientId ?? '',
+        })
+        if (drop(seq) && !dropped.has(seq)) {
+          dropped.add(seq)
+          dropThis = true
+        }
+        next(message)
+      },
+    })
+  }
+  return { interceptor, attempts, dropped }
+}
 
 describe('client/sdk against kvd', () => {
   let kvd: KvdHandle
@@ -171,6 +224,52 @@ describe('client/sdk against kvd', () => {
       expect(new Set(results.map((r) => r.version)).size).toBe(n)
       const many = await c.getMany([...Array(50).keys()].map((i) => `sdk/conc/${i}/${i}`))
       expect(many.results.every((r) => r.found)).toBe(true)
+    } finally {
+      c.close()
+    }
+  })
+
+  it('applies 64 concurrent writes of one client exactly once when first answers are lost', async () => {
+    const lossy = dropFirstAnswers((seq) => seq % 3 === 0)
+    const c = new KvClient(
+      {
+        endpoints: [kvd.address],
+        retry: { backoffBaseMs: 5, backoffMaxMs: 20 },
+        channelOptions: { interceptors: [lossy.interceptor] } as ChannelOptions,
+      },
+      {},
+    )
+    try {
+      const before = await client.put('sdk/eo/before', 'x')
+      const n = 64
+      const results = await Promise.all([...Array(n).keys()].map((i) => c.put(`sdk/eo/${i}`, `v${i}`)))
+      const after = await client.put('sdk/eo/after', 'x')
+
+      // Some first answers were really lost, and those writes were retried with the same tag.
+      expect(lossy.dropped.size).toBeGreaterThan(10)
+      expect(lossy.attempts.length).toBe(n + lossy.dropped.size)
+      for (const seq of lossy.dropped) expect(lossy.attempts.filter((a) => a.seq === seq).length).toBe(2)
+      // One client id, one seq per write, many in flight at once (first_incomplete_seq trailing).
+      expect(new Set(lossy.attempts.map((a) => a.clientId))).toEqual(new Set([c.clientId]))
+      expect(new Set(lossy.attempts.map((a) => a.seq)).size).toBe(n)
+      expect(lossy.attempts.some((a) => a.firstIncompleteSeq < a.seq)).toBe(true)
+      for (const a of lossy.attempts) expect(a.firstIncompleteSeq).toBeLessThanOrEqual(a.seq)
+
+      // Exactly once: each key was written once (a second apply would have raised its version
+      // above its createVersion), each write has its own version, and the log between the two
+      // fences holds exactly one entry per attempt that reached the shard: n writes plus one
+      // retry per lost answer, which took an index but applied nothing.
+      expect(after.version - before.version).toBe(n + lossy.dropped.size + 1)
+      expect(new Set(results.map((r) => r.version)).size).toBe(n)
+      const many = await c.getMany([...Array(n).keys()].map((i) => `sdk/eo/${i}`))
+      many.results.forEach((r, i) => {
+        expect(r).toMatchObject({
+          found: true,
+          version: results[i]?.version,
+          createVersion: results[i]?.version,
+        })
+        expect(r.valueText()).toBe(`v${i}`)
+      })
     } finally {
       c.close()
     }

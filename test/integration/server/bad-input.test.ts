@@ -29,7 +29,7 @@ import {
 
 const b = (s: string): Buffer => Buffer.from(s)
 const filled = (n: number): Buffer => Buffer.alloc(n, 0x61)
-const writeOpts = (consistency: number) => ({ consistency, clientId: '', seq: 0 })
+const writeOpts = (consistency: number) => ({ consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 })
 const readOpts = (consistency: number) => ({ consistency, maxStalenessMs: 0, session: undefined })
 
 let node: KvdHandle
@@ -160,12 +160,26 @@ describe('kvd refuses bad input with a stable code and writes nothing', () => {
     await expectFailure(c.batchGet({ keys: [b('a'), b('')] }), Grpc.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
   })
 
-  it('seq without client_id and a deadline beyond requestDeadlineMsMax: INVALID_ARGUMENT', async () => {
+  it('seq without client_id, first_incomplete_seq above seq, and a deadline beyond requestDeadlineMsMax: INVALID_ARGUMENT', async () => {
     await expectFailure(
-      c.put({ key: b('seq'), value: b('v'), options: { consistency: 0, clientId: '', seq: 4 } }),
+      c.put({
+        key: b('seq'),
+        value: b('v'),
+        options: { consistency: 0, clientId: '', seq: 4, firstIncompleteSeq: 0 },
+      }),
       Grpc.INVALID_ARGUMENT,
       'INVALID_ARGUMENT',
     )
+    const badTag = await expectFailure(
+      c.put({
+        key: b('seq'),
+        value: b('v'),
+        options: { consistency: 0, clientId: 'c', seq: 4, firstIncompleteSeq: 5 },
+      }),
+      Grpc.INVALID_ARGUMENT,
+      'INVALID_ARGUMENT',
+    )
+    expect(trailer(badTag, 'ringkv-field')).toBe('options.first_incomplete_seq')
     const far = kv(kvClient(node.address), limits.requestDeadlineMsMax + 60_000)
     const err = await expectFailure(
       far.put({ key: b('far'), value: b('v') }),

@@ -69,7 +69,12 @@ const readOptions = fc.option(
   { nil: undefined },
 )
 const writeOptions = fc.option(
-  fc.record({ consistency, clientId: fc.string({ maxLength: 8 }), seq: fc.nat(1000) }),
+  fc.record({
+    consistency,
+    clientId: fc.string({ maxLength: 8 }),
+    seq: fc.nat(1000),
+    firstIncompleteSeq: fc.nat(1000),
+  }),
   { nil: undefined },
 )
 

@@ -21,7 +21,7 @@ import {
 } from '../helpers/grpc.ts'
 
 const b = (s: string): Buffer => Buffer.from(s)
-const writeOpts = (consistency: Consistency) => ({ consistency, clientId: '', seq: 0 })
+const writeOpts = (consistency: Consistency) => ({ consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 })
 const readOpts = (consistency: Consistency) => ({ consistency, maxStalenessMs: 0, session: undefined })
 
 let node: KvdHandle

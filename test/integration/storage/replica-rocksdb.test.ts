@@ -16,7 +16,7 @@ describe('shard/local-replica on RocksDB', () => {
     const dir = join(root, 'reopen')
     let engine = await openRocksEngine({ dir }, { logger: silentLogger })
     let replica = await openTestReplica(engine)
-    await replica.put(bytes('a'), bytes('1'), { ...W, clientId: 'c1', seq: 1 })
+    await replica.put(bytes('a'), bytes('1'), { ...W, clientId: 'c1', seq: 1, firstIncompleteSeq: 1 })
     await Promise.all(Array.from({ length: 20 }, (_, i) => replica.put(bytes(`k${i}`), bytes(`${i}`), W)))
     await replica.delete(bytes('k3'), W)
     await replica.close()
@@ -32,7 +32,10 @@ describe('shard/local-replica on RocksDB', () => {
     ).toBe('7')
     expect((await replica.get(bytes('k3'), { level: ReadLevel.Linearizable })).found).toBeNull()
     // The retry is recognised after the reopen.
-    expect((await replica.put(bytes('a'), bytes('1'), { ...W, clientId: 'c1', seq: 1 })).version).toBe(1)
+    expect(
+      (await replica.put(bytes('a'), bytes('1'), { ...W, clientId: 'c1', seq: 1, firstIncompleteSeq: 1 }))
+        .version,
+    ).toBe(1)
     expect((await replica.put(bytes('b'), bytes('2'), W)).version).toBe(24)
     await replica.close()
     await engine.close()

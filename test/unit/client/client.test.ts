@@ -130,7 +130,7 @@ describe('client/KvClient', () => {
     await expect(c.get('k', { consistency: 'bounded' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
   })
 
-  it('tags every write with a lane of its client id and an increasing seq', async () => {
+  it('tags every write with its client id, a seq of its own and first_incomplete_seq', async () => {
     const c = connect({ clientId: 'client-a' })
     await c.put('a', '1')
     await c.delete('a')
@@ -140,31 +140,55 @@ describe('client/KvClient', () => {
       ...server.requestsOf<PutRequest>('delete').map((r) => r.options),
       ...server.requestsOf<PutRequest>('batch').map((r) => r.options),
     ]
-    // One write at a time: the same lane every time, its seq rising by one per write.
-    expect(tags.map((o) => o?.clientId)).toEqual(['client-a.0', 'client-a.0', 'client-a.0'])
+    // One id for every write (no per-write identities), its seq rising by one per write.
+    expect(tags.map((o) => o?.clientId)).toEqual(['client-a', 'client-a', 'client-a'])
     const [first = 0, second, third] = tags.map((o) => o?.seq ?? 0)
     expect(second).toBe(first + 1)
     expect(third).toBe(first + 2)
+    // One at a time: each write is the lowest one without an answer.
+    expect(tags.map((o) => o?.firstIncompleteSeq)).toEqual([first, first + 1, first + 2])
     // Seqs start from the wall clock (microseconds), so a restarted client keeps rising.
     expect(first).toBeGreaterThan(Date.now() * 1000 - 60_000_000)
     expect(connect().clientId).toMatch(/^[0-9a-f]{32}$/)
   })
 
-  it('gives concurrent writes distinct lanes, each with one write in flight', async () => {
+  it('pipelines concurrent writes under one client id, first_incomplete_seq trailing the oldest', async () => {
     const c = connect({ clientId: 'busy' })
     server.latencyMs = 20
     await Promise.all([...Array(5).keys()].map((i) => c.put(`k${i}`, 'v')))
+    const burst = server.requestsOf<PutRequest>('put').map((r) => r.options)
+    expect(new Set(burst.map((t) => t?.clientId))).toEqual(new Set(['busy']))
+    const base = burst[0]?.seq ?? 0
+    expect(burst.map((t) => t?.seq)).toEqual([0, 1, 2, 3, 4].map((i) => base + i))
+    // All five were in flight at once: each says the oldest of them is still unanswered.
+    expect(burst.map((t) => t?.firstIncompleteSeq)).toEqual(burst.map(() => base))
+    // Next burst: everything before it was answered.
     await Promise.all([...Array(3).keys()].map((i) => c.put(`k${i}`, 'w')))
-    const tags = server.requestsOf<PutRequest>('put').map((r) => r.options)
-    const lanes = new Set(tags.map((t) => t?.clientId))
-    expect(lanes.size).toBe(5)
-    // Per lane, seqs strictly increase in the order sent.
-    const lastSeq = new Map<string, number>()
-    for (const t of tags) {
-      const prev = lastSeq.get(t?.clientId ?? '') ?? 0
-      expect(t?.seq ?? 0).toBeGreaterThan(prev)
-      lastSeq.set(t?.clientId ?? '', t?.seq ?? 0)
-    }
+    const next = server.requestsOf<PutRequest>('put').slice(5)
+    expect(next.map((r) => r.options?.firstIncompleteSeq)).toEqual([base + 5, base + 5, base + 5])
+    expect(server.store.applies).toBe(8)
+  })
+
+  it('keeps the oldest write as first_incomplete_seq while it is retried and the others finish', async () => {
+    const c = connect({ clientId: 'slow-first', retry: { backoffBaseMs: 30, backoffMaxMs: 30 } })
+    // The first put to arrive fails in a way that may have applied; the SDK retries it.
+    server.failNext('put', { status: 14, message: 'connection reset', afterApply: true })
+    const results = await Promise.all([...Array(4).keys()].map((i) => c.put(`o${i}`, `${i}`)))
+    const puts = server.requestsOf<PutRequest>('put').map((r) => r.options)
+    expect(puts.length).toBe(5)
+    const retried = puts[4]
+    expect(puts.filter((p) => p?.seq === retried?.seq).length).toBe(2)
+    // While its retry is out, the retried seq is still incomplete: first_incomplete_seq stays at or
+    // below it (never past it, or the shard would refuse the retry as stale).
+    expect(retried?.firstIncompleteSeq).toBeLessThanOrEqual(retried?.seq ?? -1)
+    expect(retried?.firstIncompleteSeq).toBeGreaterThanOrEqual(Math.min(...puts.map((p) => p?.seq ?? 0)))
+    // Applied once each: four writes, four applies, four distinct versions.
+    expect(server.store.applies).toBe(4)
+    expect(new Set(results.map((r) => r.version)).size).toBe(4)
+    // Everything settled: the next write is its own first incomplete seq.
+    await c.put('after', 'x')
+    const last = server.requestsOf<PutRequest>('put').at(-1)?.options
+    expect(last?.firstIncompleteSeq).toBe(last?.seq)
   })
 
   it('retries a write whose outcome is unknown with the same seq, and it applies once', async () => {

@@ -1,7 +1,8 @@
 /**
  * An in-process fake of kvd's public API (KvService + AdminService from src/gen) on 127.0.0.1
  * port 0, for SDK and CLI unit tests. It keeps a tiny versioned map, speaks the error contract
- * (gRPC status + `ringkv-*` trailing metadata), deduplicates writes by client id + seq, and has
+ * (gRPC status + `ringkv-*` trailing metadata), deduplicates writes by client id + seq (refusing
+ * seqs below the client's highest first_incomplete_seq as stale, like the shard), and has
  * knobs to inject failures, latency, lagging replicas and broken scan streams.
  *
  * Not a model of Raft: one "applied index" counter stands for the shard log, every write takes
@@ -76,6 +77,8 @@ export class FakeStore {
   /** Writes actually applied (a deduplicated retry does not count). */
   applies = 0
   readonly dedup = new Map<string, unknown>()
+  /** Per client id: the highest first_incomplete_seq seen (seqs below it are stale). */
+  readonly watermarks = new Map<string, number>()
 }
 
 export interface FakeServerInit {
@@ -218,12 +221,17 @@ export class FakeKvServer {
         const dedupKey =
           options !== undefined && options.clientId !== '' ? `${options.clientId}/${options.seq}` : undefined
         let result: Res | Failure
-        if (dedupKey !== undefined && this.store.dedup.has(dedupKey)) {
+        const watermark = options === undefined ? 0 : (this.store.watermarks.get(options.clientId) ?? 0)
+        if (dedupKey !== undefined && options !== undefined && options.seq < watermark) {
+          result = { code: 'INVALID_ARGUMENT', message: `stale seq ${options.seq} below ${watermark}` }
+        } else if (dedupKey !== undefined && this.store.dedup.has(dedupKey)) {
           result = this.store.dedup.get(dedupKey) as Res | Failure
         } else {
           result = handle(call.request)
           if (dedupKey !== undefined) this.store.dedup.set(dedupKey, result)
         }
+        if (dedupKey !== undefined && options !== undefined && options.firstIncompleteSeq > watermark)
+          this.store.watermarks.set(options.clientId, options.firstIncompleteSeq)
         if (failure !== undefined) callback(FakeKvServer.errorOf(failure))
         else if (isFailure(result)) callback(FakeKvServer.errorOf(result))
         else callback(null, result)

@@ -27,7 +27,12 @@ function codeOf(fn: () => unknown): { code: Code; field: string | undefined; lim
 }
 
 const read = (consistency: number) => ({ consistency, maxStalenessMs: 0, session: undefined })
-const write = (consistency: number, clientId = '', seq = 0) => ({ consistency, clientId, seq })
+const write = (consistency: number, clientId = '', seq = 0, firstIncompleteSeq = 0) => ({
+  consistency,
+  clientId,
+  seq,
+  firstIncompleteSeq,
+})
 
 describe('server/validate', () => {
   it('refuses an empty key with INVALID_ARGUMENT naming the field', () => {
@@ -108,12 +113,23 @@ describe('server/validate', () => {
     })
   })
 
-  it('needs a client_id for a seq, and passes both for dedup', () => {
+  it('needs a client_id for a seq, and passes the whole tag for dedup', () => {
     expect(codeOf(() => checkWriteOptions(write(0, '', 5), limits)).field).toBe('options.seq')
-    expect(checkWriteOptions(write(0, 'c1', 5), limits)).toEqual({
+    expect(codeOf(() => checkWriteOptions(write(0, '', 0, 3), limits)).field).toBe(
+      'options.first_incomplete_seq',
+    )
+    expect(checkWriteOptions(write(0, 'c1', 5, 3), limits)).toEqual({
       level: 'majority',
       clientId: 'c1',
       seq: 5,
+      firstIncompleteSeq: 3,
+    })
+    // 0 (the proto default) means nothing acknowledged yet.
+    expect(checkWriteOptions(write(0, 'c1', 5), limits)).toMatchObject({ firstIncompleteSeq: 0 })
+    // A write in flight is itself incomplete.
+    expect(codeOf(() => checkWriteOptions(write(0, 'c1', 5, 6), limits))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'options.first_incomplete_seq',
     })
     const long = 'é'.repeat(limits.clientIdBytesMax / 2 + 1)
     expect(codeOf(() => checkWriteOptions(write(0, long, 1), limits))).toEqual({

@@ -1,15 +1,18 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { AssertionError } from '../../../src/common/index.ts'
-import { decodeCommand, encodeCommand, type Command } from '../../../src/shard/commands.ts'
+import { commandFormat, decodeCommand, encodeCommand, type Command } from '../../../src/shard/commands.ts'
 
 const key = fc.uint8Array({ minLength: 1, maxLength: 20 })
 const expected = fc.option(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { nil: undefined })
 const tag = fc.option(
-  fc.record({
-    clientId: fc.string({ minLength: 1, maxLength: 20, unit: 'grapheme' }),
-    seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-  }),
+  fc
+    .tuple(
+      fc.string({ minLength: 1, maxLength: 20, unit: 'grapheme' }),
+      fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    )
+    .map(([clientId, a, b]) => ({ clientId, seq: Math.max(a, b), firstIncompleteSeq: Math.min(a, b) })),
   { nil: undefined },
 )
 const withOpt = <T extends object>(base: T, extra: Record<string, unknown>): T => {
@@ -41,7 +44,8 @@ describe('shard/commands', () => {
   })
 
   it('starts with its format byte', () => {
-    expect(encodeCommand({ kind: 'delete', key: Uint8Array.of(1) })[0]).toBe(1)
+    expect(encodeCommand({ kind: 'delete', key: Uint8Array.of(1) })[0]).toBe(commandFormat)
+    expect(commandFormat).toBe(2)
   })
 
   it('fails stop on corrupt bytes', () => {
@@ -49,9 +53,14 @@ describe('shard/commands', () => {
       kind: 'put',
       key: Uint8Array.of(1),
       value: Uint8Array.of(2),
-      tag: { clientId: 'c', seq: 1 },
+      tag: { clientId: 'c', seq: 3, firstIncompleteSeq: 2 },
     })
-    expect(() => decodeCommand(Uint8Array.of(2, ...good.subarray(1)))).toThrow(AssertionError)
+    // Format 1 (never deployed) is not read; nor is a tag whose firstIncompleteSeq passes its seq.
+    expect(() => decodeCommand(Uint8Array.of(1, ...good.subarray(1)))).toThrow(AssertionError)
+    expect(() => decodeCommand(Uint8Array.of(3, ...good.subarray(1)))).toThrow(AssertionError)
+    const inverted = good.slice()
+    inverted[6] = 4 // format, kind, flags, id length, 'c', seq 3, then firstIncompleteSeq
+    expect(() => decodeCommand(inverted)).toThrow(AssertionError)
     expect(() => decodeCommand(good.subarray(0, good.length - 1))).toThrow(AssertionError)
     expect(() => decodeCommand(Uint8Array.of(...good, 0))).toThrow(AssertionError)
     const badKind = good.slice()

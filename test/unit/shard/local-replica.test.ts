@@ -188,12 +188,21 @@ describe('shard/local-replica', () => {
     expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'c' }))).toBe(
       ErrorCode.InvalidArgument,
     )
-    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: '', seq: 1 }))).toBe(
+    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'c', seq: 1 }))).toBe(
       ErrorCode.InvalidArgument,
     )
-    expect(await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'x'.repeat(200), seq: 1 }))).toBe(
-      ErrorCode.InvalidArgument,
-    )
+    expect(
+      await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: '', seq: 1, firstIncompleteSeq: 1 })),
+    ).toBe(ErrorCode.InvalidArgument)
+    expect(
+      await codeOf(
+        r.put(bytes('k'), bytes('v'), { ...W, clientId: 'x'.repeat(200), seq: 1, firstIncompleteSeq: 1 }),
+      ),
+    ).toBe(ErrorCode.InvalidArgument)
+    // A write in flight is itself incomplete: firstIncompleteSeq above seq is a broken client.
+    expect(
+      await codeOf(r.put(bytes('k'), bytes('v'), { ...W, clientId: 'c', seq: 1, firstIncompleteSeq: 2 })),
+    ).toBe(ErrorCode.InvalidArgument)
     expect(await codeOf(r.batch([], W))).toBe(ErrorCode.InvalidArgument)
     expect(
       await codeOf(
@@ -246,7 +255,7 @@ describe('shard/local-replica', () => {
   it('applies a tagged write once and returns the original result to a retry', async () => {
     const engine = new CountingEngine(new MemoryEngine())
     const r = await openTestReplica(engine)
-    const tag = { clientId: 'sdk-1', seq: 1 }
+    const tag = { clientId: 'sdk-1', seq: 1, firstIncompleteSeq: 1 }
     const first = await r.put(bytes('a'), bytes('1'), { ...W, ...tag })
     await r.put(bytes('a'), bytes('2'), W)
     const retry = await r.put(bytes('a'), bytes('1'), { ...W, ...tag })
@@ -255,22 +264,56 @@ describe('shard/local-replica', () => {
     expect(text((await r.get(bytes('a'), R)).found?.value ?? new Uint8Array())).toBe('2')
     // The same seq used for a different kind of write is refused.
     expect(await codeOf(r.delete(bytes('a'), { ...W, ...tag }))).toBe(ErrorCode.InvalidArgument)
-    // A seq older than the last one is refused too.
-    await r.batch([{ kind: 'delete', key: bytes('zz') }], { ...W, clientId: 'sdk-1', seq: 5 })
-    expect(await codeOf(r.put(bytes('a'), bytes('x'), { ...W, clientId: 'sdk-1', seq: 4 }))).toBe(
-      ErrorCode.InvalidArgument,
+    // Once seq 5 says everything below 5 was answered, a retry of 4 is stale: INVALID_ARGUMENT.
+    await r.batch([{ kind: 'delete', key: bytes('zz') }], {
+      ...W,
+      clientId: 'sdk-1',
+      seq: 5,
+      firstIncompleteSeq: 5,
+    })
+    const stale = await r
+      .put(bytes('a'), bytes('x'), { ...W, clientId: 'sdk-1', seq: 4, firstIncompleteSeq: 4 })
+      .catch((e: unknown) => e)
+    expect(stale).toMatchObject({ code: ErrorCode.InvalidArgument, details: { field: 'seq' } })
+    expect((stale as Error).message).toMatch(/stale seq/)
+    expect(text((await r.get(bytes('a'), R)).found?.value ?? new Uint8Array())).toBe('2')
+  })
+
+  it('keeps many writes of one client in flight, and refuses a seq beyond the per-client bound with OVERLOADED', async () => {
+    const r = await openTestReplica(new MemoryEngine(), {
+      limits: tightenLimits({ dedupResultsPerClientMax: 4 }),
+    })
+    const tag = (seq: number, firstIncompleteSeq: number) => ({
+      ...W,
+      clientId: 'p',
+      seq,
+      firstIncompleteSeq,
+    })
+    // Four writes in flight at once, none answered yet: all apply, each once.
+    const puts = await Promise.all(
+      [1, 2, 3, 4].map((seq) => r.put(bytes(`k${seq}`), bytes('v'), tag(seq, 1))),
     )
+    expect(puts.map((p) => p.version)).toEqual([1, 2, 3, 4])
+    // A fifth while seq 1 is still unacknowledged: refused, not applied, retryable.
+    const full = await r.put(bytes('k5'), bytes('v'), tag(5, 1)).catch((e: unknown) => e)
+    expect(full).toMatchObject({ code: ErrorCode.Overloaded, details: { limit: 4 } })
+    expect((await r.get(bytes('k5'), R)).found).toBeNull()
+    // The retry says seq 1 was answered: it fits now.
+    expect((await r.put(bytes('k5'), bytes('v'), tag(5, 2))).version).toBe(6)
+    expect((await r.put(bytes('k3'), bytes('v'), tag(3, 2))).version).toBe(3)
   })
 
   it('survives a crash: applied index and dedup table come back with the data', async () => {
     const memory = new MemoryEngine()
     const r = await openTestReplica(memory)
-    await r.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1 })
+    await r.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1, firstIncompleteSeq: 1 })
     await r.put(bytes('b'), bytes('2'), W)
     const after = memory.crash() // everything acknowledged was synced
     const r2 = await openTestReplica(after)
     expect(r2.status().appliedIndex).toBe(2)
-    expect((await r2.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1 })).version).toBe(1)
+    expect(
+      (await r2.put(bytes('a'), bytes('1'), { ...W, clientId: 'c', seq: 1, firstIncompleteSeq: 1 })).version,
+    ).toBe(1)
     expect((await r2.put(bytes('c'), bytes('3'), W)).version).toBe(4)
   })
 

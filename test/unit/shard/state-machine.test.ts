@@ -2,7 +2,13 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { AssertionError, LogIndex, ShardId } from '../../../src/common/index.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
 import type { Command } from '../../../src/shard/commands.ts'
-import { decodeDedupEntry, encodeDedupEntry, type ApplyResult } from '../../../src/shard/dedup.ts'
+import {
+  decodeDedupHeader,
+  decodeDedupResult,
+  encodeDedupHeader,
+  encodeDedupResult,
+  type ApplyResult,
+} from '../../../src/shard/dedup.ts'
 import {
   ApplyOverlay,
   KvStateMachine,
@@ -12,6 +18,7 @@ import {
 import {
   MemoryEngine,
   decodeValueRecord,
+  decodeDedupKey,
   dedupRange,
   raftAppliedIndexKey,
   toHex,
@@ -28,7 +35,15 @@ class Harness {
   constructor(
     private readonly hasher: Hasher,
     private readonly clientsMax = 100,
+    private readonly resultsMax = 100,
   ) {}
+
+  /** A harness over the same engine, loading the state machine from it (a restart). */
+  async reopen(): Promise<Harness> {
+    const again = new Harness(this.hasher, this.clientsMax, this.resultsMax)
+    Object.assign(again, { engine: this.engine })
+    return again.open()
+  }
 
   async open(): Promise<this> {
     const raw = await this.engine.get(raftAppliedIndexKey(shard))
@@ -40,6 +55,7 @@ class Harness {
         appliedIndex: raw === null ? LogIndex(0) : decodeAppliedIndex(raw),
         dedupRecords: records,
         dedupClientsMax: this.clientsMax,
+        dedupResultsPerClientMax: this.resultsMax,
       },
       { hasher: this.hasher },
     )
@@ -64,7 +80,7 @@ class Harness {
 
   async one(command: Command): Promise<ApplyResult> {
     const [outcome] = await this.apply(command)
-    if (outcome === undefined || outcome.kind === 'staleSeq') throw new Error('no result')
+    if (outcome === undefined || !('result' in outcome)) throw new Error('no result')
     return outcome.result
   }
 
@@ -84,6 +100,22 @@ const del = (key: string, expectedVersion?: number): Command =>
   expectedVersion === undefined
     ? { kind: 'delete', key: bytes(key) }
     : { kind: 'delete', key: bytes(key), expectedVersion }
+
+/** `command` tagged with (clientId, seq, firstIncompleteSeq). */
+const tagged = (command: Command, clientId: string, seq: number, firstIncompleteSeq = seq): Command => ({
+  ...command,
+  tag: { clientId, seq, firstIncompleteSeq },
+})
+
+/** The dedup records on disk, as `client:header(watermark)` and `client:seq`. */
+async function storedDedup(h: Harness): Promise<string[]> {
+  const out: string[] = []
+  for await (const [k, v] of h.engine.iterate(dedupRange(shard))) {
+    const { clientId, seq } = decodeDedupKey(k)
+    out.push(seq === undefined ? `${clientId}:w${decodeDedupHeader(v).watermark}` : `${clientId}:${seq}`)
+  }
+  return out
+}
 
 describe('shard/state-machine', () => {
   let hasher: Hasher
@@ -185,7 +217,7 @@ describe('shard/state-machine', () => {
   it('sees earlier commands of the same group (one batch, one write)', async () => {
     const h = await new Harness(hasher).open()
     const outcomes = await h.apply(put('a', '1', 0), put('a', '2', 1), put('a', '3', 1), del('a', 2))
-    expect(outcomes.map((o) => (o.kind === 'staleSeq' ? o.kind : o.result))).toEqual([
+    expect(outcomes.map((o) => ('result' in o ? o.result : o.kind))).toEqual([
       { kind: 'put', version: 1 },
       { kind: 'put', version: 2 },
       { kind: 'versionMismatch', opIndex: 0, currentVersion: 2 },
@@ -196,15 +228,14 @@ describe('shard/state-machine', () => {
 
   it('applies a tagged write once and replays its original result to a retry (Raft thesis §6.3)', async () => {
     const h = await new Harness(hasher).open()
-    const tag = { clientId: 'client-1', seq: 1 }
-    const first = await h.apply({ ...put('a', '1'), tag })
+    const first = await h.apply(tagged(put('a', '1'), 'client-1', 1))
     await h.one(put('a', 'other'))
-    const retry = await h.apply({ ...put('a', '1'), tag })
+    const retry = await h.apply(tagged(put('a', '1'), 'client-1', 1))
     expect(first[0]).toMatchObject({ kind: 'applied', result: { kind: 'put', version: 1 } })
     expect(retry[0]).toMatchObject({ kind: 'duplicate', index: 3, result: { kind: 'put', version: 1 } })
     expect(await h.read('a')).toMatchObject({ value: 'other', version: 2 })
     // A CAS failure is an answer too, and is replayed.
-    const cas = { ...put('a', 'x', 99), tag: { clientId: 'client-1', seq: 2 } }
+    const cas = tagged(put('a', 'x', 99), 'client-1', 2)
     expect((await h.apply(cas))[0]).toMatchObject({
       kind: 'applied',
       result: { kind: 'versionMismatch', currentVersion: 2 },
@@ -213,64 +244,132 @@ describe('shard/state-machine', () => {
       kind: 'duplicate',
       result: { kind: 'versionMismatch', currentVersion: 2 },
     })
-    // Older than the last seq: not applied, no result.
-    expect((await h.apply({ ...put('a', 'old'), tag }))[0]).toEqual({
+    // Seq 2 carried firstIncompleteSeq 2: seq 1 is acknowledged, so a retry of it is stale.
+    expect((await h.apply(tagged(put('a', 'old'), 'client-1', 1)))[0]).toEqual({
       kind: 'staleSeq',
       index: 6,
-      lastSeq: 2,
+      watermark: 2,
     })
-    expect(await h.read('a')).toMatchObject({ value: 'other' })
+    expect(await h.read('a')).toMatchObject({ value: 'other', version: 2 })
   })
 
-  it('keeps the dedup table across a reopen', async () => {
+  it('applies pipelined seqs of one client in any order, each once, and replays each', async () => {
     const h = await new Harness(hasher).open()
-    const tag = { clientId: 'c', seq: 7 }
-    await h.apply({ ...put('a', '1'), tag })
-    const reopened = new Harness(hasher)
-    Object.assign(reopened, { engine: h.engine })
-    await reopened.open()
-    expect(reopened.machine.appliedIndex).toBe(1)
-    expect((await reopened.apply({ ...put('a', '1'), tag }))[0]).toMatchObject({
+    // Seqs 10..14 in flight at once (firstIncompleteSeq 10), arriving out of order.
+    const order = [13, 10, 14, 11, 12]
+    const outcomes = await h.apply(...order.map((seq) => tagged(put(`k${seq}`, `v${seq}`), 'p', seq, 10)))
+    expect(outcomes.map((o) => o.kind)).toEqual(order.map(() => 'applied'))
+    const versionOf = new Map(order.map((seq, i) => [seq, i + 1]))
+    // Every retry, in yet another order and in one group with a new write, applies nothing.
+    const retries = await h.apply(
+      ...[12, 14, 10].map((seq) => tagged(put(`k${seq}`, 'retry'), 'p', seq, 10)),
+      tagged(put('k15', 'v15'), 'p', 15, 10),
+      tagged(put('k11', 'retry'), 'p', 11, 10),
+    )
+    expect(retries.map((o) => ('result' in o ? [o.kind, o.result] : o.kind))).toEqual([
+      ['duplicate', { kind: 'put', version: versionOf.get(12) }],
+      ['duplicate', { kind: 'put', version: versionOf.get(14) }],
+      ['duplicate', { kind: 'put', version: versionOf.get(10) }],
+      ['applied', { kind: 'put', version: 9 }],
+      ['duplicate', { kind: 'put', version: versionOf.get(11) }],
+    ])
+    for (const seq of order) expect(await h.read(`k${seq}`)).toMatchObject({ value: `v${seq}` })
+    expect(h.machine.dedupClient('p')).toMatchObject({ watermark: 10, seqs: [10, 11, 12, 13, 14, 15] })
+  })
+
+  it('discards results below a rising watermark, on disk too, and refuses seqs below it as stale', async () => {
+    const h = await new Harness(hasher).open()
+    for (const seq of [1, 2, 3]) await h.apply(tagged(put('k', `${seq}`), 'c', seq, 1))
+    expect(await storedDedup(h)).toEqual(['c:w1', 'c:1', 'c:2', 'c:3'])
+    // Seq 4 says: everything below 3 was answered. 1 and 2 go; 3 (still in flight) stays.
+    await h.apply(tagged(put('k', '4'), 'c', 4, 3))
+    expect(await storedDedup(h)).toEqual(['c:w3', 'c:3', 'c:4'])
+    expect(h.machine.dedupClient('c')).toMatchObject({ watermark: 3, seqs: [3, 4], lastIndex: 4 })
+    // A retry of 2 (already answered): stale, nothing applied, no record changed.
+    const stale = await h.apply(tagged(put('k', 'again'), 'c', 2, 2))
+    expect(stale[0]).toEqual({ kind: 'staleSeq', index: 5, watermark: 3 })
+    expect(await h.read('k')).toMatchObject({ value: '4', version: 4 })
+    expect(h.machine.dedupClient('c')?.lastIndex).toBe(4)
+    // A retry of 3 is still answered; a retry carrying a higher firstIncompleteSeq advances it.
+    expect((await h.apply(tagged(put('k', '3'), 'c', 3, 3)))[0]).toMatchObject({ kind: 'duplicate' })
+    expect((await h.apply(tagged(put('k', '4'), 'c', 4, 4)))[0]).toMatchObject({ kind: 'duplicate' })
+    expect(await storedDedup(h)).toEqual(['c:w4', 'c:4'])
+    // An older firstIncompleteSeq (a delayed command) never lowers the watermark.
+    await h.apply(tagged(put('k', '6'), 'c', 6, 2))
+    expect(h.machine.dedupClient('c')).toMatchObject({ watermark: 4, seqs: [4, 6] })
+  })
+
+  it('bounds the saved results per client: a new seq beyond it is refused and applies nothing', async () => {
+    const h = await new Harness(hasher, 100, 3).open()
+    for (const seq of [1, 2, 3]) await h.apply(tagged(put(`k${seq}`, 'v'), 'c', seq, 1))
+    const full = await h.apply(tagged(put('k4', 'v'), 'c', 4, 1))
+    expect(full[0]).toEqual({ kind: 'resultsFull', index: 4, limit: 3 })
+    expect(await h.read('k4')).toBeNull()
+    // Retries of saved seqs are still answered, and other clients are not affected.
+    expect((await h.apply(tagged(put('k2', 'v'), 'c', 2, 1)))[0]?.kind).toBe('duplicate')
+    expect((await h.apply(tagged(put('x', 'v'), 'other', 1)))[0]?.kind).toBe('applied')
+    // Once the client acknowledges seq 1, seq 4 fits (and is applied once).
+    const retried = await h.apply(tagged(put('k4', 'v'), 'c', 4, 2))
+    expect(retried[0]).toMatchObject({ kind: 'applied', result: { kind: 'put', version: 7 } })
+    expect(h.machine.dedupClient('c')?.seqs).toEqual([2, 3, 4])
+  })
+
+  it('keeps the dedup table across a reopen: results, watermark and recency', async () => {
+    const h = await new Harness(hasher).open()
+    await h.apply(tagged(put('a', '1'), 'c', 7, 7), tagged(put('b', '1'), 'c', 9, 7))
+    await h.apply(tagged(put('a', '2'), 'c', 8, 8))
+    const reopened = await h.reopen()
+    expect(reopened.machine.appliedIndex).toBe(3)
+    expect(reopened.machine.dedupClient('c')).toEqual({ watermark: 8, lastIndex: 3, seqs: [8, 9] })
+    expect((await reopened.apply(tagged(put('b', '1'), 'c', 9, 8)))[0]).toMatchObject({
       kind: 'duplicate',
-      result: { version: 1 },
+      result: { version: 2 },
     })
+    expect((await reopened.apply(tagged(put('a', '1'), 'c', 7, 7)))[0]?.kind).toBe('staleSeq')
   })
 
-  it('bounds the dedup table, forgetting the least recently written client, on disk too', async () => {
+  it('bounds the clients, forgetting the least recently active one with all its records', async () => {
     const h = await new Harness(hasher, 3).open()
-    for (const id of ['a', 'b', 'c']) await h.apply({ ...put('k', id), tag: { clientId: id, seq: 1 } })
-    await h.apply({ ...put('k', 'a2'), tag: { clientId: 'a', seq: 2 } }) // a is now the most recent
-    await h.apply({ ...put('k', 'd'), tag: { clientId: 'd', seq: 1 } }) // evicts b
+    for (const id of ['a', 'b', 'c']) await h.apply(tagged(put('k', id), id, 1))
+    await h.apply(tagged(put('k', 'b2'), 'b', 2, 1)) // b holds results 1 and 2
+    await h.apply(tagged(put('k', 'a2'), 'a', 2, 1)) // a is now the most recent
+    await h.apply(tagged(put('k', 'd'), 'd', 1)) // evicts c, the least recently active
     expect(h.machine.dedupClients).toBe(3)
-    const stored: string[] = []
-    for await (const [, v] of h.engine.iterate(dedupRange(shard)))
-      stored.push(String(decodeDedupEntry(v).lastIndex))
-    expect(stored.sort()).toEqual(['3', '4', '5'])
-    // b was forgotten: its retry applies again (the documented cost of the bound), evicting c.
-    expect((await h.apply({ ...put('k', 'b'), tag: { clientId: 'b', seq: 1 } }))[0]?.kind).toBe('applied')
-    // a and d are still remembered.
-    expect((await h.apply({ ...put('k', 'a2'), tag: { clientId: 'a', seq: 2 } }))[0]?.kind).toBe('duplicate')
-    expect((await h.apply({ ...put('k', 'd'), tag: { clientId: 'd', seq: 1 } }))[0]?.kind).toBe('duplicate')
+    expect(h.machine.dedupClient('c')).toBeUndefined()
+    expect(await storedDedup(h)).toEqual(['a:w1', 'a:1', 'a:2', 'b:w1', 'b:1', 'b:2', 'd:w1', 'd:1'])
+    // A retry of a duplicate counts as activity: b is now the most recent, so e evicts a.
+    expect((await h.apply(tagged(put('k', 'b2'), 'b', 2, 1)))[0]?.kind).toBe('duplicate')
+    await h.apply(tagged(put('k', 'e'), 'e', 1))
+    expect(await storedDedup(h)).toEqual(['b:w1', 'b:1', 'b:2', 'd:w1', 'd:1', 'e:w1', 'e:1'])
+    // c was forgotten: its retry applies again (the documented cost of the bound).
+    expect((await h.apply(tagged(put('k', 'c'), 'c', 1)))[0]?.kind).toBe('applied')
   })
 
-  it('is deterministic: two replicas applying the same commands store the same bytes', async () => {
-    const commands: Command[] = [
-      { ...put('a', '1'), tag: { clientId: 'x', seq: 1 } },
-      put('b', '2', 0),
-      {
-        kind: 'batch',
-        ops: [
-          { kind: 'delete', key: bytes('a') },
-          { kind: 'put', key: bytes('c'), value: bytes('3') },
-        ],
-      },
-      put('b', '4', 9),
-      { ...put('a', '1'), tag: { clientId: 'x', seq: 1 } },
-    ]
-    const one = await new Harness(hasher).open()
-    const two = await new Harness(hasher).open()
-    await one.apply(...commands)
-    for (const c of commands) await two.apply(c)
+  it('is deterministic: replicas applying the same commands store the same bytes and evict alike', async () => {
+    const commands: Command[] = []
+    // Six clients over a table of four, pipelined and out of order, with retries, stale seqs, CAS
+    // failures and untagged writes in between.
+    for (let round = 0; round < 6; round++)
+      for (const [i, id] of ['a', 'b', 'c', 'd', 'e', 'f'].entries()) {
+        if ((round + i) % 3 === 0) continue
+        const base = round * 10
+        commands.push(tagged(put(`${id}${round}`, `${round}`), id, base + 2, base))
+        commands.push(tagged(put(`${id}${round}`, 'x', 99), id, base + 1, base))
+        commands.push(tagged(put(`${id}${round}`, `${round}`), id, base + 2, base + 1))
+        commands.push(put('shared', `${id}${round}`))
+        if (round > 0) commands.push(tagged(del(`${id}${round}`), id, base - 9, base - 10))
+      }
+    const one = await new Harness(hasher, 4, 8).open()
+    let two = await new Harness(hasher, 4, 8).open()
+    const outcomesOne = await one.apply(...commands)
+    const outcomesTwo: ApplyOutcome[] = []
+    for (const [i, c] of commands.entries()) {
+      outcomesTwo.push(...(await two.apply(c)))
+      // Replica two restarts now and then: a table loaded from disk must evict like one built in memory.
+      if (i % 17 === 16) two = await two.reopen()
+    }
+    expect(outcomesTwo).toEqual(outcomesOne)
+    expect(new Set(outcomesOne.map((o) => o.kind))).toEqual(new Set(['applied', 'duplicate', 'staleSeq']))
     const dump = async (h: Harness): Promise<string[]> => {
       const out: string[] = []
       for await (const [k, v] of h.engine.iterate({ gte: Uint8Array.of(0), lt: Uint8Array.of(0xff) }))
@@ -278,6 +377,7 @@ describe('shard/state-machine', () => {
       return out
     }
     expect(await dump(one)).toEqual(await dump(two))
+    expect(one.machine.dedupClients).toBe(4)
   })
 
   it('asserts that indexes are applied in order', async () => {
@@ -289,7 +389,7 @@ describe('shard/state-machine', () => {
     expect(() => h.machine.apply(LogIndex(1), del('a'), overlay, overlay)).toThrow(AssertionError)
   })
 
-  it('round-trips dedup records', () => {
+  it('round-trips dedup records and fails stop on corrupt ones', () => {
     const results: ApplyResult[] = [
       { kind: 'put', version: LogIndex(9) },
       { kind: 'delete', deleted: true },
@@ -302,10 +402,11 @@ describe('shard/state-machine', () => {
       },
       { kind: 'versionMismatch', opIndex: 2, currentVersion: 0 },
     ]
-    for (const result of results) {
-      const entry = { seq: 12, lastIndex: LogIndex(40), result }
-      expect(decodeDedupEntry(encodeDedupEntry(entry))).toEqual(entry)
-    }
-    expect(() => decodeDedupEntry(Uint8Array.of(1, 1, 1, 9))).toThrow(AssertionError)
+    for (const result of results) expect(decodeDedupResult(encodeDedupResult(result))).toEqual(result)
+    const header = { watermark: 12, lastIndex: LogIndex(40) }
+    expect(decodeDedupHeader(encodeDedupHeader(header))).toEqual(header)
+    expect(() => decodeDedupResult(Uint8Array.of(2, 9))).toThrow(AssertionError)
+    expect(() => decodeDedupResult(Uint8Array.of(1, 1, 1))).toThrow(AssertionError)
+    expect(() => decodeDedupHeader(Uint8Array.of(2, 1, 1, 0))).toThrow(AssertionError)
   })
 })

@@ -13,7 +13,8 @@ import {
   decodeDedupKey,
   decodeRaftLogKey,
   decodeValueRecord,
-  dedupKey,
+  dedupClientKey,
+  dedupResultKey,
   dedupRange,
   encodeValueRecord,
   hashEnd,
@@ -118,9 +119,11 @@ describe('storage/keys', () => {
         expect(within(raftAppliedIndexKey(sid), raftLogRange(sid, LogIndex(0)))).toBe(false)
         if (sid > 0) expect(within(raftLogKey(ShardId(sid - 1), i), own)).toBe(false)
         if (sid < 0xffff_ffff) expect(within(raftHardStateKey(ShardId(sid + 1)), own)).toBe(false)
-        expect(within(dedupKey(sid, 'c'), shardLocalRange(sid))).toBe(true)
-        expect(within(dedupKey(sid, 'c'), dedupRange(sid))).toBe(true)
-        expect(within(dedupKey(sid, 'c'), own)).toBe(false)
+        for (const key of [dedupClientKey(sid, 'c'), dedupResultKey(sid, 'c', i)]) {
+          expect(within(key, shardLocalRange(sid))).toBe(true)
+          expect(within(key, dedupRange(sid))).toBe(true)
+          expect(within(key, own)).toBe(false)
+        }
       }),
     )
   })
@@ -136,10 +139,37 @@ describe('storage/keys', () => {
 
   it('round-trips dedup keys, including non-ASCII client ids', () => {
     fc.assert(
-      fc.property(shardId, fc.string({ minLength: 1, maxLength: 40, unit: 'grapheme' }), (sid, clientId) => {
-        expect(decodeDedupKey(dedupKey(sid, clientId))).toEqual({ shardId: sid, clientId })
-      }),
+      fc.property(
+        shardId,
+        fc.string({ minLength: 1, maxLength: 40, unit: 'grapheme' }),
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        (sid, clientId, seq) => {
+          expect(decodeDedupKey(dedupClientKey(sid, clientId))).toEqual({
+            shardId: sid,
+            clientId,
+            seq: undefined,
+          })
+          expect(decodeDedupKey(dedupResultKey(sid, clientId, seq))).toEqual({ shardId: sid, clientId, seq })
+        },
+      ),
     )
+  })
+
+  it("orders one client's dedup records header first, results by seq, clients never interleaved", () => {
+    const sid = ShardId(2)
+    const keys = [
+      dedupResultKey(sid, 'ab', 300),
+      dedupClientKey(sid, 'a'),
+      dedupResultKey(sid, 'a', 256),
+      dedupResultKey(sid, 'a', 2),
+      dedupClientKey(sid, 'ab'),
+      dedupResultKey(sid, 'ab', 1),
+    ]
+    const sorted = [...keys].sort(compareBytes).map((k) => {
+      const { clientId, seq } = decodeDedupKey(k)
+      return `${clientId}:${seq ?? 'header'}`
+    })
+    expect(sorted).toEqual(['a:header', 'a:2', 'a:256', 'ab:header', 'ab:1', 'ab:300'])
   })
 
   it('keeps meta keys in their own space', () => {

@@ -78,9 +78,19 @@ export interface WriteOptions {
   /**
    * Exactly-once retries (Raft thesis 6.3): a client id and a per-client sequence number. A retried
    * write with the same pair returns the first answer and is not applied twice. Empty = no dedup.
+   * A client may have many writes in flight at once, each with its own seq.
    */
   clientId: string;
   seq: number;
+  /**
+   * The lowest seq this client has not yet received an answer for (<= seq; recomputed on every
+   * attempt, retries included). It tells the shard that every lower seq was answered and will never
+   * be retried, so their saved answers may be discarded: a later write with such a seq is refused
+   * as stale (INVALID_ARGUMENT). 0 = nothing acknowledged yet. A client that never advances it is
+   * refused with OVERLOADED once it has limits.dedupResultsPerClientMax (1024) unacknowledged writes
+   * on a shard; retrying with a higher first_incomplete_seq then succeeds. 0 without client_id.
+   */
+  firstIncompleteSeq: number;
 }
 
 /** What an answer cost. Present on every successful response. */
@@ -436,7 +446,7 @@ export const ReadOptions: MessageFns<ReadOptions> = {
 };
 
 function createBaseWriteOptions(): WriteOptions {
-  return { consistency: 0, clientId: "", seq: 0 };
+  return { consistency: 0, clientId: "", seq: 0, firstIncompleteSeq: 0 };
 }
 
 export const WriteOptions: MessageFns<WriteOptions> = {
@@ -449,6 +459,9 @@ export const WriteOptions: MessageFns<WriteOptions> = {
     }
     if (message.seq !== 0) {
       writer.uint32(24).uint64(message.seq);
+    }
+    if (message.firstIncompleteSeq !== 0) {
+      writer.uint32(32).uint64(message.firstIncompleteSeq);
     }
     return writer;
   },
@@ -490,6 +503,14 @@ export const WriteOptions: MessageFns<WriteOptions> = {
             message.seq = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.firstIncompleteSeq = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -510,6 +531,7 @@ export const WriteOptions: MessageFns<WriteOptions> = {
     message.consistency = object.consistency ?? 0;
     message.clientId = object.clientId ?? "";
     message.seq = object.seq ?? 0;
+    message.firstIncompleteSeq = object.firstIncompleteSeq ?? 0;
     return message;
   },
 };

@@ -828,6 +828,11 @@ export class Raft {
     if (m.round > p.ackedRound && m.round <= this.heartbeatRound) p.ackedRound = m.round
     // A follower that is behind gets an append, even an empty one: its answer (or rejection)
     // moves its progress along, e.g. out of an optimistic window whose messages were lost.
+    // NB: a full window pauses sending, and if every append in it was lost (the follower was
+    // down) no acknowledgement will ever free it; the heartbeat response proves the follower is
+    // reachable again, so free one slot to let one append through (etcd-io/raft does the same).
+    // Its rejection then moves the follower back to probe. Found by the simulator (F1).
+    if (p.state === ProgressState.Replicate && p.inflights.full()) p.inflights.freeFirstOne()
     if (p.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true)
     this.updateQuorumRound()
   }

@@ -53,6 +53,18 @@ export class Inflights {
     assert(this.bytesInflight >= 0)
   }
 
+  /**
+   * Frees the oldest in-flight append, if any. Used when a heartbeat response shows the follower
+   * alive while the window is full: the appends it holds may all have been lost (it was down),
+   * and only a new append can draw the rejection that resets its progress.
+   */
+  freeFirstOne(): void {
+    if (this.count === 0) return
+    const first = this.ring[this.start]
+    assert(first !== undefined)
+    this.freeLE(first)
+  }
+
   full(): boolean {
     return this.count === this.capacity || (this.bytesMax > 0 && this.bytesInflight >= this.bytesMax)
   }

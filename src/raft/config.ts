@@ -46,6 +46,13 @@ export interface RaftConfig {
   readonly readOnly?: ReadOnlyOption
   /** The clock drift bound in ticks for leases: leaseTicks = electionTicks - driftTicks (>= 1). Default 1. */
   readonly driftTicks?: number
+  /**
+   * With lease reads, a node that restarts with history refuses votes for its first election
+   * timeout, since it may have helped grant a lease it no longer remembers (§6.4.1). Default:
+   * on exactly when readOnly is 'lease-based'. Turning it off trades lease safety for a faster
+   * first election; tests that start nodes "with history" at once do.
+   */
+  readonly restartVoteFence?: boolean
   /** Per-message batching and flow control; may only tighten `limits`. */
   readonly appendBytesMax?: number
   readonly appendEntriesMax?: number
@@ -80,6 +87,7 @@ export interface ResolvedConfig {
   readonly readOnly: ReadOnlyOption
   readonly driftTicks: number
   readonly leaseTicks: number
+  readonly restartVoteFence: boolean
   readonly appendBytesMax: number
   readonly appendEntriesMax: number
   readonly inflightAppendsMax: number
@@ -139,6 +147,7 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
     readOnly,
     driftTicks,
     leaseTicks,
+    restartVoteFence: c.restartVoteFence ?? readOnly === ReadOnlyOption.LeaseBased,
     appendBytesMax,
     appendEntriesMax: tightened('appendEntriesMax', c.appendEntriesMax, limits.appendEntriesMax),
     inflightAppendsMax: tightened('inflightAppendsMax', c.inflightAppendsMax, limits.inflightAppendsMax),

@@ -78,6 +78,14 @@ export class Raft {
 
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum (leaders). */
   electionElapsed = 0
+  /**
+   * Lease-read safety across restarts (§6.4.1): a node that restarts has forgotten whether it
+   * heard from a leader in the last election timeout, so with lease reads on it refuses votes
+   * (like a follower in a leader's lease) until it has waited one election timeout itself. A
+   * live leader's lease, granted partly by this node before it crashed, therefore expires before
+   * this node can help elect another leader. Cleared after electionTicks ticks.
+   */
+  private restartFenceTicks: number
   private heartbeatElapsed = 0
   /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks. */
   private randomizedElectionTimeout = 0
@@ -114,6 +122,8 @@ export class Raft {
     this.readOnly = new ReadOnly(cfg.readIndexPendingMax)
 
     const { hardState, confState } = components.storage.initialState()
+    // A node with no history never granted anyone a lease; one that restarts may have.
+    this.restartFenceTicks = cfg.restartVoteFence && hardState.term > 0 ? cfg.electionTicks : 0
     const { config, progress } = restoreConfig(confState, this.log.lastIndex(), cfg.inflightAppendsMax)
     this.tracker.reset(config, progress)
     if (hardState.term > 0 || hardState.commit > 0) {
@@ -265,6 +275,7 @@ export class Raft {
   }
 
   private tickElection(): void {
+    if (this.restartFenceTicks > 0) this.restartFenceTicks--
     this.electionElapsed++
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0
@@ -394,7 +405,8 @@ export class Raft {
         // Leader stickiness (§4.2.3, §9.6): a node that heard from a leader within an election
         // timeout ignores votes, unless the campaign is a leader transfer.
         const inLease =
-          this.cfg.checkQuorum && this.leaderId !== null && this.electionElapsed < this.cfg.electionTicks
+          (this.cfg.checkQuorum && this.leaderId !== null && this.electionElapsed < this.cfg.electionTicks) ||
+          this.restartFenceTicks > 0
         if (inLease && !m.leaderTransfer) {
           this.logger.debug(
             { from: m.from, term: this.term, msgTerm: m.term, type: m.type },

@@ -104,6 +104,7 @@ export class InteractionEnv {
     switch (d.name) {
       // add-nodes 3 voters=(1,2,3) learners=(4) index=10 prevote=false checkquorum=false
       //   read-only=lease-based election=10 heartbeat=1 drift=2 max-uncommitted-bytes=100
+      //   restart-fence=false
       //   max-proposal-bytes=100 max-inflight=2 max-entries=1 max-bytes=100
       //   fault=grantVoteWithoutLogCheck,commitPreviousTermByCounting
       case 'add-nodes':
@@ -259,6 +260,7 @@ export class InteractionEnv {
       electionTicks: num('election') ?? 10,
       heartbeatTicks: num('heartbeat') ?? 1,
       driftTicks: num('drift') ?? 1,
+      ...(d.kv.has('restart-fence') ? { restartVoteFence: d.kv.get('restart-fence') === 'true' } : {}),
       uncommittedBytesMax: num('max-uncommitted-bytes'),
       proposalBytesMax: num('max-proposal-bytes'),
       inflightAppendsMax: num('max-inflight'),

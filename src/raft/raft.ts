@@ -78,6 +78,8 @@ export class Raft {
 
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum (leaders). */
   electionElapsed = 0
+  /** Proposals appended since the last Ready whose appends have not been sent yet. */
+  appendsPending = false
   /**
    * Lease-read safety across restarts (§6.4.1): a node that restarts has forgotten whether it
    * heard from a leader in the last election timeout, so with lease reads on it refuses votes
@@ -915,8 +917,19 @@ export class Raft {
       return { ok: false, reason: 'overloaded' }
     }
     const index = this.appendEntries([{ type: EntryType.Normal, data }])
-    this.bcastAppend()
+    // Batching: the appends go out when the shell next asks for a Ready, so every proposal of
+    // one loop iteration shares one MsgApp per follower instead of sending one each.
+    this.appendsPending = true
     return { ok: true, index, term: this.term }
+  }
+
+  /** Sends the appends that proposals deferred (see propose); RawNode calls it before a Ready. */
+  flushPendingAppends(): void {
+    if (!this.appendsPending) return
+    this.appendsPending = false
+    if (this.role !== Role.Leader) return
+    // As many appends as the window allows: pipelining within the per-follower bound.
+    for (const id of this.tracker.ids()) if (id !== this.id) this.sendAllAppends(id)
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {

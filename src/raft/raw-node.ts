@@ -154,7 +154,7 @@ export class RawNode {
     if (!sameHardState(r.hardState(), this.prevHardState)) return true
     if (r.log.unstable.nextSnapshot() !== null) return true
     if (r.log.unstable.nextEntries().length > 0) return true
-    if (r.msgs.length > 0 || r.msgsAfterPersist.length > 0) return true
+    if (r.msgs.length > 0 || r.msgsAfterPersist.length > 0 || r.appendsPending) return true
     if (r.readStates.length > 0) return true
     return r.log.hasNextCommittedEntries()
   }
@@ -163,6 +163,7 @@ export class RawNode {
   ready(): Ready {
     assert(this.outstanding === null, 'rawnode: ready() while a Ready is outstanding')
     const r = this.raft
+    r.flushPendingAppends()
     const hs = r.hardState()
     const hardState = sameHardState(hs, this.prevHardState) ? null : hs
     const entries = r.log.unstable.nextEntries()

@@ -419,12 +419,15 @@ abstract class KvOperations {
     }
     const { clock, seqs, clientId } = this.core
     const startedMs = clock.nowMs()
-    const waiting = deadlineSignal(clock, deadlineMs, this.signal(options))
-    let seq: number
-    try {
-      seq = await seqs.acquire(waiting.signal)
-    } finally {
-      waiting.dispose()
+    // The common case takes a free seq at once; only a wait for room needs its own deadline timer.
+    let seq = this.signal(options).aborted ? undefined : seqs.tryAcquire()
+    if (seq === undefined) {
+      const waiting = deadlineSignal(clock, deadlineMs, this.signal(options))
+      try {
+        seq = await seqs.acquire(waiting.signal)
+      } finally {
+        waiting.dispose()
+      }
     }
     try {
       const remainingMs = Math.max(1, Math.floor(deadlineMs - (clock.nowMs() - startedMs)))

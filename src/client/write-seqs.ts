@@ -61,6 +61,11 @@ export class WriteSeqs {
     return first.done === true ? this.next : first.value
   }
 
+  /** A seq at once when the window has room and nobody waits before us; else undefined (call acquire). */
+  tryAcquire(): number | undefined {
+    return this.waiters.length === 0 && this.hasRoom() ? this.issue() : undefined
+  }
+
   /**
    * A seq for a new write, waiting (first come, first served) while the window is full. Rejects
    * with the abort's KvError when `signal` fires first.

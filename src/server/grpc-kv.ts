@@ -21,7 +21,7 @@ import type {
   ServerWritableStream,
 } from '@grpc/grpc-js'
 import { AssertionError } from '../common/assert.ts'
-import { deadlineSignal, type Clock } from '../common/clock.ts'
+import { DeadlineError, type Clock, type TimerHandle } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { Limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
@@ -125,12 +125,15 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   ): { ctx: CallContext; release: () => void } => {
     gate.enter()
     metrics.inFlight.inc()
-    const cancel = new AbortController()
-    const onCancelled = (): void => cancel.abort(new KvError(ErrorCode.Cancelled, 'cancelled by the client'))
+    // One signal per call, aborted by the client's cancel or by our deadline timer, whichever
+    // comes first (one controller and one timer: this runs on every request).
+    const controller = new AbortController()
+    const onCancelled = (): void =>
+      controller.abort(new KvError(ErrorCode.Cancelled, 'cancelled by the client'))
     call.once('cancelled', onCancelled)
-    let deadline: { readonly signal: AbortSignal; dispose(): void } | undefined
+    let deadline: TimerHandle | undefined
     const release = (): void => {
-      deadline?.dispose()
+      deadline?.cancel()
       call.off('cancelled', onCancelled)
       metrics.inFlight.dec()
       gate.leave()
@@ -139,12 +142,12 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       const at = call.getDeadline()
       const atMs = at instanceof Date ? at.getTime() : at
       const ms = checkDeadline(atMs === Infinity ? Infinity : atMs - clock.wallMs(), limits)
-      deadline = deadlineSignal(clock, ms, cancel.signal)
+      deadline = clock.setTimer(ms, () => controller.abort(new DeadlineError()))
     } catch (err) {
       release()
       throw err
     }
-    return { ctx: { consistency: 'none', signal: deadline.signal }, release }
+    return { ctx: { consistency: 'none', signal: controller.signal }, release }
   }
 
   const finish = (method: string, ctx: CallContext | undefined, startedMs: number, err: unknown): void => {

@@ -27,6 +27,13 @@ export class KvdMetrics {
   private readonly requests: Counter<'method' | 'consistency' | 'code'>
   private readonly latency: Histogram<'method' | 'consistency' | 'code'>
   readonly inFlight: Gauge
+  private readonly children = new Map<
+    string,
+    {
+      readonly requests: Counter.Internal
+      readonly latency: Histogram.Internal<'method' | 'consistency' | 'code'>
+    }
+  >()
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
@@ -51,8 +58,19 @@ export class KvdMetrics {
   }
 
   observe(labels: RequestLabels, seconds: number): void {
-    this.requests.inc({ ...labels })
-    this.latency.observe({ ...labels }, seconds)
+    // prom-client hashes the labels on every call; the label sets are few (methods x levels x
+    // codes), so their children are looked up once and kept.
+    const key = `${labels.method}\u0000${labels.consistency}\u0000${labels.code}`
+    let children = this.children.get(key)
+    if (children === undefined) {
+      children = {
+        requests: this.requests.labels({ ...labels }),
+        latency: this.latency.labels({ ...labels }),
+      }
+      this.children.set(key, children)
+    }
+    children.requests.inc()
+    children.latency.observe(seconds)
   }
 }
 

@@ -55,6 +55,20 @@ describe('client/write-seqs', () => {
     await expect(seqs.acquire(controller.signal)).rejects.toMatchObject({ code: 'CANCELLED' })
   })
 
+  it('tryAcquire takes a free seq at once, but never with a full window or ahead of a waiter', async () => {
+    const seqs = new WriteSeqs({ seqStart: 0, windowMax: 2 })
+    expect(seqs.tryAcquire()).toBe(0)
+    expect(seqs.tryAcquire()).toBe(1)
+    expect(seqs.tryAcquire()).toBeUndefined()
+    const waiting = seqs.acquire(open())
+    seqs.release(1)
+    // Seq 0 still holds the window; the waiter is first in line when it moves.
+    expect(seqs.tryAcquire()).toBeUndefined()
+    seqs.release(0)
+    expect(await waiting).toBe(2)
+    expect(seqs.tryAcquire()).toBe(3)
+  })
+
   it('refuses a window beyond what the shard saves per client', () => {
     expect(() => new WriteSeqs({ seqStart: 0, windowMax: limits.dedupResultsPerClientMax + 1 })).toThrow()
   })

@@ -1,10 +1,14 @@
 /**
  * `npm run bench -- single-node [--ops N] [--runs R] [--value-bytes B]`
  *
- * One real kvd process driven by the SDK over loopback gRPC, against the raw RocksDB engine
- * measured in the same run, at 1 and 64 requests in flight. Every figure is the median of R
- * runs; the ratio kvd/raw is the cost of our serving path (SDK, gRPC, validation, the shard's
- * group commit) over the bare engine. A measurement, not a test: it asserts nothing about time.
+ * One real kvd process driven by the SDK over loopback gRPC, against two baselines measured in
+ * the same run, at 1 and 64 requests in flight:
+ * - the raw RocksDB engine in-process (synced puts, point gets): kvd/raw is the cost of our whole
+ *   serving path (SDK, gRPC, validation, the shard's group commit) over the bare engine;
+ * - a bare grpc-js unary echo (grpc-echo.ts) in its own process, with messages of exactly the
+ *   sizes of kvd's Put and Get requests and responses: kvd/echo is the cost of our own code over
+ *   gRPC itself, the honest measure of overhead when gRPC, not storage, is the ceiling.
+ * Every figure is the median of R runs. A measurement, not a test: it asserts nothing about time.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -12,7 +16,17 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { KvClient } from '../../src/client/index.ts'
+import { limits } from '../../src/common/limits.ts'
+import {
+  Consistency,
+  GetRequest,
+  GetResponse,
+  PutRequest,
+  PutResponse,
+  type Receipt,
+} from '../../src/gen/ringkv/v1/kv.ts'
 import { benchEngine, type EngineBenchResult } from './engine.ts'
+import { EchoClient, echoRequest, startEchoServer } from './grpc-echo.ts'
 
 interface Phase {
   readonly opsPerSec: number
@@ -131,6 +145,60 @@ async function benchKvd(args: Args, concurrency: number, address: string, round:
   }
 }
 
+/** Wire sizes of the bench's kvd calls (typical field values), for the echo baseline. */
+function wireSizes(args: Args): { put: [number, number]; get: [number, number] } {
+  const key = Buffer.from(`bench:0:64:${'0'.repeat(10)}`)
+  const value = Buffer.alloc(args.valueBytes, 0x61)
+  const receipt: Receipt = {
+    nodeId: 1,
+    shardId: 0,
+    appliedIndex: 10_000,
+    delivered: Consistency.CONSISTENCY_LINEARIZABLE,
+    stalenessMs: 0,
+    term: 0,
+  }
+  const seq = Date.now() * 1000
+  const put = PutRequest.encode({
+    key,
+    value,
+    options: {
+      consistency: Consistency.CONSISTENCY_MAJORITY,
+      clientId: 'f'.repeat(32),
+      seq,
+      firstIncompleteSeq: seq,
+    },
+  }).finish().length
+  const putResponse = PutResponse.encode({ version: 10_000, receipt }).finish().length
+  const get = GetRequest.encode({
+    key,
+    options: { consistency: Consistency.CONSISTENCY_LINEARIZABLE, maxStalenessMs: 0, session: undefined },
+  }).finish().length
+  const getResponse = GetResponse.encode({
+    found: true,
+    value,
+    version: 10_000,
+    createVersion: 10_000,
+    receipt,
+  }).finish().length
+  return { put: [put, putResponse], get: [get, getResponse] }
+}
+
+async function benchEcho(args: Args, concurrency: number, address: string) {
+  const client = new EchoClient(address)
+  const sizes = wireSizes(args)
+  const putRequest = echoRequest(...sizes.put)
+  const getRequest = echoRequest(...sizes.get)
+  const deadlineMs = limits.requestDeadlineMsDefault
+  try {
+    await runPhase(Math.min(200, args.ops), concurrency, () => client.echo(putRequest, deadlineMs))
+    const put = await runPhase(args.ops, concurrency, () => client.echo(putRequest, deadlineMs))
+    const get = await runPhase(args.ops, concurrency, () => client.echo(getRequest, deadlineMs))
+    return { put, get }
+  } finally {
+    client.close()
+  }
+}
+
 function row(label: string, phases: readonly Phase[]): string {
   const rate = median(phases.map((p) => p.opsPerSec))
   const p50 = median(phases.map((p) => p.msP50))
@@ -146,6 +214,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'ringkv-bench-'))
   const raw = new Map<number, EngineBenchResult[]>()
   const served = new Map<number, { put: Phase; get: Phase }[]>()
+  const echoed = new Map<number, { put: Phase; get: Phase }[]>()
   try {
     for (let round = 0; round < args.runs; round++) {
       for (const c of concurrencies) {
@@ -163,6 +232,14 @@ export async function main(argv: readonly string[]): Promise<void> {
         } finally {
           await stopKvd(child)
         }
+        // Baseline: bare grpc-js, same message sizes, server in its own process.
+        const echoAddress = `127.0.0.1:${await freePort()}`
+        const echo = await startEchoServer(echoAddress)
+        try {
+          echoed.set(c, [...(echoed.get(c) ?? []), await benchEcho(args, c, echoAddress)])
+        } finally {
+          await stopKvd(echo)
+        }
       }
     }
     for (const c of concurrencies) {
@@ -172,14 +249,19 @@ export async function main(argv: readonly string[]): Promise<void> {
       const rawGet = rawRuns.map((r) => ({ opsPerSec: r.getsPerSec, msP50: r.getMsP50, msP99: r.getMsP99 }))
       const kvdPut = kvdRuns.map((r) => r.put)
       const kvdGet = kvdRuns.map((r) => r.get)
+      const echoPut = (echoed.get(c) ?? []).map((r) => r.put)
+      const echoGet = (echoed.get(c) ?? []).map((r) => r.get)
       console.log(`\n== ${c} in flight`)
       console.log(row('raw RocksDB put (sync)', rawPut))
+      console.log(row('grpc-js echo, put-sized', echoPut))
       console.log(row('kvd put (majority, fsynced)', kvdPut))
       console.log(row('raw RocksDB get', rawGet))
+      console.log(row('grpc-js echo, get-sized', echoGet))
       console.log(row('kvd get (linearizable)', kvdGet))
       const ratio = (a: readonly Phase[], b: readonly Phase[]): string =>
         (median(a.map((p) => p.opsPerSec)) / median(b.map((p) => p.opsPerSec))).toFixed(2)
       console.log(`ratio kvd/raw throughput: put ${ratio(kvdPut, rawPut)}, get ${ratio(kvdGet, rawGet)}`)
+      console.log(`ratio kvd/echo throughput: put ${ratio(kvdPut, echoPut)}, get ${ratio(kvdGet, echoGet)}`)
     }
   } finally {
     rmSync(root, { recursive: true, force: true })

@@ -97,7 +97,7 @@ export async function runLocalCluster(count = nodeCount): Promise<number> {
         'Try it:',
         `  npx kvctl --endpoints ${endpoints} put hello world`,
         `  npx kvctl --endpoints ${endpoints} get hello`,
-        `  npx kvctl --endpoints ${endpoints} scan ''`,
+        `  npx kvctl --endpoints ${endpoints} scan --prefix he`,
         `  npx kvctl --endpoints ${endpoints} status`,
         '',
         'Ctrl-C stops the cluster.',

@@ -163,7 +163,7 @@ class LocalReplica implements Replica {
     this.hashStart = init.hashRange?.start ?? 0n
     this.hashEnd = init.hashRange?.end ?? hashSpaceEnd
     this.range = dataRangeForHashRange(this.hashStart, this.hashEnd)
-    this.log = components.logger.child({ component: 'replica', node: init.nodeId, shard: init.shardId })
+    this.log = components.logger.child({ component: 'replica', shard: init.shardId })
     this.log.info(
       { appliedIndex: machine.appliedIndex, dedupClients: machine.dedupClients },
       'replica opened',

@@ -11,6 +11,7 @@
 import type { Metadata, ServiceError } from '@grpc/grpc-js'
 import { DeadlineError } from '../common/clock.ts'
 import {
+  errorMetadataKeys,
   ErrorCode,
   GrpcStatus,
   KvError,
@@ -21,15 +22,7 @@ import {
 import { isSafeUint } from '../common/ids.ts'
 
 /** Trailing metadata keys of the wire contract (kv.proto header). */
-export const MetadataKey = {
-  code: 'ringkv-code',
-  leader: 'ringkv-leader',
-  epoch: 'ringkv-epoch',
-  shard: 'ringkv-shard',
-  currentVersion: 'ringkv-current-version',
-  limit: 'ringkv-limit',
-  field: 'ringkv-field',
-} as const
+export const MetadataKey = errorMetadataKeys
 
 /** The code a bare gRPC status (one without `ringkv-code`) stands for. */
 function codeForBareStatus(status: number): ErrorCode {

@@ -107,6 +107,21 @@ export const errorCodeTable: Readonly<
   INTERNAL: { status: GrpcStatus.INTERNAL, retry: RetryPolicy.Never, writeNotApplied: false },
 }
 
+/**
+ * Trailing metadata keys that carry an error across gRPC (the wire contract, kv.proto header):
+ * the stable code, and the ErrorDetails fields. server/status.ts writes them, client/status.ts
+ * reads them.
+ */
+export const errorMetadataKeys = {
+  code: 'ringkv-code',
+  leader: 'ringkv-leader',
+  epoch: 'ringkv-epoch',
+  shard: 'ringkv-shard',
+  currentVersion: 'ringkv-current-version',
+  limit: 'ringkv-limit',
+  field: 'ringkv-field',
+} as const
+
 /** Structured details that travel with an error (as gRPC trailing metadata `ringkv-*`). */
 export interface ErrorDetails {
   readonly leaderHint?: number

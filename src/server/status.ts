@@ -22,18 +22,17 @@
 import { randomBytes } from 'node:crypto'
 import { Metadata, status as GrpcCode, type StatusObject } from '@grpc/grpc-js'
 import { AssertionError } from '../common/assert.ts'
-import { ErrorCode, KvError, errorCodeTable, isKvError, type ErrorDetails } from '../common/errors.ts'
+import {
+  ErrorCode,
+  KvError,
+  errorCodeTable,
+  errorMetadataKeys,
+  isKvError,
+  type ErrorDetails,
+} from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 
-export const metadataKeys = {
-  code: 'ringkv-code',
-  leader: 'ringkv-leader',
-  epoch: 'ringkv-epoch',
-  shard: 'ringkv-shard',
-  currentVersion: 'ringkv-current-version',
-  limit: 'ringkv-limit',
-  field: 'ringkv-field',
-} as const
+export const metadataKeys = errorMetadataKeys
 
 const detailKeys: readonly (readonly [keyof ErrorDetails, string])[] = [
   ['leaderHint', metadataKeys.leader],

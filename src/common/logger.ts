@@ -14,7 +14,14 @@ export interface Logger {
   error(fields: LogFields, message: string): void
   fatal(fields: LogFields, message: string): void
   child(bindings: LogFields): Logger
+  /**
+   * True when lines of `level` are written. Check it before building fields that cost work on a
+   * hot path (e.g. hashing a key for a per-request trace line); pino's own `isLevelEnabled`.
+   */
+  isLevelEnabled(level: LogLevelName): boolean
 }
+
+export type LogLevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
 
 const noop = (): void => {}
 
@@ -27,4 +34,5 @@ export const silentLogger: Logger = {
   error: noop,
   fatal: noop,
   child: () => silentLogger,
+  isLevelEnabled: () => false,
 }

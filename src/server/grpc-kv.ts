@@ -114,10 +114,13 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const log = components.logger
   const shardId = replica.shardId
 
-  const keyFields = (key: Uint8Array): { keyHash: string; keyBytes: number } => ({
-    keyHash: hasher.hash64(key).toString(16),
-    keyBytes: key.length,
-  })
+  // Per-request trace lines hash the key (keys never go into logs); only pay for it when
+  // trace is on, which it rarely is: this runs on every request.
+  const traceRequests = log.isLevelEnabled('trace')
+  const traceRequest = (method: string, key: Uint8Array, extra: Record<string, number> = {}): void => {
+    if (!traceRequests) return
+    log.trace({ method, keyHash: hasher.hash64(key).toString(16), keyBytes: key.length, ...extra }, 'request')
+  }
 
   /** Admission, deadline and cancellation around one call; returns a release function. */
   const begin = (
@@ -206,7 +209,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const get = unary<GetRequest, GetResponse>('Get', async (request, ctx) => {
     const { key, read } = checkGet(request, limits, shardId)
     ctx.consistency = read.level
-    log.trace({ method: 'Get', ...keyFields(key) }, 'request')
+    traceRequest('Get', key)
     const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
     return {
       found: found !== null,
@@ -220,7 +223,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const put = unary<PutRequest, PutResponse>('Put', async (request, ctx) => {
     const { key, value, expectedVersion, write } = checkPut(request, limits)
     ctx.consistency = write.level
-    log.trace({ method: 'Put', ...keyFields(key), valueBytes: value.length }, 'request')
+    traceRequest('Put', key, { valueBytes: value.length })
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
     const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
     return { version, receipt: toProtoReceipt(receipt) }
@@ -229,7 +232,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const del = unary<DeleteRequest, DeleteResponse>('Delete', async (request, ctx) => {
     const { key, expectedVersion, write } = checkDelete(request, limits)
     ctx.consistency = write.level
-    log.trace({ method: 'Delete', ...keyFields(key) }, 'request')
+    traceRequest('Delete', key)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
     const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
     return { deleted, receipt: toProtoReceipt(receipt) }

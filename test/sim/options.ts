@@ -6,6 +6,7 @@
 import { SeededRandom, type Random } from '../../src/common/index.ts'
 import type { TestingFaults } from '../../src/raft/index.ts'
 import { fmtSeed } from './simulator.ts'
+import type { WorkloadMix } from './workload.ts'
 
 export const NemesisKind = {
   Crash: 'crash',
@@ -61,13 +62,7 @@ export interface SimOptions {
   readonly livenessPhaseMs: number
   /** How long convergence may take once clients have stopped. */
   readonly convergenceMsMax: number
-  readonly mix: {
-    readonly put: number
-    readonly get: number
-    readonly cas: number
-    readonly delete: number
-    readonly eventual: number
-  }
+  readonly mix: WorkloadMix
   readonly thinkMsMax: number
   readonly attemptTimeoutMs: number
   readonly deadlineMs: number

@@ -289,6 +289,9 @@ export class SimLogger implements Logger {
   fatal(fields: LogFields, message: string): void {
     this.write(5, fields, message)
   }
+  isLevelEnabled(level: Level): boolean {
+    return levels.indexOf(level) >= this.min
+  }
   child(bindings: LogFields): Logger {
     const b = Object.entries(bindings)
       .map(([k, v]) => `${k}=${String(v)} `)

@@ -16,17 +16,20 @@ import type { ReadReply, WriteReply } from './node.ts'
 import type { Simulator } from './simulator.ts'
 import type { Command } from './state-machine.ts'
 
+/** Relative weights of the operation kinds a client picks from. */
+export interface WorkloadMix {
+  readonly put: number
+  readonly get: number
+  readonly cas: number
+  readonly delete: number
+  readonly eventual: number
+}
+
 export interface WorkloadOptions {
   readonly clients: number
   readonly keys: number
   /** Relative weights of the operation kinds. */
-  readonly mix: {
-    readonly put: number
-    readonly get: number
-    readonly cas: number
-    readonly delete: number
-    readonly eventual: number
-  }
+  readonly mix: WorkloadMix
   readonly thinkMsMax: number
   readonly attemptTimeoutMs: number
   readonly deadlineMs: number
@@ -164,8 +167,9 @@ export class Client {
         ? this.transport.nodeIds()[this.random.int(this.transport.nodeIds().length)]!
         : this.pickNode()
     let finished = false
-    this.abandonCurrent = () => {
-      if (finished) return
+    // A linearizable get that never answered may still have been served: indeterminate.
+    // (Eventual reads are not checked for linearizability, so they leave no record.)
+    const abandon = (): void => {
       finished = true
       if (kind === 'get')
         this.record({
@@ -178,19 +182,12 @@ export class Client {
           outcome: 'indeterminate',
         })
     }
+    this.abandonCurrent = () => {
+      if (!finished) abandon()
+    }
     const timeout = this.sim.schedule(this.options.attemptTimeoutMs, () => {
       if (finished) return
-      finished = true
-      if (kind === 'get')
-        this.record({
-          kind: 'get',
-          key,
-          input: {},
-          output: null,
-          callMs,
-          returnMs: this.sim.nowMs,
-          outcome: 'indeterminate',
-        })
+      abandon()
       this.leaderHint = null
       done()
     })

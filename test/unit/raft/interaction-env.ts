@@ -75,6 +75,7 @@ export class InteractionEnv {
       error: emit('warn'),
       fatal: emit('warn'),
       child: () => logger,
+      isLevelEnabled: (lvl) => lvl !== 'trace' && (lvl !== 'debug' || this.level === 'debug'),
     }
     return logger
   }

@@ -26,7 +26,7 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 export const exitCodesHelp = `Exit codes:
   ${ExitCode.Ok}  ok
   ${ExitCode.Error}  error (internal error, cancelled)
-  ${ExitCode.Usage}  bad arguments (usage error, INVALID_ARGUMENT, KEY_TOO_LARGE, VALUE_TOO_LARGE)
+  ${ExitCode.Usage}  bad arguments (usage error, INVALID_ARGUMENT, KEY_TOO_LARGE, VALUE_TOO_LARGE, CROSS_SHARD)
   ${ExitCode.Unavailable}  unavailable (no endpoint reachable, no quorum, read deadline exceeded)
   ${ExitCode.OutcomeUnknown}  outcome unknown (a write hit its deadline: it may or may not have applied)
   ${ExitCode.NotFound}  key not found (get)
@@ -39,6 +39,7 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
     case ErrorCode.InvalidArgument:
     case ErrorCode.KeyTooLarge:
     case ErrorCode.ValueTooLarge:
+    case ErrorCode.CrossShard:
       return ExitCode.Usage
     case ErrorCode.Unavailable:
     case ErrorCode.NoQuorum:

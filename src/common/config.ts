@@ -18,6 +18,11 @@
  * | nodeId     | --node-id N    | RINGKV_NODE_ID          | nodeId       | 1                        |
  * | logLevel   | --log-level L  | RINGKV_LOG_LEVEL        | logLevel     | info                     |
  * | join       | --join H:P,..  | RINGKV_JOIN             | join         | none                     |
+ * | initialCluster | --initial-cluster 1=H:P,2=H:P,.. | RINGKV_INITIAL_CLUSTER | initialCluster | this node alone |
+ * | shardCount | --shards N     | RINGKV_SHARDS           | shardCount   | 8                        |
+ * | allowFaultInjection | --allow-fault-injection | RINGKV_ALLOW_FAULT_INJECTION=1 | allowFaultInjection | false |
+ * | leaseReads | --lease-reads  | RINGKV_LEASE_READS=1    | leaseReads   | false                    |
+ * | tickMs     | --tick-ms N    | RINGKV_TICK_MS          | tickMs       | 100                      |
  * | limits.X   | --limit X=N    | RINGKV_LIMIT_<X_SNAKE>  | limits.X     | common/limits.ts         |
  *
  * (e.g. `--limit valueBytesMax=65536` or `RINGKV_LIMIT_VALUE_BYTES_MAX=65536`). A listen port of
@@ -43,8 +48,21 @@ export interface KvdConfig {
   readonly httpListen: HostPort
   readonly nodeId: NodeId
   readonly logLevel: LogLevel
-  /** Seed nodes of an existing cluster to join. Stored only: single-node until replication lands. */
+  /** Seed nodes of an existing cluster to join. Stored only: joining lands with the meta shard. */
   readonly join: readonly string[]
+  /**
+   * The voters of a new cluster, by node id (this node among them). Every member starts with the
+   * same list and creates every shard with these voters. Default: this node alone at `listen`.
+   */
+  readonly initialCluster: ReadonlyMap<NodeId, HostPort>
+  /** Shards a new cluster is cut into (equal slices of the hash space). Fixed at bootstrap. */
+  readonly shardCount: number
+  /** Accept the admin call that drops or delays traffic to chosen peers (tests and demos only). */
+  readonly allowFaultInjection: boolean
+  /** Linearizable reads use the leader lease instead of a ReadIndex round (needs bounded clock drift). */
+  readonly leaseReads: boolean
+  /** One Raft tick; elections take electionTicks of these. */
+  readonly tickMs: number
   /** The effective limits (the defaults, tightened by the overrides). */
   readonly limits: Readonly<Limits>
   /** Only the limits the configuration changed. */
@@ -63,6 +81,11 @@ export interface ConfigFlags {
   readonly logLevel?: string | undefined
   readonly config?: string | undefined
   readonly limit?: readonly string[] | undefined
+  readonly initialCluster?: string | undefined
+  readonly shards?: string | undefined
+  readonly allowFaultInjection?: boolean | undefined
+  readonly leaseReads?: boolean | undefined
+  readonly tickMs?: string | undefined
 }
 
 export interface LoadConfigInput {
@@ -76,7 +99,28 @@ export const defaultListen: HostPort = { host: '127.0.0.1', port: 7001 }
 /** The HTTP port defaults to the gRPC port plus this. */
 export const httpPortOffset = 1000
 
-const fileKeys = new Set(['dataDir', 'listen', 'httpListen', 'nodeId', 'logLevel', 'join', 'limits'])
+const fileKeys = new Set([
+  'dataDir',
+  'listen',
+  'httpListen',
+  'nodeId',
+  'logLevel',
+  'join',
+  'limits',
+  'initialCluster',
+  'shardCount',
+  'allowFaultInjection',
+  'leaseReads',
+  'tickMs',
+])
+
+/** Defaults and bounds of the cluster settings. */
+export const shardCountDefault = 8
+export const shardCountMax = 4096
+export const tickMsDefault = 100
+export const tickMsRange = { min: 10, max: 1000 } as const
+/** Voters of one group: Raft needs an odd count to be useful; 7 is past any sane replica count. */
+export const initialClusterMax = 7
 
 /** A value and where it came from, so an error can say which source was wrong. */
 interface Sourced {
@@ -147,6 +191,38 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
   const joinRaw = pick(flags.join, '--join', 'RINGKV_JOIN', 'join')
   const join = joinRaw === undefined ? [] : parseJoin(joinRaw)
 
+  const initialRaw = pick(
+    flags.initialCluster,
+    '--initial-cluster',
+    'RINGKV_INITIAL_CLUSTER',
+    'initialCluster',
+  )
+  const initialCluster =
+    initialRaw === undefined ? new Map([[nodeId, listen]]) : parseInitialCluster(initialRaw)
+  if (!initialCluster.has(nodeId))
+    throw invalid('initialCluster', `--initial-cluster does not list this node (--node-id ${nodeId})`)
+
+  const shardsRaw = pick(flags.shards, '--shards', 'RINGKV_SHARDS', 'shardCount')
+  const shardCount =
+    shardsRaw === undefined ? shardCountDefault : parseIntIn(shardsRaw, 'shardCount', 1, shardCountMax)
+  const tickRaw = pick(flags.tickMs, '--tick-ms', 'RINGKV_TICK_MS', 'tickMs')
+  const tickMs =
+    tickRaw === undefined ? tickMsDefault : parseIntIn(tickRaw, 'tickMs', tickMsRange.min, tickMsRange.max)
+  const faultRaw = pick(
+    flags.allowFaultInjection === true ? 'true' : undefined,
+    '--allow-fault-injection',
+    'RINGKV_ALLOW_FAULT_INJECTION',
+    'allowFaultInjection',
+  )
+  const allowFaultInjection = faultRaw === undefined ? false : parseBool(faultRaw, 'allowFaultInjection')
+  const leaseRaw = pick(
+    flags.leaseReads === true ? 'true' : undefined,
+    '--lease-reads',
+    'RINGKV_LEASE_READS',
+    'leaseReads',
+  )
+  const leaseReads = leaseRaw === undefined ? false : parseBool(leaseRaw, 'leaseReads')
+
   const limitOverrides = parseLimits(flags.limit ?? [], env, file['limits'], fileSource)
   checkLimitRelations({ ...defaultLimits, ...limitOverrides })
 
@@ -157,6 +233,11 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     nodeId,
     logLevel,
     join,
+    initialCluster,
+    shardCount,
+    allowFaultInjection,
+    leaseReads,
+    tickMs,
     limits: tightenLimits(limitOverrides),
     limitOverrides,
     configFile,
@@ -241,6 +322,52 @@ function parseJoin(raw: Sourced): string[] {
   return items
     .filter((item) => item !== '')
     .map((item) => formatHostPort(parseHostPort({ value: item, source: raw.source }, 'join')))
+}
+
+/** `1=host:port,2=host:port`: distinct positive ids and distinct addresses, at most initialClusterMax. */
+function parseInitialCluster(raw: Sourced): Map<NodeId, HostPort> {
+  const text = parseString(raw, 'initialCluster')
+  const out = new Map<NodeId, HostPort>()
+  const seen = new Set<string>()
+  for (const item of text.split(',').map((s) => s.trim())) {
+    if (item === '') continue
+    const eq = item.indexOf('=')
+    if (eq <= 0)
+      throw invalid(
+        'initialCluster',
+        `${raw.source} must be ID=HOST:PORT[,ID=HOST:PORT...], got ${JSON.stringify(item)}`,
+      )
+    const id = parseNodeId({ value: item.slice(0, eq), source: raw.source })
+    const addr = parseHostPort({ value: item.slice(eq + 1), source: raw.source }, 'initialCluster')
+    const key = formatHostPort(addr)
+    if (out.has(id)) throw invalid('initialCluster', `${raw.source} lists node ${id} twice`)
+    if (seen.has(key)) throw invalid('initialCluster', `${raw.source} lists ${key} twice`)
+    if (addr.port === 0) throw invalid('initialCluster', `${raw.source}: ${key} needs a real port`)
+    seen.add(key)
+    out.set(id, addr)
+  }
+  if (out.size === 0 || out.size > initialClusterMax)
+    throw invalid('initialCluster', `${raw.source} must list 1..${initialClusterMax} nodes, got ${out.size}`)
+  return out
+}
+
+function parseIntIn(raw: Sourced, field: string, min: number, max: number): number {
+  const n =
+    typeof raw.value === 'number' ? raw.value : typeof raw.value === 'string' ? strictInt(raw.value) : NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw invalid(
+      field,
+      `${raw.source} must be an integer in ${min}..${max}, got ${JSON.stringify(raw.value)}`,
+    )
+  return n
+}
+
+function parseBool(raw: Sourced, field: string): boolean {
+  if (typeof raw.value === 'boolean') return raw.value
+  const text = typeof raw.value === 'string' ? raw.value.trim().toLowerCase() : ''
+  if (['1', 'true', 'yes'].includes(text)) return true
+  if (['0', 'false', 'no'].includes(text)) return false
+  throw invalid(field, `${raw.source} must be true or false, got ${JSON.stringify(raw.value)}`)
 }
 
 /** A decimal integer written plainly (no `1e3`, `0x10`, blanks or signs). */

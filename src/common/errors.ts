@@ -7,6 +7,7 @@
 export const ErrorCode = {
   NotLeader: 'NOT_LEADER',
   WrongShard: 'WRONG_SHARD',
+  CrossShard: 'CROSS_SHARD',
   NoQuorum: 'NO_QUORUM',
   DeadlineExceeded: 'DEADLINE_EXCEEDED',
   Overloaded: 'OVERLOADED',
@@ -82,6 +83,7 @@ export const errorCodeTable: Readonly<
     retry: RetryPolicy.RefreshRoute,
     writeNotApplied: true,
   },
+  CROSS_SHARD: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
   NO_QUORUM: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: false },
   PROPOSAL_DROPPED: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: false },
   SHARD_MOVING: { status: GrpcStatus.UNAVAILABLE, retry: RetryPolicy.Backoff, writeNotApplied: true },

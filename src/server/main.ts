@@ -55,6 +55,18 @@ export async function main(
       new Option('--join <host:port>', 'a node of the cluster to join (stored; single-node for now)'),
     )
     .addOption(new Option('--node-id <n>', 'this node id (default 1)'))
+    .addOption(
+      new Option(
+        '--initial-cluster <id=host:port,...>',
+        'the voters of a new cluster, this node among them (default: this node alone)',
+      ),
+    )
+    .addOption(new Option('--shards <n>', 'shards of a new cluster (default 8)'))
+    .addOption(new Option('--tick-ms <ms>', 'Raft tick (default 100; elections take 10 ticks)'))
+    .addOption(new Option('--lease-reads', 'linearizable reads by leader lease instead of ReadIndex'))
+    .addOption(
+      new Option('--allow-fault-injection', 'accept the admin call that drops or delays peer traffic'),
+    )
     .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (default info)'))
     .addOption(new Option('--config <file>', 'JSON config file (flags > RINGKV_* env > file > defaults)'))
     .addOption(

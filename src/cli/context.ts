@@ -4,9 +4,9 @@
  */
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { KvClient, type KvClientInit } from '../client/client.ts'
-import type { ReadOptions, WriteOptions } from '../client/types.ts'
+import type { ReadOptions, Receipt, WriteOptions } from '../client/types.ts'
 import { readConsistencies, writeConsistencies } from '../client/types.ts'
-import type { OutputFormat } from './output.ts'
+import { receiptLine, type OutputFormat } from './output.ts'
 
 /** The process as a command sees it. */
 export interface CliIo {
@@ -28,6 +28,8 @@ export interface GlobalOptions {
   readonly consistency: string | undefined
   readonly maxStalenessMs: number | undefined
   readonly deadlineMs: number | undefined
+  /** `-v`: with table output, print each answer's receipt on stderr. */
+  readonly verbose?: boolean
 }
 
 export const endpointsDefault = '127.0.0.1:7001'
@@ -60,6 +62,16 @@ export class CliContext {
   /** Writes `text` and a newline to stdout. */
   print(text: string): void {
     this.io.stdout.write(`${text}\n`)
+  }
+
+  /**
+   * With `-v` and table output, writes who served an answer on stderr, one line per receipt
+   * (`receipt: node 2, shard 5, index 42, linearizable, fresh`), so stdout stays the data. JSON
+   * output carries the receipts in the document instead.
+   */
+  printReceipts(receipts: readonly Receipt[]): void {
+    if (this.globals.verbose !== true || this.format !== 'table') return
+    for (const r of receipts) this.io.stderr.write(`receipt: ${receiptLine(r)}\n`)
   }
 
   /** Read options from the global flags; a write level here is a usage error. */

@@ -25,7 +25,7 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 /** The exit-code section of `kvctl --help`. */
 export const exitCodesHelp = `Exit codes:
   ${ExitCode.Ok}  ok
-  ${ExitCode.Error}  error (internal error, cancelled)
+  ${ExitCode.Error}  error (internal error, cancelled, fault injection disabled)
   ${ExitCode.Usage}  bad arguments (usage error, INVALID_ARGUMENT, KEY_TOO_LARGE, VALUE_TOO_LARGE, CROSS_SHARD)
   ${ExitCode.Unavailable}  unavailable (no endpoint reachable, no quorum, read deadline exceeded)
   ${ExitCode.OutcomeUnknown}  outcome unknown (a write hit its deadline: it may or may not have applied)
@@ -58,6 +58,7 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
     case ErrorCode.VersionMismatch:
       return ExitCode.VersionMismatch
     case ErrorCode.Cancelled:
+    case ErrorCode.FaultInjectionDisabled:
     case ErrorCode.Internal:
       return ExitCode.Error
   }

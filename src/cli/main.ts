@@ -11,6 +11,7 @@
 import { Command, CommanderError, Option } from 'commander'
 import { writeConsistencies, readConsistencies } from '../client/types.ts'
 import { delCommand } from './commands/del.ts'
+import { faultCommand } from './commands/fault.ts'
 import { getCommand } from './commands/get.ts'
 import { putCommand } from './commands/put.ts'
 import { scanCommand } from './commands/scan.ts'
@@ -29,6 +30,7 @@ export const commands: readonly CommandSpec[] = [
   delCommand,
   scanCommand,
   statusCommand,
+  faultCommand,
 ]
 
 /** Runs kvctl with `argv` (without node and the script path) and resolves with the exit code. */
@@ -105,6 +107,12 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     .addOption(
       new Option('--deadline-ms <ms>', 'time budget of the call, retries included').argParser(parsePositive),
     )
+    .addOption(
+      new Option(
+        '-v, --verbose',
+        'table output: also print who served each answer (node, shard, applied index, level, staleness) on stderr',
+      ),
+    )
     .addHelpText('after', `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n`)
     .showSuggestionAfterError(true)
 
@@ -113,6 +121,7 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     command.description(spec.summary)
     for (const alias of spec.aliases ?? []) command.alias(alias)
     for (const option of spec.options ?? []) command.addOption(option)
+    if (spec.details !== undefined) command.addHelpText('after', `\n${spec.details.join('\n')}\n`)
     if (spec.examples !== undefined) {
       command.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}\n`)
     }
@@ -152,5 +161,6 @@ function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions 
     consistency: opts['consistency'] as string | undefined,
     maxStalenessMs: opts['maxStalenessMs'] as number | undefined,
     deadlineMs: opts['deadlineMs'] as number | undefined,
+    verbose: opts['verbose'] === true,
   }
 }

@@ -53,10 +53,20 @@ export function cellBytes(bytes: Uint8Array, maxChars = Infinity): string {
   return text.length > maxChars ? `${text.slice(0, Math.max(1, maxChars - 1))}…` : text
 }
 
-/** Left-aligned columns separated by two spaces; no trailing spaces. */
+/**
+ * Left-aligned columns separated by two spaces; no trailing spaces. The last cell of a row shorter
+ * than the others (e.g. `unreachable (...)` in place of a node's details) runs on freely and does
+ * not widen its column.
+ */
 export function table(rows: readonly (readonly string[])[]): string {
   const widths: number[] = []
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+  const cellsMax = Math.max(0, ...rows.map((row) => row.length))
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      if (i === row.length - 1 && row.length < cellsMax) return
+      widths[i] = Math.max(widths[i] ?? 0, cell.length)
+    })
+  }
   return rows
     .map((row) =>
       row

@@ -2,8 +2,17 @@
  * KvClient: the SDK over the public KvService and AdminService (kv.proto, admin.proto). It adds
  * what an application should not have to write: the consistency dial with client and per-call
  * defaults, session tokens, retries that are safe for writes (client id + seq, exactly-once via
- * the server's dedup table), deadlines sent as gRPC deadlines, endpoint failover, and a scan that
- * resumes from its cursor when a stream breaks.
+ * the server's dedup table), deadlines sent as gRPC deadlines, endpoint failover, shard routing
+ * (routing.ts: writes and linearizable reads go straight to their shard's leader), and a scan
+ * that resumes from its cursor when a stream breaks and walks the shards in hash order.
+ *
+ * Where calls go:
+ * - writes and linearizable reads: the leader of the key's shard, from the routing cache; a
+ *   NOT_LEADER with a hint repairs that shard's leader and the call retries there at once;
+ * - session, bounded and eventual reads: the current endpoint (the first one given while it
+ *   answers), any replica serving them;
+ * - without a route (no table yet, a server without shards, routing off): the current endpoint,
+ *   failing over, following leader hints by address, as before sharding.
  */
 import { setMaxListeners } from 'node:events'
 import { Metadata, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall } from '@grpc/grpc-js'
@@ -15,6 +24,8 @@ import { limits } from '../common/limits.ts'
 import type { Random } from '../common/random.ts'
 import { SystemRandom } from '../common/random-system.ts'
 import type { NodeStatus as WireNodeStatus, StatusResponse } from '../gen/ringkv/v1/admin.ts'
+import type { Hasher } from '../hashing/index.ts'
+import { Consistency } from '../gen/ringkv/v1/kv.ts'
 import type {
   BatchGetResponse,
   BatchOp as WireBatchOp,
@@ -29,16 +40,27 @@ import type {
 import { fromWire, toBytes, toWire, utf8, type Bytes } from './codec.ts'
 import { consistencyFromWire, readConsistencyToWire, writeConsistencyToWire } from './consistency.ts'
 import { EndpointPool } from './endpoints.ts'
+import { loadClientHasher } from './hasher.ts'
 import {
+  decideRetry,
   resolveRetryConfig,
   withRetries,
   type Attempt,
   type RetryConfig,
   type RetryInit,
+  type RetryPace,
   type RetryRoute,
 } from './retry.ts'
-import { KvScan, type ScanContext } from './scan.ts'
+import {
+  RoutingCache,
+  resolveRoutingConfig,
+  type RoutingInit,
+  type RoutingTable,
+  type ShardRoute,
+} from './routing.ts'
+import { KvScan, type ScanContext, type ScanTarget } from './scan.ts'
 import { SessionTracker, type SessionToken } from './session.ts'
+import { kvErrorFromGrpc } from './status.ts'
 import { WriteSeqs } from './write-seqs.ts'
 import type {
   BatchOp,
@@ -104,6 +126,12 @@ export interface KvClientInit {
   readonly dedup?: boolean
   /** Extra grpc-js channel options (the SDK's defaults set message sizes from limits). */
   readonly channelOptions?: ChannelOptions
+  /**
+   * Shard routing (routing.ts): the table is loaded from Status on first use and refreshed when
+   * an answer shows it stale, at most once per `refreshIntervalMsMin` (default 250 ms).
+   * `enabled: false` sends every call to the current endpoint, as before sharding.
+   */
+  readonly routing?: RoutingInit
 }
 
 /** Injected dependencies (STYLE.md 7.3 XInit/XComponents). */
@@ -111,6 +139,8 @@ export interface KvClientComponents {
   readonly clock?: Clock
   readonly random?: Random
   readonly credentials?: ChannelCredentials
+  /** The key hasher (xxh64); default: xxhash-wasm, instantiated on first use (hasher.ts). */
+  readonly hasher?: Hasher
 }
 
 export interface SessionInit {
@@ -138,7 +168,30 @@ interface ClientCore {
   readonly closing: AbortController
   /** The seqs of writes in flight, shared by the client and its sessions (write-seqs.ts). */
   readonly seqs: WriteSeqs
+  /** The shard table and node addresses, shared by the client and its sessions. */
+  readonly routing: RoutingCache
 }
+
+/** Where the attempts of one call go. */
+type Route =
+  /** Any replica: the current endpoint, failing over (session, bounded and eventual reads; status). */
+  | { readonly to: 'any' }
+  /** The leader of the one shard `keys` map to (writes, linearizable reads). */
+  | { readonly to: 'leader'; readonly keys: readonly Uint8Array[] }
+
+/** Where one attempt went, and why (what a failure of it says about the routes). */
+type Target = ScanTarget
+
+/** Route repair state of one call, across its attempts. */
+interface RepairState {
+  /** The last retry followed a hint at once; the next hint waits its backoff (no ping-pong). */
+  hinted: boolean
+  /** A table refresh was asked for: the next attempt waits for it (briefly). */
+  fresh: boolean
+}
+
+/** Levels only a shard's leader delivers: a receipt with one names the leader. */
+const leaderLevels: ReadonlySet<string> = new Set(['linearizable', 'majority', 'all', 'leader'])
 
 /**
  * The data operations, shared by KvClient and KvSession; each instance folds every receipt it
@@ -159,7 +212,8 @@ abstract class KvOperations {
   async get(key: Bytes, options: ReadOptions = {}): Promise<GetResult> {
     const keyBytes = checkKey(key)
     const readOptions = this.readOptions(options)
-    const res = await this.call('read', options, (endpoint, rpc) =>
+    const route: Route = isLinearizable(readOptions) ? { to: 'leader', keys: [keyBytes] } : { to: 'any' }
+    const res = await this.call('read', options, route, (endpoint, rpc) =>
       unary<GetResponse>(rpc, (md, co, cb) =>
         this.core.pool.kv(endpoint).get({ key: toWire(keyBytes), options: readOptions }, md, co, cb),
       ),
@@ -168,7 +222,12 @@ abstract class KvOperations {
     return makeGetResult(keyBytes, res.found, res.value, res.version, res.createVersion, receipt)
   }
 
-  /** Reads several keys in one call; results come in the order of `keys`. */
+  /**
+   * Reads several keys; results come in the order of `keys`, with one receipt per shard that
+   * served part of them. Linearizable: the keys are split by shard leader and the parts run in
+   * parallel (a part that meets a moved leader is split again and retried). Weaker levels: one
+   * call to any replica, which may serve keys of every shard.
+   */
   async getMany(keys: readonly Bytes[], options: ReadOptions = {}): Promise<GetManyResult> {
     if (keys.length > limits.batchOpsMax) {
       throw new KvError(ErrorCode.InvalidArgument, `getMany takes at most ${limits.batchOpsMax} keys`, {
@@ -177,7 +236,10 @@ abstract class KvOperations {
     }
     const keyBytes = keys.map(checkKey)
     const readOptions = this.readOptions(options)
-    const res = await this.call('read', options, (endpoint, rpc) =>
+    if (isLinearizable(readOptions) && keyBytes.length > 0) {
+      return await this.getManyByLeader(keyBytes, readOptions, options)
+    }
+    const res = await this.call('read', options, { to: 'any' }, (endpoint, rpc) =>
       unary<BatchGetResponse>(rpc, (md, co, cb) =>
         this.core.pool
           .kv(endpoint)
@@ -196,7 +258,7 @@ abstract class KvOperations {
     const keyBytes = checkKey(key)
     const valueBytes = checkValue(value)
     const expectedVersion = checkExpectedVersion(options.expectedVersion)
-    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+    const res = await this.write(options, [keyBytes], (writeOptions, endpoint, rpc) =>
       unary<PutResponse>(rpc, (md, co, cb) =>
         this.core.pool
           .kv(endpoint)
@@ -228,7 +290,7 @@ abstract class KvOperations {
   async delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteResult> {
     const keyBytes = checkKey(key)
     const expectedVersion = checkExpectedVersion(options.expectedVersion)
-    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+    const res = await this.write(options, [keyBytes], (writeOptions, endpoint, rpc) =>
       unary<DeleteResponse>(rpc, (md, co, cb) =>
         this.core.pool
           .kv(endpoint)
@@ -239,8 +301,10 @@ abstract class KvOperations {
   }
 
   /**
-   * Applies puts and deletes atomically. All keys must belong to one shard (else WRONG_SHARD);
-   * a compare-and-set mismatch in any op fails the whole batch with VERSION_MISMATCH.
+   * Applies puts and deletes atomically. All keys must belong to one shard: keys of different
+   * shards fail with CROSS_SHARD, before anything is sent when the routing table is known (else
+   * the server refuses the batch). A compare-and-set mismatch in any op fails the whole batch with
+   * VERSION_MISMATCH.
    */
   async batch(ops: readonly BatchOp[], options: WriteOptions = {}): Promise<BatchResult> {
     if (ops.length === 0) throw new KvError(ErrorCode.InvalidArgument, 'batch needs at least one op')
@@ -249,8 +313,11 @@ abstract class KvOperations {
         details: { limit: limits.batchOpsMax, field: 'ops' },
       })
     }
+    const keys: Uint8Array[] = []
     const wireOps: WireBatchOp[] = ops.map((op) => {
-      const key = toWire(checkKey(op.key))
+      const keyBytes = checkKey(op.key)
+      keys.push(keyBytes)
+      const key = toWire(keyBytes)
       const expectedVersion = checkExpectedVersion(op.expectedVersion)
       switch (op.type) {
         case 'put':
@@ -263,7 +330,7 @@ abstract class KvOperations {
           throw new TypeError(`unknown batch op type '${String((op as { type: unknown }).type)}'`)
       }
     })
-    const res = await this.write(options, (writeOptions, endpoint, rpc) =>
+    const res = await this.write(options, keys, (writeOptions, endpoint, rpc) =>
       unary<BatchResponse>(rpc, (md, co, cb) =>
         this.core.pool.kv(endpoint).batch({ ops: wireOps, options: writeOptions }, md, co, cb),
       ),
@@ -285,7 +352,9 @@ abstract class KvOperations {
   /**
    * Scans keys by prefix, in hash order (not key order), as an async iterator of entries. A
    * stream that breaks with a retryable error is reopened from the cursor of the last message
-   * received, so every entry is delivered once. `deadlineMs` bounds the whole scan.
+   * received, so every entry is delivered once. A node serves one shard per stream; the scan then
+   * continues from the cursor into the next shard (linearizable: on that shard's leader).
+   * `deadlineMs` bounds the whole scan.
    *
    * @example
    * for await (const entry of client.scan({ prefix: 'user/' })) console.log(entry.keyText())
@@ -307,6 +376,10 @@ abstract class KvOperations {
         },
       )
     }
+    const readOptions = this.readOptions(options)
+    const linearizable = isLinearizable(readOptions)
+    const routing = this.core.routing
+    const repair: RepairState = { hinted: false, fresh: false }
     const context: ScanContext = {
       pool: this.core.pool,
       clock: this.core.clock,
@@ -314,22 +387,33 @@ abstract class KvOperations {
       retry: this.core.retry,
       deadlineMs: this.deadlineMs(options),
       signal: this.signal(options),
-      readOptions: this.readOptions(options),
+      readOptions,
       prefix,
       limit: options.limit,
       observe: (r) => this.observe(r),
-      onRetry: (endpoint, err, route) => this.reroute(endpoint, err.details, route),
+      ready: async (signal) => {
+        if (!linearizable) return
+        const fresh = repair.fresh
+        repair.fresh = false
+        await routing.ready(signal, fresh)
+      },
+      firstShard: () => (linearizable ? routing.firstShard()?.shardId : undefined),
+      nextShard: (shardId) => (linearizable ? routing.nextShard(shardId)?.shardId : undefined),
+      target: (shardId) => (linearizable ? this.shardTarget(shardId) : this.poolTarget(undefined)),
+      repair: (err, target, route) => this.repair(err, target, route, repair),
     }
     return new KvScan(context)
   }
 
-  /** Runs one call with retries and failover. */
+  /** Runs one call with retries, routing each attempt by `route` and repairing routes on failures. */
   protected call<T>(
     kind: 'read' | 'write',
     options: CallOptions,
+    route: Route,
     run: (endpoint: string, rpc: RpcContext) => Promise<T>,
   ): Promise<T> {
-    let endpoint = this.core.pool.current
+    const state: RepairState = { hinted: false, fresh: false }
+    let target: Target = this.poolTarget(undefined)
     return withRetries(
       {
         op: { kind, deduplicated: kind === 'write' && this.core.dedup },
@@ -338,33 +422,233 @@ abstract class KvOperations {
         random: this.core.random,
         deadlineMs: this.deadlineMs(options),
         signal: this.signal(options),
-        onRetry: (err, route) => {
-          this.reroute(endpoint, err.details, route)
-          endpoint = this.core.pool.current
-        },
+        beforeRetry: (err, retryRoute) => this.repairPace(err, target, retryRoute, state),
       },
-      (attempt) => run(endpoint, this.rpcContext(attempt)),
+      async (attempt) => {
+        if (route.to === 'leader') {
+          const fresh = state.fresh
+          state.fresh = false
+          await this.core.routing.ready(attempt.signal, fresh)
+        }
+        target = this.target(route)
+        return await run(target.endpoint, this.rpcContext(attempt))
+      },
     )
   }
 
-  /** The gRPC deadline (absolute wall time; grpc-js turns it back into a timeout header) and signal. */
+  /**
+   * The gRPC deadline (absolute wall time; grpc-js turns it back into a timeout header) and signal.
+   * Computed when the RPC starts, so time spent waiting for a route is not given to the server.
+   */
   protected rpcContext(attempt: Attempt): RpcContext {
-    return { signal: attempt.signal, deadline: new Date(this.core.clock.wallMs() + attempt.remainingMs) }
+    const remainingMs = Math.max(1, attempt.deadlineAtMs - this.core.clock.nowMs())
+    return { signal: attempt.signal, deadline: new Date(this.core.clock.wallMs() + remainingMs) }
   }
 
-  private reroute(failed: string, details: ErrorDetails | undefined, route: RetryRoute): void {
-    const pool = this.core.pool
+  /** Where the next attempt of `route` goes. Throws CROSS_SHARD for keys of several shards. */
+  private target(route: Route): Target {
+    if (route.to === 'any') return this.poolTarget(undefined)
+    const shards = this.core.routing.shardsOf(route.keys)
+    if (shards !== undefined && shards.length > 1) throw crossShardError(shards)
+    const shard = shards?.[0]
+    return shard === undefined ? this.poolTarget(undefined) : this.shardTarget(shard.shardId)
+  }
+
+  /** The leader of `shardId` when its address is known, else the current endpoint. */
+  private shardTarget(shardId: number | undefined): Target {
+    const address = shardId === undefined ? undefined : this.core.routing.leaderAddress(shardId)
+    return address === undefined ? this.poolTarget(shardId) : { endpoint: address, shardId, via: 'leader' }
+  }
+
+  private poolTarget(shardId: number | undefined): Target {
+    return { endpoint: this.core.pool.current, shardId, via: 'pool' }
+  }
+
+  /**
+   * Repairs routes after an attempt to `target` failed with `err`, and says how soon the retry may
+   * go. A leader hint names a known address: that shard's leader is updated and the retry goes
+   * there at once (but two hints in a row wait their backoff, so two confused nodes cannot bounce
+   * a call between them). NOT_LEADER without a hint and WRONG_SHARD make the table refresh, and
+   * the next attempt waits for it (briefly, rate limit included). A node that does not answer (or
+   * has no quorum) loses its leaderships in the table, which refreshes in the background. Calls
+   * without a route move the current endpoint, as before sharding.
+   */
+  private repairPace(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
+    const pace = this.repair(err, target, route, state)
+    const now = pace === 'now' && !state.hinted
+    state.hinted = now
+    return now ? 'now' : 'backoff'
+  }
+
+  private repair(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
+    const { pool, routing } = this.core
+    const details: ErrorDetails | undefined = err.details
+    const shardId = details?.shardId ?? target.shardId
     switch (route) {
       case 'same':
-        return
-      case 'leader':
-        if (details?.leaderHint !== undefined && pool.preferNode(details.leaderHint)) return
-        pool.advance(failed)
-        return
-      case 'next-endpoint':
-        pool.advance(failed)
-        return
+        return 'backoff'
+      case 'leader': {
+        const hint = details?.leaderHint ?? 0
+        if (shardId !== undefined && routing.noteLeader(shardId, hint)) {
+          const address = routing.addressOf(hint)
+          if (address !== undefined) return address === target.endpoint ? 'backoff' : 'now'
+          // The leader's address is unknown: learn it from a fresh table.
+          void routing.refresh()
+          state.fresh = true
+          if (target.via === 'pool' && pool.preferNode(hint)) return 'now'
+          return 'backoff'
+        }
+        // No route for this shard: as before sharding, move to the hinted node by address.
+        if (target.via === 'pool' && pool.preferNode(hint)) return 'now'
+        if (routing.isLoaded) {
+          void routing.refresh()
+          state.fresh = true
+        }
+        pool.advance(target.endpoint)
+        return 'backoff'
+      }
+      case 'next-endpoint': {
+        switch (err.code) {
+          case ErrorCode.NotLeader:
+          case ErrorCode.WrongShard:
+            // Reachable, but not the right node, and it named nobody: the table is stale.
+            if (shardId !== undefined) routing.forgetLeader(shardId, routing.nodeAt(target.endpoint))
+            void routing.refresh()
+            state.fresh = true
+            if (target.via === 'pool') pool.advance(target.endpoint)
+            return 'backoff'
+          case ErrorCode.Unavailable:
+          case ErrorCode.NoQuorum:
+            // Unreachable, or cut off in a minority: take it as no longer leading anything. The
+            // retry does not wait for the refresh: it goes to the current endpoint, whose
+            // NOT_LEADER hint (if any) leads on at once, so one lost answer costs no table wait.
+            routing.forgetLeadersAt(target.endpoint)
+            void routing.refresh()
+            pool.advance(target.endpoint)
+            return 'backoff'
+          default:
+            // SESSION_BEHIND, STALENESS_BOUND_EXCEEDED: another replica may serve it.
+            pool.advance(target.endpoint)
+            return 'backoff'
+        }
+      }
     }
+  }
+
+  /**
+   * getMany at 'linearizable': the keys grouped by the node that leads their shard, one BatchGet
+   * per node, in parallel. Parts that fail are retried together (split again by the repaired
+   * routes) within the call's deadline and attempts; parts that succeeded are kept.
+   */
+  private async getManyByLeader(
+    keyBytes: readonly Uint8Array[],
+    readOptions: WireReadOptions,
+    options: ReadOptions,
+  ): Promise<GetManyResult> {
+    const { pool, routing } = this.core
+    const entries: (GetManyEntry | undefined)[] = keyBytes.map(() => undefined)
+    const receipts: Receipt[] = []
+    let pending = keyBytes.map((_, i) => i)
+    let pace: RetryPace = 'backoff'
+    const state: RepairState = { hinted: false, fresh: false }
+    const op = { kind: 'read', deduplicated: false } as const
+    await withRetries(
+      {
+        op,
+        config: this.core.retry,
+        clock: this.core.clock,
+        random: this.core.random,
+        deadlineMs: this.deadlineMs(options),
+        signal: this.signal(options),
+        beforeRetry: () => pace,
+      },
+      async (attempt) => {
+        const fresh = state.fresh
+        state.fresh = false
+        await routing.ready(attempt.signal, fresh)
+        const groups = new Map<
+          string,
+          { target: Target; shards: Set<number | undefined>; indices: number[] }
+        >()
+        for (const i of pending) {
+          const target = this.target({ to: 'leader', keys: [keyBytes[i] as Uint8Array] })
+          let group = groups.get(target.endpoint)
+          if (group === undefined) {
+            group = { target, shards: new Set(), indices: [] }
+            groups.set(target.endpoint, group)
+          }
+          group.shards.add(target.shardId)
+          group.indices.push(i)
+        }
+        const rpc = this.rpcContext(attempt)
+        const outcomes = await Promise.all(
+          [...groups.values()].map(async (group) => {
+            try {
+              const res = await unary<BatchGetResponse>(rpc, (md, co, cb) =>
+                pool.kv(group.target.endpoint).batchGet(
+                  {
+                    keys: group.indices.map((i) => toWire(keyBytes[i] as Uint8Array)),
+                    options: readOptions,
+                  },
+                  md,
+                  co,
+                  cb,
+                ),
+              )
+              return { group, res, err: undefined }
+            } catch (e) {
+              return { group, res: undefined, err: kvErrorFromGrpc(e, attempt.signal) }
+            }
+          }),
+        )
+        const failed: number[] = []
+        let fatal: KvError | undefined
+        let retryable: KvError | undefined
+        let allNow = true
+        for (const { group, res, err } of outcomes) {
+          if (res !== undefined) {
+            if (res.results.length !== group.indices.length) {
+              fatal ??= new KvError(
+                ErrorCode.Internal,
+                `BatchGet answered ${res.results.length} results for ${group.indices.length} keys`,
+              )
+              continue
+            }
+            group.indices.forEach((i, j) => {
+              const r = res.results[j] as (typeof res.results)[number]
+              entries[i] = makeGetResult(
+                keyBytes[i] as Uint8Array,
+                r.found,
+                r.value,
+                r.version,
+                r.createVersion,
+                undefined,
+              )
+            })
+            for (const r of res.receipts) receipts.push(this.observe(r))
+            continue
+          }
+          failed.push(...group.indices)
+          const decision = decideRetry(err, op)
+          if (!decision.retry) {
+            fatal ??= err
+            continue
+          }
+          retryable ??= err
+          const shardId = group.shards.size === 1 ? [...group.shards][0] : undefined
+          const target: Target = { ...group.target, shardId }
+          if (this.repair(err, target, decision.route, state) !== 'now') allNow = false
+        }
+        pending = failed.sort((a, b) => a - b)
+        if (fatal !== undefined) throw fatal
+        if (retryable !== undefined) {
+          pace = allNow && !state.hinted ? 'now' : 'backoff'
+          state.hinted = pace === 'now'
+          throw retryable
+        }
+      },
+    )
+    return { results: entries as GetManyEntry[], receipts }
   }
 
   protected deadlineMs(options: CallOptions): number {
@@ -409,13 +693,15 @@ abstract class KvOperations {
    */
   private async write<T>(
     options: WriteOptions,
+    keys: readonly Uint8Array[],
     run: (writeOptions: WireWriteOptions, endpoint: string, rpc: RpcContext) => Promise<T>,
   ): Promise<T> {
     const consistency = writeConsistencyToWire(options.consistency ?? this.core.defaults.write)
     const deadlineMs = this.deadlineMs(options)
+    const route: Route = { to: 'leader', keys }
     if (!this.core.dedup) {
       const untagged = { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 }
-      return await this.call('write', options, (endpoint, rpc) => run(untagged, endpoint, rpc))
+      return await this.call('write', options, route, (endpoint, rpc) => run(untagged, endpoint, rpc))
     }
     const { clock, seqs, clientId } = this.core
     const startedMs = clock.nowMs()
@@ -431,7 +717,9 @@ abstract class KvOperations {
     }
     try {
       const remainingMs = Math.max(1, Math.floor(deadlineMs - (clock.nowMs() - startedMs)))
-      return await this.call('write', { ...options, deadlineMs: remainingMs }, (endpoint, rpc) =>
+      // The seq and client id stay the same on every attempt, redirects included: whichever
+      // node leads the shard when an attempt lands deduplicates it against the earlier ones.
+      return await this.call('write', { ...options, deadlineMs: remainingMs }, route, (endpoint, rpc) =>
         run({ consistency, clientId, seq, firstIncompleteSeq: seqs.firstIncomplete() }, endpoint, rpc),
       )
     } finally {
@@ -439,9 +727,13 @@ abstract class KvOperations {
     }
   }
 
+  /** Folds a receipt into the session; a leader's receipt also confirms the shard's leader. */
   private observe(wire: WireReceipt | undefined): Receipt {
     const receipt = receiptFromWire(wire)
     this.tracker.observe(receipt)
+    if (leaderLevels.has(receipt.delivered) && receipt.nodeId > 0) {
+      this.core.routing.noteLeader(receipt.shardId, receipt.nodeId)
+    }
     return receipt
   }
 }
@@ -481,12 +773,32 @@ export class KvClient extends KvOperations {
     // Every call in flight listens on `closing`; hundreds at once are normal, not a leak.
     const closing = new AbortController()
     setMaxListeners(0, closing.signal)
+    const pool = new EndpointPool({
+      endpoints: init.endpoints,
+      credentials: components.credentials,
+      channelOptions: init.channelOptions,
+    })
+    const hasher = components.hasher
+    const routingConfig = resolveRoutingConfig(init.routing)
+    const routing = new RoutingCache(routingConfig, {
+      clock,
+      hasher: hasher === undefined ? loadClientHasher : () => Promise.resolve(hasher),
+      fetchStatus: (endpoint, signal) =>
+        unary<StatusResponse>(
+          { signal, deadline: new Date(clock.wallMs() + routingConfig.statusTimeoutMs) },
+          (md, co, cb) => pool.admin(endpoint).status({}, md, co, cb),
+        ),
+      candidates: () => [pool.current, ...pool.endpoints],
+      onUnreachable: (endpoint, err) => {
+        // Only a node that cannot be reached (or not in time) is left; one that answered with an
+        // error still serves the data API (e.g. a server without AdminService).
+        if (err.code === ErrorCode.Unavailable || err.code === ErrorCode.DeadlineExceeded)
+          pool.advance(endpoint)
+      },
+      onAddress: (nodeId, address) => pool.learnNode(nodeId, address),
+    })
     const core: ClientCore = {
-      pool: new EndpointPool({
-        endpoints: init.endpoints,
-        credentials: components.credentials,
-        channelOptions: init.channelOptions,
-      }),
+      pool,
       clock,
       random,
       retry: resolveRetryConfig(init.retry),
@@ -497,6 +809,7 @@ export class KvClient extends KvOperations {
       closing,
       // Restart-safe start (see KvClientInit.clientId): microseconds of wall time, below 2^53.
       seqs: new WriteSeqs({ seqStart: Math.floor(clock.wallMs()) * 1000 }),
+      routing,
     }
     super(core, new SessionTracker(), defaults.read)
   }
@@ -506,9 +819,32 @@ export class KvClient extends KvOperations {
     return this.core.clientId
   }
 
-  /** The endpoint new calls go to. */
+  /**
+   * The endpoint calls without a shard route go to: session, bounded and eventual reads, and
+   * every call before the routing table is known. It is the first endpoint given until that one
+   * fails, then the next.
+   */
   get currentEndpoint(): string {
     return this.core.pool.current
+  }
+
+  /**
+   * The routing cache: shards in hash order with their ranges and leaders, and node addresses.
+   * Undefined until a table has been loaded (the first write or linearizable read loads it, or
+   * `refreshRouting`).
+   */
+  routingTable(): RoutingTable | undefined {
+    return this.core.routing.snapshot()
+  }
+
+  /**
+   * Reloads the routing table from Status now (subject to the refresh rate limit: a refresh
+   * within `routing.refreshIntervalMsMin` of the last one waits for the end of the interval), and
+   * returns it. Useful to warm a new client before latency-sensitive work.
+   */
+  async refreshRouting(): Promise<RoutingTable | undefined> {
+    await this.core.routing.refresh()
+    return this.core.routing.snapshot()
   }
 
   /**
@@ -536,7 +872,7 @@ export class KvClient extends KvOperations {
       )
     const { endpoint, res } =
       fixed === undefined
-        ? await this.call('read', options, run)
+        ? await this.call('read', options, { to: 'any' }, run)
         : await withRetries(
             {
               op: { kind: 'read', deduplicated: false },
@@ -552,6 +888,9 @@ export class KvClient extends KvOperations {
     const peers = res.peers.map(nodeStatusFromWire)
     for (const n of [...(node === null ? [] : [node]), ...peers])
       this.core.pool.learnNode(n.nodeId, n.address)
+    // Addresses only: the table comes from the routing cache's own loads, so that an explicit
+    // status of some node does not swap routes under calls in flight.
+    this.core.routing.absorb(res, endpoint, false)
     return { endpoint, clusterId: res.clusterId, node, peers }
   }
 
@@ -559,6 +898,7 @@ export class KvClient extends KvOperations {
   close(): void {
     if (this.core.closing.signal.aborted) return
     this.core.closing.abort(new KvError(ErrorCode.Cancelled, 'client closed'))
+    this.core.routing.close()
     this.core.pool.close()
   }
 }
@@ -675,6 +1015,23 @@ function nodeStatusFromWire(n: WireNodeStatus): NodeStatus {
       hashEnd: s.hashEnd,
     })),
   }
+}
+
+function isLinearizable(options: WireReadOptions): boolean {
+  return (
+    options.consistency === Consistency.CONSISTENCY_LINEARIZABLE ||
+    options.consistency === Consistency.CONSISTENCY_UNSPECIFIED
+  )
+}
+
+/** A batch whose keys map to several shards: refused before anything is sent. */
+function crossShardError(shards: readonly ShardRoute[]): KvError {
+  const ids = shards.map((s) => s.shardId)
+  return new KvError(
+    ErrorCode.CrossShard,
+    `batch keys map to shards ${ids.join(', ')}; a batch is atomic within one shard only`,
+    { details: { field: 'ops', ...(ids[1] !== undefined ? { shardId: ids[1] } : {}) } },
+  )
 }
 
 function checkKey(key: Bytes): Uint8Array {

@@ -1,6 +1,7 @@
 /**
  * The ringkv client SDK: a typed client over the public gRPC API with the consistency dial,
- * sessions, exactly-once write retries, deadlines and endpoint failover.
+ * sessions, exactly-once write retries, deadlines, endpoint failover, and shard routing (writes
+ * and linearizable reads go straight to the leader of their key's shard).
  *
  * @example
  * import { KvClient, ErrorCode, isKvErrorWithCode } from 'ringkv'
@@ -29,6 +30,7 @@ export {
 export { KvScan } from './scan.ts'
 export type { SessionToken } from './session.ts'
 export type { RetryInit } from './retry.ts'
+export type { RoutingInit, RoutingTable } from './routing.ts'
 export type { Bytes } from './codec.ts'
 export { readConsistencies, writeConsistencies } from './types.ts'
 export type {

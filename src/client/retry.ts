@@ -13,7 +13,7 @@
  */
 import { AssertionError } from '../common/assert.ts'
 import { deadlineSignal, type Clock } from '../common/clock.ts'
-import { ErrorCode, RetryPolicy, errorCodeTable, type KvError } from '../common/errors.ts'
+import { ErrorCode, KvError, RetryPolicy, errorCodeTable } from '../common/errors.ts'
 import { limits } from '../common/limits.ts'
 import type { Random } from '../common/random.ts'
 import { abortError, kvErrorFromGrpc } from './status.ts'
@@ -133,21 +133,40 @@ export interface RetryLoopInit {
   /** Budget of the whole call, retries and backoff included. */
   readonly deadlineMs: number
   readonly signal?: AbortSignal | undefined
+  /**
+   * Called when an attempt failed and will be retried, before the backoff: the caller updates its
+   * routes (follows a hint, refreshes its table, leaves an endpoint) and says how soon the next
+   * attempt may go. 'now' skips the backoff (a leader hint that names a known address: the next
+   * attempt goes somewhere else, so waiting helps nobody); it still counts as an attempt.
+   */
+  readonly beforeRetry?: (err: KvError, route: RetryRoute) => RetryPace
   /** Called before each retry, after the backoff, so the caller can switch endpoint or follow a hint. */
   readonly onRetry?: (err: KvError, route: RetryRoute) => void
 }
+
+/** How soon a retry goes: after the jittered backoff, or at once. */
+export type RetryPace = 'backoff' | 'now'
 
 /**
  * Runs `run` until it succeeds, fails with an error that must not be retried, runs out of
  * attempts, or runs out of time. Throws the last attempt's KvError, DEADLINE_EXCEEDED when the
  * deadline fired, or CANCELLED when the caller's signal did. A backoff that would end after the
  * deadline is not slept: the last error is thrown at once, since it says more than a timeout.
+ *
+ * Writes never end with an error that claims more than is known. Once an attempt of a write has
+ * failed in a way that may have applied it (`writeNotApplied` false: the answer was lost, the
+ * proposal dropped...), a later attempt's NOT_LEADER or OVERLOADED says nothing about that earlier
+ * one, so giving up then reports the outcome as unknown: DEADLINE_EXCEEDED when the time ran out,
+ * else the earlier error's code (see `outcomeUnknown`).
  */
 export async function withRetries<T>(init: RetryLoopInit, run: (attempt: Attempt) => Promise<T>): Promise<T> {
   const { clock, config } = init
   const deadlineAtMs = clock.nowMs() + init.deadlineMs
   const deadline = deadlineSignal(clock, init.deadlineMs, init.signal)
   const signal = deadline.signal
+  const isWrite = init.op.kind === 'write'
+  // The latest failure of a write attempt that may have applied it.
+  let maybeApplied: KvError | undefined
   try {
     for (let index = 0; ; index++) {
       if (signal.aborted) throw abortError(signal)
@@ -163,17 +182,48 @@ export async function withRetries<T>(init: RetryLoopInit, run: (attempt: Attempt
         if (e instanceof AssertionError) throw e
         err = kvErrorFromGrpc(e, signal)
       }
+      if (isWrite && !errorCodeTable[err.code].writeNotApplied) maybeApplied = err
       const decision = decideRetry(err, init.op)
       if (!decision.retry) throw err
-      if (index + 1 >= config.attemptsMax) throw err
-      const delayMs = backoffDelayMs(index, config, init.random)
-      if (clock.nowMs() + delayMs >= deadlineAtMs) throw err
-      await sleep(clock, delayMs, signal)
+      if (index + 1 >= config.attemptsMax) throw outcomeUnknown(err, maybeApplied, 'attempts')
+      const pace = init.beforeRetry?.(err, decision.route) ?? 'backoff'
+      const delayMs = pace === 'now' ? 0 : backoffDelayMs(index, config, init.random)
+      if (clock.nowMs() + delayMs >= deadlineAtMs) throw outcomeUnknown(err, maybeApplied, 'deadline')
+      if (delayMs > 0) await sleep(clock, delayMs, signal)
+      else if (signal.aborted) throw abortError(signal)
       init.onRetry?.(err, decision.route)
     }
   } finally {
     deadline.dispose()
   }
+}
+
+/**
+ * The error a write gives up with (reads: `last` as is). `maybeApplied` is the latest attempt that
+ * may have applied the write: when there is one, the outcome is unknown, and the answer must not
+ * be an error that says the write certainly did not happen. Out of time: DEADLINE_EXCEEDED (the
+ * contract for "a write ran out of time"; kvctl exits 4). Out of attempts: `last` when it does
+ * not claim the write was not applied itself, else the code of `maybeApplied`.
+ */
+export function outcomeUnknown(
+  last: KvError,
+  maybeApplied: KvError | undefined,
+  reason: 'deadline' | 'attempts',
+): KvError {
+  if (maybeApplied === undefined) return last
+  if (reason === 'deadline') {
+    return new KvError(
+      ErrorCode.DeadlineExceeded,
+      `deadline exceeded; the write may or may not have applied (an attempt failed with ${maybeApplied.code}, the last with ${last.code})`,
+      { cause: last },
+    )
+  }
+  if (!errorCodeTable[last.code].writeNotApplied) return last
+  return new KvError(
+    maybeApplied.code,
+    `${maybeApplied.message}; the write may or may not have applied (the last attempt failed with ${last.code})`,
+    { cause: last },
+  )
 }
 
 /**

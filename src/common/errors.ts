@@ -22,6 +22,8 @@ export const ErrorCode = {
   NotFound: 'NOT_FOUND',
   Cancelled: 'CANCELLED',
   Unavailable: 'UNAVAILABLE',
+  /** The admin call that injects faults, on a node started without --allow-fault-injection. */
+  FaultInjectionDisabled: 'FAULT_INJECTION_DISABLED',
   Internal: 'INTERNAL',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -106,6 +108,11 @@ export const errorCodeTable: Readonly<
   KEY_TOO_LARGE: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
   VALUE_TOO_LARGE: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
   NOT_FOUND: { status: GrpcStatus.NOT_FOUND, retry: RetryPolicy.Never, writeNotApplied: true },
+  FAULT_INJECTION_DISABLED: {
+    status: GrpcStatus.FAILED_PRECONDITION,
+    retry: RetryPolicy.Never,
+    writeNotApplied: true,
+  },
   INTERNAL: { status: GrpcStatus.INTERNAL, retry: RetryPolicy.Never, writeNotApplied: false },
 }
 

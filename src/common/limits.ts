@@ -16,8 +16,11 @@ export const limits = {
   commandOpEnvelopeBytesMax: 24,
   /** Bytes the command encoding adds once per command (format, kind, flags, client tag, op count). */
   commandEnvelopeBytesMax: 256,
-  /** Entries carried by one append message, by bytes. */
-  appendBytesMax: 4 * 1024 * 1024,
+  /**
+   * Entries carried by one append message, by bytes. Half a gRPC message, so that an append with
+   * its per-entry encoding (raft-codec.ts) and envelope framing always fits one peer stream message.
+   */
+  appendBytesMax: 2 * 1024 * 1024,
   /** Entries carried by one append message, by count. */
   appendEntriesMax: 1024,
   /** Appends in flight to one follower before the leader waits for acks (etcd-io/raft inflights). */
@@ -28,6 +31,16 @@ export const limits = {
   readIndexPendingMax: 4096,
   /** Messages queued per group between ready-loop iterations. */
   inboxMessagesMax: 4096,
+  /** Items (peer envelopes, client requests) queued for a node's Ready loop; beyond: OVERLOADED / dropped. */
+  hostInboxMax: 65_536,
+  /** Applied entries kept in a shard's log before it is compacted (a snapshot point is recorded). */
+  raftLogCompactEntries: 4096,
+  /** Entries kept behind the snapshot point at compaction, for followers slightly behind. */
+  raftLogRetainEntries: 1024,
+  /** Bytes of one received snapshot held in memory before it is applied atomically in one batch. */
+  snapshotBytesMax: 512 * 1024 * 1024,
+  /** How long a session read waits for this replica to reach the token before SESSION_BEHIND. */
+  sessionWaitMsMax: 1_000,
   /** Bytes queued towards one peer before messages are dropped and the peer reported unreachable. */
   peerQueueBytesMax: 32 * 1024 * 1024,
   /** grpc-js default receive limit; also our send limit. */
@@ -70,6 +83,48 @@ export const limits = {
   clientIdBytesMax: 128,
   /** Bytes of keys and values per chunk of an exported range (Raft snapshots, shard moves). */
   exportChunkBytes: 1024 * 1024,
+  /**
+   * Envelopes queued towards one peer (with peerQueueBytesMax). One more is dropped and the peer
+   * reported unreachable (Raft tolerates loss and probes again). Sized for a heartbeat per shard
+   * per tick (shardCountMax) with room for appends.
+   */
+  peerSendQueueMax: 8192,
+  /**
+   * Soft byte budget of one peer stream message (StreamRequest): envelopes queued for a peer go
+   * out together up to this; one envelope larger than it goes alone (up to what one gRPC message
+   * holds). Near batchBytesMax: big enough to amortise framing, small enough not to delay heartbeats.
+   */
+  peerBatchBytesMax: 1024 * 1024,
+  /**
+   * Bytes one envelope adds around its payload in a StreamRequest: the RaftEnvelope tag and length,
+   * shard id, two uint64 node ids, the payload's tag and length (proto varints, rounded up).
+   */
+  peerEnvelopeFramingBytesMax: 64,
+  /** First wait before redialling a peer whose stream failed; doubles per failure, with jitter. */
+  peerReconnectBackoffMsMin: 50,
+  /** Longest wait between redials of a peer: well under an election timeout at the default tick. */
+  peerReconnectBackoffMsMax: 1_000,
+  /** Time a peer has to answer a new stream (its hello) before the attempt counts as failed. */
+  peerConnectMsMax: 2_000,
+  /** Interval of HTTP/2 keepalive pings on peer channels: finds a silently dead peer. */
+  peerKeepaliveMs: 10_000,
+  /** A keepalive ping unanswered this long closes the peer's connection (and its stream). */
+  peerKeepaliveTimeoutMs: 5_000,
+  /** Bytes of snapshot data per Snapshot stream message. */
+  snapshotChunkBytes: 1024 * 1024,
+  /**
+   * Snapshot messages written but not yet taken by the connection. grpc-js buffers 16 messages
+   * before write() says to wait; this bounds a snapshot's memory on the sender far tighter.
+   */
+  snapshotChunksInFlightMax: 4,
+  /** Bytes one snapshot message adds around its data (header fields, offset, flags). */
+  snapshotChunkFramingBytesMax: 128,
+  /** Deadline of sending (and of receiving) one whole snapshot stream. */
+  snapshotSendMsMax: 10 * 60_000,
+  /** Longest delay an injected fault may put on peer traffic. */
+  faultDelayMsMax: 60_000,
+  /** Peers one node may hold faults for at once (bounds the fault table). */
+  faultPeersMax: 64,
 } as const
 
 export type Limits = { -readonly [K in keyof typeof limits]: number }
@@ -97,8 +152,22 @@ assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
 assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)
+assert(limits.raftLogRetainEntries < limits.raftLogCompactEntries)
 assert(limits.groupCommitBytesMax >= limits.proposalBytesMax)
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
+// Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and
+// one maximal proposal fits one envelope, and so does a full append (entries plus at most 16 bytes
+// of encoding each, plus the message header).
+assert(
+  limits.appendBytesMax + limits.appendEntriesMax * 16 + 64 <=
+    limits.grpcMessageBytesMax - limits.peerEnvelopeFramingBytesMax,
+)
+assert(limits.peerBatchBytesMax + limits.peerEnvelopeFramingBytesMax <= limits.grpcMessageBytesMax)
+assert(limits.grpcMessageBytesMax - limits.peerEnvelopeFramingBytesMax > limits.proposalBytesMax)
+assert(limits.snapshotChunkBytes + limits.snapshotChunkFramingBytesMax <= limits.grpcMessageBytesMax)
+assert(limits.peerReconnectBackoffMsMin <= limits.peerReconnectBackoffMsMax)
+assert(limits.peerKeepaliveTimeoutMs <= limits.peerKeepaliveMs)
+assert(limits.faultDelayMsMax <= limits.snapshotSendMsMax)
 
 /**
  * Returns `limits` with some values lowered. Raising a limit is a programmer error of the caller

@@ -6,3 +6,4 @@
  * const position = hasher.hash64(new TextEncoder().encode('user:42'))
  */
 export { createHasher, hashSpaceEnd, u64ToBytes, bytesToU64, type Hasher, type Xxh64Api } from './xxhash.ts'
+export { equalHashRanges, rangeIndexOf, type HashRange } from './ranges.ts'

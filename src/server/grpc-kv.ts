@@ -44,7 +44,7 @@ import {
   type ScanResponse,
 } from '../gen/ringkv/v1/kv.ts'
 import type { Hasher } from '../hashing/index.ts'
-import type { Receipt, Replica, ScanPosition } from '../shard/index.ts'
+import type { BatchOp, Receipt, Replica, ScanPosition, ShardSet } from '../shard/index.ts'
 import { decodeCursor, encodeCursor } from './cursor.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
@@ -62,8 +62,8 @@ import {
 } from './validate.ts'
 
 export interface KvServiceComponents {
-  /** The replica serving the whole ring (shard 0) until the router lands. */
-  readonly replica: Replica
+  /** The shards of this node; every request goes to the replica of its key's shard. */
+  readonly shards: ShardSet
   readonly limits: Readonly<Limits>
   readonly clock: Clock
   readonly logger: Logger
@@ -100,8 +100,14 @@ export function toProtoReceipt(receipt: Receipt): ProtoReceipt {
     appliedIndex: receipt.appliedIndex,
     delivered: consistencyOfLevel[receipt.level],
     stalenessMs: Math.max(0, Math.round(receipt.stalenessMs)),
-    term: 0,
+    term: receipt.term ?? 0,
   }
+}
+
+type VersionedValueLike = {
+  readonly value: Uint8Array
+  readonly version: number
+  readonly createVersion: number
 }
 
 /** Per-entry framing we reserve when filling a scan page up to one gRPC frame. */
@@ -110,9 +116,12 @@ const scanEntryOverheadBytes = 32
 const scanPageReserveBytes = 64 * 1024
 
 export function createKvService(components: KvServiceComponents): KvServiceServer {
-  const { replica, limits, clock, metrics, gate, hasher, clusterId } = components
+  const { shards, limits, clock, metrics, gate, hasher, clusterId } = components
   const log = components.logger
-  const shardId = replica.shardId
+
+  /** The replica of the shard owning `key` (any bytes: validation comes after routing). */
+  const replicaOf = (key: Uint8Array | undefined): Replica =>
+    shards.replicaAt(shards.indexOfHash(hasher.hash64(key ?? emptyBuffer)))
 
   // Per-request trace lines hash the key (keys never go into logs); only pay for it when
   // trace is on, which it rarely is: this runs on every request.
@@ -207,7 +216,8 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   }
 
   const get = unary<GetRequest, GetResponse>('Get', async (request, ctx) => {
-    const { key, read } = checkGet(request, limits, shardId)
+    const replica = replicaOf(request.key)
+    const { key, read } = checkGet(request, limits, replica.shardId)
     ctx.consistency = read.level
     traceRequest('Get', key)
     const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
@@ -224,6 +234,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     const { key, value, expectedVersion, write } = checkPut(request, limits)
     ctx.consistency = write.level
     traceRequest('Put', key, { valueBytes: value.length })
+    const replica = replicaOf(key)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
     const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
     return { version, receipt: toProtoReceipt(receipt) }
@@ -233,15 +244,37 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     const { key, expectedVersion, write } = checkDelete(request, limits)
     ctx.consistency = write.level
     traceRequest('Delete', key)
+    const replica = replicaOf(key)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
     const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
     return { deleted, receipt: toProtoReceipt(receipt) }
   })
 
   const batchGet = unary<BatchGetRequest, BatchGetResponse>('BatchGet', async (request, ctx) => {
-    const { keys, read } = checkBatchGet(request, limits, shardId)
+    // Keys go to their shards' replicas in parallel; each shard's part has its own receipt.
+    const byShard = new Map<number, number[]>()
+    for (const [i, key] of (request.keys ?? []).entries()) {
+      const index = shards.indexOfHash(hasher.hash64(key))
+      const positions = byShard.get(index)
+      if (positions === undefined) byShard.set(index, [i])
+      else positions.push(i)
+    }
+    const firstShard = byShard.size === 0 ? 0 : shards.replicaAt([...byShard.keys()][0]!).shardId
+    const { keys, read } = checkBatchGet(request, limits, firstShard)
     ctx.consistency = read.level
-    const { found, receipt } = await replica.getMany(keys, { ...read, signal: ctx.signal })
+    const found: (VersionedValueLike | null)[] = keys.map(() => null)
+    const receipts = await Promise.all(
+      [...byShard.entries()].map(async ([index, positions]) => {
+        const replica = shards.replicaAt(index)
+        const { read: shardRead } = checkBatchGet(request, limits, replica.shardId)
+        const part = await replica.getMany(
+          positions.map((p) => keys[p]!),
+          { ...shardRead, signal: ctx.signal },
+        )
+        for (const [j, p] of positions.entries()) found[p] = part.found[j] ?? null
+        return toProtoReceipt(part.receipt)
+      }),
+    )
     return {
       results: keys.map((key, i) => {
         const value = found[i] ?? null
@@ -253,13 +286,14 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
           createVersion: value?.createVersion ?? 0,
         }
       }),
-      receipts: [toProtoReceipt(receipt)],
+      receipts,
     }
   })
 
   const batch = unary<BatchRequest, BatchResponse>('Batch', async (request, ctx) => {
     const { ops, write } = checkBatch(request, limits)
     ctx.consistency = write.level
+    const replica = replicaOfOps(ops)
     const { results, receipt } = await replica.batch(ops, { ...write, signal: ctx.signal })
     return {
       results: results.map((r) =>
@@ -273,6 +307,21 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
 
   const pageBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
 
+  /** The one shard every op of an atomic batch belongs to, else CROSS_SHARD. */
+  const replicaOfOps = (ops: readonly BatchOp[]): Replica => {
+    const first = ops[0]
+    if (first === undefined) return replicaOf(undefined)
+    const index = shards.indexOfHash(hasher.hash64(first.key))
+    for (const op of ops)
+      if (shards.indexOfHash(hasher.hash64(op.key)) !== index)
+        throw new KvError(
+          ErrorCode.CrossShard,
+          'an atomic batch must keep to the keys of one shard; split it by shard (the SDK does for reads)',
+          { details: { field: 'ops' } },
+        )
+    return shards.replicaAt(index)
+  }
+
   const scan: handleServerStreamingCall<ScanRequest | MalformedRequest, ScanResponse> = (call) => {
     const startedMs = clock.nowMs()
     let ctx: CallContext | undefined
@@ -283,14 +332,17 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       release = begun.release
       const signal = ctx.signal
       const request = decoded(call.request)
-      const { prefix, limit, read } = checkScan(request, limits, shardId)
-      ctx.consistency = read.level
       const after = decodeCursor(request.cursor, clusterId)
+      // One shard per call: the shard of the cursor's position (the first shard without one).
+      const shardIndex = after === undefined ? 0 : shards.indexOfHash(after.hash)
+      const replica = shards.replicaAt(shardIndex)
+      const nextShard = shards.ranges[shardIndex + 1]
+      const { prefix, limit, read } = checkScan(request, limits, replica.shardId)
+      ctx.consistency = read.level
       const stream = replica.scan(after === undefined ? { prefix, limit } : { prefix, limit, after }, {
         ...read,
         signal,
       })
-      const receipt = toProtoReceipt(stream.receipt)
       let page: KeyValue[] = []
       let pageBytes = 0
       let last: ScanPosition | undefined = after
@@ -301,7 +353,8 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
           entries: page,
           cursor: last === undefined ? emptyBuffer : encodeCursor(last, clusterId),
           done,
-          receipt,
+          // Read at send time: the replica's receipt is final once its read gate passed.
+          receipt: toProtoReceipt(stream.receipt),
         }
         page = []
         pageBytes = 0
@@ -323,10 +376,14 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
         if (page.length >= limits.scanPageEntriesMax && count < limit) await send(false)
         if (count >= limit) break
       }
-      // Fewer entries than asked for: the key space is exhausted. Exactly `limit`: the client
-      // resumes from the cursor (and may get an empty, done page).
-      const done = count < limit
-      if (page.length > 0 || done || !sentAny) await send(done)
+      // Fewer entries than asked for: this shard is exhausted. The last shard: the key space is
+      // done. Another shard follows: the cursor moves to its start (an empty key sorts before
+      // every key of that hash) and the client resumes there. Exactly `limit`: the client
+      // resumes from the cursor (and may get an empty page).
+      const shardDone = count < limit
+      if (shardDone && nextShard !== undefined) last = { hash: nextShard.start, key: new Uint8Array(0) }
+      const done = shardDone && nextShard === undefined
+      if (page.length > 0 || shardDone || !sentAny) await send(done)
       call.end()
     }
     run().then(

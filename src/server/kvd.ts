@@ -17,7 +17,7 @@
  *      then cut what is left
  *   3. close HTTP, close the replica (drains its write queue), close the engine last
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
@@ -29,7 +29,11 @@ import { ErrorCode, KvError } from '../common/errors.ts'
 import { ShardId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
 import { loadHasher, openRocksEngine, type Engine } from '../storage/index.ts'
-import { openLocalReplica, type Replica } from '../shard/index.ts'
+import { hashSpaceEnd, rangeIndexOf } from '../hashing/index.ts'
+import { NodeHost } from '../node/host.ts'
+import { GrpcPeerTransport } from '../node/transport-grpc.ts'
+import { SystemRandom } from '../common/random-system.ts'
+import type { openLocalReplica, Replica, ShardSet } from '../shard/index.ts'
 import { clusterIdBytes } from './cursor.ts'
 import { RequestGate } from './gate.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
@@ -75,6 +79,9 @@ export class Kvd {
   private state: State = 'new'
   private engine: Engine | undefined
   private replica: Replica | undefined
+  private host: NodeHost | undefined
+  private transport: GrpcPeerTransport | undefined
+  private readonly random = new SystemRandom()
   private grpc: Server | undefined
   private http: KvdHttpServer | undefined
   private bound: KvdAddresses | undefined
@@ -110,14 +117,48 @@ export class Kvd {
     try {
       await mkdir(config.dataDir, { recursive: true })
       this.engine = await openRocksEngine({ dir: join(config.dataDir, 'db') }, { logger: this.log })
-      const clusterId = await loadOrCreateClusterId(config.dataDir)
+      const clusterId = await loadOrCreateClusterId(config.dataDir, initialClusterId(config))
       this.clusterIdHex = clusterId.toString('hex')
       const hasher = await loadHasher()
-      this.replica = await (this.components.openReplica ?? openLocalReplica)(
-        { nodeId: config.nodeId, shardId: ShardId(0) },
-        { engine: this.engine, hasher, clock, logger: this.log, limits: config.limits },
-      )
-      const replica = this.replica
+      let shards: ShardSet
+      if (this.components.openReplica !== undefined) {
+        // Test seam: one replica covering the whole ring, no Raft.
+        const replica = await this.components.openReplica(
+          { nodeId: config.nodeId, shardId: ShardId(0) },
+          { engine: this.engine, hasher, clock, logger: this.log, limits: config.limits },
+        )
+        this.replica = replica
+        shards = singleShardSet(replica)
+      } else {
+        const transport = new GrpcPeerTransport(
+          { nodeId: config.nodeId, limits: config.limits },
+          { clock, random: this.random, logger: this.log },
+        )
+        this.transport = transport
+        transport.setPeers(
+          new Map([...config.initialCluster].map(([id, addr]) => [id, formatHostPort(addr)] as const)),
+        )
+        this.host = await NodeHost.open(
+          {
+            nodeId: config.nodeId,
+            members: [...config.initialCluster.keys()],
+            shardCount: config.shardCount,
+            tickMs: config.tickMs,
+            leaseReads: config.leaseReads,
+          },
+          {
+            engine: this.engine,
+            hasher,
+            clock,
+            random: this.random,
+            logger: this.log,
+            limits: config.limits,
+            transport,
+            onFatal: (err) => this.fatal(err),
+          },
+        )
+        shards = hostShardSet(this.host)
+      }
 
       const grpc = new Server({
         'grpc.max_receive_message_length': config.limits.grpcMessageBytesMax,
@@ -127,7 +168,7 @@ export class Kvd {
       grpc.addService(
         kvServiceDefinition,
         createKvService({
-          replica,
+          shards,
           limits: config.limits,
           clock,
           logger: this.log,
@@ -142,6 +183,13 @@ export class Kvd {
         adminServiceDefinition,
         createAdminService({
           replicas: () => (this.replica === undefined ? [] : [this.replica]),
+          ...(this.host === undefined ? {} : { shardViews: () => this.host?.status() ?? [] }),
+          peers: () =>
+            [...config.initialCluster]
+              .filter(([id]) => id !== config.nodeId)
+              .map(([nodeId, addr]) => ({ nodeId, address: formatHostPort(addr) })),
+          allowFaultInjection: config.allowFaultInjection,
+          faults: () => this.transport,
           clock,
           logger: this.log,
           gate: this.gate,
@@ -155,7 +203,14 @@ export class Kvd {
           }),
         }),
       )
-      grpc.addService(raftServiceDefinition, createRaftService())
+      grpc.addService(
+        raftServiceDefinition,
+        createRaftService(
+          this.transport === undefined
+            ? undefined
+            : { transport: this.transport, clock, logger: this.log, limits: config.limits },
+        ),
+      )
       this.health.addToServer(grpc)
       addReflection(grpc)
       const grpcPort = await bind(grpc, config.listen)
@@ -168,6 +223,8 @@ export class Kvd {
         grpc: formatHostPort({ host: config.listen.host, port: grpcPort }),
         http: formatHostPort(httpBound),
       }
+      // Peers can reach this node now; start the groups (elections, replication).
+      this.host?.start()
       for (const name of healthServiceNames) this.health.setStatus(name, 'SERVING')
       this.state = 'serving'
       this.log.info(
@@ -204,7 +261,9 @@ export class Kvd {
     const grpc = this.grpc
     if (grpc !== undefined) {
       // tryShutdown stops new calls and waits for the open ones; after drainMs whatever is left
-      // is cut (forceShutdown), which also ends the wait on the gate.
+      // is cut (forceShutdown), which also ends the wait on the gate. Peer streams stay open while
+      // client calls drain (their writes still need replication); closing the host and the
+      // transport then ends them, which lets tryShutdown finish.
       let cut: () => void = () => {}
       const timedOut = new Promise<void>((resolve) => (cut = resolve))
       const timer = this.components.clock.setTimer(drainMs, () => {
@@ -212,10 +271,10 @@ export class Kvd {
         grpc.forceShutdown()
         cut()
       })
-      await Promise.all([
-        new Promise<void>((resolve) => grpc.tryShutdown(() => resolve())),
-        Promise.race([this.gate.idle(), timedOut]),
-      ])
+      const shutdown = new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()))
+      await Promise.race([this.gate.idle(), timedOut])
+      await this.closeReplication()
+      await Promise.race([shutdown, timedOut])
       timer.cancel()
       this.grpc = undefined
     }
@@ -223,13 +282,22 @@ export class Kvd {
     this.http = undefined
     await this.replica?.close()
     this.replica = undefined
+    await this.closeReplication()
     await this.engine?.close()
     this.engine = undefined
   }
 
-  private fatal(err: AssertionError): void {
+  /** Stops the Raft groups, then the peer transport (ending inbound peer streams). Idempotent. */
+  private async closeReplication(): Promise<void> {
+    await this.host?.close()
+    this.host = undefined
+    await this.transport?.close()
+    this.transport = undefined
+  }
+
+  private fatal(err: unknown): void {
     this.log.fatal({ err }, 'broken invariant')
-    if (this.components.onFatal !== undefined) this.components.onFatal(err)
+    if (this.components.onFatal !== undefined) this.components.onFatal(err as AssertionError)
     else
       queueMicrotask(() => {
         throw err
@@ -265,17 +333,24 @@ const clusterIdFile = 'cluster-id'
  * random and stored durably (write a temp file, fsync, rename, fsync the dir) on first boot. Call
  * only while holding the engine's LOCK, so two processes never race here.
  */
-export async function loadOrCreateClusterId(dataDir: string): Promise<Buffer> {
+export async function loadOrCreateClusterId(dataDir: string, wanted?: Buffer): Promise<Buffer> {
   const path = join(dataDir, clusterIdFile)
   try {
     const text = (await readFile(path, 'utf8')).trim()
     if (!new RegExp(`^[0-9a-f]{${clusterIdBytes * 2}}$`).test(text))
       throw new KvError(ErrorCode.Internal, `${path} is corrupt (expected ${clusterIdBytes * 2} hex digits)`)
-    return Buffer.from(text, 'hex')
+    const stored = Buffer.from(text, 'hex')
+    if (wanted !== undefined && !stored.equals(wanted))
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `${dataDir} belongs to another cluster (its --initial-cluster or --shards differ from this one's)`,
+        { details: { field: 'initialCluster' } },
+      )
+    return stored
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const id = randomBytes(clusterIdBytes)
+  const id = wanted ?? randomBytes(clusterIdBytes)
   const temp = `${path}.tmp`
   const file = await open(temp, 'w')
   try {
@@ -292,4 +367,33 @@ export async function loadOrCreateClusterId(dataDir: string): Promise<Buffer> {
     await dir.close()
   }
   return id
+}
+
+/**
+ * The cluster id every member of a multi-node initial cluster derives alike: a hash of the member
+ * list and the shard count, so members agree without talking. A single node draws a random one.
+ */
+export function initialClusterId(config: KvdConfig): Buffer | undefined {
+  if (config.initialCluster.size <= 1) return undefined
+  const members = [...config.initialCluster]
+    .sort(([a], [b]) => a - b)
+    .map(([id, addr]) => `${id}=${formatHostPort(addr)}`)
+    .join(',')
+  return createHash('sha256')
+    .update(`ringkv-cluster|${members}|shards=${config.shardCount}`)
+    .digest()
+    .subarray(0, clusterIdBytes)
+}
+
+/** One replica covering the whole ring (the test seam). */
+function singleShardSet(replica: Replica): ShardSet {
+  return { ranges: [{ start: 0n, end: hashSpaceEnd }], replicaAt: () => replica, indexOfHash: () => 0 }
+}
+
+function hostShardSet(host: NodeHost): ShardSet {
+  return {
+    ranges: host.ranges,
+    replicaAt: (index) => host.replicas[index]!,
+    indexOfHash: (hash) => rangeIndexOf(host.ranges, hash),
+  }
 }

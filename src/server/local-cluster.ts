@@ -1,27 +1,28 @@
 /**
  * `npm start`: a local cluster on loopback for trying ringkv out, data under ./data/node<N>.
  *
- * Until replication lands it is ONE node (127.0.0.1:7001, HTTP 127.0.0.1:8001). Growing to three
- * is the one-line change of `nodeCount` below: node N listens on 700N / 800N and joins node 1.
+ * Three nodes: node N listens on 127.0.0.1:700N (gRPC) and 127.0.0.1:800N (HTTP), all started
+ * with the same --initial-cluster, so every shard is a Raft group of three replicas. Fault
+ * injection is on (it is a demo cluster): `kvctl fault` can cut a node off to show the CAP table.
  *
- * It starts each kvd as a child process (bin/kvd.js), waits until every /readyz answers, prints
- * how to use the cluster, forwards SIGINT/SIGTERM to the children and exits when they have all
- * exited (with 0 when every child exited cleanly).
+ * It starts each kvd as a child process (bin/kvd.js) logging to data/node<N>/kvd.log, waits until
+ * every /readyz answers, prints how to use the cluster, forwards SIGINT/SIGTERM to the children and
+ * exits when they have all exited (with 0 when every child exited cleanly).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { packageRoot } from './paths.ts'
 
-// TODO(server): 3 once replication lands (ARCHITECTURE.md section 1 promises a 3-node cluster).
-const nodeCount = 1
+const nodeCount = 3
 
 interface NodePlan {
   readonly nodeId: number
   readonly dataDir: string
   readonly listen: string
   readonly http: string
-  readonly join: string | undefined
+  readonly logFile: string
 }
 
 function plan(count: number, cwd: string): NodePlan[] {
@@ -30,7 +31,7 @@ function plan(count: number, cwd: string): NodePlan[] {
     dataDir: join(cwd, 'data', `node${i + 1}`),
     listen: `127.0.0.1:${7001 + i}`,
     http: `127.0.0.1:${8001 + i}`,
-    join: i === 0 ? undefined : '127.0.0.1:7001',
+    logFile: join(cwd, 'data', `node${i + 1}`, 'kvd.log'),
   }))
 }
 
@@ -53,6 +54,7 @@ async function waitReady(node: NodePlan, child: ChildProcess, timeoutMs: number)
 export async function runLocalCluster(count = nodeCount): Promise<number> {
   const root = packageRoot()
   const nodes = plan(count, process.cwd())
+  const initialCluster = nodes.map((n) => `${n.nodeId}=${n.listen}`).join(',')
   const children: ChildProcess[] = []
   const exits: Promise<number>[] = []
   for (const node of nodes) {
@@ -65,11 +67,21 @@ export async function runLocalCluster(count = nodeCount): Promise<number> {
       '--http',
       node.http,
     ]
-    args.push('--node-id', String(node.nodeId))
-    if (node.join !== undefined) args.push('--join', node.join)
+    args.push(
+      '--node-id',
+      String(node.nodeId),
+      '--initial-cluster',
+      initialCluster,
+      '--allow-fault-injection',
+    )
+    mkdirSync(node.dataDir, { recursive: true })
+    const log = openSync(node.logFile, 'a')
     // Own process group: a Ctrl-C in the terminal reaches the children only through `forward`
     // (once), since kvd treats a second SIGINT as "exit now without draining".
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true })
+    const child = spawn(process.execPath, args, { stdio: ['ignore', log, log], detached: true })
+    child.once('exit', (code, signal) =>
+      process.stdout.write(`ringkv: node ${node.nodeId} exited (${signal ?? `code ${code}`})\n`),
+    )
     children.push(child)
     exits.push(
       new Promise((resolve) =>
@@ -92,13 +104,22 @@ export async function runLocalCluster(count = nodeCount): Promise<number> {
       [
         '',
         `ringkv: ${count} node${count === 1 ? '' : 's'} ready (data under ${join(process.cwd(), 'data')})`,
-        ...nodes.map((n) => `  node ${n.nodeId}: grpc ${n.listen}  http http://${n.http}/metrics`),
+        ...nodes.map(
+          (n) => `  node ${n.nodeId}: grpc ${n.listen}  http http://${n.http}/metrics  log ${n.logFile}`,
+        ),
         '',
         'Try it:',
-        `  npx kvctl --endpoints ${endpoints} put hello world`,
-        `  npx kvctl --endpoints ${endpoints} get hello`,
-        `  npx kvctl --endpoints ${endpoints} scan --prefix he`,
-        `  npx kvctl --endpoints ${endpoints} status`,
+        `  export KVCTL_ENDPOINTS=${endpoints}`,
+        '  npx kvctl put hello world',
+        '  npx kvctl get hello -v                          # the receipt: node, shard, applied index',
+        '  npx kvctl get hello --consistency eventual -v   # any replica, maybe stale, says how stale',
+        '  npx kvctl scan --prefix he',
+        '  npx kvctl status                                # nodes, shards, leaders',
+        '',
+        'The CAP table, live: cut node 1 off from the others, then compare the levels on its side:',
+        `  npx kvctl fault --node-endpoint ${nodes[0]!.listen} --isolate 2,3`,
+        `  npx kvctl --endpoints ${nodes[0]!.listen} get hello --consistency eventual -v`,
+        `  npx kvctl fault --node-endpoint ${nodes[0]!.listen} --clear`,
         '',
         'Ctrl-C stops the cluster.',
         '',

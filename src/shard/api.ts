@@ -30,6 +30,8 @@ export interface Receipt {
   readonly level: ReadLevel | WriteLevel
   /** How far behind the leader this answer may be; 0 when served with the newest state. */
   readonly stalenessMs: number
+  /** The Raft term the serving replica was in (absent on an unreplicated replica). */
+  readonly term?: number
 }
 
 /** A stored value with its versions: the log index that last wrote it, and the one that created it. */
@@ -156,4 +158,15 @@ export interface Replica {
   status(): ReplicaStatus
   /** Stops accepting writes, drains the queue, then stops. Does not close the engine (the caller owns it). */
   close(): Promise<void>
+}
+
+/**
+ * The shards this node serves, in hash order: shard `i` covers `ranges[i]` of the hash space.
+ * The server picks the replica of a request's key through it.
+ */
+export interface ShardSet {
+  readonly ranges: readonly { readonly start: bigint; readonly end: bigint }[]
+  replicaAt(index: number): Replica
+  /** The index of the shard whose range holds `hash`. */
+  indexOfHash(hash: bigint): number
 }

@@ -29,6 +29,7 @@ export {
   type ReplicaRole,
   type ReplicaStatus,
   type Replica,
+  type ShardSet,
 } from './api.ts'
 export { openLocalReplica, type LocalReplicaInit, type LocalReplicaComponents } from './local-replica.ts'
 // For the Raft integration: the replicated command and the deterministic state machine.
@@ -45,3 +46,16 @@ export {
   type KvStateMachineComponents,
 } from './state-machine.ts'
 export type { ApplyResult, DedupClientView } from './dedup.ts'
+// The replica of a shard run as a Raft group, driven by the node's Ready loop (node/host.ts).
+export {
+  Deferred,
+  RaftGroup,
+  type GroupLogStore,
+  type LogWrite,
+  type RaftGroupComponents,
+  type RaftGroupInit,
+  type SnapshotData,
+  type StagedReady,
+  type WriteAnswer,
+} from './raft-group.ts'
+export { RaftReplica, type RaftReplicaComponents, type SubmitToLoop } from './raft-replica.ts'

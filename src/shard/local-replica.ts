@@ -30,20 +30,15 @@ import { AssertionError, assert } from '../common/assert.ts'
 import { hashSpaceEnd, type Hasher } from '../hashing/index.ts'
 import {
   closedError,
-  dataKeyAfter,
   dataRangeForHashRange,
   decodeDataKey,
-  decodeValueRecord,
   dedupRange,
-  compareBytes,
   raftAppliedIndexKey,
-  startsWith,
   throwIfAborted,
   toHex,
   type Engine,
   type Entry,
   type KeyRange,
-  type ValueRecord,
 } from '../storage/index.ts'
 import {
   ReadLevel,
@@ -54,13 +49,23 @@ import {
   type Replica,
   type ReplicaStatus,
   type ScanArgs,
-  type ScanEntry,
   type ScanStream,
   type VersionedValue,
   type WriteLevel,
   type WriteOptions,
 } from './api.ts'
-import { approxCommandBytes, type ClientTag, type Command } from './commands.ts'
+import {
+  cas,
+  copyOps,
+  readMany,
+  readOne,
+  resultOfOutcome,
+  reusedSeq,
+  scanRange,
+  tagged,
+  validateKeys,
+} from './replica-common.ts'
+import { approxCommandBytes, type Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
 import { ApplyOverlay, KvStateMachine, decodeAppliedIndex, type ApplyOutcome } from './state-machine.ts'
 import {
@@ -178,59 +183,27 @@ class LocalReplica implements Replica {
   ): Promise<{ readonly found: VersionedValue | null; readonly receipt: Receipt }> {
     validateKey(key, this.limits)
     const receipt = this.readReceipt(opts)
-    const storageKey = this.storageKey(key)
-    const raw = await this.engine.get(storageKey)
-    return { found: raw === null ? null : versioned(decodeValueRecord(raw)), receipt }
+    return { found: await readOne(this.engine, this.storageKey(key)), receipt }
   }
 
   async getMany(
     keys: readonly Uint8Array[],
     opts: ReadOptions,
   ): Promise<{ readonly found: readonly (VersionedValue | null)[]; readonly receipt: Receipt }> {
-    if (!Array.isArray(keys))
-      throw new KvError(ErrorCode.InvalidArgument, 'keys must be an array', { details: { field: 'keys' } })
-    if (keys.length > this.limits.batchOpsMax)
-      throw new KvError(ErrorCode.InvalidArgument, `at most ${this.limits.batchOpsMax} keys per call`, {
-        details: { limit: this.limits.batchOpsMax, field: 'keys' },
-      })
-    for (const key of keys) validateKey(key, this.limits)
+    validateKeys(keys, this.limits)
     const receipt = this.readReceipt(opts)
-    const raws = await this.engine.multiGet(keys.map((key) => this.storageKey(key)))
-    return { found: raws.map((raw) => (raw === null ? null : versioned(decodeValueRecord(raw)))), receipt }
+    return {
+      found: await readMany(
+        this.engine,
+        keys.map((key) => this.storageKey(key)),
+      ),
+      receipt,
+    }
   }
 
   scan(args: ScanArgs, opts: ReadOptions): ScanStream {
     validateScanArgs(args, this.limits)
-    const receipt = this.readReceipt(opts)
-    let gte = this.range.gte
-    if (args.after !== undefined) {
-      const resume = dataKeyAfter(args.after.hash, args.after.key)
-      if (compareBytes(resume, gte) > 0) gte = resume
-    }
-    const lt = this.range.lt
-    const prefix = args.prefix.slice()
-    const limit = args.limit
-    // The view is taken now (Engine.iterate contract), so the receipt describes it.
-    const entries =
-      compareBytes(gte, lt) < 0
-        ? this.engine.iterate(opts.signal === undefined ? { gte, lt } : { gte, lt, signal: opts.signal })
-        : undefined
-    async function* stream(): AsyncGenerator<ScanEntry> {
-      if (entries === undefined) return
-      let count = 0
-      try {
-        for await (const [storageKey, raw] of entries) {
-          const { hash, key } = decodeDataKey(storageKey)
-          if (!startsWith(key, prefix)) continue
-          yield { key, value: versioned(decodeValueRecord(raw)), position: { hash, key } }
-          if (++count >= limit) return
-        }
-      } finally {
-        await entries.return?.()
-      }
-    }
-    const iterable = stream()
-    return { receipt, [Symbol.asyncIterator]: () => iterable }
+    return scanRange(this.engine, this.range, args, opts, this.readReceipt(opts))
   }
 
   status(): ReplicaStatus {
@@ -286,12 +259,8 @@ class LocalReplica implements Replica {
   ): Promise<{ readonly results: readonly BatchOpResult[]; readonly receipt: Receipt }> {
     validateBatchOps(ops, this.limits)
     const tag = validateWriteOptions(opts, this.limits)
-    const copied = ops.map((op): BatchOp => {
-      this.storageKey(op.key)
-      return op.kind === 'put'
-        ? { kind: 'put', key: op.key.slice(), value: op.value.slice(), ...cas(op.expectedVersion) }
-        : { kind: 'delete', key: op.key.slice(), ...cas(op.expectedVersion) }
-    })
+    for (const op of ops) this.storageKey(op.key)
+    const copied = copyOps(ops)
     const { result, receipt } = await this.submit({ kind: 'batch', ops: copied, ...tagged(tag) }, opts)
     if (result.kind !== 'batch') throw reusedSeq()
     return { results: result.results, receipt }
@@ -334,31 +303,7 @@ class LocalReplica implements Replica {
         this.kick()
       },
     )
-    const { outcome, receipt } = answer
-    switch (outcome.kind) {
-      case 'staleSeq':
-        throw new KvError(
-          ErrorCode.InvalidArgument,
-          `stale seq: ${command.tag?.seq} is below first_incomplete_seq ${outcome.watermark} already ` +
-            'sent by this client id, so it was answered before and its result is gone (a retry after ' +
-            'the client moved on, or a client id shared by two clients)',
-          { details: { field: 'seq', shardId: this.shardId } },
-        )
-      case 'resultsFull':
-        throw new KvError(
-          ErrorCode.Overloaded,
-          `client has ${outcome.limit} unacknowledged write results on this shard: retry once ` +
-            'first_incomplete_seq advances',
-          { details: { field: 'first_incomplete_seq', limit: outcome.limit, shardId: this.shardId } },
-        )
-      case 'applied':
-      case 'duplicate':
-        if (outcome.result.kind === 'versionMismatch')
-          throw new KvError(ErrorCode.VersionMismatch, 'version mismatch', {
-            details: { currentVersion: outcome.result.currentVersion, shardId: this.shardId },
-          })
-        return { result: outcome.result, receipt }
-    }
+    return { result: resultOfOutcome(answer.outcome, command, this.shardId), receipt: answer.receipt }
   }
 
   private kick(): void {
@@ -506,17 +451,3 @@ class LocalReplica implements Replica {
     return { nodeId: this.nodeId, shardId: this.shardId, appliedIndex, level, stalenessMs: 0 }
   }
 }
-
-function versioned(record: ValueRecord): VersionedValue {
-  return { value: record.value, version: record.version, createVersion: record.createVersion }
-}
-
-const cas = (expectedVersion: number | undefined): { expectedVersion?: number } =>
-  expectedVersion === undefined ? {} : { expectedVersion }
-
-const tagged = (tag: ClientTag | undefined): { tag?: ClientTag } => (tag === undefined ? {} : { tag })
-
-const reusedSeq = (): KvError =>
-  new KvError(ErrorCode.InvalidArgument, 'seq was already used by a different kind of write', {
-    details: { field: 'seq' },
-  })

@@ -174,6 +174,16 @@ export class KvStateMachine {
   }
 
   /**
+   * Consumes `index` without a command: a leader's no-op entry or a configuration change. Only
+   * the applied index moves (written to `writer`, like every apply).
+   */
+  skip(index: LogIndex, writer: ApplyWriter): void {
+    assert(index === this.applied + 1, 'skip out of order')
+    this.applied = index
+    writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
+  }
+
+  /**
    * Applies `command` at `index` (which must be appliedIndex + 1), writing its effects, its dedup
    * records and the new applied index into `writer`. Deterministic; never throws for any valid
    * command (user errors such as CAS mismatches are results).

@@ -132,7 +132,9 @@ export function validateScanArgs(args: ScanArgs, limits: Readonly<Limits>): void
   if (args.after !== undefined) {
     if (typeof args.after.hash !== 'bigint' || args.after.hash < 0n || args.after.hash >= 1n << 64n)
       throw invalid('after.hash must be a uint64', 'after')
-    validateKey(args.after.key, limits, 'after.key')
+    // An empty key is a position before every key of its hash: where a scan enters a shard.
+    if (args.after.key.length > 0) validateKey(args.after.key, limits, 'after.key')
+    else if (!(args.after.key instanceof Uint8Array)) throw invalid('after.key must be bytes', 'after')
   }
 }
 

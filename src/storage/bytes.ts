@@ -2,7 +2,9 @@
  * Byte helpers for the storage layout and the binary encodings built on it: bytewise comparison,
  * concatenation, and a small reader/writer with big-endian fixed ints and LEB128 varints.
  * Decoding our own stored bytes that turn out malformed is corruption: the reader asserts
- * (fail-stop, STYLE.md 7.4), it never returns a guess.
+ * (fail-stop, STYLE.md 7.4), it never returns a guess. Bytes from a peer are not ours, and their
+ * being malformed is an operating error: such a reader is given a `MalformedHandler` that throws
+ * one instead.
  */
 import { assert } from '../common/assert.ts'
 
@@ -144,7 +146,18 @@ export class ByteWriter {
   }
 }
 
-/** Reads what ByteWriter wrote. Every read past the end, or any malformed field, is an assertion. */
+/** What a ByteReader calls on malformed bytes, with a message naming what is wrong. Must throw. */
+export type MalformedHandler = (message: string) => never
+
+/** The default: our own bytes being malformed is corruption, a bug or a broken disk (fail-stop). */
+function failStop(message: string): never {
+  assert(false, message)
+}
+
+/**
+ * Reads what ByteWriter wrote. Every read past the end, or any malformed field, calls `malformed`
+ * (by default an assertion); the reader never returns a guess.
+ */
 export class ByteReader {
   private at: number
 
@@ -152,12 +165,13 @@ export class ByteReader {
     private readonly buf: Uint8Array,
     offset = 0,
     private readonly what = 'record',
+    private readonly malformed: MalformedHandler = failStop,
   ) {
     this.at = offset
   }
 
   private need(n: number): void {
-    assert(this.at + n <= this.buf.length, `corrupt ${this.what}: truncated`)
+    if (this.at + n > this.buf.length) this.malformed(`corrupt ${this.what}: truncated`)
   }
 
   u8(): number {
@@ -178,7 +192,7 @@ export class ByteReader {
   u64(): number {
     const hi = this.u32()
     const lo = this.u32()
-    assert(hi < 0x200000, `corrupt ${this.what}: u64 beyond safe integer`)
+    if (hi >= 0x200000) this.malformed(`corrupt ${this.what}: u64 beyond safe integer`)
     return hi * twoPow32 + lo
   }
 
@@ -189,13 +203,13 @@ export class ByteReader {
       const b = this.u8()
       v += (b & 0x7f) * scale
       if ((b & 0x80) === 0) {
-        assert(Number.isSafeInteger(v), `corrupt ${this.what}: varint beyond safe integer`)
-        assert(i === 0 || b !== 0, `corrupt ${this.what}: non-minimal varint`)
+        if (!Number.isSafeInteger(v)) this.malformed(`corrupt ${this.what}: varint beyond safe integer`)
+        if (i > 0 && b === 0) this.malformed(`corrupt ${this.what}: non-minimal varint`)
         return v
       }
       scale *= 0x80
     }
-    assert(false, `corrupt ${this.what}: varint too long`)
+    this.malformed(`corrupt ${this.what}: varint too long`)
   }
 
   raw(n: number): Uint8Array {
@@ -220,6 +234,6 @@ export class ByteReader {
 
   /** Asserts that every byte was consumed (trailing garbage is corruption too). */
   end(): void {
-    assert(this.at === this.buf.length, `corrupt ${this.what}: trailing bytes`)
+    if (this.at !== this.buf.length) this.malformed(`corrupt ${this.what}: trailing bytes`)
   }
 }

@@ -12,6 +12,8 @@ export interface CommandSpec {
   /** Decides the exit code of errors (a write's deadline is "outcome unknown"). */
   readonly kind: 'read' | 'write'
   readonly options?: readonly Option[]
+  /** Lines shown under the command's --help, before the examples. */
+  readonly details?: readonly string[]
   readonly examples?: readonly string[]
   run(ctx: CliContext, args: readonly string[], options: Readonly<Record<string, unknown>>): Promise<ExitCode>
 }

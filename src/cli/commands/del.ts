@@ -10,13 +10,22 @@ export const delCommand: CommandSpec = {
   arguments: '<key>',
   summary: 'delete a key (succeeds, with deleted=false, when it does not exist)',
   kind: 'write',
+  details: [
+    'Consistency (--consistency): majority (default; committed on a quorum), all (applied on every',
+    'voter), leader (durable on the leader alone: can be lost). Writes go to the leader of the',
+    "key's shard. The receipt is in -o json output, and on stderr with -v for table output.",
+  ],
   options: [
     new Option(
       '--expected-version <n>',
       'compare-and-delete: delete only if the key is at this version',
     ).argParser(parseUint),
   ],
-  examples: ['kvctl del greeting', 'kvctl del lock --expected-version 12'],
+  examples: [
+    'kvctl del greeting',
+    'kvctl del lock --expected-version 12',
+    'kvctl del greeting --consistency leader',
+  ],
   async run(ctx, args, options) {
     const [key] = args as [string]
     const expectedVersion = options['expectedVersion'] as number | undefined
@@ -24,6 +33,7 @@ export const delCommand: CommandSpec = {
       ...ctx.writeOptions(),
       ...(expectedVersion !== undefined ? { expectedVersion } : {}),
     })
+    ctx.printReceipts([res.receipt])
     const k = encodeBytes(new TextEncoder().encode(key))
     if (ctx.format === 'json') {
       ctx.print(

@@ -9,10 +9,21 @@ export const getCommand: CommandSpec = {
   arguments: '<key>',
   summary: 'read a value (exit code 5 when the key does not exist)',
   kind: 'read',
-  examples: ['kvctl get greeting', 'kvctl get greeting --consistency eventual -o json'],
+  details: [
+    'Consistency (--consistency): linearizable (default; the shard leader), session, bounded (with',
+    '--max-staleness-ms N, the largest staleness accepted), eventual (any replica, at once).',
+    'The receipt says who served the answer and how stale it may be: in -o json output, and on',
+    'stderr with -v for table output.',
+  ],
+  examples: [
+    'kvctl get greeting',
+    'kvctl get greeting --consistency eventual -o json',
+    'kvctl get greeting --consistency bounded --max-staleness-ms 500 -v',
+  ],
   async run(ctx, args) {
     const [key] = args as [string]
     const res = await ctx.client.get(key, ctx.readOptions())
+    ctx.printReceipts([res.receipt])
     const k = encodeBytes(res.key)
     if (!res.found || res.value === null) {
       // Not an error of the call (the receipt says who looked), but a distinct outcome for scripts.

@@ -10,6 +10,11 @@ export const putCommand: CommandSpec = {
   arguments: '<key> [value]',
   summary: 'write a value (from VALUE, --file PATH, or stdin when VALUE is - or absent)',
   kind: 'write',
+  details: [
+    'Consistency (--consistency): majority (default; committed on a quorum), all (applied on every',
+    'voter), leader (durable on the leader alone: can be lost). Writes go to the leader of the',
+    "key's shard. The receipt is in -o json output, and on stderr with -v for table output.",
+  ],
   options: [
     new Option('--file <path>', 'read the value from a file'),
     new Option(
@@ -21,6 +26,7 @@ export const putCommand: CommandSpec = {
     'kvctl put greeting hello',
     'kvctl put config --file ./config.json',
     'echo -n v2 | kvctl put k --expected-version 7',
+    'kvctl put greeting hello --consistency all -v',
   ],
   async run(ctx, args, options) {
     const [key, valueArg] = args as [string, string | undefined]
@@ -30,6 +36,7 @@ export const putCommand: CommandSpec = {
       ...ctx.writeOptions(),
       ...(expectedVersion !== undefined ? { expectedVersion } : {}),
     })
+    ctx.printReceipts([res.receipt])
     const k = encodeBytes(new TextEncoder().encode(key))
     if (ctx.format === 'json') {
       ctx.print(

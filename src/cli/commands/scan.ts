@@ -12,11 +12,21 @@ export const scanCommand: CommandSpec = {
   arguments: '',
   summary: 'list keys by prefix (in hash order, not key order)',
   kind: 'read',
+  details: [
+    'Consistency (--consistency): linearizable (default; the shard leader), session, bounded (with',
+    '--max-staleness-ms N, the largest staleness accepted), eventual (any replica, at once).',
+    'The receipt says who served the answer and how stale it may be: in -o json output, and on',
+    'stderr with -v for table output.',
+  ],
   options: [
     new Option('--prefix <prefix>', 'only keys starting with this').default(''),
     new Option('--limit <n>', 'at most this many entries').argParser(parsePositive),
   ],
-  examples: ['kvctl scan --prefix user/ --limit 20', 'kvctl scan -o json | jq .entries[].key'],
+  examples: [
+    'kvctl scan --prefix user/ --limit 20',
+    'kvctl scan -o json | jq .entries[].key',
+    'kvctl scan --prefix user/ --consistency eventual -v',
+  ],
   async run(ctx, _args, options) {
     const limit = options['limit'] as number | undefined
     const scan = ctx.client.scan({
@@ -25,6 +35,8 @@ export const scanCommand: CommandSpec = {
       ...(limit !== undefined ? { limit } : {}),
     })
     const entries = await scan.toArray()
+    // One receipt per shard that served part of the scan.
+    ctx.printReceipts(scan.receipts)
     if (ctx.format === 'json') {
       ctx.print(
         json({
@@ -43,6 +55,7 @@ export const scanCommand: CommandSpec = {
           count: entries.length,
           resumes: scan.resumes,
           receipt: scan.receipt === undefined ? null : receiptJson(scan.receipt),
+          receipts: scan.receipts.map(receiptJson),
         }),
       )
     } else {

@@ -1,40 +1,60 @@
 import { isKvError } from '../../common/errors.ts'
-import type { StatusResult } from '../../client/types.ts'
+import type { ShardStatus, StatusResult } from '../../client/types.ts'
+import type { CliContext } from '../context.ts'
 import { ExitCode, exitCodeForError } from '../exit-codes.ts'
 import { errorView, json, table } from '../output.ts'
 import type { CommandSpec } from './command.ts'
 
-type EndpointStatus =
-  | { readonly endpoint: string; readonly ok: true; readonly status: StatusResult }
-  | { readonly endpoint: string; readonly ok: false; readonly error: unknown }
+/** One node asked: by an endpoint given on the command line, or by an address a peer list named. */
+type NodeAnswer =
+  | {
+      readonly endpoint: string
+      readonly nodeId: number | undefined
+      readonly ok: true
+      readonly status: StatusResult
+    }
+  | {
+      readonly endpoint: string
+      readonly nodeId: number | undefined
+      readonly ok: false
+      readonly error: unknown
+    }
 
-/** `kvctl status`: every endpoint's node and shards; exit 3 when none answers. */
+/** One shard as the cluster reports it, merged over every node that answered. */
+interface ShardView {
+  readonly shardId: number
+  readonly hashStart: string
+  readonly hashEnd: string
+  /** 0 when no node knows. */
+  readonly leaderId: number
+  readonly voters: readonly number[]
+  /** Node id -> that replica's applied index, for every node that answered and holds the shard. */
+  readonly appliedIndexByNode: Readonly<Record<number, number>>
+}
+
+/** Rounds of asking the peers the answers name (a full mesh needs one; the bound stops a runaway). */
+const discoveryRoundsMax = 3
+/** Budget of each node's Status without --deadline-ms: a node that does not answer by then is down. */
+const statusDeadlineMsDefault = 3_000
+
+/**
+ * `kvctl status`: every node of the cluster (the endpoints given, then every peer their answers
+ * name; unreachable ones are shown as such) and the shard table merged from their answers
+ * (range, leader, voters, applied index per node). Exit 3 when no node answers.
+ */
 export const statusCommand: CommandSpec = {
   name: 'status',
   arguments: '',
-  summary: 'show each endpoint: node, cluster, and its shards (role, term, commit and applied index)',
+  summary: 'show every node of the cluster and every shard: range, leader, voters, applied index per node',
   kind: 'read',
-  examples: ['kvctl --endpoints 127.0.0.1:7001,127.0.0.1:7002 status'],
+  examples: ['kvctl status', 'kvctl --endpoints 127.0.0.1:7001,127.0.0.1:7002 status -o json'],
   async run(ctx) {
-    const { deadlineMs } = ctx.globals
-    const results: EndpointStatus[] = await Promise.all(
-      ctx.globals.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
-        try {
-          const status = await ctx.client.status({
-            endpoint,
-            ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-          })
-          return { endpoint, ok: true, status }
-        } catch (error) {
-          if (!isKvError(error)) throw error
-          return { endpoint, ok: false, error }
-        }
-      }),
-    )
+    const answers = await askCluster(ctx)
+    const shards = mergeShards(answers)
     if (ctx.format === 'json') {
       ctx.print(
         json({
-          endpoints: results.map((r) =>
+          endpoints: answers.map((r) =>
             r.ok
               ? {
                   endpoint: r.endpoint,
@@ -43,60 +63,195 @@ export const statusCommand: CommandSpec = {
                   node: r.status.node,
                   peers: r.status.peers,
                 }
-              : { endpoint: r.endpoint, ok: false, error: errorView(r.error) },
+              : {
+                  endpoint: r.endpoint,
+                  ok: false,
+                  ...(r.nodeId !== undefined ? { nodeId: r.nodeId } : {}),
+                  error: errorView(r.error),
+                },
           ),
+          shards,
         }),
       )
     } else {
-      ctx.print(
-        table([
-          ['ENDPOINT', 'NODE', 'CLUSTER', 'VERSION', 'UPTIME', 'SHARDS', 'IN FLIGHT'],
-          ...results.map((r) => {
-            if (!r.ok) {
-              const e = errorView(r.error)
-              return [r.endpoint, '-', `unreachable (${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')})`]
-            }
-            const n = r.status.node
-            return [
-              r.endpoint,
-              String(n?.nodeId ?? '-'),
-              r.status.clusterId,
-              n?.version ?? '-',
-              n === null ? '-' : formatDuration(n.uptimeMs),
-              String(n?.shards.length ?? 0),
-              String(n?.requestsInFlight ?? 0),
-            ]
-          }),
-        ]),
-      )
-      const shardRows = results.flatMap((r) =>
-        r.ok && r.status.node !== null
-          ? r.status.node.shards.map((s) => [
-              String(r.status.node?.nodeId ?? '-'),
-              String(s.shardId),
-              s.role,
-              String(s.leaderId),
-              String(s.term),
-              String(s.commitIndex),
-              String(s.appliedIndex),
-              s.voters.join(',') + (s.learners.length > 0 ? ` +${s.learners.join(',')}` : ''),
-            ])
-          : [],
-      )
-      if (shardRows.length > 0) {
-        ctx.print('')
-        ctx.print(
-          table([['NODE', 'SHARD', 'ROLE', 'LEADER', 'TERM', 'COMMIT', 'APPLIED', 'VOTERS'], ...shardRows]),
-        )
-      }
+      printTables(ctx, answers, shards)
     }
-    const firstError = results.find((r): r is Extract<EndpointStatus, { ok: false }> => !r.ok)
-    if (results.every((r) => !r.ok) && firstError !== undefined) {
+    const firstError = answers.find((r): r is Extract<NodeAnswer, { ok: false }> => !r.ok)
+    if (answers.every((r) => !r.ok) && firstError !== undefined) {
       const code = exitCodeForError(firstError.error, 'read')
       return code === ExitCode.Ok ? ExitCode.Error : code
     }
     return ExitCode.Ok
   },
+}
+
+/** Asks the given endpoints, then the peers their answers name, each once, in parallel per round. */
+async function askCluster(ctx: CliContext): Promise<NodeAnswer[]> {
+  const { deadlineMs } = ctx.globals
+  const ask = async (endpoint: string, nodeId: number | undefined): Promise<NodeAnswer> => {
+    try {
+      const status = await ctx.client.status({ endpoint, deadlineMs: deadlineMs ?? statusDeadlineMsDefault })
+      return { endpoint, nodeId: status.node?.nodeId ?? nodeId, ok: true, status }
+    } catch (error) {
+      if (!isKvError(error)) throw error
+      return { endpoint, nodeId, ok: false, error }
+    }
+  }
+  const answers: NodeAnswer[] = []
+  const asked = new Set<string>()
+  let round: { endpoint: string; nodeId: number | undefined }[] = ctx.globals.endpoints.map((endpoint) => ({
+    endpoint,
+    nodeId: undefined,
+  }))
+  for (let i = 0; i < discoveryRoundsMax && round.length > 0; i++) {
+    for (const r of round) asked.add(r.endpoint)
+    answers.push(...(await Promise.all(round.map((r) => ask(r.endpoint, r.nodeId)))))
+    const known = new Set(answers.flatMap((a) => (a.nodeId === undefined ? [] : [a.nodeId])))
+    const next = new Map<number, string>()
+    for (const a of answers) {
+      if (!a.ok) continue
+      for (const peer of a.status.peers) {
+        if (peer.nodeId <= 0 || peer.address === '' || known.has(peer.nodeId)) continue
+        if (asked.has(peer.address) || next.has(peer.nodeId)) continue
+        next.set(peer.nodeId, peer.address)
+      }
+    }
+    round = [...next].map(([nodeId, endpoint]) => ({ endpoint, nodeId }))
+  }
+  return answers
+}
+
+/** The shards of every answer, merged by shard id, in hash order. */
+function mergeShards(answers: readonly NodeAnswer[]): ShardView[] {
+  const byShard = new Map<number, { nodeId: number; shard: ShardStatus }[]>()
+  for (const a of answers) {
+    const node = a.ok ? a.status.node : null
+    if (node === null) continue
+    for (const shard of node.shards) {
+      const list = byShard.get(shard.shardId) ?? []
+      list.push({ nodeId: node.nodeId, shard })
+      byShard.set(shard.shardId, list)
+    }
+  }
+  const views = [...byShard].map(([shardId, replicas]): ShardView => {
+    const leaderId = agreedLeader(replicas)
+    const reference =
+      replicas.find((r) => r.nodeId === leaderId) ?? (replicas[0] as (typeof replicas)[number])
+    return {
+      shardId,
+      hashStart: reference.shard.hashStart,
+      hashEnd: reference.shard.hashEnd,
+      leaderId,
+      voters: reference.shard.voters,
+      appliedIndexByNode: Object.fromEntries(replicas.map((r) => [r.nodeId, r.shard.appliedIndex])),
+    }
+  })
+  return views.sort((a, b) => compareDecimal(a.hashStart, b.hashStart) || a.shardId - b.shardId)
+}
+
+/**
+ * The leader the replicas agree on: the one that says it leads (role leader or single), else the
+ * leader most of them name, else 0. A replica that still thinks it leads after an election can
+ * disagree with the others; the newest term wins then.
+ */
+function agreedLeader(replicas: readonly { nodeId: number; shard: ShardStatus }[]): number {
+  const leading = replicas
+    .filter((r) => r.shard.role === 'leader' || r.shard.role === 'single')
+    .sort((a, b) => b.shard.term - a.shard.term)
+  if (leading[0] !== undefined) return leading[0].nodeId
+  const votes = new Map<number, number>()
+  for (const r of replicas)
+    if (r.shard.leaderId > 0) votes.set(r.shard.leaderId, (votes.get(r.shard.leaderId) ?? 0) + 1)
+  let best = 0
+  let bestVotes = 0
+  for (const [id, n] of votes) {
+    if (n > bestVotes) {
+      best = id
+      bestVotes = n
+    }
+  }
+  return best
+}
+
+function printTables(ctx: CliContext, answers: readonly NodeAnswer[], shards: readonly ShardView[]): void {
+  ctx.print(
+    table([
+      ['ENDPOINT', 'NODE', 'CLUSTER', 'VERSION', 'UPTIME', 'SHARDS', 'IN FLIGHT'],
+      ...answers.map((r) => {
+        if (!r.ok) {
+          const e = errorView(r.error)
+          return [
+            r.endpoint,
+            r.nodeId === undefined ? '-' : String(r.nodeId),
+            `unreachable (${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')})`,
+          ]
+        }
+        const n = r.status.node
+        return [
+          r.endpoint,
+          String(n?.nodeId ?? '-'),
+          r.status.clusterId,
+          n?.version ?? '-',
+          n === null ? '-' : formatDuration(n.uptimeMs),
+          String(n?.shards.length ?? 0),
+          String(n?.requestsInFlight ?? 0),
+        ]
+      }),
+    ]),
+  )
+  if (shards.length > 0) {
+    ctx.print('')
+    ctx.print(
+      table([
+        ['SHARD', 'RANGE', 'LEADER', 'VOTERS', 'APPLIED'],
+        ...shards.map((s) => [
+          String(s.shardId),
+          formatRange(s.hashStart, s.hashEnd),
+          s.leaderId > 0 ? String(s.leaderId) : '-',
+          s.voters.join(','),
+          Object.entries(s.appliedIndexByNode)
+            .map(([node, index]) => `${node}:${index}`)
+            .join(' '),
+        ]),
+      ]),
+    )
+  }
+  const replicaRows = answers.flatMap((r) =>
+    r.ok && r.status.node !== null
+      ? r.status.node.shards.map((s) => [
+          String(r.status.node?.nodeId ?? '-'),
+          String(s.shardId),
+          s.role,
+          String(s.leaderId),
+          String(s.term),
+          String(s.commitIndex),
+          String(s.appliedIndex),
+          s.voters.join(',') + (s.learners.length > 0 ? ` +${s.learners.join(',')}` : ''),
+        ])
+      : [],
+  )
+  if (replicaRows.length > 0) {
+    ctx.print('')
+    ctx.print(
+      table([['NODE', 'SHARD', 'ROLE', 'LEADER', 'TERM', 'COMMIT', 'APPLIED', 'VOTERS'], ...replicaRows]),
+    )
+  }
+}
+
+/** `[start, end)` of a hash range as 16 hex digits each (the end of the ring is 2^64). */
+export function formatRange(start: string, end: string): string {
+  return `[${hex64(start)}, ${hex64(end)})`
+}
+
+function hex64(decimal: string): string {
+  if (!/^\d{1,20}$/.test(decimal)) return decimal
+  return BigInt(decimal).toString(16).padStart(16, '0')
+}
+
+function compareDecimal(a: string, b: string): number {
+  const x = /^\d+$/.test(a) ? BigInt(a) : 0n
+  const y = /^\d+$/.test(b) ? BigInt(b) : 0n
+  return x < y ? -1 : x > y ? 1 : 0
 }
 
 function formatDuration(ms: number): string {

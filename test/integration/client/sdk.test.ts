@@ -6,8 +6,28 @@
 import { InterceptingCall, Metadata, status, type ChannelOptions, type Interceptor } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KvClient, KvError } from '../../../src/client/index.ts'
+import { loadClientHasher } from '../../../src/client/hasher.ts'
 import type { PutRequest } from '../../../src/gen/ringkv/v1/kv.ts'
 import { startKvd, type KvdHandle } from '../helpers/kvd.ts'
+
+/**
+ * Keys `${prefix}${i}` grouped by the shard they map to (from the client's routing table and the
+ * same xxh64 placement), until one shard has `count` of them and every shard has at least one.
+ */
+async function keysByShard(c: KvClient, prefix: string, count: number): Promise<Map<number, string[]>> {
+  const table = c.routingTable() ?? (await c.refreshRouting())
+  if (table === undefined || table.shards.length === 0) throw new Error('no routing table')
+  const hasher = await loadClientHasher()
+  const byShard = new Map<number, string[]>(table.shards.map((s) => [s.shardId, []]))
+  for (let i = 0; ; i++) {
+    const key = `${prefix}${i}`
+    const hash = hasher.hash64(new TextEncoder().encode(key))
+    const shard = table.shards.find((s) => hash >= BigInt(s.hashStart) && hash < BigInt(s.hashEnd))
+    if (shard !== undefined) byShard.get(shard.shardId)?.push(key)
+    const lists = [...byShard.values()]
+    if (lists.every((l) => l.length > 0) && lists.some((l) => l.length >= count)) return byShard
+  }
+}
 
 /**
  * A grpc-js client interceptor that lets a Put reach kvd and be applied, then drops its answer
@@ -132,29 +152,39 @@ describe('client/sdk against kvd', () => {
   })
 
   it('applies a batch atomically and reads many keys at once', async () => {
-    await client.put('sdk/b/1', 'one')
+    // A batch is atomic within one shard: take three keys of one shard.
+    const byShard = await keysByShard(client, 'sdk/b/', 3)
+    const [k1, k2, k3] = [...byShard.values()].find((keys) => keys.length >= 3) as [string, string, string]
+    await client.put(k1, 'one')
     const res = await client.batch([
-      { type: 'put', key: 'sdk/b/2', value: 'two' },
-      { type: 'put', key: 'sdk/b/3', value: 'three' },
-      { type: 'delete', key: 'sdk/b/1' },
+      { type: 'put', key: k2, value: 'two' },
+      { type: 'put', key: k3, value: 'three' },
+      { type: 'delete', key: k1 },
     ])
     expect(res.results.map((r) => r.type)).toEqual(['put', 'put', 'delete'])
     expect(res.results[2]).toEqual({ type: 'delete', deleted: true })
-    const many = await client.getMany(['sdk/b/1', 'sdk/b/2', 'sdk/b/3'])
+    const many = await client.getMany([k1, k2, k3])
     expect(many.results.map((r) => r.valueText())).toEqual([null, 'two', 'three'])
     expect(many.receipts.length).toBeGreaterThan(0)
     // A failed compare fails the whole batch.
     const v2 = many.results[1]?.version ?? 0
     await expect(
       client.batch([
-        { type: 'put', key: 'sdk/b/2', value: 'changed', expectedVersion: v2 },
-        { type: 'put', key: 'sdk/b/3', value: 'changed', expectedVersion: 1 },
+        { type: 'put', key: k2, value: 'changed', expectedVersion: v2 },
+        { type: 'put', key: k3, value: 'changed', expectedVersion: 1 },
       ]),
     ).rejects.toMatchObject({ code: 'VERSION_MISMATCH' })
-    expect((await client.getMany(['sdk/b/2', 'sdk/b/3'])).results.map((r) => r.valueText())).toEqual([
-      'two',
-      'three',
-    ])
+    expect((await client.getMany([k2, k3])).results.map((r) => r.valueText())).toEqual(['two', 'three'])
+    // Keys of two shards: refused before anything is sent.
+    const firsts = [...byShard.values()].map((keys) => keys[0] as string)
+    if (firsts.length > 1) {
+      await expect(
+        client.batch(firsts.slice(0, 2).map((key) => ({ type: 'put' as const, key, value: 'x' }))),
+      ).rejects.toMatchObject({ code: 'CROSS_SHARD' })
+      // And a getMany across every shard reassembles in order.
+      const across = await client.getMany(firsts)
+      expect(across.results.map((r) => new TextDecoder().decode(r.key))).toEqual(firsts)
+    }
   })
 
   it('scans a prefix across pages, and honours a limit', async () => {
@@ -221,7 +251,8 @@ describe('client/sdk against kvd', () => {
       const results = await Promise.all(
         [...Array(n).keys()].map((i) => c.put(`sdk/conc/${i % 50}/${i}`, `${i}`)),
       )
-      expect(new Set(results.map((r) => r.version)).size).toBe(n)
+      // A version is a log index of the key's shard: distinct per shard.
+      expect(new Set(results.map((r) => `${r.receipt.shardId}/${r.version}`)).size).toBe(n)
       const many = await c.getMany([...Array(50).keys()].map((i) => `sdk/conc/${i}/${i}`))
       expect(many.results.every((r) => r.found)).toBe(true)
     } finally {
@@ -240,10 +271,12 @@ describe('client/sdk against kvd', () => {
       {},
     )
     try {
-      const before = await client.put('sdk/eo/before', 'x')
+      // One fence key per shard: each shard has its own log, and its own fences.
+      const fences = [...(await keysByShard(client, 'sdk/eo/fence/', 1)).values()].map((k) => k[0] as string)
+      const before = await Promise.all(fences.map((k) => client.put(k, 'before')))
       const n = 64
       const results = await Promise.all([...Array(n).keys()].map((i) => c.put(`sdk/eo/${i}`, `v${i}`)))
-      const after = await client.put('sdk/eo/after', 'x')
+      const after = await Promise.all(fences.map((k) => client.put(k, 'after')))
 
       // Some first answers were really lost, and those writes were retried with the same tag.
       expect(lossy.dropped.size).toBeGreaterThan(10)
@@ -256,11 +289,12 @@ describe('client/sdk against kvd', () => {
       for (const a of lossy.attempts) expect(a.firstIncompleteSeq).toBeLessThanOrEqual(a.seq)
 
       // Exactly once: each key was written once (a second apply would have raised its version
-      // above its createVersion), each write has its own version, and the log between the two
-      // fences holds exactly one entry per attempt that reached the shard: n writes plus one
-      // retry per lost answer, which took an index but applied nothing.
-      expect(after.version - before.version).toBe(n + lossy.dropped.size + 1)
-      expect(new Set(results.map((r) => r.version)).size).toBe(n)
+      // above its createVersion), each write has its own version in its shard, and the logs
+      // between the two fences of every shard hold exactly one entry per attempt that reached
+      // the shard: n writes plus one retry per lost answer, which took an index but applied nothing.
+      const between = after.reduce((sum, a, i) => sum + a.version - (before[i]?.version ?? 0) - 1, 0)
+      expect(between).toBe(n + lossy.dropped.size)
+      expect(new Set(results.map((r) => `${r.receipt.shardId}/${r.version}`)).size).toBe(n)
       const many = await c.getMany([...Array(n).keys()].map((i) => `sdk/eo/${i}`))
       many.results.forEach((r, i) => {
         expect(r).toMatchObject({

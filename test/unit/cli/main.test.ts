@@ -307,6 +307,7 @@ describe('cli/exit codes and output helpers', () => {
       INVALID_ARGUMENT: [2, 2],
       KEY_TOO_LARGE: [2, 2],
       VALUE_TOO_LARGE: [2, 2],
+      CROSS_SHARD: [2, 2],
       UNAVAILABLE: [3, 3],
       NO_QUORUM: [3, 3],
       NOT_LEADER: [3, 3],
@@ -320,6 +321,7 @@ describe('cli/exit codes and output helpers', () => {
       NOT_FOUND: [5, 5],
       VERSION_MISMATCH: [6, 6],
       CANCELLED: [1, 1],
+      FAULT_INJECTION_DISABLED: [1, 1],
       INTERNAL: [1, 1],
     }
     for (const code of Object.values(ErrorCode)) {
@@ -342,6 +344,13 @@ describe('cli/exit codes and output helpers', () => {
         ['ddd', 'e', 'f'],
       ]),
     ).toBe('a    bb  c\nddd  e   f')
+    // A short row's last cell runs on without widening its column.
+    expect(
+      table([
+        ['a', 'bb', 'c'],
+        ['ddd', 'unreachable (down)'],
+      ]),
+    ).toBe('a    bb  c\nddd  unreachable (down)')
     expect(
       receiptLine({
         nodeId: 2,

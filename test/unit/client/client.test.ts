@@ -251,15 +251,35 @@ describe('client/KvClient', () => {
     await c.status({ endpoint: b.address })
     a.failNext('put', { code: 'NOT_LEADER', metadata: { 'ringkv-leader': '2' } })
     await c.put('k', 'v')
+    expect(a.count('put')).toBe(1)
+    expect(b.count('put')).toBe(1)
+    // The hint repaired the shard's route, not the endpoint of calls without one.
+    expect(c.routingTable()?.shards[0]).toMatchObject({ leaderId: 2, leaderAddress: b.address })
+    expect(c.currentEndpoint).toBe(a.address)
+    await c.put('k', 'w')
+    expect(b.count('put')).toBe(2)
+  })
+
+  it('follows a leader hint by address when routing is off, as before sharding', async () => {
+    const store = new FakeStore()
+    const a = await FakeKvServer.start({ nodeId: 1, store })
+    const b = await FakeKvServer.start({ nodeId: 2, store })
+    extra.push(a, b)
+    const c = connect({ endpoints: [a.address], routing: { enabled: false } })
+    await c.status({ endpoint: b.address })
+    a.failNext('put', { code: 'NOT_LEADER', metadata: { 'ringkv-leader': '2' } })
+    await c.put('k', 'v')
     expect(c.currentEndpoint).toBe(b.address)
     expect(b.count('put')).toBe(1)
+    expect(c.routingTable()).toBeUndefined()
+    expect(a.count('status')).toBe(0)
   })
 
   it('sends the deadline as the gRPC deadline', async () => {
     const c = connect({ deadlineMs: 4_000 })
     await c.get('k')
     await c.get('k', { deadlineMs: 900 })
-    const [first, second] = server.requests
+    const [first, second] = server.requests.filter((r) => r.method === 'get')
     expect(first?.deadlineInMs).toBeGreaterThan(3_000)
     expect(first?.deadlineInMs).toBeLessThanOrEqual(4_000)
     expect(second?.deadlineInMs).toBeGreaterThan(100)

@@ -454,6 +454,12 @@ export class FakeKvServer {
           })
         })()
       },
+      // Like a kvd started without --allow-fault-injection.
+      injectFault: (_call, callback) => {
+        callback(
+          FakeKvServer.errorOf({ code: 'FAULT_INJECTION_DISABLED', message: 'fault injection is disabled' }),
+        )
+      },
     }
   }
 }

@@ -12,6 +12,7 @@ import { SeededRandom } from '../../../src/common/random.ts'
 import {
   backoffDelayMs,
   decideRetry,
+  outcomeUnknown,
   resolveRetryConfig,
   retryDefaults,
   withRetries,
@@ -251,5 +252,73 @@ describe('client/retry loop', () => {
       ),
     ).rejects.toMatchObject({ code: 'CANCELLED' })
     expect(calls).toBe(1)
+  })
+
+  it('skips the backoff when beforeRetry says now (a redirect), and still counts the attempt', async () => {
+    const clock = new SimClock()
+    let calls = 0
+    const seen: string[] = []
+    const result = await withRetries(
+      {
+        op: read,
+        config: { attemptsMax: 3, backoffBaseMs: 1_000, backoffMaxMs: 1_000 },
+        clock,
+        random: new SeededRandom(6),
+        deadlineMs: 10_000,
+        beforeRetry: (err, route) => {
+          seen.push(`${err.code}/${route}`)
+          return 'now'
+        },
+      },
+      () => {
+        calls += 1
+        return calls < 3
+          ? Promise.reject(new KvError(ErrorCode.NotLeader, 'not me', { details: { leaderHint: 2 } }))
+          : Promise.resolve('ok')
+      },
+    )
+    expect(result).toBe('ok')
+    expect(seen).toEqual(['NOT_LEADER/leader', 'NOT_LEADER/leader'])
+    // Only the deadline timer: no sleep, no time passed.
+    expect(clock.delays).toEqual([10_000])
+    expect(clock.nowMs()).toBe(0)
+  })
+
+  it('ends a write that may have applied as DEADLINE_EXCEEDED when the time runs out, not as the later error', async () => {
+    const clock = new SimClock()
+    let calls = 0
+    const write = { kind: 'write', deduplicated: true } as const
+    await expect(
+      withRetries(
+        {
+          op: write,
+          config: { attemptsMax: 8, backoffBaseMs: 400, backoffMaxMs: 400 },
+          clock,
+          random: new SeededRandom(8),
+          deadlineMs: 1_000,
+        },
+        () => {
+          calls += 1
+          // First the answer is lost (it may have applied), then the node says it is not the leader.
+          return Promise.reject(
+            calls === 1
+              ? new KvError(ErrorCode.Unavailable, 'connection reset')
+              : new KvError(ErrorCode.NotLeader, 'not me'),
+          )
+        },
+      ),
+    ).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/may or may not/) })
+    expect(calls).toBeGreaterThan(1)
+    expect(clock.nowMs()).toBeLessThan(1_000)
+  })
+
+  it('keeps the error of a write that certainly did not apply, and of reads', () => {
+    const notLeader = new KvError(ErrorCode.NotLeader, 'not me')
+    const lost = new KvError(ErrorCode.Unavailable, 'reset')
+    expect(outcomeUnknown(notLeader, undefined, 'deadline')).toBe(notLeader)
+    expect(outcomeUnknown(notLeader, lost, 'deadline').code).toBe('DEADLINE_EXCEEDED')
+    expect(outcomeUnknown(notLeader, lost, 'attempts').code).toBe('UNAVAILABLE')
+    const noQuorum = new KvError(ErrorCode.NoQuorum, 'minority')
+    expect(outcomeUnknown(noQuorum, lost, 'attempts')).toBe(noQuorum)
   })
 })

@@ -19,7 +19,10 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
-/** The operator API behind `kvctl status` and, later, membership and rebalancing commands. */
+/**
+ * The operator API behind `kvctl status`, `kvctl fault` and, later, membership and rebalancing
+ * commands.
+ */
 
 export interface StatusRequest {
 }
@@ -56,6 +59,38 @@ export interface StatusResponse {
   /** A cluster-wide identity; scan cursors and session tokens are bound to it. */
   clusterId: string;
   peers: NodeStatus[];
+}
+
+/**
+ * Drops or delays this node's peer traffic (Raft streams and snapshots) to and from chosen peers:
+ * a network partition or a slow link on demand, for tests and demos. Refused with
+ * FAILED_PRECONDITION (ringkv-code FAULT_INJECTION_DISABLED) unless kvd runs with
+ * --allow-fault-injection. A fault acts on both directions on the node that holds it.
+ */
+export interface InjectFaultRequest {
+  /**
+   * Node ids of the peers to change. Without `clear`, an empty list changes nothing (the answer
+   * lists the faults in force); with `clear`, an empty list means every peer.
+   */
+  peers: number[];
+  /** Drop every envelope to and from these peers, and refuse snapshots both ways. */
+  drop: boolean;
+  /** Delay every envelope to and from these peers by this many milliseconds. */
+  delayMs: number;
+  /** Remove the faults of `peers` (of every peer when none is named) instead of setting them. */
+  clear: boolean;
+}
+
+/** One peer's fault in force on the node that answered. */
+export interface PeerFault {
+  peer: number;
+  drop: boolean;
+  delayMs: number;
+}
+
+export interface InjectFaultResponse {
+  /** Every fault in force after the call, by peer id. */
+  faults: PeerFault[];
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -511,6 +546,245 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 };
 
+function createBaseInjectFaultRequest(): InjectFaultRequest {
+  return { peers: [], drop: false, delayMs: 0, clear: false };
+}
+
+export const InjectFaultRequest: MessageFns<InjectFaultRequest> = {
+  encode(message: InjectFaultRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.peers.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.peers) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.drop !== false) {
+      writer.uint32(16).bool(message.drop);
+    }
+    if (message.delayMs !== 0) {
+      writer.uint32(24).uint32(message.delayMs);
+    }
+    if (message.clear !== false) {
+      writer.uint32(32).bool(message.clear);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InjectFaultRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInjectFaultRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.peers.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.peers.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.drop = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.delayMs = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.clear = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<InjectFaultRequest>, I>>(base?: I): InjectFaultRequest {
+    return InjectFaultRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InjectFaultRequest>, I>>(object: I): InjectFaultRequest {
+    const message = createBaseInjectFaultRequest();
+    message.peers = object.peers?.map((e) => e) || [];
+    message.drop = object.drop ?? false;
+    message.delayMs = object.delayMs ?? 0;
+    message.clear = object.clear ?? false;
+    return message;
+  },
+};
+
+function createBasePeerFault(): PeerFault {
+  return { peer: 0, drop: false, delayMs: 0 };
+}
+
+export const PeerFault: MessageFns<PeerFault> = {
+  encode(message: PeerFault, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.peer !== 0) {
+      writer.uint32(8).uint64(message.peer);
+    }
+    if (message.drop !== false) {
+      writer.uint32(16).bool(message.drop);
+    }
+    if (message.delayMs !== 0) {
+      writer.uint32(24).uint32(message.delayMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerFault {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerFault();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.peer = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.drop = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.delayMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PeerFault>, I>>(base?: I): PeerFault {
+    return PeerFault.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PeerFault>, I>>(object: I): PeerFault {
+    const message = createBasePeerFault();
+    message.peer = object.peer ?? 0;
+    message.drop = object.drop ?? false;
+    message.delayMs = object.delayMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseInjectFaultResponse(): InjectFaultResponse {
+  return { faults: [] };
+}
+
+export const InjectFaultResponse: MessageFns<InjectFaultResponse> = {
+  encode(message: InjectFaultResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.faults) {
+      PeerFault.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InjectFaultResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInjectFaultResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.faults.push(PeerFault.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<InjectFaultResponse>, I>>(base?: I): InjectFaultResponse {
+    return InjectFaultResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InjectFaultResponse>, I>>(object: I): InjectFaultResponse {
+    const message = createBaseInjectFaultResponse();
+    message.faults = object.faults?.map((e) => PeerFault.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   status: {
@@ -522,10 +796,20 @@ export const AdminServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  injectFault: {
+    path: "/ringkv.v1.AdminService/InjectFault" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InjectFaultRequest): Buffer => Buffer.from(InjectFaultRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InjectFaultRequest => InjectFaultRequest.decode(value),
+    responseSerialize: (value: InjectFaultResponse): Buffer => Buffer.from(InjectFaultResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InjectFaultResponse => InjectFaultResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  injectFault: handleUnaryCall<InjectFaultRequest, InjectFaultResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -543,6 +827,21 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  injectFault(
+    request: InjectFaultRequest,
+    callback: (error: ServiceError | null, response: InjectFaultResponse) => void,
+  ): ClientUnaryCall;
+  injectFault(
+    request: InjectFaultRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InjectFaultResponse) => void,
+  ): ClientUnaryCall;
+  injectFault(
+    request: InjectFaultRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InjectFaultResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,713 @@
+/**
+ * RaftGroup: this node's replica of one shard as a member of the shard's Raft group. It owns the
+ * group's RawNode, log store and KV state machine, and the waiters of the requests in flight.
+ *
+ * Only the node's Ready loop calls the methods below `// ---- loop side ----` (the RawNode is not
+ * re-entrant); request handlers reach them through the host's bounded inbox (RaftReplica). The
+ * loop drives one iteration as:
+ *
+ *   step/tick/requests  ->  ready()  ->  send rd.messages  ->  readKeys(rd) (prefetched by the host
+ *   for every group at once)  ->  stage(rd, batch)  ->  ONE engine write for all groups  ->
+ *   commit(rd)  ->  send rd.messagesAfterPersist
+ *
+ * stage() writes the snapshot, the entries and the hard state into the node's batch and applies
+ * the committed entries into the same batch (the batch is atomic, so the data and the applied
+ * index always agree after a crash). commit() runs once the batch is durable: only then are
+ * answers given, receipts issued (`durableApplied`) and the core advanced.
+ *
+ * Write levels: `majority` answers when the entry is applied here (the leader) after commit;
+ * `leader` answers once the entry is durable on this node alone (its result is what the leader's
+ * state predicts; a compare-and-set needs a quorum, so it is refused at this level); `all`
+ * answers once every voter reports it applied the entry (peers report their applied index after
+ * each apply), and is refused at once while a voter has not been heard from within an election
+ * timeout.
+ *
+ * Staleness (the receipt's upper bound on how far behind this answer may be): on the leader, the
+ * time since a quorum (itself included) was last heard from; on a follower, the time since the
+ * leader's last message whose commit index this replica has applied.
+ */
+import {
+  ErrorCode,
+  KvError,
+  assert,
+  type Clock,
+  type Limits,
+  type LogIndex,
+  type Logger,
+  type NodeId,
+  type Random,
+  type ShardId,
+  type Term,
+} from '../common/index.ts'
+import {
+  EntryType,
+  RawNode,
+  type ConfState,
+  type Entry,
+  type LogStorage,
+  type Message,
+  type RaftConfig,
+  type Ready,
+  type SnapshotMeta,
+} from '../raft/index.ts'
+import {
+  compareBytes,
+  dataRangeForHashRange,
+  raftAppliedIndexKey,
+  dedupRange,
+  toHex,
+  type Entry as KvEntry,
+  type KeyRange,
+  type WriteBatch,
+} from '../storage/index.ts'
+import type { Receipt, ReadLevel, ReplicaRole, WriteLevel } from './api.ts'
+import { decodeCommand, encodeCommand, type Command } from './commands.ts'
+import type { ApplyResult } from './dedup.ts'
+import { resultOfOutcome } from './replica-common.ts'
+import {
+  encodeAppliedIndex,
+  type KvStateMachine,
+  type ApplyOutcome,
+  type ApplyReader,
+  type ApplyWriter,
+} from './state-machine.ts'
+
+/** The log store the group needs: what the core reads, plus two-phase writes into the node's batch. */
+export interface GroupLogStore extends LogStorage {
+  stage(batch: WriteBatch, write: LogWrite): void
+  commit(write: LogWrite): void
+  stageSnapshotMeta(batch: WriteBatch, meta: SnapshotMeta): void
+  commitSnapshotMeta(meta: SnapshotMeta): void
+  stageCompact(batch: WriteBatch, index: LogIndex): void
+  commitCompact(index: LogIndex): void
+  stageConfState(batch: WriteBatch, cs: ConfState): void
+  commitConfState(cs: ConfState): void
+  snapshotMeta(): SnapshotMeta
+}
+
+export interface LogWrite {
+  readonly hardState: Ready['hardState']
+  readonly entries: readonly Entry[]
+  readonly snapshot: SnapshotMeta | null
+}
+
+export interface WriteAnswer {
+  readonly result: ApplyResult
+  readonly outcome: ApplyOutcome
+  readonly receipt: Receipt
+}
+
+/** A promise with its settle functions; settling twice is a no-op. */
+export class Deferred<T> {
+  readonly promise: Promise<T>
+  private settled = false
+  private res!: (value: T) => void
+  private rej!: (err: unknown) => void
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.res = resolve
+      this.rej = reject
+    })
+  }
+  get isSettled(): boolean {
+    return this.settled
+  }
+  resolve(value: T): void {
+    if (this.settled) return
+    this.settled = true
+    this.res(value)
+  }
+  reject(err: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.rej(err)
+  }
+}
+
+interface PendingProposal {
+  readonly term: Term
+  readonly level: WriteLevel
+  readonly command: Command
+  readonly deferred: Deferred<WriteAnswer>
+  /** For `leader` writes: the answer predicted from the leader's state, given the entry's index. */
+  readonly predicted: ((index: LogIndex) => ApplyResult) | undefined
+}
+
+interface AllWaiter {
+  readonly index: LogIndex
+  readonly deferred: Deferred<WriteAnswer>
+  readonly answer: WriteAnswer
+}
+
+interface ReadWaiter {
+  readonly deferred: Deferred<LogIndex>
+  readonly startedMs: number
+}
+
+interface ApplyWaiter {
+  readonly index: LogIndex
+  readonly deferred: Deferred<LogIndex>
+}
+
+/** What the host hands the group for a snapshot it received: the meta and the shard's entries. */
+export interface SnapshotData {
+  readonly meta: SnapshotMeta
+  readonly entries: readonly KvEntry[]
+}
+
+export interface RaftGroupInit {
+  readonly nodeId: NodeId
+  readonly shardId: ShardId
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  readonly raft: Omit<RaftConfig, 'id'>
+  readonly tickMs: number
+}
+
+export interface RaftGroupComponents {
+  readonly store: GroupLogStore
+  readonly machine: KvStateMachine
+  readonly clock: Clock
+  readonly random: Random
+  readonly logger: Logger
+  readonly limits: Readonly<Limits>
+  /** Builds the state machine of a freshly installed snapshot (the dedup table is in its entries). */
+  readonly machineAt: (appliedIndex: LogIndex, dedupRecords: readonly KvEntry[]) => KvStateMachine
+}
+
+/** Reads of keys applied earlier in the same batch; the host prefetches readKeys() into it. */
+export type ApplyIo = ApplyReader & ApplyWriter
+
+export class RaftGroup {
+  readonly nodeId: NodeId
+  readonly shardId: ShardId
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  readonly dataRange: KeyRange
+  readonly raw: RawNode
+  private readonly store: GroupLogStore
+  private machine: KvStateMachine
+  private readonly clock: Clock
+  private readonly log: Logger
+  private readonly limits: Readonly<Limits>
+  private readonly machineAt: RaftGroupComponents['machineAt']
+  private readonly electionMs: number
+
+  /** The applied index whose effects are durable: every receipt and read is based on it. */
+  private durable: LogIndex
+  private roleNow: ReplicaRole = 'follower'
+  private leader: NodeId | null = null
+  private termNow = 0 as Term
+  private commitNow = 0 as LogIndex
+
+  // Invariant: every pending proposal's index is > durable or settled.
+  private readonly proposals = new Map<LogIndex, PendingProposal>()
+  private readonly allWaiters: AllWaiter[] = []
+  private readonly readWaiters = new Map<string, ReadWaiter>()
+  private applyWaiters: ApplyWaiter[] = []
+  private readCounter = 0
+  private readonly decoded = new Map<LogIndex, Command>()
+
+  /** Per peer: the last time any message of this group came from it, and its reported applied index. */
+  private readonly peerContactMs = new Map<NodeId, number>()
+  private readonly peerApplied = new Map<NodeId, LogIndex>()
+  /** Follower staleness: the last leader message, the commit it carried, and when we were caught up. */
+  private leaderContactMs = -Infinity
+  private leaderContactCommit = 0 as LogIndex
+  private freshAtMs = -Infinity
+  /** The applied index last reported to peers. */
+  reportedApplied = 0 as LogIndex
+
+  constructor(init: RaftGroupInit, components: RaftGroupComponents) {
+    this.nodeId = init.nodeId
+    this.shardId = init.shardId
+    this.hashStart = init.hashStart
+    this.hashEnd = init.hashEnd
+    this.dataRange = dataRangeForHashRange(init.hashStart, init.hashEnd)
+    this.store = components.store
+    this.machine = components.machine
+    this.clock = components.clock
+    this.limits = components.limits
+    this.machineAt = components.machineAt
+    this.log = components.logger.child({ shard: init.shardId })
+    this.electionMs = (init.raft.electionTicks ?? 10) * init.tickMs
+    this.durable = this.machine.appliedIndex
+    this.raw = new RawNode(
+      { ...init.raft, id: init.nodeId, applied: this.machine.appliedIndex },
+      { storage: this.store, random: components.random, logger: this.log },
+    )
+    const st = this.raw.status()
+    this.termNow = st.term
+    this.commitNow = st.commit
+  }
+
+  // ---- read by request handlers (plain fields; never touches the RawNode) ----
+
+  get role(): ReplicaRole {
+    return this.roleNow
+  }
+  get leaderId(): NodeId | null {
+    return this.leader
+  }
+  get term(): Term {
+    return this.termNow
+  }
+  get commitIndex(): LogIndex {
+    return this.commitNow
+  }
+  get durableApplied(): LogIndex {
+    return this.durable
+  }
+  get stateMachine(): KvStateMachine {
+    return this.machine
+  }
+  get pendingProposals(): number {
+    return this.proposals.size
+  }
+
+  /** An upper bound on how far behind the newest committed state an answer from here may be. */
+  stalenessMs(): number {
+    const now = this.clock.nowMs()
+    if (this.roleNow === 'leader') return clampStaleness(now - this.quorumContactMs(now))
+    if (this.durable >= this.leaderContactCommit) return clampStaleness(now - this.leaderContactMs)
+    return clampStaleness(now - this.freshAtMs)
+  }
+
+  /** The latest time by which a quorum (this node included) had been heard from. */
+  private quorumContactMs(now: number): number {
+    const contacts = [now]
+    for (const id of this.voters())
+      if (id !== this.nodeId) contacts.push(this.peerContactMs.get(id) ?? -Infinity)
+    contacts.sort((a, b) => b - a)
+    return contacts[Math.floor(contacts.length / 2)] ?? -Infinity
+  }
+
+  receipt(level: ReadLevel | WriteLevel, appliedIndex: LogIndex = this.durable, stalenessMs = 0): Receipt {
+    return {
+      nodeId: this.nodeId,
+      shardId: this.shardId,
+      appliedIndex,
+      level,
+      stalenessMs,
+      term: this.termNow,
+    }
+  }
+
+  notLeader(): KvError {
+    return new KvError(
+      ErrorCode.NotLeader,
+      `node ${this.nodeId} is not the leader of shard ${this.shardId}`,
+      {
+        details: { shardId: this.shardId, ...(this.leader === null ? {} : { leaderHint: this.leader }) },
+      },
+    )
+  }
+
+  // ---- loop side: requests ----
+
+  /** Proposes a validated command. Settles `deferred` when the level's condition holds. */
+  proposeWrite(
+    command: Command,
+    level: WriteLevel,
+    deferred: Deferred<WriteAnswer>,
+    predicted?: (index: LogIndex) => ApplyResult,
+  ): void {
+    if (deferred.isSettled) return
+    if (this.roleNow !== 'leader') return deferred.reject(this.notLeader())
+    if (level === 'all') {
+      const unreachable = this.unreachableVoters()
+      if (unreachable.length > 0)
+        return deferred.reject(
+          new KvError(
+            ErrorCode.Unavailable,
+            `write level all: voter(s) ${unreachable.join(', ')} of shard ${this.shardId} unreachable`,
+            { details: { shardId: this.shardId } },
+          ),
+        )
+    }
+    const r = this.raw.propose(encodeCommand(command))
+    if (!r.ok) {
+      switch (r.reason) {
+        case 'not-leader':
+        case 'transferring':
+          return deferred.reject(this.notLeader())
+        case 'overloaded':
+          return deferred.reject(
+            new KvError(ErrorCode.Overloaded, `shard ${this.shardId}: too many uncommitted writes`, {
+              details: { shardId: this.shardId },
+            }),
+          )
+        case 'too-large':
+          return deferred.reject(
+            new KvError(ErrorCode.InvalidArgument, 'write too large for one Raft entry', {
+              details: { shardId: this.shardId, limit: this.limits.proposalBytesMax },
+            }),
+          )
+        default:
+          return deferred.reject(new KvError(ErrorCode.Internal, `propose refused: ${r.reason}`))
+      }
+    }
+    this.proposals.set(r.index, { term: r.term, level, command, deferred, predicted })
+  }
+
+  /** Starts a ReadIndex round (§6.4); settles with the index the read must wait for. */
+  startReadIndex(deferred: Deferred<LogIndex>): void {
+    if (deferred.isSettled) return
+    if (this.roleNow !== 'leader') return deferred.reject(this.notLeader())
+    if (this.readWaiters.size >= this.limits.readIndexPendingMax)
+      return deferred.reject(
+        new KvError(ErrorCode.Overloaded, 'too many linearizable reads waiting', {
+          details: { shardId: this.shardId, limit: this.limits.readIndexPendingMax },
+        }),
+      )
+    const ctx = new Uint8Array(8)
+    new DataView(ctx.buffer).setBigUint64(0, BigInt(++this.readCounter))
+    const r = this.raw.readIndex(ctx)
+    if (!r.ok)
+      return deferred.reject(
+        r.reason === 'no-leader'
+          ? this.notLeader()
+          : new KvError(ErrorCode.Overloaded, 'too many linearizable reads waiting', {
+              details: { shardId: this.shardId },
+            }),
+      )
+    this.readWaiters.set(toHex(ctx), { deferred, startedMs: this.clock.nowMs() })
+  }
+
+  /** Settles once `index` is applied and durable here (at once if it already is). */
+  waitApplied(index: LogIndex, deferred: Deferred<LogIndex>): void {
+    if (this.durable >= index) return deferred.resolve(this.durable)
+    if (this.applyWaiters.length >= this.limits.readIndexPendingMax)
+      return deferred.reject(
+        new KvError(ErrorCode.Overloaded, 'too many reads waiting for the applied index', {
+          details: { shardId: this.shardId },
+        }),
+      )
+    this.applyWaiters.push({ index, deferred })
+  }
+
+  /** A peer's applied index (sent after every apply), for `all` writes. */
+  onAppliedReport(from: NodeId, index: LogIndex): void {
+    if (index > (this.peerApplied.get(from) ?? 0)) this.peerApplied.set(from, index)
+    this.settleAllWaiters()
+  }
+
+  // ---- loop side: Raft ----
+
+  step(m: Message): void {
+    const now = this.clock.nowMs()
+    this.peerContactMs.set(m.from, now)
+    const r = this.raw.step(m)
+    if (!r.ok) return
+    if ((m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && m.from === this.raw.status().leaderId) {
+      this.leaderContactMs = now
+      this.leaderContactCommit = m.commit
+      if (this.durable >= m.commit) this.freshAtMs = now
+    }
+  }
+
+  tick(): void {
+    this.raw.tick()
+    const now = this.clock.nowMs()
+    if (this.roleNow === 'leader') {
+      // A leader is as fresh as its last quorum contact; kept as "leader contact" so a leader that
+      // steps down (cut off) goes on reporting a staleness that grows from there.
+      this.leaderContactMs = this.quorumContactMs(now)
+      this.leaderContactCommit = this.durable
+      this.freshAtMs = this.leaderContactMs
+    }
+    const timeoutMs = this.electionMs * readIndexTimeoutElections
+    for (const [key, w] of this.readWaiters) {
+      if (w.deferred.isSettled || now - w.startedMs >= timeoutMs) {
+        this.readWaiters.delete(key)
+        w.deferred.reject(
+          new KvError(
+            ErrorCode.NoQuorum,
+            `shard ${this.shardId}: no quorum confirmed leadership for a read`,
+            {
+              details: { shardId: this.shardId },
+            },
+          ),
+        )
+      }
+    }
+    this.refreshSoftState()
+  }
+
+  hasReady(): boolean {
+    return this.raw.hasReady()
+  }
+
+  ready(): Ready {
+    return this.raw.ready()
+  }
+
+  /** The storage keys applying `rd` will read; the host prefetches them for every group at once. */
+  readKeys(rd: Ready): Uint8Array[] {
+    const keys: Uint8Array[] = []
+    for (const e of rd.committedEntries) {
+      const command = this.commandOf(e)
+      if (command !== undefined) keys.push(...this.machine.readKeys(command))
+    }
+    return keys
+  }
+
+  /**
+   * Writes `rd` into the node's batch: the snapshot (with `snapshot` data), entries, hard state, the
+   * applied effects of the committed entries, and a log compaction when due. Returns the outcomes,
+   * answered in commit().
+   */
+  stage(rd: Ready, batch: WriteBatch, io: ApplyIo, snapshot: SnapshotData | undefined): StagedReady {
+    let installed: SnapshotMeta | null = null
+    if (rd.snapshot !== null) {
+      assert(
+        snapshot !== undefined && snapshot.meta.index === rd.snapshot.meta.index,
+        'snapshot data missing',
+      )
+      installed = snapshot.meta
+      this.stageInstall(batch, snapshot)
+    }
+    this.store.stage(batch, { hardState: rd.hardState, entries: rd.entries, snapshot: installed })
+    const outcomes: { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[] = []
+    for (const e of rd.committedEntries) {
+      if (e.index <= this.machine.appliedIndex) continue
+      const command = this.commandOf(e)
+      if (command === undefined) {
+        this.machine.skip(e.index, io)
+        outcomes.push({ entry: e, outcome: null })
+      } else {
+        outcomes.push({ entry: e, outcome: this.machine.apply(e.index, command, io, io) })
+      }
+      this.decoded.delete(e.index)
+    }
+    // Compaction is computed from the store's committed state; never beside a snapshot install.
+    const compaction = installed === null ? this.stageCompaction(batch) : null
+    return { installed, outcomes, compaction }
+  }
+
+  /** After the batch is durable: update the store, answer, advance the core. */
+  commit(rd: Ready, staged: StagedReady): void {
+    this.store.commit({ hardState: rd.hardState, entries: rd.entries, snapshot: staged.installed })
+    if (staged.compaction?.kind === 'point') this.store.commitSnapshotMeta(staged.compaction.meta)
+    if (staged.compaction?.kind === 'compact') this.store.commitCompact(staged.compaction.compactTo)
+    if (staged.installed !== null) this.onSnapshotInstalled(staged.installed)
+    this.durable = this.machine.appliedIndex
+    if (this.durable >= this.leaderContactCommit) this.freshAtMs = this.leaderContactMs
+    // `leader` writes: durable here is enough.
+    for (const e of rd.entries) {
+      const p = this.proposals.get(e.index)
+      if (p === undefined || p.level !== 'leader') continue
+      if (p.term !== e.term) continue
+      assert(p.predicted !== undefined, 'leader write without a predicted result')
+      const result = p.predicted(e.index)
+      const outcome: ApplyOutcome = { kind: 'applied', index: e.index, result }
+      p.deferred.resolve({ result, outcome, receipt: this.receipt('leader', e.index) })
+    }
+    for (const { entry, outcome } of staged.outcomes) this.answerApplied(entry, outcome)
+    for (const rs of rd.readStates) {
+      const key = toHex(rs.context)
+      const w = this.readWaiters.get(key)
+      if (w === undefined) continue
+      this.readWaiters.delete(key)
+      this.waitApplied(rs.index, w.deferred)
+    }
+    this.settleApplyWaiters()
+    this.settleAllWaiters()
+    this.raw.advance(rd)
+    this.refreshSoftState()
+  }
+
+  /** Everything waiting fails: the node is stopping. Writes in flight end as outcome unknown. */
+  failAll(err: KvError): void {
+    for (const p of this.proposals.values()) p.deferred.reject(err)
+    this.proposals.clear()
+    for (const w of this.allWaiters) w.deferred.reject(err)
+    this.allWaiters.length = 0
+    for (const w of this.readWaiters.values()) w.deferred.reject(err)
+    this.readWaiters.clear()
+    for (const w of this.applyWaiters) w.deferred.reject(err)
+    this.applyWaiters = []
+  }
+
+  /** The voters of the applied configuration. */
+  voters(): NodeId[] {
+    const cs = this.raw.status().config
+    return [...new Set([...cs.voters, ...cs.votersOutgoing])]
+  }
+
+  /** The point and configuration a snapshot sent now describes: the durable applied state. */
+  snapshotPoint(): { readonly meta: SnapshotMeta; readonly ranges: readonly KeyRange[] } | null {
+    const t = this.store.term(this.durable)
+    if (!t.ok) return null
+    return {
+      meta: { index: this.durable, term: t.value, confState: this.raw.status().config },
+      ranges: [this.dataRange, dedupRange(this.shardId)],
+    }
+  }
+
+  // ---- internals ----
+
+  private commandOf(e: Entry): Command | undefined {
+    if (e.type !== EntryType.Normal || e.data.length === 0) return undefined
+    let command = this.decoded.get(e.index)
+    if (command === undefined) {
+      command = decodeCommand(e.data)
+      this.decoded.set(e.index, command)
+    }
+    return command
+  }
+
+  private answerApplied(entry: Entry, outcome: ApplyOutcome | null): void {
+    const p = this.proposals.get(entry.index)
+    if (p === undefined) return
+    this.proposals.delete(entry.index)
+    if (p.level === 'leader') return
+    if (p.term !== entry.term || outcome === null) {
+      p.deferred.reject(
+        new KvError(
+          ErrorCode.ProposalDropped,
+          `shard ${this.shardId}: the write lost its place in the log to a new leader`,
+          {
+            details: { shardId: this.shardId },
+          },
+        ),
+      )
+      return
+    }
+    let result: ApplyResult
+    try {
+      result = resultOfOutcome(outcome, p.command, this.shardId)
+    } catch (err) {
+      p.deferred.reject(err)
+      return
+    }
+    const answer: WriteAnswer = { result, outcome, receipt: this.receipt(p.level, entry.index) }
+    if (p.level === 'all') this.allWaiters.push({ index: entry.index, deferred: p.deferred, answer })
+    else p.deferred.resolve(answer)
+  }
+
+  private settleApplyWaiters(): void {
+    if (this.applyWaiters.length === 0) return
+    const keep: ApplyWaiter[] = []
+    for (const w of this.applyWaiters) {
+      if (w.deferred.isSettled) continue
+      if (this.durable >= w.index) w.deferred.resolve(this.durable)
+      else keep.push(w)
+    }
+    this.applyWaiters = keep
+  }
+
+  private settleAllWaiters(): void {
+    if (this.allWaiters.length === 0) return
+    const others = this.voters().filter((id) => id !== this.nodeId)
+    for (let i = this.allWaiters.length - 1; i >= 0; i--) {
+      const w = this.allWaiters[i]!
+      if (w.deferred.isSettled || others.every((id) => (this.peerApplied.get(id) ?? 0) >= w.index)) {
+        w.deferred.resolve(w.answer)
+        this.allWaiters.splice(i, 1)
+      }
+    }
+  }
+
+  private unreachableVoters(): NodeId[] {
+    const now = this.clock.nowMs()
+    return this.voters().filter(
+      (id) => id !== this.nodeId && now - (this.peerContactMs.get(id) ?? -Infinity) > this.electionMs,
+    )
+  }
+
+  private refreshSoftState(): void {
+    const st = this.raw.status()
+    const role: ReplicaRole =
+      st.role === 'leader' ? 'leader' : st.config.learners.includes(this.nodeId) ? 'learner' : 'follower'
+    if (this.roleNow === 'leader' && role !== 'leader') this.onLostLeadership()
+    if (role !== this.roleNow || st.leaderId !== this.leader)
+      this.log.info({ role: st.role, term: st.term, leader: st.leaderId }, 'role changed')
+    this.roleNow = role
+    this.leader = st.leaderId
+    this.termNow = st.term
+    this.commitNow = st.commit
+  }
+
+  private onLostLeadership(): void {
+    // Reads waiting for a quorum check can no longer be confirmed here. Writes stay pending: they
+    // may still commit under the new leader, or are found overwritten when their index applies.
+    for (const w of this.readWaiters.values()) w.deferred.reject(this.notLeader())
+    this.readWaiters.clear()
+  }
+
+  private stageInstall(batch: WriteBatch, snapshot: SnapshotData): void {
+    const dedup = dedupRange(this.shardId)
+    batch.deleteRange(this.dataRange.gte, this.dataRange.lt)
+    batch.deleteRange(dedup.gte, dedup.lt)
+    for (const [key, value] of snapshot.entries) batch.put(key, value)
+    this.store.stageConfState(batch, snapshot.meta.confState)
+    const records = snapshot.entries.filter(([key]) => inRange(key, dedup))
+    this.machine = this.machineAt(snapshot.meta.index, records)
+    // The applied index of the new state goes in the same batch.
+    batch.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(snapshot.meta.index))
+    this.decoded.clear()
+  }
+
+  private onSnapshotInstalled(meta: SnapshotMeta): void {
+    this.store.commitConfState(meta.confState)
+    this.log.info({ index: meta.index, term: meta.term }, 'snapshot installed')
+    // Proposals at or below the snapshot were decided elsewhere; their outcome here is unknown.
+    for (const [index, p] of this.proposals) {
+      if (index > meta.index) continue
+      this.proposals.delete(index)
+      p.deferred.reject(
+        new KvError(ErrorCode.ProposalDropped, 'a snapshot replaced the log before the write applied here', {
+          details: { shardId: this.shardId },
+        }),
+      )
+    }
+  }
+
+  /**
+   * Log compaction in two steps, each computed from the store's committed state: once
+   * raftLogCompactEntries entries were applied past the snapshot point, record a new snapshot point
+   * at the durable applied index; in a later iteration, drop the entries older than that point less
+   * raftLogRetainEntries (kept for followers just behind).
+   */
+  private stageCompaction(batch: WriteBatch): Compaction | null {
+    const snapIndex = this.store.snapshotMeta().index
+    const point = Math.min(this.durable, this.store.lastIndex()) as LogIndex
+    if (point - snapIndex >= this.limits.raftLogCompactEntries) {
+      const t = this.store.term(point)
+      if (!t.ok) return null
+      const meta: SnapshotMeta = { index: point, term: t.value, confState: this.raw.status().config }
+      this.store.stageSnapshotMeta(batch, meta)
+      return { kind: 'point', meta }
+    }
+    const compactTo = (snapIndex - this.limits.raftLogRetainEntries) as LogIndex
+    if (compactTo < this.store.firstIndex()) return null
+    this.store.stageCompact(batch, compactTo)
+    return { kind: 'compact', compactTo }
+  }
+}
+
+type Compaction =
+  | { readonly kind: 'point'; readonly meta: SnapshotMeta }
+  | { readonly kind: 'compact'; readonly compactTo: LogIndex }
+
+export interface StagedReady {
+  readonly installed: SnapshotMeta | null
+  readonly outcomes: readonly { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[]
+  readonly compaction: Compaction | null
+}
+
+/** A linearizable read waits at most this many election timeouts for its quorum check. */
+const readIndexTimeoutElections = 2
+
+/** Staleness reported when nothing was ever heard: large but finite, and a safe integer. */
+const stalenessUnknownMs = 24 * 60 * 60 * 1000
+
+function clampStaleness(ms: number): number {
+  if (!Number.isFinite(ms)) return stalenessUnknownMs
+  return Math.max(0, Math.min(stalenessUnknownMs, Math.round(ms)))
+}
+
+function inRange(key: Uint8Array, range: KeyRange): boolean {
+  return compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
+}

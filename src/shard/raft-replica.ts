@@ -1,0 +1,322 @@
+/**
+ * RaftReplica: the Replica (api.ts) of one shard on a node that runs the shard as a Raft group.
+ * Request handlers call it; it never calls into the group's RawNode itself: every step that needs
+ * the core (a proposal, a ReadIndex round, a wait on the applied index) is handed to the node's
+ * Ready loop through `submit`, a bounded inbox (full: OVERLOADED).
+ *
+ * Reads per level (ARCHITECTURE.md section 2):
+ * - linearizable: the leader only (else NOT_LEADER with the hint); a ReadIndex round confirms
+ *   leadership with a quorum (or the lease, with --lease-reads), then the read waits until that
+ *   index is applied here. No quorum within two election timeouts: NO_QUORUM.
+ * - session: any replica once it has applied the session index; it waits up to
+ *   limits.sessionWaitMsMax, then SESSION_BEHIND (the client tries another replica).
+ * - bounded: any replica whose staleness bound is within the asked one, else STALENESS_BOUND_EXCEEDED.
+ * - eventual: any replica, at once; the receipt says how stale it may be.
+ * Writes go to the leader (else NOT_LEADER). A write whose deadline passes after it was handed to
+ * the loop ends as DEADLINE_EXCEEDED: its outcome is unknown, never reported as "not applied".
+ */
+import { ErrorCode, KvError, type Clock, type Limits, type LogIndex, type ShardId } from '../common/index.ts'
+import { abortError, decodeDataKey, throwIfAborted, type Engine } from '../storage/index.ts'
+import type {
+  BatchOp,
+  BatchOpResult,
+  ReadOptions,
+  Receipt,
+  Replica,
+  ReplicaStatus,
+  ScanArgs,
+  ScanEntry,
+  ScanStream,
+  VersionedValue,
+  WriteOptions,
+} from './api.ts'
+import { ReadLevel, WriteLevel } from './api.ts'
+import type { Command } from './commands.ts'
+import type { ApplyResult } from './dedup.ts'
+import { Deferred, type RaftGroup, type WriteAnswer } from './raft-group.ts'
+import {
+  cas,
+  copyOps,
+  readMany,
+  readOne,
+  reusedSeq,
+  scanRange,
+  tagged,
+  validateKeys,
+} from './replica-common.ts'
+import {
+  validateBatchOps,
+  validateExpectedVersion,
+  validateKey,
+  validateReadOptions,
+  validateScanArgs,
+  validateValue,
+  validateWriteOptions,
+} from './validate.ts'
+
+/** Hands `run` to the node's Ready loop; throws KvError OVERLOADED when its inbox is full. */
+export type SubmitToLoop = (shardId: ShardId, run: (group: RaftGroup) => void) => void
+
+export interface RaftReplicaComponents {
+  readonly engine: Engine
+  readonly clock: Clock
+  readonly limits: Readonly<Limits>
+  readonly submit: SubmitToLoop
+}
+
+export class RaftReplica implements Replica {
+  readonly nodeId
+  readonly shardId
+  private closed = false
+
+  constructor(
+    private readonly group: RaftGroup,
+    private readonly components: RaftReplicaComponents,
+  ) {
+    this.nodeId = group.nodeId
+    this.shardId = group.shardId
+  }
+
+  // ---- reads ----
+
+  async get(
+    key: Uint8Array,
+    opts: ReadOptions,
+  ): Promise<{ readonly found: VersionedValue | null; readonly receipt: Receipt }> {
+    validateKey(key, this.components.limits)
+    const storageKey = this.storageKey(key)
+    const receipt = await this.readGate(opts)
+    return { found: await readOne(this.components.engine, storageKey), receipt }
+  }
+
+  async getMany(
+    keys: readonly Uint8Array[],
+    opts: ReadOptions,
+  ): Promise<{ readonly found: readonly (VersionedValue | null)[]; readonly receipt: Receipt }> {
+    validateKeys(keys, this.components.limits)
+    const storageKeys = keys.map((key) => this.storageKey(key))
+    const receipt = await this.readGate(opts)
+    return { found: await readMany(this.components.engine, storageKeys), receipt }
+  }
+
+  /** The scan waits for its read level first, so the stream's view is taken after the gate. */
+  scan(args: ScanArgs, opts: ReadOptions): ScanStream {
+    validateScanArgs(args, this.components.limits)
+    validateReadOptions(opts)
+    const gate = this.readGate(opts)
+    // Consumers iterate at once; the receipt is known once the gate passed.
+    let inner: ScanStream | undefined
+    const receiptHolder: { receipt: Receipt } = {
+      receipt: this.group.receipt(opts.level, this.group.durableApplied, this.group.stalenessMs()),
+    }
+    const engine = this.components.engine
+    const range = this.group.dataRange
+    async function* stream(): AsyncGenerator<ScanEntry> {
+      const receipt = await gate
+      receiptHolder.receipt = receipt
+      inner = scanRange(engine, range, args, opts, receipt)
+      yield* inner
+    }
+    const iterable = stream()
+    return {
+      get receipt() {
+        return receiptHolder.receipt
+      },
+      [Symbol.asyncIterator]: () => iterable,
+    }
+  }
+
+  /** Waits until a read at `opts.level` may be served here; the receipt of that read. */
+  async readGate(opts: ReadOptions): Promise<Receipt> {
+    validateReadOptions(opts)
+    throwIfAborted(opts.signal)
+    this.checkOpen()
+    const group = this.group
+    switch (opts.level) {
+      case ReadLevel.Linearizable: {
+        if (group.role !== 'leader') throw group.notLeader()
+        const d = new Deferred<LogIndex>()
+        this.components.submit(this.shardId, (g) => g.startReadIndex(d))
+        const index = await this.until(d, opts.signal)
+        return group.receipt(opts.level, index, 0)
+      }
+      case ReadLevel.Session: {
+        const need = (opts.sessionIndex ?? 0) as LogIndex
+        if (group.durableApplied < need) {
+          const d = new Deferred<LogIndex>()
+          const timer = this.components.clock.setTimer(this.components.limits.sessionWaitMsMax, () =>
+            d.reject(
+              new KvError(ErrorCode.SessionBehind, 'replica has not applied the session index yet', {
+                details: { shardId: this.shardId },
+              }),
+            ),
+          )
+          try {
+            this.components.submit(this.shardId, (g) => g.waitApplied(need, d))
+            await this.until(d, opts.signal)
+          } finally {
+            timer.cancel()
+          }
+        }
+        return group.receipt(opts.level, group.durableApplied, group.stalenessMs())
+      }
+      case ReadLevel.Bounded: {
+        const staleness = group.stalenessMs()
+        const bound = opts.stalenessMsMax ?? 0
+        if (staleness > bound)
+          throw new KvError(
+            ErrorCode.StalenessBoundExceeded,
+            `replica may be ${staleness} ms behind, more than the bound of ${bound} ms`,
+            { details: { shardId: this.shardId } },
+          )
+        return group.receipt(opts.level, group.durableApplied, staleness)
+      }
+      case ReadLevel.Eventual:
+        return group.receipt(opts.level, group.durableApplied, group.stalenessMs())
+    }
+  }
+
+  status(): ReplicaStatus {
+    return {
+      appliedIndex: this.group.durableApplied,
+      role: this.group.role,
+      queuedWrites: this.group.pendingProposals,
+    }
+  }
+
+  // ---- writes ----
+
+  async put(
+    key: Uint8Array,
+    value: Uint8Array,
+    opts: WriteOptions & { readonly expectedVersion?: number },
+  ): Promise<{ readonly version: LogIndex; readonly receipt: Receipt }> {
+    validateKey(key, this.components.limits)
+    validateValue(value, this.components.limits)
+    validateExpectedVersion(opts.expectedVersion)
+    const tag = validateWriteOptions(opts, this.components.limits)
+    this.storageKey(key)
+    const command: Command = {
+      kind: 'put',
+      key: key.slice(),
+      value: value.slice(),
+      ...cas(opts.expectedVersion),
+      ...tagged(tag),
+    }
+    const predicted = (index: LogIndex): ApplyResult => ({ kind: 'put', version: index })
+    const { result, receipt } = await this.write(command, opts, predicted)
+    if (result.kind !== 'put') throw reusedSeq()
+    return { version: result.version, receipt }
+  }
+
+  async delete(
+    key: Uint8Array,
+    opts: WriteOptions & { readonly expectedVersion?: number },
+  ): Promise<{ readonly deleted: boolean; readonly receipt: Receipt }> {
+    validateKey(key, this.components.limits)
+    validateExpectedVersion(opts.expectedVersion)
+    const tag = validateWriteOptions(opts, this.components.limits)
+    const storageKey = this.storageKey(key)
+    const command: Command = {
+      kind: 'delete',
+      key: key.slice(),
+      ...cas(opts.expectedVersion),
+      ...tagged(tag),
+    }
+    let predicted: ((index: LogIndex) => ApplyResult) | undefined
+    if (opts.level === WriteLevel.Leader) {
+      const existed = (await readOne(this.components.engine, storageKey)) !== null
+      predicted = () => ({ kind: 'delete', deleted: existed })
+    }
+    const { result, receipt } = await this.write(command, opts, predicted)
+    if (result.kind !== 'delete') throw reusedSeq()
+    return { deleted: result.deleted, receipt }
+  }
+
+  async batch(
+    ops: readonly BatchOp[],
+    opts: WriteOptions,
+  ): Promise<{ readonly results: readonly BatchOpResult[]; readonly receipt: Receipt }> {
+    validateBatchOps(ops, this.components.limits)
+    const tag = validateWriteOptions(opts, this.components.limits)
+    const storageKeys = ops.map((op) => this.storageKey(op.key))
+    const copied = copyOps(ops)
+    let predicted: ((index: LogIndex) => ApplyResult) | undefined
+    if (opts.level === WriteLevel.Leader) {
+      const before = await readMany(this.components.engine, storageKeys)
+      predicted = (index) => ({
+        kind: 'batch',
+        results: copied.map((op, i) =>
+          op.kind === 'put'
+            ? { kind: 'put', version: index }
+            : { kind: 'delete', deleted: before[i] !== null },
+        ),
+      })
+    }
+    const { result, receipt } = await this.write(
+      { kind: 'batch', ops: copied, ...tagged(tag) },
+      opts,
+      predicted,
+    )
+    if (result.kind !== 'batch') throw reusedSeq()
+    return { results: result.results, receipt }
+  }
+
+  close(): Promise<void> {
+    this.closed = true
+    return Promise.resolve()
+  }
+
+  // ---- helpers ----
+
+  private async write(
+    command: Command,
+    opts: WriteOptions,
+    predicted: ((index: LogIndex) => ApplyResult) | undefined,
+  ): Promise<WriteAnswer> {
+    throwIfAborted(opts.signal)
+    this.checkOpen()
+    if (opts.level === WriteLevel.Leader && hasCas(command))
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        'compare-and-set needs a quorum: use write level majority or all, not leader',
+        { details: { field: 'level' } },
+      )
+    if (this.group.role !== 'leader') throw this.group.notLeader()
+    const d = new Deferred<WriteAnswer>()
+    this.components.submit(this.shardId, (g) => g.proposeWrite(command, opts.level, d, predicted))
+    return await this.until(d, opts.signal)
+  }
+
+  /** The deferred's value, or the signal's error (DEADLINE_EXCEEDED / CANCELLED) if it fires first. */
+  private async until<T>(d: Deferred<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (signal === undefined) return await d.promise
+    const onAbort = (): void => d.reject(abortError(signal))
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await d.promise
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new KvError(ErrorCode.Unavailable, 'replica is closed')
+  }
+
+  /** The storage key of `key`, or WRONG_SHARD when its hash is outside this shard's range. */
+  private storageKey(key: Uint8Array): Uint8Array {
+    const storageKey = this.group.stateMachine.dataKey(key)
+    const { hash } = decodeDataKey(storageKey)
+    if (hash < this.group.hashStart || hash >= this.group.hashEnd)
+      throw new KvError(ErrorCode.WrongShard, 'key does not belong to this shard', {
+        details: { shardId: this.shardId },
+      })
+    return storageKey
+  }
+}
+
+function hasCas(command: Command): boolean {
+  if (command.kind === 'batch') return command.ops.some((op) => op.expectedVersion !== undefined)
+  return command.expectedVersion !== undefined
+}

@@ -1,0 +1,138 @@
+/**
+ * What every Replica implementation shares: turning an apply outcome into an answer or a typed
+ * error, building commands from validated input, and the read paths over the engine (point reads
+ * and the scan of a shard's hash range). The local replica and the Raft replica differ only in
+ * how a command gets its index and when a read may be served.
+ */
+import { ErrorCode, KvError, type Limits, type ShardId } from '../common/index.ts'
+import {
+  compareBytes,
+  dataKeyAfter,
+  decodeDataKey,
+  decodeValueRecord,
+  startsWith,
+  type Engine,
+  type KeyRange,
+  type ValueRecord,
+} from '../storage/index.ts'
+import type { BatchOp, ReadOptions, ScanArgs, ScanEntry, ScanStream, Receipt, VersionedValue } from './api.ts'
+import type { ClientTag, Command } from './commands.ts'
+import type { ApplyResult } from './dedup.ts'
+import type { ApplyOutcome } from './state-machine.ts'
+import { validateKey } from './validate.ts'
+
+export function versioned(record: ValueRecord): VersionedValue {
+  return { value: record.value, version: record.version, createVersion: record.createVersion }
+}
+
+export const cas = (expectedVersion: number | undefined): { expectedVersion?: number } =>
+  expectedVersion === undefined ? {} : { expectedVersion }
+
+export const tagged = (tag: ClientTag | undefined): { tag?: ClientTag } => (tag === undefined ? {} : { tag })
+
+export const reusedSeq = (): KvError =>
+  new KvError(ErrorCode.InvalidArgument, 'seq was already used by a different kind of write', {
+    details: { field: 'seq' },
+  })
+
+/** Copies validated batch ops (the caller may reuse its buffers once the call returns). */
+export function copyOps(ops: readonly BatchOp[]): BatchOp[] {
+  return ops.map((op): BatchOp =>
+    op.kind === 'put'
+      ? { kind: 'put', key: op.key.slice(), value: op.value.slice(), ...cas(op.expectedVersion) }
+      : { kind: 'delete', key: op.key.slice(), ...cas(op.expectedVersion) },
+  )
+}
+
+/** The result of an applied (or replayed) write, or the typed error its outcome means. */
+export function resultOfOutcome(outcome: ApplyOutcome, command: Command, shardId: ShardId): ApplyResult {
+  switch (outcome.kind) {
+    case 'staleSeq':
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `stale seq: ${command.tag?.seq} is below first_incomplete_seq ${outcome.watermark} already ` +
+          'sent by this client id, so it was answered before and its result is gone (a retry after ' +
+          'the client moved on, or a client id shared by two clients)',
+        { details: { field: 'seq', shardId } },
+      )
+    case 'resultsFull':
+      throw new KvError(
+        ErrorCode.Overloaded,
+        `client has ${outcome.limit} unacknowledged write results on this shard: retry once ` +
+          'first_incomplete_seq advances',
+        { details: { field: 'first_incomplete_seq', limit: outcome.limit, shardId } },
+      )
+    case 'applied':
+    case 'duplicate':
+      if (outcome.result.kind === 'versionMismatch')
+        throw new KvError(ErrorCode.VersionMismatch, 'version mismatch', {
+          details: { currentVersion: outcome.result.currentVersion, shardId },
+        })
+      return outcome.result
+  }
+}
+
+/** Validates the keys of a getMany (array, count) and each key. */
+export function validateKeys(keys: readonly Uint8Array[], limits: Readonly<Limits>): void {
+  if (!Array.isArray(keys))
+    throw new KvError(ErrorCode.InvalidArgument, 'keys must be an array', { details: { field: 'keys' } })
+  if (keys.length > limits.batchOpsMax)
+    throw new KvError(ErrorCode.InvalidArgument, `at most ${limits.batchOpsMax} keys per call`, {
+      details: { limit: limits.batchOpsMax, field: 'keys' },
+    })
+  for (const key of keys) validateKey(key, limits)
+}
+
+export async function readOne(engine: Engine, storageKey: Uint8Array): Promise<VersionedValue | null> {
+  const raw = await engine.get(storageKey)
+  return raw === null ? null : versioned(decodeValueRecord(raw))
+}
+
+export async function readMany(
+  engine: Engine,
+  storageKeys: readonly Uint8Array[],
+): Promise<(VersionedValue | null)[]> {
+  const raws = await engine.multiGet(storageKeys)
+  return raws.map((raw) => (raw === null ? null : versioned(decodeValueRecord(raw))))
+}
+
+/**
+ * The scan of one shard's data `range` for `args`, from the engine's view at call time (so
+ * `receipt`, taken by the caller just before, describes it).
+ */
+export function scanRange(
+  engine: Engine,
+  range: KeyRange,
+  args: ScanArgs,
+  opts: ReadOptions,
+  receipt: Receipt,
+): ScanStream {
+  let gte = range.gte
+  if (args.after !== undefined) {
+    const resume = dataKeyAfter(args.after.hash, args.after.key)
+    if (compareBytes(resume, gte) > 0) gte = resume
+  }
+  const lt = range.lt
+  const prefix = args.prefix.slice()
+  const limit = args.limit
+  const entries =
+    compareBytes(gte, lt) < 0
+      ? engine.iterate(opts.signal === undefined ? { gte, lt } : { gte, lt, signal: opts.signal })
+      : undefined
+  async function* stream(): AsyncGenerator<ScanEntry> {
+    if (entries === undefined) return
+    let count = 0
+    try {
+      for await (const [storageKey, raw] of entries) {
+        const { hash, key } = decodeDataKey(storageKey)
+        if (!startsWith(key, prefix)) continue
+        yield { key, value: versioned(decodeValueRecord(raw)), position: { hash, key } }
+        if (++count >= limit) return
+      }
+    } finally {
+      await entries.return?.()
+    }
+  }
+  const iterable = stream()
+  return { receipt, [Symbol.asyncIterator]: () => iterable }
+}

@@ -1,0 +1,602 @@
+/**
+ * `npm run bench -- cluster [--seconds S] [--runs R] [--nodes N] [--shards N] [--kvd-arg ARG]...
+ *                           [--etcd PATH | --no-etcd] [--etcd-members N]`
+ *
+ * A local ringkv cluster (N kvd processes on loopback, default 3 nodes and 8 shards, started by
+ * test/integration/helpers/cluster.ts) driven by the SDK, against etcd measured in the same run:
+ * an etcd cluster of the same size on loopback (temporary data dirs, free ports), driven by the
+ * `etcd3` npm client. Same workload on both: 16-byte keys, 100-byte values, closed loop,
+ * - writes at 1, 64 and 256 in flight (ringkv `majority`; etcd put, which is a quorum commit too);
+ * - reads at 64 in flight of the keys just written: `linearizable` (etcd: the default range, a
+ *   ReadIndex read), `session` (read-your-writes on the client that wrote; etcd has no such level)
+ *   and `eventual` (etcd: a serializable range, served by whichever member gets it).
+ * Each phase runs S seconds; every figure is the median of R runs, each on fresh clusters, the
+ * two systems taking turns to go first. The ratios are ringkv/etcd. The etcd column needs `etcd`
+ * on PATH (Debian: apt-get install etcd-server) and the etcd3 devDependency; without them the
+ * bench says so in one line and measures ringkv alone. `--nodes 1` runs one plain kvd (no
+ * --initial-cluster, no --shards unless given) against a 1-member etcd (`--etcd-members` to
+ * change). A measurement, not a test: it asserts nothing about time.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import type { Etcd3 } from 'etcd3'
+import { KvClient } from '../../src/client/index.ts'
+import { limits } from '../../src/common/limits.ts'
+import { clusterRepoRoot, startCluster, type Cluster } from '../integration/helpers/cluster.ts'
+import { freePort } from '../integration/helpers/kvd.ts'
+
+type ReadLevel = 'linearizable' | 'session' | 'eventual'
+
+interface Args {
+  readonly seconds: number
+  readonly runs: number
+  readonly nodes: number
+  readonly shards: number | undefined
+  readonly kvdArgs: readonly string[]
+  readonly etcd: string | false | undefined
+  readonly etcdMembers: number
+}
+
+interface Phase {
+  readonly opsPerSec: number
+  readonly msP50: number
+  readonly msP99: number
+  readonly errors: number
+  readonly misses: number
+  readonly firstError: string | undefined
+}
+
+type PhaseSpec =
+  | { readonly id: string; readonly kind: 'put'; readonly concurrency: number; readonly tag: string }
+  | { readonly id: string; readonly kind: 'get'; readonly concurrency: number; readonly level: ReadLevel }
+
+const phases: readonly PhaseSpec[] = [
+  { id: 'put majority, 1 in flight', kind: 'put', concurrency: 1, tag: 'a' },
+  { id: 'put majority, 64 in flight', kind: 'put', concurrency: 64, tag: 'b' },
+  { id: 'put majority, 256 in flight', kind: 'put', concurrency: 256, tag: 'c' },
+  { id: 'get linearizable, 64 in flight', kind: 'get', concurrency: 64, level: 'linearizable' },
+  { id: 'get session, 64 in flight', kind: 'get', concurrency: 64, level: 'session' },
+  { id: 'get eventual, 64 in flight', kind: 'get', concurrency: 64, level: 'eventual' },
+]
+
+const keyBytes = 16
+const valueBytes = 100
+
+/** The system under test, through one client. */
+interface Target {
+  put(key: string): Promise<void>
+  /** Resolves with whether the key was found. */
+  get(key: string, level: ReadLevel): Promise<boolean>
+  supports(level: ReadLevel): boolean
+  close(): void
+}
+
+const usage =
+  'usage: npm run bench -- cluster [--seconds S] [--runs R] [--nodes N] [--shards N] [--kvd-arg ARG]... ' +
+  '[--etcd PATH | --no-etcd] [--etcd-members N]'
+
+function parseArgs(argv: readonly string[]): Args {
+  let seconds = 5
+  let runs = 3
+  let nodes = 3
+  let shards: number | undefined
+  let etcd: string | false | undefined
+  let etcdMembers: number | undefined
+  const kvdArgs: string[] = []
+  const positive = (name: string, raw: string | undefined, integer: boolean): number => {
+    const n = Number(raw)
+    if (!(n > 0) || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n)))
+      throw new Error(`--${name} needs a positive ${integer ? 'integer' : 'number'}\n${usage}`)
+    return n
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]
+    const value = (): string => {
+      const v = argv[++i]
+      if (v === undefined) throw new Error(`${flag} needs a value\n${usage}`)
+      return v
+    }
+    switch (flag) {
+      case '--seconds':
+        seconds = positive('seconds', value(), false)
+        break
+      case '--runs':
+        runs = positive('runs', value(), true)
+        break
+      case '--nodes':
+        nodes = positive('nodes', value(), true)
+        break
+      case '--shards':
+        shards = positive('shards', value(), true)
+        break
+      case '--kvd-arg':
+        kvdArgs.push(value())
+        break
+      case '--etcd':
+        etcd = value()
+        break
+      case '--no-etcd':
+        etcd = false
+        break
+      case '--etcd-members':
+        etcdMembers = positive('etcd-members', value(), true)
+        break
+      default:
+        throw new Error(`unknown argument ${JSON.stringify(flag)}\n${usage}`)
+    }
+  }
+  // A cluster gets the default shard count; one plain kvd only what was asked for.
+  if (shards === undefined && nodes > 1) shards = 8
+  return { seconds, runs, nodes, shards, kvdArgs, etcd, etcdMembers: etcdMembers ?? nodes }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+}
+
+/** A 16-byte key: `k`, a one-letter tag, 14 digits. */
+function key(tag: string, i: number): string {
+  return `k${tag}${String(i).padStart(keyBytes - 2, '0')}`
+}
+
+/**
+ * `concurrency` workers each issue `op(i)` and wait for it, until `seconds` have passed; calls in
+ * flight then finish. A failed op counts as an error (not as a latency sample) and its worker
+ * pauses 10 ms so an outage does not spin. `op` resolves false for a miss (a key not found).
+ */
+async function closedLoop(
+  seconds: number,
+  concurrency: number,
+  op: (i: number) => Promise<boolean>,
+): Promise<Phase> {
+  const latencies: number[] = []
+  let next = 0
+  let errors = 0
+  let misses = 0
+  let firstError: string | undefined
+  const start = performance.now()
+  const stopAt = start + seconds * 1000
+  const worker = async (): Promise<void> => {
+    while (performance.now() < stopAt) {
+      const i = next++
+      const t = performance.now()
+      try {
+        if (!(await op(i))) misses++
+        latencies.push(performance.now() - t)
+      } catch (err) {
+        errors++
+        firstError ??= errorText(err)
+        await sleep(10)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  const elapsedS = (performance.now() - start) / 1000
+  latencies.sort((a, b) => a - b)
+  return {
+    opsPerSec: latencies.length / elapsedS,
+    msP50: quantile(latencies, 0.5),
+    msP99: quantile(latencies, 0.99),
+    errors,
+    misses,
+    firstError,
+  }
+}
+
+/** Runs every phase against one target: a warm-up, the writes, then reads of the keys written. */
+async function runPhases(target: Target, args: Args): Promise<Map<string, Phase>> {
+  const out = new Map<string, Phase>()
+  await closedLoop(Math.min(1, args.seconds), 64, async (i) => (await target.put(key('w', i)), true))
+  const written: string[] = []
+  for (const spec of phases) {
+    if (spec.kind === 'put') {
+      out.set(
+        spec.id,
+        await closedLoop(args.seconds, spec.concurrency, async (i) => {
+          const k = key(spec.tag, i)
+          await target.put(k)
+          written.push(k)
+          return true
+        }),
+      )
+    } else if (target.supports(spec.level)) {
+      if (written.length === 0) throw new Error('no write succeeded, nothing to read')
+      // Stride through the written keys (a prime stride visits all of them, in no write order).
+      const stride = 7919
+      out.set(
+        spec.id,
+        await closedLoop(args.seconds, spec.concurrency, (i) =>
+          target.get(written[(i * stride) % written.length]!, spec.level),
+        ),
+      )
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// ringkv
+
+async function ringkvTarget(endpoints: readonly string[]): Promise<Target> {
+  const client = new KvClient({ endpoints })
+  // Learn every node's address first, so NOT_LEADER hints can be followed from the first call.
+  await client.status().catch(() => undefined)
+  const value = new Uint8Array(valueBytes).fill(0x61)
+  return {
+    put: async (k) => {
+      await client.put(k, value)
+    },
+    // On the client that wrote: a session read carries the client's session token, so it must
+    // see every write above (read-your-writes), which is what makes it differ from eventual.
+    get: async (k, level) => (await client.get(k, { consistency: level })).found,
+    supports: () => true,
+    close: () => client.close(),
+  }
+}
+
+/** `shards 8, leaders: node 1 x3, node 2 x3, node 3 x2` from the nodes' status, or why not. */
+async function describeLayout(endpoints: readonly string[]): Promise<string> {
+  const client = new KvClient({ endpoints, deadlineMs: 5000 })
+  try {
+    const leaders = new Map<number, number>()
+    for (const endpoint of endpoints) {
+      const status = await client.status({ endpoint })
+      for (const shard of status.node?.shards ?? []) {
+        if (shard.leaderId > 0 || !leaders.has(shard.shardId)) leaders.set(shard.shardId, shard.leaderId)
+      }
+    }
+    const byNode = new Map<number, number>()
+    for (const leader of leaders.values()) byNode.set(leader, (byNode.get(leader) ?? 0) + 1)
+    const parts = [...byNode.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([node, n]) => (node > 0 ? `node ${node} x${n}` : `no leader x${n}`))
+    return `${leaders.size} shard${leaders.size === 1 ? '' : 's'}, leaders: ${parts.join(', ') || 'none reported'}`
+  } catch (err) {
+    return `status failed: ${errorText(err)}`
+  } finally {
+    client.close()
+  }
+}
+
+async function benchRingkv(args: Args, dir: string, round: number): Promise<Map<string, Phase>> {
+  const cluster: Cluster = await startCluster({
+    nodes: args.nodes,
+    ...(args.shards === undefined ? {} : { shards: args.shards }),
+    extraArgs: args.kvdArgs,
+    logLevel: 'warn',
+    parentDir: dir,
+  })
+  let target: Target | undefined
+  try {
+    if (round === 0) console.log(`ringkv layout (run 1): ${await describeLayout(cluster.endpoints)}`)
+    target = await ringkvTarget(cluster.endpoints)
+    const result = await runPhases(target, args)
+    target.close()
+    target = undefined
+    const crashed = await cluster.stop()
+    if (crashed.length > 0)
+      throw new Error(`ringkv node ${crashed.join(', ')} exited on its own during the run`)
+    return result
+  } catch (err) {
+    target?.close()
+    await cluster.stop({ keepDir: true })
+    console.error(`ringkv logs kept in ${cluster.dir}:\n${cluster.describeLogs()}`)
+    throw err
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+/** The etcd binary: `--etcd PATH`, else `etcd` on PATH; undefined when there is none. */
+function findEtcd(args: Args): string | undefined {
+  if (args.etcd === false) return undefined
+  if (args.etcd !== undefined) return args.etcd
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
+    if (dir === '') continue
+    const candidate = join(dir, 'etcd')
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // not here
+    }
+  }
+  return undefined
+}
+
+function etcdVersion(bin: string): string {
+  const out = execFileSync(bin, ['--version'], { encoding: 'utf8' })
+  return /etcd Version:\s*(\S+)/.exec(out)?.[1] ?? 'unknown version'
+}
+
+function etcd3Version(): string {
+  try {
+    const manifest = join(clusterRepoRoot, 'node_modules', 'etcd3', 'package.json')
+    return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown version'
+  }
+}
+
+interface EtcdCluster {
+  readonly endpoints: readonly string[]
+  readonly logFiles: readonly string[]
+  /** SIGTERM (SIGKILL after 10 s); resolves with the members that had exited on their own. */
+  stop(): Promise<number[]>
+}
+
+const etcdChildren = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const child of etcdChildren) child.kill('SIGKILL')
+})
+
+async function startEtcd(bin: string, members: number, dir: string): Promise<EtcdCluster> {
+  mkdirSync(dir, { recursive: true })
+  const ports = new Set<number>()
+  while (ports.size < members * 2) ports.add(await freePort())
+  const picked = [...ports]
+  const plan = Array.from({ length: members }, (_, i) => ({
+    name: `e${i + 1}`,
+    client: `127.0.0.1:${picked[2 * i]}`,
+    peer: `http://127.0.0.1:${picked[2 * i + 1]}`,
+    dataDir: join(dir, `e${i + 1}`),
+    logFile: join(dir, `e${i + 1}.log`),
+  }))
+  const initial = plan.map((m) => `${m.name}=${m.peer}`).join(',')
+  const children: ChildProcess[] = []
+  const died = new Set<number>()
+  const stopping = { now: false }
+  for (const [i, m] of plan.entries()) {
+    const fd = openSync(m.logFile, 'a')
+    try {
+      const child = spawn(
+        bin,
+        [
+          ...['--name', m.name, '--data-dir', m.dataDir],
+          ...['--listen-client-urls', `http://${m.client}`, '--advertise-client-urls', `http://${m.client}`],
+          ...['--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer],
+          ...['--initial-cluster', initial, '--initial-cluster-state', 'new'],
+          ...['--initial-cluster-token', `ringkv-bench-${process.pid}`],
+          ...['--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn'],
+        ],
+        { stdio: ['ignore', fd, fd] },
+      )
+      etcdChildren.add(child)
+      child.once('exit', () => {
+        etcdChildren.delete(child)
+        if (!stopping.now) died.add(i + 1)
+      })
+      child.once('error', () => died.add(i + 1))
+      children.push(child)
+    } finally {
+      closeSync(fd)
+    }
+  }
+  const stop = async (): Promise<number[]> => {
+    stopping.now = true
+    await Promise.all(
+      children.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        child.kill('SIGTERM')
+        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(killer)
+      }),
+    )
+    return [...died]
+  }
+  // Ready when every member's /health says true (it has a leader and answers).
+  const deadline = performance.now() + 30_000
+  try {
+    for (const [i, m] of plan.entries()) {
+      while (true) {
+        if (died.has(i + 1)) throw new Error(`etcd member ${m.name} exited before it was healthy`)
+        if (performance.now() > deadline) throw new Error(`etcd member ${m.name} not healthy after 30 s`)
+        try {
+          const response = await fetch(`http://${m.client}/health`, { signal: AbortSignal.timeout(1000) })
+          const body = (await response.json()) as { health?: string }
+          if (response.status === 200 && body.health === 'true') break
+        } catch {
+          // not up yet
+        }
+        await sleep(100)
+      }
+    }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { endpoints: plan.map((m) => m.client), logFiles: plan.map((m) => m.logFile), stop }
+}
+
+async function etcdTarget(endpoints: readonly string[]): Promise<Target> {
+  const { Etcd3: Client } = await import('etcd3')
+  const deadlineMs = limits.requestDeadlineMsDefault
+  const client: Etcd3 = new Client({
+    hosts: endpoints.map((e) => `http://${e}`),
+    // The same per-call budget as the ringkv SDK's default; etcd3's default retry policy stays.
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + deadlineMs }),
+  })
+  const value = Buffer.alloc(valueBytes, 0x61)
+  return {
+    put: async (k) => {
+      await client.put(k).value(value)
+    },
+    get: async (k, level) => {
+      const range = client.get(k)
+      if (level === 'eventual') range.serializable(true)
+      return (await range.buffer()) !== null
+    },
+    supports: (level) => level !== 'session',
+    close: () => client.close(),
+  }
+}
+
+async function benchEtcd(bin: string, args: Args, dir: string): Promise<Map<string, Phase>> {
+  const etcd = await startEtcd(bin, args.etcdMembers, dir).catch((err: unknown) => {
+    console.error(`etcd logs kept in ${dir}`)
+    throw err
+  })
+  let target: Target | undefined
+  try {
+    target = await etcdTarget(etcd.endpoints)
+    const result = await runPhases(target, args)
+    target.close()
+    target = undefined
+    const died = await etcd.stop()
+    if (died.length > 0) throw new Error(`etcd member ${died.join(', ')} exited on its own during the run`)
+    rmSync(dir, { recursive: true, force: true })
+    return result
+  } catch (err) {
+    target?.close()
+    await etcd.stop()
+    console.error(`etcd logs kept in ${dir}:\n${etcd.logFiles.map((f) => `  ${f}`).join('\n')}`)
+    throw err
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const col = { label: 34, system: 13, num: 10 } as const
+
+function cells(rate: string, p50: string, p99: string): string {
+  return `${rate.padStart(col.num)} ${p50.padStart(col.num)} ${p99.padStart(col.num)}`
+}
+
+function summarize(runs: readonly Phase[]): { rate: number; p50: number; p99: number; note: string } {
+  const errors = runs.reduce((n, p) => n + p.errors, 0)
+  const misses = runs.reduce((n, p) => n + p.misses, 0)
+  const notes: string[] = []
+  if (errors > 0) notes.push(`${errors} errors (first: ${runs.find((p) => p.firstError)?.firstError})`)
+  if (misses > 0) notes.push(`${misses} reads found no value`)
+  return {
+    rate: median(runs.map((p) => p.opsPerSec)),
+    p50: median(runs.map((p) => p.msP50)),
+    p99: median(runs.map((p) => p.msP99)),
+    note: notes.length === 0 ? '' : `   ${notes.join('; ')}`,
+  }
+}
+
+function report(
+  ringkv: readonly Map<string, Phase>[],
+  etcd: readonly Map<string, Phase>[] | undefined,
+  etcdNames: Readonly<Record<string, string>>,
+): void {
+  console.log(
+    `\n${'phase'.padEnd(col.label)} ${'system'.padEnd(col.system)} ${cells('ops/s', 'p50 ms', 'p99 ms')}`,
+  )
+  for (const spec of phases) {
+    const ours = summarize(ringkv.map((r) => r.get(spec.id)).filter((p) => p !== undefined))
+    console.log(
+      `${spec.id.padEnd(col.label)} ${'ringkv'.padEnd(col.system)} ` +
+        `${cells(ours.rate.toFixed(0), ours.p50.toFixed(2), ours.p99.toFixed(2))}${ours.note}`,
+    )
+    if (etcd === undefined) continue
+    const theirRuns = etcd.map((r) => r.get(spec.id)).filter((p) => p !== undefined)
+    const blank = ''.padEnd(col.label)
+    if (theirRuns.length === 0) {
+      console.log(`${blank} ${'etcd'.padEnd(col.system)} ${'n/a: etcd has no session-level read'}`)
+      continue
+    }
+    const theirs = summarize(theirRuns)
+    const name = etcdNames[spec.kind === 'get' ? spec.level : 'put'] ?? ''
+    console.log(
+      `${blank} ${'etcd'.padEnd(col.system)} ` +
+        `${cells(theirs.rate.toFixed(0), theirs.p50.toFixed(2), theirs.p99.toFixed(2))}   ${name}${theirs.note}`,
+    )
+    console.log(
+      `${blank} ${'ringkv/etcd'.padEnd(col.system)} ` +
+        cells(
+          (ours.rate / theirs.rate).toFixed(2),
+          (ours.p50 / theirs.p50).toFixed(2),
+          (ours.p99 / theirs.p99).toFixed(2),
+        ),
+    )
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const args = parseArgs(argv)
+  const etcdBin = findEtcd(args)
+  let etcdLine: string
+  if (etcdBin === undefined) {
+    etcdLine =
+      args.etcd === false
+        ? 'etcd: skipped (--no-etcd)'
+        : 'etcd: not on PATH (Debian: apt-get install etcd-server, or --etcd PATH); measuring ringkv alone'
+  } else if (!existsSync(join(clusterRepoRoot, 'node_modules', 'etcd3'))) {
+    etcdLine = 'etcd: the etcd3 client is not installed (npm install); measuring ringkv alone'
+  } else {
+    etcdLine = `etcd ${etcdVersion(etcdBin)} (${etcdBin}), ${args.etcdMembers} member${args.etcdMembers === 1 ? '' : 's'}, client etcd3 ${etcd3Version()}`
+  }
+  const withEtcd = etcdBin !== undefined && etcdLine.startsWith('etcd ')
+  const shape =
+    args.nodes === 1
+      ? `1 kvd (no --initial-cluster${args.shards === undefined ? '' : `, --shards ${args.shards}`})`
+      : `${args.nodes} kvd nodes, ${args.shards} shards`
+  console.log(
+    `cluster bench: ringkv ${shape}${args.kvdArgs.length > 0 ? ` (${args.kvdArgs.join(' ')})` : ''}; ` +
+      `${keyBytes}-byte keys, ${valueBytes}-byte values, closed loop, ${args.seconds} s per phase, ` +
+      `median of ${args.runs} run${args.runs === 1 ? '' : 's'}; node ${process.version}, ${cpus().length} CPUs`,
+  )
+  console.log(etcdLine)
+  if (withEtcd) console.log('ratios are ringkv/etcd: throughput above 1 and latencies below 1 favor ringkv')
+
+  const loadStart = loadavg()[0]!
+  const root = mkdtempSync(join(tmpdir(), 'ringkv-bench-cluster-'))
+  const ringkvRuns: Map<string, Phase>[] = []
+  const etcdRuns: Map<string, Phase>[] = []
+  try {
+    for (let round = 0; round < args.runs; round++) {
+      // The systems take turns to go first, so neither always runs on a warmer machine.
+      const order = round % 2 === 0 ? (['ringkv', 'etcd'] as const) : (['etcd', 'ringkv'] as const)
+      for (const system of order) {
+        if (system === 'ringkv') ringkvRuns.push(await benchRingkv(args, root, round))
+        else if (withEtcd) etcdRuns.push(await benchEtcd(etcdBin, args, join(root, `etcd-${round}`)))
+      }
+      process.stderr.write(`run ${round + 1}/${args.runs} done\n`)
+    }
+  } catch (err) {
+    console.error(`cluster bench failed; everything kept in ${root}`)
+    throw err
+  }
+  rmSync(root, { recursive: true, force: true })
+  // Other work on the machine skews every figure; the load average says how much there was.
+  console.log(
+    `load average (1 min): ${loadStart.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end`,
+  )
+  report(ringkvRuns, withEtcd ? etcdRuns : undefined, {
+    put: 'put',
+    linearizable: 'range (linearizable)',
+    eventual: 'range serializable',
+  })
+}

@@ -93,6 +93,13 @@ export const electionTicks = 10
 export const heartbeatTicks = 1
 /** Ticks applied at once after the loop was held up; more would fire elections in a burst. */
 const ticksPerIterationMax = 3
+/**
+ * Leader balancing: every this many ticks, a leader hands each shard to its preferred leader
+ * (voters sorted, shard i -> voter i mod n) when that voter is active and at most
+ * leaderBalanceLagMax entries behind. Spreads the leaders, and with them the write load.
+ */
+const leaderBalanceTicks = 30
+const leaderBalanceLagMax = 256
 /** Inbox items taken per iteration, so a flood cannot starve the Ready half of the loop. */
 const inboxItemsPerIterationMax = 16_384
 
@@ -146,6 +153,7 @@ export class NodeHost {
   private inbox: InboxItem[] = []
   private inboxCount = 0
   private ticksDue = 0
+  private ticksSinceBalance = 0
   private wake: (() => void) | undefined
   private tickTimer: TimerHandle | undefined
   private loopDone: Promise<void> | undefined
@@ -369,7 +377,20 @@ export class NodeHost {
       const ticks = Math.min(this.ticksDue, ticksPerIterationMax)
       this.ticksDue = 0
       for (let t = 0; t < ticks; t++) for (const g of this.groups) g.tick()
+      this.ticksSinceBalance += ticks
+      if (this.ticksSinceBalance >= leaderBalanceTicks) {
+        this.ticksSinceBalance = 0
+        this.balanceLeaders()
+      }
       await this.handleReadies()
+    }
+  }
+
+  private balanceLeaders(): void {
+    for (const g of this.groups) {
+      const voters = g.voters().sort((a, b) => a - b)
+      const preferred = voters[g.shardId % voters.length]
+      if (preferred !== undefined) g.balanceLeadership(preferred, leaderBalanceLagMax)
     }
   }
 

@@ -529,6 +529,23 @@ export class RaftGroup {
     this.applyWaiters = []
   }
 
+  /**
+   * Leader balancing: when this node leads but `preferred` (a caught-up, active voter) should,
+   * hand leadership over (§3.10). Returns true when a transfer started. Nothing happens while a
+   * transfer is in flight or the preferred node lags by more than `lagMax` entries.
+   */
+  balanceLeadership(preferred: NodeId, lagMax: number): boolean {
+    if (this.roleNow !== 'leader' || preferred === this.nodeId) return false
+    const st = this.raw.status()
+    if (st.leadTransferee !== null) return false
+    const p = st.progress?.get(preferred)
+    if (p === undefined || p.isLearner || !p.recentActive || p.match + lagMax < st.lastIndex) return false
+    const r = this.raw.transferLeader(preferred)
+    if (r.ok)
+      this.log.info({ to: preferred, term: st.term }, 'transferring leadership to the preferred leader')
+    return r.ok
+  }
+
   /** The voters of the applied configuration. */
   voters(): NodeId[] {
     const cs = this.raw.status().config

@@ -177,6 +177,8 @@ export async function startKvd(options: StartKvdOptions = {}): Promise<KvdHandle
       `127.0.0.1:${ports.port}`,
       '--http',
       `127.0.0.1:${ports.httpPort}`,
+      // One shard unless a test asks for more: the single-node tests address shard 0.
+      ...(options.args?.includes('--shards') === true ? [] : ['--shards', '1']),
       ...(options.args ?? []),
     ]
     const spawned = spawn(process.execPath, args, {

@@ -248,10 +248,10 @@ describe('kvd client API', () => {
     expect(text).toContain('process_cpu_user_seconds_total')
   })
 
-  it('answers the Raft transport with UNIMPLEMENTED until replication lands', async () => {
+  it('refuses a peer stream that does not say which node it comes from and is meant for', async () => {
     await expectFailure(
       rawStream(plainClient(node.address), '/ringkv.v1.RaftTransportService/Stream', Buffer.alloc(0)),
-      Grpc.UNIMPLEMENTED,
+      Grpc.INVALID_ARGUMENT,
     )
   })
 })

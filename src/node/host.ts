@@ -374,6 +374,7 @@ export class NodeHost {
         continue
       }
       this.runInbox()
+      for (const g of this.groups) g.flushReads()
       const ticks = Math.min(this.ticksDue, ticksPerIterationMax)
       this.ticksDue = 0
       for (let t = 0; t < ticks; t++) for (const g of this.groups) g.tick()

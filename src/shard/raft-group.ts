@@ -139,8 +139,9 @@ interface AllWaiter {
   readonly answer: WriteAnswer
 }
 
+/** One ReadIndex round and every read that shares it. */
 interface ReadWaiter {
-  readonly deferred: Deferred<LogIndex>
+  readonly deferreds: readonly Deferred<LogIndex>[]
   readonly startedMs: number
 }
 
@@ -204,6 +205,9 @@ export class RaftGroup {
   private readonly proposals = new Map<LogIndex, PendingProposal>()
   private readonly allWaiters: AllWaiter[] = []
   private readonly readWaiters = new Map<string, ReadWaiter>()
+  /** Reads waiting for the next ReadIndex round (flushReads), and how many reads are in rounds. */
+  private queuedReads: Deferred<LogIndex>[] = []
+  private readsInRounds = 0
   private applyWaiters: ApplyWaiter[] = []
   private readCounter = 0
   private readonly decoded = new Map<LogIndex, Command>()
@@ -350,28 +354,49 @@ export class RaftGroup {
     this.proposals.set(r.index, { term: r.term, level, command, deferred, predicted })
   }
 
-  /** Starts a ReadIndex round (§6.4); settles with the index the read must wait for. */
+  /**
+   * Queues a linearizable read for the next ReadIndex round (§6.4); settles with the index the read
+   * must wait for. Every read queued before a round starts shares it (flushReads, once per loop
+   * iteration), so a burst of reads costs one heartbeat round, not one each.
+   */
   startReadIndex(deferred: Deferred<LogIndex>): void {
     if (deferred.isSettled) return
     if (this.roleNow !== 'leader') return deferred.reject(this.notLeader())
-    if (this.readWaiters.size >= this.limits.readIndexPendingMax)
+    if (this.queuedReads.length + this.readsInRounds >= this.limits.readIndexPendingMax)
       return deferred.reject(
         new KvError(ErrorCode.Overloaded, 'too many linearizable reads waiting', {
           details: { shardId: this.shardId, limit: this.limits.readIndexPendingMax },
         }),
       )
+    this.queuedReads.push(deferred)
+  }
+
+  /** Starts one ReadIndex round for every queued read. Called by the loop after its inbox. */
+  flushReads(): void {
+    if (this.queuedReads.length === 0) return
+    const deferreds = this.queuedReads.filter((d) => !d.isSettled)
+    this.queuedReads = []
+    if (deferreds.length === 0) return
     const ctx = new Uint8Array(8)
     new DataView(ctx.buffer).setBigUint64(0, BigInt(++this.readCounter))
     const r = this.raw.readIndex(ctx)
-    if (!r.ok)
-      return deferred.reject(
+    if (!r.ok) {
+      const err =
         r.reason === 'no-leader'
           ? this.notLeader()
           : new KvError(ErrorCode.Overloaded, 'too many linearizable reads waiting', {
               details: { shardId: this.shardId },
-            }),
-      )
-    this.readWaiters.set(toHex(ctx), { deferred, startedMs: this.clock.nowMs() })
+            })
+      for (const d of deferreds) d.reject(err)
+      return
+    }
+    this.readWaiters.set(toHex(ctx), { deferreds, startedMs: this.clock.nowMs() })
+    this.readsInRounds += deferreds.length
+  }
+
+  private endRound(key: string, w: ReadWaiter): void {
+    this.readWaiters.delete(key)
+    this.readsInRounds -= w.deferreds.length
   }
 
   /** Settles once `index` is applied and durable here (at once if it already is). */
@@ -418,18 +443,14 @@ export class RaftGroup {
     }
     const timeoutMs = this.electionMs * readIndexTimeoutElections
     for (const [key, w] of this.readWaiters) {
-      if (w.deferred.isSettled || now - w.startedMs >= timeoutMs) {
-        this.readWaiters.delete(key)
-        w.deferred.reject(
-          new KvError(
-            ErrorCode.NoQuorum,
-            `shard ${this.shardId}: no quorum confirmed leadership for a read`,
-            {
-              details: { shardId: this.shardId },
-            },
-          ),
-        )
-      }
+      if (now - w.startedMs < timeoutMs) continue
+      this.endRound(key, w)
+      const err = new KvError(
+        ErrorCode.NoQuorum,
+        `shard ${this.shardId}: no quorum confirmed leadership for a read`,
+        { details: { shardId: this.shardId } },
+      )
+      for (const d of w.deferreds) d.reject(err)
     }
     this.refreshSoftState()
   }
@@ -508,8 +529,8 @@ export class RaftGroup {
       const key = toHex(rs.context)
       const w = this.readWaiters.get(key)
       if (w === undefined) continue
-      this.readWaiters.delete(key)
-      this.waitApplied(rs.index, w.deferred)
+      this.endRound(key, w)
+      for (const d of w.deferreds) if (!d.isSettled) this.waitApplied(rs.index, d)
     }
     this.settleApplyWaiters()
     this.settleAllWaiters()
@@ -523,8 +544,11 @@ export class RaftGroup {
     this.proposals.clear()
     for (const w of this.allWaiters) w.deferred.reject(err)
     this.allWaiters.length = 0
-    for (const w of this.readWaiters.values()) w.deferred.reject(err)
+    for (const w of this.readWaiters.values()) for (const d of w.deferreds) d.reject(err)
     this.readWaiters.clear()
+    for (const d of this.queuedReads) d.reject(err)
+    this.queuedReads = []
+    this.readsInRounds = 0
     for (const w of this.applyWaiters) w.deferred.reject(err)
     this.applyWaiters = []
   }
@@ -649,8 +673,12 @@ export class RaftGroup {
   private onLostLeadership(): void {
     // Reads waiting for a quorum check can no longer be confirmed here. Writes stay pending: they
     // may still commit under the new leader, or are found overwritten when their index applies.
-    for (const w of this.readWaiters.values()) w.deferred.reject(this.notLeader())
+    const err = this.notLeader()
+    for (const w of this.readWaiters.values()) for (const d of w.deferreds) d.reject(err)
     this.readWaiters.clear()
+    for (const d of this.queuedReads) d.reject(err)
+    this.queuedReads = []
+    this.readsInRounds = 0
   }
 
   private stageInstall(batch: WriteBatch, snapshot: SnapshotData): void {

@@ -49,7 +49,7 @@ import {
   dedupRange,
   metaKey,
   raftAppliedIndexKey,
-  toHex,
+  bytesKey,
   type Engine,
   type Entry as KvEntry,
 } from '../storage/index.ts'
@@ -619,7 +619,7 @@ export class NodeHost {
 /** One copy of each key (the same key may be read by several commands of the batch). */
 function dedupeKeys(keys: readonly Uint8Array[]): Uint8Array[] {
   const byHex = new Map<string, Uint8Array>()
-  for (const k of keys) byHex.set(toHex(k), k)
+  for (const k of keys) byHex.set(bytesKey(k), k)
   return [...byHex.values()]
 }
 

@@ -35,7 +35,7 @@ import {
   dedupRange,
   raftAppliedIndexKey,
   throwIfAborted,
-  toHex,
+  bytesKey,
   type Engine,
   type Entry,
   type KeyRange,
@@ -339,7 +339,8 @@ class LocalReplica implements Replica {
     assert(group.length > 0, 'empty group')
     const startMs = this.clock.nowMs()
     const readKeys = new Map<string, Uint8Array>()
-    for (const w of group) for (const key of this.machine.readKeys(w.command)) readKeys.set(toHex(key), key)
+    for (const w of group)
+      for (const key of this.machine.readKeys(w.command)) readKeys.set(bytesKey(key), key)
     const keys = [...readKeys.values()]
     const batch = this.engine.batch()
     let values: (Uint8Array | null)[]

@@ -55,7 +55,7 @@ import {
   dataRangeForHashRange,
   raftAppliedIndexKey,
   dedupRange,
-  toHex,
+  bytesKey,
   type Entry as KvEntry,
   type KeyRange,
   type WriteBatch,
@@ -390,7 +390,7 @@ export class RaftGroup {
       for (const d of deferreds) d.reject(err)
       return
     }
-    this.readWaiters.set(toHex(ctx), { deferreds, startedMs: this.clock.nowMs() })
+    this.readWaiters.set(bytesKey(ctx), { deferreds, startedMs: this.clock.nowMs() })
     this.readsInRounds += deferreds.length
   }
 
@@ -526,7 +526,7 @@ export class RaftGroup {
     }
     for (const { entry, outcome } of staged.outcomes) this.answerApplied(entry, outcome)
     for (const rs of rd.readStates) {
-      const key = toHex(rs.context)
+      const key = bytesKey(rs.context)
       const w = this.readWaiters.get(key)
       if (w === undefined) continue
       this.endRound(key, w)

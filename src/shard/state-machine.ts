@@ -30,7 +30,7 @@ import {
   decodeValueRecord,
   encodeValueRecord,
   raftAppliedIndexKey,
-  toHex,
+  bytesKey,
   type Entry,
   type ValueRecord,
   type WriteBatch,
@@ -75,23 +75,23 @@ export class ApplyOverlay implements ApplyReader, ApplyWriter {
     readonly batch: WriteBatch,
     prefetched: Iterable<readonly [Uint8Array, Uint8Array | null]>,
   ) {
-    for (const [key, value] of prefetched) this.values.set(toHex(key), value)
+    for (const [key, value] of prefetched) this.values.set(bytesKey(key), value)
   }
 
   get(storageKey: Uint8Array): Uint8Array | null {
-    const value = this.values.get(toHex(storageKey))
+    const value = this.values.get(bytesKey(storageKey))
     assert(value !== undefined, 'apply read a key that was not prefetched')
     return value
   }
 
   put(storageKey: Uint8Array, value: Uint8Array): void {
     this.batch.put(storageKey, value)
-    this.values.set(toHex(storageKey), value)
+    this.values.set(bytesKey(storageKey), value)
   }
 
   del(storageKey: Uint8Array): void {
     this.batch.del(storageKey)
-    this.values.set(toHex(storageKey), null)
+    this.values.set(bytesKey(storageKey), null)
   }
 }
 
@@ -221,7 +221,7 @@ export class KvStateMachine {
       { readonly storageKey: Uint8Array; readonly record: ValueRecord | null }
     >()
     const current = (storageKey: Uint8Array): ValueRecord | null => {
-      const mine = pending.get(toHex(storageKey))
+      const mine = pending.get(bytesKey(storageKey))
       if (mine !== undefined) return mine.record
       const raw = reader.get(storageKey)
       return raw === null ? null : decodeValueRecord(raw)
@@ -237,7 +237,7 @@ export class KvStateMachine {
       switch (op.kind) {
         case 'put': {
           const createVersion = before?.createVersion ?? index
-          pending.set(toHex(storageKey), {
+          pending.set(bytesKey(storageKey), {
             storageKey,
             record: { value: op.value, version: index, createVersion },
           })
@@ -245,7 +245,7 @@ export class KvStateMachine {
           break
         }
         case 'delete':
-          pending.set(toHex(storageKey), { storageKey, record: null })
+          pending.set(bytesKey(storageKey), { storageKey, record: null })
           results.push({ kind: 'delete', deleted: before !== null })
           break
         default:

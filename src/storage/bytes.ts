@@ -69,6 +69,14 @@ export function toHex(bytes: Uint8Array): string {
   return s
 }
 
+/**
+ * A string that stands for `bytes` as a map key: one char per byte (latin1), so two byte strings
+ * give the same key exactly when they are equal. Several times cheaper than toHex on hot paths.
+ */
+export function bytesKey(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+}
+
 const twoPow32 = 0x1_0000_0000
 
 /** Appends fixed-width and variable-width fields to a growing buffer. */

@@ -45,6 +45,7 @@ export {
   prefixEnd,
   keySuccessor,
   toHex,
+  bytesKey,
 } from './bytes.ts'
 export { abortError, throwIfAborted, closedError } from './abort.ts'
 export { loadHasher } from './hasher-load.ts'

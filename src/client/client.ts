@@ -13,9 +13,14 @@
  *   answers), any replica serving them;
  * - without a route (no table yet, a server without shards, routing off): the current endpoint,
  *   failing over, following leader hints by address, as before sharding.
+ *
+ * How single-key calls travel (batcher.ts): each attempt of a get, put or delete, once routed, is
+ * queued per endpoint and coalesced with the other attempts bound for that node into one Multi
+ * call; its own answer or error settles it, so everything above (retries, redirects, exactly-once
+ * tags) works per op exactly as for a unary call.
  */
 import { setMaxListeners } from 'node:events'
-import { Metadata, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall } from '@grpc/grpc-js'
+import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js'
 import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError, type ErrorDetails } from '../common/errors.ts'
@@ -30,13 +35,11 @@ import type {
   BatchGetResponse,
   BatchOp as WireBatchOp,
   BatchResponse,
-  DeleteResponse,
-  GetResponse,
-  PutResponse,
   Receipt as WireReceipt,
   ReadOptions as WireReadOptions,
   WriteOptions as WireWriteOptions,
 } from '../gen/ringkv/v1/kv.ts'
+import { CallBatcher, resolveBatchingConfig, type BatchingInit } from './batcher.ts'
 import { fromWire, toBytes, toWire, utf8, type Bytes } from './codec.ts'
 import { consistencyFromWire, readConsistencyToWire, writeConsistencyToWire } from './consistency.ts'
 import { EndpointPool } from './endpoints.ts'
@@ -58,6 +61,7 @@ import {
   type RoutingTable,
   type ShardRoute,
 } from './routing.ts'
+import { unary, type RpcContext } from './rpc.ts'
 import { KvScan, type ScanContext, type ScanTarget } from './scan.ts'
 import { SessionTracker, type SessionToken } from './session.ts'
 import { kvErrorFromGrpc } from './status.ts'
@@ -132,6 +136,15 @@ export interface KvClientInit {
    * `enabled: false` sends every call to the current endpoint, as before sharding.
    */
   readonly routing?: RoutingInit
+  /**
+   * Call batching (batcher.ts), on by default: concurrent get, put and delete calls bound for the
+   * same node (after routing) travel as one Multi call, each op answered, retried and redirected
+   * on its own exactly as its unary call would be. `maxOps` caps the ops of one Multi (default
+   * limits.batchOpsMax); `maxDelayMs` is how long an op may wait for others (default 0: until
+   * the end of the current event-loop turn). A node without Multi gets unary calls.
+   * `enabled: false` sends one RPC per call.
+   */
+  readonly batching?: BatchingInit
 }
 
 /** Injected dependencies (STYLE.md 7.3 XInit/XComponents). */
@@ -170,6 +183,8 @@ interface ClientCore {
   readonly seqs: WriteSeqs
   /** The shard table and node addresses, shared by the client and its sessions. */
   readonly routing: RoutingCache
+  /** Where single-key attempts go: coalesced into Multi calls per endpoint, or alone. */
+  readonly batcher: CallBatcher
 }
 
 /** Where the attempts of one call go. */
@@ -213,10 +228,9 @@ abstract class KvOperations {
     const keyBytes = checkKey(key)
     const readOptions = this.readOptions(options)
     const route: Route = isLinearizable(readOptions) ? { to: 'leader', keys: [keyBytes] } : { to: 'any' }
+    const request = { key: toWire(keyBytes), options: readOptions }
     const res = await this.call('read', options, route, (endpoint, rpc) =>
-      unary<GetResponse>(rpc, (md, co, cb) =>
-        this.core.pool.kv(endpoint).get({ key: toWire(keyBytes), options: readOptions }, md, co, cb),
-      ),
+      this.core.batcher.get(endpoint, request, rpc),
     )
     const receipt = this.observe(res.receipt)
     return makeGetResult(keyBytes, res.found, res.value, res.version, res.createVersion, receipt)
@@ -258,16 +272,13 @@ abstract class KvOperations {
     const keyBytes = checkKey(key)
     const valueBytes = checkValue(value)
     const expectedVersion = checkExpectedVersion(options.expectedVersion)
+    const wireKey = toWire(keyBytes)
+    const wireValue = toWire(valueBytes)
     const res = await this.write(options, [keyBytes], (writeOptions, endpoint, rpc) =>
-      unary<PutResponse>(rpc, (md, co, cb) =>
-        this.core.pool
-          .kv(endpoint)
-          .put(
-            { key: toWire(keyBytes), value: toWire(valueBytes), ...expectedVersion, options: writeOptions },
-            md,
-            co,
-            cb,
-          ),
+      this.core.batcher.put(
+        endpoint,
+        { key: wireKey, value: wireValue, ...expectedVersion, options: writeOptions },
+        rpc,
       ),
     )
     return { version: res.version, receipt: this.observe(res.receipt) }
@@ -290,12 +301,9 @@ abstract class KvOperations {
   async delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteResult> {
     const keyBytes = checkKey(key)
     const expectedVersion = checkExpectedVersion(options.expectedVersion)
+    const wireKey = toWire(keyBytes)
     const res = await this.write(options, [keyBytes], (writeOptions, endpoint, rpc) =>
-      unary<DeleteResponse>(rpc, (md, co, cb) =>
-        this.core.pool
-          .kv(endpoint)
-          .delete({ key: toWire(keyBytes), ...expectedVersion, options: writeOptions }, md, co, cb),
-      ),
+      this.core.batcher.delete(endpoint, { key: wireKey, ...expectedVersion, options: writeOptions }, rpc),
     )
     return { deleted: res.deleted, receipt: this.observe(res.receipt) }
   }
@@ -810,6 +818,7 @@ export class KvClient extends KvOperations {
       // Restart-safe start (see KvClientInit.clientId): microseconds of wall time, below 2^53.
       seqs: new WriteSeqs({ seqStart: Math.floor(clock.wallMs()) * 1000 }),
       routing,
+      batcher: new CallBatcher(resolveBatchingConfig(init.batching), { kv: (e) => pool.kv(e), clock }),
     }
     super(core, new SessionTracker(), defaults.read)
   }
@@ -898,6 +907,7 @@ export class KvClient extends KvOperations {
   close(): void {
     if (this.core.closing.signal.aborted) return
     this.core.closing.abort(new KvError(ErrorCode.Cancelled, 'client closed'))
+    this.core.batcher.close()
     this.core.routing.close()
     this.core.pool.close()
   }
@@ -914,34 +924,6 @@ export class KvSession extends KvOperations {
   token(): SessionToken {
     return this.tracker.token()
   }
-}
-
-type UnaryCallback<T> = (err: Error | null, res: T) => void
-
-/** What one RPC attempt needs: its gRPC deadline and the signal that cancels it. */
-interface RpcContext {
-  readonly signal: AbortSignal
-  readonly deadline: Date
-}
-
-/**
- * One unary RPC: sends the attempt's deadline as the gRPC deadline and cancels the call when the
- * attempt's signal fires (caller abort, client close, or our own deadline timer).
- */
-function unary<T>(
-  rpc: RpcContext,
-  start: (metadata: Metadata, options: { deadline: Date }, callback: UnaryCallback<T>) => ClientUnaryCall,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => call.cancel()
-    const call = start(new Metadata(), { deadline: rpc.deadline }, (err, res) => {
-      rpc.signal.removeEventListener('abort', onAbort)
-      if (err !== null) reject(err)
-      else resolve(res)
-    })
-    if (rpc.signal.aborted) call.cancel()
-    else rpc.signal.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 function makeGetResult(

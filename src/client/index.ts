@@ -31,6 +31,7 @@ export { KvScan } from './scan.ts'
 export type { SessionToken } from './session.ts'
 export type { RetryInit } from './retry.ts'
 export type { RoutingInit, RoutingTable } from './routing.ts'
+export type { BatchingInit } from './batcher.ts'
 export type { Bytes } from './codec.ts'
 export { readConsistencies, writeConsistencies } from './types.ts'
 export type {

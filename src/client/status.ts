@@ -5,6 +5,8 @@
  *
  * - A status carrying `ringkv-code` is the server speaking: the code is taken as given, and the
  *   `ringkv-*` metadata becomes `details`.
+ * - An op of a Multi call fails with an OpError: the same code and details as fields
+ *   (`kvErrorFromOpError`).
  * - A bare status comes from the transport or grpc-js itself: UNAVAILABLE (no connection, the
  *   connection dropped) -> UNAVAILABLE, DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED, and so on.
  */
@@ -20,6 +22,7 @@ import {
   type ErrorDetails,
 } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
+import type { OpError } from '../gen/ringkv/v1/kv.ts'
 
 /** Trailing metadata keys of the wire contract (kv.proto header). */
 export const MetadataKey = errorMetadataKeys
@@ -105,6 +108,31 @@ export function kvErrorFromGrpc(err: unknown, signal?: AbortSignal): KvError {
     message,
     Object.keys(details).length > 0 ? { details, cause: err } : { cause: err },
   )
+}
+
+/**
+ * The KvError of one failed op of a Multi call: the OpError fields are the same code, message and
+ * details a whole call carries as status and `ringkv-*` trailers, read the same way (a code this
+ * SDK does not know falls back on the status number, as for a bare status).
+ */
+export function kvErrorFromOpError(wire: OpError): KvError {
+  const code = isErrorCode(wire.code) ? wire.code : codeForBareStatus(wire.status)
+  const uint = (n: number | undefined): number | undefined =>
+    n !== undefined && isSafeUint(n) ? n : undefined
+  const leaderHint = uint(wire.leaderHint)
+  const shardMapEpoch = uint(wire.shardMapEpoch)
+  const shardId = uint(wire.shardId)
+  const currentVersion = uint(wire.currentVersion)
+  const limit = uint(wire.limit)
+  const details: ErrorDetails = {
+    ...(leaderHint !== undefined && leaderHint > 0 ? { leaderHint } : {}),
+    ...(shardMapEpoch !== undefined ? { shardMapEpoch } : {}),
+    ...(shardId !== undefined ? { shardId } : {}),
+    ...(currentVersion !== undefined ? { currentVersion } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+    ...(wire.field !== undefined ? { field: wire.field } : {}),
+  }
+  return new KvError(code, wire.message, Object.keys(details).length > 0 ? { details } : {})
 }
 
 /** The KvError for a call stopped by `signal`: DEADLINE_EXCEEDED for our deadline, else CANCELLED. */

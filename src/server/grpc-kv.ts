@@ -37,6 +37,10 @@ import {
   type GetResponse,
   type KeyValue,
   type KvServiceServer,
+  type MultiOp,
+  type MultiOpResult,
+  type MultiRequest,
+  type MultiResponse,
   type PutRequest,
   type PutResponse,
   type Receipt as ProtoReceipt,
@@ -49,13 +53,14 @@ import { decodeCursor, encodeCursor } from './cursor.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
 import type { KvdMetrics } from './http.ts'
-import { asKvError, internalStatus, metadataKeys, okCode, toStatus } from './status.ts'
+import { asKvError, internalStatus, metadataKeys, okCode, toOpError, toStatus } from './status.ts'
 import {
   checkBatch,
   checkBatchGet,
   checkDeadline,
   checkDelete,
   checkGet,
+  checkMulti,
   checkPut,
   checkScan,
   consistencyOfLevel,
@@ -110,6 +115,21 @@ type VersionedValueLike = {
   readonly createVersion: number
 }
 
+/** The answer of one op of a Multi call, with what its metrics need. */
+interface MultiOpServed {
+  /** A result, or the op's OpError. */
+  readonly result: NonNullable<MultiOpResult['result']>
+  /** The level the op asked for; 'none' when it was refused before that was known. */
+  readonly consistency: string
+  /** The metrics label of the op's kind. */
+  readonly method: string
+  readonly finishedMs: number
+}
+
+const multiMethods = { get: 'Multi.Get', put: 'Multi.Put', delete: 'Multi.Delete' } as const
+
+/** Framing and receipt we reserve per result of a Multi answer. */
+const multiResultOverheadBytes = 96
 /** Per-entry framing we reserve when filling a scan page up to one gRPC frame. */
 const scanEntryOverheadBytes = 32
 /** Room left in a frame for the page's own fields (cursor, receipt). */
@@ -305,6 +325,111 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     }
   })
 
+  /**
+   * One op of a Multi call, served exactly as its unary handler (Get, Put, Delete) serves it:
+   * routed by its key's hash to its shard's replica, checked by validate.ts, under the call's
+   * signal. Throws what that handler would throw.
+   */
+  const serveMultiOp = async (
+    op: MultiOp['op'],
+    i: number,
+    signal: AbortSignal,
+    asked: { level: string },
+  ): Promise<NonNullable<MultiOpResult['result']>> => {
+    if (op === undefined)
+      throw new KvError(ErrorCode.InvalidArgument, `ops[${i}] is neither get, put nor delete`, {
+        details: { field: `ops[${i}]` },
+      })
+    switch (op.$case) {
+      case 'get': {
+        const replica = replicaOf(op.get.key)
+        const { key, read } = checkGet(op.get, limits, replica.shardId)
+        asked.level = read.level
+        traceRequest(multiMethods.get, key)
+        const { found, receipt } = await replica.get(key, { ...read, signal })
+        const get: GetResponse = {
+          found: found !== null,
+          value: found === null ? emptyBuffer : buf(found.value),
+          version: found?.version ?? 0,
+          createVersion: found?.createVersion ?? 0,
+          receipt: toProtoReceipt(receipt),
+        }
+        return { $case: 'get', get }
+      }
+      case 'put': {
+        const { key, value, expectedVersion, write } = checkPut(op.put, limits)
+        asked.level = write.level
+        traceRequest(multiMethods.put, key, { valueBytes: value.length })
+        const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
+        const { version, receipt } = await replicaOf(key).put(key, value, { ...opts, signal })
+        return { $case: 'put', put: { version, receipt: toProtoReceipt(receipt) } }
+      }
+      case 'delete': {
+        const { key, expectedVersion, write } = checkDelete(op.delete, limits)
+        asked.level = write.level
+        traceRequest(multiMethods.delete, key)
+        const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
+        const { deleted, receipt } = await replicaOf(key).delete(key, { ...opts, signal })
+        return { $case: 'delete', delete: { deleted, receipt: toProtoReceipt(receipt) } }
+      }
+    }
+  }
+
+  // Multi: independent single-key ops in one call (kv.proto MultiRequest). Every op runs at once,
+  // so the writes of one call reach the Ready loop together and are proposed in one iteration (one
+  // fsync, one append per peer for all of them). An op's failure is its own OpError, mapped by
+  // status.ts exactly as a whole call's error; only a broken invariant fails the call (and the
+  // node). Each op is counted in the metrics as `Multi.Get` / `Multi.Put` / `Multi.Delete` with
+  // its own level and code; the call itself as `Multi`.
+  const multiResponseBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
+  const multi = unary<MultiRequest, MultiResponse>('Multi', async (request, ctx) => {
+    checkMulti(request, limits)
+    const startedMs = clock.nowMs()
+    const served = await Promise.all(
+      request.ops.map(async ({ op }, i): Promise<MultiOpServed> => {
+        const asked = { level: 'none' }
+        const method = op === undefined ? 'Multi' : multiMethods[op.$case]
+        let result: MultiOpServed['result']
+        try {
+          result = await serveMultiOp(op, i, ctx.signal, asked)
+        } catch (err) {
+          result = { $case: 'error', error: toOpError(err, log) }
+        }
+        return { result, consistency: asked.level, method, finishedMs: clock.nowMs() }
+      }),
+    )
+    // The answer must fit one gRPC frame: a get whose value would overflow it is answered
+    // OVERLOADED instead (a read has no side effect, so the client just asks again). The first get
+    // with a value is always kept, so every call makes progress.
+    let responseBytes = 0
+    let keptValue = false
+    const results = served.map(({ result }): MultiOpResult => {
+      const valueBytes = result.$case === 'get' ? result.get.value.length : 0
+      responseBytes += multiResultOverheadBytes + valueBytes
+      if (valueBytes === 0 || responseBytes <= multiResponseBytesMax || !keptValue) {
+        keptValue ||= valueBytes > 0
+        return { result }
+      }
+      responseBytes -= multiResultOverheadBytes + valueBytes
+      const error = toOpError(
+        new KvError(ErrorCode.Overloaded, 'the answer of this Multi call is full; ask for this key again', {
+          details: { limit: multiResponseBytesMax },
+        }),
+        log,
+      )
+      return { result: { $case: 'error', error } }
+    })
+    const levels = new Set<string>()
+    for (const [i, { consistency, method, finishedMs }] of served.entries()) {
+      const result = results[i]?.result
+      const code = result?.$case === 'error' ? result.error.code : okCode
+      metrics.observe({ method, consistency, code }, (finishedMs - startedMs) / 1000)
+      levels.add(consistency)
+    }
+    ctx.consistency = levels.size === 1 ? [...levels][0]! : 'mixed'
+    return { results }
+  })
+
   const pageBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
 
   /** The one shard every op of an atomic batch belongs to, else CROSS_SHARD. */
@@ -408,7 +533,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     )
   }
 
-  return { get, put, delete: del, batchGet, batch, scan } as KvServiceServer
+  return { get, put, delete: del, batchGet, batch, scan, multi } as KvServiceServer
 }
 
 /** Writes one message, waiting for 'drain' when the stream's buffer is full; rejects on abort. */

@@ -10,6 +10,8 @@
  * - the default process metrics (`process_*`, `nodejs_*`)
  * `code` is `OK` or the ErrorCode; `consistency` is the level asked for (`linearizable`,
  * `majority`, ...), or `none` when the request was refused before its level was known.
+ * A Multi call counts once as method `Multi` (consistency: its ops' level, or `mixed`), and each
+ * of its ops once more as `Multi.Get`, `Multi.Put` or `Multi.Delete` with its own level and code.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'

@@ -14,6 +14,9 @@
  * | `ringkv-limit`           | `details.limit`              |
  * | `ringkv-field`           | `details.field`              |
  *
+ * The ops of a Multi call fail one by one: each op's error becomes an OpError (toOpError) with the
+ * same code, message and details, as fields of the answer instead of status and trailers.
+ *
  * An AssertionError is a bug and is rethrown (the caller makes it fatal). A DeadlineError (the
  * abort reason of common/clock.ts `deadlineSignal`) is DEADLINE_EXCEEDED and an AbortError is
  * CANCELLED. Anything else is INTERNAL: logged with a fresh error id, and only that id goes to
@@ -31,6 +34,7 @@ import {
   type ErrorDetails,
 } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
+import type { OpError } from '../gen/ringkv/v1/kv.ts'
 
 export const metadataKeys = errorMetadataKeys
 
@@ -59,12 +63,42 @@ export function kvErrorToStatus(err: KvError): StatusObject {
  * (at error level, with the id the client sees).
  */
 export function toStatus(err: unknown, log: Logger): StatusObject {
+  return kvErrorToStatus(toKvError(err, log))
+}
+
+/**
+ * Any thrown value -> the KvError the client is told about: itself, DEADLINE_EXCEEDED, CANCELLED,
+ * or INTERNAL with a fresh error id (the unknown error is logged with it). Rethrows AssertionError.
+ */
+export function toKvError(err: unknown, log: Logger): KvError {
   if (err instanceof AssertionError) throw err
   const kvError = asKvError(err)
-  if (kvError !== undefined) return kvErrorToStatus(kvError)
+  if (kvError !== undefined) return kvError
   const errorId = randomBytes(8).toString('hex')
   log.error({ err, errorId }, 'internal error')
-  return kvErrorToStatus(new KvError(ErrorCode.Internal, `internal error (id ${errorId})`))
+  return new KvError(ErrorCode.Internal, `internal error (id ${errorId})`)
+}
+
+/**
+ * The error of one op of a Multi call: the same code, message and details a whole call failing
+ * with `err` sends as its status and `ringkv-*` trailers (toStatus), as OpError fields, plus the
+ * status number of the code. Rethrows AssertionError.
+ */
+export function toOpError(err: unknown, log: Logger): OpError {
+  const kvError = toKvError(err, log)
+  const details = kvError.details
+  const opError: OpError = {
+    code: kvError.code,
+    status: errorCodeTable[kvError.code].status,
+    message: kvError.message,
+  }
+  for (const [detail] of detailKeys) {
+    const value = details?.[detail]
+    if (value === undefined) continue
+    if (detail === 'field') opError.field = String(value)
+    else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) opError[detail] = value
+  }
+  return opError
 }
 
 /** The operating-error reading of `err`, or undefined when it is not one. */

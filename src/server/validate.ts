@@ -16,6 +16,9 @@
  * | no keys / no ops, more than batchOpsMax of them    | INVALID_ARGUMENT |
  * | keys and values of a batch above batchBytesMax     | INVALID_ARGUMENT |
  * | a batch op with neither put nor delete             | INVALID_ARGUMENT |
+ * | a Multi: no ops, more than batchOpsMax of them     | INVALID_ARGUMENT (field ops)       |
+ * | a Multi: keys and values above batchBytesMax       | INVALID_ARGUMENT (field ops.bytes) |
+ * | a Multi op with neither get, put nor delete        | INVALID_ARGUMENT, that op only     |
  * | scan limit above scanLimitMax (refused, not clamped: a silently shorter scan would look
  * |   finished to a careless client)                   | INVALID_ARGUMENT |
  * | a deadline further away than requestDeadlineMsMax  | INVALID_ARGUMENT |
@@ -34,6 +37,7 @@ import {
   type BatchRequest,
   type DeleteRequest,
   type GetRequest,
+  type MultiRequest,
   type PutRequest,
   type ReadOptions as ProtoReadOptions,
   type ScanRequest,
@@ -261,6 +265,30 @@ export function checkBatch(req: BatchRequest, limits: Readonly<Limits>): Checked
       limits.batchBytesMax,
     )
   return { ops, write: checkWriteOptions(req.options, limits) }
+}
+
+/**
+ * The bounds of a Multi call as a whole: 1..batchOpsMax ops holding at most batchBytesMax bytes of
+ * keys and values. Each op is checked on its own (checkGet/checkPut/checkDelete) when it runs, and
+ * a bad op fails alone.
+ */
+export function checkMulti(req: MultiRequest, limits: Readonly<Limits>): void {
+  if (req.ops.length === 0) throw invalid('ops', 'no operations')
+  if (req.ops.length > limits.batchOpsMax)
+    throw invalid('ops', `${req.ops.length} operations, more than ${limits.batchOpsMax}`, limits.batchOpsMax)
+  let bytes = 0
+  for (const { op } of req.ops) {
+    if (op === undefined) continue
+    if (op.$case === 'get') bytes += op.get.key.length
+    else if (op.$case === 'put') bytes += op.put.key.length + op.put.value.length
+    else bytes += op.delete.key.length
+  }
+  if (bytes > limits.batchBytesMax)
+    throw invalid(
+      'ops.bytes',
+      `the operations hold ${bytes} bytes, more than ${limits.batchBytesMax}`,
+      limits.batchBytesMax,
+    )
 }
 
 export interface CheckedScan {

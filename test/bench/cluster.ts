@@ -10,8 +10,15 @@
  * - reads at 64 in flight of the keys just written: `linearizable` (etcd: the default range, a
  *   ReadIndex read), `session` (read-your-writes on the client that wrote; etcd has no such level)
  *   and `eventual` (etcd: a serializable range, served by whichever member gets it).
+ * ringkv runs every phase twice on the same cluster, through two clients: `ringkv` with the SDK's
+ * call batching off (one RPC per operation, as etcd3 sends them), and `ringkv batched` with it on
+ * (the SDK default: concurrent calls bound for one node travel as one Multi call); the two modes
+ * take turns to go first, and each reads the keys it wrote itself. Measuring starts once the
+ * cluster's leaders are spread over its nodes (leader balancing moves some just after a start) and
+ * after a shared warm-up of 3 s.
  * Each phase runs S seconds; every figure is the median of R runs, each on fresh clusters, the
- * two systems taking turns to go first. The ratios are ringkv/etcd. The etcd column needs `etcd`
+ * two systems taking turns to go first. The ratios are ringkv/etcd, batched/etcd and
+ * batched/ringkv (the gain of batching). The etcd column needs `etcd`
  * on PATH (Debian: apt-get install etcd-server) and the etcd3 devDependency; without them the
  * bench says so in one line and measures ringkv alone. `--nodes 1` runs one plain kvd (no
  * --initial-cluster, no --shards unless given) against a 1-member etcd (`--etcd-members` to
@@ -209,17 +216,21 @@ async function closedLoop(
   }
 }
 
-/** Runs every phase against one target: a warm-up, the writes, then reads of the keys written. */
-async function runPhases(target: Target, args: Args): Promise<Map<string, Phase>> {
+/**
+ * Runs every phase against one target: a warm-up, the writes, then reads of the keys written.
+ * `upperTags`: write keys of their own (a second run on the same cluster reads only what it wrote).
+ */
+async function runPhases(target: Target, args: Args, upperTags = false): Promise<Map<string, Phase>> {
   const out = new Map<string, Phase>()
-  await closedLoop(Math.min(1, args.seconds), 64, async (i) => (await target.put(key('w', i)), true))
+  const tagOf = (tag: string): string => (upperTags ? tag.toUpperCase() : tag)
+  await closedLoop(Math.min(1, args.seconds), 64, async (i) => (await target.put(key(tagOf('w'), i)), true))
   const written: string[] = []
   for (const spec of phases) {
     if (spec.kind === 'put') {
       out.set(
         spec.id,
         await closedLoop(args.seconds, spec.concurrency, async (i) => {
-          const k = key(spec.tag, i)
+          const k = key(tagOf(spec.tag), i)
           await target.put(k)
           written.push(k)
           return true
@@ -243,8 +254,9 @@ async function runPhases(target: Target, args: Args): Promise<Map<string, Phase>
 // ---------------------------------------------------------------------------------------------
 // ringkv
 
-async function ringkvTarget(endpoints: readonly string[]): Promise<Target> {
-  const client = new KvClient({ endpoints })
+/** A ringkv client, with the SDK's call batching on or off. */
+async function ringkvTarget(endpoints: readonly string[], batching: boolean): Promise<Target> {
+  const client = new KvClient({ endpoints, batching: { enabled: batching } })
   // Learn every node's address first, so NOT_LEADER hints can be followed from the first call.
   await client.status().catch(() => undefined)
   const value = new Uint8Array(valueBytes).fill(0x61)
@@ -260,8 +272,8 @@ async function ringkvTarget(endpoints: readonly string[]): Promise<Target> {
   }
 }
 
-/** `shards 8, leaders: node 1 x3, node 2 x3, node 3 x2` from the nodes' status, or why not. */
-async function describeLayout(endpoints: readonly string[]): Promise<string> {
+/** Shard id -> leader id (0 = none known), from every node's status. */
+async function leaderLayout(endpoints: readonly string[]): Promise<Map<number, number>> {
   const client = new KvClient({ endpoints, deadlineMs: 5000 })
   try {
     const leaders = new Map<number, number>()
@@ -271,20 +283,56 @@ async function describeLayout(endpoints: readonly string[]): Promise<string> {
         if (shard.leaderId > 0 || !leaders.has(shard.shardId)) leaders.set(shard.shardId, shard.leaderId)
       }
     }
-    const byNode = new Map<number, number>()
-    for (const leader of leaders.values()) byNode.set(leader, (byNode.get(leader) ?? 0) + 1)
-    const parts = [...byNode.entries()]
-      .sort((a, b) => a[0] - b[0])
-      .map(([node, n]) => (node > 0 ? `node ${node} x${n}` : `no leader x${n}`))
-    return `${leaders.size} shard${leaders.size === 1 ? '' : 's'}, leaders: ${parts.join(', ') || 'none reported'}`
-  } catch (err) {
-    return `status failed: ${errorText(err)}`
+    return leaders
   } finally {
     client.close()
   }
 }
 
-async function benchRingkv(args: Args, dir: string, round: number): Promise<Map<string, Phase>> {
+/** `8 shards, leaders: node 1 x3, node 2 x3, node 3 x2`. */
+function describeLayout(leaders: ReadonlyMap<number, number>): string {
+  const byNode = new Map<number, number>()
+  for (const leader of leaders.values()) byNode.set(leader, (byNode.get(leader) ?? 0) + 1)
+  const parts = [...byNode.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([node, n]) => (node > 0 ? `node ${node} x${n}` : `no leader x${n}`))
+  return `${leaders.size} shard${leaders.size === 1 ? '' : 's'}, leaders: ${parts.join(', ') || 'none reported'}`
+}
+
+/**
+ * Waits (up to 10 s) until every shard has a leader and the leaders are spread over the nodes
+ * (node ids 1..n each lead at least floor(shards / nodes)), so that neither mode measured first
+ * pays for the leadership transfers that follow a start. Returns the layout.
+ */
+async function settleLeaders(endpoints: readonly string[]): Promise<string> {
+  const startMs = performance.now()
+  let layout = 'status failed'
+  if (endpoints.length === 1) return describeLayout(await leaderLayout(endpoints).catch(() => new Map()))
+  while (performance.now() - startMs < 10_000) {
+    try {
+      const leaders = await leaderLayout(endpoints)
+      layout = describeLayout(leaders)
+      const led = new Map<number, number>()
+      for (const leader of leaders.values()) led.set(leader, (led.get(leader) ?? 0) + 1)
+      const least = Math.floor(leaders.size / endpoints.length)
+      const counts = endpoints.map((_, i) => led.get(i + 1) ?? 0)
+      const balanced = !led.has(0) && counts.every((n) => n >= least)
+      if (balanced) return `${layout} (settled after ${((performance.now() - startMs) / 1000).toFixed(1)} s)`
+    } catch (err) {
+      layout = `status failed: ${errorText(err)}`
+    }
+    await sleep(250)
+  }
+  return `${layout} (not spread after 10 s)`
+}
+
+/** What one ringkv run measured: one RPC per operation, and with the SDK's batching. */
+interface RingkvRun {
+  readonly unbatched: Map<string, Phase>
+  readonly batched: Map<string, Phase>
+}
+
+async function benchRingkv(args: Args, dir: string, round: number): Promise<RingkvRun> {
   const cluster: Cluster = await startCluster({
     nodes: args.nodes,
     ...(args.shards === undefined ? {} : { shards: args.shards }),
@@ -294,11 +342,25 @@ async function benchRingkv(args: Args, dir: string, round: number): Promise<Map<
   })
   let target: Target | undefined
   try {
-    if (round === 0) console.log(`ringkv layout (run 1): ${await describeLayout(cluster.endpoints)}`)
-    target = await ringkvTarget(cluster.endpoints)
-    const result = await runPhases(target, args)
+    const layout = await settleLeaders(cluster.endpoints)
+    if (round === 0) console.log(`ringkv layout (run 1): ${layout}`)
+    // A fresh cluster serves its first seconds slower (JIT, allocator, caches) whatever the client
+    // does: warm it up before either mode, so that the one measured first does not pay for it.
+    target = await ringkvTarget(cluster.endpoints, false)
+    const warm = target
+    await closedLoop(Math.min(3, args.seconds), 64, async (i) => (await warm.put(key('z', i)), true))
     target.close()
     target = undefined
+    // The two modes take turns to go first (the second runs on a cluster holding more keys).
+    const modes = round % 2 === 0 ? [false, true] : [true, false]
+    const measured = new Map<boolean, Map<string, Phase>>()
+    for (const batching of modes) {
+      target = await ringkvTarget(cluster.endpoints, batching)
+      measured.set(batching, await runPhases(target, args, batching))
+      target.close()
+      target = undefined
+    }
+    const result: RingkvRun = { unbatched: measured.get(false)!, batched: measured.get(true)! }
     const crashed = await cluster.stop()
     if (crashed.length > 0)
       throw new Error(`ringkv node ${crashed.join(', ')} exited on its own during the run`)
@@ -486,7 +548,7 @@ async function benchEtcd(bin: string, args: Args, dir: string): Promise<Map<stri
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const col = { label: 34, system: 13, num: 10 } as const
+const col = { label: 34, system: 15, num: 10 } as const
 
 function cells(rate: string, p50: string, p99: string): string {
   return `${rate.padStart(col.num)} ${p50.padStart(col.num)} ${p99.padStart(col.num)}`
@@ -506,41 +568,47 @@ function summarize(runs: readonly Phase[]): { rate: number; p50: number; p99: nu
   }
 }
 
+type Summary = ReturnType<typeof summarize>
+
+function ratioCells(ours: Summary, theirs: Summary): string {
+  return cells(
+    (ours.rate / theirs.rate).toFixed(2),
+    (ours.p50 / theirs.p50).toFixed(2),
+    (ours.p99 / theirs.p99).toFixed(2),
+  )
+}
+
 function report(
-  ringkv: readonly Map<string, Phase>[],
+  ringkv: readonly RingkvRun[],
   etcd: readonly Map<string, Phase>[] | undefined,
   etcdNames: Readonly<Record<string, string>>,
 ): void {
   console.log(
     `\n${'phase'.padEnd(col.label)} ${'system'.padEnd(col.system)} ${cells('ops/s', 'p50 ms', 'p99 ms')}`,
   )
+  const blank = ''.padEnd(col.label)
+  const row = (label: string, system: string, s: Summary, suffix = ''): void =>
+    console.log(
+      `${label.padEnd(col.label)} ${system.padEnd(col.system)} ` +
+        `${cells(s.rate.toFixed(0), s.p50.toFixed(2), s.p99.toFixed(2))}${suffix}${s.note}`,
+    )
   for (const spec of phases) {
-    const ours = summarize(ringkv.map((r) => r.get(spec.id)).filter((p) => p !== undefined))
-    console.log(
-      `${spec.id.padEnd(col.label)} ${'ringkv'.padEnd(col.system)} ` +
-        `${cells(ours.rate.toFixed(0), ours.p50.toFixed(2), ours.p99.toFixed(2))}${ours.note}`,
-    )
-    if (etcd === undefined) continue
-    const theirRuns = etcd.map((r) => r.get(spec.id)).filter((p) => p !== undefined)
-    const blank = ''.padEnd(col.label)
-    if (theirRuns.length === 0) {
+    const ours = summarize(ringkv.map((r) => r.unbatched.get(spec.id)).filter((p) => p !== undefined))
+    const batched = summarize(ringkv.map((r) => r.batched.get(spec.id)).filter((p) => p !== undefined))
+    row(spec.id, 'ringkv', ours, '   one RPC per op')
+    row(blank, 'ringkv batched', batched, '   SDK batching')
+    const theirRuns = etcd?.map((r) => r.get(spec.id)).filter((p) => p !== undefined)
+    if (etcd !== undefined && theirRuns?.length === 0) {
       console.log(`${blank} ${'etcd'.padEnd(col.system)} ${'n/a: etcd has no session-level read'}`)
-      continue
     }
-    const theirs = summarize(theirRuns)
-    const name = etcdNames[spec.kind === 'get' ? spec.level : 'put'] ?? ''
-    console.log(
-      `${blank} ${'etcd'.padEnd(col.system)} ` +
-        `${cells(theirs.rate.toFixed(0), theirs.p50.toFixed(2), theirs.p99.toFixed(2))}   ${name}${theirs.note}`,
-    )
-    console.log(
-      `${blank} ${'ringkv/etcd'.padEnd(col.system)} ` +
-        cells(
-          (ours.rate / theirs.rate).toFixed(2),
-          (ours.p50 / theirs.p50).toFixed(2),
-          (ours.p99 / theirs.p99).toFixed(2),
-        ),
-    )
+    if (theirRuns !== undefined && theirRuns.length > 0) {
+      const theirs = summarize(theirRuns)
+      const name = etcdNames[spec.kind === 'get' ? spec.level : 'put'] ?? ''
+      row(blank, 'etcd', theirs, `   ${name}`)
+      console.log(`${blank} ${'ringkv/etcd'.padEnd(col.system)} ${ratioCells(ours, theirs)}`)
+      console.log(`${blank} ${'batched/etcd'.padEnd(col.system)} ${ratioCells(batched, theirs)}`)
+    }
+    console.log(`${blank} ${'batched/ringkv'.padEnd(col.system)} ${ratioCells(batched, ours)}`)
   }
 }
 
@@ -569,11 +637,14 @@ export async function main(argv: readonly string[]): Promise<void> {
       `median of ${args.runs} run${args.runs === 1 ? '' : 's'}; node ${process.version}, ${cpus().length} CPUs`,
   )
   console.log(etcdLine)
-  if (withEtcd) console.log('ratios are ringkv/etcd: throughput above 1 and latencies below 1 favor ringkv')
+  console.log(
+    'ringkv: SDK call batching off (one RPC per operation); ringkv batched: on (the SDK default, Multi calls)',
+  )
+  console.log('ratios a/b: throughput above 1 and latencies below 1 favor a')
 
   const loadStart = loadavg()[0]!
   const root = mkdtempSync(join(tmpdir(), 'ringkv-bench-cluster-'))
-  const ringkvRuns: Map<string, Phase>[] = []
+  const ringkvRuns: RingkvRun[] = []
   const etcdRuns: Map<string, Phase>[] = []
   try {
     for (let round = 0; round < args.runs; round++) {

@@ -98,6 +98,7 @@ describe('durability: kill -9 mid-load', () => {
     let acked = 0
     let inFlightAtKill = 0
     let inFlight = 0
+    let cliAcked = 0
     let killedResolve: () => void = () => {}
     const killedPromise = new Promise<void>((r) => (killedResolve = r))
     const kill = (): void => {
@@ -111,7 +112,9 @@ describe('durability: kill -9 mid-load', () => {
     }
     const ack = (): void => {
       acked += 1
-      if (acked >= ackedBeforeKill) kill()
+      // Both clients must have landed writes before the kill: the SDK (batching its calls) can
+      // reach ackedBeforeKill before the first kvctl process has even started.
+      if (acked >= ackedBeforeKill && cliAcked > 0) kill()
     }
     const signal = abort.signal
     const opts = { signal, deadlineMs: 20_000 }
@@ -176,7 +179,6 @@ describe('durability: kill -9 mid-load', () => {
     }
 
     let cliNext = 0
-    let cliAcked = 0
     const kvctlWorker = async (): Promise<void> => {
       while (!killed) {
         const key = `cli/load/${cliNext++}`

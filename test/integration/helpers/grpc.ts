@@ -28,6 +28,8 @@ import {
   type DeleteResponse,
   type GetRequest,
   type GetResponse,
+  type MultiRequest,
+  type MultiResponse,
   type PutRequest,
   type PutResponse,
   type ScanRequest,
@@ -108,6 +110,8 @@ export function kv(client: KvServiceClient, deadlineMs = 10_000) {
         { ops: [], options: undefined, ...r },
         deadlineMs,
       ),
+    multi: (r: Partial<MultiRequest>) =>
+      promisify<MultiRequest, MultiResponse>(client.multi, client, { ops: [], ...r }, deadlineMs),
     /** Every message of one Scan call. */
     scan: (r: Partial<ScanRequest>, options: Partial<CallOptions> = {}) =>
       new Promise<ScanResponse[]>((resolve, reject) => {

@@ -156,7 +156,7 @@ describe('client/KvClient', () => {
     const c = connect({ clientId: 'busy' })
     server.latencyMs = 20
     await Promise.all([...Array(5).keys()].map((i) => c.put(`k${i}`, 'v')))
-    const burst = server.requestsOf<PutRequest>('put').map((r) => r.options)
+    const burst = server.opsOf<PutRequest>('put').map((r) => r.options)
     expect(new Set(burst.map((t) => t?.clientId))).toEqual(new Set(['busy']))
     const base = burst[0]?.seq ?? 0
     expect(burst.map((t) => t?.seq)).toEqual([0, 1, 2, 3, 4].map((i) => base + i))
@@ -164,7 +164,7 @@ describe('client/KvClient', () => {
     expect(burst.map((t) => t?.firstIncompleteSeq)).toEqual(burst.map(() => base))
     // Next burst: everything before it was answered.
     await Promise.all([...Array(3).keys()].map((i) => c.put(`k${i}`, 'w')))
-    const next = server.requestsOf<PutRequest>('put').slice(5)
+    const next = server.opsOf<PutRequest>('put').slice(5)
     expect(next.map((r) => r.options?.firstIncompleteSeq)).toEqual([base + 5, base + 5, base + 5])
     expect(server.store.applies).toBe(8)
   })
@@ -174,7 +174,7 @@ describe('client/KvClient', () => {
     // The first put to arrive fails in a way that may have applied; the SDK retries it.
     server.failNext('put', { status: 14, message: 'connection reset', afterApply: true })
     const results = await Promise.all([...Array(4).keys()].map((i) => c.put(`o${i}`, `${i}`)))
-    const puts = server.requestsOf<PutRequest>('put').map((r) => r.options)
+    const puts = server.opsOf<PutRequest>('put').map((r) => r.options)
     expect(puts.length).toBe(5)
     const retried = puts[4]
     expect(puts.filter((p) => p?.seq === retried?.seq).length).toBe(2)

@@ -14,7 +14,10 @@
  * - BatchGet at linearizable needs every key's shard led by the node; Batch must stay in one shard
  *   (else CROSS_SHARD); Scan serves one shard per stream and ends it without `done` with a cursor
  *   into the next shard;
- * - Status lists every shard with its range and leader, and the other nodes as peers.
+ * - Status lists every shard with its range and leader, and the other nodes as peers;
+ * - Multi answers each op as its unary call would (routing, dedup, injected failures of that
+ *   method), its failure as an OpError; with `multi` off a node answers UNIMPLEMENTED, as a node
+ *   from before Multi does.
  *
  * Not a model of Raft: one log per shard (an applied-index counter) shared by all nodes, writes
  * dedup'd by client id + seq per shard.
@@ -47,6 +50,10 @@ import {
   type GetRequest,
   type GetResponse,
   type KvServiceServer,
+  type MultiOpResult,
+  type MultiRequest,
+  type MultiResponse,
+  type OpError,
   type PutRequest,
   type PutResponse,
   type ReadOptions,
@@ -57,7 +64,7 @@ import {
 } from '../../../src/gen/ringkv/v1/kv.ts'
 import { createHasher, equalHashRanges, type HashRange, type Hasher } from '../../../src/hashing/index.ts'
 
-export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status'
+export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi'
 
 /** A failure to answer with: a KvError code (sent with `ringkv-code`), or a bare gRPC status. */
 export interface Failure {
@@ -190,6 +197,8 @@ export class FakeNode {
   readonly lag = new Map<number, number>()
   /** Entries per scan page. */
   scanPageEntries = 2
+  /** Serves Multi; false: answers it UNIMPLEMENTED (a node from before Multi). */
+  multi = true
   private readonly cluster: FakeCluster
   private readonly failures = new Map<Method, Failure[]>()
   private server: Server | undefined
@@ -212,6 +221,17 @@ export class FakeNode {
 
   requestsOf<T>(method: Method): T[] {
     return this.requests.filter((r) => r.method === method).map((r) => r.request as T)
+  }
+
+  /** The requests of `method` in arrival order, whether sent alone or as ops of a Multi call. */
+  opsOf<T>(method: 'get' | 'put' | 'delete'): T[] {
+    return this.requests.flatMap((r): T[] => {
+      if (r.method === method) return [r.request as T]
+      if (r.method !== 'multi') return []
+      return (r.request as MultiRequest).ops.flatMap(({ op }) =>
+        op?.$case === method ? [(op as Record<string, unknown>)[method] as T] : [],
+      )
+    })
   }
 
   async kill(): Promise<void> {
@@ -292,10 +312,55 @@ export class FakeNode {
     return { code: status, details: failure.message ?? failure.code ?? 'injected failure', metadata }
   }
 
+  /** A Failure as the OpError of one op of a Multi call (what errorOf sends as status and trailers). */
+  private static opErrorOf(failure: Failure): OpError {
+    const md = failure.metadata ?? {}
+    const uint = (key: string): number | undefined => (md[key] === undefined ? undefined : Number(md[key]))
+    const leaderHint = uint('ringkv-leader')
+    const shardId = uint('ringkv-shard')
+    const currentVersion = uint('ringkv-current-version')
+    return {
+      code: failure.code ?? '',
+      status: failure.status ?? (failure.code !== undefined ? errorCodeTable[failure.code].status : 13),
+      message: failure.message ?? failure.code ?? 'injected failure',
+      ...(leaderHint !== undefined ? { leaderHint } : {}),
+      ...(shardId !== undefined ? { shardId } : {}),
+      ...(currentVersion !== undefined ? { currentVersion } : {}),
+    }
+  }
+
   /**
-   * A unary handler: records, applies an injected failure, checks routing (`route` answers a
-   * Failure when this node must not serve), dedups writes per shard by client id + seq.
+   * One request, unary or an op of a Multi: applies an injected failure of `method`, checks
+   * routing (`route` answers a Failure when this node must not serve), dedups writes per shard by
+   * client id + seq.
    */
+  private respond<Req, Res>(
+    method: Method,
+    request: Req,
+    route: (request: Req) => { shard: FakeShard | undefined; failure: Failure | undefined },
+    handle: (request: Req) => Res | Failure,
+    writeOptions: (request: Req) => WriteOptions | undefined,
+  ): Res | Failure {
+    const injected = this.failures.get(method)?.shift()
+    if (injected !== undefined && injected.afterApply !== true) return injected
+    const { shard, failure } = route(request)
+    if (failure !== undefined) return failure
+    const options = writeOptions(request)
+    const dedupKey =
+      shard !== undefined && options !== undefined && options.clientId !== ''
+        ? `${options.clientId}/${options.seq}`
+        : undefined
+    let result: Res | Failure
+    if (dedupKey !== undefined && shard?.dedup.has(dedupKey) === true) {
+      result = shard.dedup.get(dedupKey) as Res | Failure
+    } else {
+      result = handle(request)
+      if (dedupKey !== undefined) shard?.dedup.set(dedupKey, result)
+    }
+    return injected ?? result
+  }
+
+  /** A unary handler over `respond`, recording the request. */
   private unary<Req, Res>(
     method: Method,
     route: (request: Req) => { shard: FakeShard | undefined; failure: Failure | undefined },
@@ -304,31 +369,89 @@ export class FakeNode {
   ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
     return (call, callback) => {
       this.requests.push({ method, request: call.request })
-      const injected = this.failures.get(method)?.shift()
-      if (injected !== undefined && injected.afterApply !== true) {
+      const result = this.respond(method, call.request, route, handle, writeOptions)
+      if (isFailure(result)) callback(FakeNode.errorOf(result))
+      else callback(null, result)
+    }
+  }
+
+  private getRoute = (req: GetRequest): { shard: FakeShard; failure: Failure | undefined } => {
+    const shard = this.cluster.shardOf(req.key)
+    return { shard, failure: this.readCheck(shard, req.options) }
+  }
+
+  private getHandle = (req: GetRequest): GetResponse => {
+    const shard = this.cluster.shardOf(req.key)
+    const row = shard.rows.get(req.key.toString('hex'))
+    return {
+      found: row !== undefined,
+      value: row?.value ?? Buffer.alloc(0),
+      version: row?.version ?? 0,
+      createVersion: row?.createVersion ?? 0,
+      receipt: this.receipt(shard, req.options?.consistency ?? 0),
+    }
+  }
+
+  /** Multi: every op as its unary call (recorded once, as 'multi'). */
+  private multiHandler(): (
+    call: ServerUnaryCall<MultiRequest, MultiResponse>,
+    callback: sendUnaryData<MultiResponse>,
+  ) => void {
+    const c = this.cluster
+    return (call, callback) => {
+      this.requests.push({ method: 'multi', request: call.request })
+      if (!this.multi) {
+        callback({
+          code: 12,
+          details: 'The server does not implement the method Multi',
+          metadata: new Metadata(),
+        })
+        return
+      }
+      const injected = this.failures.get('multi')?.shift()
+      if (injected !== undefined) {
         callback(FakeNode.errorOf(injected))
         return
       }
-      const { shard, failure } = route(call.request)
-      if (failure !== undefined) {
-        callback(FakeNode.errorOf(failure))
-        return
-      }
-      const options = writeOptions(call.request)
-      const dedupKey =
-        shard !== undefined && options !== undefined && options.clientId !== ''
-          ? `${options.clientId}/${options.seq}`
-          : undefined
-      let result: Res | Failure
-      if (dedupKey !== undefined && shard?.dedup.has(dedupKey) === true) {
-        result = shard.dedup.get(dedupKey) as Res | Failure
-      } else {
-        result = handle(call.request)
-        if (dedupKey !== undefined) shard?.dedup.set(dedupKey, result)
-      }
-      if (injected !== undefined) callback(FakeNode.errorOf(injected))
-      else if (isFailure(result)) callback(FakeNode.errorOf(result))
-      else callback(null, result)
+      const results = call.request.ops.map(({ op }): MultiOpResult => {
+        let result: MultiOpResult['result'] | Failure
+        switch (op?.$case) {
+          case 'get': {
+            const r = this.respond('get', op.get, this.getRoute, this.getHandle, () => undefined)
+            result = isFailure(r) ? r : { $case: 'get', get: r }
+            break
+          }
+          case 'put': {
+            const req = op.put
+            const r = this.respond(
+              'put',
+              req,
+              (q) => this.writeRoute(q.key),
+              (q) => this.put(c.shardOf(q.key), q.key, q.value, q.expectedVersion),
+              (q) => q.options,
+            )
+            result = isFailure(r) ? r : { $case: 'put', put: r }
+            break
+          }
+          case 'delete': {
+            const r = this.respond(
+              'delete',
+              op.delete,
+              (q) => this.writeRoute(q.key),
+              (q) => this.del(c.shardOf(q.key), q.key, q.expectedVersion),
+              (q) => q.options,
+            )
+            result = isFailure(r) ? r : { $case: 'delete', delete: r }
+            break
+          }
+          default:
+            result = { code: 'INVALID_ARGUMENT', message: 'empty op' }
+        }
+        return isFailure(result)
+          ? { result: { $case: 'error', error: FakeNode.opErrorOf(result) } }
+          : { result: result as NonNullable<MultiOpResult['result']> }
+      })
+      callback(null, { results })
     }
   }
 
@@ -377,25 +500,8 @@ export class FakeNode {
   private kv(): KvServiceServer {
     const c = this.cluster
     return {
-      get: this.unary<GetRequest, GetResponse>(
-        'get',
-        (req) => {
-          const shard = c.shardOf(req.key)
-          return { shard, failure: this.readCheck(shard, req.options) }
-        },
-        (req) => {
-          const shard = c.shardOf(req.key)
-          const row = shard.rows.get(req.key.toString('hex'))
-          return {
-            found: row !== undefined,
-            value: row?.value ?? Buffer.alloc(0),
-            version: row?.version ?? 0,
-            createVersion: row?.createVersion ?? 0,
-            receipt: this.receipt(shard, req.options?.consistency ?? 0),
-          }
-        },
-        () => undefined,
-      ),
+      get: this.unary<GetRequest, GetResponse>('get', this.getRoute, this.getHandle, () => undefined),
+      multi: this.multiHandler(),
       put: this.unary<PutRequest, PutResponse>(
         'put',
         (req) => this.writeRoute(req.key),

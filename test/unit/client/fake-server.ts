@@ -3,7 +3,9 @@
  * port 0, for SDK and CLI unit tests. It keeps a tiny versioned map, speaks the error contract
  * (gRPC status + `ringkv-*` trailing metadata), deduplicates writes by client id + seq (refusing
  * seqs below the client's highest first_incomplete_seq as stale, like the shard), and has
- * knobs to inject failures, latency, lagging replicas and broken scan streams.
+ * knobs to inject failures, latency, lagging replicas and broken scan streams. Multi answers each op
+ * as its unary call would (an injected failure of 'put' hits the next put, alone or in a Multi);
+ * with `multi` off it answers UNIMPLEMENTED, as a server from before Multi does.
  *
  * Not a model of Raft: one "applied index" counter stands for the shard log, every write takes
  * the next index, and a key's version is the index that wrote it.
@@ -36,6 +38,10 @@ import {
   type GetRequest,
   type GetResponse,
   type KvServiceServer,
+  type MultiOpResult,
+  type MultiRequest,
+  type MultiResponse,
+  type OpError,
   type PutRequest,
   type PutResponse,
   type Receipt,
@@ -44,7 +50,7 @@ import {
   type WriteOptions,
 } from '../../../src/gen/ringkv/v1/kv.ts'
 
-export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status'
+export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi'
 
 /** A failure to answer with: a KvError code (sent with `ringkv-code`), or a bare gRPC status. */
 export interface Failure {
@@ -104,6 +110,8 @@ export class FakeKvServer {
   stalenessMs = 0
   /** Milliseconds to wait before answering each request. */
   latencyMs = 0
+  /** Serves Multi; false: answers it UNIMPLEMENTED (a server from before Multi). */
+  multi = true
   private readonly failures = new Map<Method, Failure[]>()
   private server: Server | undefined
   private port = 0
@@ -133,6 +141,17 @@ export class FakeKvServer {
 
   requestsOf<T>(method: Method): T[] {
     return this.requests.filter((r) => r.method === method).map((r) => r.request as T)
+  }
+
+  /** The requests of `method` in arrival order, whether sent alone or as ops of a Multi call. */
+  opsOf<T>(method: 'get' | 'put' | 'delete'): T[] {
+    return this.requests.flatMap((r): T[] => {
+      if (r.method === method) return [r.request as T]
+      if (r.method !== 'multi') return []
+      return (r.request as MultiRequest).ops.flatMap(({ op }) =>
+        op?.$case === method ? [(op as Record<string, unknown>)[method] as T] : [],
+      )
+    })
   }
 
   /** Stops at once, dropping connections (like a killed process). */
@@ -204,6 +223,49 @@ export class FakeKvServer {
     return { code: status, details: failure.message ?? failure.code ?? 'injected failure', metadata }
   }
 
+  /** A Failure as the OpError of one op of a Multi call (what errorOf sends as status and trailers). */
+  private static opErrorOf(failure: Failure): OpError {
+    const md = failure.metadata ?? {}
+    const uint = (key: string): number | undefined => (md[key] === undefined ? undefined : Number(md[key]))
+    const leaderHint = uint('ringkv-leader')
+    const shardId = uint('ringkv-shard')
+    const currentVersion = uint('ringkv-current-version')
+    return {
+      code: failure.code ?? '',
+      status: failure.status ?? (failure.code !== undefined ? errorCodeTable[failure.code].status : 13),
+      message: failure.message ?? failure.code ?? 'injected failure',
+      ...(leaderHint !== undefined ? { leaderHint } : {}),
+      ...(shardId !== undefined ? { shardId } : {}),
+      ...(currentVersion !== undefined ? { currentVersion } : {}),
+    }
+  }
+
+  /** One admitted request, unary or an op of a Multi: `failure` is its injected failure, if any. */
+  private respond<Req, Res>(
+    request: Req,
+    failure: Failure | undefined,
+    handle: (request: Req) => Res | Failure,
+    isWrite: (request: Req) => WriteOptions | undefined,
+  ): Res | Failure {
+    if (failure !== undefined && failure.afterApply !== true) return failure
+    const options = isWrite(request)
+    const dedupKey =
+      options !== undefined && options.clientId !== '' ? `${options.clientId}/${options.seq}` : undefined
+    let result: Res | Failure
+    const watermark = options === undefined ? 0 : (this.store.watermarks.get(options.clientId) ?? 0)
+    if (dedupKey !== undefined && options !== undefined && options.seq < watermark) {
+      result = { code: 'INVALID_ARGUMENT', message: `stale seq ${options.seq} below ${watermark}` }
+    } else if (dedupKey !== undefined && this.store.dedup.has(dedupKey)) {
+      result = this.store.dedup.get(dedupKey) as Res | Failure
+    } else {
+      result = handle(request)
+      if (dedupKey !== undefined) this.store.dedup.set(dedupKey, result)
+    }
+    if (dedupKey !== undefined && options !== undefined && options.firstIncompleteSeq > watermark)
+      this.store.watermarks.set(options.clientId, options.firstIncompleteSeq)
+    return failure ?? result
+  }
+
   private unary<Req, Res>(
     method: Method,
     handle: (request: Req) => Res | Failure,
@@ -213,28 +275,89 @@ export class FakeKvServer {
       void (async () => {
         const failure = await this.admit(method, call.request, call.getDeadline())
         if (call.cancelled) return
-        if (failure !== undefined && failure.afterApply !== true) {
+        const result = this.respond(call.request, failure, handle, isWrite)
+        if (isFailure(result)) callback(FakeKvServer.errorOf(result))
+        else callback(null, result)
+      })()
+    }
+  }
+
+  private getHandle = (req: GetRequest): GetResponse | Failure => {
+    const shard = this.shardOf(req.key)
+    const behind = this.sessionCheck(req.options, shard)
+    if (behind !== undefined) return behind
+    const row = this.store.rows.get(req.key.toString('hex'))
+    return {
+      found: row !== undefined,
+      value: row?.value ?? Buffer.alloc(0),
+      version: row?.version ?? 0,
+      createVersion: row?.createVersion ?? 0,
+      receipt: this.receipt(shard, req.options?.consistency ?? 0),
+    }
+  }
+
+  /** Multi: recorded once as 'multi'; every op answered as its unary call (its method's failures). */
+  private multiHandler(): (
+    call: ServerUnaryCall<MultiRequest, MultiResponse>,
+    callback: sendUnaryData<MultiResponse>,
+  ) => void {
+    return (call, callback) => {
+      void (async () => {
+        const failure = await this.admit('multi', call.request, call.getDeadline())
+        if (call.cancelled) return
+        if (!this.multi) {
+          callback({
+            code: 12,
+            details: 'The server does not implement the method Multi',
+            metadata: new Metadata(),
+          })
+          return
+        }
+        if (failure !== undefined) {
           callback(FakeKvServer.errorOf(failure))
           return
         }
-        const options = isWrite(call.request)
-        const dedupKey =
-          options !== undefined && options.clientId !== '' ? `${options.clientId}/${options.seq}` : undefined
-        let result: Res | Failure
-        const watermark = options === undefined ? 0 : (this.store.watermarks.get(options.clientId) ?? 0)
-        if (dedupKey !== undefined && options !== undefined && options.seq < watermark) {
-          result = { code: 'INVALID_ARGUMENT', message: `stale seq ${options.seq} below ${watermark}` }
-        } else if (dedupKey !== undefined && this.store.dedup.has(dedupKey)) {
-          result = this.store.dedup.get(dedupKey) as Res | Failure
-        } else {
-          result = handle(call.request)
-          if (dedupKey !== undefined) this.store.dedup.set(dedupKey, result)
-        }
-        if (dedupKey !== undefined && options !== undefined && options.firstIncompleteSeq > watermark)
-          this.store.watermarks.set(options.clientId, options.firstIncompleteSeq)
-        if (failure !== undefined) callback(FakeKvServer.errorOf(failure))
-        else if (isFailure(result)) callback(FakeKvServer.errorOf(result))
-        else callback(null, result)
+        const results = call.request.ops.map(({ op }): MultiOpResult => {
+          let result: MultiOpResult['result'] | Failure
+          switch (op?.$case) {
+            case 'get': {
+              const r = this.respond(
+                op.get,
+                this.failures.get('get')?.shift(),
+                this.getHandle,
+                () => undefined,
+              )
+              result = isFailure(r) ? r : { $case: 'get', get: r }
+              break
+            }
+            case 'put': {
+              const r = this.respond(
+                op.put,
+                this.failures.get('put')?.shift(),
+                (q) => this.put(q.key, q.value, q.expectedVersion),
+                (q) => q.options,
+              )
+              result = isFailure(r) ? r : { $case: 'put', put: r }
+              break
+            }
+            case 'delete': {
+              const r = this.respond(
+                op.delete,
+                this.failures.get('delete')?.shift(),
+                (q) => this.del(q.key, q.expectedVersion),
+                (q) => q.options,
+              )
+              result = isFailure(r) ? r : { $case: 'delete', delete: r }
+              break
+            }
+            default:
+              result = { code: 'INVALID_ARGUMENT', message: 'empty op' }
+          }
+          return isFailure(result)
+            ? { result: { $case: 'error', error: FakeKvServer.opErrorOf(result) } }
+            : { result: result as NonNullable<MultiOpResult['result']> }
+        })
+        callback(null, { results })
       })()
     }
   }
@@ -289,23 +412,8 @@ export class FakeKvServer {
 
   private kvImplementation(): KvServiceServer {
     return {
-      get: this.unary<GetRequest, GetResponse>(
-        'get',
-        (req) => {
-          const shard = this.shardOf(req.key)
-          const behind = this.sessionCheck(req.options, shard)
-          if (behind !== undefined) return behind
-          const row = this.store.rows.get(req.key.toString('hex'))
-          return {
-            found: row !== undefined,
-            value: row?.value ?? Buffer.alloc(0),
-            version: row?.version ?? 0,
-            createVersion: row?.createVersion ?? 0,
-            receipt: this.receipt(shard, req.options?.consistency ?? 0),
-          }
-        },
-        () => undefined,
-      ),
+      get: this.unary<GetRequest, GetResponse>('get', this.getHandle, () => undefined),
+      multi: this.multiHandler(),
       put: this.unary<PutRequest, PutResponse>(
         'put',
         (req) => this.put(req.key, req.value, req.expectedVersion),

@@ -9,7 +9,14 @@ import {
   type ErrorCode as Code,
 } from '../../../src/common/errors.ts'
 import { KvClient } from '../../../src/client/index.ts'
-import { abortError, detailsFromMetadata, kvErrorFromGrpc } from '../../../src/client/status.ts'
+import {
+  abortError,
+  detailsFromMetadata,
+  kvErrorFromGrpc,
+  kvErrorFromOpError,
+} from '../../../src/client/status.ts'
+import { silentLogger } from '../../../src/common/logger.ts'
+import { toOpError, toStatus } from '../../../src/server/status.ts'
 import { FakeKvServer } from './fake-server.ts'
 
 function serviceError(code: number, details: string, md: Record<string, string> = {}): ServiceError {
@@ -92,6 +99,33 @@ describe('client/status mapping', () => {
     expect(
       kvErrorFromGrpc(serviceError(GrpcStatus.CANCELLED, 'Cancelled on client'), deadline.signal).code,
     ).toBe('DEADLINE_EXCEEDED')
+  })
+
+  it('reads a Multi op error exactly as the same error failing a whole call', () => {
+    const full = { leaderHint: 3, shardMapEpoch: 9, shardId: 0, currentVersion: 0, limit: 7, field: 'key' }
+    for (const code of Object.values(ErrorCode) as Code[]) {
+      for (const details of [undefined, full, { currentVersion: 12 }]) {
+        const sent = new KvError(code, `m ${code}`, details === undefined ? {} : { details })
+        const status = toStatus(sent, silentLogger)
+        // The whole call as the SDK receives it: the status with its ringkv-* trailers.
+        const viaCall = kvErrorFromGrpc(Object.assign(new Error('x'), { ...status }))
+        const viaOp = kvErrorFromOpError(toOpError(sent, silentLogger))
+        expect(viaOp).toBeInstanceOf(KvError)
+        expect({ code: viaOp.code, message: viaOp.message, details: viaOp.details ?? {} }).toEqual({
+          code: viaCall.code,
+          message: viaCall.message,
+          details: viaCall.details ?? {},
+        })
+      }
+    }
+    // A code this SDK does not know falls back on the status number, as for a bare status.
+    expect(kvErrorFromOpError({ code: 'NEW_CODE', status: GrpcStatus.UNAVAILABLE, message: 'x' }).code).toBe(
+      'UNAVAILABLE',
+    )
+    // A leader hint of 0 names nobody.
+    expect(
+      kvErrorFromOpError({ code: 'NOT_LEADER', status: 9, message: 'x', leaderHint: 0, shardId: 2 }).details,
+    ).toEqual({ shardId: 2 })
   })
 
   it('keeps the ServiceError as cause and non-gRPC errors become INTERNAL', () => {

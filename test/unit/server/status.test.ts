@@ -9,6 +9,7 @@ import {
   internalStatus,
   kvErrorToStatus,
   metadataKeys,
+  toOpError,
   toStatus,
   unimplementedStatus,
 } from '../../../src/server/status.ts'
@@ -95,6 +96,56 @@ describe('server/status', () => {
     expect(errorId).toMatch(/^[0-9a-f]{16}$/)
     expect(status.details).toContain(errorId)
     expect(toStatus('a string', logger).code).toBe(GrpcCode.INTERNAL)
+  })
+
+  it.each(Object.values(ErrorCode))(
+    'gives a Multi op failing with %s the code, status and message of a whole call',
+    (code) => {
+      const err = new KvError(code, `message of ${code}`)
+      const status = toStatus(err, silentLogger)
+      expect(toOpError(err, silentLogger)).toEqual({
+        code: one(status.metadata, 'ringkv-code'),
+        status: status.code,
+        message: status.details,
+      })
+    },
+  )
+
+  it('carries every detail of a Multi op error as the field of its ringkv-* trailer', () => {
+    const details: Required<ErrorDetails> = {
+      leaderHint: 3,
+      shardMapEpoch: 7,
+      shardId: 0,
+      currentVersion: 0,
+      limit: 4096,
+      field: 'key',
+    }
+    const err = new KvError(ErrorCode.NotLeader, 'x', { details })
+    expect(toOpError(err, silentLogger)).toEqual({
+      code: 'NOT_LEADER',
+      status: GrpcCode.FAILED_PRECONDITION,
+      message: 'x',
+      ...details,
+    })
+    // Absent details stay absent (not 0: currentVersion 0 means "the key is absent").
+    expect(toOpError(new KvError(ErrorCode.VersionMismatch, 'y'), silentLogger)).toEqual({
+      code: 'VERSION_MISMATCH',
+      status: GrpcCode.ABORTED,
+      message: 'y',
+    })
+  })
+
+  it('maps a Multi op failure like a whole call: deadline, abort, unknown errors, and assertions', () => {
+    expect(toOpError(new DeadlineError(), silentLogger).code).toBe('DEADLINE_EXCEEDED')
+    const abort = Object.assign(new Error('aborted'), { name: 'AbortError' })
+    expect(toOpError(abort, silentLogger)).toMatchObject({ code: 'CANCELLED', status: GrpcCode.CANCELLED })
+    const logged: Record<string, unknown>[] = []
+    const logger: Logger = { ...silentLogger, error: (fields) => logged.push(fields) }
+    const internal = toOpError(new TypeError('secret user data'), logger)
+    expect(internal).toMatchObject({ code: 'INTERNAL', status: GrpcCode.INTERNAL })
+    expect(internal.message).not.toContain('secret')
+    expect(internal.message).toContain(logged[0]?.['errorId'] as string)
+    expect(() => toOpError(new AssertionError('broken'), silentLogger)).toThrow(AssertionError)
   })
 
   it('has UNIMPLEMENTED for stubs and INTERNAL for fatal calls', () => {

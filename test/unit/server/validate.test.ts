@@ -8,6 +8,7 @@ import {
   checkDeadline,
   checkDelete,
   checkGet,
+  checkMulti,
   checkPut,
   checkReadOptions,
   checkScan,
@@ -177,6 +178,35 @@ describe('server/validate', () => {
       limit: 10,
     })
     expect(checkBatch({ ops: [put('a', 4), put('b', 4)], options: undefined }, small).ops).toHaveLength(2)
+  })
+
+  it('bounds a Multi by count and by the bytes of keys and values, and leaves each op to itself', () => {
+    const small = tightenLimits({ batchOpsMax: 3, batchBytesMax: 10 })
+    const get = (k: string) => ({ op: { $case: 'get' as const, get: { key: b(k), options: undefined } } })
+    const put = (k: string, v: number) => ({
+      op: { $case: 'put' as const, put: { key: b(k), value: b(v), options: undefined } },
+    })
+    const del = (k: string) => ({
+      op: { $case: 'delete' as const, delete: { key: b(k), options: undefined } },
+    })
+    expect(codeOf(() => checkMulti({ ops: [] }, small))).toEqual({
+      code: 'INVALID_ARGUMENT',
+      field: 'ops',
+      limit: undefined,
+    })
+    expect(codeOf(() => checkMulti({ ops: [get('a'), get('b'), get('c'), get('d')] }, small))).toEqual({
+      code: 'INVALID_ARGUMENT',
+      field: 'ops',
+      limit: 3,
+    })
+    expect(codeOf(() => checkMulti({ ops: [get('aaaa'), put('b', 5), del('cc')] }, small))).toEqual({
+      code: 'INVALID_ARGUMENT',
+      field: 'ops.bytes',
+      limit: 10,
+    })
+    // Exactly at both limits; an empty key or an empty op fails that op alone, later.
+    expect(() => checkMulti({ ops: [get('aaa'), put('b', 5), del('c')] }, small)).not.toThrow()
+    expect(() => checkMulti({ ops: [get(''), { op: undefined }] }, small)).not.toThrow()
   })
 
   it('bounds BatchGet keys', () => {

@@ -229,6 +229,84 @@ export interface ScanResponse {
   receipt: Receipt | undefined;
 }
 
+/**
+ * One operation of a Multi call: a single-key get, put or delete with its own options (consistency,
+ * session token, compare-and-set version, exactly-once tag), exactly as its unary call carries them.
+ */
+export interface MultiOp {
+  op:
+    | { $case: "get"; get: GetRequest }
+    | { $case: "put"; put: PutRequest }
+    | { $case: "delete"; delete: DeleteRequest }
+    | undefined;
+}
+
+/**
+ * The error of one op of a Multi call: what a failed unary call carries as its gRPC status and
+ * trailing metadata (see the file header), as fields. Unset optional fields were not known.
+ */
+export interface OpError {
+  /** The stable ringkv error code (NOT_LEADER, VERSION_MISMATCH, ...), as `ringkv-code`. */
+  code: string;
+  /**
+   * The gRPC status code the same error has as a whole call (a client that does not know `code`
+   * reads this one).
+   */
+  status: number;
+  message: string;
+  /** `ringkv-leader`: the node believed to lead the op's shard. */
+  leaderHint?:
+    | number
+    | undefined;
+  /** `ringkv-epoch`. */
+  shardMapEpoch?:
+    | number
+    | undefined;
+  /** `ringkv-shard`. */
+  shardId?:
+    | number
+    | undefined;
+  /** `ringkv-current-version`: the key's version when a compare-and-set failed (0 = absent). */
+  currentVersion?:
+    | number
+    | undefined;
+  /** `ringkv-limit`: the limit an argument broke. */
+  limit?:
+    | number
+    | undefined;
+  /** `ringkv-field`: the request field at fault. */
+  field?: string | undefined;
+}
+
+export interface MultiOpResult {
+  result:
+    | { $case: "get"; get: GetResponse }
+    | { $case: "put"; put: PutResponse }
+    | { $case: "delete"; delete: DeleteResponse }
+    | { $case: "error"; error: OpError }
+    | undefined;
+}
+
+/**
+ * Many INDEPENDENT single-key operations in one call, each routed to its own shard and answered on
+ * its own: one op's failure (NOT_LEADER, VERSION_MISMATCH, ...) never fails the others. Not atomic
+ * (that is Batch) and not ordered: the ops run concurrently, so two ops on one key land in either
+ * order. At most limits.batchOpsMax ops and limits.batchBytesMax bytes of keys and values (else the
+ * whole call is INVALID_ARGUMENT, field `ops` or `ops.bytes`, with `ringkv-limit`). The call's
+ * deadline bounds every op. The SDK coalesces concurrent calls bound for one node into it.
+ */
+export interface MultiRequest {
+  ops: MultiOp[];
+}
+
+export interface MultiResponse {
+  /**
+   * One per op, in the order of the request's ops. A get whose value would not fit the response
+   * frame is answered OVERLOADED (ask again: reads have no side effects).
+   */
+  results: MultiOpResult[];
+}
+
 function createBaseSessionToken(): SessionToken {
   return { appliedIndexByShard: {} };
 }
@@ -2099,6 +2177,490 @@ export const ScanResponse: MessageFns<ScanResponse> = {
   },
 };
 
+function createBaseMultiOp(): MultiOp {
+  return { op: undefined };
+}
+
+export const MultiOp: MessageFns<MultiOp> = {
+  encode(message: MultiOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.op?.$case) {
+      case "get":
+        GetRequest.encode(message.op.get, writer.uint32(10).fork()).join();
+        break;
+      case "put":
+        PutRequest.encode(message.op.put, writer.uint32(18).fork()).join();
+        break;
+      case "delete":
+        DeleteRequest.encode(message.op.delete, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultiOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultiOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.op = { $case: "get", get: GetRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.op = { $case: "put", put: PutRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.op = { $case: "delete", delete: DeleteRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MultiOp>, I>>(base?: I): MultiOp {
+    return MultiOp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultiOp>, I>>(object: I): MultiOp {
+    const message = createBaseMultiOp();
+    switch (object.op?.$case) {
+      case "get": {
+        if (object.op?.get !== undefined && object.op?.get !== null) {
+          message.op = { $case: "get", get: GetRequest.fromPartial(object.op.get) };
+        }
+        break;
+      }
+      case "put": {
+        if (object.op?.put !== undefined && object.op?.put !== null) {
+          message.op = { $case: "put", put: PutRequest.fromPartial(object.op.put) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.op?.delete !== undefined && object.op?.delete !== null) {
+          message.op = { $case: "delete", delete: DeleteRequest.fromPartial(object.op.delete) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseOpError(): OpError {
+  return {
+    code: "",
+    status: 0,
+    message: "",
+    leaderHint: undefined,
+    shardMapEpoch: undefined,
+    shardId: undefined,
+    currentVersion: undefined,
+    limit: undefined,
+    field: undefined,
+  };
+}
+
+export const OpError: MessageFns<OpError> = {
+  encode(message: OpError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).uint32(message.status);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.leaderHint !== undefined) {
+      writer.uint32(32).uint64(message.leaderHint);
+    }
+    if (message.shardMapEpoch !== undefined) {
+      writer.uint32(40).uint64(message.shardMapEpoch);
+    }
+    if (message.shardId !== undefined) {
+      writer.uint32(48).uint32(message.shardId);
+    }
+    if (message.currentVersion !== undefined) {
+      writer.uint32(56).uint64(message.currentVersion);
+    }
+    if (message.limit !== undefined) {
+      writer.uint32(64).uint64(message.limit);
+    }
+    if (message.field !== undefined) {
+      writer.uint32(74).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaderHint = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.shardMapEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.currentVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.limit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<OpError>, I>>(base?: I): OpError {
+    return OpError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpError>, I>>(object: I): OpError {
+    const message = createBaseOpError();
+    message.code = object.code ?? "";
+    message.status = object.status ?? 0;
+    message.message = object.message ?? "";
+    message.leaderHint = object.leaderHint ?? undefined;
+    message.shardMapEpoch = object.shardMapEpoch ?? undefined;
+    message.shardId = object.shardId ?? undefined;
+    message.currentVersion = object.currentVersion ?? undefined;
+    message.limit = object.limit ?? undefined;
+    message.field = object.field ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMultiOpResult(): MultiOpResult {
+  return { result: undefined };
+}
+
+export const MultiOpResult: MessageFns<MultiOpResult> = {
+  encode(message: MultiOpResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "get":
+        GetResponse.encode(message.result.get, writer.uint32(10).fork()).join();
+        break;
+      case "put":
+        PutResponse.encode(message.result.put, writer.uint32(18).fork()).join();
+        break;
+      case "delete":
+        DeleteResponse.encode(message.result.delete, writer.uint32(26).fork()).join();
+        break;
+      case "error":
+        OpError.encode(message.result.error, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultiOpResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultiOpResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "get", get: GetResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "put", put: PutResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "delete", delete: DeleteResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.result = { $case: "error", error: OpError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MultiOpResult>, I>>(base?: I): MultiOpResult {
+    return MultiOpResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultiOpResult>, I>>(object: I): MultiOpResult {
+    const message = createBaseMultiOpResult();
+    switch (object.result?.$case) {
+      case "get": {
+        if (object.result?.get !== undefined && object.result?.get !== null) {
+          message.result = { $case: "get", get: GetResponse.fromPartial(object.result.get) };
+        }
+        break;
+      }
+      case "put": {
+        if (object.result?.put !== undefined && object.result?.put !== null) {
+          message.result = { $case: "put", put: PutResponse.fromPartial(object.result.put) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.result?.delete !== undefined && object.result?.delete !== null) {
+          message.result = { $case: "delete", delete: DeleteResponse.fromPartial(object.result.delete) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.error !== undefined && object.result?.error !== null) {
+          message.result = { $case: "error", error: OpError.fromPartial(object.result.error) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseMultiRequest(): MultiRequest {
+  return { ops: [] };
+}
+
+export const MultiRequest: MessageFns<MultiRequest> = {
+  encode(message: MultiRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ops) {
+      MultiOp.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultiRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultiRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ops.push(MultiOp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MultiRequest>, I>>(base?: I): MultiRequest {
+    return MultiRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultiRequest>, I>>(object: I): MultiRequest {
+    const message = createBaseMultiRequest();
+    message.ops = object.ops?.map((e) => MultiOp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMultiResponse(): MultiResponse {
+  return { results: [] };
+}
+
+export const MultiResponse: MessageFns<MultiResponse> = {
+  encode(message: MultiResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      MultiOpResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultiResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultiResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(MultiOpResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MultiResponse>, I>>(base?: I): MultiResponse {
+    return MultiResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultiResponse>, I>>(object: I): MultiResponse {
+    const message = createBaseMultiResponse();
+    message.results = object.results?.map((e) => MultiOpResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type KvServiceService = typeof KvServiceService;
 export const KvServiceService = {
   get: {
@@ -2155,6 +2717,15 @@ export const KvServiceService = {
     responseSerialize: (value: ScanResponse): Buffer => Buffer.from(ScanResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ScanResponse => ScanResponse.decode(value),
   },
+  multi: {
+    path: "/ringkv.v1.KvService/Multi" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MultiRequest): Buffer => Buffer.from(MultiRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MultiRequest => MultiRequest.decode(value),
+    responseSerialize: (value: MultiResponse): Buffer => Buffer.from(MultiResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MultiResponse => MultiResponse.decode(value),
+  },
 } as const;
 
 export interface KvServiceServer extends UntypedServiceImplementation {
@@ -2164,6 +2735,7 @@ export interface KvServiceServer extends UntypedServiceImplementation {
   batchGet: handleUnaryCall<BatchGetRequest, BatchGetResponse>;
   batch: handleUnaryCall<BatchRequest, BatchResponse>;
   scan: handleServerStreamingCall<ScanRequest, ScanResponse>;
+  multi: handleUnaryCall<MultiRequest, MultiResponse>;
 }
 
 export interface KvServiceClient extends Client {
@@ -2238,6 +2810,21 @@ export interface KvServiceClient extends Client {
   ): ClientUnaryCall;
   scan(request: ScanRequest, options?: Partial<CallOptions>): ClientReadableStream<ScanResponse>;
   scan(request: ScanRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<ScanResponse>;
+  multi(
+    request: MultiRequest,
+    callback: (error: ServiceError | null, response: MultiResponse) => void,
+  ): ClientUnaryCall;
+  multi(
+    request: MultiRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MultiResponse) => void,
+  ): ClientUnaryCall;
+  multi(
+    request: MultiRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MultiResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const KvServiceClient = makeGenericClientConstructor(KvServiceService, "ringkv.v1.KvService") as unknown as {

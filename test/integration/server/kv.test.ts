@@ -68,9 +68,17 @@ describe('kvd client API', () => {
     })
     expect(again.version).toBeGreaterThan(put.version)
     expect(again.receipt?.delivered).toBe(Consistency.CONSISTENCY_LEADER)
-    const got2 = await c.get({ key: b('alpha'), options: readOpts(Consistency.CONSISTENCY_EVENTUAL) })
+    // A `leader` write is answered once durable on the leader, possibly before it is applied
+    // (that needs a quorum); a session read with its receipt as the token waits until it is.
+    const got2 = await c.get({
+      key: b('alpha'),
+      options: {
+        ...readOpts(Consistency.CONSISTENCY_SESSION),
+        session: { appliedIndexByShard: { 0: again.receipt?.appliedIndex ?? 0 } },
+      },
+    })
     expect(got2).toMatchObject({ found: true, version: again.version, createVersion: put.version })
-    expect(got2.receipt?.delivered).toBe(Consistency.CONSISTENCY_EVENTUAL)
+    expect(got2.receipt?.delivered).toBe(Consistency.CONSISTENCY_SESSION)
 
     const del = await c.delete({ key: b('alpha') })
     expect(del.deleted).toBe(true)

@@ -27,7 +27,7 @@
  */
 import { assert, ErrorCode, isKvErrorWithCode, KvError } from '../common/index.ts'
 import type { LogIndex, ShardId, Term } from '../common/index.ts'
-import { EntryType, emptyConfState, entryBytes } from '../raft/index.ts'
+import { EntryType, emptyConfState, tailEntries, tailTerm } from '../raft/index.ts'
 import type {
   ConfState,
   Entry,
@@ -158,28 +158,11 @@ export class ShardLogStore implements LogStorage {
   }
 
   entries(lo: LogIndex, hi: LogIndex, maxBytes: number): StorageResult<readonly Entry[]> {
-    assert(lo <= hi, `entries(${lo}, ${hi})`)
-    const offset = this.offsetIndex + 1
-    if (lo < offset) return { ok: false, reason: 'compacted' }
-    assert(hi <= this.lastIndex() + 1, `entries hi ${hi} beyond last ${this.lastIndex()}`)
-    const out: Entry[] = []
-    let bytes = 0
-    for (let i = lo; i < hi; i++) {
-      const e = this.ents[i - offset]
-      assert(e !== undefined)
-      bytes += entryBytes(e)
-      if (out.length > 0 && bytes > maxBytes) break
-      out.push(e)
-    }
-    return { ok: true, value: out }
+    return tailEntries(this.ents, this.offsetIndex, lo, hi, maxBytes)
   }
 
   term(index: LogIndex): StorageResult<Term> {
-    if (index < this.offsetIndex) return { ok: false, reason: 'compacted' }
-    if (index === this.offsetIndex) return { ok: true, value: this.offsetTerm }
-    const e = this.ents[index - this.offsetIndex - 1]
-    if (e === undefined) return { ok: false, reason: 'unavailable' }
-    return { ok: true, value: e.term }
+    return tailTerm(this.ents, this.offsetIndex, this.offsetTerm, index)
   }
 
   firstIndex(): LogIndex {

@@ -81,6 +81,8 @@ export {
 } from './types.ts'
 export {
   MemoryLogStorage,
+  tailEntries,
+  tailTerm,
   type InitialState,
   type LogStorage,
   type StorageError,

@@ -75,28 +75,11 @@ export class MemoryLogStorage implements LogStorage {
   }
 
   entries(lo: LogIndex, hi: LogIndex, maxBytes: number): StorageResult<readonly Entry[]> {
-    assert(lo <= hi, `entries(${lo}, ${hi})`)
-    const offset = this.offsetIndex + 1
-    if (lo < offset) return { ok: false, reason: 'compacted' }
-    assert(hi <= this.lastIndex() + 1, `entries hi ${hi} beyond last ${this.lastIndex()}`)
-    const out: Entry[] = []
-    let bytes = 0
-    for (let i = lo; i < hi; i++) {
-      const e = this.ents[i - offset]
-      assert(e !== undefined)
-      bytes += entryBytes(e)
-      if (out.length > 0 && bytes > maxBytes) break
-      out.push(e)
-    }
-    return { ok: true, value: out }
+    return tailEntries(this.ents, this.offsetIndex, lo, hi, maxBytes)
   }
 
   term(index: LogIndex): StorageResult<Term> {
-    if (index < this.offsetIndex) return { ok: false, reason: 'compacted' }
-    if (index === this.offsetIndex) return { ok: true, value: this.offsetTerm }
-    const e = this.ents[index - this.offsetIndex - 1]
-    if (e === undefined) return { ok: false, reason: 'unavailable' }
-    return { ok: true, value: e.term }
+    return tailTerm(this.ents, this.offsetIndex, this.offsetTerm, index)
   }
 
   firstIndex(): LogIndex {
@@ -174,4 +157,47 @@ export class MemoryLogStorage implements LogStorage {
     this.offsetIndex = index
     this.offsetTerm = t.value
   }
+}
+
+/**
+ * `LogStorage.entries` over an in-memory tail: `ents` holds the entries after the compaction point
+ * `offsetIndex` (ents[i].index === offsetIndex + 1 + i). Shared by every storage that mirrors its
+ * log in memory (this file's MemoryLogStorage, node/log-store.ts).
+ */
+export function tailEntries(
+  ents: readonly Entry[],
+  offsetIndex: LogIndex,
+  lo: LogIndex,
+  hi: LogIndex,
+  maxBytes: number,
+): StorageResult<readonly Entry[]> {
+  assert(lo <= hi, `entries(${lo}, ${hi})`)
+  const offset = offsetIndex + 1
+  if (lo < offset) return { ok: false, reason: 'compacted' }
+  const last = offsetIndex + ents.length
+  assert(hi <= last + 1, `entries hi ${hi} beyond last ${last}`)
+  const out: Entry[] = []
+  let bytes = 0
+  for (let i = lo; i < hi; i++) {
+    const e = ents[i - offset]
+    assert(e !== undefined)
+    bytes += entryBytes(e)
+    if (out.length > 0 && bytes > maxBytes) break
+    out.push(e)
+  }
+  return { ok: true, value: out }
+}
+
+/** `LogStorage.term` over an in-memory tail (see tailEntries); `offsetTerm` is the term at offsetIndex. */
+export function tailTerm(
+  ents: readonly Entry[],
+  offsetIndex: LogIndex,
+  offsetTerm: Term,
+  index: LogIndex,
+): StorageResult<Term> {
+  if (index < offsetIndex) return { ok: false, reason: 'compacted' }
+  if (index === offsetIndex) return { ok: true, value: offsetTerm }
+  const e = ents[index - offsetIndex - 1]
+  if (e === undefined) return { ok: false, reason: 'unavailable' }
+  return { ok: true, value: e.term }
 }

@@ -1,0 +1,472 @@
+/**
+ * HostCluster: three real NodeHost processes (src/node/host.ts) in one Node process, each on its
+ * own MemoryEngine behind a simulated disk, talking through the simulated network, with node
+ * crashes and restarts. Everything runs on the event queue of ../simulator.ts through the async
+ * driver (driver.ts), so a seed replays exactly.
+ *
+ * A node slot outlives its processes: the MemoryEngine is the disk, and a crash (power cut) keeps
+ * only what MemoryEngine.crash() says survives, kills every timer of the process, fails the disk
+ * operations in flight, closes its transport and stops its host. A restart opens a new NodeHost
+ * on the surviving state.
+ */
+import {
+  NodeId,
+  ShardId,
+  type Limits,
+  type Logger,
+  type Random,
+  type SeededRandom,
+} from '../../../src/common/index.ts'
+import { equalHashRanges, rangeIndexOf, type HashRange, type Hasher } from '../../../src/hashing/index.ts'
+import { NodeHost } from '../../../src/node/host.ts'
+import { GrpcPeerTransport } from '../../../src/node/transport-grpc.ts'
+import type { PeerTransport, TransportStats } from '../../../src/node/transport.ts'
+import {
+  dataRangeForHashRange,
+  dedupRange,
+  KeySpace,
+  MemoryEngine,
+  RaftKeyKind,
+  type WriteBatch,
+} from '../../../src/storage/index.ts'
+import { SimClock, SimLogger, hash32, hashBytes, type Simulator } from '../simulator.ts'
+import { DelayedEngine, type DiskStats } from './disk.ts'
+import { LifeClock, type AsyncDriver } from './driver.ts'
+import { HostNet, SimPeerChannel, SimPeerTransport, type SimInbound } from './network.ts'
+import type { HostSimOptions } from './options.ts'
+
+/** One process lifetime of a node. */
+export interface NodeLife {
+  readonly incarnation: number
+  readonly clock: LifeClock
+  readonly engine: DelayedEngine
+  readonly transport: PeerTransport & SimInbound
+  /** Undefined while the host is opening. */
+  host: NodeHost | undefined
+  dead: boolean
+}
+
+export interface HostCounters {
+  iterations: number
+  readies: number
+  writes: number
+  envelopesDropped: number
+}
+
+export class NodeSlot {
+  memory: MemoryEngine
+  life: NodeLife | null = null
+  incarnation = 0
+  crashes = 0
+  readonly disk: DiskStats = { writes: 0, syncs: 0, multiGets: 0, lostInFlight: 0 }
+  /** Counters of the processes that already died. */
+  readonly pastHost: HostCounters = { iterations: 0, readies: 0, writes: 0, envelopesDropped: 0 }
+  readonly pastTransport = { sent: 0, sentBatches: 0, dropped: 0, faultDropped: 0, reconnects: 0 }
+
+  constructor(
+    readonly id: NodeId,
+    readonly clock: SimClock,
+    readonly random: Random,
+  ) {
+    this.memory = new MemoryEngine()
+  }
+
+  get host(): NodeHost | undefined {
+    const life = this.life
+    return life === null || life.dead ? undefined : life.host
+  }
+}
+
+/** Group commit as the disks saw it (every batch, decoded by key). */
+export interface GroupCommitStats {
+  /** Batches that appended Raft entries or applied commands for two or more shards. */
+  multiShardBatches: number
+  /** Batches that appended two or more entries of one shard (proposals that piled up). */
+  multiEntryBatches: number
+  /** The most log entries one batch appended. */
+  entriesPerBatchMax: number
+  /** Batches that appended entries, and the entries they appended. */
+  entryBatches: number
+  entries: number
+}
+
+export interface HostClusterInit {
+  readonly options: HostSimOptions
+  readonly sim: Simulator
+  readonly driver: AsyncDriver
+  readonly hasher: Hasher
+  readonly random: SeededRandom
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn'
+}
+
+export class HostCluster {
+  readonly options: HostSimOptions
+  readonly sim: Simulator
+  readonly driver: AsyncDriver
+  readonly hasher: Hasher
+  readonly net: HostNet
+  readonly slots: NodeSlot[] = []
+  readonly members: NodeId[]
+  readonly ranges: readonly HashRange[]
+  readonly groupCommit: GroupCommitStats = {
+    multiShardBatches: 0,
+    multiEntryBatches: 0,
+    entriesPerBatchMax: 0,
+    entryBatches: 0,
+    entries: 0,
+  }
+  /** The first failure a live process reported (onFatal, a failed open): the run fails with it. */
+  failure: { readonly property: string; readonly detail: string } | null = null
+  private readonly logger: Logger
+  private readonly random: SeededRandom
+  private readonly limits: Readonly<Limits>
+
+  constructor(init: HostClusterInit) {
+    this.options = init.options
+    this.sim = init.sim
+    this.driver = init.driver
+    this.hasher = init.hasher
+    this.random = init.random
+    this.limits = init.options.limits
+    this.logger = new SimLogger(init.sim, init.logLevel)
+    const o = this.options
+    this.net = new HostNet(this.sim, this.random.fork('net'), {
+      oneWayDelayMsMean: o.oneWayDelayMsMean,
+      lossPer10k: o.lossPer10k,
+      reorderPer10k: o.reorderPer10k,
+      duplicatePer10k: o.duplicatePer10k,
+      streamWindowMessages: o.streamWindowMessages,
+      breakDetectMsMax: o.breakDetectMsMax,
+      snapshotChunkBytes: o.limits.snapshotChunkBytes,
+    })
+    this.members = Array.from({ length: o.nodes }, (_, i) => NodeId(i + 1))
+    this.ranges = equalHashRanges(o.shardCount)
+    for (const id of this.members) {
+      const r = this.random.fork(`node-${id}`)
+      const drift = o.clockDriftPpmMax === 0 ? 0 : r.int(2 * o.clockDriftPpmMax + 1) - o.clockDriftPpmMax
+      this.slots.push(new NodeSlot(id, new SimClock(this.sim, drift, r.int(1_000_000)), r))
+    }
+  }
+
+  slot(id: NodeId): NodeSlot {
+    const s = this.slots[id - 1]
+    if (s === undefined) throw new RangeError(`no node ${id}`)
+    return s
+  }
+
+  hostOf(id: NodeId): NodeHost | undefined {
+    return this.slot(id).host
+  }
+
+  get downCount(): number {
+    return this.slots.filter((s) => s.life === null).length
+  }
+
+  // ---- lifecycle ----
+
+  /** Opens and starts every node; resolves when all are up (runs the simulation meanwhile). */
+  async bootAll(): Promise<void> {
+    for (const s of this.slots) this.start(s)
+    const up = await this.driver.runFor(5_000, () => this.slots.every((s) => s.host !== undefined))
+    if (!up) throw new Error('nodes did not open within 5 s of simulated time')
+  }
+
+  /** Starts a process on `slot`'s disk (in the background: opening takes simulated time). */
+  start(slot: NodeSlot): void {
+    if (slot.life !== null) return
+    const o = this.options
+    const incarnation = ++slot.incarnation
+    const clock = new LifeClock(slot.clock)
+    const engine = new DelayedEngine(
+      slot.memory,
+      this.sim,
+      slot.random.fork(`disk-${incarnation}`),
+      { fsyncMsMean: o.fsyncMsMean, writeMsMean: o.writeMsMean, readMsMean: o.readMsMean },
+      slot.disk,
+      (batch) => this.noteBatch(batch),
+      o.plantedFault === 'fsync-lies',
+    )
+    const logger = this.logger.child({ n: slot.id })
+    const transport: PeerTransport & SimInbound =
+      o.transport === 'grpc'
+        ? new GrpcPeerTransport(
+            { nodeId: slot.id, limits: this.limits },
+            {
+              clock,
+              random: slot.random.fork(`transport-${incarnation}`),
+              logger,
+              channelFactory: ({ peer }) => new SimPeerChannel(this.net, slot.id, peer),
+            },
+          )
+        : new SimPeerTransport(slot.id, this.net, clock)
+    const life: NodeLife = { incarnation, clock, engine, transport, host: undefined, dead: false }
+    slot.life = life
+    this.net.register(slot.id, incarnation, transport)
+    this.sim.record(`node ${slot.id} starts (life ${incarnation})`)
+    void this.open(slot, life, logger)
+  }
+
+  private async open(slot: NodeSlot, life: NodeLife, logger: Logger): Promise<void> {
+    const o = this.options
+    let host: NodeHost
+    try {
+      host = await NodeHost.open(
+        {
+          nodeId: slot.id,
+          members: this.members,
+          shardCount: o.shardCount,
+          tickMs: o.tickMs,
+          leaseReads: o.leaseReads,
+        },
+        {
+          engine: life.engine,
+          hasher: this.hasher,
+          clock: life.clock,
+          random: slot.random.fork(`host-${life.incarnation}`),
+          logger,
+          limits: this.limits,
+          transport: life.transport,
+          onFatal: (err) => {
+            if (!life.dead)
+              this.fail('fatal', `node ${slot.id} (life ${life.incarnation}) stopped: ${describeErr(err)}`)
+          },
+        },
+      )
+    } catch (err) {
+      // A crash while opening fails the open; anything else is a bug.
+      if (!life.dead) this.fail('open', `node ${slot.id} failed to open: ${describeErr(err)}`)
+      return
+    }
+    if (life.dead) {
+      await host.close().catch(() => {})
+      return
+    }
+    life.host = host
+    if (life.transport instanceof GrpcPeerTransport)
+      life.transport.setPeers(new Map(this.members.map((id) => [id, `sim-node-${id}`])))
+    host.start()
+    this.sim.record(`node ${slot.id} up (life ${life.incarnation})`)
+  }
+
+  /**
+   * Power cut on `slot`: its timers die, disk operations in flight fail, and what survives is what
+   * MemoryEngine.crash keeps (`loseUnsynced`: the writes since the last fsync are gone).
+   */
+  crash(slot: NodeSlot, loseUnsynced: boolean, atEnd = false): void {
+    const life = slot.life
+    if (life === null) return
+    life.dead = true
+    slot.life = null
+    if (!atEnd) slot.crashes++
+    this.net.unregister(slot.id)
+    life.clock.kill()
+    life.engine.crash()
+    slot.memory = slot.memory.crash({ loseUnsynced })
+    this.sim.record(`node ${slot.id} crashes (life ${life.incarnation}, loseUnsynced=${loseUnsynced})`)
+    const host = life.host
+    if (host !== undefined) {
+      const c = host.counters()
+      slot.pastHost.iterations += c.iterations
+      slot.pastHost.readies += c.readies
+      slot.pastHost.writes += c.writes
+      slot.pastHost.envelopesDropped += c.envelopesDropped
+      // Its waiters fail (the clients see an unknown outcome); its loop is already failing.
+      void host.close().catch(() => {})
+    }
+    const t = life.transport.stats()
+    slot.pastTransport.sent += t.sent
+    slot.pastTransport.sentBatches += t.sentBatches
+    slot.pastTransport.dropped += t.dropped
+    slot.pastTransport.faultDropped += t.faultDropped
+    slot.pastTransport.reconnects += t.reconnects
+    void life.transport.close()
+  }
+
+  /** Stops every process at the end of a run (as crashes: nothing may wait on simulated time). */
+  async shutdown(): Promise<void> {
+    const hosts: NodeHost[] = []
+    for (const s of this.slots) {
+      const h = s.life?.host
+      if (h !== undefined) hosts.push(h)
+      this.crash(s, false, true)
+    }
+    await this.driver.until(Promise.allSettled(hosts.map((h) => h.close())), 60_000, 'closing the hosts')
+  }
+
+  fail(property: string, detail: string): void {
+    if (this.failure !== null) return
+    this.failure = { property, detail }
+    this.sim.record(`FAILURE ${property}: ${detail}`)
+  }
+
+  // ---- views ----
+
+  /** The live host that leads `shardId` at the highest term, if any. */
+  leaderOf(shardId: ShardId): NodeHost | undefined {
+    let best: { host: NodeHost; term: number } | undefined
+    for (const s of this.slots) {
+      const h = s.host
+      if (h === undefined) continue
+      const v = h.status()[shardId]
+      if (v?.role === 'leader' && (best === undefined || v.term > best.term)) best = { host: h, term: v.term }
+    }
+    return best?.host
+  }
+
+  /** The shard of `key` (the host's own layout: equal hash ranges). */
+  shardOfKey(key: Uint8Array): ShardId {
+    return ShardId(rangeIndexOf(this.ranges, this.hasher.hash64(key)))
+  }
+
+  /** Host counters over every process so far (group commit: writes vs readies). */
+  hostCounters(): HostCounters {
+    const sum: HostCounters = { iterations: 0, readies: 0, writes: 0, envelopesDropped: 0 }
+    for (const s of this.slots) {
+      sum.iterations += s.pastHost.iterations
+      sum.readies += s.pastHost.readies
+      sum.writes += s.pastHost.writes
+      sum.envelopesDropped += s.pastHost.envelopesDropped
+      const c = s.life?.host?.counters()
+      if (c === undefined) continue
+      sum.iterations += c.iterations
+      sum.readies += c.readies
+      sum.writes += c.writes
+      sum.envelopesDropped += c.envelopesDropped
+    }
+    return sum
+  }
+
+  /** Disk counters over every process so far. */
+  diskCounters(): DiskStats {
+    const sum: DiskStats = { writes: 0, syncs: 0, multiGets: 0, lostInFlight: 0 }
+    for (const s of this.slots) {
+      sum.writes += s.disk.writes
+      sum.syncs += s.disk.syncs
+      sum.multiGets += s.disk.multiGets
+      sum.lostInFlight += s.disk.lostInFlight
+    }
+    return sum
+  }
+
+  /** Transport counters over every process so far (batching: envelopes vs batches). */
+  transportCounters(): {
+    sent: number
+    sentBatches: number
+    dropped: number
+    faultDropped: number
+    reconnects: number
+  } {
+    const sum = { sent: 0, sentBatches: 0, dropped: 0, faultDropped: 0, reconnects: 0 }
+    for (const s of this.slots) {
+      const past = s.pastTransport
+      const now: Partial<TransportStats> = s.life?.transport.stats() ?? {}
+      sum.sent += past.sent + (now.sent ?? 0)
+      sum.sentBatches += past.sentBatches + (now.sentBatches ?? 0)
+      sum.dropped += past.dropped + (now.dropped ?? 0)
+      sum.faultDropped += past.faultDropped + (now.faultDropped ?? 0)
+      sum.reconnects += past.reconnects + (now.reconnects ?? 0)
+    }
+    return sum
+  }
+
+  /**
+   * Whether every shard converged: all nodes up, one leader, every replica applied up to the
+   * highest commit index, and the applied state (user data and dedup table) is byte-identical.
+   */
+  async convergence(): Promise<{ readonly converged: boolean; readonly detail: string }> {
+    const parts: string[] = []
+    let converged = true
+    if (this.slots.some((s) => s.host === undefined)) return { converged: false, detail: 'a node is down' }
+    for (let i = 0; i < this.options.shardCount; i++) {
+      const shardId = ShardId(i)
+      const leader = this.leaderOf(shardId)
+      const views = this.slots.map((s) => s.host!.status()[i]!)
+      const commit = Math.max(...views.map((v) => v.commitIndex))
+      const digests: string[] = []
+      for (const s of this.slots) digests.push(await this.stateDigest(s, shardId))
+      const applied = views.map((v) => v.appliedIndex)
+      const same = new Set(digests).size === 1 && applied.every((a) => a === commit)
+      if (leader === undefined || !same) converged = false
+      parts.push(
+        `shard ${i}: leader=${leader?.nodeId ?? 'none'} commit=${commit} applied=${applied.join('/')} state=${digests.join('/')}`,
+      )
+    }
+    return { converged, detail: parts.join('; ') }
+  }
+
+  /**
+   * State machine safety, checked while the run goes on: replicas of a shard at the same applied
+   * index hold byte-identical applied state (the apply is deterministic). A divergence is a safety
+   * bug at once, whatever happens later.
+   */
+  async checkSameIndexSameState(): Promise<void> {
+    for (let i = 0; i < this.options.shardCount && this.failure === null; i++) {
+      const shardId = ShardId(i)
+      const byIndex = new Map<number, { id: NodeId; digest: string }[]>()
+      for (const s of this.slots) {
+        const h = s.host
+        if (h === undefined) continue
+        const applied = h.status()[i]!.appliedIndex
+        let group = byIndex.get(applied)
+        if (group === undefined) byIndex.set(applied, (group = []))
+        group.push({ id: s.id, digest: await this.stateDigest(s, shardId) })
+      }
+      for (const [index, group] of byIndex) {
+        if (new Set(group.map((g) => g.digest)).size > 1)
+          this.fail(
+            'state-machine-safety',
+            `shard ${i}: replicas at applied index ${index} differ: ${group.map((g) => `n${g.id}=${g.digest}`).join(' ')}`,
+          )
+      }
+    }
+  }
+
+  /** A digest of one replica's applied state of `shardId`: its user data and dedup records. */
+  async stateDigest(slot: NodeSlot, shardId: ShardId): Promise<string> {
+    const host = slot.host
+    if (host === undefined) return 'down'
+    const range = host.ranges[shardId]!
+    let h = 0x811c9dc5
+    let n = 0
+    for (const r of [dataRangeForHashRange(range.start, range.end), dedupRange(shardId)]) {
+      for await (const [k, v] of slot.memory.iterate(r)) {
+        h = hashBytes(v, hashBytes(k, h))
+        n++
+      }
+    }
+    return `${n}:${hash32(String(h)).toString(16)}`
+  }
+
+  // ---- group commit ----
+
+  private noteBatch(batch: WriteBatch): void {
+    const entriesByShard = new Map<number, number>()
+    const shards = new Set<number>()
+    let entries = 0
+    for (const op of batch.ops()) {
+      if (op.kind !== 'put') continue
+      const k = op.key
+      if (k[0] !== KeySpace.Raft || k.length < 6) continue
+      const shard = ((k[1]! << 24) | (k[2]! << 16) | (k[3]! << 8) | k[4]!) >>> 0
+      if (k[5] === RaftKeyKind.LogEntry) {
+        entries++
+        entriesByShard.set(shard, (entriesByShard.get(shard) ?? 0) + 1)
+        shards.add(shard)
+      } else if (k[5] === RaftKeyKind.AppliedIndex) shards.add(shard)
+    }
+    const g = this.groupCommit
+    if (shards.size >= 2) g.multiShardBatches++
+    if ([...entriesByShard.values()].some((n) => n >= 2)) g.multiEntryBatches++
+    if (entries > 0) {
+      g.entryBatches++
+      g.entries += entries
+      g.entriesPerBatchMax = Math.max(g.entriesPerBatchMax, entries)
+    }
+  }
+}
+
+export function describeErr(err: unknown): string {
+  if (err instanceof Error)
+    return `${err.name}: ${err.message}${'code' in err ? ` (${String(err.code)})` : ''}`
+  return String(err)
+}

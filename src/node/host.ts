@@ -389,7 +389,7 @@ export class NodeHost {
 
   private balanceLeaders(): void {
     for (const g of this.groups) {
-      const voters = g.voters().sort((a, b) => a - b)
+      const voters = [...g.voters()].sort((a, b) => a - b)
       const preferred = voters[g.shardId % voters.length]
       if (preferred !== undefined) g.balanceLeadership(preferred, leaderBalanceLagMax)
     }

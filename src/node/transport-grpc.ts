@@ -117,7 +117,8 @@ export type PeerChannelFactory = (target: PeerTarget) => PeerChannel
 /** Counters shared by the links and the transport (read through TransportStats). */
 export type TransportCounters = { -readonly [K in keyof Omit<TransportStats, 'peers'>]: number }
 
-function newCounters(): TransportCounters {
+/** Every counter at zero: a transport's starting point (the simulator's transport uses it too). */
+export function newTransportCounters(): TransportCounters {
   return {
     sent: 0,
     sentBatches: 0,
@@ -624,7 +625,7 @@ export class GrpcPeerTransport implements PeerTransport, PeerInbound {
   private readonly components: GrpcPeerTransportComponents
   private readonly log: Logger
   private readonly channelFactory: PeerChannelFactory
-  private readonly counters = newCounters()
+  private readonly counters = newTransportCounters()
   private readonly peers = new Map<NodeId, PeerEntry>()
   private readonly faultTable = new Map<NodeId, Fault>()
   private readonly inboundDelay = new Map<NodeId, DelayLine<readonly PeerEnvelope[]>>()

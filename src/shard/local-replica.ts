@@ -31,7 +31,6 @@ import { hashSpaceEnd, type Hasher } from '../hashing/index.ts'
 import {
   closedError,
   dataRangeForHashRange,
-  decodeDataKey,
   dedupRange,
   raftAppliedIndexKey,
   throwIfAborted,
@@ -61,6 +60,7 @@ import {
   readOne,
   resultOfOutcome,
   reusedSeq,
+  shardStorageKey,
   scanRange,
   tagged,
   validateKeys,
@@ -137,8 +137,7 @@ class LocalReplica implements Replica {
   private readonly log: Logger
   private readonly limits: Readonly<Limits>
   private readonly onFatal: ((err: unknown) => void) | undefined
-  private readonly hashStart: bigint
-  private readonly hashEnd: bigint
+  private readonly shard: { readonly shardId: ShardId; readonly hashStart: bigint; readonly hashEnd: bigint }
   private readonly range: KeyRange
   private readonly machine: KvStateMachine
 
@@ -165,9 +164,12 @@ class LocalReplica implements Replica {
     this.limits = limits
     this.onFatal = components.onFatal
     this.machine = machine
-    this.hashStart = init.hashRange?.start ?? 0n
-    this.hashEnd = init.hashRange?.end ?? hashSpaceEnd
-    this.range = dataRangeForHashRange(this.hashStart, this.hashEnd)
+    this.shard = {
+      shardId: init.shardId,
+      hashStart: init.hashRange?.start ?? 0n,
+      hashEnd: init.hashRange?.end ?? hashSpaceEnd,
+    }
+    this.range = dataRangeForHashRange(this.shard.hashStart, this.shard.hashEnd)
     this.log = components.logger.child({ component: 'replica', shard: init.shardId })
     this.log.info(
       { appliedIndex: machine.appliedIndex, dedupClients: machine.dedupClients },
@@ -425,13 +427,7 @@ class LocalReplica implements Replica {
 
   /** The storage key of `key`, or WRONG_SHARD when its hash is outside this shard's range. */
   private storageKey(key: Uint8Array): Uint8Array {
-    const storageKey = this.machine.dataKey(key)
-    const { hash } = decodeDataKey(storageKey)
-    if (hash < this.hashStart || hash >= this.hashEnd)
-      throw new KvError(ErrorCode.WrongShard, 'key does not belong to this shard', {
-        details: { shardId: this.shardId },
-      })
-    return storageKey
+    return shardStorageKey(this.machine, key, this.shard)
   }
 
   private readReceipt(opts: ReadOptions): Receipt {

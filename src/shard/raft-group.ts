@@ -200,6 +200,8 @@ export class RaftGroup {
   private leader: NodeId | null = null
   private termNow = 0 as Term
   private commitNow = 0 as LogIndex
+  /** The voters of the applied configuration, refreshed with the soft state (status() allocates). */
+  private voterIds: readonly NodeId[] = []
 
   // Invariant: every pending proposal's index is > durable or settled.
   private readonly proposals = new Map<LogIndex, PendingProposal>()
@@ -240,9 +242,7 @@ export class RaftGroup {
       { ...init.raft, id: init.nodeId, applied: this.machine.appliedIndex },
       { storage: this.store, random: components.random, logger: this.log },
     )
-    const st = this.raw.status()
-    this.termNow = st.term
-    this.commitNow = st.commit
+    this.refreshSoftState()
   }
 
   // ---- read by request handlers (plain fields; never touches the RawNode) ----
@@ -424,7 +424,8 @@ export class RaftGroup {
     this.peerContactMs.set(m.from, now)
     const r = this.raw.step(m)
     if (!r.ok) return
-    if ((m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && m.from === this.raw.status().leaderId) {
+    // Only a leader sends appends and heartbeats, and step() refuses those of a stale term.
+    if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') {
       this.leaderContactMs = now
       this.leaderContactCommit = m.commit
       if (this.durable >= m.commit) this.freshAtMs = now
@@ -571,9 +572,8 @@ export class RaftGroup {
   }
 
   /** The voters of the applied configuration. */
-  voters(): NodeId[] {
-    const cs = this.raw.status().config
-    return [...new Set([...cs.voters, ...cs.votersOutgoing])]
+  voters(): readonly NodeId[] {
+    return this.voterIds
   }
 
   /** The point and configuration a snapshot sent now describes: the durable applied state. */
@@ -665,6 +665,7 @@ export class RaftGroup {
     if (role !== this.roleNow || st.leaderId !== this.leader)
       this.log.info({ role: st.role, term: st.term, leader: st.leaderId }, 'role changed')
     this.roleNow = role
+    this.voterIds = [...new Set([...st.config.voters, ...st.config.votersOutgoing])]
     this.leader = st.leaderId
     this.termNow = st.term
     this.commitNow = st.commit

@@ -16,7 +16,7 @@
  * the loop ends as DEADLINE_EXCEEDED: its outcome is unknown, never reported as "not applied".
  */
 import { ErrorCode, KvError, type Clock, type Limits, type LogIndex, type ShardId } from '../common/index.ts'
-import { abortError, decodeDataKey, throwIfAborted, type Engine } from '../storage/index.ts'
+import { abortError, throwIfAborted, type Engine } from '../storage/index.ts'
 import type {
   BatchOp,
   BatchOpResult,
@@ -41,6 +41,7 @@ import {
   readOne,
   reusedSeq,
   scanRange,
+  shardStorageKey,
   tagged,
   validateKeys,
 } from './replica-common.ts'
@@ -306,13 +307,7 @@ export class RaftReplica implements Replica {
 
   /** The storage key of `key`, or WRONG_SHARD when its hash is outside this shard's range. */
   private storageKey(key: Uint8Array): Uint8Array {
-    const storageKey = this.group.stateMachine.dataKey(key)
-    const { hash } = decodeDataKey(storageKey)
-    if (hash < this.group.hashStart || hash >= this.group.hashEnd)
-      throw new KvError(ErrorCode.WrongShard, 'key does not belong to this shard', {
-        details: { shardId: this.shardId },
-      })
-    return storageKey
+    return shardStorageKey(this.group.stateMachine, key, this.group)
   }
 }
 

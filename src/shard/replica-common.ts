@@ -18,7 +18,7 @@ import {
 import type { BatchOp, ReadOptions, ScanArgs, ScanEntry, ScanStream, Receipt, VersionedValue } from './api.ts'
 import type { ClientTag, Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
-import type { ApplyOutcome } from './state-machine.ts'
+import type { ApplyOutcome, KvStateMachine } from './state-machine.ts'
 import { validateKey } from './validate.ts'
 
 export function versioned(record: ValueRecord): VersionedValue {
@@ -70,6 +70,21 @@ export function resultOfOutcome(outcome: ApplyOutcome, command: Command, shardId
         })
       return outcome.result
   }
+}
+
+/** The storage key of user key `key`, or WRONG_SHARD when its hash is outside [hashStart, hashEnd). */
+export function shardStorageKey(
+  machine: KvStateMachine,
+  key: Uint8Array,
+  shard: { readonly shardId: ShardId; readonly hashStart: bigint; readonly hashEnd: bigint },
+): Uint8Array {
+  const storageKey = machine.dataKey(key)
+  const { hash } = decodeDataKey(storageKey)
+  if (hash < shard.hashStart || hash >= shard.hashEnd)
+    throw new KvError(ErrorCode.WrongShard, 'key does not belong to this shard', {
+      details: { shardId: shard.shardId },
+    })
+  return storageKey
 }
 
 /** Validates the keys of a getMany (array, count) and each key. */

@@ -24,6 +24,7 @@ import {
   type TimerHandle,
 } from '../../../src/common/index.ts'
 import {
+  newTransportCounters,
   rechunk,
   type PeerChannel,
   type PeerConnection,
@@ -471,28 +472,6 @@ export class SimPeerChannel implements PeerChannel {
 // ---------------------------------------------------------------------------------------------
 // direct mode: a PeerTransport of its own.
 
-function newStats(): { -readonly [K in keyof Omit<TransportStats, 'peers'>]: number } {
-  return {
-    sent: 0,
-    sentBatches: 0,
-    sentBytes: 0,
-    dropped: 0,
-    faultDropped: 0,
-    received: 0,
-    receivedBatches: 0,
-    misaddressed: 0,
-    droppedNotStarted: 0,
-    droppedDelayFull: 0,
-    connects: 0,
-    reconnects: 0,
-    connectFailures: 0,
-    snapshotsSent: 0,
-    snapshotsSendFailed: 0,
-    snapshotsReceived: 0,
-    snapshotsRefused: 0,
-  }
-}
-
 /**
  * A datagram PeerTransport (transport.ts contract): `send` queues per peer and one timer at the
  * same instant flushes every queue as one batch per peer; unreachable reports (a peer nobody
@@ -506,7 +485,7 @@ export class SimPeerTransport implements PeerTransport, SimInbound {
   private flushTimer: TimerHandle | undefined
   private readonly unreachable = new Set<NodeId>()
   private unreachableTimer: TimerHandle | undefined
-  private readonly counters = newStats()
+  private readonly counters = newTransportCounters()
 
   constructor(
     readonly nodeId: NodeId,

@@ -18,6 +18,7 @@ import {
   DelayLine,
   GrpcPeerTransport,
   PeerLink,
+  newTransportCounters,
   peerMetadataKeys,
   rechunk,
   type PeerChannel,
@@ -138,24 +139,6 @@ function seqOf(e: PeerEnvelope): number {
   return Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength).readUInt32BE(0)
 }
 
-function counters(): TransportCounters {
-  const zero = { sent: 0, sentBatches: 0, sentBytes: 0, dropped: 0, faultDropped: 0, received: 0 }
-  return {
-    ...zero,
-    receivedBatches: 0,
-    misaddressed: 0,
-    droppedNotStarted: 0,
-    droppedDelayFull: 0,
-    connects: 0,
-    reconnects: 0,
-    connectFailures: 0,
-    snapshotsSent: 0,
-    snapshotsSendFailed: 0,
-    snapshotsReceived: 0,
-    snapshotsRefused: 0,
-  }
-}
-
 interface LinkHarness {
   link: PeerLink
   readonly channel: FakeChannel
@@ -169,7 +152,7 @@ interface LinkHarness {
 function linkHarness(init: Partial<PeerLinkInit> = {}): LinkHarness {
   const channel = new FakeChannel()
   const clock = new ManualClock()
-  const c = counters()
+  const c = newTransportCounters()
   const h: LinkHarness = {
     link: undefined as unknown as PeerLink,
     channel,

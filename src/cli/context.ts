@@ -1,7 +1,14 @@
 /**
  * What a kvctl command runs with: injected I/O (so tests run `main` in-process), the global
  * options, and a KvClient made on first use.
+ *
+ * The client talks to the endpoints it is given, without client-side routing, unless `--route`
+ * asks for it: a command then exercises what a plain client meets (the node it reaches forwards
+ * the request to the shard's leader or a replica, and the receipt names who served it). With
+ * `--route` the SDK loads the shard map and sends each request to the right node itself.
  */
+import type { Clock } from '../common/clock.ts'
+import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { KvClient, type KvClientInit } from '../client/client.ts'
 import type { ReadOptions, Receipt, WriteOptions } from '../client/types.ts'
@@ -19,6 +26,8 @@ export interface CliIo {
   readonly readFile?: (path: string) => Promise<Uint8Array>
   /** Makes the client. Default: `new KvClient(init)`. */
   readonly connect?: (init: KvClientInit) => KvClient
+  /** The time shown relative to (heartbeat ages). Default: the system clock. */
+  readonly clock?: Clock
 }
 
 /** Global options after parsing and validation. */
@@ -30,6 +39,10 @@ export interface GlobalOptions {
   readonly deadlineMs: number | undefined
   /** `-v`: with table output, print each answer's receipt on stderr. */
   readonly verbose?: boolean
+  /** `--route`: route each request by the SDK's shard map (default: to the endpoint given). */
+  readonly route?: boolean
+  /** `--zone`: with --route, weaker reads prefer replicas in this zone. */
+  readonly zone?: string | undefined
 }
 
 export const endpointsDefault = '127.0.0.1:7001'
@@ -48,11 +61,19 @@ export class CliContext {
     return this.globals.output
   }
 
+  /** The clock heartbeat ages are measured against. */
+  get clock(): Clock {
+    return this.io.clock ?? new SystemClock()
+  }
+
   get client(): KvClient {
     if (this.kvClient === undefined) {
       const init: KvClientInit = {
         endpoints: this.globals.endpoints,
         ...(this.globals.deadlineMs !== undefined ? { deadlineMs: this.globals.deadlineMs } : {}),
+        // Explicit: kvctl sends to the endpoint it is given unless --route says otherwise.
+        routing: { enabled: this.globals.route === true },
+        ...(this.globals.zone !== undefined ? { zone: this.globals.zone } : {}),
       }
       this.kvClient = this.io.connect?.(init) ?? new KvClient(init)
     }

@@ -14,7 +14,9 @@ import { delCommand } from './commands/del.ts'
 import { faultCommand } from './commands/fault.ts'
 import { getCommand } from './commands/get.ts'
 import { putCommand } from './commands/put.ts'
+import { ringCommand } from './commands/ring.ts'
 import { scanCommand } from './commands/scan.ts'
+import { shardsCommand } from './commands/shards.ts'
 import { statusCommand } from './commands/status.ts'
 import { parsePositive, type CommandSpec } from './commands/command.ts'
 import { CliContext, endpointsDefault, usageError, type CliIo, type GlobalOptions } from './context.ts'
@@ -30,6 +32,8 @@ export const commands: readonly CommandSpec[] = [
   delCommand,
   scanCommand,
   statusCommand,
+  shardsCommand,
+  ringCommand,
   faultCommand,
 ]
 
@@ -109,6 +113,13 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     )
     .addOption(
       new Option(
+        '--route',
+        "route each request to its shard's leader or a nearby replica by the cluster's shard map (default: send everything to the endpoint given, which forwards)",
+      ),
+    )
+    .addOption(new Option('--zone <zone>', 'with --route: weaker reads prefer replicas in this zone'))
+    .addOption(
+      new Option(
         '-v, --verbose',
         'table output: also print who served each answer (node, shard, applied index, level, staleness) on stderr',
       ),
@@ -162,5 +173,7 @@ function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions 
     maxStalenessMs: opts['maxStalenessMs'] as number | undefined,
     deadlineMs: opts['deadlineMs'] as number | undefined,
     verbose: opts['verbose'] === true,
+    route: opts['route'] === true,
+    zone: opts['zone'] as string | undefined,
   }
 }

@@ -6,8 +6,10 @@
  *
  * Where it sits: UNDER the retry loop. Every attempt of a get, put or delete (client.ts `call`,
  * after routing picked the attempt's endpoint: the shard's leader for writes and linearizable
- * reads, the current endpoint for weaker reads) is handed to `get`/`put`/`delete` here instead of
- * being sent as its own RPC. The attempt is queued per endpoint, and at the flush every queue
+ * reads, a nearby replica for weaker reads, the current endpoint without a map) is handed to
+ * `get`/`put`/`delete` here instead of being sent as its own RPC. Each op keeps its own options,
+ * route hint included, so one Multi to a node may carry ops of several shards, each checked (and,
+ * on WRONG_SHARD, repaired) on its own. The attempt is queued per endpoint, and at the flush every queue
  * goes out as one Multi (split at maxOps ops and limits.batchBytesMax bytes). Each op's answer,
  * or its own error (OpError -> KvError, client/status.ts), settles that attempt alone, so the
  * retry loop above sees exactly what it sees for a unary call: a NOT_LEADER with a hint re-routes

@@ -6,13 +6,16 @@
  * (routing.ts: writes and linearizable reads go straight to their shard's leader), and a scan
  * that resumes from its cursor when a stream breaks and walks the shards in hash order.
  *
- * Where calls go:
- * - writes and linearizable reads: the leader of the key's shard, from the routing cache; a
- *   NOT_LEADER with a hint repairs that shard's leader and the call retries there at once;
- * - session, bounded and eventual reads: the current endpoint (the first one given while it
- *   answers), any replica serving them;
- * - without a route (no table yet, a server without shards, routing off): the current endpoint,
- *   failing over, following leader hints by address, as before sharding.
+ * Where calls go (routing.ts; the shard map comes from KvService.ShardMap):
+ * - writes and linearizable reads: the leader of the key's shard; a NOT_LEADER with a hint
+ *   repairs that shard's leader and the call retries there at once;
+ * - session, bounded and eventual reads: a replica of the key's shard, in the client's zone when
+ *   `zone` is set and the shard has one there, else the replicas in turn; one that is behind
+ *   (SESSION_BEHIND, STALENESS_BOUND_EXCEEDED) or unreachable is left for another;
+ * - every request routed by the map carries `route` {shard, epoch}; a WRONG_SHARD answer with the
+ *   shard's current descriptor repairs that entry in one step and the call retries at once;
+ * - without a route (no map yet, a map without shards, routing off): the current endpoint, which
+ *   forwards to the right node, failing over, following leader hints by address.
  *
  * How single-key calls travel (batcher.ts): each attempt of a get, put or delete, once routed, is
  * queued per endpoint and coalesced with the other attempts bound for that node into one Multi
@@ -35,6 +38,8 @@ import type {
   BatchGetResponse,
   BatchOp as WireBatchOp,
   BatchResponse,
+  ShardDescriptor as WireShardDescriptor,
+  ShardMapResponse,
   Receipt as WireReceipt,
   ReadOptions as WireReadOptions,
   WriteOptions as WireWriteOptions,
@@ -57,6 +62,8 @@ import {
 import {
   RoutingCache,
   resolveRoutingConfig,
+  routeHintOf,
+  type NodeChoice,
   type RoutingInit,
   type RoutingTable,
   type ShardRoute,
@@ -76,6 +83,7 @@ import type {
   GetManyEntry,
   GetManyResult,
   GetResult,
+  MapShard,
   NodeStatus,
   PutOptions,
   PutResult,
@@ -83,6 +91,7 @@ import type {
   ReadOptions,
   Receipt,
   ScanOptions,
+  ShardMapResult,
   StatusOptions,
   StatusResult,
   WriteConsistency,
@@ -131,11 +140,18 @@ export interface KvClientInit {
   /** Extra grpc-js channel options (the SDK's defaults set message sizes from limits). */
   readonly channelOptions?: ChannelOptions
   /**
-   * Shard routing (routing.ts): the table is loaded from Status on first use and refreshed when
-   * an answer shows it stale, at most once per `refreshIntervalMsMin` (default 250 ms).
-   * `enabled: false` sends every call to the current endpoint, as before sharding.
+   * Shard routing (routing.ts): the shard map is loaded from ShardMap on first use and refreshed
+   * when an answer shows it stale, at most once per `refreshIntervalMsMin` (default 250 ms).
+   * `enabled: false` sends every call to the current endpoint (which forwards it), without route
+   * hints.
    */
   readonly routing?: RoutingInit
+  /**
+   * The client's zone (failure domain, as the nodes' `--zone`). Session, bounded and eventual
+   * reads then go to a replica in this zone when the key's shard has one that answers. Default:
+   * none (reads spread over the shard's replicas).
+   */
+  readonly zone?: string
   /**
    * Call batching (batcher.ts), on by default: concurrent get, put and delete calls bound for the
    * same node (after routing) travel as one Multi call, each op answered, retried and redirected
@@ -189,10 +205,12 @@ interface ClientCore {
 
 /** Where the attempts of one call go. */
 type Route =
-  /** Any replica: the current endpoint, failing over (session, bounded and eventual reads; status). */
+  /** The current endpoint, failing over (status, shardMap). */
   | { readonly to: 'any' }
   /** The leader of the one shard `keys` map to (writes, linearizable reads). */
   | { readonly to: 'leader'; readonly keys: readonly Uint8Array[] }
+  /** A nearby replica of the shard `key` maps to (session, bounded and eventual reads). */
+  | { readonly to: 'replica'; readonly key: Uint8Array }
 
 /** Where one attempt went, and why (what a failure of it says about the routes). */
 type Target = ScanTarget
@@ -201,8 +219,14 @@ type Target = ScanTarget
 interface RepairState {
   /** The last retry followed a hint at once; the next hint waits its backoff (no ping-pong). */
   hinted: boolean
-  /** A table refresh was asked for: the next attempt waits for it (briefly). */
+  /** A map refresh was asked for: the next attempt waits for it (briefly). */
   fresh: boolean
+  /** Nodes this call found behind or unreachable: replica reads go elsewhere. */
+  readonly avoid: Set<number>
+}
+
+function repairState(): RepairState {
+  return { hinted: false, fresh: false, avoid: new Set() }
 }
 
 /** Levels only a shard's leader delivers: a receipt with one names the leader. */
@@ -227,10 +251,16 @@ abstract class KvOperations {
   async get(key: Bytes, options: ReadOptions = {}): Promise<GetResult> {
     const keyBytes = checkKey(key)
     const readOptions = this.readOptions(options)
-    const route: Route = isLinearizable(readOptions) ? { to: 'leader', keys: [keyBytes] } : { to: 'any' }
-    const request = { key: toWire(keyBytes), options: readOptions }
-    const res = await this.call('read', options, route, (endpoint, rpc) =>
-      this.core.batcher.get(endpoint, request, rpc),
+    const route: Route = isLinearizable(readOptions)
+      ? { to: 'leader', keys: [keyBytes] }
+      : { to: 'replica', key: keyBytes }
+    const wireKey = toWire(keyBytes)
+    const res = await this.call('read', options, route, (target, rpc) =>
+      this.core.batcher.get(
+        target.endpoint,
+        { key: wireKey, options: { ...readOptions, route: target.route } },
+        rpc,
+      ),
     )
     const receipt = this.observe(res.receipt)
     return makeGetResult(keyBytes, res.found, res.value, res.version, res.createVersion, receipt)
@@ -238,9 +268,10 @@ abstract class KvOperations {
 
   /**
    * Reads several keys; results come in the order of `keys`, with one receipt per shard that
-   * served part of them. Linearizable: the keys are split by shard leader and the parts run in
-   * parallel (a part that meets a moved leader is split again and retried). Weaker levels: one
-   * call to any replica, which may serve keys of every shard.
+   * served part of them. The keys are split by shard, and each part goes to its shard's leader
+   * (linearizable) or a nearby replica (weaker levels), all parts in parallel; a part that fails
+   * is routed again and retried, the parts that succeeded are kept. Without a shard map: one call
+   * to the current endpoint, which serves (or forwards) keys of every shard.
    */
   async getMany(keys: readonly Bytes[], options: ReadOptions = {}): Promise<GetManyResult> {
     if (keys.length > limits.batchOpsMax) {
@@ -250,21 +281,8 @@ abstract class KvOperations {
     }
     const keyBytes = keys.map(checkKey)
     const readOptions = this.readOptions(options)
-    if (isLinearizable(readOptions) && keyBytes.length > 0) {
-      return await this.getManyByLeader(keyBytes, readOptions, options)
-    }
-    const res = await this.call('read', options, { to: 'any' }, (endpoint, rpc) =>
-      unary<BatchGetResponse>(rpc, (md, co, cb) =>
-        this.core.pool
-          .kv(endpoint)
-          .batchGet({ keys: keyBytes.map(toWire), options: readOptions }, md, co, cb),
-      ),
-    )
-    const receipts = res.receipts.map((r) => this.observe(r))
-    const results: GetManyEntry[] = res.results.map((r, i) =>
-      makeGetResult(keyBytes[i] ?? fromWire(r.key), r.found, r.value, r.version, r.createVersion, undefined),
-    )
-    return { results, receipts }
+    if (keyBytes.length === 0) return { results: [], receipts: [] }
+    return await this.getManyByShard(keyBytes, readOptions, options)
   }
 
   /** Writes a value. With `expectedVersion` it is a compare-and-set (see `cas`). */
@@ -387,7 +405,7 @@ abstract class KvOperations {
     const readOptions = this.readOptions(options)
     const linearizable = isLinearizable(readOptions)
     const routing = this.core.routing
-    const repair: RepairState = { hinted: false, fresh: false }
+    const repair = repairState()
     const context: ScanContext = {
       pool: this.core.pool,
       clock: this.core.clock,
@@ -400,14 +418,17 @@ abstract class KvOperations {
       limit: options.limit,
       observe: (r) => this.observe(r),
       ready: async (signal) => {
-        if (!linearizable) return
         const fresh = repair.fresh
         repair.fresh = false
         await routing.ready(signal, fresh)
       },
-      firstShard: () => (linearizable ? routing.firstShard()?.shardId : undefined),
-      nextShard: (shardId) => (linearizable ? routing.nextShard(shardId)?.shardId : undefined),
-      target: (shardId) => (linearizable ? this.shardTarget(shardId) : this.poolTarget(undefined)),
+      firstShard: () => routing.firstShard()?.shardId,
+      nextShard: (shardId) => routing.nextShard(shardId)?.shardId,
+      target: (shardId) => {
+        const shard = shardId === undefined ? undefined : routing.shard(shardId)
+        if (shard === undefined) return this.poolTarget(undefined)
+        return linearizable ? this.leaderTarget(shard) : this.replicaTarget(shard, repair.avoid)
+      },
       repair: (err, target, route) => this.repair(err, target, route, repair),
     }
     return new KvScan(context)
@@ -418,9 +439,9 @@ abstract class KvOperations {
     kind: 'read' | 'write',
     options: CallOptions,
     route: Route,
-    run: (endpoint: string, rpc: RpcContext) => Promise<T>,
+    run: (target: Target, rpc: RpcContext) => Promise<T>,
   ): Promise<T> {
-    const state: RepairState = { hinted: false, fresh: false }
+    const state = repairState()
     let target: Target = this.poolTarget(undefined)
     return withRetries(
       {
@@ -433,13 +454,13 @@ abstract class KvOperations {
         beforeRetry: (err, retryRoute) => this.repairPace(err, target, retryRoute, state),
       },
       async (attempt) => {
-        if (route.to === 'leader') {
+        if (route.to !== 'any') {
           const fresh = state.fresh
           state.fresh = false
           await this.core.routing.ready(attempt.signal, fresh)
         }
-        target = this.target(route)
-        return await run(target.endpoint, this.rpcContext(attempt))
+        target = this.target(route, state)
+        return await run(target, this.rpcContext(attempt))
       },
     )
   }
@@ -454,32 +475,66 @@ abstract class KvOperations {
   }
 
   /** Where the next attempt of `route` goes. Throws CROSS_SHARD for keys of several shards. */
-  private target(route: Route): Target {
-    if (route.to === 'any') return this.poolTarget(undefined)
-    const shards = this.core.routing.shardsOf(route.keys)
-    if (shards !== undefined && shards.length > 1) throw crossShardError(shards)
-    const shard = shards?.[0]
-    return shard === undefined ? this.poolTarget(undefined) : this.shardTarget(shard.shardId)
+  private target(route: Route, state: RepairState): Target {
+    const { routing } = this.core
+    switch (route.to) {
+      case 'any':
+        return this.poolTarget(undefined)
+      case 'replica': {
+        const shard = routing.shardOf(route.key)
+        return shard === undefined ? this.poolTarget(undefined) : this.replicaTarget(shard, state.avoid)
+      }
+      case 'leader': {
+        const shards = routing.shardsOf(route.keys)
+        if (shards !== undefined && shards.length > 1) throw crossShardError(shards)
+        const shard = shards?.[0]
+        return shard === undefined ? this.poolTarget(undefined) : this.leaderTarget(shard)
+      }
+    }
   }
 
-  /** The leader of `shardId` when its address is known, else the current endpoint. */
-  private shardTarget(shardId: number | undefined): Target {
-    const address = shardId === undefined ? undefined : this.core.routing.leaderAddress(shardId)
-    return address === undefined ? this.poolTarget(shardId) : { endpoint: address, shardId, via: 'leader' }
+  /** The leader of `shard` (or its first usable replica), else the current endpoint; with the route hint. */
+  private leaderTarget(shard: ShardRoute): Target {
+    return this.nodeTarget(shard, this.core.routing.leaderTarget(shard.shardId), 'leader')
   }
 
-  private poolTarget(shardId: number | undefined): Target {
-    return { endpoint: this.core.pool.current, shardId, via: 'pool' }
+  /** A nearby replica of `shard` not in `avoid`, else the current endpoint; with the route hint. */
+  private replicaTarget(shard: ShardRoute, avoid: ReadonlySet<number>): Target {
+    return this.nodeTarget(shard, this.core.routing.replicaTarget(shard.shardId, avoid), 'replica')
+  }
+
+  private nodeTarget(shard: ShardRoute, choice: NodeChoice | undefined, via: 'leader' | 'replica'): Target {
+    if (choice === undefined) return this.poolTarget(shard)
+    return {
+      endpoint: choice.address,
+      shardId: shard.shardId,
+      nodeId: choice.nodeId,
+      via,
+      route: routeHintOf(shard),
+    }
+  }
+
+  /** The current endpoint; for `shard` (when known) with its route hint: that node forwards. */
+  private poolTarget(shard: ShardRoute | undefined): Target {
+    return {
+      endpoint: this.core.pool.current,
+      shardId: shard?.shardId,
+      nodeId: undefined,
+      via: 'pool',
+      route: shard === undefined ? undefined : routeHintOf(shard),
+    }
   }
 
   /**
    * Repairs routes after an attempt to `target` failed with `err`, and says how soon the retry may
-   * go. A leader hint names a known address: that shard's leader is updated and the retry goes
-   * there at once (but two hints in a row wait their backoff, so two confused nodes cannot bounce
-   * a call between them). NOT_LEADER without a hint and WRONG_SHARD make the table refresh, and
-   * the next attempt waits for it (briefly, rate limit included). A node that does not answer (or
-   * has no quorum) loses its leaderships in the table, which refreshes in the background. Calls
-   * without a route move the current endpoint, as before sharding.
+   * go. A WRONG_SHARD with a newer descriptor replaces that shard's entry and the retry goes at
+   * once. A leader hint that names a known address updates that shard's leader and the retry goes
+   * there at once (but two such retries in a row wait their backoff, so two confused nodes cannot
+   * bounce a call between them). NOT_LEADER without a hint and WRONG_SHARD without a usable
+   * descriptor make the map refresh, and the next attempt waits for it (briefly, rate limit
+   * included). A node that does not answer (or has no quorum) loses its leaderships and is passed
+   * over for a while; the map refreshes in the background. A replica that is behind is left for
+   * another. Calls without a route move the current endpoint, as before sharding.
    */
   private repairPace(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
     const pace = this.repair(err, target, route, state)
@@ -491,6 +546,15 @@ abstract class KvOperations {
   private repair(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
     const { pool, routing } = this.core
     const details: ErrorDetails | undefined = err.details
+    if (err.code === ErrorCode.WrongShard) {
+      if (details?.descriptor !== undefined && routing.applyDescriptor(details.descriptor, target.route))
+        return 'now'
+      // No descriptor, or none newer than ours: only the whole map can say where the key lives.
+      void routing.refresh()
+      state.fresh = true
+      if (target.via === 'pool') pool.advance(target.endpoint)
+      return 'backoff'
+    }
     const shardId = details?.shardId ?? target.shardId
     switch (route) {
       case 'same':
@@ -500,7 +564,7 @@ abstract class KvOperations {
         if (shardId !== undefined && routing.noteLeader(shardId, hint)) {
           const address = routing.addressOf(hint)
           if (address !== undefined) return address === target.endpoint ? 'backoff' : 'now'
-          // The leader's address is unknown: learn it from a fresh table.
+          // The leader's address is unknown: learn it from a fresh map.
           void routing.refresh()
           state.fresh = true
           if (target.via === 'pool' && pool.preferNode(hint)) return 'now'
@@ -518,24 +582,26 @@ abstract class KvOperations {
       case 'next-endpoint': {
         switch (err.code) {
           case ErrorCode.NotLeader:
-          case ErrorCode.WrongShard:
-            // Reachable, but not the right node, and it named nobody: the table is stale.
-            if (shardId !== undefined) routing.forgetLeader(shardId, routing.nodeAt(target.endpoint))
+            // Reachable, but not the right node, and it named nobody: the map is stale.
+            if (shardId !== undefined)
+              routing.forgetLeader(shardId, target.nodeId ?? routing.nodeAt(target.endpoint))
             void routing.refresh()
             state.fresh = true
             if (target.via === 'pool') pool.advance(target.endpoint)
             return 'backoff'
           case ErrorCode.Unavailable:
           case ErrorCode.NoQuorum:
-            // Unreachable, or cut off in a minority: take it as no longer leading anything. The
-            // retry does not wait for the refresh: it goes to the current endpoint, whose
-            // NOT_LEADER hint (if any) leads on at once, so one lost answer costs no table wait.
-            routing.forgetLeadersAt(target.endpoint)
+            // Unreachable, or cut off in a minority: take it as no longer leading anything, and
+            // pass it over for a while. The retry does not wait for the refresh: it goes to the
+            // shard's next replica (or the current endpoint), which forwards or names the leader.
+            routing.markUnreachable(target.endpoint)
+            if (target.nodeId !== undefined) state.avoid.add(target.nodeId)
             void routing.refresh()
             pool.advance(target.endpoint)
             return 'backoff'
           default:
             // SESSION_BEHIND, STALENESS_BOUND_EXCEEDED: another replica may serve it.
+            if (target.nodeId !== undefined) state.avoid.add(target.nodeId)
             pool.advance(target.endpoint)
             return 'backoff'
         }
@@ -544,21 +610,23 @@ abstract class KvOperations {
   }
 
   /**
-   * getMany at 'linearizable': the keys grouped by the node that leads their shard, one BatchGet
-   * per node, in parallel. Parts that fail are retried together (split again by the repaired
-   * routes) within the call's deadline and attempts; parts that succeeded are kept.
+   * getMany: the keys split by shard, one BatchGet per shard (to its leader at 'linearizable',
+   * else to a nearby replica), each with its route hint, all in parallel; keys without a route go
+   * together to the current endpoint. Parts that fail are retried together (split again by the
+   * repaired routes) within the call's deadline and attempts; parts that succeeded are kept.
    */
-  private async getManyByLeader(
+  private async getManyByShard(
     keyBytes: readonly Uint8Array[],
     readOptions: WireReadOptions,
     options: ReadOptions,
   ): Promise<GetManyResult> {
     const { pool, routing } = this.core
+    const linearizable = isLinearizable(readOptions)
     const entries: (GetManyEntry | undefined)[] = keyBytes.map(() => undefined)
     const receipts: Receipt[] = []
     let pending = keyBytes.map((_, i) => i)
     let pace: RetryPace = 'backoff'
-    const state: RepairState = { hinted: false, fresh: false }
+    const state = repairState()
     const op = { kind: 'read', deduplicated: false } as const
     await withRetries(
       {
@@ -574,29 +642,36 @@ abstract class KvOperations {
         const fresh = state.fresh
         state.fresh = false
         await routing.ready(attempt.signal, fresh)
-        const groups = new Map<
-          string,
-          { target: Target; shards: Set<number | undefined>; indices: number[] }
-        >()
+        // Shard id (-1: no route) -> the indices of its keys, in the order asked.
+        const parts = new Map<number, { shard: ShardRoute | undefined; indices: number[] }>()
         for (const i of pending) {
-          const target = this.target({ to: 'leader', keys: [keyBytes[i] as Uint8Array] })
-          let group = groups.get(target.endpoint)
-          if (group === undefined) {
-            group = { target, shards: new Set(), indices: [] }
-            groups.set(target.endpoint, group)
+          const shard = routing.shardOf(keyBytes[i] as Uint8Array)
+          const id = shard?.shardId ?? -1
+          let part = parts.get(id)
+          if (part === undefined) {
+            part = { shard, indices: [] }
+            parts.set(id, part)
           }
-          group.shards.add(target.shardId)
-          group.indices.push(i)
+          part.indices.push(i)
         }
+        const groups = [...parts.values()].map(({ shard, indices }) => ({
+          indices,
+          target:
+            shard === undefined
+              ? this.poolTarget(undefined)
+              : linearizable
+                ? this.leaderTarget(shard)
+                : this.replicaTarget(shard, state.avoid),
+        }))
         const rpc = this.rpcContext(attempt)
         const outcomes = await Promise.all(
-          [...groups.values()].map(async (group) => {
+          groups.map(async (group) => {
             try {
               const res = await unary<BatchGetResponse>(rpc, (md, co, cb) =>
                 pool.kv(group.target.endpoint).batchGet(
                   {
                     keys: group.indices.map((i) => toWire(keyBytes[i] as Uint8Array)),
-                    options: readOptions,
+                    options: { ...readOptions, route: group.target.route },
                   },
                   md,
                   co,
@@ -643,9 +718,7 @@ abstract class KvOperations {
             continue
           }
           retryable ??= err
-          const shardId = group.shards.size === 1 ? [...group.shards][0] : undefined
-          const target: Target = { ...group.target, shardId }
-          if (this.repair(err, target, decision.route, state) !== 'now') allNow = false
+          if (this.repair(err, group.target, decision.route, state) !== 'now') allNow = false
         }
         pending = failed.sort((a, b) => a - b)
         if (fatal !== undefined) throw fatal
@@ -689,6 +762,8 @@ abstract class KvOperations {
       consistency: readConsistencyToWire(level),
       maxStalenessMs: level === 'bounded' ? maxStalenessMs : 0,
       session: level === 'session' ? this.tracker.toWire() : undefined,
+      // Set per attempt, from the target (routing.ts).
+      route: undefined,
     }
   }
 
@@ -708,8 +783,13 @@ abstract class KvOperations {
     const deadlineMs = this.deadlineMs(options)
     const route: Route = { to: 'leader', keys }
     if (!this.core.dedup) {
-      const untagged = { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 }
-      return await this.call('write', options, route, (endpoint, rpc) => run(untagged, endpoint, rpc))
+      return await this.call('write', options, route, (target, rpc) =>
+        run(
+          { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0, route: target.route },
+          target.endpoint,
+          rpc,
+        ),
+      )
     }
     const { clock, seqs, clientId } = this.core
     const startedMs = clock.nowMs()
@@ -727,20 +807,36 @@ abstract class KvOperations {
       const remainingMs = Math.max(1, Math.floor(deadlineMs - (clock.nowMs() - startedMs)))
       // The seq and client id stay the same on every attempt, redirects included: whichever
       // node leads the shard when an attempt lands deduplicates it against the earlier ones.
-      return await this.call('write', { ...options, deadlineMs: remainingMs }, route, (endpoint, rpc) =>
-        run({ consistency, clientId, seq, firstIncompleteSeq: seqs.firstIncomplete() }, endpoint, rpc),
+      return await this.call('write', { ...options, deadlineMs: remainingMs }, route, (target, rpc) =>
+        run(
+          {
+            consistency,
+            clientId,
+            seq,
+            firstIncompleteSeq: seqs.firstIncomplete(),
+            route: target.route,
+          },
+          target.endpoint,
+          rpc,
+        ),
       )
     } finally {
       seqs.release(seq)
     }
   }
 
-  /** Folds a receipt into the session; a leader's receipt also confirms the shard's leader. */
+  /**
+   * Folds a receipt into the session. The receipt names the node that served (after any
+   * forwarding): that node is reachable, and when the level is one only a leader delivers, it is
+   * the shard's leader (in the receipt's term), whoever the request was sent to.
+   */
   private observe(wire: WireReceipt | undefined): Receipt {
     const receipt = receiptFromWire(wire)
     this.tracker.observe(receipt)
-    if (leaderLevels.has(receipt.delivered) && receipt.nodeId > 0) {
-      this.core.routing.noteLeader(receipt.shardId, receipt.nodeId)
+    if (receipt.nodeId > 0) {
+      this.core.routing.noteServed(receipt.nodeId)
+      if (leaderLevels.has(receipt.delivered))
+        this.core.routing.noteLeader(receipt.shardId, receipt.nodeId, receipt.term)
     }
     return receipt
   }
@@ -787,19 +883,20 @@ export class KvClient extends KvOperations {
       channelOptions: init.channelOptions,
     })
     const hasher = components.hasher
-    const routingConfig = resolveRoutingConfig(init.routing)
+    const routingConfig = resolveRoutingConfig(init.routing, init.zone)
     const routing = new RoutingCache(routingConfig, {
       clock,
+      random,
       hasher: hasher === undefined ? loadClientHasher : () => Promise.resolve(hasher),
-      fetchStatus: (endpoint, signal) =>
-        unary<StatusResponse>(
+      fetchMap: (endpoint, signal) =>
+        unary<ShardMapResponse>(
           { signal, deadline: new Date(clock.wallMs() + routingConfig.statusTimeoutMs) },
-          (md, co, cb) => pool.admin(endpoint).status({}, md, co, cb),
+          (md, co, cb) => pool.kv(endpoint).shardMap({}, md, co, cb),
         ),
       candidates: () => [pool.current, ...pool.endpoints],
       onUnreachable: (endpoint, err) => {
         // Only a node that cannot be reached (or not in time) is left; one that answered with an
-        // error still serves the data API (e.g. a server without AdminService).
+        // error still serves the data API (e.g. a server without ShardMap).
         if (err.code === ErrorCode.Unavailable || err.code === ErrorCode.DeadlineExceeded)
           pool.advance(endpoint)
       },
@@ -829,25 +926,25 @@ export class KvClient extends KvOperations {
   }
 
   /**
-   * The endpoint calls without a shard route go to: session, bounded and eventual reads, and
-   * every call before the routing table is known. It is the first endpoint given until that one
-   * fails, then the next.
+   * The endpoint calls without a shard route go to (every call before the shard map is known, or
+   * with routing off, and keys the map does not cover). It is the first endpoint given until that
+   * one fails, then the next.
    */
   get currentEndpoint(): string {
     return this.core.pool.current
   }
 
   /**
-   * The routing cache: shards in hash order with their ranges and leaders, and node addresses.
-   * Undefined until a table has been loaded (the first write or linearizable read loads it, or
-   * `refreshRouting`).
+   * The routing cache: shards in hash order with their ranges, replicas, leaders and epochs, the
+   * nodes of the map, and counters (map loads, repairs from WRONG_SHARD descriptors). Undefined
+   * until a map has been loaded (the first routed call loads it, or `refreshRouting`).
    */
   routingTable(): RoutingTable | undefined {
     return this.core.routing.snapshot()
   }
 
   /**
-   * Reloads the routing table from Status now (subject to the refresh rate limit: a refresh
+   * Reloads the shard map from ShardMap now (subject to the refresh rate limit: a refresh
    * within `routing.refreshIntervalMsMin` of the last one waits for the end of the interval), and
    * returns it. Useful to warm a new client before latency-sensitive work.
    */
@@ -874,33 +971,70 @@ export class KvClient extends KvOperations {
    * without). Node addresses in the answer are remembered for following leader hints.
    */
   async status(options: StatusOptions = {}): Promise<StatusResult> {
-    const fixed = options.endpoint
-    const run = (endpoint: string, rpc: RpcContext): Promise<{ endpoint: string; res: StatusResponse }> =>
-      unary<StatusResponse>(rpc, (md, co, cb) => this.core.pool.admin(endpoint).status({}, md, co, cb)).then(
-        (res) => ({ endpoint, res }),
-      )
-    const { endpoint, res } =
-      fixed === undefined
-        ? await this.call('read', options, { to: 'any' }, run)
-        : await withRetries(
-            {
-              op: { kind: 'read', deduplicated: false },
-              config: { ...this.core.retry, attemptsMax: 1 },
-              clock: this.core.clock,
-              random: this.core.random,
-              deadlineMs: this.deadlineMs(options),
-              signal: this.signal(options),
-            },
-            (attempt) => run(fixed, this.rpcContext(attempt)),
-          )
+    const { endpoint, res } = await this.askOne(options, (endpoint, rpc) =>
+      unary<StatusResponse>(rpc, (md, co, cb) => this.core.pool.admin(endpoint).status({}, md, co, cb)),
+    )
     const node = res.node === undefined ? null : nodeStatusFromWire(res.node)
     const peers = res.peers.map(nodeStatusFromWire)
     for (const n of [...(node === null ? [] : [node]), ...peers])
       this.core.pool.learnNode(n.nodeId, n.address)
-    // Addresses only: the table comes from the routing cache's own loads, so that an explicit
+    // Addresses only: the map comes from the routing cache's own loads, so that an explicit
     // status of some node does not swap routes under calls in flight.
-    this.core.routing.absorb(res, endpoint, false)
+    this.core.routing.absorbStatus(res, endpoint)
     return { endpoint, clusterId: res.clusterId, node, peers }
+  }
+
+  /**
+   * The cluster's shard map as one endpoint serves it from its cached copy (the current endpoint,
+   * with failover; or `endpoint`, without): nodes with address, zone, state and last heartbeat;
+   * shards in hash order with range, replicas, leader hint and epoch. For display and tools; the
+   * client's own routing uses its cache (`routingTable()`), which this call does not change.
+   */
+  async shardMap(options: StatusOptions = {}): Promise<ShardMapResult> {
+    const { endpoint, res } = await this.askOne(options, (endpoint, rpc) =>
+      unary<ShardMapResponse>(rpc, (md, co, cb) => this.core.pool.kv(endpoint).shardMap({}, md, co, cb)),
+    )
+    return {
+      endpoint,
+      clusterId: res.clusterId,
+      servedBy: res.servedBy,
+      replicaCount: res.replicaCount,
+      vnodesPerNode: res.vnodesPerNode,
+      nodes: res.nodes.map((n) => ({
+        nodeId: n.nodeId,
+        address: n.address,
+        zone: n.zone,
+        state: n.state,
+        lastHeartbeatMs: n.lastHeartbeatMs,
+        weight: n.weight,
+      })),
+      shards: res.shards.map(mapShardFromWire),
+      metaShard: res.metaShard === undefined ? null : mapShardFromWire(res.metaShard),
+    }
+  }
+
+  /** One admin-style call: to the current endpoint with failover, or to `options.endpoint` once. */
+  private async askOne<T>(
+    options: StatusOptions,
+    run: (endpoint: string, rpc: RpcContext) => Promise<T>,
+  ): Promise<{ endpoint: string; res: T }> {
+    const fixed = options.endpoint
+    const ask = (endpoint: string, rpc: RpcContext): Promise<{ endpoint: string; res: T }> =>
+      run(endpoint, rpc).then((res) => ({ endpoint, res }))
+    if (fixed === undefined) {
+      return await this.call('read', options, { to: 'any' }, (target, rpc) => ask(target.endpoint, rpc))
+    }
+    return await withRetries(
+      {
+        op: { kind: 'read', deduplicated: false },
+        config: { ...this.core.retry, attemptsMax: 1 },
+        clock: this.core.clock,
+        random: this.core.random,
+        deadlineMs: this.deadlineMs(options),
+        signal: this.signal(options),
+      },
+      (attempt) => ask(fixed, this.rpcContext(attempt)),
+    )
   }
 
   /** Closes every channel; calls in flight end with CANCELLED. Idempotent. */
@@ -976,14 +1110,28 @@ export function receiptFromWire(wire: WireReceipt | undefined): Receipt {
   }
 }
 
+function mapShardFromWire(d: WireShardDescriptor): MapShard {
+  return {
+    shardId: d.shardId,
+    hashStart: d.hashStart,
+    hashEnd: d.hashEnd,
+    replicas: [...d.replicas],
+    leaderId: d.leaderHint,
+    leaderTerm: d.leaderTerm,
+    epoch: d.epoch,
+  }
+}
+
 function nodeStatusFromWire(n: WireNodeStatus): NodeStatus {
   return {
     nodeId: n.nodeId,
     address: n.address,
+    zone: n.zone,
     version: n.version,
     uptimeMs: n.uptimeMs,
     dataDir: n.dataDir,
     requestsInFlight: n.requestsInFlight,
+    forwardedRequests: n.forwardedRequests,
     shards: n.shards.map((s) => ({
       shardId: s.shardId,
       role: s.role,
@@ -995,6 +1143,8 @@ function nodeStatusFromWire(n: WireNodeStatus): NodeStatus {
       learners: [...s.learners],
       hashStart: s.hashStart,
       hashEnd: s.hashEnd,
+      approximateBytes: s.approximateBytes,
+      epoch: s.epoch,
     })),
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The ringkv client SDK: a typed client over the public gRPC API with the consistency dial,
- * sessions, exactly-once write retries, deadlines, endpoint failover, and shard routing (writes
- * and linearizable reads go straight to the leader of their key's shard).
+ * sessions, exactly-once write retries, deadlines, endpoint failover, and shard routing from the
+ * cluster's shard map (writes and linearizable reads go straight to the leader of their key's
+ * shard, weaker reads to a nearby replica, every request with a route hint that a node whose map
+ * knows better corrects in one step).
  *
  * @example
  * import { KvClient, ErrorCode, isKvErrorWithCode } from 'ringkv'
@@ -46,6 +48,8 @@ export type {
   GetManyEntry,
   GetManyResult,
   GetResult,
+  MapNode,
+  MapShard,
   NodeStatus,
   PutOptions,
   PutResult,
@@ -53,6 +57,7 @@ export type {
   ReadOptions,
   Receipt,
   ScanOptions,
+  ShardMapResult,
   ShardStatus,
   StatusOptions,
   StatusResult,
@@ -66,4 +71,5 @@ export {
   isKvErrorWithCode,
   type ErrorDetails,
   type KvErrorOptions,
+  type ShardDescriptorDetail,
 } from '../common/errors.ts'

@@ -6,10 +6,11 @@
  *
  * A node serves one shard per stream (or a page limit's worth) and ends the stream without
  * `done`; its last cursor points past what it served, into the next shard's range when the shard
- * is finished. The scan then opens the next stream from that cursor: at 'linearizable' on the
- * leader of the next shard in hash order (the cursor is opaque, so that is the client's guess
- * from the last receipt's shard; a wrong guess costs one NOT_LEADER redirect), else on the
- * current endpoint. Only a message with `done` ends the scan.
+ * is finished. The scan then opens the next stream from that cursor, routed by the shard map for
+ * the next shard in hash order (the cursor is opaque, so that is the client's guess from the last
+ * receipt's shard): at 'linearizable' on its leader, else on a nearby replica, with the shard's
+ * route hint (a wrong guess costs a forward, or one NOT_LEADER or WRONG_SHARD repair). Without a
+ * map, on the current endpoint. Only a message with `done` ends the scan.
  */
 import type { Clock } from '../common/clock.ts'
 import { deadlineSignal } from '../common/clock.ts'
@@ -19,6 +20,7 @@ import type { Random } from '../common/random.ts'
 import type {
   ReadOptions as WireReadOptions,
   Receipt as WireReceipt,
+  RouteHint,
   ScanResponse,
 } from '../gen/ringkv/v1/kv.ts'
 import { fromWire, utf8 } from './codec.ts'
@@ -37,10 +39,17 @@ import type { Entry, Receipt } from './types.ts'
 /** Where one stream of a scan (or one attempt of a call) goes. */
 export interface ScanTarget {
   readonly endpoint: string
-  /** The shard it was routed for, when the routing table knew it. */
+  /** The shard it was routed for, when the shard map knew it. */
   readonly shardId: number | undefined
-  /** 'leader': to the shard's leader by the routing table; 'pool': to the current endpoint. */
-  readonly via: 'leader' | 'pool'
+  /** The node of the map it goes to (undefined: the current endpoint, whoever that is). */
+  readonly nodeId: number | undefined
+  /**
+   * 'leader': to the shard's leader (or first usable replica) by the map; 'replica': to a nearby
+   * replica by the map; 'pool': to the current endpoint.
+   */
+  readonly via: 'leader' | 'replica' | 'pool'
+  /** Sent as the request's `route` (the shard and epoch the map has for it); undefined: no check. */
+  readonly route: RouteHint | undefined
 }
 
 /** What a scan needs from the client that started it. */
@@ -55,7 +64,7 @@ export interface ScanContext {
   readonly prefix: Uint8Array
   readonly limit: number | undefined
   readonly observe: (receipt: WireReceipt | undefined) => Receipt
-  /** Waits (briefly) for the routing table before a stream is opened. */
+  /** Waits (briefly) for the shard map before a stream is opened. */
   readonly ready: (signal: AbortSignal) => Promise<void>
   /** The shard a scan from the start serves first, when routed by shard. */
   readonly firstShard: () => number | undefined
@@ -138,7 +147,7 @@ export class KvScan implements AsyncIterable<Entry> {
             prefix: toBuffer(c.prefix),
             cursor: toBuffer(cursor),
             limit: owed ?? 0,
-            options: c.readOptions,
+            options: { ...c.readOptions, route: target.route },
           },
           { deadline: new Date(c.clock.wallMs() + Math.max(1, deadlineAtMs - c.clock.nowMs())) },
         )

@@ -7,6 +7,9 @@
  *   `ringkv-*` metadata becomes `details`.
  * - An op of a Multi call fails with an OpError: the same code and details as fields
  *   (`kvErrorFromOpError`).
+ * - WRONG_SHARD carries the current ShardDescriptor, binary, in `ringkv-descriptor-bin` (a Multi
+ *   op: `OpError.descriptor`); it becomes `details.descriptor`, checked like every wire input (a
+ *   malformed one is dropped, and the error still says WRONG_SHARD).
  * - A bare status comes from the transport or grpc-js itself: UNAVAILABLE (no connection, the
  *   connection dropped) -> UNAVAILABLE, DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED, and so on.
  */
@@ -20,9 +23,11 @@ import {
   isErrorCode,
   isKvError,
   type ErrorDetails,
+  type ShardDescriptorDetail,
 } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
-import type { OpError } from '../gen/ringkv/v1/kv.ts'
+import { ShardDescriptor, type OpError } from '../gen/ringkv/v1/kv.ts'
+import { descriptorFromWire } from './descriptor.ts'
 
 /** Trailing metadata keys of the wire contract (kv.proto header). */
 export const MetadataKey = errorMetadataKeys
@@ -64,8 +69,21 @@ function uintFrom(metadata: Metadata | undefined, key: string): number | undefin
   return isSafeUint(n) ? n : undefined
 }
 
+/** The binary ShardDescriptor of `ringkv-descriptor-bin`, decoded and checked. */
+function descriptorFrom(metadata: Metadata | undefined): ShardDescriptorDetail | undefined {
+  const value = metadata?.get(MetadataKey.descriptor)[0]
+  if (value === undefined || typeof value === 'string') return undefined
+  try {
+    return descriptorFromWire(ShardDescriptor.decode(value))
+  } catch {
+    // Not a descriptor (or a uint64 above 2^53): the error stands without it.
+    return undefined
+  }
+}
+
 /** The `ringkv-*` details carried by `metadata` (absent fields stay absent). */
 export function detailsFromMetadata(metadata: Metadata | undefined): ErrorDetails {
+  const descriptor = descriptorFrom(metadata)
   const leaderHint = uintFrom(metadata, MetadataKey.leader)
   const shardMapEpoch = uintFrom(metadata, MetadataKey.epoch)
   const shardId = uintFrom(metadata, MetadataKey.shard)
@@ -79,6 +97,7 @@ export function detailsFromMetadata(metadata: Metadata | undefined): ErrorDetail
     ...(currentVersion !== undefined ? { currentVersion } : {}),
     ...(limit !== undefined ? { limit } : {}),
     ...(field !== undefined ? { field } : {}),
+    ...(descriptor !== undefined ? { descriptor } : {}),
   }
 }
 
@@ -89,7 +108,10 @@ function isServiceError(err: unknown): err is ServiceError {
 /**
  * Turns whatever a gRPC call failed with into a KvError. `signal` is the call's abort signal: a
  * call we cancelled ourselves reports CANCELLED from grpc-js, and the signal's reason tells
- * whether it was the deadline (DEADLINE_EXCEEDED) or the caller (CANCELLED).
+ * whether it was the deadline (DEADLINE_EXCEEDED) or the caller (CANCELLED). A bare CANCELLED
+ * while `signal` is live was not ours: the node or the connection dropped the call (a node shut
+ * down under an open connection resets its streams so), which is UNAVAILABLE: the node is gone,
+ * and a write may or may not have applied.
  */
 export function kvErrorFromGrpc(err: unknown, signal?: AbortSignal): KvError {
   if (signal?.aborted === true) return abortError(signal, err)
@@ -101,7 +123,11 @@ export function kvErrorFromGrpc(err: unknown, signal?: AbortSignal): KvError {
   // grpc-js appends an empty "Resolution note:" to connection errors; it says nothing.
   const message = (err.details !== '' ? err.details : err.message).replace(/\s*Resolution note:\s*$/, '')
   const wireCode = firstString(err.metadata, MetadataKey.code)
-  const code = isErrorCode(wireCode) ? wireCode : codeForBareStatus(err.code)
+  const code = isErrorCode(wireCode)
+    ? wireCode
+    : err.code === GrpcStatus.CANCELLED && signal !== undefined
+      ? ErrorCode.Unavailable
+      : codeForBareStatus(err.code)
   const details = detailsFromMetadata(err.metadata)
   return new KvError(
     code,
@@ -124,6 +150,7 @@ export function kvErrorFromOpError(wire: OpError): KvError {
   const shardId = uint(wire.shardId)
   const currentVersion = uint(wire.currentVersion)
   const limit = uint(wire.limit)
+  const descriptor = descriptorFromWire(wire.descriptor)
   const details: ErrorDetails = {
     ...(leaderHint !== undefined && leaderHint > 0 ? { leaderHint } : {}),
     ...(shardMapEpoch !== undefined ? { shardMapEpoch } : {}),
@@ -131,6 +158,7 @@ export function kvErrorFromOpError(wire: OpError): KvError {
     ...(currentVersion !== undefined ? { currentVersion } : {}),
     ...(limit !== undefined ? { limit } : {}),
     ...(wire.field !== undefined ? { field: wire.field } : {}),
+    ...(descriptor !== undefined ? { descriptor } : {}),
   }
   return new KvError(code, wire.message, Object.keys(details).length > 0 ? { details } : {})
 }

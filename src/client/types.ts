@@ -140,15 +140,23 @@ export interface ShardStatus {
   readonly learners: readonly number[]
   readonly hashStart: string
   readonly hashEnd: string
+  /** Size of the shard's user data on this node as RocksDB estimates it (0 until the first flush). */
+  readonly approximateBytes: number
+  /** The descriptor epoch this node has for the shard. */
+  readonly epoch: number
 }
 
 export interface NodeStatus {
   readonly nodeId: number
   readonly address: string
+  /** '' = none. */
+  readonly zone: string
   readonly version: string
   readonly uptimeMs: number
   readonly dataDir: string
   readonly requestsInFlight: number
+  /** Requests this node forwarded to another node since it started. */
+  readonly forwardedRequests: number
   readonly shards: readonly ShardStatus[]
 }
 
@@ -163,4 +171,47 @@ export interface StatusResult {
 export interface StatusOptions extends CallOptions {
   /** Ask this endpoint (one of the client's, or any address) instead of the current one, without failover. */
   readonly endpoint?: string
+}
+
+/** One node of the shard map (kv.proto NodeInfo). */
+export interface MapNode {
+  readonly nodeId: number
+  readonly address: string
+  /** '' = none. */
+  readonly zone: string
+  /** joining | active | draining | dead */
+  readonly state: string
+  /** Wall-clock milliseconds (of the meta leader) of the node's last heartbeat; 0 = never. */
+  readonly lastHeartbeatMs: number
+  /** Relative capacity on the ring (0 = the default, 1). */
+  readonly weight: number
+}
+
+/** One shard of the shard map (kv.proto ShardDescriptor). */
+export interface MapShard {
+  readonly shardId: number
+  /** [hashStart, hashEnd) as decimal strings of the 64-bit ring (hashEnd may be 2^64). */
+  readonly hashStart: string
+  readonly hashEnd: string
+  /** Preference order: the first is the preferred leader. */
+  readonly replicas: readonly number[]
+  /** The node last known to lead the shard; 0 = unknown. */
+  readonly leaderId: number
+  readonly leaderTerm: number
+  readonly epoch: number
+}
+
+export interface ShardMapResult {
+  /** The endpoint that answered. */
+  readonly endpoint: string
+  readonly clusterId: string
+  /** The node that answered. */
+  readonly servedBy: number
+  readonly replicaCount: number
+  readonly vnodesPerNode: number
+  readonly nodes: readonly MapNode[]
+  /** In hash order. */
+  readonly shards: readonly MapShard[]
+  /** The meta shard (the cluster's own records; no user keys), when the node named it. */
+  readonly metaShard: MapShard | null
 }

@@ -15,11 +15,17 @@
  * | dataDir    | --data DIR     | RINGKV_DATA_DIR         | dataDir      | (required)               |
  * | listen     | --listen H:P   | RINGKV_LISTEN           | listen       | 127.0.0.1:7001           |
  * | httpListen | --http H:P     | RINGKV_HTTP_LISTEN      | httpListen   | listen host, port + 1000 |
- * | nodeId     | --node-id N    | RINGKV_NODE_ID          | nodeId       | 1                        |
+ * | nodeId     | --node-id N    | RINGKV_NODE_ID          | nodeId       | 1 (assigned with --join) |
  * | logLevel   | --log-level L  | RINGKV_LOG_LEVEL        | logLevel     | info                     |
  * | join       | --join H:P,..  | RINGKV_JOIN             | join         | none                     |
  * | initialCluster | --initial-cluster 1=H:P,2=H:P,.. | RINGKV_INITIAL_CLUSTER | initialCluster | this node alone |
- * | shardCount | --shards N     | RINGKV_SHARDS           | shardCount   | 8                        |
+ * | shardCount | --shards N     | RINGKV_SHARDS           | shardCount   | 64                       |
+ * | replicaCount | --replicas N | RINGKV_REPLICAS         | replicaCount | 3                        |
+ * | vnodesPerNode | --vnodes N  | RINGKV_VNODES           | vnodesPerNode | 128                     |
+ * | metaReplicas | --meta-replicas N | RINGKV_META_REPLICAS | metaReplicas | 3                      |
+ * | zone       | --zone Z       | RINGKV_ZONE             | zone         | none                     |
+ * | weight     | --weight W     | RINGKV_WEIGHT           | weight       | 1                        |
+ * | heartbeatMs | --heartbeat-ms N | RINGKV_HEARTBEAT_MS   | heartbeatMs  | 1000                     |
  * | allowFaultInjection | --allow-fault-injection | RINGKV_ALLOW_FAULT_INJECTION=1 | allowFaultInjection | false |
  * | leaseReads | --lease-reads  | RINGKV_LEASE_READS=1    | leaseReads   | false                    |
  * | tickMs     | --tick-ms N    | RINGKV_TICK_MS          | tickMs       | 100                      |
@@ -48,15 +54,35 @@ export interface KvdConfig {
   readonly httpListen: HostPort
   readonly nodeId: NodeId
   readonly logLevel: LogLevel
-  /** Seed nodes of an existing cluster to join. Stored only: joining lands with the meta shard. */
+  /** True when --node-id (or its env/file key) was given. */
+  readonly nodeIdGiven: boolean
+  /**
+   * Nodes of an existing cluster to join through (any of them). A node without an id in its data
+   * directory registers with the meta shard through them and gets its id; with an id it rejoins.
+   */
   readonly join: readonly string[]
   /**
-   * The voters of a new cluster, by node id (this node among them). Every member starts with the
-   * same list and creates every shard with these voters. Default: this node alone at `listen`.
+   * The nodes of a new cluster, by node id (this node among them). Every member starts with the
+   * same list and computes the same placement of shards on them (hashing/placement). Default: this
+   * node alone at `listen`.
    */
   readonly initialCluster: ReadonlyMap<NodeId, HostPort>
+  /** The zone of each initial node (`ID=HOST:PORT@ZONE`), '' when not given. */
+  readonly initialZones: ReadonlyMap<NodeId, string>
   /** Shards a new cluster is cut into (equal slices of the hash space). Fixed at bootstrap. */
   readonly shardCount: number
+  /** Replicas of each data shard (distinct nodes, distinct zones while enough exist). */
+  readonly replicaCount: number
+  /** Virtual nodes of a weight-1 node on the ring. */
+  readonly vnodesPerNode: number
+  /** Replicas of the meta shard in a new cluster. */
+  readonly metaReplicas: number
+  /** This node's failure-domain label ('' = none); with --initial-cluster, its @ZONE wins. */
+  readonly zone: string
+  /** This node's relative capacity on the ring. */
+  readonly weight: number
+  /** How often this node reports to the meta shard and refreshes its shard map. */
+  readonly heartbeatMs: number
   /** Accept the admin call that drops or delays traffic to chosen peers (tests and demos only). */
   readonly allowFaultInjection: boolean
   /** Linearizable reads use the leader lease instead of a ReadIndex round (needs bounded clock drift). */
@@ -86,6 +112,12 @@ export interface ConfigFlags {
   readonly allowFaultInjection?: boolean | undefined
   readonly leaseReads?: boolean | undefined
   readonly tickMs?: string | undefined
+  readonly replicas?: string | undefined
+  readonly vnodes?: string | undefined
+  readonly metaReplicas?: string | undefined
+  readonly zone?: string | undefined
+  readonly weight?: string | undefined
+  readonly heartbeatMs?: string | undefined
 }
 
 export interface LoadConfigInput {
@@ -112,15 +144,32 @@ const fileKeys = new Set([
   'allowFaultInjection',
   'leaseReads',
   'tickMs',
+  'replicaCount',
+  'vnodesPerNode',
+  'metaReplicas',
+  'zone',
+  'weight',
+  'heartbeatMs',
 ])
 
 /** Defaults and bounds of the cluster settings. */
-export const shardCountDefault = 8
+export const shardCountDefault = 64
 export const shardCountMax = 4096
 export const tickMsDefault = 100
 export const tickMsRange = { min: 10, max: 1000 } as const
-/** Voters of one group: Raft needs an odd count to be useful; 7 is past any sane replica count. */
-export const initialClusterMax = 7
+/** Nodes listed by --initial-cluster (more join later with --join). */
+export const initialClusterMax = 64
+export const replicaCountDefault = 3
+/** Voters of one group: 7 is past any sane replica count. */
+export const replicaCountMax = 7
+export const vnodesPerNodeDefault = 128
+export const vnodesPerNodeConfigMax = 4096
+export const metaReplicasDefault = 3
+export const metaReplicasMax = 5
+export const zoneBytesMax = 64
+export const weightMax = 1024
+export const heartbeatMsDefault = 1000
+export const heartbeatMsRange = { min: 50, max: 60_000 } as const
 
 /** A value and where it came from, so an error can say which source was wrong. */
 interface Sourced {
@@ -184,6 +233,7 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
 
   const nodeIdRaw = pick(flags.nodeId, '--node-id', 'RINGKV_NODE_ID', 'nodeId')
   const nodeId = nodeIdRaw === undefined ? NodeId(1) : parseNodeId(nodeIdRaw)
+  const nodeIdGiven = nodeIdRaw !== undefined
 
   const logLevelRaw = pick(flags.logLevel, '--log-level', 'RINGKV_LOG_LEVEL', 'logLevel')
   const logLevel = logLevelRaw === undefined ? 'info' : parseLogLevel(logLevelRaw)
@@ -197,10 +247,42 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     'RINGKV_INITIAL_CLUSTER',
     'initialCluster',
   )
-  const initialCluster =
-    initialRaw === undefined ? new Map([[nodeId, listen]]) : parseInitialCluster(initialRaw)
+  const initial =
+    initialRaw === undefined
+      ? { members: new Map([[nodeId, listen]]), zones: new Map<NodeId, string>() }
+      : parseInitialCluster(initialRaw)
+  const initialCluster = initial.members
+  if (join.length > 0 && initialRaw !== undefined)
+    throw invalid(
+      'join',
+      '--join and --initial-cluster exclude each other: join an existing cluster or start a new one',
+    )
+  if (join.length > 0 && nodeIdGiven)
+    throw invalid('nodeId', '--node-id cannot be given with --join: the cluster assigns the id')
   if (!initialCluster.has(nodeId))
     throw invalid('initialCluster', `--initial-cluster does not list this node (--node-id ${nodeId})`)
+  const replicasRaw = pick(flags.replicas, '--replicas', 'RINGKV_REPLICAS', 'replicaCount')
+  const replicaCount =
+    replicasRaw === undefined
+      ? replicaCountDefault
+      : parseIntIn(replicasRaw, 'replicaCount', 1, replicaCountMax)
+  const vnodesRaw = pick(flags.vnodes, '--vnodes', 'RINGKV_VNODES', 'vnodesPerNode')
+  const vnodesPerNode =
+    vnodesRaw === undefined
+      ? vnodesPerNodeDefault
+      : parseIntIn(vnodesRaw, 'vnodesPerNode', 1, vnodesPerNodeConfigMax)
+  const metaRaw = pick(flags.metaReplicas, '--meta-replicas', 'RINGKV_META_REPLICAS', 'metaReplicas')
+  const metaReplicas =
+    metaRaw === undefined ? metaReplicasDefault : parseIntIn(metaRaw, 'metaReplicas', 1, metaReplicasMax)
+  const zoneRaw = pick(flags.zone, '--zone', 'RINGKV_ZONE', 'zone')
+  const zone = initial.zones.get(nodeId) ?? (zoneRaw === undefined ? '' : parseZone(zoneRaw, 'zone'))
+  const weightRaw = pick(flags.weight, '--weight', 'RINGKV_WEIGHT', 'weight')
+  const weight = weightRaw === undefined ? 1 : parseWeight(weightRaw)
+  const heartbeatRaw = pick(flags.heartbeatMs, '--heartbeat-ms', 'RINGKV_HEARTBEAT_MS', 'heartbeatMs')
+  const heartbeatMs =
+    heartbeatRaw === undefined
+      ? heartbeatMsDefault
+      : parseIntIn(heartbeatRaw, 'heartbeatMs', heartbeatMsRange.min, heartbeatMsRange.max)
 
   const shardsRaw = pick(flags.shards, '--shards', 'RINGKV_SHARDS', 'shardCount')
   const shardCount =
@@ -231,10 +313,18 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     listen,
     httpListen,
     nodeId,
+    nodeIdGiven,
     logLevel,
     join,
     initialCluster,
+    initialZones: initial.zones,
     shardCount,
+    replicaCount,
+    vnodesPerNode,
+    metaReplicas,
+    zone,
+    weight,
+    heartbeatMs,
     allowFaultInjection,
     leaseReads,
     tickMs,
@@ -324,10 +414,14 @@ function parseJoin(raw: Sourced): string[] {
     .map((item) => formatHostPort(parseHostPort({ value: item, source: raw.source }, 'join')))
 }
 
-/** `1=host:port,2=host:port`: distinct positive ids and distinct addresses, at most initialClusterMax. */
-function parseInitialCluster(raw: Sourced): Map<NodeId, HostPort> {
+/**
+ * `1=host:port,2=host:port@zone-b`: distinct positive ids and distinct addresses, at most
+ * initialClusterMax, each with an optional zone label.
+ */
+function parseInitialCluster(raw: Sourced): { members: Map<NodeId, HostPort>; zones: Map<NodeId, string> } {
   const text = parseString(raw, 'initialCluster')
   const out = new Map<NodeId, HostPort>()
+  const zones = new Map<NodeId, string>()
   const seen = new Set<string>()
   for (const item of text.split(',').map((s) => s.trim())) {
     if (item === '') continue
@@ -338,7 +432,12 @@ function parseInitialCluster(raw: Sourced): Map<NodeId, HostPort> {
         `${raw.source} must be ID=HOST:PORT[,ID=HOST:PORT...], got ${JSON.stringify(item)}`,
       )
     const id = parseNodeId({ value: item.slice(0, eq), source: raw.source })
-    const addr = parseHostPort({ value: item.slice(eq + 1), source: raw.source }, 'initialCluster')
+    const at = item.indexOf('@', eq)
+    if (at > 0) zones.set(id, parseZone({ value: item.slice(at + 1), source: raw.source }, 'initialCluster'))
+    const addr = parseHostPort(
+      { value: at > 0 ? item.slice(eq + 1, at) : item.slice(eq + 1), source: raw.source },
+      'initialCluster',
+    )
     const key = formatHostPort(addr)
     if (out.has(id)) throw invalid('initialCluster', `${raw.source} lists node ${id} twice`)
     if (seen.has(key)) throw invalid('initialCluster', `${raw.source} lists ${key} twice`)
@@ -348,7 +447,28 @@ function parseInitialCluster(raw: Sourced): Map<NodeId, HostPort> {
   }
   if (out.size === 0 || out.size > initialClusterMax)
     throw invalid('initialCluster', `${raw.source} must list 1..${initialClusterMax} nodes, got ${out.size}`)
-  return out
+  return { members: out, zones }
+}
+
+function parseZone(raw: Sourced, field: string): string {
+  const text = parseString(raw, field).trim()
+  if (Buffer.byteLength(text) > zoneBytesMax || !/^[A-Za-z0-9._-]+$/.test(text))
+    throw invalid(
+      field,
+      `${raw.source}: a zone is 1..${zoneBytesMax} of A-Z a-z 0-9 . _ -, got ${JSON.stringify(text)}`,
+    )
+  return text
+}
+
+function parseWeight(raw: Sourced): number {
+  const n =
+    typeof raw.value === 'number' ? raw.value : typeof raw.value === 'string' ? Number(raw.value) : NaN
+  if (!Number.isFinite(n) || n <= 0 || n > weightMax)
+    throw invalid(
+      'weight',
+      `${raw.source} must be a number in (0, ${weightMax}], got ${JSON.stringify(raw.value)}`,
+    )
+  return n
 }
 
 function parseIntIn(raw: Sourced, field: string, min: number, max: number): number {

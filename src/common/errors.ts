@@ -129,7 +129,26 @@ export const errorMetadataKeys = {
   currentVersion: 'ringkv-current-version',
   limit: 'ringkv-limit',
   field: 'ringkv-field',
+  /** With WRONG_SHARD: the current ShardDescriptor (kv.proto), binary. */
+  descriptor: 'ringkv-descriptor-bin',
 } as const
+
+/**
+ * The current descriptor of a shard, as a WRONG_SHARD error carries it so a client repairs its
+ * shard map in one step (kv.proto ShardDescriptor).
+ */
+export interface ShardDescriptorDetail {
+  readonly shardId: number
+  /** [hashStart, hashEnd) of the 64-bit ring; hashEnd may be 2^64. */
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  /** Preference order; the first is the preferred leader. */
+  readonly replicas: readonly number[]
+  /** 0 = unknown. */
+  readonly leaderHint: number
+  readonly leaderTerm: number
+  readonly epoch: number
+}
 
 /** Structured details that travel with an error (as gRPC trailing metadata `ringkv-*`). */
 export interface ErrorDetails {
@@ -139,6 +158,7 @@ export interface ErrorDetails {
   readonly currentVersion?: number
   readonly limit?: number
   readonly field?: string
+  readonly descriptor?: ShardDescriptorDetail
 }
 
 export interface KvErrorOptions extends ErrorOptions {

@@ -7,3 +7,36 @@
  */
 export { createHasher, hashSpaceEnd, u64ToBytes, bytesToU64, type Hasher, type Xxh64Api } from './xxhash.ts'
 export { equalHashRanges, rangeIndexOf, type HashRange } from './ranges.ts'
+export {
+  Ring,
+  defaultVnodesPerNode,
+  vnodesPerNodeMax,
+  nodeWeightMax,
+  ringTokensMax,
+  ringNodesMax,
+  zoneLengthMax,
+  vnodeTokenBytes,
+  vnodeKey,
+  vnodesOf,
+  validateNodes,
+  type RingNode,
+  type RingToken,
+} from './ring.ts'
+export {
+  placeShards,
+  placeShardsOnRing,
+  placeShardsPlain,
+  fairShares,
+  replicaCounts,
+  loadRatio,
+  movedFraction,
+  defaultReplicaCount,
+  replicaCountMax,
+  shardCountMax,
+  loadRatioMax,
+  loadSlackMin,
+  augmentStepsMax,
+  nodeCapacities,
+  type PlacementInput,
+  type PlacementTuning,
+} from './placement.ts'

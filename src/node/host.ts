@@ -22,17 +22,17 @@
 import {
   ErrorCode,
   KvError,
+  NodeId,
   ShardId,
   type Clock,
   type Limits,
   type LogIndex,
   type Logger,
-  type NodeId,
   type Random,
   type TimerHandle,
 } from '../common/index.ts'
 import { AssertionError } from '../common/assert.ts'
-import { equalHashRanges, rangeIndexOf, type HashRange, type Hasher } from '../hashing/index.ts'
+import { equalHashRanges, type HashRange, type Hasher } from '../hashing/index.ts'
 import { ReadOnlyOption, type ConfState, type Message, type MsgSnap, type Ready } from '../raft/index.ts'
 import {
   ApplyOverlay,
@@ -48,6 +48,8 @@ import {
   ByteWriter,
   dedupRange,
   metaKey,
+  shardDataKey,
+  shardDataRange,
   raftAppliedIndexKey,
   bytesKey,
   type Engine,
@@ -67,10 +69,39 @@ import {
 } from './peer-payload.ts'
 import type { PeerEnvelope, PeerTransport, SnapshotHeader, TransportHandler } from './transport.ts'
 
+/** A replica this node holds: a data shard (a range of the ring) or the meta shard. */
+export interface HostedShard {
+  readonly shardId: ShardId
+  readonly kind: 'data' | 'meta'
+  /** [hashStart, hashEnd) of the ring (the meta shard: the whole ring; it holds no user keys). */
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  /** The voters it is created with (this node among them); later the Raft log owns the voters. */
+  readonly voters: readonly NodeId[]
+}
+
+/**
+ * The replicas of a cluster where every member holds every data shard: `shardCount` equal slices
+ * of the ring, each voted by all of `members` (a 3-node cluster with 3 replicas; tests).
+ */
+export function everyMemberShards(members: readonly NodeId[], shardCount: number): HostedShard[] {
+  return equalHashRanges(shardCount).map((range, i) => ({
+    shardId: ShardId(i),
+    kind: 'data',
+    hashStart: range.start,
+    hashEnd: range.end,
+    voters: [...members],
+  }))
+}
+
 export interface NodeHostInit {
   readonly nodeId: NodeId
-  /** The voters of every shard of a new cluster (this node among them). */
-  readonly members: readonly NodeId[]
+  /**
+   * The replicas this node holds in a new cluster, created on first start. Once the data
+   * directory holds its list of replicas this is ignored.
+   */
+  readonly bootstrap: readonly HostedShard[]
+  /** The cluster's data shard count; a data directory made with another count is refused. */
   readonly shardCount: number
   readonly tickMs: number
   readonly leaseReads: boolean
@@ -135,12 +166,60 @@ export interface ShardView {
 }
 
 const shardCountKey = metaKey('shard-count')
+const hostedKey = metaKey('hosted-shards')
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+
+/** The list of hosted replicas as the node stores it (JSON; ranges as decimal strings). */
+function encodeHosted(shards: readonly HostedShard[]): Uint8Array {
+  return textEncoder.encode(
+    JSON.stringify(
+      shards.map((h) => ({
+        shardId: h.shardId,
+        kind: h.kind,
+        hashStart: h.hashStart.toString(),
+        hashEnd: h.hashEnd.toString(),
+        voters: h.voters,
+      })),
+    ),
+  )
+}
+
+function decodeHosted(bytes: Uint8Array): HostedShard[] {
+  let raw: unknown
+  try {
+    raw = JSON.parse(textDecoder.decode(bytes))
+  } catch {
+    throw new AssertionError('corrupt hosted-shards record')
+  }
+  if (!Array.isArray(raw)) throw new AssertionError('corrupt hosted-shards record')
+  return raw.map(
+    (o: { shardId: number; kind: string; hashStart: string; hashEnd: string; voters: number[] }) => {
+      if (
+        typeof o !== 'object' ||
+        (o.kind !== 'data' && o.kind !== 'meta') ||
+        !/^\d+$/.test(o.hashStart) ||
+        !/^\d+$/.test(o.hashEnd) ||
+        !Array.isArray(o.voters)
+      )
+        throw new AssertionError('corrupt hosted-shards record')
+      return {
+        shardId: ShardId(o.shardId),
+        kind: o.kind,
+        hashStart: BigInt(o.hashStart),
+        hashEnd: BigInt(o.hashEnd),
+        voters: o.voters.map((v) => NodeId(v)),
+      }
+    },
+  )
+}
 
 export class NodeHost {
   readonly nodeId: NodeId
-  readonly ranges: readonly HashRange[]
+  private readonly hosted: ReadonlyMap<ShardId, HostedShard>
   private readonly groups: RaftGroup[]
-  private readonly replicaList: RaftReplica[]
+  private readonly groupById: ReadonlyMap<ShardId, RaftGroup>
+  private readonly replicaById: ReadonlyMap<ShardId, RaftReplica>
   private readonly engine: Engine
   private readonly clock: Clock
   private readonly log: Logger
@@ -168,12 +247,13 @@ export class NodeHost {
   private constructor(
     init: NodeHostInit,
     components: NodeHostComponents,
-    ranges: readonly HashRange[],
+    hosted: readonly HostedShard[],
     groups: RaftGroup[],
   ) {
     this.nodeId = init.nodeId
-    this.ranges = ranges
+    this.hosted = new Map(hosted.map((h) => [h.shardId, h]))
     this.groups = groups
+    this.groupById = new Map(groups.map((g) => [g.shardId, g]))
     this.engine = components.engine
     this.clock = components.clock
     this.limits = components.limits
@@ -183,14 +263,17 @@ export class NodeHost {
     this.log = components.logger.child({ component: 'host' })
     const submit = (shardId: ShardId, run: (group: RaftGroup) => void): void =>
       this.enqueueRequest({ kind: 'run', shardId, run })
-    this.replicaList = groups.map(
-      (g) => new RaftReplica(g, { engine: this.engine, clock: this.clock, limits: this.limits, submit }),
+    this.replicaById = new Map(
+      groups.map((g) => [
+        g.shardId,
+        new RaftReplica(g, { engine: this.engine, clock: this.clock, limits: this.limits, submit }),
+      ]),
     )
   }
 
   /**
-   * Opens every shard of this node: loads the Raft state and applied state of each, or creates
-   * the shards of a new cluster (every member a voter of every shard) on first start.
+   * Opens every replica of this node: loads the Raft state and applied state of each, or creates
+   * the replicas of `init.bootstrap` (a new cluster, or a joined node with none) on first start.
    */
   static async open(init: NodeHostInit, components: NodeHostComponents): Promise<NodeHost> {
     const { engine, limits } = components
@@ -205,38 +288,41 @@ export class NodeHost {
           { details: { field: 'shardCount' } },
         )
     }
-    const ranges = equalHashRanges(init.shardCount)
-    const shardIds = ranges.map((_, i) => ShardId(i))
-    let stores = await Promise.all(shardIds.map((id) => ShardLogStore.open(engine, id)))
-    const fresh = stores.filter((s) => s.isEmpty())
-    if (fresh.length > 0) {
-      const voters = [...init.members].sort((a, b) => a - b)
-      const confState: ConfState = {
-        voters,
-        learners: [],
-        votersOutgoing: [],
-        learnersNext: [],
-        autoLeave: false,
-      }
+    const hostedRaw = await engine.get(hostedKey)
+    let hosted: HostedShard[]
+    if (hostedRaw !== null) {
+      hosted = decodeHosted(hostedRaw)
+    } else {
+      hosted = [...init.bootstrap]
       const batch = engine.batch()
-      for (const s of fresh) ShardLogStore.stageBootstrap(batch, s.shardId, confState)
+      for (const h of hosted) {
+        const confState: ConfState = {
+          voters: [...h.voters].sort((a, b) => a - b),
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        }
+        const store = await ShardLogStore.open(engine, h.shardId)
+        if (store.isEmpty()) ShardLogStore.stageBootstrap(batch, h.shardId, confState)
+      }
       batch.put(shardCountKey, new ByteWriter(10).uvarint(init.shardCount).finish())
+      batch.put(hostedKey, encodeHosted(hosted))
       await engine.write(batch, { sync: true })
-      log.info({ shards: fresh.length, voters }, 'shards created')
-      stores = await Promise.all(shardIds.map((id) => ShardLogStore.open(engine, id)))
+      log.info({ replicas: hosted.length }, 'replicas created')
     }
     const groups: RaftGroup[] = []
-    for (const [i, store] of stores.entries()) {
-      const shardId = ShardId(i)
-      const range = ranges[i]!
-      const machine = await loadMachine(engine, shardId, components)
+    for (const h of hosted) {
+      const store = await ShardLogStore.open(engine, h.shardId)
+      const machine = await loadMachine(engine, h, components)
       groups.push(
         new RaftGroup(
           {
             nodeId: init.nodeId,
-            shardId,
-            hashStart: range.start,
-            hashEnd: range.end,
+            shardId: h.shardId,
+            hashStart: h.hashStart,
+            hashEnd: h.hashEnd,
+            ...(h.kind === 'meta' ? { dataRange: shardDataRange(h.shardId) } : {}),
             tickMs: init.tickMs,
             raft: {
               electionTicks,
@@ -253,13 +339,12 @@ export class NodeHost {
             random: components.random,
             logger: components.logger,
             limits,
-            machineAt: (appliedIndex, dedupRecords) =>
-              newMachine(shardId, appliedIndex, dedupRecords, components),
+            machineAt: (appliedIndex, dedupRecords) => newMachine(h, appliedIndex, dedupRecords, components),
           },
         ),
       )
     }
-    return new NodeHost(init, components, ranges, groups)
+    return new NodeHost(init, components, hosted, groups)
   }
 
   /** Starts the tick timer, the transport and the Ready loop. */
@@ -279,25 +364,46 @@ export class NodeHost {
     this.loopDone = this.run().catch((err: unknown) => this.fail(err))
   }
 
-  /** The replica of the shard holding `hash`. */
+  /** This node's replica of the data shard holding `hash`; WRONG_SHARD when it holds none. */
   replicaForHash(hash: bigint): RaftReplica {
-    return this.replicaList[rangeIndexOf(this.ranges, hash)]!
+    for (const h of this.hosted.values())
+      if (h.kind === 'data' && h.hashStart <= hash && hash < h.hashEnd)
+        return this.replicaById.get(h.shardId)!
+    throw new KvError(ErrorCode.WrongShard, 'this node holds no replica of the shard of this key')
   }
 
+  /** This node's replica of `shardId`, if it holds one. */
   replica(shardId: ShardId): RaftReplica | undefined {
-    return this.replicaList[shardId]
+    return this.replicaById.get(shardId)
   }
 
   get replicas(): readonly RaftReplica[] {
-    return this.replicaList
+    return [...this.replicaById.values()]
+  }
+
+  /** The replicas this node holds, as stored. */
+  get hostedShards(): readonly HostedShard[] {
+    return [...this.hosted.values()]
+  }
+
+  /** The shards this node leads now, with their terms (for the heartbeat to the meta shard). */
+  leaderships(): { shardId: ShardId; term: number }[] {
+    return this.groups.filter((g) => g.role === 'leader').map((g) => ({ shardId: g.shardId, term: g.term }))
+  }
+
+  /** An estimate of the bytes each data replica's user data takes on disk. */
+  async approximateBytes(): Promise<Map<ShardId, number>> {
+    const out = new Map<ShardId, number>()
+    for (const g of this.groups) out.set(g.shardId, await this.engine.approximateBytes(g.dataRange))
+    return out
   }
 
   status(): ShardView[] {
-    return this.groups.map((g, i) => {
+    return this.groups.map((g) => {
       const cs = g.raw.status().config
       return {
         shardId: g.shardId,
-        range: this.ranges[i]!,
+        range: { start: g.hashStart, end: g.hashEnd },
         role: g.role,
         leaderId: g.leaderId,
         term: g.term,
@@ -323,7 +429,7 @@ export class NodeHost {
     await this.loopDone
     const err = new KvError(ErrorCode.Unavailable, 'node is stopping')
     for (const g of this.groups) g.failAll(err)
-    for (const r of this.replicaList) await r.close()
+    for (const r of this.replicaById.values()) await r.close()
   }
 
   // ---- inbox ----
@@ -405,13 +511,13 @@ export class NodeHost {
           break
         case 'run': {
           this.inboxCount--
-          const g = this.groups[item.shardId]
+          const g = this.groupById.get(item.shardId)
           if (g !== undefined) item.run(g)
           break
         }
         case 'snapshot': {
           this.inboxCount--
-          const g = this.groups[item.shardId]
+          const g = this.groupById.get(item.shardId)
           if (g !== undefined) {
             // Staged for this iteration's Ready: the group installs it in this iteration's batch.
             this.pendingSnapshots.set(item.shardId, item.data)
@@ -422,7 +528,7 @@ export class NodeHost {
         }
         case 'snapshotStatus': {
           this.inboxCount--
-          this.groups[item.shardId]?.raw.reportSnapshot(item.peer, item.ok)
+          this.groupById.get(item.shardId)?.raw.reportSnapshot(item.peer, item.ok)
           break
         }
         case 'unreachable':
@@ -434,7 +540,7 @@ export class NodeHost {
   }
 
   private deliver(env: PeerEnvelope): void {
-    const g = this.groups[env.shardId]
+    const g = this.groupById.get(env.shardId)
     if (g === undefined || env.to !== this.nodeId) return
     let payload
     try {
@@ -563,7 +669,7 @@ export class NodeHost {
     chunks: AsyncIterable<Uint8Array>,
     signal: AbortSignal,
   ): Promise<void> {
-    if (this.groups[header.shardId] === undefined || header.to !== this.nodeId)
+    if (!this.groupById.has(header.shardId) || header.to !== this.nodeId)
       throw new KvError(ErrorCode.InvalidArgument, `no shard ${header.shardId} here`)
     let message: MsgSnap | undefined
     const entries: KvEntry[] = []
@@ -625,22 +731,23 @@ function dedupeKeys(keys: readonly Uint8Array[]): Uint8Array[] {
 
 async function loadMachine(
   engine: Engine,
-  shardId: ShardId,
+  hosted: HostedShard,
   components: NodeHostComponents,
 ): Promise<KvStateMachine> {
-  const appliedRaw = await engine.get(raftAppliedIndexKey(shardId))
+  const appliedRaw = await engine.get(raftAppliedIndexKey(hosted.shardId))
   const appliedIndex = appliedRaw === null ? (0 as LogIndex) : decodeAppliedIndex(appliedRaw)
   const records: KvEntry[] = []
-  for await (const entry of engine.iterate(dedupRange(shardId))) records.push(entry)
-  return newMachine(shardId, appliedIndex, records, components)
+  for await (const entry of engine.iterate(dedupRange(hosted.shardId))) records.push(entry)
+  return newMachine(hosted, appliedIndex, records, components)
 }
 
 function newMachine(
-  shardId: ShardId,
+  hosted: HostedShard,
   appliedIndex: LogIndex,
   dedupRecords: readonly KvEntry[],
   components: NodeHostComponents,
 ): KvStateMachine {
+  const shardId = hosted.shardId
   return new KvStateMachine(
     {
       shardId,
@@ -648,6 +755,10 @@ function newMachine(
       dedupRecords,
       dedupClientsMax: components.limits.dedupClientsMax,
       dedupResultsPerClientMax: components.limits.dedupResultsPerClientMax,
+      // The meta shard keeps its records under its shard id, outside the user hash space.
+      ...(hosted.kind === 'meta'
+        ? { storageKeyOf: (_hash: bigint, key: Uint8Array) => shardDataKey(shardId, key) }
+        : {}),
     },
     { hasher: components.hasher },
   )

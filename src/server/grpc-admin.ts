@@ -9,12 +9,18 @@
 import type { handleUnaryCall } from '@grpc/grpc-js'
 import type { Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
-import type { NodeId } from '../common/ids.ts'
+import { NodeId, ShardId } from '../common/ids.ts'
+import type { ClusterAgent, JoinArgs } from '../cluster/index.ts'
+import { isForwarded, mapToProto } from '../router/index.ts'
 import { limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import {
   AdminServiceService,
   type AdminServiceServer,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type JoinRequest,
+  type JoinResponse,
   type InjectFaultRequest,
   type InjectFaultResponse,
   type ShardStatus,
@@ -22,7 +28,7 @@ import {
   type StatusResponse,
 } from '../gen/ringkv/v1/admin.ts'
 import type { PeerTransport } from '../node/transport.ts'
-import { hashSpaceEnd } from '../hashing/index.ts'
+import { hashSpaceEnd, nodeWeightMax } from '../hashing/index.ts'
 import type { ShardView } from '../node/host.ts'
 import type { Replica } from '../shard/index.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
@@ -48,7 +54,16 @@ export interface AdminServiceComponents {
     readonly dataDir: string
     readonly startedMs: number
     readonly clusterId: string
+    readonly zone?: string
   }
+  /** On-disk size estimates of this node's replicas, by shard. */
+  readonly shardSizes?: () => Promise<ReadonlyMap<number, number>>
+  /** The map's epoch of a shard (0 = unknown). */
+  readonly shardEpoch?: (shardId: number) => number
+  /** Requests this node forwarded since it started. */
+  readonly forwarded?: () => number
+  /** The control plane: joins and heartbeats (absent on a node without one: UNAVAILABLE). */
+  readonly cluster?: () => ClusterAgent | undefined
   /** kvd --allow-fault-injection (config.allowFaultInjection). Default false: InjectFault is refused. */
   readonly allowFaultInjection?: boolean
   /** The peer transport whose faults InjectFault sets; undefined while there is none (UNAVAILABLE). */
@@ -58,11 +73,19 @@ export interface AdminServiceComponents {
 /** What InjectFault needs of the peer transport. */
 export type FaultTarget = Pick<PeerTransport, 'setFault' | 'faults'>
 
+/** Leader reports in one heartbeat: more than any node leads. */
+export const heartbeatLeadersMax = 65_536
+/** Longest node address and zone label a join may carry. */
+export const joinAddressBytesMax = 256
+export const joinZoneBytesMax = 64
+
 export function createAdminService(components: AdminServiceComponents): AdminServiceServer {
   const status: handleUnaryCall<StatusRequest | MalformedRequest, StatusResponse> = (call, callback) => {
-    try {
+    void (async () => {
       decoded(call.request)
       const node = components.node()
+      const sizes = (await components.shardSizes?.()) ?? new Map<number, number>()
+      const epochOf = components.shardEpoch ?? (() => 0)
       const views = components.shardViews?.()
       const shards =
         views !== undefined
@@ -77,6 +100,8 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
               learners: [...v.learners],
               hashStart: v.range.start.toString(),
               hashEnd: v.range.end.toString(),
+              approximateBytes: sizes.get(v.shardId) ?? 0,
+              epoch: epochOf(v.shardId),
             }))
           : components.replicas().map((replica): ShardStatus => {
               const s = replica.status()
@@ -92,6 +117,8 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
                 learners: [],
                 hashStart: '0',
                 hashEnd: hashSpaceEnd.toString(),
+                approximateBytes: sizes.get(replica.shardId) ?? 0,
+                epoch: epochOf(replica.shardId),
               }
             })
       const peers = (components.peers?.() ?? []).map((p) => ({
@@ -102,6 +129,8 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
         dataDir: '',
         requestsInFlight: 0,
         shards: [],
+        forwardedRequests: 0,
+        zone: '',
       }))
       callback(null, {
         node: {
@@ -112,13 +141,53 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
           dataDir: node.dataDir,
           requestsInFlight: components.gate.inFlight,
           shards,
+          forwardedRequests: components.forwarded?.() ?? 0,
+          zone: node.zone ?? '',
         },
         clusterId: node.clusterId,
         peers,
       })
-    } catch (err) {
-      callback(toStatus(err, components.logger))
-    }
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
+  }
+
+  const agent = (): ClusterAgent => {
+    const a = components.cluster?.()
+    if (a === undefined) throw new KvError(ErrorCode.Unavailable, 'this node has no cluster agent yet')
+    return a
+  }
+
+  // Join: register a new node with the meta shard (passed on once to the meta leader).
+  const join: handleUnaryCall<JoinRequest | MalformedRequest, JoinResponse> = (call, callback) => {
+    void (async () => {
+      const request = decoded(call.request)
+      const args = checkJoin(request)
+      const { node, map } = await agent().serveJoin(args, isForwarded(call.metadata))
+      callback(null, {
+        nodeId: node.id,
+        clusterId: map.cluster.clusterId,
+        map: mapToProto(map, components.node().nodeId as NodeId),
+      })
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
+  }
+
+  // Heartbeat: a node reports in (passed on once to the meta leader).
+  const heartbeat: handleUnaryCall<HeartbeatRequest | MalformedRequest, HeartbeatResponse> = (
+    call,
+    callback,
+  ) => {
+    void (async () => {
+      const request = decoded(call.request)
+      if (!Number.isSafeInteger(request.nodeId) || request.nodeId <= 0)
+        throw invalid('node_id', `bad node id ${request.nodeId}`)
+      if (request.leaders.length > heartbeatLeadersMax)
+        throw invalid('leaders', `at most ${heartbeatLeadersMax} leader reports`, heartbeatLeadersMax)
+      const leaders = request.leaders.map((l) => ({ shardId: ShardId(l.shardId), term: l.term }))
+      const state = await agent().serveHeartbeat(
+        { nodeId: NodeId(request.nodeId), leaders },
+        isForwarded(call.metadata),
+      )
+      callback(null, { state })
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
   }
 
   const injectFault: handleUnaryCall<InjectFaultRequest | MalformedRequest, InjectFaultResponse> = (
@@ -158,7 +227,20 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
       callback(toStatus(err, components.logger))
     }
   }
-  return { status, injectFault }
+  return { status, injectFault, join, heartbeat }
+}
+
+/** Validates a Join request (INVALID_ARGUMENT with the field). */
+function checkJoin(request: JoinRequest): JoinArgs {
+  const address = request.address.trim()
+  if (address === '' || Buffer.byteLength(address) > joinAddressBytesMax || !/^[^\s]+:\d{1,5}$/.test(address))
+    throw invalid('address', `address must be HOST:PORT (at most ${joinAddressBytesMax} bytes)`)
+  if (Buffer.byteLength(request.zone) > joinZoneBytesMax)
+    throw invalid('zone', `zone may be at most ${joinZoneBytesMax} bytes`, joinZoneBytesMax)
+  const weight = request.weight === 0 ? 1 : request.weight
+  if (!Number.isFinite(weight) || weight <= 0 || weight > nodeWeightMax)
+    throw invalid('weight', `weight must be in (0, ${nodeWeightMax}]`)
+  return { address, zone: request.zone, weight }
 }
 
 type FaultChange =

@@ -46,9 +46,22 @@ import {
   type Receipt as ProtoReceipt,
   type ScanRequest,
   type ScanResponse,
+  type ShardMapRequest,
+  type ShardMapResponse,
 } from '../gen/ringkv/v1/kv.ts'
+import type { ShardRecord } from '../cluster/index.ts'
+import { isKvErrorWithCode } from '../common/errors.ts'
+import type { NodeId } from '../common/ids.ts'
 import type { Hasher } from '../hashing/index.ts'
-import type { BatchOp, Receipt, Replica, ScanPosition, ShardSet } from '../shard/index.ts'
+import {
+  isForwarded,
+  mapToProto,
+  type ForwardCall,
+  type Forwarder,
+  type Need,
+  type Router,
+} from '../router/index.ts'
+import type { BatchOp, Receipt, ReadLevel, Replica, ScanPosition } from '../shard/index.ts'
 import { decodeCursor, encodeCursor } from './cursor.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
@@ -67,8 +80,10 @@ import {
 } from './validate.ts'
 
 export interface KvServiceComponents {
-  /** The shards of this node; every request goes to the replica of its key's shard. */
-  readonly shards: ShardSet
+  /** Key -> shard -> who serves it (this node's replica, or another node to forward to). */
+  readonly router: Router
+  /** Sends a request this node cannot serve to the node that can. */
+  readonly forwarder: Forwarder
   readonly limits: Readonly<Limits>
   readonly clock: Clock
   readonly logger: Logger
@@ -88,6 +103,10 @@ export const kvServiceDefinition = withTolerantDecoding(KvServiceService)
 interface CallContext {
   consistency: string
   readonly signal: AbortSignal
+  /** The call came from another node: never forward it again. */
+  readonly forwarded: boolean
+  /** The call's deadline, for a forwarded copy of it. */
+  readonly deadline: Date | number
 }
 
 /** A Uint8Array as a Buffer without copying (the generated types want Buffer). */
@@ -115,6 +134,12 @@ type VersionedValueLike = {
   readonly createVersion: number
 }
 
+/** One shard's part of a BatchGet, served here or forwarded. */
+interface ShardPart {
+  readonly found: readonly (VersionedValueLike | null)[]
+  readonly receipt: ProtoReceipt | undefined
+}
+
 /** The answer of one op of a Multi call, with what its metrics need. */
 interface MultiOpServed {
   /** A result, or the op's OpError. */
@@ -136,12 +161,72 @@ const scanEntryOverheadBytes = 32
 const scanPageReserveBytes = 64 * 1024
 
 export function createKvService(components: KvServiceComponents): KvServiceServer {
-  const { shards, limits, clock, metrics, gate, hasher, clusterId } = components
+  const { router, forwarder, limits, clock, metrics, gate, hasher, clusterId } = components
   const log = components.logger
 
-  /** The replica of the shard owning `key` (any bytes: validation comes after routing). */
-  const replicaOf = (key: Uint8Array | undefined): Replica =>
-    shards.replicaAt(shards.indexOfHash(hasher.hash64(key ?? emptyBuffer)))
+  /** The shard owning `key` (any bytes: validation comes after routing). */
+  const shardOf = (key: Uint8Array | undefined): ShardRecord =>
+    router.shardOfHash(hasher.hash64(key ?? emptyBuffer))
+  const needOfRead = (level: ReadLevel): Need => (level === 'linearizable' ? 'leader' : 'replica')
+  const forwardCall = (ctx: CallContext): ForwardCall => ({ deadline: ctx.deadline, signal: ctx.signal })
+
+  /**
+   * Serves a request on `shard` here or on the node the router names. A local follower refuses a
+   * leader's request before proposing it (NOT_LEADER, nothing applied), so it is passed on to the
+   * leader it names; a forward answered NOT_LEADER is passed on once more to the leader named
+   * then. A request that came from another node is never passed on (no loops).
+   */
+  async function routed<Res extends { receipt?: ProtoReceipt | undefined }>(
+    shard: ShardRecord,
+    need: Need,
+    ctx: CallContext,
+    local: (replica: Replica) => Promise<Res>,
+    remote: (address: string) => Promise<Res>,
+  ): Promise<Res> {
+    const target = router.target(shard, need, ctx.forwarded)
+    if (target.kind === 'local') {
+      try {
+        return await local(target.replica)
+      } catch (err) {
+        const next = passOnTo(err, shard, ctx)
+        if (next === undefined) throw err
+        return await forwardTo(shard, need, next, remote, true)
+      }
+    }
+    return await forwardTo(shard, need, target.nodeId, remote, false)
+  }
+
+  /** The node a NOT_LEADER refusal names, when the request may be passed on to it. */
+  const passOnTo = (err: unknown, shard: ShardRecord, ctx: CallContext): NodeId | undefined => {
+    if (ctx.forwarded || !isKvErrorWithCode(err, ErrorCode.NotLeader)) return undefined
+    const hint = err.details?.leaderHint
+    if (hint === undefined || hint === router.nodeId) return undefined
+    router.learnLeader(shard.shardId, hint as NodeId)
+    return router.map.node(hint as NodeId) === undefined ? undefined : (hint as NodeId)
+  }
+
+  async function forwardTo<Res extends { receipt?: ProtoReceipt | undefined }>(
+    shard: ShardRecord,
+    need: Need,
+    nodeId: NodeId,
+    remote: (address: string) => Promise<Res>,
+    last: boolean,
+  ): Promise<Res> {
+    const address = router.map.node(nodeId)?.address
+    if (address === undefined) throw new KvError(ErrorCode.Unavailable, `node ${nodeId} is not in the map`)
+    try {
+      const res = await remote(address)
+      if (need === 'leader' && res.receipt !== undefined)
+        router.learnLeader(shard.shardId, res.receipt.nodeId as NodeId)
+      return res
+    } catch (err) {
+      if (last || !isKvErrorWithCode(err, ErrorCode.NotLeader)) throw err
+      const hint = err.details?.leaderHint
+      if (hint === undefined || hint === nodeId || hint === router.nodeId) throw err
+      router.learnLeader(shard.shardId, hint as NodeId)
+      return await forwardTo(shard, need, hint as NodeId, remote, true)
+    }
+  }
 
   // Per-request trace lines hash the key (keys never go into logs); only pay for it when
   // trace is on, which it rarely is: this runs on every request.
@@ -179,7 +264,16 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       release()
       throw err
     }
-    return { ctx: { consistency: 'none', signal: controller.signal }, release }
+    const at = call.getDeadline()
+    return {
+      ctx: {
+        consistency: 'none',
+        signal: controller.signal,
+        forwarded: isForwarded(call.metadata),
+        deadline: at,
+      },
+      release,
+    }
   }
 
   const finish = (method: string, ctx: CallContext | undefined, startedMs: number, err: unknown): void => {
@@ -236,63 +330,118 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   }
 
   const get = unary<GetRequest, GetResponse>('Get', async (request, ctx) => {
-    const replica = replicaOf(request.key)
-    const { key, read } = checkGet(request, limits, replica.shardId)
+    const shard = shardOf(request.key)
+    const { key, read } = checkGet(request, limits, shard.shardId)
     ctx.consistency = read.level
+    router.checkHint(shard, request.options?.route)
     traceRequest('Get', key)
-    const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
-    return {
-      found: found !== null,
-      value: found === null ? emptyBuffer : buf(found.value),
-      version: found?.version ?? 0,
-      createVersion: found?.createVersion ?? 0,
-      receipt: toProtoReceipt(receipt),
-    }
+    return await routed(
+      shard,
+      needOfRead(read.level),
+      ctx,
+      async (replica) => {
+        const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
+        return {
+          found: found !== null,
+          value: found === null ? emptyBuffer : buf(found.value),
+          version: found?.version ?? 0,
+          createVersion: found?.createVersion ?? 0,
+          receipt: toProtoReceipt(receipt),
+        }
+      },
+      (address) => forwarder.unary(address, 'get', request, forwardCall(ctx)),
+    )
   })
 
   const put = unary<PutRequest, PutResponse>('Put', async (request, ctx) => {
     const { key, value, expectedVersion, write } = checkPut(request, limits)
     ctx.consistency = write.level
     traceRequest('Put', key, { valueBytes: value.length })
-    const replica = replicaOf(key)
+    const shard = shardOf(key)
+    router.checkHint(shard, request.options?.route)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-    const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
-    return { version, receipt: toProtoReceipt(receipt) }
+    return await routed(
+      shard,
+      'leader',
+      ctx,
+      async (replica) => {
+        const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
+        return { version, receipt: toProtoReceipt(receipt) }
+      },
+      (address) => forwarder.unary(address, 'put', request, forwardCall(ctx)),
+    )
   })
 
   const del = unary<DeleteRequest, DeleteResponse>('Delete', async (request, ctx) => {
     const { key, expectedVersion, write } = checkDelete(request, limits)
     ctx.consistency = write.level
     traceRequest('Delete', key)
-    const replica = replicaOf(key)
+    const shard = shardOf(key)
+    router.checkHint(shard, request.options?.route)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-    const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
-    return { deleted, receipt: toProtoReceipt(receipt) }
+    return await routed(
+      shard,
+      'leader',
+      ctx,
+      async (replica) => {
+        const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
+        return { deleted, receipt: toProtoReceipt(receipt) }
+      },
+      (address) => forwarder.unary(address, 'delete', request, forwardCall(ctx)),
+    )
   })
 
   const batchGet = unary<BatchGetRequest, BatchGetResponse>('BatchGet', async (request, ctx) => {
-    // Keys go to their shards' replicas in parallel; each shard's part has its own receipt.
-    const byShard = new Map<number, number[]>()
+    // Keys go to their shards in parallel (here or forwarded); each shard's part has its own receipt.
+    const byShard = new Map<ShardRecord, number[]>()
     for (const [i, key] of (request.keys ?? []).entries()) {
-      const index = shards.indexOfHash(hasher.hash64(key))
-      const positions = byShard.get(index)
-      if (positions === undefined) byShard.set(index, [i])
+      const shard = shardOf(key)
+      const positions = byShard.get(shard)
+      if (positions === undefined) byShard.set(shard, [i])
       else positions.push(i)
     }
-    const firstShard = byShard.size === 0 ? 0 : shards.replicaAt([...byShard.keys()][0]!).shardId
+    const firstShard = byShard.size === 0 ? 0 : [...byShard.keys()][0]!.shardId
     const { keys, read } = checkBatchGet(request, limits, firstShard)
     ctx.consistency = read.level
+    if (byShard.size === 1) router.checkHint([...byShard.keys()][0]!, request.options?.route)
     const found: (VersionedValueLike | null)[] = keys.map(() => null)
     const receipts = await Promise.all(
-      [...byShard.entries()].map(async ([index, positions]) => {
-        const replica = shards.replicaAt(index)
-        const { read: shardRead } = checkBatchGet(request, limits, replica.shardId)
-        const part = await replica.getMany(
-          positions.map((p) => keys[p]!),
-          { ...shardRead, signal: ctx.signal },
+      [...byShard.entries()].map(async ([shard, positions]) => {
+        const { read: shardRead } = checkBatchGet(request, limits, shard.shardId)
+        const part = await routed<ShardPart>(
+          shard,
+          needOfRead(shardRead.level),
+          ctx,
+          async (replica) => {
+            const got = await replica.getMany(
+              positions.map((p) => keys[p]!),
+              { ...shardRead, signal: ctx.signal },
+            )
+            return {
+              found: got.found as readonly (VersionedValueLike | null)[],
+              receipt: toProtoReceipt(got.receipt),
+            }
+          },
+          async (address) => {
+            const res = await forwarder.unary(
+              address,
+              'batchGet',
+              {
+                keys: positions.map((p) => buf(keys[p]!)),
+                options: request.options === undefined ? undefined : { ...request.options, route: undefined },
+              },
+              forwardCall(ctx),
+            )
+            return {
+              found: res.results.map((r) =>
+                r.found ? { value: r.value, version: r.version, createVersion: r.createVersion } : null,
+              ),
+              receipt: res.receipts[0],
+            }
+          },
         )
         for (const [j, p] of positions.entries()) found[p] = part.found[j] ?? null
-        return toProtoReceipt(part.receipt)
+        return part.receipt
       }),
     )
     return {
@@ -306,23 +455,32 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
           createVersion: value?.createVersion ?? 0,
         }
       }),
-      receipts,
+      receipts: receipts.filter((r): r is ProtoReceipt => r !== undefined),
     }
   })
 
   const batch = unary<BatchRequest, BatchResponse>('Batch', async (request, ctx) => {
     const { ops, write } = checkBatch(request, limits)
     ctx.consistency = write.level
-    const replica = replicaOfOps(ops)
-    const { results, receipt } = await replica.batch(ops, { ...write, signal: ctx.signal })
-    return {
-      results: results.map((r) =>
-        r.kind === 'put'
-          ? { result: { $case: 'put' as const, put: { version: r.version, receipt: undefined } } }
-          : { result: { $case: 'delete' as const, delete: { deleted: r.deleted, receipt: undefined } } },
-      ),
-      receipt: toProtoReceipt(receipt),
-    }
+    const shard = shardOfOps(ops)
+    router.checkHint(shard, request.options?.route)
+    return await routed(
+      shard,
+      'leader',
+      ctx,
+      async (replica) => {
+        const { results, receipt } = await replica.batch(ops, { ...write, signal: ctx.signal })
+        return {
+          results: results.map((r) =>
+            r.kind === 'put'
+              ? { result: { $case: 'put' as const, put: { version: r.version, receipt: undefined } } }
+              : { result: { $case: 'delete' as const, delete: { deleted: r.deleted, receipt: undefined } } },
+          ),
+          receipt: toProtoReceipt(receipt),
+        }
+      },
+      (address) => forwarder.unary(address, 'batch', request, forwardCall(ctx)),
+    )
   })
 
   /**
@@ -333,44 +491,76 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const serveMultiOp = async (
     op: MultiOp['op'],
     i: number,
-    signal: AbortSignal,
+    ctx: CallContext,
     asked: { level: string },
   ): Promise<NonNullable<MultiOpResult['result']>> => {
+    const signal = ctx.signal
     if (op === undefined)
       throw new KvError(ErrorCode.InvalidArgument, `ops[${i}] is neither get, put nor delete`, {
         details: { field: `ops[${i}]` },
       })
     switch (op.$case) {
       case 'get': {
-        const replica = replicaOf(op.get.key)
-        const { key, read } = checkGet(op.get, limits, replica.shardId)
+        const shard = shardOf(op.get.key)
+        const { key, read } = checkGet(op.get, limits, shard.shardId)
         asked.level = read.level
+        router.checkHint(shard, op.get.options?.route)
         traceRequest(multiMethods.get, key)
-        const { found, receipt } = await replica.get(key, { ...read, signal })
-        const get: GetResponse = {
-          found: found !== null,
-          value: found === null ? emptyBuffer : buf(found.value),
-          version: found?.version ?? 0,
-          createVersion: found?.createVersion ?? 0,
-          receipt: toProtoReceipt(receipt),
-        }
+        const get = await routed(
+          shard,
+          needOfRead(read.level),
+          ctx,
+          async (replica): Promise<GetResponse> => {
+            const { found, receipt } = await replica.get(key, { ...read, signal })
+            return {
+              found: found !== null,
+              value: found === null ? emptyBuffer : buf(found.value),
+              version: found?.version ?? 0,
+              createVersion: found?.createVersion ?? 0,
+              receipt: toProtoReceipt(receipt),
+            }
+          },
+          (address) => forwarder.unary(address, 'get', op.get, forwardCall(ctx)),
+        )
         return { $case: 'get', get }
       }
       case 'put': {
         const { key, value, expectedVersion, write } = checkPut(op.put, limits)
         asked.level = write.level
         traceRequest(multiMethods.put, key, { valueBytes: value.length })
+        const shard = shardOf(key)
+        router.checkHint(shard, op.put.options?.route)
         const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-        const { version, receipt } = await replicaOf(key).put(key, value, { ...opts, signal })
-        return { $case: 'put', put: { version, receipt: toProtoReceipt(receipt) } }
+        const put = await routed(
+          shard,
+          'leader',
+          ctx,
+          async (replica): Promise<PutResponse> => {
+            const { version, receipt } = await replica.put(key, value, { ...opts, signal })
+            return { version, receipt: toProtoReceipt(receipt) }
+          },
+          (address) => forwarder.unary(address, 'put', op.put, forwardCall(ctx)),
+        )
+        return { $case: 'put', put }
       }
       case 'delete': {
         const { key, expectedVersion, write } = checkDelete(op.delete, limits)
         asked.level = write.level
         traceRequest(multiMethods.delete, key)
+        const shard = shardOf(key)
+        router.checkHint(shard, op.delete.options?.route)
         const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-        const { deleted, receipt } = await replicaOf(key).delete(key, { ...opts, signal })
-        return { $case: 'delete', delete: { deleted, receipt: toProtoReceipt(receipt) } }
+        const deleted = await routed(
+          shard,
+          'leader',
+          ctx,
+          async (replica): Promise<DeleteResponse> => {
+            const { deleted, receipt } = await replica.delete(key, { ...opts, signal })
+            return { deleted, receipt: toProtoReceipt(receipt) }
+          },
+          (address) => forwarder.unary(address, 'delete', op.delete, forwardCall(ctx)),
+        )
+        return { $case: 'delete', delete: deleted }
       }
     }
   }
@@ -391,7 +581,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
         const method = op === undefined ? 'Multi' : multiMethods[op.$case]
         let result: MultiOpServed['result']
         try {
-          result = await serveMultiOp(op, i, ctx.signal, asked)
+          result = await serveMultiOp(op, i, ctx, asked)
         } catch (err) {
           result = { $case: 'error', error: toOpError(err, log) }
         }
@@ -433,18 +623,17 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const pageBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
 
   /** The one shard every op of an atomic batch belongs to, else CROSS_SHARD. */
-  const replicaOfOps = (ops: readonly BatchOp[]): Replica => {
+  const shardOfOps = (ops: readonly BatchOp[]): ShardRecord => {
     const first = ops[0]
-    if (first === undefined) return replicaOf(undefined)
-    const index = shards.indexOfHash(hasher.hash64(first.key))
+    const shard = shardOf(first?.key)
     for (const op of ops)
-      if (shards.indexOfHash(hasher.hash64(op.key)) !== index)
+      if (shardOf(op.key) !== shard)
         throw new KvError(
           ErrorCode.CrossShard,
           'an atomic batch must keep to the keys of one shard; split it by shard (the SDK does for reads)',
           { details: { field: 'ops' } },
         )
-    return shards.replicaAt(index)
+    return shard
   }
 
   const scan: handleServerStreamingCall<ScanRequest | MalformedRequest, ScanResponse> = (call) => {
@@ -459,11 +648,20 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       const request = decoded(call.request)
       const after = decodeCursor(request.cursor, clusterId)
       // One shard per call: the shard of the cursor's position (the first shard without one).
-      const shardIndex = after === undefined ? 0 : shards.indexOfHash(after.hash)
-      const replica = shards.replicaAt(shardIndex)
-      const nextShard = shards.ranges[shardIndex + 1]
-      const { prefix, limit, read } = checkScan(request, limits, replica.shardId)
+      const shard = router.shardOfHash(after === undefined ? 0n : after.hash)
+      const nextShard = router.next(shard)
+      const { prefix, limit, read } = checkScan(request, limits, shard.shardId)
       ctx.consistency = read.level
+      router.checkHint(shard, request.options?.route)
+      const target = router.target(shard, needOfRead(read.level), ctx.forwarded)
+      if (target.kind === 'remote') {
+        // The node that holds the shard pages it; its pages pass through as they come.
+        for await (const page of forwarder.scan(target.address, request, forwardCall(ctx)))
+          await writeWithBackpressure(call, page, signal)
+        call.end()
+        return
+      }
+      const replica = target.replica
       const stream = replica.scan(after === undefined ? { prefix, limit } : { prefix, limit, after }, {
         ...read,
         signal,
@@ -506,7 +704,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       // every key of that hash) and the client resumes there. Exactly `limit`: the client
       // resumes from the cursor (and may get an empty page).
       const shardDone = count < limit
-      if (shardDone && nextShard !== undefined) last = { hash: nextShard.start, key: new Uint8Array(0) }
+      if (shardDone && nextShard !== undefined) last = { hash: nextShard.hashStart, key: new Uint8Array(0) }
       const done = shardDone && nextShard === undefined
       if (page.length > 0 || shardDone || !sentAny) await send(done)
       call.end()
@@ -533,7 +731,12 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     )
   }
 
-  return { get, put, delete: del, batchGet, batch, scan, multi } as KvServiceServer
+  // The map as this node has it (the cluster agent refreshes it from the meta shard).
+  const shardMap = unary<ShardMapRequest, ShardMapResponse>('ShardMap', async () =>
+    Promise.resolve(mapToProto(router.map, router.nodeId)),
+  )
+
+  return { get, put, delete: del, batchGet, batch, scan, multi, shardMap } as KvServiceServer
 }
 
 /** Writes one message, waiting for 'drain' when the stream's buffer is full; rejects on abort. */

@@ -26,14 +26,33 @@ import type { AssertionError } from '../common/assert.ts'
 import type { Clock } from '../common/clock.ts'
 import { formatHostPort, type HostPort, type KvdConfig } from '../common/config.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
-import { ShardId } from '../common/ids.ts'
+import { NodeId, ShardId } from '../common/ids.ts'
+import { deadlineSignal } from '../common/clock.ts'
+import {
+  ClusterAgent,
+  ClusterMap,
+  initialClusterMap,
+  metaShardId,
+  type LocalMeta,
+  type NodeRecord,
+} from '../cluster/index.ts'
+import { ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
+import {
+  Forwarder,
+  GrpcMetaRemote,
+  PeerClients,
+  Router,
+  mapFromProto,
+  mapToProto,
+  type LocalReplica,
+} from '../router/index.ts'
 import type { Logger } from '../common/logger.ts'
-import { loadHasher, openRocksEngine, type Engine } from '../storage/index.ts'
-import { hashSpaceEnd, rangeIndexOf } from '../hashing/index.ts'
-import { NodeHost } from '../node/host.ts'
+import { loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
+import { hashSpaceEnd, type Hasher } from '../hashing/index.ts'
+import { NodeHost, type HostedShard } from '../node/host.ts'
 import { GrpcPeerTransport } from '../node/transport-grpc.ts'
 import { SystemRandom } from '../common/random-system.ts'
-import type { openLocalReplica, Replica, ShardSet } from '../shard/index.ts'
+import type { openLocalReplica, Replica } from '../shard/index.ts'
 import { clusterIdBytes } from './cursor.ts'
 import { RequestGate } from './gate.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
@@ -80,6 +99,10 @@ export class Kvd {
   private engine: Engine | undefined
   private replica: Replica | undefined
   private host: NodeHost | undefined
+  private agent: ClusterAgent | undefined
+  private peerClients: PeerClients | undefined
+  private forwarder: Forwarder | undefined
+  private nodeId: NodeId = NodeId(1)
   private transport: GrpcPeerTransport | undefined
   private readonly random = new SystemRandom()
   private grpc: Server | undefined
@@ -117,32 +140,42 @@ export class Kvd {
     try {
       await mkdir(config.dataDir, { recursive: true })
       this.engine = await openRocksEngine({ dir: join(config.dataDir, 'db') }, { logger: this.log })
-      const clusterId = await loadOrCreateClusterId(config.dataDir, initialClusterId(config))
-      this.clusterIdHex = clusterId.toString('hex')
       const hasher = await loadHasher()
-      let shards: ShardSet
+      const identity = await this.identity(this.engine, hasher)
+      this.nodeId = identity.nodeId
+      const clusterId = await loadOrCreateClusterId(config.dataDir, identity.clusterId)
+      this.clusterIdHex = clusterId.toString('hex')
+      const peerClients = new PeerClients(identity.nodeId, config.limits)
+      this.peerClients = peerClients
+      this.forwarder = new Forwarder(peerClients)
+      const map =
+        this.components.openReplica !== undefined || identity.map === undefined
+          ? soloMap(this.clusterIdHex, identity.nodeId, formatHostPort(config.listen))
+          : identity.map
+      const router = new Router({
+        nodeId: identity.nodeId,
+        map: () => this.agent?.map ?? map,
+        local: (shardId) => this.localReplica(shardId),
+      })
       if (this.components.openReplica !== undefined) {
         // Test seam: one replica covering the whole ring, no Raft.
         const replica = await this.components.openReplica(
-          { nodeId: config.nodeId, shardId: ShardId(0) },
+          { nodeId: identity.nodeId, shardId: ShardId(0) },
           { engine: this.engine, hasher, clock, logger: this.log, limits: config.limits },
         )
         this.replica = replica
-        shards = singleShardSet(replica)
       } else {
         const transport = new GrpcPeerTransport(
-          { nodeId: config.nodeId, limits: config.limits },
+          { nodeId: identity.nodeId, limits: config.limits },
           { clock, random: this.random, logger: this.log },
         )
         this.transport = transport
-        transport.setPeers(
-          new Map([...config.initialCluster].map(([id, addr]) => [id, formatHostPort(addr)] as const)),
-        )
+        transport.setPeers(peerAddresses(map))
         this.host = await NodeHost.open(
           {
-            nodeId: config.nodeId,
-            members: [...config.initialCluster.keys()],
-            shardCount: config.shardCount,
+            nodeId: identity.nodeId,
+            bootstrap: hostedOf(map, identity.nodeId),
+            shardCount: map.cluster.shardCount,
             tickMs: config.tickMs,
             leaseReads: config.leaseReads,
           },
@@ -157,7 +190,38 @@ export class Kvd {
             onFatal: (err) => this.fatal(err),
           },
         )
-        shards = hostShardSet(this.host)
+        const host = this.host
+        const engine = this.engine
+        let stored = encodeMap(map, identity.nodeId)
+        this.agent = new ClusterAgent(
+          {
+            nodeId: identity.nodeId,
+            heartbeatMs: config.heartbeatMs,
+            mapRefreshMs: config.heartbeatMs,
+            nodeDeadAfterMs: config.heartbeatMs * nodeDeadAfterHeartbeats,
+            metaCallMs: Math.max(config.heartbeatMs, metaCallMsMin),
+            initialMap: map,
+          },
+          {
+            clock,
+            logger: this.log,
+            localMeta: () => this.localReplica(metaShardId),
+            leaderReports: () => host.leaderships(),
+            remote: new GrpcMetaRemote(peerClients),
+            onMap: (next) => {
+              transport.setPeers(peerAddresses(next))
+              // Kept, so a restarted node routes at once (a joined node cannot compute its map).
+              const bytes = encodeMap(next, identity.nodeId)
+              if (Buffer.compare(bytes, stored) === 0) return
+              stored = bytes
+              const batch = engine.batch()
+              batch.put(mapKey, bytes)
+              engine
+                .write(batch, { sync: false })
+                .catch((err: unknown) => this.log.warn({ err }, 'map not stored'))
+            },
+          },
+        )
       }
 
       const grpc = new Server({
@@ -168,7 +232,8 @@ export class Kvd {
       grpc.addService(
         kvServiceDefinition,
         createKvService({
-          shards,
+          router,
+          forwarder: this.forwarder,
           limits: config.limits,
           clock,
           logger: this.log,
@@ -185,16 +250,21 @@ export class Kvd {
           replicas: () => (this.replica === undefined ? [] : [this.replica]),
           ...(this.host === undefined ? {} : { shardViews: () => this.host?.status() ?? [] }),
           peers: () =>
-            [...config.initialCluster]
-              .filter(([id]) => id !== config.nodeId)
-              .map(([nodeId, addr]) => ({ nodeId, address: formatHostPort(addr) })),
+            [...router.map.nodes.values()]
+              .filter((n) => n.id !== identity.nodeId)
+              .map((n) => ({ nodeId: n.id, address: n.address })),
           allowFaultInjection: config.allowFaultInjection,
           faults: () => this.transport,
+          shardSizes: async () => (await this.host?.approximateBytes()) ?? new Map(),
+          shardEpoch: (shardId) => router.map.shard(ShardId(shardId))?.epoch ?? 0,
+          forwarded: () => this.forwarder?.total ?? 0,
+          cluster: () => this.agent,
           clock,
           logger: this.log,
           gate: this.gate,
           node: () => ({
-            nodeId: config.nodeId,
+            nodeId: identity.nodeId,
+            zone: config.zone,
             address: this.bound?.grpc ?? formatHostPort(config.listen),
             version: this.init.version,
             dataDir: config.dataDir,
@@ -225,6 +295,7 @@ export class Kvd {
       }
       // Peers can reach this node now; start the groups (elections, replication).
       this.host?.start()
+      this.agent?.start()
       for (const name of healthServiceNames) this.health.setStatus(name, 'SERVING')
       this.state = 'serving'
       this.log.info(
@@ -280,6 +351,8 @@ export class Kvd {
     }
     await this.http?.close()
     this.http = undefined
+    this.peerClients?.close()
+    this.peerClients = undefined
     await this.replica?.close()
     this.replica = undefined
     await this.closeReplication()
@@ -287,12 +360,133 @@ export class Kvd {
     this.engine = undefined
   }
 
-  /** Stops the Raft groups, then the peer transport (ending inbound peer streams). Idempotent. */
+  /** Stops the agent and the Raft groups, then the peer transport (ending inbound peer streams). Idempotent. */
   private async closeReplication(): Promise<void> {
+    await this.agent?.stop()
     await this.host?.close()
     this.host = undefined
     await this.transport?.close()
     this.transport = undefined
+  }
+
+  /** This node's replica of `shardId` with its Raft view, for the router and the agent. */
+  private localReplica(shardId: ShardId): (LocalReplica & LocalMeta) | undefined {
+    if (this.replica !== undefined)
+      return shardId === 0 ? { replica: this.replica, isLeader: true, leaderId: this.nodeId } : undefined
+    const r = this.host?.replica(shardId)
+    if (r === undefined) return undefined
+    return {
+      replica: r,
+      get isLeader() {
+        return r.isLeader
+      },
+      get leaderId() {
+        return r.leaderId
+      },
+    }
+  }
+
+  /**
+   * Who this node is and the map it starts from: from its data directory when it has been here
+   * before; else a member of a new cluster computes the cluster's first map (--initial-cluster),
+   * and a joining node registers through --join and gets its id and the map.
+   */
+  private async identity(
+    engine: Engine,
+    hasher: Hasher,
+  ): Promise<{ nodeId: NodeId; clusterId: Buffer | undefined; map: ClusterMap | undefined }> {
+    const { config } = this.init
+    const storedId = await engine.get(nodeIdKey)
+    const storedMap = await engine.get(mapKey)
+    const map = storedMap === null ? undefined : mapFromProto(ShardMapResponse.decode(storedMap))
+    if (config.join.length > 0) {
+      if (storedId !== null && map !== undefined) {
+        const nodeId = NodeId(Number(new TextDecoder().decode(storedId)))
+        return { nodeId, clusterId: Buffer.from(map.cluster.clusterId, 'hex'), map }
+      }
+      const joined = await this.join()
+      const batch = engine.batch()
+      batch.put(nodeIdKey, new TextEncoder().encode(String(joined.node.id)))
+      batch.put(mapKey, encodeMap(joined.map, joined.node.id))
+      await engine.write(batch, { sync: true })
+      this.log.info({ nodeId: joined.node.id, cluster: joined.map.cluster.clusterId }, 'joined the cluster')
+      return {
+        nodeId: joined.node.id,
+        clusterId: Buffer.from(joined.map.cluster.clusterId, 'hex'),
+        map: joined.map,
+      }
+    }
+    if (storedId !== null && Number(new TextDecoder().decode(storedId)) !== config.nodeId)
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `${config.dataDir} belongs to node ${new TextDecoder().decode(storedId)}, not --node-id ${config.nodeId}`,
+        { details: { field: 'nodeId' } },
+      )
+    const clusterId = await loadOrCreateClusterId(config.dataDir, initialClusterId(config))
+    const initial =
+      map ??
+      initialClusterMap(
+        {
+          clusterId: clusterId.toString('hex'),
+          nodes: [...config.initialCluster].map(([id, addr]) => ({
+            id,
+            address: formatHostPort(addr),
+            zone: config.initialZones.get(id) ?? (id === config.nodeId ? config.zone : ''),
+            weight: id === config.nodeId ? config.weight : 1,
+          })),
+          shardCount: config.shardCount,
+          replicaCount: config.replicaCount,
+          vnodesPerNode: config.vnodesPerNode,
+          metaReplicaCount: config.metaReplicas,
+        },
+        hasher,
+      )
+    if (storedId === null) {
+      const batch = engine.batch()
+      batch.put(nodeIdKey, new TextEncoder().encode(String(config.nodeId)))
+      await engine.write(batch, { sync: true })
+    }
+    return { nodeId: config.nodeId, clusterId, map: initial }
+  }
+
+  /** Registers with the cluster through the --join nodes, each in turn, until one answers. */
+  private async join(): Promise<{ node: NodeRecord; map: ClusterMap }> {
+    const { config } = this.init
+    if (config.listen.port === 0)
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        '--join needs a real --listen port (others must reach this node)',
+        {
+          details: { field: 'listen' },
+        },
+      )
+    const clients = new PeerClients(NodeId(1), config.limits)
+    const remote = new GrpcMetaRemote(clients, false)
+    const args = { address: formatHostPort(config.listen), zone: config.zone, weight: config.weight }
+    let last: unknown
+    try {
+      for (let attempt = 0; attempt < joinAttemptsMax; attempt++) {
+        for (const seed of config.join) {
+          const { signal, dispose } = deadlineSignal(this.components.clock, joinCallMs)
+          try {
+            return await remote.join(seed, args, signal)
+          } catch (err) {
+            last = err
+            this.log.warn({ seed, err: (err as Error).message }, 'join attempt failed')
+          } finally {
+            dispose()
+          }
+        }
+        await new Promise<void>((resolve) => this.components.clock.setTimer(joinRetryMs, resolve))
+      }
+    } finally {
+      clients.close()
+    }
+    throw new KvError(
+      ErrorCode.Unavailable,
+      `cannot join through ${config.join.join(', ')}: ${(last as Error | undefined)?.message ?? 'no answer'}`,
+      { cause: last, details: { field: 'join' } },
+    )
   }
 
   private fatal(err: unknown): void {
@@ -377,23 +571,63 @@ export function initialClusterId(config: KvdConfig): Buffer | undefined {
   if (config.initialCluster.size <= 1) return undefined
   const members = [...config.initialCluster]
     .sort(([a], [b]) => a - b)
-    .map(([id, addr]) => `${id}=${formatHostPort(addr)}`)
+    .map(([id, addr]) => `${id}=${formatHostPort(addr)}@${config.initialZones.get(id) ?? ''}`)
     .join(',')
   return createHash('sha256')
-    .update(`ringkv-cluster|${members}|shards=${config.shardCount}`)
+    .update(
+      `ringkv-cluster|${members}|shards=${config.shardCount}|replicas=${config.replicaCount}` +
+        `|vnodes=${config.vnodesPerNode}|meta=${config.metaReplicas}`,
+    )
     .digest()
     .subarray(0, clusterIdBytes)
 }
 
-/** One replica covering the whole ring (the test seam). */
-function singleShardSet(replica: Replica): ShardSet {
-  return { ranges: [{ start: 0n, end: hashSpaceEnd }], replicaAt: () => replica, indexOfHash: () => 0 }
+/** Missed heartbeats after which the meta leader marks a node dead. */
+const nodeDeadAfterHeartbeats = 10
+/** The least budget of one call to the meta shard. */
+const metaCallMsMin = 2_000
+/** Rounds over the --join nodes before kvd gives up, the pause between rounds, and each call's budget. */
+const joinAttemptsMax = 10
+const joinRetryMs = 1_000
+const joinCallMs = 5_000
+const nodeIdKey = metaKey('node-id')
+const mapKey = metaKey('cluster-map')
+
+/** The map as stored in the data directory (kv.proto ShardMapResponse). */
+function encodeMap(map: ClusterMap, nodeId: NodeId): Buffer {
+  return Buffer.from(ShardMapResponse.encode(mapToProto(map, nodeId)).finish())
 }
 
-function hostShardSet(host: NodeHost): ShardSet {
-  return {
-    ranges: host.ranges,
-    replicaAt: (index) => host.replicas[index]!,
-    indexOfHash: (hash) => rangeIndexOf(host.ranges, hash),
+/** Every other node's address, for the peer transport. */
+function peerAddresses(map: ClusterMap): Map<NodeId, string> {
+  return new Map([...map.nodes.values()].map((n) => [n.id, n.address] as const))
+}
+
+/** The replicas `nodeId` holds in `map`, as the host creates them. */
+export function hostedOf(map: ClusterMap, nodeId: NodeId): HostedShard[] {
+  return map.shardsOf(nodeId).map((s) => ({
+    shardId: s.shardId,
+    kind: s.shardId === metaShardId ? 'meta' : 'data',
+    hashStart: s.hashStart,
+    hashEnd: s.hashEnd,
+    voters: [...s.replicas],
+  }))
+}
+
+/** The map of the single-replica test seam: one shard over the whole ring, on this node. */
+function soloMap(clusterId: string, nodeId: NodeId, address: string): ClusterMap {
+  const whole = {
+    hashStart: 0n,
+    hashEnd: hashSpaceEnd,
+    replicas: [nodeId],
+    leaderHint: nodeId,
+    leaderTerm: 0,
+    epoch: 1,
   }
+  return new ClusterMap(
+    { clusterId, shardCount: 1, replicaCount: 1, vnodesPerNode: 1 },
+    [{ id: nodeId, address, zone: '', weight: 1, state: 'active', lastHeartbeatMs: 0 }],
+    [{ shardId: ShardId(0), ...whole }],
+    { shardId: metaShardId, ...whole },
+  )
 }

@@ -2,7 +2,8 @@
  * `npm start`: a local cluster on loopback for trying ringkv out, data under ./data/node<N>.
  *
  * Three nodes: node N listens on 127.0.0.1:700N (gRPC) and 127.0.0.1:800N (HTTP), all started
- * with the same --initial-cluster, so every shard is a Raft group of three replicas. Fault
+ * with the same --initial-cluster, so the 64 shards (and the meta shard) are Raft groups of three
+ * replicas, one on each node. More nodes can join (`kvd --join 127.0.0.1:7001`). Fault
  * injection is on (it is a demo cluster): `kvctl fault` can cut a node off to show the CAP table.
  *
  * It starts each kvd as a child process (bin/kvd.js) logging to data/node<N>/kvd.log, waits until
@@ -115,6 +116,11 @@ export async function runLocalCluster(count = nodeCount): Promise<number> {
         '  npx kvctl get hello --consistency eventual -v   # any replica, maybe stale, says how stale',
         '  npx kvctl scan --prefix he',
         '  npx kvctl status                                # nodes, shards, leaders',
+        '  npx kvctl shards                                # the shard map: ranges, replicas, leaders, epochs',
+        '  npx kvctl ring                                  # nodes on the ring: vnodes, ownership',
+        '',
+        'Add a fourth node (it registers with the meta shard and appears in kvctl status):',
+        '  node bin/kvd.js --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --http 127.0.0.1:8004 --data data/node4',
         '',
         'The CAP table, live: cut node 1 off from the others, then compare the levels on its side:',
         `  npx kvctl fault --node-endpoint ${nodes[0]!.listen} --isolate 2,3`,

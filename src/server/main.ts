@@ -52,16 +52,27 @@ export async function main(
     .addOption(new Option('--listen <host:port>', 'gRPC listen address (default 127.0.0.1:7001)'))
     .addOption(new Option('--http <host:port>', 'HTTP listen address for /metrics, /healthz, /readyz'))
     .addOption(
-      new Option('--join <host:port>', 'a node of the cluster to join (stored; single-node for now)'),
+      new Option(
+        '--join <host:port,...>',
+        'nodes of an existing cluster to join through (the id is assigned)',
+      ),
     )
-    .addOption(new Option('--node-id <n>', 'this node id (default 1)'))
+    .addOption(new Option('--node-id <n>', 'this node id in a new cluster (default 1)'))
     .addOption(
       new Option(
         '--initial-cluster <id=host:port,...>',
-        'the voters of a new cluster, this node among them (default: this node alone)',
+        'the nodes of a new cluster, this node among them, each ID=HOST:PORT[@ZONE] (default: this node alone)',
       ),
     )
-    .addOption(new Option('--shards <n>', 'shards of a new cluster (default 8)'))
+    .addOption(new Option('--shards <n>', 'shards of a new cluster (default 64)'))
+    .addOption(new Option('--replicas <n>', 'replicas of each shard (default 3)'))
+    .addOption(new Option('--vnodes <n>', 'virtual nodes of a weight-1 node on the ring (default 128)'))
+    .addOption(new Option('--meta-replicas <n>', 'replicas of the meta shard (default 3, at most 5)'))
+    .addOption(new Option('--zone <zone>', "this node's failure-domain label"))
+    .addOption(new Option('--weight <w>', "this node's relative capacity on the ring (default 1)"))
+    .addOption(
+      new Option('--heartbeat-ms <ms>', 'heartbeat to the meta shard and map refresh (default 1000)'),
+    )
     .addOption(new Option('--tick-ms <ms>', 'Raft tick (default 100; elections take 10 ticks)'))
     .addOption(new Option('--lease-reads', 'linearizable reads by leader lease instead of ReadIndex'))
     .addOption(

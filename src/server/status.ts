@@ -13,6 +13,7 @@
  * | `ringkv-current-version` | `details.currentVersion`     |
  * | `ringkv-limit`           | `details.limit`              |
  * | `ringkv-field`           | `details.field`              |
+ * | `ringkv-descriptor-bin`  | `details.descriptor` (binary ShardDescriptor) |
  *
  * The ops of a Multi call fail one by one: each op's error becomes an OpError (toOpError) with the
  * same code, message and details, as fields of the answer instead of status and trailers.
@@ -34,11 +35,12 @@ import {
   type ErrorDetails,
 } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
-import type { OpError } from '../gen/ringkv/v1/kv.ts'
+import { ShardDescriptor, type OpError } from '../gen/ringkv/v1/kv.ts'
+import type { ShardDescriptorDetail } from '../common/errors.ts'
 
 export const metadataKeys = errorMetadataKeys
 
-const detailKeys: readonly (readonly [keyof ErrorDetails, string])[] = [
+const detailKeys: readonly (readonly [Exclude<keyof ErrorDetails, 'descriptor'>, string])[] = [
   ['leaderHint', metadataKeys.leader],
   ['shardMapEpoch', metadataKeys.epoch],
   ['shardId', metadataKeys.shard],
@@ -55,6 +57,12 @@ export function kvErrorToStatus(err: KvError): StatusObject {
     const value = err.details?.[detail]
     if (value !== undefined) metadata.set(key, String(value))
   }
+  const descriptor = err.details?.descriptor
+  if (descriptor !== undefined)
+    metadata.set(
+      metadataKeys.descriptor,
+      Buffer.from(ShardDescriptor.encode(descriptorToProto(descriptor)).finish()),
+    )
   return { code: errorCodeTable[err.code].status as number as GrpcCode, details: err.message, metadata }
 }
 
@@ -91,6 +99,7 @@ export function toOpError(err: unknown, log: Logger): OpError {
     code: kvError.code,
     status: errorCodeTable[kvError.code].status,
     message: kvError.message,
+    descriptor: undefined,
   }
   for (const [detail] of detailKeys) {
     const value = details?.[detail]
@@ -98,7 +107,21 @@ export function toOpError(err: unknown, log: Logger): OpError {
     if (detail === 'field') opError.field = String(value)
     else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) opError[detail] = value
   }
+  if (details?.descriptor !== undefined) opError.descriptor = descriptorToProto(details.descriptor)
   return opError
+}
+
+/** A shard descriptor on the wire (kv.proto ShardDescriptor). */
+export function descriptorToProto(d: ShardDescriptorDetail): ShardDescriptor {
+  return {
+    shardId: d.shardId,
+    hashStart: d.hashStart.toString(),
+    hashEnd: d.hashEnd.toString(),
+    replicas: [...d.replicas],
+    leaderHint: d.leaderHint,
+    leaderTerm: d.leaderTerm,
+    epoch: d.epoch,
+  }
 }
 
 /** The operating-error reading of `err`, or undefined when it is not one. */

@@ -161,6 +161,8 @@ export interface RaftGroupInit {
   readonly shardId: ShardId
   readonly hashStart: bigint
   readonly hashEnd: bigint
+  /** Where the shard's data lives; default the user data of [hashStart, hashEnd) (the meta shard's is elsewhere). */
+  readonly dataRange?: KeyRange
   readonly raft: Omit<RaftConfig, 'id'>
   readonly tickMs: number
 }
@@ -229,7 +231,7 @@ export class RaftGroup {
     this.shardId = init.shardId
     this.hashStart = init.hashStart
     this.hashEnd = init.hashEnd
-    this.dataRange = dataRangeForHashRange(init.hashStart, init.hashEnd)
+    this.dataRange = init.dataRange ?? dataRangeForHashRange(init.hashStart, init.hashEnd)
     this.store = components.store
     this.machine = components.machine
     this.clock = components.clock

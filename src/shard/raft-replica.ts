@@ -15,7 +15,15 @@
  * Writes go to the leader (else NOT_LEADER). A write whose deadline passes after it was handed to
  * the loop ends as DEADLINE_EXCEEDED: its outcome is unknown, never reported as "not applied".
  */
-import { ErrorCode, KvError, type Clock, type Limits, type LogIndex, type ShardId } from '../common/index.ts'
+import {
+  ErrorCode,
+  KvError,
+  type Clock,
+  type Limits,
+  type LogIndex,
+  type NodeId,
+  type ShardId,
+} from '../common/index.ts'
 import { abortError, throwIfAborted, type Engine } from '../storage/index.ts'
 import type {
   BatchOp,
@@ -76,6 +84,19 @@ export class RaftReplica implements Replica {
   ) {
     this.nodeId = group.nodeId
     this.shardId = group.shardId
+  }
+
+  /** The node this replica believes leads its shard (null = unknown). A plain field read. */
+  get leaderId(): NodeId | null {
+    return this.group.leaderId
+  }
+
+  get isLeader(): boolean {
+    return this.group.role === 'leader'
+  }
+
+  get term(): number {
+    return this.group.term
   }
 
   // ---- reads ----

@@ -78,8 +78,7 @@ export function shardStorageKey(
   key: Uint8Array,
   shard: { readonly shardId: ShardId; readonly hashStart: bigint; readonly hashEnd: bigint },
 ): Uint8Array {
-  const storageKey = machine.dataKey(key)
-  const { hash } = decodeDataKey(storageKey)
+  const { storageKey, hash } = machine.locate(key)
   if (hash < shard.hashStart || hash >= shard.hashEnd)
     throw new KvError(ErrorCode.WrongShard, 'key does not belong to this shard', {
       details: { shardId: shard.shardId },

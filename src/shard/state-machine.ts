@@ -103,6 +103,11 @@ export interface KvStateMachineInit {
   readonly dedupRecords: readonly Entry[]
   readonly dedupClientsMax: number
   readonly dedupResultsPerClientMax: number
+  /**
+   * Where the shard keeps key `key` (whose xxh64 is `hash`); default the hash-first user data
+   * layout (keys.ts `dataKey`). The meta shard keeps its keys under its shard id instead.
+   */
+  readonly storageKeyOf?: (hash: bigint, key: Uint8Array) => Uint8Array
 }
 
 export interface KvStateMachineComponents {
@@ -126,6 +131,7 @@ export class KvStateMachine {
   private applied: LogIndex
   private readonly dedup: DedupTable
   private readonly hasher: Hasher
+  private readonly storageKeyOf: (hash: bigint, key: Uint8Array) => Uint8Array
 
   constructor(init: KvStateMachineInit, components: KvStateMachineComponents) {
     this.shardId = init.shardId
@@ -139,6 +145,7 @@ export class KvStateMachine {
       init.dedupRecords,
     )
     this.hasher = components.hasher
+    this.storageKeyOf = init.storageKeyOf ?? dataKey
   }
 
   /** Invariant: every command up to this index is applied, and none after it. */
@@ -157,7 +164,13 @@ export class KvStateMachine {
 
   /** The storage key of user key `key`. */
   dataKey(key: Uint8Array): Uint8Array {
-    return dataKey(this.hasher.hash64(key), key)
+    return this.storageKeyOf(this.hasher.hash64(key), key)
+  }
+
+  /** The storage key of user key `key` and the key's hash (hashed once). */
+  locate(key: Uint8Array): { readonly storageKey: Uint8Array; readonly hash: bigint } {
+    const hash = this.hasher.hash64(key)
+    return { storageKey: this.storageKeyOf(hash, key), hash }
   }
 
   /** The storage keys `apply(command)` reads: prefetch these into the overlay. */

@@ -163,6 +163,18 @@ export class MemoryEngine implements Engine {
     return done
   }
 
+  approximateBytes(range: KeyRange): Promise<number> {
+    assertRange(range)
+    if (this.closed) return Promise.reject(closedError('storage engine'))
+    let bytes = 0
+    for (let i = lowerBound(this.entries, range.gte); i < this.entries.length; i++) {
+      const [key, value] = this.entries[i]!
+      if (compareBytes(key, range.lt) >= 0) break
+      bytes += key.length + value.length
+    }
+    return Promise.resolve(bytes)
+  }
+
   exportRange(range: KeyRange, options?: ExportOptions): AsyncIterableIterator<readonly Entry[]> {
     return exportRangeVia(this, range, options)
   }

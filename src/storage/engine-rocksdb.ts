@@ -58,6 +58,7 @@ interface NativeDb {
   batch(ops: NativeOp[], options: Record<string, unknown>, callback: (err?: Error | null) => void): void
   iterator(options: Record<string, unknown>): NativeIterator
   getProperty(name: string): string
+  approximateSize(start: Buffer, end: Buffer, callback: Callback<number>): void
 }
 type NativeFactory = (location: string) => NativeDb
 
@@ -295,6 +296,19 @@ export class RocksEngine implements Engine {
     if (this.closed) return Promise.reject(closedError('storage engine'))
     const hasRange = batch.ops().some((op) => op.kind === 'deleteRange')
     return this.track(this.writeGated(batch, options, hasRange))
+  }
+
+  approximateBytes(range: KeyRange): Promise<number> {
+    assertRange(range)
+    if (this.closed) return Promise.reject(closedError('storage engine'))
+    return this.track(
+      new Promise((resolve, reject) => {
+        this.db.approximateSize(toBuffer(range.gte), toBuffer(range.lt), (err, size) => {
+          if (err !== null && err !== undefined) return reject(this.ioError('read', err))
+          resolve(Number(size ?? 0))
+        })
+      }),
+    )
   }
 
   exportRange(range: KeyRange, options?: ExportOptions): AsyncIterableIterator<readonly Entry[]> {

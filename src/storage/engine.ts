@@ -156,6 +156,11 @@ export interface Engine {
     chunks: AsyncIterable<readonly Entry[]>,
     options: ImportOptions,
   ): Promise<ImportStats>
+  /**
+   * An estimate of the bytes `range` takes on disk (RocksDB's approximate size of the files; data
+   * still in memtables is not counted). For operators (shard sizes), never for decisions.
+   */
+  approximateBytes(range: KeyRange): Promise<number>
   /** Waits for writes in flight, ends open iterators, releases the data directory. Idempotent. */
   close(): Promise<void>
 }

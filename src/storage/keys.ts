@@ -9,6 +9,8 @@
  *   'R' | shardId u32 BE | 's'                       Raft snapshot metadata
  *   'R' | shardId u32 BE | 'a'                       applied index (written with the applied data)
  *   'R' | shardId u32 BE | 'l' | index u64 BE        Raft log entry
+ *   'S' | shardId u32 BE | 'k' | key                 the data of a shard outside the user hash space
+ *                                                    (the meta shard: node registry, shard map)
  *   'S' | shardId u32 BE | 'd' | len u8 | clientId (UTF-8) | 0x00
  *                                                    exactly-once dedup: one client's header
  *   'S' | shardId u32 BE | 'd' | len u8 | clientId (UTF-8) | 0x01 | seq u64 BE
@@ -45,6 +47,8 @@ export type RaftKeyKind = (typeof RaftKeyKind)[keyof typeof RaftKeyKind]
 
 export const ShardLocalKind = {
   Dedup: 0x64, // 'd'
+  /** The key-value data of a shard that lives outside the user hash space (the meta shard). */
+  Data: 0x6b, // 'k'
 } as const
 export type ShardLocalKind = (typeof ShardLocalKind)[keyof typeof ShardLocalKind]
 
@@ -208,6 +212,15 @@ export function dedupClientKey(shardId: ShardId, clientId: string): Uint8Array {
 export function dedupResultKey(shardId: ShardId, clientId: string, seq: number): Uint8Array {
   return dedupClientPrefix(shardId, clientId).u8(DedupRecordKind.Result).u64(seq).finish()
 }
+
+/** The storage key of `key` in a shard whose data lives under its shard id (the meta shard). */
+export function shardDataKey(shardId: ShardId, key: Uint8Array): Uint8Array {
+  return shardLocalKey(shardId, ShardLocalKind.Data, key)
+}
+
+/** Every key of a shard whose data lives under its shard id. */
+export const shardDataRange = (shardId: ShardId): KeyRange =>
+  shardLocalKindRange(shardId, ShardLocalKind.Data)
 
 /** Every dedup record of a shard: each client's header followed by its saved results. */
 export const dedupRange = (shardId: ShardId): KeyRange => shardLocalKindRange(shardId, ShardLocalKind.Dedup)

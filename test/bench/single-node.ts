@@ -168,12 +168,18 @@ function wireSizes(args: Args): { put: [number, number]; get: [number, number] }
       clientId: 'f'.repeat(32),
       seq,
       firstIncompleteSeq: seq,
+      route: undefined,
     },
   }).finish().length
   const putResponse = PutResponse.encode({ version: 10_000, receipt }).finish().length
   const get = GetRequest.encode({
     key,
-    options: { consistency: Consistency.CONSISTENCY_LINEARIZABLE, maxStalenessMs: 0, session: undefined },
+    options: {
+      consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+      maxStalenessMs: 0,
+      session: undefined,
+      route: undefined,
+    },
   }).finish().length
   const getResponse = GetResponse.encode({
     found: true,

@@ -1,9 +1,12 @@
 import { isKvError } from '../../common/errors.ts'
-import type { ShardStatus, StatusResult } from '../../client/types.ts'
+import type { ShardMapResult, ShardStatus, StatusResult } from '../../client/types.ts'
 import type { CliContext } from '../context.ts'
 import { ExitCode, exitCodeForError } from '../exit-codes.ts'
 import { errorView, json, table } from '../output.ts'
+import { fetchMap, formatRange, holdings } from './cluster-view.ts'
 import type { CommandSpec } from './command.ts'
+
+export { formatRange } from './cluster-view.ts'
 
 /** One node asked: by an endpoint given on the command line, or by an address a peer list named. */
 type NodeAnswer =
@@ -37,23 +40,64 @@ const discoveryRoundsMax = 3
 /** Budget of each node's Status without --deadline-ms: a node that does not answer by then is down. */
 const statusDeadlineMsDefault = 3_000
 
+/** One node of the shard map with what the cluster says about it. */
+interface ClusterNodeView {
+  readonly nodeId: number
+  readonly address: string
+  readonly zone: string
+  readonly state: string
+  /** Wall-clock ms of its last heartbeat (the meta leader's clock); 0 = never. */
+  readonly lastHeartbeatMs: number
+  /** Ms since then by this machine's clock (null: never); clock skew between the two is not corrected. */
+  readonly heartbeatAgeMs: number | null
+  readonly replicas: number
+  readonly leaders: number
+  /** From the node's own Status; null when it did not answer. */
+  readonly forwardedRequests: number | null
+}
+
 /**
- * `kvctl status`: every node of the cluster (the endpoints given, then every peer their answers
- * name; unreachable ones are shown as such) and the shard table merged from their answers
- * (range, leader, voters, applied index per node). Exit 3 when no node answers.
+ * `kvctl status`: the cluster as the shard map shows it (every node: address, zone, state, time
+ * since its last heartbeat, replicas and leaderships held, requests it forwarded), then every node
+ * asked directly (the endpoints given, the map's nodes, and every peer their answers name;
+ * unreachable ones are shown as such) and the shard table merged from their answers (range,
+ * leader, voters, applied index per node). Exit 3 when no node answers.
  */
 export const statusCommand: CommandSpec = {
   name: 'status',
   arguments: '',
-  summary: 'show every node of the cluster and every shard: range, leader, voters, applied index per node',
+  summary:
+    'show the cluster: every node (state, heartbeat, replicas, leaders, forwarded requests) and every shard',
   kind: 'read',
   examples: ['kvctl status', 'kvctl --endpoints 127.0.0.1:7001,127.0.0.1:7002 status -o json'],
   async run(ctx) {
-    const answers = await askCluster(ctx)
+    let map: ShardMapResult | undefined
+    let mapError: unknown
+    try {
+      map = await fetchMap(ctx, statusDeadlineMsDefault)
+    } catch (err) {
+      if (!isKvError(err)) throw err
+      mapError = err
+    }
+    const answers = await askCluster(ctx, map)
     const shards = mergeShards(answers)
+    const nodes = map === undefined ? [] : nodeViews(ctx, map, answers)
     if (ctx.format === 'json') {
       ctx.print(
         json({
+          clusterId: map?.clusterId ?? answers.find((a) => a.ok)?.status.clusterId ?? null,
+          map:
+            map === undefined
+              ? { ok: false, error: errorView(mapError) }
+              : {
+                  ok: true,
+                  endpoint: map.endpoint,
+                  servedBy: map.servedBy,
+                  replicaCount: map.replicaCount,
+                  vnodesPerNode: map.vnodesPerNode,
+                  shards: map.shards.length,
+                },
+          nodes,
           endpoints: answers.map((r) =>
             r.ok
               ? {
@@ -74,6 +118,10 @@ export const statusCommand: CommandSpec = {
         }),
       )
     } else {
+      if (map !== undefined) {
+        printNodes(ctx, map, nodes)
+        ctx.print('')
+      }
       printTables(ctx, answers, shards)
     }
     const firstError = answers.find((r): r is Extract<NodeAnswer, { ok: false }> => !r.ok)
@@ -85,8 +133,53 @@ export const statusCommand: CommandSpec = {
   },
 }
 
-/** Asks the given endpoints, then the peers their answers name, each once, in parallel per round. */
-async function askCluster(ctx: CliContext): Promise<NodeAnswer[]> {
+/** The map's nodes with their heartbeat age, holdings and forwarded-request counter. */
+function nodeViews(ctx: CliContext, map: ShardMapResult, answers: readonly NodeAnswer[]): ClusterNodeView[] {
+  const nowMs = ctx.clock.wallMs()
+  const held = holdings(map)
+  return map.nodes.map((n) => {
+    const own = answers.find((a) => a.ok && a.status.node?.nodeId === n.nodeId)
+    const h = held.get(n.nodeId) ?? { replicas: 0, leaders: 0 }
+    return {
+      nodeId: n.nodeId,
+      address: n.address,
+      zone: n.zone,
+      state: n.state,
+      lastHeartbeatMs: n.lastHeartbeatMs,
+      heartbeatAgeMs: n.lastHeartbeatMs > 0 ? Math.max(0, nowMs - n.lastHeartbeatMs) : null,
+      replicas: h.replicas,
+      leaders: h.leaders,
+      forwardedRequests: own?.ok === true ? (own.status.node?.forwardedRequests ?? null) : null,
+    }
+  })
+}
+
+function printNodes(ctx: CliContext, map: ShardMapResult, nodes: readonly ClusterNodeView[]): void {
+  ctx.print(
+    `cluster ${map.clusterId}: ${nodes.length} nodes, ${map.shards.length} shards, ${map.replicaCount} replicas each (map from node ${map.servedBy})`,
+  )
+  ctx.print(
+    table([
+      ['NODE', 'ADDRESS', 'ZONE', 'STATE', 'HEARTBEAT', 'REPLICAS', 'LEADERS', 'FORWARDED'],
+      ...nodes.map((n) => [
+        String(n.nodeId),
+        n.address === '' ? '-' : n.address,
+        n.zone === '' ? '-' : n.zone,
+        n.state === '' ? '-' : n.state,
+        n.heartbeatAgeMs === null ? 'never' : `${Math.round(n.heartbeatAgeMs / 1000)}s ago`,
+        String(n.replicas),
+        String(n.leaders),
+        n.forwardedRequests === null ? '?' : String(n.forwardedRequests),
+      ]),
+    ]),
+  )
+}
+
+/**
+ * Asks the given endpoints and the map's nodes, then the peers their answers name, each once, in
+ * parallel per round.
+ */
+async function askCluster(ctx: CliContext, map: ShardMapResult | undefined): Promise<NodeAnswer[]> {
   const { deadlineMs } = ctx.globals
   const ask = async (endpoint: string, nodeId: number | undefined): Promise<NodeAnswer> => {
     try {
@@ -103,6 +196,10 @@ async function askCluster(ctx: CliContext): Promise<NodeAnswer[]> {
     endpoint,
     nodeId: undefined,
   }))
+  for (const n of map?.nodes ?? []) {
+    if (n.address !== '' && !round.some((r) => r.endpoint === n.address))
+      round.push({ endpoint: n.address, nodeId: n.nodeId })
+  }
   for (let i = 0; i < discoveryRoundsMax && round.length > 0; i++) {
     for (const r of round) asked.add(r.endpoint)
     answers.push(...(await Promise.all(round.map((r) => ask(r.endpoint, r.nodeId)))))
@@ -236,16 +333,6 @@ function printTables(ctx: CliContext, answers: readonly NodeAnswer[], shards: re
       table([['NODE', 'SHARD', 'ROLE', 'LEADER', 'TERM', 'COMMIT', 'APPLIED', 'VOTERS'], ...replicaRows]),
     )
   }
-}
-
-/** `[start, end)` of a hash range as 16 hex digits each (the end of the ring is 2^64). */
-export function formatRange(start: string, end: string): string {
-  return `[${hex64(start)}, ${hex64(end)})`
-}
-
-function hex64(decimal: string): string {
-  if (!/^\d{1,20}$/.test(decimal)) return decimal
-  return BigInt(decimal).toString(16).padStart(16, '0')
 }
 
 function compareDecimal(a: string, b: string): number {

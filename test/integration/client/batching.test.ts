@@ -209,6 +209,7 @@ describe('client/batching on a 3-node cluster', () => {
           consistency: Consistency.CONSISTENCY_EVENTUAL,
           maxStalenessMs: 0,
           session: undefined,
+          route: undefined,
         }
         const res = await nodeKv(cluster, asked).multi({
           ops: [
@@ -265,6 +266,7 @@ describe('client/batching on a 3-node cluster', () => {
         consistency: Consistency.CONSISTENCY_SESSION,
         maxStalenessMs: 0,
         session: { appliedIndexByShard: { ...client.sessionToken() } },
+        route: undefined,
       }
       const get = (key: string): MultiOp => ({ op: { $case: 'get', get: { key: enc(key), options } } })
       const res = await nodeKv(cluster, 1, 20_000).multi({ ops: keys.map(get) })

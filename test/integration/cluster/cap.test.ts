@@ -9,10 +9,10 @@ import { startCluster, type Cluster } from '../helpers/cluster.ts'
 import { Consistency, enc, eventually, failureCode, leaderOf, nodeKv } from '../helpers/cluster-ops.ts'
 
 const read = (consistency: Consistency, extra: object = {}) => ({
-  options: { consistency, maxStalenessMs: 0, session: undefined, ...extra },
+  options: { consistency, maxStalenessMs: 0, session: undefined, route: undefined, ...extra },
 })
 const write = (consistency: Consistency) => ({
-  options: { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 },
+  options: { consistency, clientId: '', seq: 0, firstIncompleteSeq: 0, route: undefined },
 })
 
 let cluster: Cluster

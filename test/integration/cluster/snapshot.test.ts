@@ -27,7 +27,13 @@ describe('snapshot catch-up', () => {
     // Straight to the leader (raw calls: this test is about the servers, not the SDK's routing).
     const onLeader = nodeKv(cluster, leader, 30_000)
     const majority = {
-      options: { consistency: Consistency.CONSISTENCY_MAJORITY, clientId: '', seq: 0, firstIncompleteSeq: 0 },
+      options: {
+        consistency: Consistency.CONSISTENCY_MAJORITY,
+        clientId: '',
+        seq: 0,
+        firstIncompleteSeq: 0,
+        route: undefined,
+      },
     }
     let next = 0
     await Promise.all(
@@ -42,7 +48,12 @@ describe('snapshot catch-up', () => {
     await cluster.node(follower).restart()
     const onFollower = nodeKv(cluster, follower)
     const eventual = {
-      options: { consistency: Consistency.CONSISTENCY_EVENTUAL, maxStalenessMs: 0, session: undefined },
+      options: {
+        consistency: Consistency.CONSISTENCY_EVENTUAL,
+        maxStalenessMs: 0,
+        session: undefined,
+        route: undefined,
+      },
     }
     await eventually(
       'the follower to hold the last write',

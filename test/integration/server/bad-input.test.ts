@@ -29,8 +29,19 @@ import {
 
 const b = (s: string): Buffer => Buffer.from(s)
 const filled = (n: number): Buffer => Buffer.alloc(n, 0x61)
-const writeOpts = (consistency: number) => ({ consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 })
-const readOpts = (consistency: number) => ({ consistency, maxStalenessMs: 0, session: undefined })
+const writeOpts = (consistency: number) => ({
+  consistency,
+  clientId: '',
+  seq: 0,
+  firstIncompleteSeq: 0,
+  route: undefined,
+})
+const readOpts = (consistency: number) => ({
+  consistency,
+  maxStalenessMs: 0,
+  session: undefined,
+  route: undefined,
+})
 
 let node: KvdHandle
 let other: KvdHandle
@@ -165,7 +176,7 @@ describe('kvd refuses bad input with a stable code and writes nothing', () => {
       c.put({
         key: b('seq'),
         value: b('v'),
-        options: { consistency: 0, clientId: '', seq: 4, firstIncompleteSeq: 0 },
+        options: { consistency: 0, clientId: '', seq: 4, firstIncompleteSeq: 0, route: undefined },
       }),
       Grpc.INVALID_ARGUMENT,
       'INVALID_ARGUMENT',
@@ -174,7 +185,7 @@ describe('kvd refuses bad input with a stable code and writes nothing', () => {
       c.put({
         key: b('seq'),
         value: b('v'),
-        options: { consistency: 0, clientId: 'c', seq: 4, firstIncompleteSeq: 5 },
+        options: { consistency: 0, clientId: 'c', seq: 4, firstIncompleteSeq: 5, route: undefined },
       }),
       Grpc.INVALID_ARGUMENT,
       'INVALID_ARGUMENT',

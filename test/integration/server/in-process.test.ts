@@ -70,7 +70,12 @@ describe('server wiring (in process)', () => {
     })
     const got = await c.get({
       key: b('a'),
-      options: { consistency: Consistency.CONSISTENCY_EVENTUAL, maxStalenessMs: 0, session: undefined },
+      options: {
+        consistency: Consistency.CONSISTENCY_EVENTUAL,
+        maxStalenessMs: 0,
+        session: undefined,
+        route: undefined,
+      },
     })
     expect(got).toMatchObject({ found: true, version: 1, createVersion: 1 })
     expect(got.value.toString()).toBe('1')

@@ -21,8 +21,19 @@ import {
 } from '../helpers/grpc.ts'
 
 const b = (s: string): Buffer => Buffer.from(s)
-const writeOpts = (consistency: Consistency) => ({ consistency, clientId: '', seq: 0, firstIncompleteSeq: 0 })
-const readOpts = (consistency: Consistency) => ({ consistency, maxStalenessMs: 0, session: undefined })
+const writeOpts = (consistency: Consistency) => ({
+  consistency,
+  clientId: '',
+  seq: 0,
+  firstIncompleteSeq: 0,
+  route: undefined,
+})
+const readOpts = (consistency: Consistency) => ({
+  consistency,
+  maxStalenessMs: 0,
+  session: undefined,
+  route: undefined,
+})
 
 let node: KvdHandle
 let c: ReturnType<typeof kv>
@@ -127,6 +138,7 @@ describe('kvd client API', () => {
       consistency: Consistency.CONSISTENCY_SESSION,
       maxStalenessMs: 0,
       session: appliedIndexByShard === undefined ? undefined : { appliedIndexByShard },
+      route: undefined,
     })
     for (const token of [undefined, {}, { 7: 123_456 }]) {
       const got = await c.get({ key: b('session'), options: session(token) })

@@ -1,8 +1,13 @@
 /**
- * HostCluster: three real NodeHost processes (src/node/host.ts) in one Node process, each on its
- * own MemoryEngine behind a simulated disk, talking through the simulated network, with node
- * crashes and restarts. Everything runs on the event queue of ../simulator.ts through the async
- * driver (driver.ts), so a seed replays exactly.
+ * HostCluster: real NodeHost processes (src/node/host.ts) in one Node process, each on its own
+ * MemoryEngine behind a simulated disk, talking through the simulated network, with node crashes
+ * and restarts. Everything runs on the event queue of ../simulator.ts through the async driver
+ * (driver.ts), so a seed replays exactly.
+ *
+ * Placement (options.ts `Placement`): `full` gives every node every data shard; `sharded` gives
+ * each node the replicas kvd would create for it, `hostedOf(initialClusterMap(...), nodeId)`: data
+ * shards on three nodes each, placed by the ring, and the meta shard. Every view below (leaders,
+ * convergence, state digests) goes over a shard's own replicas only.
  *
  * A node slot outlives its processes: the MemoryEngine is the disk, and a crash (power cut) keeps
  * only what MemoryEngine.crash() says survives, kills every timer of the process, fails the disk
@@ -18,17 +23,23 @@ import {
   type SeededRandom,
 } from '../../../src/common/index.ts'
 import { equalHashRanges, rangeIndexOf, type HashRange, type Hasher } from '../../../src/hashing/index.ts'
-import { NodeHost } from '../../../src/node/host.ts'
+import { initialClusterMap, metaShardId, type ClusterMap } from '../../../src/cluster/index.ts'
+import { NodeHost, everyMemberShards, type HostedShard, type ShardView } from '../../../src/node/host.ts'
 import { GrpcPeerTransport } from '../../../src/node/transport-grpc.ts'
 import type { PeerTransport, TransportStats } from '../../../src/node/transport.ts'
 import {
+  dataRangeAll,
   dataRangeForHashRange,
+  decodeDataKey,
   dedupRange,
   KeySpace,
   MemoryEngine,
   RaftKeyKind,
+  shardDataRange,
+  type KeyRange,
   type WriteBatch,
 } from '../../../src/storage/index.ts'
+import { hostedOf } from '../../../src/server/kvd.ts'
 import { SimClock, SimLogger, hash32, hashBytes, type Simulator } from '../simulator.ts'
 import { DelayedEngine, type DiskStats } from './disk.ts'
 import { LifeClock, type AsyncDriver } from './driver.ts'
@@ -108,6 +119,14 @@ export class HostCluster {
   readonly slots: NodeSlot[] = []
   readonly members: NodeId[]
   readonly ranges: readonly HashRange[]
+  /** The initial cluster map (`sharded` placement), null with `full` placement. */
+  readonly map: ClusterMap | null
+  /** Every shard the cluster runs: the data shards in id order, then the meta shard if any. */
+  readonly shardIds: readonly ShardId[]
+  /** The replicas each node creates on its first start. */
+  private readonly bootstraps = new Map<NodeId, readonly HostedShard[]>()
+  /** The nodes holding each shard (its initial voters). */
+  private readonly holders = new Map<ShardId, readonly NodeId[]>()
   readonly groupCommit: GroupCommitStats = {
     multiShardBatches: 0,
     multiEntryBatches: 0,
@@ -141,6 +160,30 @@ export class HostCluster {
     })
     this.members = Array.from({ length: o.nodes }, (_, i) => NodeId(i + 1))
     this.ranges = equalHashRanges(o.shardCount)
+    if (o.placement === 'sharded') {
+      this.map = initialClusterMap(
+        {
+          clusterId: o.seed.toString(16).padStart(32, '0').slice(-32),
+          nodes: this.members.map((id) => ({ id, address: simAddress(id), zone: '', weight: 1 })),
+          shardCount: o.shardCount,
+          replicaCount: o.replicaCount,
+          vnodesPerNode: o.vnodesPerNode,
+          metaReplicaCount: o.metaReplicaCount,
+        },
+        this.hasher,
+      )
+      for (const id of this.members) this.bootstraps.set(id, hostedOf(this.map, id))
+      this.shardIds = [...this.map.shards.map((s) => s.shardId), metaShardId]
+    } else {
+      this.map = null
+      for (const id of this.members) this.bootstraps.set(id, everyMemberShards(this.members, o.shardCount))
+      this.shardIds = this.ranges.map((_, i) => ShardId(i))
+    }
+    for (const shardId of this.shardIds)
+      this.holders.set(
+        shardId,
+        this.members.filter((id) => this.bootstraps.get(id)!.some((h) => h.shardId === shardId)),
+      )
     for (const id of this.members) {
       const r = this.random.fork(`node-${id}`)
       const drift = o.clockDriftPpmMax === 0 ? 0 : r.int(2 * o.clockDriftPpmMax + 1) - o.clockDriftPpmMax
@@ -156,6 +199,40 @@ export class HostCluster {
 
   hostOf(id: NodeId): NodeHost | undefined {
     return this.slot(id).host
+  }
+
+  /** The replicas `id` creates on its first start. */
+  bootstrapOf(id: NodeId): readonly HostedShard[] {
+    return this.bootstraps.get(id)!
+  }
+
+  /** The nodes that hold a replica of `shardId`, in id order. */
+  replicasOf(shardId: ShardId): readonly NodeId[] {
+    const r = this.holders.get(shardId)
+    if (r === undefined) throw new RangeError(`no shard ${shardId}`)
+    return r
+  }
+
+  holds(id: NodeId, shardId: ShardId): boolean {
+    return this.replicasOf(shardId).includes(id)
+  }
+
+  /** `host`'s view of `shardId` (status() lists the node's own replicas, not every shard). */
+  viewOf(host: NodeHost, shardId: ShardId): ShardView | undefined {
+    return host.status().find((v) => v.shardId === shardId)
+  }
+
+  /** The slots of the nodes holding `shardId`. */
+  slotsOf(shardId: ShardId): NodeSlot[] {
+    return this.replicasOf(shardId).map((id) => this.slot(id))
+  }
+
+  /** The key ranges of `shardId`'s applied state: its user data (a ring slice, or the meta shard's own space). */
+  dataRangeOf(shardId: ShardId): KeyRange {
+    if (shardId === metaShardId) return shardDataRange(shardId)
+    const range = this.ranges[shardId]
+    if (range === undefined) throw new RangeError(`no data shard ${shardId}`)
+    return dataRangeForHashRange(range.start, range.end)
   }
 
   get downCount(): number {
@@ -213,7 +290,7 @@ export class HostCluster {
       host = await NodeHost.open(
         {
           nodeId: slot.id,
-          members: this.members,
+          bootstrap: this.bootstrapOf(slot.id),
           shardCount: o.shardCount,
           tickMs: o.tickMs,
           leaseReads: o.leaseReads,
@@ -304,10 +381,10 @@ export class HostCluster {
   /** The live host that leads `shardId` at the highest term, if any. */
   leaderOf(shardId: ShardId): NodeHost | undefined {
     let best: { host: NodeHost; term: number } | undefined
-    for (const s of this.slots) {
+    for (const s of this.slotsOf(shardId)) {
       const h = s.host
       if (h === undefined) continue
-      const v = h.status()[shardId]
+      const v = this.viewOf(h, shardId)
       if (v?.role === 'leader' && (best === undefined || v.term > best.term)) best = { host: h, term: v.term }
     }
     return best?.host
@@ -372,23 +449,30 @@ export class HostCluster {
   /**
    * Whether every shard converged: all nodes up, one leader, every replica applied up to the
    * highest commit index, and the applied state (user data and dedup table) is byte-identical.
+   * Each shard compares its own replicas (with `sharded` placement, three of the five nodes).
    */
   async convergence(): Promise<{ readonly converged: boolean; readonly detail: string }> {
     const parts: string[] = []
     let converged = true
     if (this.slots.some((s) => s.host === undefined)) return { converged: false, detail: 'a node is down' }
-    for (let i = 0; i < this.options.shardCount; i++) {
-      const shardId = ShardId(i)
+    for (const shardId of this.shardIds) {
       const leader = this.leaderOf(shardId)
-      const views = this.slots.map((s) => s.host!.status()[i]!)
-      const commit = Math.max(...views.map((v) => v.commitIndex))
+      const slots = this.slotsOf(shardId)
+      const views = slots.map((s) => this.viewOf(s.host!, shardId))
+      if (views.some((v) => v === undefined)) {
+        converged = false
+        parts.push(`shard ${shardId}: a replica is missing on ${slots.map((s) => `n${s.id}`).join('/')}`)
+        continue
+      }
+      const commit = Math.max(...views.map((v) => v!.commitIndex))
       const digests: string[] = []
-      for (const s of this.slots) digests.push(await this.stateDigest(s, shardId))
-      const applied = views.map((v) => v.appliedIndex)
+      for (const s of slots) digests.push(await this.stateDigest(s, shardId))
+      const applied = views.map((v) => v!.appliedIndex)
       const same = new Set(digests).size === 1 && applied.every((a) => a === commit)
       if (leader === undefined || !same) converged = false
+      const on = this.map === null ? '' : ` on=${slots.map((s) => s.id).join('/')}`
       parts.push(
-        `shard ${i}: leader=${leader?.nodeId ?? 'none'} commit=${commit} applied=${applied.join('/')} state=${digests.join('/')}`,
+        `shard ${shardId}:${on} leader=${leader?.nodeId ?? 'none'} commit=${commit} applied=${applied.join('/')} state=${digests.join('/')}`,
       )
     }
     return { converged, detail: parts.join('; ') }
@@ -400,13 +484,18 @@ export class HostCluster {
    * bug at once, whatever happens later.
    */
   async checkSameIndexSameState(): Promise<void> {
-    for (let i = 0; i < this.options.shardCount && this.failure === null; i++) {
-      const shardId = ShardId(i)
+    for (const shardId of this.shardIds) {
+      if (this.failure !== null) return
       const byIndex = new Map<number, { id: NodeId; digest: string }[]>()
-      for (const s of this.slots) {
+      for (const s of this.slotsOf(shardId)) {
         const h = s.host
         if (h === undefined) continue
-        const applied = h.status()[i]!.appliedIndex
+        const view = this.viewOf(h, shardId)
+        if (view === undefined) {
+          this.fail('placement', `node ${s.id} holds no replica of shard ${shardId}, placed on it`)
+          return
+        }
+        const applied = view.appliedIndex
         let group = byIndex.get(applied)
         if (group === undefined) byIndex.set(applied, (group = []))
         group.push({ id: s.id, digest: await this.stateDigest(s, shardId) })
@@ -415,7 +504,36 @@ export class HostCluster {
         if (new Set(group.map((g) => g.digest)).size > 1)
           this.fail(
             'state-machine-safety',
-            `shard ${i}: replicas at applied index ${index} differ: ${group.map((g) => `n${g.id}=${g.digest}`).join(' ')}`,
+            `shard ${shardId}: replicas at applied index ${index} differ: ${group.map((g) => `n${g.id}=${g.digest}`).join(' ')}`,
+          )
+      }
+    }
+  }
+
+  /**
+   * Every live node holds the replicas placed on it and no others, and its user data lies only in
+   * the ring slices of the data shards it holds (a write routed to a node without the key's shard,
+   * or a snapshot of another shard's range, would leave data there).
+   */
+  async checkPlacement(): Promise<void> {
+    for (const s of this.slots) {
+      const host = s.host
+      if (host === undefined || this.failure !== null) continue
+      const held = host.hostedShards.map((h) => h.shardId).sort((a, b) => a - b)
+      const placed = this.bootstrapOf(s.id)
+        .map((h) => h.shardId)
+        .sort((a, b) => a - b)
+      if (held.join(',') !== placed.join(','))
+        return this.fail(
+          'placement',
+          `node ${s.id} holds shards ${held.join(',')}, placed ${placed.join(',')}`,
+        )
+      for await (const [k] of s.memory.iterate(dataRangeAll())) {
+        const shardId = ShardId(rangeIndexOf(this.ranges, decodeDataKey(k).hash))
+        if (!this.holds(s.id, shardId))
+          return this.fail(
+            'placement',
+            `node ${s.id} stores a key of shard ${shardId}, which is placed on ${this.replicasOf(shardId).join(',')}`,
           )
       }
     }
@@ -425,10 +543,9 @@ export class HostCluster {
   async stateDigest(slot: NodeSlot, shardId: ShardId): Promise<string> {
     const host = slot.host
     if (host === undefined) return 'down'
-    const range = host.ranges[shardId]!
     let h = 0x811c9dc5
     let n = 0
-    for (const r of [dataRangeForHashRange(range.start, range.end), dedupRange(shardId)]) {
+    for (const r of [this.dataRangeOf(shardId), dedupRange(shardId)]) {
       for await (const [k, v] of slot.memory.iterate(r)) {
         h = hashBytes(v, hashBytes(k, h))
         n++
@@ -463,6 +580,11 @@ export class HostCluster {
       g.entriesPerBatchMax = Math.max(g.entriesPerBatchMax, entries)
     }
   }
+}
+
+/** The address a node has in the initial cluster map. */
+export function simAddress(id: NodeId): string {
+  return `sim-${id}`
 }
 
 export function describeErr(err: unknown): string {

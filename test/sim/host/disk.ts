@@ -97,6 +97,10 @@ export class DelayedEngine implements Engine {
     })
   }
 
+  approximateBytes(range: KeyRange): Promise<number> {
+    return this.inner.approximateBytes(range)
+  }
+
   exportRange(range: KeyRange, options?: ExportOptions): AsyncIterableIterator<readonly Entry[]> {
     return this.inner.exportRange(range, options)
   }

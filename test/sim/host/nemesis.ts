@@ -5,6 +5,7 @@
  * `downMax` nodes are down at a time (attrition with killsMax 1 or 2: with 2 of 3 down, no quorum
  * until one returns).
  */
+import { metaShardId } from '../../../src/cluster/index.ts'
 import type { NodeId, Random } from '../../../src/common/index.ts'
 import type { HostCluster, NodeSlot } from './cluster.ts'
 import { HostNemesis, type HostSimOptions } from './options.ts'
@@ -70,9 +71,11 @@ export class HostNemesisRunner {
     c.sim.record(`nemesis ${s.kind} a=${s.a} b=${s.b} for ${s.durationMs}ms strength=${s.strength}`)
     switch (s.kind) {
       case HostNemesis.Crash:
-      case HostNemesis.CrashLeader: {
+      case HostNemesis.CrashLeader:
+      case HostNemesis.CrashMetaLeader: {
         let victim: NodeSlot | undefined = slotA
         if (s.kind === HostNemesis.CrashLeader) victim = this.busiestLeader()
+        if (s.kind === HostNemesis.CrashMetaLeader) victim = this.metaLeader()
         if (victim === undefined || victim.life === null || c.downCount >= c.options.downMax) return
         const loseUnsynced = this.random.int(4) < c.options.loseUnsyncedPer4
         c.crash(victim, loseUnsynced)
@@ -167,6 +170,12 @@ export class HostNemesisRunner {
       this.cuts.delete(k)
       this.cluster.net.unblock(from, to)
     } else this.cuts.set(k, n - 1)
+  }
+
+  private metaLeader(): NodeSlot | undefined {
+    if (this.cluster.map === null) return undefined
+    const leader = this.cluster.leaderOf(metaShardId)
+    return leader === undefined ? undefined : this.cluster.slot(leader.nodeId)
   }
 
   private busiestLeader(): NodeSlot | undefined {

@@ -26,11 +26,27 @@ export const HostNemesis = {
   StreamReset: 'stream-reset',
   /** The transport's own fault table (PeerTransport.setFault): drop or delay towards one peer. */
   TransportFault: 'transport-fault',
+  /**
+   * Crash the node that leads the meta shard (sharded placement only: meta transactions in flight
+   * end with an unknown outcome and are retried on the next leader).
+   */
+  CrashMetaLeader: 'crash-meta-leader',
 } as const
 export type HostNemesis = (typeof HostNemesis)[keyof typeof HostNemesis]
-const nemesisKinds: readonly HostNemesis[] = Object.values(HostNemesis)
+/** The kinds a seed draws from (the meta one is added by the sharded placement). */
+const nemesisKinds: readonly HostNemesis[] = Object.values(HostNemesis).filter(
+  (k) => k !== HostNemesis.CrashMetaLeader,
+)
 
 export type TransportMode = 'grpc' | 'direct'
+
+/**
+ * Where the replicas live. `full`: every node holds every data shard (equal slices of the ring,
+ * all members voting). `sharded`: the production layout, `hostedOf(initialClusterMap(...))` as
+ * kvd computes it: each data shard on `replicaCount` nodes placed by the ring, so nodes hold
+ * different subsets with different voter sets, plus the meta shard on `metaReplicaCount` nodes.
+ */
+export type Placement = 'full' | 'sharded'
 
 /** Relative weights of the operation kinds a client picks from. */
 export interface HostWorkloadMix {
@@ -54,6 +70,17 @@ export interface HostSimOptions {
   readonly plantedFault: PlantedFault
   readonly nodes: number
   readonly shardCount: number
+  readonly placement: Placement
+  /** Replicas per data shard (`full`: every node). */
+  readonly replicaCount: number
+  /** Virtual nodes per node on the placement ring (`sharded`). */
+  readonly vnodesPerNode: number
+  /** Replicas of the meta shard (`sharded`; `full` has no meta shard). */
+  readonly metaReplicaCount: number
+  /** Clients of the meta shard (MetaStore: bootstrap, register, heartbeat, read); 0 in `full`. */
+  readonly metaClients: number
+  /** New node addresses the meta clients register (besides re-registering the initial ones). */
+  readonly metaAddresses: number
   readonly transport: TransportMode
   readonly tickMs: number
   readonly leaseReads: boolean
@@ -108,6 +135,12 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
     plantedFault: 'none',
     nodes: 3,
     shardCount: 2 + r.int(3),
+    placement: 'full',
+    replicaCount: 3,
+    vnodesPerNode: 16,
+    metaReplicaCount: 0,
+    metaClients: 0,
+    metaAddresses: 0,
     transport,
     tickMs: 10,
     leaseReads,
@@ -154,7 +187,36 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
     livenessPhaseMs: 1000,
     convergenceMsMax: 20_000,
   }
+  if (overrides.placement === 'sharded')
+    return {
+      ...base,
+      nemeses: [...base.nemeses, HostNemesis.CrashMetaLeader],
+      ...shardedDefaults(seed),
+      ...overrides,
+    }
   return { ...base, ...overrides }
+}
+
+/**
+ * The sharded layout's options, drawn from their own fork of the seed (so the `full` options of a
+ * seed stay what they were): five nodes, 8 to 12 data shards at three replicas each, the meta
+ * shard on three nodes, more keys (spread over more shards) and the meta workload.
+ */
+function shardedDefaults(seed: number): HostSimOverrides {
+  const r = new SeededRandom(seed).fork('host-sharded')
+  return {
+    placement: 'sharded',
+    nodes: 5,
+    shardCount: 8 + r.int(5),
+    replicaCount: 3,
+    vnodesPerNode: 16,
+    metaReplicaCount: 3,
+    metaClients: 1 + r.int(2),
+    metaAddresses: 2 + r.int(3),
+    clients: 4 + r.int(3),
+    keys: 12 + r.int(13),
+    safetyPhaseMs: 1500 + r.int(1500),
+  }
 }
 
 /** The options as printed under SEED= (STYLE.md 7.6). */
@@ -166,5 +228,11 @@ export function describeHostOptions(o: HostSimOptions): string[] {
     `  oneWayDelayMsMean=${o.oneWayDelayMsMean} lossRatio=${o.lossPer10k / 10_000} reorderRatio=${o.reorderPer10k / 10_000} duplicateRatio=${o.duplicatePer10k / 10_000} streamWindow=${o.streamWindowMessages} breakDetectMsMax=${o.breakDetectMsMax}`,
     `  fsyncMsMean=${o.fsyncMsMean} writeMsMean=${o.writeMsMean} readMsMean=${o.readMsMean} loseUnsynced=${o.loseUnsyncedPer4}/4 compact=${l.raftLogCompactEntries}/${l.raftLogRetainEntries} peerBatchBytesMax=${l.peerBatchBytesMax} peerSendQueueMax=${l.peerSendQueueMax} snapshotChunkBytes=${l.snapshotChunkBytes} hostInboxMax=${l.hostInboxMax} downMax=${o.downMax}`,
     `  nemeses=${o.nemeses.join(',')} faultIntervalMsMean=${o.faultIntervalMsMean} faultDurationMsMax=${o.faultDurationMsMax} safetyPhaseMs=${o.safetyPhaseMs}`,
+    // Printed only for the sharded layout: the `full` runs keep their trace hashes.
+    ...(o.placement === 'full'
+      ? []
+      : [
+          `  placement=${o.placement} replicas=${o.replicaCount} vnodesPerNode=${o.vnodesPerNode} metaReplicas=${o.metaReplicaCount} metaClients=${o.metaClients} metaAddresses=${o.metaAddresses}`,
+        ]),
   ]
 }

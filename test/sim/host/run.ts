@@ -1,15 +1,20 @@
 /**
  * One run of the host simulator for one seed (the node layer's VOPR):
  *
- * 1. boot three NodeHosts and wait for a leader per shard;
+ * 1. boot the NodeHosts (three holding every shard, or five holding the shards the ring placed on
+ *    them plus the meta shard: options.ts `placement`) and wait for a leader per shard;
  * 2. safety phase: clients run while the seed's faults hit the network, the disks and the
- *    processes (crash, power cut, restart on the surviving MemoryEngine state);
+ *    processes (crash, power cut, restart on the surviving MemoryEngine state); with the sharded
+ *    placement the meta clients (meta.ts) run the control plane's transactions too;
  * 3. liveness phase: every fault healed, every node up; clients must make progress again;
- * 4. clients stop; every shard must converge (same applied index and byte-identical applied state
- *    on every replica);
+ * 4. clients stop; the meta workload finishes (bootstrap and registrations still unacknowledged);
+ *    every shard must converge (same applied index and byte-identical applied state on every
+ *    replica of that shard);
  * 5. checks: a final linearizable read of every key; the history (src/verify) is linearizable and
- *    eventual reads saw no phantom value; every acknowledged write is in the converged state; the
- *    group commit batched (host writes < readies).
+ *    eventual reads saw no phantom value; every acknowledged write is in the converged state of
+ *    every replica of its shard; each node holds exactly the replicas placed on it and no data of
+ *    other shards; the group commit batched (host writes < readies); the meta shard's map, read on
+ *    its leader, is well formed with one id per registered address (meta.ts).
  *
  * Checked while the run goes on: every 100 ms of simulated time, replicas of a shard at the same
  * applied index must hold identical state, and a message storm ends the run as a liveness failure;
@@ -18,7 +23,7 @@
  *
  * Any failure names its property; the trace hash makes a replay checkable.
  */
-import { ShardId, SeededRandom } from '../../../src/common/index.ts'
+import { SeededRandom, type ShardId } from '../../../src/common/index.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
 import { decodeValueRecord, dataKey } from '../../../src/storage/index.ts'
 import { checkHistory } from '../checkers/linearizable.ts'
@@ -29,6 +34,7 @@ import type { DiskStats } from './disk.ts'
 import { MicrotaskDrain } from './drain.ts'
 import { AsyncDriver } from './driver.ts'
 import type { NetStats } from './network.ts'
+import { MetaWorkload, type MetaStats } from './meta.ts'
 import { HostNemesisRunner, planHostNemeses } from './nemesis.ts'
 import { describeHostOptions, hostSwarmOptions, type HostSimOverrides } from './options.ts'
 import { HostClient, finalRead, keyName, type AckedWrite } from './workload.ts'
@@ -96,6 +102,8 @@ export interface HostRunResult {
     readonly net: NetStats
     readonly disk: DiskStats
     readonly nemesisSteps: number
+    /** The meta workload's counters (sharded placement; all zero otherwise). */
+    readonly meta: MetaStats
   }
   readonly marks: Readonly<Record<CoverageMark, number>>
   readonly traceTail: readonly string[]
@@ -138,6 +146,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   const clients: HostClient[] = []
   let linearizability = 'skipped'
   let nemesisSteps = 0
+  let meta: MetaWorkload | null = null
   const cluster = new HostCluster({
     options: o,
     sim,
@@ -168,7 +177,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   try {
     await cluster.bootAll()
     const elected = await driver.runFor(electionMsMax, () => {
-      for (let i = 0; i < o.shardCount; i++) if (cluster.leaderOf(ShardId(i)) === undefined) return stopped()
+      for (const shardId of cluster.shardIds) if (cluster.leaderOf(shardId) === undefined) return stopped()
       return true
     })
     if (!elected) cluster.fail('liveness', 'no leader for every shard after boot')
@@ -182,7 +191,9 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     const plan = planHostNemeses(o, random.fork('nemesis'), sim.nowMs)
     nemesisSteps = plan.length
     nemesis.schedule(plan)
+    if (o.metaClients > 0) meta = new MetaWorkload(cluster, clientClock, random.fork('meta'), o)
     for (const c of clients) c.start()
+    meta?.start()
     await driver.runFor(o.safetyPhaseMs, stopped)
 
     // Liveness phase.
@@ -197,7 +208,12 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       await driver.runFor(o.livenessPhaseMs, stopped)
     }
     for (const c of clients) c.stop()
-    await driver.runFor(o.deadlineMs * 2, () => clients.every((c) => c.idle))
+    meta?.stop()
+    await driver.runFor(o.deadlineMs * 2, () => clients.every((c) => c.idle) && (meta?.idle ?? true))
+    if (meta !== null && !stopped()) {
+      const problem = await meta.finish(clientClock, 10_000)
+      if (problem !== null) cluster.fail('liveness', problem)
+    }
 
     // Convergence.
     if (!stopped()) {
@@ -233,6 +249,8 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       }
     }
     if (!stopped()) await checkAcked(cluster, history, acked)
+    if (!stopped()) await cluster.checkPlacement()
+    if (meta !== null && !stopped()) await meta.checkFinal(clientClock, 5_000)
     if (!stopped()) {
       const c = cluster.hostCounters()
       if (!(c.writes < c.readies))
@@ -243,6 +261,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     else cluster.fail('crash', `${describeErr(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}`)
   } finally {
     for (const c of clients) c.stop()
+    meta?.stop()
     try {
       await cluster.shutdown()
     } finally {
@@ -287,6 +306,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       net: { ...cluster.net.stats },
       disk: cluster.diskCounters(),
       nemesisSteps,
+      meta: meta === null ? emptyMetaStats() : { ...meta.stats },
     },
     marks,
     traceTail: sim.traceTail(),
@@ -315,7 +335,9 @@ async function checkAcked(
     const host = s.host
     if (host === undefined) return cluster.fail('acked-writes', `node ${s.id} is down at the end`)
     for (const [shard, index] of maxIndex) {
-      const applied = host.status()[shard]!.appliedIndex
+      const shardId = shard as ShardId
+      if (!cluster.holds(s.id, shardId)) continue
+      const applied = cluster.viewOf(host, shardId)?.appliedIndex ?? 0
       if (applied < index)
         return cluster.fail(
           'acked-writes',
@@ -328,7 +350,7 @@ async function checkAcked(
   for (const [key, w] of newestPut) {
     const keyBytes = enc.encode(key)
     const storageKey = dataKey(cluster.hasher.hash64(keyBytes), keyBytes)
-    for (const s of cluster.slots) {
+    for (const s of cluster.slotsOf(w.shardId)) {
       const raw = await s.memory.get(storageKey)
       const version = w.version ?? 0
       if (raw === null) {
@@ -362,6 +384,19 @@ async function checkAcked(
   }
 }
 
+function emptyMetaStats(): MetaStats {
+  return {
+    ok: 0,
+    failed: 0,
+    bootstraps: 0,
+    registers: 0,
+    registersAfterUnknown: 0,
+    heartbeats: 0,
+    reads: 0,
+    markDeads: 0,
+  }
+}
+
 /** One line per seed for the test logs. */
 export function describeHostResult(r: HostRunResult): string {
   const s = r.stats
@@ -372,6 +407,9 @@ export function describeHostResult(r: HostRunResult): string {
     `crashes=${s.crashes} lin=${s.linearizability} readies=${s.host.readies} writes=${s.host.writes} ` +
     `multiShard=${g.multiShardBatches} multiEntry=${g.multiEntryBatches} entriesMax=${g.entriesPerBatchMax} ` +
     `envelopes=${s.transport.sent}/${s.transport.sentBatches} snapshots=${s.net.snapshotsDelivered}` +
+    (r.optionsLines.some((l) => l.includes('placement=sharded'))
+      ? ` meta=${s.meta.ok} (boot=${s.meta.bootstraps} reg=${s.meta.registers} afterUnknown=${s.meta.registersAfterUnknown} hb=${s.meta.heartbeats} reads=${s.meta.reads} dead=${s.meta.markDeads} fail=${s.meta.failed})`
+      : '') +
     (r.failure === null ? '' : ` ${r.failure.property}: ${r.failure.detail.split('\n')[0] ?? ''}`)
   )
 }

@@ -1,6 +1,9 @@
 /**
  * Clients of the host simulator: each runs one operation at a time through the RaftReplica API
- * (`host.replicaForHash(hash)`) of the node it picks, as the server's handlers would:
+ * (`host.replicaForHash(hash)`) of the node it picks, as the server's handlers would. It picks
+ * among the nodes holding a replica of the key's shard (every node with `full` placement; three
+ * of five with `sharded`, never one without: WRONG_SHARD there fails the run), preferring the one
+ * it believes leads the shard (a hint per shard, from NOT_LEADER answers and successes):
  *
  * - puts at write level `majority` (some at `all`), compare-and-set by version and deletes, each
  *   with an exactly-once tag (clientId, seq, firstIncompleteSeq = seq: one write in flight per
@@ -27,6 +30,7 @@ import {
   type Random,
   type ShardId,
 } from '../../../src/common/index.ts'
+import type { NodeHost } from '../../../src/node/host.ts'
 import type { RaftReplica, Receipt, VersionedValue } from '../../../src/shard/index.ts'
 import type { CasExpect } from '../../../src/verify/index.ts'
 import type { History } from '../workload.ts'
@@ -82,7 +86,8 @@ export function keyName(i: number): string {
 
 export class HostClient {
   private seq = 0
-  private hint: NodeId | null = null
+  /** The node believed to lead, per shard (`full` placement: one belief for every shard). */
+  private readonly hints = new Map<number, NodeId>()
   private running = false
   private busy = false
   /** The version this client last saw per key (what a CAS expects). */
@@ -144,14 +149,29 @@ export class HostClient {
     return 'get'
   }
 
-  private pickNode(): NodeId {
-    if (this.hint !== null && this.random.int(8) !== 0) return this.hint
-    const ids = this.cluster.members
-    return ids[this.random.int(ids.length)]!
+  private hintSlot(shardId: ShardId): number {
+    return this.cluster.map === null ? -1 : shardId
   }
 
-  private anyNode(): NodeId {
-    const ids = this.cluster.members
+  private hintOf(shardId: ShardId): NodeId | null {
+    return this.hints.get(this.hintSlot(shardId)) ?? null
+  }
+
+  private setHint(shardId: ShardId, node: NodeId | null): void {
+    if (node === null) this.hints.delete(this.hintSlot(shardId))
+    else this.hints.set(this.hintSlot(shardId), node)
+  }
+
+  /** The node believed to lead `shardId` (mostly), else any node holding a replica of it. */
+  private pickNode(shardId: ShardId): NodeId {
+    const hint = this.hintOf(shardId)
+    if (hint !== null && this.random.int(8) !== 0) return hint
+    return this.anyNode(shardId)
+  }
+
+  /** Any node holding a replica of `shardId`. */
+  private anyNode(shardId: ShardId): NodeId {
+    const ids = this.cluster.replicasOf(shardId)
     return ids[this.random.int(ids.length)]!
   }
 
@@ -181,24 +201,25 @@ export class HostClient {
   private async attempts<T>(
     key: string,
     deadline: AbortSignal,
-    pick: () => NodeId,
+    pick: (shardId: ShardId) => NodeId,
     attempt: (replica: RaftReplica, signal: AbortSignal) => Promise<T>,
   ): Promise<
     | { readonly ok: true; readonly value: T; readonly node: NodeId }
     | { readonly ok: false; readonly maybeApplied: boolean; readonly final: unknown }
   > {
     const hash = this.cluster.hasher.hash64(enc.encode(key))
+    const shardId = this.cluster.shardOfKey(enc.encode(key))
     let maybeApplied = false
     for (let n = 0; n < attemptsMax && !deadline.aborted; n++) {
-      const node = pick()
+      const node = pick(shardId)
       const host = this.cluster.hostOf(node)
       if (host === undefined) {
         // Connection refused: nothing was sent.
-        this.hint = null
+        this.setHint(shardId, null)
         await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
         continue
       }
-      const replica = host.replicaForHash(hash)
+      const replica = replicaOn(this.cluster, host, hash, key)
       const a = deadlineSignal(this.clock, this.options.attemptTimeoutMs, deadline)
       try {
         return { ok: true, value: await attempt(replica, a.signal), node }
@@ -207,10 +228,15 @@ export class HostClient {
         if (err.code === ErrorCode.VersionMismatch || err.code === ErrorCode.InvalidArgument)
           return { ok: false, maybeApplied, final: err }
         if (!errorCodeTable[err.code].writeNotApplied) maybeApplied = true
-        this.hint =
+        const hint =
           err.code === ErrorCode.NotLeader ? ((err.details?.leaderHint as NodeId | undefined) ?? null) : null
-        if (this.hint === null || this.hint === node)
-          await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
+        if (hint !== null && !this.cluster.holds(hint, shardId))
+          this.cluster.fail(
+            'routing',
+            `node ${node} names node ${hint} the leader of shard ${shardId}, which holds no replica of it`,
+          )
+        this.setHint(shardId, hint)
+        if (hint === null || hint === node) await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
       } finally {
         a.dispose()
       }
@@ -226,7 +252,7 @@ export class HostClient {
       r = await this.attempts(
         key,
         deadline.signal,
-        () => this.pickNode(),
+        (shardId) => this.pickNode(shardId),
         (replica, signal) => replica.get(enc.encode(key), { level: 'linearizable', signal }),
       )
     } finally {
@@ -249,7 +275,7 @@ export class HostClient {
       return
     }
     this.okCount++
-    this.hint = r.node
+    this.setHint(this.cluster.shardOfKey(enc.encode(key)), r.node)
     const found = r.value.found
     const value = found === null ? null : dec.decode(found.value)
     this.lastSeen.set(key, found?.version ?? 0)
@@ -277,7 +303,7 @@ export class HostClient {
       r = await this.attempts(
         key,
         deadline.signal,
-        () => this.anyNode(),
+        (shardId) => this.anyNode(shardId),
         (replica, signal) =>
           replica.get(enc.encode(key), { level: 'session', sessionIndex: token as LogIndex, signal }),
       )
@@ -312,14 +338,15 @@ export class HostClient {
 
   private async eventualGet(key: string): Promise<void> {
     const callMs = this.cluster.sim.nowMs
-    const node = this.anyNode()
+    const node = this.anyNode(this.cluster.shardOfKey(enc.encode(key)))
     const host = this.cluster.hostOf(node)
     if (host === undefined) return
     let r
     try {
-      r = await host
-        .replicaForHash(this.cluster.hasher.hash64(enc.encode(key)))
-        .get(enc.encode(key), { level: 'eventual' })
+      r = await replicaOn(this.cluster, host, this.cluster.hasher.hash64(enc.encode(key)), key).get(
+        enc.encode(key),
+        { level: 'eventual' },
+      )
     } catch (err) {
       // The node died under the read.
       if (isKvError(err) && err.code === ErrorCode.Unavailable) return
@@ -350,7 +377,7 @@ export class HostClient {
       r = await this.attempts(
         key,
         deadline.signal,
-        () => this.pickNode(),
+        (shardId) => this.pickNode(shardId),
         async (replica, signal) => {
           if (kind === 'del') {
             const d = await replica.delete(enc.encode(key), { level, signal, ...tag })
@@ -373,7 +400,7 @@ export class HostClient {
     const expect: CasExpect = { version: expected }
     if (r.ok) {
       this.okCount++
-      this.hint = r.node
+      this.setHint(shardId, r.node)
       const { version, receipt } = r.value
       const appliedIndex = receipt.appliedIndex
       this.acked.push({
@@ -460,6 +487,26 @@ export class HostClient {
   private trace(line: string): void {
     this.cluster.sim.record(`c${this.id} ${line}`)
   }
+}
+
+/**
+ * `host`'s replica of the shard of `key` (hash `hash`). The clients only ask nodes the placement
+ * put the shard on, so WRONG_SHARD here means the host and the map disagree: the run fails.
+ */
+function replicaOn(cluster: HostCluster, host: NodeHost, hash: bigint, key: string): RaftReplica {
+  try {
+    return host.replicaForHash(hash)
+  } catch (err) {
+    const shardId = cluster.shardOfKey(enc.encode(key))
+    const detail = `node ${host.nodeId} has no replica of ${key} (shard ${shardId}, placed on ${cluster.replicasOf(shardId).join(',')}): ${describeErr(err)}`
+    cluster.fail('routing', detail)
+    throw new RoutingError(detail)
+  }
+}
+
+/** Thrown at a client whose request reached a node without the key's shard (the run has failed). */
+class RoutingError extends Error {
+  override readonly name = 'RoutingError'
 }
 
 /** After healing: one linearizable read of `key` through its shard's leader (retried until `deadlineMs`). */

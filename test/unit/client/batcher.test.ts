@@ -248,6 +248,41 @@ describe('client/batching across a sharded cluster', () => {
       expect(results[i]?.receipt).toMatchObject({ shardId, nodeId: cluster.leaders.get(shardId) })
     }
     expect(cluster.node(1).requestsOf<MultiRequest>('multi')[0]?.ops).toHaveLength(10)
+    // Every op carries its own route: the shard of its key (node 1's Multi mixes shards 1 and 4).
+    for (const node of cluster.nodes) {
+      for (const put of node.opsOf<PutRequest>('put')) {
+        expect(put.options?.route).toEqual({ shardId: cluster.shardOf(put.key).shardId, epoch: 1 })
+      }
+    }
+    const routes = cluster
+      .node(1)
+      .opsOf<PutRequest>('put')
+      .map((p) => p.options?.route?.shardId)
+    expect(new Set(routes)).toEqual(new Set([1, 4]))
+  })
+
+  it('repairs each op of a Multi from its WRONG_SHARD descriptor; the moved ops go on together', async () => {
+    const c = connect({ clientId: 'resharded' })
+    await c.refreshRouting()
+    cluster.moveShard(2, [3, 1], 3) // shard 2 moved to nodes 3 and 1 (epoch 2); the map is stale
+    const moved = cluster.keysOn(2, 'w/', 4)
+    const stay = cluster.keysOn(3, 'w/', 2)
+    const results = await Promise.all([...moved, ...stay].map((k) => c.put(k, 'v')))
+    expect(results.map((r) => r.receipt.nodeId)).toEqual([3, 3, 3, 3, 3, 3])
+    // Node 2 refused the four ops of its Multi, each with the descriptor; they went on together to
+    // node 3 in one Multi with the new epoch, keeping their tags. One repair, no map refresh.
+    expect(cluster.counts('multi')).toEqual({ 1: 0, 2: 1, 3: 2 })
+    const refused = cluster.node(2).opsOf<PutRequest>('put')
+    expect(refused.map((p) => p.options?.route)).toEqual(moved.map(() => ({ shardId: 2, epoch: 1 })))
+    const again = cluster
+      .node(3)
+      .opsOf<PutRequest>('put')
+      .filter((p) => p.options?.route?.shardId === 2)
+    expect(again.map((p) => p.options?.route?.epoch)).toEqual([2, 2, 2, 2])
+    expect(new Set(again.map((p) => p.options?.seq))).toEqual(new Set(refused.map((p) => p.options?.seq)))
+    expect(cluster.shard(2).applies).toBe(4)
+    expect(c.routingTable()?.descriptorRepairs).toBe(1)
+    expect(c.routingTable()?.refreshes).toBe(1)
   })
 
   it("follows a NOT_LEADER hint per op: the moved shard's ops go on together to the new leader", async () => {
@@ -270,15 +305,17 @@ describe('client/batching across a sharded cluster', () => {
   })
 
   it('reports a write of a Multi that may have applied and then met NOT_LEADER by its unknown outcome', async () => {
-    const c = connect({ retry: { attemptsMax: 2, backoffBaseMs: 1, backoffMaxMs: 1 } })
+    // No backoff: both retries go in the same turn, whatever the jitter would have drawn.
+    const c = connect({ retry: { attemptsMax: 2, backoffBaseMs: 0, backoffMaxMs: 0 } })
     await c.refreshRouting()
     const [a, b] = cluster.keysOn(2, 'unknown/', 2)
     // The Multi to node 2 dies on the wire (for all the client knows, after applying); node 2 is
-    // then taken for gone, and the retries go together to node 1, which does not lead shard 2 and
-    // says so. Out of attempts: each write reports its unknown outcome, not NOT_LEADER.
+    // then taken for gone, and the retries go together to shard 2's next replica, node 3, which
+    // does not lead it and says so. Out of attempts: each write reports its unknown outcome, not
+    // NOT_LEADER.
     cluster.node(2).failNext('multi', { status: 14, message: 'connection reset' })
     const settled = await Promise.allSettled([c.put(a as string, 'v'), c.put(b as string, 'v')])
-    expect(cluster.counts('multi')).toEqual({ 1: 1, 2: 1, 3: 0 })
+    expect(cluster.counts('multi')).toEqual({ 1: 0, 2: 1, 3: 1 })
     for (const s of settled) {
       expect(s).toMatchObject({ status: 'rejected', reason: { name: 'KvError', code: 'UNAVAILABLE' } })
       expect((s as PromiseRejectedResult).reason.message).toMatch(/may or may not have applied/)

@@ -325,7 +325,41 @@ describe('client/KvClient', () => {
     const c = connect()
     const s = await c.status()
     expect(s).toMatchObject({ endpoint: server.address, clusterId: 'fake-cluster', node: { nodeId: 1 } })
-    expect(s.node?.shards[0]?.role).toBe('leader')
+    expect(s.node).toMatchObject({ zone: '', forwardedRequests: 0 })
+    expect(s.node?.shards[0]).toMatchObject({ role: 'leader', approximateBytes: 0, epoch: 1 })
+  })
+
+  it('returns the shard map one endpoint serves, without touching the routing cache', async () => {
+    const c = connect()
+    const map = await c.shardMap()
+    expect(map).toEqual({
+      endpoint: server.address,
+      clusterId: 'fake-cluster',
+      servedBy: 1,
+      replicaCount: 1,
+      vnodesPerNode: 16,
+      nodes: [
+        { nodeId: 1, address: server.address, zone: '', state: 'active', lastHeartbeatMs: 0, weight: 1 },
+      ],
+      shards: [
+        {
+          shardId: 0,
+          hashStart: '0',
+          hashEnd: '18446744073709551616',
+          replicas: [1],
+          leaderId: 1,
+          leaderTerm: 1,
+          epoch: 1,
+        },
+      ],
+      metaShard: null,
+    })
+    expect(server.count('shardMap')).toBe(1)
+    expect(c.routingTable()).toBeUndefined()
+    // A routed call loads the cache itself, and sends its route.
+    await c.put('k', 'v')
+    expect(server.count('shardMap')).toBe(2)
+    expect(server.requestsOf<PutRequest>('put')[0]?.options?.route).toEqual({ shardId: 0, epoch: 1 })
   })
 })
 

@@ -1,9 +1,11 @@
 /**
- * The SDK against a fake sharded, replicated cluster (fake-cluster.ts: 3 nodes, 4 shards, every
- * node a replica of every shard): shard routing, leader hints, split getMany, cross-shard batches,
- * per-shard session tokens across nodes, and write outcomes across redirects.
+ * The SDK against a fake sharded, replicated cluster (fake-cluster.ts: 3 nodes in zones z1..z3, 4
+ * shards, every node a replica of every shard): routing by the shard map (writes to the leader,
+ * weaker reads to a nearby replica), route hints and WRONG_SHARD repairs, leader hints and
+ * receipts, split getMany, cross-shard batches, per-shard session tokens across nodes, and write
+ * outcomes across redirects.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { KvClient, type KvClientInit } from '../../../src/client/index.ts'
 import { SeededRandom, type Random } from '../../../src/common/random.ts'
 import type { BatchGetRequest, GetRequest, PutRequest, ScanRequest } from '../../../src/gen/ringkv/v1/kv.ts'
@@ -52,26 +54,37 @@ describe('client/routing against a sharded cluster', () => {
 
   beforeEach(async () => {
     cluster = await FakeCluster.start({ nodes: 3, shards: 4 })
-    // Leaders: shard 1 -> node 1, 2 -> 2, 3 -> 3, 4 -> 1.
+    // Leaders: shard 1 -> node 1, 2 -> 2, 3 -> 3, 4 -> 1; replicas everywhere, the leader first.
+    for (const n of cluster.nodes) n.zone = `z${n.nodeId}`
   })
+  const mapCalls = (): number => Object.values(cluster.counts('shardMap')).reduce((a, b) => a + b, 0)
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close()
     await cluster.stop()
   })
 
-  it('loads the table on first use and sends a put straight to its shard leader (zero redirects)', async () => {
+  it('loads the map on first use and sends a put straight to its shard leader (zero redirects)', async () => {
     const c = connect()
-    // Cold: the first write loads the table from one Status, then goes to the leader directly.
+    // Cold: the first write loads the map from one ShardMap, then goes to the leader directly.
     const [first] = cluster.keysOn(3, 'cold/')
     const res = await c.put(first as string, 'v')
     expect(res.receipt).toMatchObject({ nodeId: 3, shardId: 3, delivered: 'majority' })
-    expect(cluster.counts('status')).toEqual({ 1: 1, 2: 0, 3: 0 })
+    expect(cluster.counts('shardMap')).toEqual({ 1: 1, 2: 0, 3: 0 })
+    expect(cluster.counts('status')).toEqual({ 1: 0, 2: 0, 3: 0 })
     expect(cluster.counts('put')).toEqual({ 1: 0, 2: 0, 3: 1 })
-    expect(c.routingTable()?.shards.map((s) => [s.shardId, s.leaderId])).toEqual([
-      [1, 1],
-      [2, 2],
-      [3, 3],
-      [4, 1],
+    // The write carried the route its map gave it.
+    expect(cluster.node(3).requestsOf<PutRequest>('put')[0]?.options?.route).toEqual({ shardId: 3, epoch: 1 })
+    const table = c.routingTable()
+    expect(table?.shards.map((s) => [s.shardId, s.leaderId, s.epoch, s.replicas])).toEqual([
+      [1, 1, 1, [1, 2, 3]],
+      [2, 2, 1, [2, 3, 1]],
+      [3, 3, 1, [3, 1, 2]],
+      [4, 1, 1, [1, 2, 3]],
+    ])
+    expect(table?.members.map((m) => [m.nodeId, m.zone, m.state])).toEqual([
+      [1, 'z1', 'active'],
+      [2, 'z2', 'active'],
+      [3, 'z3', 'active'],
     ])
 
     // Warm: one put per shard, each lands on its leader only.
@@ -83,12 +96,55 @@ describe('client/routing against a sharded cluster', () => {
       expect(put.receipt.nodeId).toBe(cluster.leaders.get(shard.shardId))
     }
     expect(cluster.counts('put')).toEqual({ 1: 2, 2: 1, 3: 1 })
-    expect(cluster.counts('status')).toEqual({ 1: 0, 2: 0, 3: 0 })
-    // Linearizable reads and deletes route the same way; weaker reads go to the first endpoint.
+    expect(cluster.counts('shardMap')).toEqual({ 1: 0, 2: 0, 3: 0 })
+    // Linearizable reads and deletes route the same way.
     const [k2] = cluster.keysOn(2, 'warm/')
     expect((await c.get(k2 as string)).receipt.nodeId).toBe(2)
-    expect((await c.get(k2 as string, { consistency: 'eventual' })).receipt.nodeId).toBe(1)
     expect((await c.delete(k2 as string)).receipt.nodeId).toBe(2)
+    expect(cluster.node(2).requestsOf<GetRequest>('get')[0]?.options?.route).toEqual({ shardId: 2, epoch: 1 })
+  })
+
+  it('sends eventual reads to a replica: spread over the live replicas, or in the client zone', async () => {
+    const [key] = cluster.keysOn(2, 'near/')
+    await connect().put(key as string, 'v')
+    // No zone: each read to the next replica of shard 2 in turn.
+    const spread = connect()
+    cluster.clearRequests()
+    for (let i = 0; i < 9; i++) {
+      const got = await spread.get(key as string, { consistency: 'eventual' })
+      expect(got.valueText()).toBe('v')
+      expect(got.receipt).toMatchObject({ shardId: 2, delivered: 'eventual' })
+    }
+    expect(cluster.counts('get')).toEqual({ 1: 3, 2: 3, 3: 3 })
+    for (const n of cluster.nodes) {
+      for (const req of n.requestsOf<GetRequest>('get'))
+        expect(req.options?.route).toEqual({ shardId: 2, epoch: 1 })
+    }
+    // Zone z3: every shard's reads on node 3, whichever node leads it; session and bounded too.
+    const near = connect({ zone: 'z3' })
+    cluster.clearRequests()
+    for (const shard of cluster.shards) {
+      const [k] = cluster.keysOn(shard.shardId, 'near/')
+      expect((await near.get(k as string, { consistency: 'eventual' })).receipt.nodeId).toBe(3)
+    }
+    expect((await near.get(key as string, { consistency: 'session' })).receipt.nodeId).toBe(3)
+    expect((await near.get(key as string, { maxStalenessMs: 100 })).receipt.nodeId).toBe(3)
+    expect(cluster.counts('get')).toEqual({ 1: 0, 2: 0, 3: 6 })
+    // Writes from that client still go to the leader.
+    expect((await near.put(key as string, 'w')).receipt.nodeId).toBe(2)
+  })
+
+  it('skips replicas the map says are dead', async () => {
+    cluster.node(1).state = 'dead'
+    const c = connect({ endpoints: [cluster.node(2).address] })
+    const [key] = cluster.keysOn(1, 'dead/')
+    for (let i = 0; i < 6; i++) await c.get(key as string, { consistency: 'eventual' })
+    expect(cluster.counts('get')).toEqual({ 1: 0, 2: 3, 3: 3 })
+    // The write goes to the first live replica of shard 1 (its preferred leader, node 1, is dead),
+    // which names node 1 as leader: node 1 still answers, so the hint is followed.
+    cluster.leaders.set(1, 2)
+    expect((await c.put(key as string, 'v')).receipt.nodeId).toBe(2)
+    expect(cluster.counts('put')).toEqual({ 1: 0, 2: 1, 3: 0 })
   })
 
   it('follows a NOT_LEADER hint at once, with the same exactly-once tag, and remembers it', async () => {
@@ -158,12 +214,16 @@ describe('client/routing against a sharded cluster', () => {
     expect(many.results.map((r) => r.valueText())).toEqual(
       asked.map((k) => (k === 'many/absent' ? null : `value of ${k}`)),
     )
-    // One BatchGet per leader: node 1 leads shards 1 and 4 and gets both in one call.
-    expect(cluster.counts('batchGet')).toEqual({ 1: 1, 2: 1, 3: 1 })
+    // One BatchGet per shard, to its leader, with that shard's route: node 1 leads shards 1 and 4.
+    expect(cluster.counts('batchGet')).toEqual({ 1: 2, 2: 1, 3: 1 })
     for (const node of cluster.nodes) {
-      const req = node.requestsOf<BatchGetRequest>('batchGet')[0]
-      for (const key of req?.keys ?? [])
-        expect(cluster.leaders.get(cluster.shardOf(key).shardId)).toBe(node.nodeId)
+      for (const req of node.requestsOf<BatchGetRequest>('batchGet')) {
+        const shards = new Set(req.keys.map((key) => cluster.shardOf(key).shardId))
+        expect(shards.size).toBe(1)
+        const [shardId] = [...shards]
+        expect(req.options?.route).toEqual({ shardId, epoch: 1 })
+        expect(cluster.leaders.get(shardId as number)).toBe(node.nodeId)
+      }
     }
     expect(many.receipts.map((r) => r.shardId).sort()).toEqual([1, 2, 3, 4])
     for (const r of many.receipts) expect(r.nodeId).toBe(cluster.leaders.get(r.shardId))
@@ -180,20 +240,34 @@ describe('client/routing against a sharded cluster', () => {
     cluster.clearRequests()
     const many = await c.getMany(keys)
     expect(many.results.map((r) => r.valueText())).toEqual(keys)
-    // Node 1 refused its part (shards 1 + 4) naming node 2 for shard 4; the retry split it.
+    // Node 1 served shard 1's part and refused shard 4's, naming node 2; only that part went again.
     expect(cluster.counts('batchGet')).toEqual({ 1: 2, 2: 2, 3: 1 })
+    const retried = cluster.node(2).requestsOf<BatchGetRequest>('batchGet')
+    expect(retried.map((r) => r.options?.route?.shardId).sort()).toEqual([2, 4])
     expect(many.receipts.find((r) => r.shardId === 4)?.nodeId).toBe(2)
   })
 
-  it('sends a getMany below linearizable to one replica in one call', async () => {
-    const c = connect()
-    const keys = cluster.shards.flatMap((s) => cluster.keysOn(s.shardId, 'weak/', 1))
+  it('splits a getMany below linearizable by shard, each part to a replica (in the client zone)', async () => {
+    const c = connect({ zone: 'z2' })
+    const keys = cluster.shards.flatMap((s) => cluster.keysOn(s.shardId, 'weak/', 2))
     for (const k of keys) await c.put(k, k)
     cluster.clearRequests()
     const many = await c.getMany(keys, { consistency: 'eventual' })
     expect(many.results.map((r) => r.valueText())).toEqual(keys)
-    expect(cluster.counts('batchGet')).toEqual({ 1: 1, 2: 0, 3: 0 })
-    expect(many.receipts.length).toBe(4)
+    expect(cluster.counts('batchGet')).toEqual({ 1: 0, 2: 4, 3: 0 })
+    expect(
+      cluster
+        .node(2)
+        .requestsOf<BatchGetRequest>('batchGet')
+        .map((r) => r.options?.route?.shardId)
+        .sort(),
+    ).toEqual([1, 2, 3, 4])
+    expect(many.receipts.map((r) => [r.shardId, r.nodeId]).sort()).toEqual([
+      [1, 2],
+      [2, 2],
+      [3, 2],
+      [4, 2],
+    ])
   })
 
   it('refuses a batch across shards with CROSS_SHARD before any RPC; a one-shard batch goes to its leader', async () => {
@@ -218,7 +292,8 @@ describe('client/routing against a sharded cluster', () => {
   })
 
   it('keeps per-shard session tokens across a switch of node', async () => {
-    const c = connect({ endpoints: cluster.nodes.map((n) => n.address) })
+    // In zone z1: session reads try node 1 first.
+    const c = connect({ endpoints: cluster.nodes.map((n) => n.address), zone: 'z1' })
     const s = c.session()
     const [k1] = cluster.keysOn(1, 'sess/')
     const [k2] = cluster.keysOn(2, 'sess/')
@@ -228,7 +303,7 @@ describe('client/routing against a sharded cluster', () => {
     const token = s.token()
     expect(token).toEqual({ 1: 1, 2: 2 })
 
-    // Node 1 (the first endpoint) lags on shard 2: the session read moves to another replica.
+    // Node 1 (the replica in the client's zone) lags on shard 2: the read moves to another replica.
     cluster.node(1).lag.set(2, 0)
     const got = await s.get(k2 as string)
     expect(got.valueText()).toBe('b2')
@@ -245,7 +320,7 @@ describe('client/routing against a sharded cluster', () => {
     expect(s.token()).toEqual(token)
 
     // A token saved from this session resumes in another client that knows only node 3.
-    const other = connect({ endpoints: [cluster.node(3).address] })
+    const other = connect({ endpoints: [cluster.node(3).address], zone: 'z3' })
     const resumed = other.session({ token: s.token() })
     expect((await resumed.get(k2 as string)).valueText()).toBe('b2')
     const sent = cluster.node(3).requestsOf<GetRequest>('get').at(-1)?.options?.session
@@ -253,7 +328,7 @@ describe('client/routing against a sharded cluster', () => {
   })
 
   it('scans every shard in hash order, each stream on its leader at linearizable', async () => {
-    const c = connect()
+    const c = connect({ zone: 'z1' })
     const keys = cluster.shards.flatMap((s) => cluster.keysOn(s.shardId, 'scan/', 3))
     for (const k of keys) await c.put(k, k)
     await c.put('other', 'x')
@@ -269,8 +344,15 @@ describe('client/routing against a sharded cluster', () => {
     ])
     expect(cluster.counts('scan')).toEqual({ 1: 2, 2: 1, 3: 1 })
     expect(scan.resumes).toBe(0)
+    // Each stream carried the route of the shard it was opened for.
+    expect(
+      cluster.nodes
+        .flatMap((n) => n.requestsOf<ScanRequest>('scan').map((r) => r.options?.route?.shardId))
+        .sort(),
+    ).toEqual([1, 2, 3, 4])
 
-    // Eventual: every stream on the first endpoint. With a limit, the total is honoured across shards.
+    // Eventual: every stream on the replica in the client's zone. With a limit, the total is
+    // honoured across shards.
     cluster.clearRequests()
     const weak = await c.scan({ prefix: 'scan/', consistency: 'eventual', limit: 7 }).toArray()
     expect(weak.length).toBe(7)
@@ -298,10 +380,11 @@ describe('client/routing against a sharded cluster', () => {
     await c.refreshRouting()
     const [key] = cluster.keysOn(2, 'unknown/')
     // Attempt 1 applies on node 2, and its answer is lost; the client then takes node 2 for gone,
-    // and attempt 2 goes to node 1, which does not lead shard 2 and says so. Out of attempts.
+    // and attempt 2 goes to shard 2's next replica, node 3, which does not lead it and says so.
+    // Out of attempts.
     cluster.node(2).failNext('put', { status: 14, message: 'connection reset', afterApply: true })
     const err = await c.put(key as string, 'v').catch((e: unknown) => e)
-    expect(cluster.counts('put')).toEqual({ 1: 1, 2: 1, 3: 0 })
+    expect(cluster.counts('put')).toEqual({ 1: 0, 2: 1, 3: 1 })
     expect(err).toMatchObject({ name: 'KvError', code: 'UNAVAILABLE' })
     expect((err as Error).message).toMatch(/may or may not have applied/)
     expect(cluster.shards[1]?.applies).toBe(1)
@@ -340,14 +423,16 @@ describe('client/routing against a sharded cluster', () => {
     expect(res.version).toBe(1)
   })
 
-  it('falls back to the first endpoint and leader hints when Status lists no shards', async () => {
-    cluster.statusWithoutShards = true
+  it('falls back to the first endpoint and leader hints when the map lists no shards', async () => {
+    cluster.mapWithoutShards = true
     const c = connect()
     const [key] = cluster.keysOn(2, 'fallback/')
     const res = await c.put(key as string, 'v')
     expect(res.receipt.nodeId).toBe(2)
-    // Node 1 said NOT_LEADER, naming node 2, whose address came with the Status peers.
+    // Node 1 said NOT_LEADER, naming node 2, whose address came with the map's nodes. No route
+    // hint without a shard.
     expect(cluster.counts('put')).toEqual({ 1: 1, 2: 1, 3: 0 })
+    expect(cluster.node(1).requestsOf<PutRequest>('put')[0]?.options?.route).toBeUndefined()
     expect(c.routingTable()?.shards).toEqual([])
     expect(c.currentEndpoint).toBe(cluster.node(2).address)
   })
@@ -357,5 +442,105 @@ describe('client/routing against a sharded cluster', () => {
     const [key] = cluster.keysOn(3, 'bytes/')
     await c.put(text(key as string), 'v')
     expect(cluster.counts('put')).toEqual({ 1: 0, 2: 0, 3: 1 })
+  })
+
+  it('repairs a shard from a WRONG_SHARD descriptor in one step: the retry goes right, without a refresh', async () => {
+    const random = new CountingRandom(11)
+    const c = connect({ clientId: 'moved' }, random)
+    await c.refreshRouting()
+    // Shard 2 moves to nodes 3 and 1, led by node 3 (epoch 2); the client's map still says epoch 1.
+    cluster.moveShard(2, [3, 1], 3)
+    const drawsBefore = random.draws
+    const [key] = cluster.keysOn(2, 'moved/')
+    const res = await c.put(key as string, 'v')
+    expect(res.receipt).toMatchObject({ nodeId: 3, shardId: 2 })
+    // Node 2 refused it (WRONG_SHARD with the descriptor); the retry went at once to node 3 with
+    // the new epoch, with the same exactly-once tag.
+    expect(random.draws).toBe(drawsBefore)
+    const [refused] = cluster.node(2).requestsOf<PutRequest>('put')
+    const [served] = cluster.node(3).requestsOf<PutRequest>('put')
+    expect(refused?.options?.route).toEqual({ shardId: 2, epoch: 1 })
+    expect(served?.options?.route).toEqual({ shardId: 2, epoch: 2 })
+    expect(served?.options?.seq).toBe(refused?.options?.seq)
+    expect(cluster.counts('put')).toEqual({ 1: 0, 2: 1, 3: 1 })
+    const table = c.routingTable()
+    expect(table?.shards[1]).toMatchObject({ shardId: 2, replicas: [3, 1], leaderId: 3, epoch: 2 })
+    expect(table?.descriptorRepairs).toBe(1)
+    // The range did not change: no full refresh, now or later.
+    await new Promise((r) => setTimeout(r, 350))
+    expect(mapCalls()).toBe(1)
+    expect(c.routingTable()?.refreshes).toBe(1)
+    // Reads of the shard now go to its new replicas only.
+    cluster.clearRequests()
+    for (let i = 0; i < 4; i++) await c.get(key as string, { consistency: 'eventual' })
+    expect(cluster.counts('get')).toEqual({ 1: 2, 2: 0, 3: 2 })
+  })
+
+  it('inserts the new shard of a split from the descriptor, then refreshes the whole map', async () => {
+    const c = connect({ routing: { refreshIntervalMsMin: 50 } })
+    await c.refreshRouting()
+    cluster.split(2, 5)
+    const [upper] = cluster.keysOn(5, 'split/')
+    const res = await c.put(upper as string, 'v')
+    expect(res.receipt).toMatchObject({ nodeId: 2, shardId: 5 })
+    const puts = cluster.node(2).requestsOf<PutRequest>('put')
+    expect(puts.map((p) => p.options?.route)).toEqual([
+      { shardId: 2, epoch: 1 },
+      { shardId: 5, epoch: 1 },
+    ])
+    expect(c.routingTable()?.descriptorRepairs).toBe(1)
+    // The range moved: the rest of the map is reloaded (shard 2's lower half comes back, epoch 2).
+    await vi.waitFor(() => expect(mapCalls()).toBe(2), { timeout: 2_000 })
+    await vi.waitFor(() =>
+      expect(c.routingTable()?.shards.map((s) => [s.shardId, s.epoch])).toEqual([
+        [1, 1],
+        [2, 2],
+        [5, 1],
+        [3, 1],
+        [4, 1],
+      ]),
+    )
+    const [lower] = cluster.keysOn(2, 'split/')
+    cluster.clearRequests()
+    await c.put(lower as string, 'w')
+    expect(cluster.node(2).requestsOf<PutRequest>('put')[0]?.options?.route).toEqual({ shardId: 2, epoch: 2 })
+  })
+
+  it('refreshes the whole map after WRONG_SHARD without a descriptor', async () => {
+    const c = connect({ routing: { refreshIntervalMsMin: 50 } })
+    await c.refreshRouting()
+    cluster.descriptors = false
+    cluster.moveShard(2, [3, 1], 3)
+    const [key] = cluster.keysOn(2, 'nodesc/')
+    const res = await c.put(key as string, 'v')
+    expect(res.receipt.nodeId).toBe(3)
+    expect(mapCalls()).toBe(2)
+    expect(c.routingTable()?.descriptorRepairs).toBe(0)
+    expect(c.routingTable()?.shards[1]).toMatchObject({ epoch: 2, leaderId: 3 })
+  })
+
+  it('repairs the leader from a receipt naming another node (the request was forwarded)', async () => {
+    cluster.forward = true
+    const c = connect()
+    const near = connect({ zone: 'z1' })
+    await Promise.all([c.refreshRouting(), near.refreshRouting()])
+    cluster.leaders.set(2, 3) // leadership moved within the same epoch; the clients' maps are stale
+    const [key] = cluster.keysOn(2, 'fwd/')
+    const res = await c.put(key as string, 'v')
+    // Sent to node 2, which forwarded it to node 3: no error, one hop, the receipt names node 3.
+    expect(res.receipt.nodeId).toBe(3)
+    expect(cluster.node(2).count('put')).toBe(1)
+    expect(cluster.node(2).forwarded).toBe(1)
+    expect(c.routingTable()?.shards[1]).toMatchObject({ shardId: 2, leaderId: 3 })
+    // The next write goes to node 3 itself.
+    await c.put(key as string, 'w')
+    expect(cluster.counts('put')).toEqual({ 1: 0, 2: 1, 3: 1 })
+    expect(cluster.node(2).forwarded).toBe(1)
+    // An eventual read's receipt (node 1, in the client's zone) says nothing about the leader.
+    expect((await near.get(key as string, { consistency: 'eventual' })).receipt.nodeId).toBe(1)
+    expect(near.routingTable()?.shards[1]?.leaderId).toBe(2)
+    expect((await near.get(key as string)).receipt.nodeId).toBe(3)
+    expect(near.routingTable()?.shards[1]?.leaderId).toBe(3)
+    expect(cluster.node(2).forwarded).toBe(2)
   })
 })

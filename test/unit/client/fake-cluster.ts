@@ -8,13 +8,21 @@
  *   so an id is never mistaken for an index);
  * - a shard's leader (settable per shard) serves writes and linearizable reads; any other node
  *   answers NOT_LEADER (FAILED_PRECONDITION) with `ringkv-shard` and, when `hints` is on,
- *   `ringkv-leader`;
+ *   `ringkv-leader`; with `forward` on, it forwards the request to the leader instead (once), as
+ *   kvd does, and the receipt names the leader (the node counts it in `forwarded`);
  * - session, bounded and eventual reads are served by any node; a node can lag on a shard
  *   (`lag`), and then answers a session read that needs more with SESSION_BEHIND;
+ * - a request whose `route` {shard, epoch} names another shard than the key's, or an older epoch,
+ *   is refused with WRONG_SHARD carrying the key's shard's current descriptor
+ *   (`ringkv-descriptor-bin`; OpError.descriptor in a Multi) unless `descriptors` is off;
  * - BatchGet at linearizable needs every key's shard led by the node; Batch must stay in one shard
  *   (else CROSS_SHARD); Scan serves one shard per stream and ends it without `done` with a cursor
  *   into the next shard;
- * - Status lists every shard with its range and leader, and the other nodes as peers;
+ * - ShardMap lists the nodes (address, zone, state, heartbeat) and every shard with its range,
+ *   replicas (preference order: the first leader of the shard first), leader hint and epoch;
+ *   `split` and `moveShard` change them (raising epochs) as the meta shard would;
+ * - Status lists the shards the node holds with their range, leader, size and epoch, and the
+ *   other nodes as peers; Join and Heartbeat answer UNIMPLEMENTED (node-to-node only);
  * - Multi answers each op as its unary call would (routing, dedup, injected failures of that
  *   method), its failure as an OpError; with `multi` off a node answers UNIMPLEMENTED, as a node
  *   from before Multi does.
@@ -37,6 +45,7 @@ import {
   type StatusRequest,
   type StatusResponse,
 } from '../../../src/gen/ringkv/v1/admin.ts'
+import { ShardDescriptor } from '../../../src/gen/ringkv/v1/kv.ts'
 import {
   Consistency,
   KvServiceService,
@@ -58,13 +67,23 @@ import {
   type PutResponse,
   type ReadOptions,
   type Receipt,
+  type RouteHint,
   type ScanRequest,
   type ScanResponse,
+  type ShardMapRequest,
+  type ShardMapResponse,
   type WriteOptions,
 } from '../../../src/gen/ringkv/v1/kv.ts'
-import { createHasher, equalHashRanges, type HashRange, type Hasher } from '../../../src/hashing/index.ts'
+import {
+  createHasher,
+  equalHashRanges,
+  hashSpaceEnd,
+  type HashRange,
+  type Hasher,
+} from '../../../src/hashing/index.ts'
 
-export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi'
+export type Method =
+  'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi' | 'shardMap'
 
 /** A failure to answer with: a KvError code (sent with `ringkv-code`), or a bare gRPC status. */
 export interface Failure {
@@ -75,6 +94,8 @@ export interface Failure {
   readonly metadata?: Readonly<Record<string, string>>
   /** For writes: apply the write first, then fail (the "outcome unknown" case). */
   readonly afterApply?: boolean
+  /** With WRONG_SHARD: the descriptor sent as `ringkv-descriptor-bin` (OpError.descriptor in a Multi). */
+  readonly descriptor?: ShardDescriptor
 }
 
 export interface RecordedRequest {
@@ -94,10 +115,23 @@ export class FakeShard {
   applied = 0
   applies = 0
   readonly dedup = new Map<string, unknown>()
+  /** The meta shard's record of it: rises with every change of range or replicas. */
+  epoch = 1
+  /** The term its leader leads in (receipts and the map's leader_term). */
+  term = 1
   constructor(
     readonly shardId: number,
-    readonly range: HashRange,
+    public range: HashRange,
+    /** Node ids in preference order (the first is the preferred leader). */
+    public replicas: number[],
   ) {}
+
+  /** Key and value bytes of its rows (what the fake's Status reports as approximate_bytes). */
+  bytes(): number {
+    let n = 0
+    for (const [k, row] of this.rows) n += k.length / 2 + row.value.length
+    return n
+  }
 }
 
 export interface FakeClusterInit {
@@ -118,25 +152,38 @@ const isLinearizableRead = (options: ReadOptions | undefined): boolean =>
 
 export class FakeCluster {
   readonly nodes: FakeNode[] = []
+  /** In hash order. */
   readonly shards: FakeShard[]
   /** Shard id -> leader node id. */
   readonly leaders = new Map<number, number>()
   /** NOT_LEADER answers name the leader (`ringkv-leader`). */
   hints = true
-  /** Status answers say leader_id 0 (unknown) for every shard. */
-  statusLeadersUnknown = false
-  /** Status answers list no shards (a server from before sharding). */
-  statusWithoutShards = false
+  /** A node that does not lead a shard forwards writes and linearizable reads to its leader (kvd does). */
+  forward = false
+  /** Requests with a `route` are checked against the map (WRONG_SHARD when it knows better). */
+  checkRoutes = true
+  /** WRONG_SHARD carries the current descriptor. */
+  descriptors = true
+  /** ShardMap answers say leader_hint 0 (unknown) for every shard. */
+  mapLeadersUnknown = false
+  /** ShardMap answers list no shards. */
+  mapWithoutShards = false
+  readonly vnodesPerNode = 16
   readonly hasher: Hasher
 
-  private constructor(hasher: Hasher, shardCount: number) {
+  private constructor(hasher: Hasher, shardCount: number, nodeCount: number) {
     this.hasher = hasher
-    this.shards = equalHashRanges(shardCount).map((range, i) => new FakeShard(i + 1, range))
+    const ids = Array.from({ length: nodeCount }, (_, i) => i + 1)
+    // Replicas on every node, the shard's first leader first (the preferred leader).
+    this.shards = equalHashRanges(shardCount).map(
+      (range, i) =>
+        new FakeShard(i + 1, range, [...ids.slice(i % nodeCount), ...ids.slice(0, i % nodeCount)]),
+    )
   }
 
   static async start(init: FakeClusterInit = {}): Promise<FakeCluster> {
-    const cluster = new FakeCluster(await testHasher(), init.shards ?? 4)
     const nodeCount = init.nodes ?? 3
+    const cluster = new FakeCluster(await testHasher(), init.shards ?? 4, nodeCount)
     for (let i = 1; i <= nodeCount; i++) {
       const node = new FakeNode(cluster, i)
       await node.listen(0)
@@ -145,6 +192,103 @@ export class FakeCluster {
     // Leaders spread round-robin: shard 1 on node 1, shard 2 on node 2, ...
     cluster.shards.forEach((s, i) => cluster.leaders.set(s.shardId, (i % nodeCount) + 1))
     return cluster
+  }
+
+  shard(shardId: number): FakeShard {
+    const shard = this.shards.find((s) => s.shardId === shardId)
+    if (shard === undefined) throw new Error(`no shard ${shardId}`)
+    return shard
+  }
+
+  /** The meta shard's record of `shard`, as ShardMap and WRONG_SHARD carry it. */
+  descriptor(shard: FakeShard): ShardDescriptor {
+    return {
+      shardId: shard.shardId,
+      hashStart: shard.range.start.toString(),
+      hashEnd: shard.range.end.toString(),
+      replicas: [...shard.replicas],
+      leaderHint: this.mapLeadersUnknown ? 0 : (this.leaders.get(shard.shardId) ?? 0),
+      leaderTerm: shard.term,
+      epoch: shard.epoch,
+    }
+  }
+
+  /**
+   * Moves `shardId` to `replicas` (preference order) with `leader` leading it in a new term, as a
+   * rebalance does: the epoch rises; the range stays.
+   */
+  moveShard(shardId: number, replicas: number[], leader: number = replicas[0] ?? 0): FakeShard {
+    const shard = this.shard(shardId)
+    shard.replicas = [...replicas]
+    shard.epoch += 1
+    shard.term += 1
+    this.leaders.set(shardId, leader)
+    return shard
+  }
+
+  /**
+   * Splits `shardId` at the middle of its range: it keeps the lower half (epoch + 1), a new shard
+   * `newShardId` (epoch 1, same replicas and leader) takes the upper half and its rows.
+   */
+  split(shardId: number, newShardId: number): FakeShard {
+    const index = this.shards.findIndex((s) => s.shardId === shardId)
+    const shard = this.shards[index]
+    if (shard === undefined) throw new Error(`no shard ${shardId}`)
+    const middle = (shard.range.start + shard.range.end) / 2n
+    const upper = new FakeShard(newShardId, { start: middle, end: shard.range.end }, [...shard.replicas])
+    for (const [k, row] of [...shard.rows]) {
+      if (this.hasher.hash64(Buffer.from(k, 'hex')) < middle) continue
+      upper.rows.set(k, row)
+      shard.rows.delete(k)
+    }
+    upper.applied = shard.applied
+    shard.range = { start: shard.range.start, end: middle }
+    shard.epoch += 1
+    this.shards.splice(index + 1, 0, upper)
+    this.leaders.set(newShardId, this.leaders.get(shardId) ?? 0)
+    return upper
+  }
+
+  /**
+   * WRONG_SHARD when `route` says another shard than `shard` (the key's), or an older epoch than
+   * the meta shard's: with the key's shard's current descriptor (unless `descriptors` is off).
+   */
+  routeCheck(shard: FakeShard, route: RouteHint | undefined): Failure | undefined {
+    if (!this.checkRoutes || route === undefined) return undefined
+    if (route.shardId === shard.shardId && route.epoch >= shard.epoch) return undefined
+    return {
+      code: 'WRONG_SHARD',
+      message: `the key is in shard ${shard.shardId} at epoch ${shard.epoch}, not shard ${route.shardId} at epoch ${route.epoch}`,
+      metadata: { 'ringkv-shard': String(shard.shardId), 'ringkv-epoch': String(shard.epoch) },
+      ...(this.descriptors ? { descriptor: this.descriptor(shard) } : {}),
+    }
+  }
+
+  shardMap(servedBy: number): ShardMapResponse {
+    return {
+      clusterId: 'fake-cluster',
+      nodes: this.nodes.map((n) => ({
+        nodeId: n.nodeId,
+        address: n.address,
+        zone: n.zone,
+        state: n.state,
+        lastHeartbeatMs: n.lastHeartbeatMs,
+        weight: n.weight,
+      })),
+      shards: this.mapWithoutShards ? [] : this.shards.map((s) => this.descriptor(s)),
+      replicaCount: Math.max(0, ...this.shards.map((s) => s.replicas.length)),
+      vnodesPerNode: this.vnodesPerNode,
+      metaShard: {
+        shardId: 0,
+        hashStart: '0',
+        hashEnd: hashSpaceEnd.toString(),
+        replicas: this.nodes.map((n) => n.nodeId),
+        leaderHint: 1,
+        leaderTerm: 1,
+        epoch: 1,
+      },
+      servedBy,
+    }
   }
 
   node(nodeId: number): FakeNode {
@@ -189,12 +333,35 @@ export class FakeCluster {
   }
 }
 
+/** How a node serves one kind of request (unary, or an op of a Multi). */
+interface Handler<Req, Res> {
+  /** The shards the request's keys are in (the first one deduplicates writes). */
+  shards(request: Req): FakeShard[]
+  /** The route hint the request carries. */
+  route(request: Req): RouteHint | undefined
+  /** Why this node may not serve it (NOT_LEADER, SESSION_BEHIND, CROSS_SHARD), if it may not. */
+  check(request: Req): Failure | undefined
+  handle(request: Req): Res | Failure
+  writeOptions(request: Req): WriteOptions | undefined
+}
+
+type DataMethod = 'get' | 'put' | 'delete' | 'batchGet' | 'batch'
+
 export class FakeNode {
   readonly nodeId: number
   readonly requests: RecordedRequest[] = []
   address = ''
+  /** As the map lists it. */
+  zone = ''
+  state = 'active'
+  weight = 1
+  lastHeartbeatMs = 0
   /** Shard id -> the applied index this replica is frozen at for reads (a lagging follower). */
   readonly lag = new Map<number, number>()
+  /** Shard id -> approximate_bytes this node's Status reports (default: the shard's key and value bytes). */
+  readonly reportedBytes = new Map<number, number>()
+  /** Requests this node forwarded to a leader (Status forwarded_requests). */
+  forwarded = 0
   /** Entries per scan page. */
   scanPageEntries = 2
   /** Serves Multi; false: answers it UNIMPLEMENTED (a node from before Multi). */
@@ -207,6 +374,10 @@ export class FakeNode {
   constructor(cluster: FakeCluster, nodeId: number) {
     this.cluster = cluster
     this.nodeId = nodeId
+  }
+
+  get alive(): boolean {
+    return this.server !== undefined
   }
 
   failNext(method: Method, failure: Failure, times = 1): void {
@@ -286,7 +457,7 @@ export class FakeNode {
       appliedIndex: appliedIndex ?? this.view(shard),
       delivered: level,
       stalenessMs: fresh ? 0 : 7,
-      term: 1,
+      term: shard.term,
     }
   }
 
@@ -308,6 +479,8 @@ export class FakeNode {
     const metadata = new Metadata()
     if (failure.code !== undefined) metadata.set('ringkv-code', failure.code)
     for (const [k, v] of Object.entries(failure.metadata ?? {})) metadata.set(k, v)
+    if (failure.descriptor !== undefined)
+      metadata.set('ringkv-descriptor-bin', Buffer.from(ShardDescriptor.encode(failure.descriptor).finish()))
     const status = failure.status ?? (failure.code !== undefined ? errorCodeTable[failure.code].status : 13)
     return { code: status, details: failure.message ?? failure.code ?? 'injected failure', metadata }
   }
@@ -318,6 +491,7 @@ export class FakeNode {
     const uint = (key: string): number | undefined => (md[key] === undefined ? undefined : Number(md[key]))
     const leaderHint = uint('ringkv-leader')
     const shardId = uint('ringkv-shard')
+    const shardMapEpoch = uint('ringkv-epoch')
     const currentVersion = uint('ringkv-current-version')
     return {
       code: failure.code ?? '',
@@ -325,36 +499,109 @@ export class FakeNode {
       message: failure.message ?? failure.code ?? 'injected failure',
       ...(leaderHint !== undefined ? { leaderHint } : {}),
       ...(shardId !== undefined ? { shardId } : {}),
+      ...(shardMapEpoch !== undefined ? { shardMapEpoch } : {}),
       ...(currentVersion !== undefined ? { currentVersion } : {}),
+      descriptor: failure.descriptor,
     }
   }
 
+  private handler(method: DataMethod): Handler<unknown, unknown> {
+    const c = this.cluster
+    const keyOf = (op: BatchRequest['ops'][number]): Buffer =>
+      (op.op?.$case === 'put' ? op.op.put.key : op.op?.delete.key) ?? Buffer.alloc(0)
+    const handlers: { [M in DataMethod]: Handler<never, unknown> } = {
+      get: {
+        shards: (q: GetRequest) => [c.shardOf(q.key)],
+        route: (q: GetRequest) => q.options?.route,
+        check: (q: GetRequest) => this.readCheck(c.shardOf(q.key), q.options),
+        handle: (q: GetRequest) => this.getHandle(q),
+        writeOptions: () => undefined,
+      },
+      put: {
+        shards: (q: PutRequest) => [c.shardOf(q.key)],
+        route: (q: PutRequest) => q.options?.route,
+        check: (q: PutRequest) => this.writeCheck(c.shardOf(q.key)),
+        handle: (q: PutRequest) => this.put(c.shardOf(q.key), q.key, q.value, q.expectedVersion),
+        writeOptions: (q: PutRequest) => q.options,
+      },
+      delete: {
+        shards: (q: DeleteRequest) => [c.shardOf(q.key)],
+        route: (q: DeleteRequest) => q.options?.route,
+        check: (q: DeleteRequest) => this.writeCheck(c.shardOf(q.key)),
+        handle: (q: DeleteRequest) => this.del(c.shardOf(q.key), q.key, q.expectedVersion),
+        writeOptions: (q: DeleteRequest) => q.options,
+      },
+      batchGet: {
+        shards: (q: BatchGetRequest) => q.keys.map((k) => c.shardOf(k)),
+        route: (q: BatchGetRequest) => q.options?.route,
+        check: (q: BatchGetRequest) => {
+          for (const key of q.keys) {
+            const failure = this.readCheck(c.shardOf(key), q.options)
+            if (failure !== undefined) return failure
+          }
+          return undefined
+        },
+        handle: (q: BatchGetRequest) => this.batchGet(q),
+        writeOptions: () => undefined,
+      },
+      batch: {
+        shards: (q: BatchRequest) => q.ops.map((op) => c.shardOf(keyOf(op))),
+        route: (q: BatchRequest) => q.options?.route,
+        check: (q: BatchRequest) => {
+          const shards = new Set(q.ops.map((op) => c.shardOf(keyOf(op))))
+          if (shards.size !== 1) return { code: 'CROSS_SHARD', message: 'batch spans shards' }
+          return this.writeCheck([...shards][0] as FakeShard)
+        },
+        handle: (q: BatchRequest) => this.batch(q, c.shardOf(keyOf(q.ops[0] ?? { op: undefined }))),
+        writeOptions: (q: BatchRequest) => q.options,
+      },
+    }
+    return handlers[method] as Handler<unknown, unknown>
+  }
+
   /**
-   * One request, unary or an op of a Multi: applies an injected failure of `method`, checks
-   * routing (`route` answers a Failure when this node must not serve), dedups writes per shard by
-   * client id + seq.
+   * One request, unary or an op of a Multi: applies an injected failure of `method`, checks the
+   * route hint against the map, then whether this node may serve it (forwarding to the leader
+   * once when `forward` is on and it may not), and dedups writes per shard by client id + seq.
    */
-  private respond<Req, Res>(
-    method: Method,
-    request: Req,
-    route: (request: Req) => { shard: FakeShard | undefined; failure: Failure | undefined },
-    handle: (request: Req) => Res | Failure,
-    writeOptions: (request: Req) => WriteOptions | undefined,
-  ): Res | Failure {
+  private respond(method: DataMethod, request: unknown, forwarded = false): unknown {
+    const h = this.handler(method)
     const injected = this.failures.get(method)?.shift()
     if (injected !== undefined && injected.afterApply !== true) return injected
-    const { shard, failure } = route(request)
-    if (failure !== undefined) return failure
-    const options = writeOptions(request)
+    const shards = h.shards(request)
+    const route = h.route(request)
+    for (const shard of shards) {
+      const wrong = this.cluster.routeCheck(shard, route)
+      if (wrong !== undefined) return wrong
+    }
+    const failure = h.check(request)
+    if (failure !== undefined) {
+      const shard = shards.find((s) => !this.leads(s))
+      const leader = shard === undefined ? undefined : this.cluster.leaderNode(shard.shardId)
+      if (
+        failure.code === 'NOT_LEADER' &&
+        this.cluster.forward &&
+        !forwarded &&
+        leader !== undefined &&
+        leader !== this &&
+        leader.alive
+      ) {
+        this.forwarded += 1
+        return leader.respond(method, request, true)
+      }
+      return failure
+    }
+    const shard = shards[0]
+    const options = h.writeOptions(request)
     const dedupKey =
       shard !== undefined && options !== undefined && options.clientId !== ''
         ? `${options.clientId}/${options.seq}`
         : undefined
-    let result: Res | Failure
+    let result: unknown
     if (dedupKey !== undefined && shard?.dedup.has(dedupKey) === true) {
-      result = shard.dedup.get(dedupKey) as Res | Failure
+      result = shard.dedup.get(dedupKey)
     } else {
-      result = handle(request)
+      result = h.handle(request)
       if (dedupKey !== undefined) shard?.dedup.set(dedupKey, result)
     }
     return injected ?? result
@@ -362,25 +609,17 @@ export class FakeNode {
 
   /** A unary handler over `respond`, recording the request. */
   private unary<Req, Res>(
-    method: Method,
-    route: (request: Req) => { shard: FakeShard | undefined; failure: Failure | undefined },
-    handle: (request: Req) => Res | Failure,
-    writeOptions: (request: Req) => WriteOptions | undefined,
+    method: DataMethod,
   ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
     return (call, callback) => {
       this.requests.push({ method, request: call.request })
-      const result = this.respond(method, call.request, route, handle, writeOptions)
+      const result = this.respond(method, call.request)
       if (isFailure(result)) callback(FakeNode.errorOf(result))
-      else callback(null, result)
+      else callback(null, result as Res)
     }
   }
 
-  private getRoute = (req: GetRequest): { shard: FakeShard; failure: Failure | undefined } => {
-    const shard = this.cluster.shardOf(req.key)
-    return { shard, failure: this.readCheck(shard, req.options) }
-  }
-
-  private getHandle = (req: GetRequest): GetResponse => {
+  private getHandle(req: GetRequest): GetResponse {
     const shard = this.cluster.shardOf(req.key)
     const row = shard.rows.get(req.key.toString('hex'))
     return {
@@ -392,12 +631,42 @@ export class FakeNode {
     }
   }
 
+  private batchGet(req: BatchGetRequest): BatchGetResponse {
+    const shards: FakeShard[] = []
+    const results = req.keys.map((key) => {
+      const shard = this.cluster.shardOf(key)
+      if (!shards.includes(shard)) shards.push(shard)
+      const row = shard.rows.get(key.toString('hex'))
+      return {
+        key,
+        found: row !== undefined,
+        value: row?.value ?? Buffer.alloc(0),
+        version: row?.version ?? 0,
+        createVersion: row?.createVersion ?? 0,
+      }
+    })
+    return { results, receipts: shards.map((s) => this.receipt(s, req.options?.consistency ?? 0)) }
+  }
+
+  private batch(req: BatchRequest, shard: FakeShard): BatchResponse {
+    const results: BatchOpResult[] = []
+    for (const op of req.ops) {
+      if (op.op?.$case === 'put') {
+        const r = this.put(shard, op.op.put.key, op.op.put.value, undefined) as PutResponse
+        results.push({ result: { $case: 'put', put: r } })
+      } else if (op.op?.$case === 'delete') {
+        const r = this.del(shard, op.op.delete.key, undefined) as DeleteResponse
+        results.push({ result: { $case: 'delete', delete: r } })
+      }
+    }
+    return { results, receipt: this.receipt(shard, Consistency.CONSISTENCY_MAJORITY, shard.applied) }
+  }
+
   /** Multi: every op as its unary call (recorded once, as 'multi'). */
   private multiHandler(): (
     call: ServerUnaryCall<MultiRequest, MultiResponse>,
     callback: sendUnaryData<MultiResponse>,
   ) => void {
-    const c = this.cluster
     return (call, callback) => {
       this.requests.push({ method: 'multi', request: call.request })
       if (!this.multi) {
@@ -417,31 +686,18 @@ export class FakeNode {
         let result: MultiOpResult['result'] | Failure
         switch (op?.$case) {
           case 'get': {
-            const r = this.respond('get', op.get, this.getRoute, this.getHandle, () => undefined)
-            result = isFailure(r) ? r : { $case: 'get', get: r }
+            const r = this.respond('get', op.get)
+            result = isFailure(r) ? r : { $case: 'get', get: r as GetResponse }
             break
           }
           case 'put': {
-            const req = op.put
-            const r = this.respond(
-              'put',
-              req,
-              (q) => this.writeRoute(q.key),
-              (q) => this.put(c.shardOf(q.key), q.key, q.value, q.expectedVersion),
-              (q) => q.options,
-            )
-            result = isFailure(r) ? r : { $case: 'put', put: r }
+            const r = this.respond('put', op.put)
+            result = isFailure(r) ? r : { $case: 'put', put: r as PutResponse }
             break
           }
           case 'delete': {
-            const r = this.respond(
-              'delete',
-              op.delete,
-              (q) => this.writeRoute(q.key),
-              (q) => this.del(c.shardOf(q.key), q.key, q.expectedVersion),
-              (q) => q.options,
-            )
-            result = isFailure(r) ? r : { $case: 'delete', delete: r }
+            const r = this.respond('delete', op.delete)
+            result = isFailure(r) ? r : { $case: 'delete', delete: r as DeleteResponse }
             break
           }
           default:
@@ -492,85 +748,18 @@ export class FakeNode {
     return { deleted, receipt: this.receipt(shard, Consistency.CONSISTENCY_MAJORITY, index) }
   }
 
-  private writeRoute(key: Buffer): { shard: FakeShard; failure: Failure | undefined } {
-    const shard = this.cluster.shardOf(key)
-    return { shard, failure: this.leads(shard) ? undefined : this.notLeader(shard) }
+  private writeCheck(shard: FakeShard): Failure | undefined {
+    return this.leads(shard) ? undefined : this.notLeader(shard)
   }
 
   private kv(): KvServiceServer {
-    const c = this.cluster
     return {
-      get: this.unary<GetRequest, GetResponse>('get', this.getRoute, this.getHandle, () => undefined),
+      get: this.unary<GetRequest, GetResponse>('get'),
       multi: this.multiHandler(),
-      put: this.unary<PutRequest, PutResponse>(
-        'put',
-        (req) => this.writeRoute(req.key),
-        (req) => this.put(c.shardOf(req.key), req.key, req.value, req.expectedVersion),
-        (req) => req.options,
-      ),
-      delete: this.unary<DeleteRequest, DeleteResponse>(
-        'delete',
-        (req) => this.writeRoute(req.key),
-        (req) => this.del(c.shardOf(req.key), req.key, req.expectedVersion),
-        (req) => req.options,
-      ),
-      batchGet: this.unary<BatchGetRequest, BatchGetResponse>(
-        'batchGet',
-        (req) => {
-          for (const key of req.keys) {
-            const failure = this.readCheck(c.shardOf(key), req.options)
-            if (failure !== undefined) return { shard: undefined, failure }
-          }
-          return { shard: undefined, failure: undefined }
-        },
-        (req) => {
-          const shards: FakeShard[] = []
-          const results = req.keys.map((key) => {
-            const shard = c.shardOf(key)
-            if (!shards.includes(shard)) shards.push(shard)
-            const row = shard.rows.get(key.toString('hex'))
-            return {
-              key,
-              found: row !== undefined,
-              value: row?.value ?? Buffer.alloc(0),
-              version: row?.version ?? 0,
-              createVersion: row?.createVersion ?? 0,
-            }
-          })
-          return { results, receipts: shards.map((s) => this.receipt(s, req.options?.consistency ?? 0)) }
-        },
-        () => undefined,
-      ),
-      batch: this.unary<BatchRequest, BatchResponse>(
-        'batch',
-        (req) => {
-          const keys = req.ops.map((op) => (op.op?.$case === 'put' ? op.op.put.key : op.op?.delete.key))
-          const shards = new Set(keys.map((k) => c.shardOf(k ?? Buffer.alloc(0))))
-          if (shards.size !== 1) {
-            return { shard: undefined, failure: { code: 'CROSS_SHARD', message: 'batch spans shards' } }
-          }
-          const shard = [...shards][0] as FakeShard
-          return { shard, failure: this.leads(shard) ? undefined : this.notLeader(shard) }
-        },
-        (req) => {
-          const first = req.ops[0]?.op
-          const shard = c.shardOf(
-            (first?.$case === 'put' ? first.put.key : first?.delete.key) ?? Buffer.alloc(0),
-          )
-          const results: BatchOpResult[] = []
-          for (const op of req.ops) {
-            if (op.op?.$case === 'put') {
-              const r = this.put(shard, op.op.put.key, op.op.put.value, undefined) as PutResponse
-              results.push({ result: { $case: 'put', put: r } })
-            } else if (op.op?.$case === 'delete') {
-              const r = this.del(shard, op.op.delete.key, undefined) as DeleteResponse
-              results.push({ result: { $case: 'delete', delete: r } })
-            }
-          }
-          return { results, receipt: this.receipt(shard, Consistency.CONSISTENCY_MAJORITY, shard.applied) }
-        },
-        (req) => req.options,
-      ),
+      put: this.unary<PutRequest, PutResponse>('put'),
+      delete: this.unary<DeleteRequest, DeleteResponse>('delete'),
+      batchGet: this.unary<BatchGetRequest, BatchGetResponse>('batchGet'),
+      batch: this.unary<BatchRequest, BatchResponse>('batch'),
       scan: (call: ServerWritableStream<ScanRequest, ScanResponse>) => {
         this.requests.push({ method: 'scan', request: call.request })
         const injected = this.failures.get('scan')?.shift()
@@ -580,11 +769,26 @@ export class FakeNode {
         }
         void this.scan(call)
       },
+      shardMap: (
+        call: ServerUnaryCall<ShardMapRequest, ShardMapResponse>,
+        callback: sendUnaryData<ShardMapResponse>,
+      ) => {
+        this.requests.push({ method: 'shardMap', request: call.request })
+        const injected = this.failures.get('shardMap')?.shift()
+        if (injected !== undefined) callback(FakeNode.errorOf(injected))
+        else callback(null, this.cluster.shardMap(this.nodeId))
+      },
     }
   }
 
-  /** Cursor: `${shard index}:${hex of the last key served}` (opaque to the SDK). */
-  private async scan(call: ServerWritableStream<ScanRequest, ScanResponse>): Promise<void> {
+  /**
+   * Cursor: `${shard index}:${hex of the last key served}` (opaque to the SDK). A node that does
+   * not lead the cursor's shard forwards a linearizable scan to its leader when `forward` is on.
+   */
+  private async scan(
+    call: ServerWritableStream<ScanRequest, ScanResponse>,
+    forwarded = false,
+  ): Promise<void> {
     const c = this.cluster
     const req = call.request
     const text = req.cursor.toString('utf8')
@@ -595,8 +799,14 @@ export class FakeNode {
       call.emit('error', FakeNode.errorOf({ code: 'INVALID_ARGUMENT', message: 'bad cursor' }))
       return
     }
-    const failure = this.readCheck(shard, req.options)
+    const failure = c.routeCheck(shard, req.options?.route) ?? this.readCheck(shard, req.options)
     if (failure !== undefined) {
+      const leader = c.leaderNode(shard.shardId)
+      if (failure.code === 'NOT_LEADER' && c.forward && !forwarded && leader !== this && leader.alive) {
+        this.forwarded += 1
+        await leader.scan(call, true)
+        return
+      }
       call.emit('error', FakeNode.errorOf(failure))
       return
     }
@@ -639,6 +849,10 @@ export class FakeNode {
 
   private admin(): AdminServiceServer {
     const c = this.cluster
+    const unimplemented = (
+      _call: unknown,
+      callback: (err: { code: number; details: string }) => void,
+    ): void => callback({ code: 12, details: 'node-to-node only' })
     return {
       status: (
         call: ServerUnaryCall<StatusRequest, StatusResponse>,
@@ -650,7 +864,6 @@ export class FakeNode {
           callback(FakeNode.errorOf(injected))
           return
         }
-        const allIds = c.nodes.map((n) => n.nodeId)
         callback(null, {
           clusterId: 'fake-cluster',
           node: {
@@ -660,21 +873,27 @@ export class FakeNode {
             uptimeMs: 1000,
             dataDir: `/tmp/fake-${this.nodeId}`,
             requestsInFlight: 0,
-            shards: (c.statusWithoutShards ? [] : c.shards).map((s) => {
-              const leader = c.leaders.get(s.shardId) ?? 0
-              return {
-                shardId: s.shardId,
-                role: leader === this.nodeId ? 'leader' : 'follower',
-                appliedIndex: this.view(s),
-                commitIndex: s.applied,
-                term: 1,
-                leaderId: c.statusLeadersUnknown ? 0 : leader,
-                voters: allIds,
-                learners: [],
-                hashStart: s.range.start.toString(),
-                hashEnd: s.range.end.toString(),
-              }
-            }),
+            forwardedRequests: this.forwarded,
+            zone: this.zone,
+            shards: c.shards
+              .filter((s) => s.replicas.includes(this.nodeId))
+              .map((s) => {
+                const leader = c.leaders.get(s.shardId) ?? 0
+                return {
+                  shardId: s.shardId,
+                  role: leader === this.nodeId ? 'leader' : 'follower',
+                  appliedIndex: this.view(s),
+                  commitIndex: s.applied,
+                  term: s.term,
+                  leaderId: leader,
+                  voters: [...s.replicas].sort((a, b) => a - b),
+                  learners: [],
+                  hashStart: s.range.start.toString(),
+                  hashEnd: s.range.end.toString(),
+                  approximateBytes: this.reportedBytes.get(s.shardId) ?? s.bytes(),
+                  epoch: s.epoch,
+                }
+              }),
           },
           peers: c.nodes
             .filter((n) => n !== this)
@@ -685,6 +904,8 @@ export class FakeNode {
               uptimeMs: 0,
               dataDir: '',
               requestsInFlight: 0,
+              forwardedRequests: 0,
+              zone: n.zone,
               shards: [],
             })),
         })
@@ -694,6 +915,8 @@ export class FakeNode {
           FakeNode.errorOf({ code: 'FAULT_INJECTION_DISABLED', message: 'fault injection is disabled' }),
         )
       },
+      join: unimplemented,
+      heartbeat: unimplemented,
     }
   }
 }

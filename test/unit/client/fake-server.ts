@@ -5,7 +5,9 @@
  * seqs below the client's highest first_incomplete_seq as stale, like the shard), and has
  * knobs to inject failures, latency, lagging replicas and broken scan streams. Multi answers each op
  * as its unary call would (an injected failure of 'put' hits the next put, alone or in a Multi);
- * with `multi` off it answers UNIMPLEMENTED, as a server from before Multi does.
+ * with `multi` off it answers UNIMPLEMENTED, as a server from before Multi does. ShardMap lists
+ * this node alone, holding one shard (id 0) over the whole ring and leading it; route hints are not
+ * checked (fake-cluster.ts checks them). Join and Heartbeat answer UNIMPLEMENTED.
  *
  * Not a model of Raft: one "applied index" counter stands for the shard log, every write takes
  * the next index, and a key's version is the index that wrote it.
@@ -47,10 +49,14 @@ import {
   type Receipt,
   type ScanRequest,
   type ScanResponse,
+  type ShardMapRequest,
+  type ShardMapResponse,
   type WriteOptions,
 } from '../../../src/gen/ringkv/v1/kv.ts'
+import { hashSpaceEnd } from '../../../src/hashing/index.ts'
 
-export type Method = 'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi'
+export type Method =
+  'get' | 'put' | 'delete' | 'batchGet' | 'batch' | 'scan' | 'status' | 'multi' | 'shardMap'
 
 /** A failure to answer with: a KvError code (sent with `ringkv-code`), or a bare gRPC status. */
 export interface Failure {
@@ -237,6 +243,7 @@ export class FakeKvServer {
       ...(leaderHint !== undefined ? { leaderHint } : {}),
       ...(shardId !== undefined ? { shardId } : {}),
       ...(currentVersion !== undefined ? { currentVersion } : {}),
+      descriptor: undefined,
     }
   }
 
@@ -519,6 +526,46 @@ export class FakeKvServer {
           call.end()
         })()
       },
+      shardMap: (
+        call: ServerUnaryCall<ShardMapRequest, ShardMapResponse>,
+        callback: sendUnaryData<ShardMapResponse>,
+      ) => {
+        void (async () => {
+          const failure = await this.admit('shardMap', call.request, call.getDeadline())
+          if (failure !== undefined) {
+            callback(FakeKvServer.errorOf(failure))
+            return
+          }
+          callback(null, {
+            clusterId: 'fake-cluster',
+            nodes: [
+              {
+                nodeId: this.nodeId,
+                address: this.address,
+                zone: '',
+                state: 'active',
+                lastHeartbeatMs: 0,
+                weight: 1,
+              },
+            ],
+            shards: [
+              {
+                shardId: 0,
+                hashStart: '0',
+                hashEnd: hashSpaceEnd.toString(),
+                replicas: [this.nodeId],
+                leaderHint: this.nodeId,
+                leaderTerm: 1,
+                epoch: 1,
+              },
+            ],
+            replicaCount: 1,
+            vnodesPerNode: 16,
+            metaShard: undefined,
+            servedBy: this.nodeId,
+          })
+        })()
+      },
     }
   }
 
@@ -543,6 +590,8 @@ export class FakeKvServer {
               uptimeMs: 1234,
               dataDir: '/tmp/fake',
               requestsInFlight: 0,
+              forwardedRequests: 0,
+              zone: '',
               shards: [
                 {
                   shardId: 0,
@@ -555,6 +604,8 @@ export class FakeKvServer {
                   learners: [],
                   hashStart: '0',
                   hashEnd: '18446744073709551615',
+                  approximateBytes: 0,
+                  epoch: 1,
                 },
               ],
             },
@@ -568,6 +619,8 @@ export class FakeKvServer {
           FakeKvServer.errorOf({ code: 'FAULT_INJECTION_DISABLED', message: 'fault injection is disabled' }),
         )
       },
+      join: (_call, callback) => callback({ code: 12, details: 'node-to-node only' }),
+      heartbeat: (_call, callback) => callback({ code: 12, details: 'node-to-node only' }),
     }
   }
 }

@@ -30,6 +30,11 @@ export class SimClock implements Clock {
     return 1_700_000_000_000 + this.now
   }
 
+  /** Moves time forward by `ms` at once; timers now due fire on the next pump, in order. */
+  advance(ms: number): void {
+    this.now += ms
+  }
+
   setTimer(delayMs: number, onFire: () => void, options: TimerOptions = {}): TimerHandle {
     this.delays.push(delayMs)
     this.keepAlives.push(options.keepAlive === true)

@@ -16,6 +16,7 @@ import {
   kvErrorFromOpError,
 } from '../../../src/client/status.ts'
 import { silentLogger } from '../../../src/common/logger.ts'
+import { ShardDescriptor } from '../../../src/gen/ringkv/v1/kv.ts'
 import { toOpError, toStatus } from '../../../src/server/status.ts'
 import { FakeKvServer } from './fake-server.ts'
 
@@ -79,6 +80,11 @@ describe('client/status mapping', () => {
       'DEADLINE_EXCEEDED',
     )
     expect(kvErrorFromGrpc(serviceError(GrpcStatus.CANCELLED, 'Cancelled on client')).code).toBe('CANCELLED')
+    // A CANCELLED the call's own signal did not cause: the node or the connection dropped it.
+    expect(
+      kvErrorFromGrpc(serviceError(GrpcStatus.CANCELLED, 'Call cancelled'), new AbortController().signal)
+        .code,
+    ).toBe('UNAVAILABLE')
     expect(kvErrorFromGrpc(serviceError(GrpcStatus.UNIMPLEMENTED, 'nope')).code).toBe('INTERNAL')
     expect(kvErrorFromGrpc(serviceError(GrpcStatus.RESOURCE_EXHAUSTED, 'larger than max')).code).toBe(
       'INVALID_ARGUMENT',
@@ -101,8 +107,74 @@ describe('client/status mapping', () => {
     ).toBe('DEADLINE_EXCEEDED')
   })
 
+  it('decodes the WRONG_SHARD descriptor of ringkv-descriptor-bin, and drops a malformed one', () => {
+    const wire: ShardDescriptor = {
+      shardId: 4,
+      hashStart: '4611686018427387904',
+      hashEnd: '18446744073709551616',
+      replicas: [3, 1, 2],
+      leaderHint: 3,
+      leaderTerm: 6,
+      epoch: 11,
+    }
+    const withDescriptor = (d: ShardDescriptor | Buffer): ServiceError => {
+      const err = serviceError(GrpcStatus.FAILED_PRECONDITION, 'wrong shard', {
+        'ringkv-code': 'WRONG_SHARD',
+        'ringkv-shard': '4',
+        'ringkv-epoch': '11',
+      })
+      err.metadata.set(
+        'ringkv-descriptor-bin',
+        Buffer.isBuffer(d) ? d : Buffer.from(ShardDescriptor.encode(d).finish()),
+      )
+      return err
+    }
+    const err = kvErrorFromGrpc(withDescriptor(wire))
+    expect(err.details).toEqual({
+      shardId: 4,
+      shardMapEpoch: 11,
+      descriptor: {
+        shardId: 4,
+        hashStart: 1n << 62n,
+        hashEnd: 1n << 64n,
+        replicas: [3, 1, 2],
+        leaderHint: 3,
+        leaderTerm: 6,
+        epoch: 11,
+      },
+    })
+    // As an OpError of a Multi: the same.
+    expect(
+      kvErrorFromOpError({ code: 'WRONG_SHARD', status: 9, message: 'x', shardId: 4, descriptor: wire })
+        .details?.descriptor,
+    ).toEqual(err.details?.descriptor)
+    // An empty range, or bytes that are no descriptor: the error stands without one.
+    for (const bad of [{ ...wire, hashEnd: wire.hashStart }, Buffer.from([0xff, 0xff, 0xff])]) {
+      const e = kvErrorFromGrpc(withDescriptor(bad))
+      expect(e.code).toBe('WRONG_SHARD')
+      expect(e.details?.descriptor).toBeUndefined()
+      expect(e.details?.shardId).toBe(4)
+    }
+  })
+
   it('reads a Multi op error exactly as the same error failing a whole call', () => {
-    const full = { leaderHint: 3, shardMapEpoch: 9, shardId: 0, currentVersion: 0, limit: 7, field: 'key' }
+    const full = {
+      leaderHint: 3,
+      shardMapEpoch: 9,
+      shardId: 0,
+      currentVersion: 0,
+      limit: 7,
+      field: 'key',
+      descriptor: {
+        shardId: 2,
+        hashStart: 5n,
+        hashEnd: 1n << 64n,
+        replicas: [2, 1],
+        leaderHint: 2,
+        leaderTerm: 4,
+        epoch: 3,
+      },
+    }
     for (const code of Object.values(ErrorCode) as Code[]) {
       for (const details of [undefined, full, { currentVersion: 12 }]) {
         const sent = new KvError(code, `m ${code}`, details === undefined ? {} : { details })
@@ -119,12 +191,24 @@ describe('client/status mapping', () => {
       }
     }
     // A code this SDK does not know falls back on the status number, as for a bare status.
-    expect(kvErrorFromOpError({ code: 'NEW_CODE', status: GrpcStatus.UNAVAILABLE, message: 'x' }).code).toBe(
-      'UNAVAILABLE',
-    )
+    expect(
+      kvErrorFromOpError({
+        code: 'NEW_CODE',
+        status: GrpcStatus.UNAVAILABLE,
+        message: 'x',
+        descriptor: undefined,
+      }).code,
+    ).toBe('UNAVAILABLE')
     // A leader hint of 0 names nobody.
     expect(
-      kvErrorFromOpError({ code: 'NOT_LEADER', status: 9, message: 'x', leaderHint: 0, shardId: 2 }).details,
+      kvErrorFromOpError({
+        code: 'NOT_LEADER',
+        status: 9,
+        message: 'x',
+        leaderHint: 0,
+        shardId: 2,
+        descriptor: undefined,
+      }).details,
     ).toEqual({ shardId: 2 })
   })
 

@@ -3,7 +3,7 @@ import { NodeId, silentLogger } from '../../../src/common/index.ts'
 import { SystemClock } from '../../../src/common/clock-system.ts'
 import { SeededRandom } from '../../../src/common/random.ts'
 import { limits } from '../../../src/common/limits.ts'
-import { NodeHost } from '../../../src/node/host.ts'
+import { NodeHost, everyMemberShards } from '../../../src/node/host.ts'
 import { MemoryEngine } from '../../../src/storage/engine-memory.ts'
 import { loadHasher } from '../../../src/storage/index.ts'
 import { MemoryNetwork } from './memory-transport.ts'
@@ -19,7 +19,13 @@ async function cluster(n: number, shards: number) {
   const hosts = await Promise.all(
     members.map((id, i) =>
       NodeHost.open(
-        { nodeId: id, members, shardCount: shards, tickMs: 10, leaseReads: false },
+        {
+          nodeId: id,
+          bootstrap: everyMemberShards(members, shards),
+          shardCount: shards,
+          tickMs: 10,
+          leaseReads: false,
+        },
         {
           engine: engines[i]!,
           hasher,

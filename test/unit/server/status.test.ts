@@ -5,7 +5,9 @@ import { AssertionError } from '../../../src/common/assert.ts'
 import { DeadlineError } from '../../../src/common/clock.ts'
 import { ErrorCode, KvError, errorCodeTable, type ErrorDetails } from '../../../src/common/errors.ts'
 import { silentLogger, type Logger } from '../../../src/common/logger.ts'
+import { ShardDescriptor } from '../../../src/gen/ringkv/v1/kv.ts'
 import {
+  descriptorToProto,
   internalStatus,
   kvErrorToStatus,
   metadataKeys,
@@ -42,6 +44,15 @@ describe('server/status', () => {
       currentVersion: 42,
       limit: 4096,
       field: 'ops[1].key',
+      descriptor: {
+        shardId: 2,
+        hashStart: 0n,
+        hashEnd: 1n << 64n,
+        replicas: [1, 2, 3],
+        leaderHint: 3,
+        leaderTerm: 5,
+        epoch: 7,
+      },
     }
     const md = kvErrorToStatus(new KvError(ErrorCode.NotLeader, 'x', { details })).metadata
     expect(metadataKeys).toEqual({
@@ -52,6 +63,16 @@ describe('server/status', () => {
       currentVersion: 'ringkv-current-version',
       limit: 'ringkv-limit',
       field: 'ringkv-field',
+      descriptor: 'ringkv-descriptor-bin',
+    })
+    expect(ShardDescriptor.decode(md.get('ringkv-descriptor-bin')[0] as Buffer)).toEqual({
+      shardId: 2,
+      hashStart: '0',
+      hashEnd: '18446744073709551616',
+      replicas: [1, 2, 3],
+      leaderHint: 3,
+      leaderTerm: 5,
+      epoch: 7,
     })
     expect(one(md, 'ringkv-leader')).toBe('3')
     expect(one(md, 'ringkv-epoch')).toBe('7')
@@ -119,6 +140,15 @@ describe('server/status', () => {
       currentVersion: 0,
       limit: 4096,
       field: 'key',
+      descriptor: {
+        shardId: 2,
+        hashStart: 0n,
+        hashEnd: 1n << 64n,
+        replicas: [1, 2, 3],
+        leaderHint: 3,
+        leaderTerm: 5,
+        epoch: 7,
+      },
     }
     const err = new KvError(ErrorCode.NotLeader, 'x', { details })
     expect(toOpError(err, silentLogger)).toEqual({
@@ -126,12 +156,14 @@ describe('server/status', () => {
       status: GrpcCode.FAILED_PRECONDITION,
       message: 'x',
       ...details,
+      descriptor: descriptorToProto(details.descriptor),
     })
     // Absent details stay absent (not 0: currentVersion 0 means "the key is absent").
     expect(toOpError(new KvError(ErrorCode.VersionMismatch, 'y'), silentLogger)).toEqual({
       code: 'VERSION_MISMATCH',
       status: GrpcCode.ABORTED,
       message: 'y',
+      descriptor: undefined,
     })
   })
 

@@ -27,12 +27,18 @@ function codeOf(fn: () => unknown): { code: Code; field: string | undefined; lim
   throw new Error('did not throw')
 }
 
-const read = (consistency: number) => ({ consistency, maxStalenessMs: 0, session: undefined })
+const read = (consistency: number) => ({
+  consistency,
+  maxStalenessMs: 0,
+  session: undefined,
+  route: undefined,
+})
 const write = (consistency: number, clientId = '', seq = 0, firstIncompleteSeq = 0) => ({
   consistency,
   clientId,
   seq,
   firstIncompleteSeq,
+  route: undefined,
 })
 
 describe('server/validate', () => {
@@ -94,21 +100,25 @@ describe('server/validate', () => {
   })
 
   it('passes bounded staleness and the session index of the shard asked about', () => {
-    expect(checkReadOptions({ consistency: 3, maxStalenessMs: 250, session: undefined }, 0)).toEqual({
+    expect(
+      checkReadOptions({ consistency: 3, maxStalenessMs: 250, session: undefined, route: undefined }, 0),
+    ).toEqual({
       level: 'bounded',
       stalenessMsMax: 250,
     })
     const session = { appliedIndexByShard: { 0: 17, 4: 99 } }
-    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session }, 0)).toEqual({
+    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session, route: undefined }, 0)).toEqual({
       level: 'session',
       sessionIndex: 17,
     })
     // No entry for the shard (or no token at all): the session has seen nothing there, index 0.
-    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session }, 1)).toEqual({
+    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session, route: undefined }, 1)).toEqual({
       level: 'session',
       sessionIndex: 0,
     })
-    expect(checkReadOptions({ consistency: 2, maxStalenessMs: 0, session: undefined }, 1)).toEqual({
+    expect(
+      checkReadOptions({ consistency: 2, maxStalenessMs: 0, session: undefined, route: undefined }, 1),
+    ).toEqual({
       level: 'session',
       sessionIndex: 0,
     })

@@ -60,6 +60,10 @@ export class CountingEngine implements Engine {
     this.batchSizes.push(batch.length)
     return this.inner.write(batch, options)
   }
+  approximateBytes(range: KeyRange): Promise<number> {
+    return this.inner.approximateBytes(range)
+  }
+
   exportRange(range: KeyRange, options?: ExportOptions): AsyncIterableIterator<readonly Entry[]> {
     return this.inner.exportRange(range, options)
   }

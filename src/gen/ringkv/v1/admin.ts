@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ShardMapResponse } from "./kv.js";
 
 /**
  * The operator API behind `kvctl status`, `kvctl fault` and, later, membership and rebalancing
@@ -40,6 +41,13 @@ export interface ShardStatus {
   /** Hash range [hash_start, hash_end) of the ring this shard owns, as decimal strings of uint64. */
   hashStart: string;
   hashEnd: string;
+  /**
+   * On-disk size of the shard's user data on this node as RocksDB estimates it (memtables not
+   * counted; 0 until the first flush).
+   */
+  approximateBytes: number;
+  /** The descriptor epoch this node has for the shard. */
+  epoch: number;
 }
 
 export interface NodeStatus {
@@ -50,6 +58,12 @@ export interface NodeStatus {
   dataDir: string;
   requestsInFlight: number;
   shards: ShardStatus[];
+  /**
+   * Requests this node forwarded to another node since it started (a warm smart client causes
+   * almost none).
+   */
+  forwardedRequests: number;
+  zone: string;
 }
 
 export interface StatusResponse {
@@ -91,6 +105,42 @@ export interface PeerFault {
 export interface InjectFaultResponse {
   /** Every fault in force after the call, by peer id. */
   faults: PeerFault[];
+}
+
+/**
+ * A new node asks to join: `kvd --join` sends it to any node, which passes it to the meta shard's
+ * leader. Idempotent by address: a node that joins again with the same address gets its old id.
+ */
+export interface JoinRequest {
+  address: string;
+  zone: string;
+  /** Relative capacity (0 = 1). */
+  weight: number;
+}
+
+export interface JoinResponse {
+  nodeId: number;
+  clusterId: string;
+  map: ShardMapResponse | undefined;
+}
+
+/**
+ * Every node reports in to the meta shard every heartbeat interval: it is alive, and it leads these
+ * shards (the map's leader hints come from here).
+ */
+export interface HeartbeatRequest {
+  nodeId: number;
+  leaders: LeaderReport[];
+}
+
+export interface LeaderReport {
+  shardId: number;
+  term: number;
+}
+
+export interface HeartbeatResponse {
+  /** The meta shard's state of the node after the heartbeat. */
+  state: string;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -148,6 +198,8 @@ function createBaseShardStatus(): ShardStatus {
     learners: [],
     hashStart: "",
     hashEnd: "",
+    approximateBytes: 0,
+    epoch: 0,
   };
 }
 
@@ -190,6 +242,12 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     }
     if (message.hashEnd !== "") {
       writer.uint32(82).string(message.hashEnd);
+    }
+    if (message.approximateBytes !== 0) {
+      writer.uint32(88).uint64(message.approximateBytes);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(96).uint64(message.epoch);
     }
     return writer;
   },
@@ -307,6 +365,22 @@ export const ShardStatus: MessageFns<ShardStatus> = {
             message.hashEnd = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.approximateBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -334,12 +408,24 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     message.learners = object.learners?.map((e) => e) || [];
     message.hashStart = object.hashStart ?? "";
     message.hashEnd = object.hashEnd ?? "";
+    message.approximateBytes = object.approximateBytes ?? 0;
+    message.epoch = object.epoch ?? 0;
     return message;
   },
 };
 
 function createBaseNodeStatus(): NodeStatus {
-  return { nodeId: 0, address: "", version: "", uptimeMs: 0, dataDir: "", requestsInFlight: 0, shards: [] };
+  return {
+    nodeId: 0,
+    address: "",
+    version: "",
+    uptimeMs: 0,
+    dataDir: "",
+    requestsInFlight: 0,
+    shards: [],
+    forwardedRequests: 0,
+    zone: "",
+  };
 }
 
 export const NodeStatus: MessageFns<NodeStatus> = {
@@ -364,6 +450,12 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     for (const v of message.shards) {
       ShardStatus.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.forwardedRequests !== 0) {
+      writer.uint32(64).uint64(message.forwardedRequests);
+    }
+    if (message.zone !== "") {
+      writer.uint32(74).string(message.zone);
     }
     return writer;
   },
@@ -437,6 +529,22 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.shards.push(ShardStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.forwardedRequests = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -461,6 +569,8 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     message.dataDir = object.dataDir ?? "";
     message.requestsInFlight = object.requestsInFlight ?? 0;
     message.shards = object.shards?.map((e) => ShardStatus.fromPartial(e)) || [];
+    message.forwardedRequests = object.forwardedRequests ?? 0;
+    message.zone = object.zone ?? "";
     return message;
   },
 };
@@ -785,6 +895,355 @@ export const InjectFaultResponse: MessageFns<InjectFaultResponse> = {
   },
 };
 
+function createBaseJoinRequest(): JoinRequest {
+  return { address: "", zone: "", weight: 0 };
+}
+
+export const JoinRequest: MessageFns<JoinRequest> = {
+  encode(message: JoinRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.zone !== "") {
+      writer.uint32(18).string(message.zone);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(25).double(message.weight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.weight = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JoinRequest>, I>>(base?: I): JoinRequest {
+    return JoinRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinRequest>, I>>(object: I): JoinRequest {
+    const message = createBaseJoinRequest();
+    message.address = object.address ?? "";
+    message.zone = object.zone ?? "";
+    message.weight = object.weight ?? 0;
+    return message;
+  },
+};
+
+function createBaseJoinResponse(): JoinResponse {
+  return { nodeId: 0, clusterId: "", map: undefined };
+}
+
+export const JoinResponse: MessageFns<JoinResponse> = {
+  encode(message: JoinResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).uint64(message.nodeId);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(18).string(message.clusterId);
+    }
+    if (message.map !== undefined) {
+      ShardMapResponse.encode(message.map, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.map = ShardMapResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JoinResponse>, I>>(base?: I): JoinResponse {
+    return JoinResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinResponse>, I>>(object: I): JoinResponse {
+    const message = createBaseJoinResponse();
+    message.nodeId = object.nodeId ?? 0;
+    message.clusterId = object.clusterId ?? "";
+    message.map = (object.map !== undefined && object.map !== null)
+      ? ShardMapResponse.fromPartial(object.map)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHeartbeatRequest(): HeartbeatRequest {
+  return { nodeId: 0, leaders: [] };
+}
+
+export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
+  encode(message: HeartbeatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).uint64(message.nodeId);
+    }
+    for (const v of message.leaders) {
+      LeaderReport.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaders.push(LeaderReport.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(base?: I): HeartbeatRequest {
+    return HeartbeatRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(object: I): HeartbeatRequest {
+    const message = createBaseHeartbeatRequest();
+    message.nodeId = object.nodeId ?? 0;
+    message.leaders = object.leaders?.map((e) => LeaderReport.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLeaderReport(): LeaderReport {
+  return { shardId: 0, term: 0 };
+}
+
+export const LeaderReport: MessageFns<LeaderReport> = {
+  encode(message: LeaderReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(16).uint64(message.term);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaderReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaderReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<LeaderReport>, I>>(base?: I): LeaderReport {
+    return LeaderReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaderReport>, I>>(object: I): LeaderReport {
+    const message = createBaseLeaderReport();
+    message.shardId = object.shardId ?? 0;
+    message.term = object.term ?? 0;
+    return message;
+  },
+};
+
+function createBaseHeartbeatResponse(): HeartbeatResponse {
+  return { state: "" };
+}
+
+export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
+  encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(base?: I): HeartbeatResponse {
+    return HeartbeatResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
+    const message = createBaseHeartbeatResponse();
+    message.state = object.state ?? "";
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   status: {
@@ -805,11 +1264,31 @@ export const AdminServiceService = {
     responseSerialize: (value: InjectFaultResponse): Buffer => Buffer.from(InjectFaultResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): InjectFaultResponse => InjectFaultResponse.decode(value),
   },
+  join: {
+    path: "/ringkv.v1.AdminService/Join" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinRequest): Buffer => Buffer.from(JoinRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinRequest => JoinRequest.decode(value),
+    responseSerialize: (value: JoinResponse): Buffer => Buffer.from(JoinResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinResponse => JoinResponse.decode(value),
+  },
+  heartbeat: {
+    path: "/ringkv.v1.AdminService/Heartbeat" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HeartbeatRequest): Buffer => Buffer.from(HeartbeatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HeartbeatRequest => HeartbeatRequest.decode(value),
+    responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, StatusResponse>;
   injectFault: handleUnaryCall<InjectFaultRequest, InjectFaultResponse>;
+  join: handleUnaryCall<JoinRequest, JoinResponse>;
+  heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -842,6 +1321,33 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: InjectFaultResponse) => void,
+  ): ClientUnaryCall;
+  join(request: JoinRequest, callback: (error: ServiceError | null, response: JoinResponse) => void): ClientUnaryCall;
+  join(
+    request: JoinRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  join(
+    request: JoinRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -28,7 +28,13 @@ import {
  *
  * Errors travel as gRPC status plus trailing metadata: `ringkv-code` (a stable error code such
  * as NOT_LEADER or VERSION_MISMATCH), and where known `ringkv-leader`, `ringkv-epoch`,
- * `ringkv-shard`, `ringkv-current-version`. A missing key is not an error (found = false).
+ * `ringkv-shard`, `ringkv-current-version`, and with WRONG_SHARD `ringkv-descriptor-bin` (the
+ * current ShardDescriptor, binary). A missing key is not an error (found = false).
+ *
+ * Any node serves any request: a node that does not hold what a request needs (the shard's leader
+ * for writes and linearizable reads, any replica for weaker reads) forwards it within the call's
+ * deadline, once (a forwarded call carries `ringkv-forwarded-by`; it is never forwarded again). The
+ * receipt names the node that served it.
  */
 
 /**
@@ -70,7 +76,11 @@ export interface ReadOptions {
   /** For CONSISTENCY_BOUNDED: the largest staleness the caller accepts. */
   maxStalenessMs: number;
   /** For CONSISTENCY_SESSION. */
-  session: SessionToken | undefined;
+  session:
+    | SessionToken
+    | undefined;
+  /** The shard the caller's cached map places this key in (absent: no check). */
+  route: RouteHint | undefined;
 }
 
 export interface WriteOptions {
@@ -91,6 +101,77 @@ export interface WriteOptions {
    * on a shard; retrying with a higher first_incomplete_seq then succeeds. 0 without client_id.
    */
   firstIncompleteSeq: number;
+  /** The shard the caller's cached map places this write's key(s) in (absent: no check). */
+  route: RouteHint | undefined;
+}
+
+/**
+ * What a caller's cached shard map says about a request: the shard it computed for the key and
+ * that shard's epoch. A node whose map knows better (another shard holds the key, or the shard's
+ * epoch is newer) refuses with WRONG_SHARD carrying the current ShardDescriptor, so the caller
+ * repairs its cache in one step. Routing itself never depends on it: any node serves any key.
+ */
+export interface RouteHint {
+  shardId: number;
+  epoch: number;
+}
+
+/** One shard of the map (the meta shard's record of it). */
+export interface ShardDescriptor {
+  shardId: number;
+  /**
+   * Hash range [hash_start, hash_end) of the ring, as decimal strings of uint64 (hash_end may be
+   * 18446744073709551616, the end of the ring).
+   */
+  hashStart: string;
+  hashEnd: string;
+  /** The nodes holding a replica, in preference order (the first is the preferred leader). */
+  replicas: number[];
+  /**
+   * The node last known to lead the shard (0 = unknown) and the term it led in. Advisory: a
+   * request sent there may still meet NOT_LEADER.
+   */
+  leaderHint: number;
+  leaderTerm: number;
+  /** Rises with every change of the shard's range or replicas (not with leadership changes). */
+  epoch: number;
+}
+
+/** One node of the cluster as the meta shard records it. */
+export interface NodeInfo {
+  nodeId: number;
+  address: string;
+  /** Failure-domain label ("" = none): replicas of one shard never share a zone while enough exist. */
+  zone: string;
+  /** joining | active | draining | dead */
+  state: string;
+  /** Wall-clock milliseconds (of the meta leader) of the last heartbeat; 0 = never. */
+  lastHeartbeatMs: number;
+  /** Relative capacity on the ring (1 = one default node's share). */
+  weight: number;
+}
+
+export interface ShardMapRequest {
+}
+
+/**
+ * The cluster's shard map: everything a client needs to send each request straight to the right
+ * node. Served by every node from its cached copy of the meta shard (at most a refresh interval
+ * old; epochs and WRONG_SHARD repair what is stale).
+ */
+export interface ShardMapResponse {
+  clusterId: string;
+  nodes: NodeInfo[];
+  /** In hash order; together they cover the ring. */
+  shards: ShardDescriptor[];
+  replicaCount: number;
+  vnodesPerNode: number;
+  /** The meta shard (range: the whole ring; it holds no user keys). */
+  metaShard:
+    | ShardDescriptor
+    | undefined;
+  /** The node that answered. */
+  servedBy: number;
 }
 
 /** What an answer cost. Present on every successful response. */
@@ -275,7 +356,11 @@ export interface OpError {
     | number
     | undefined;
   /** `ringkv-field`: the request field at fault. */
-  field?: string | undefined;
+  field?:
+    | string
+    | undefined;
+  /** `ringkv-descriptor-bin`: with WRONG_SHARD, the current descriptor of the shard holding the key. */
+  descriptor: ShardDescriptor | undefined;
 }
 
 export interface MultiOpResult {
@@ -443,7 +528,7 @@ export const SessionToken_AppliedIndexByShardEntry: MessageFns<SessionToken_Appl
 };
 
 function createBaseReadOptions(): ReadOptions {
-  return { consistency: 0, maxStalenessMs: 0, session: undefined };
+  return { consistency: 0, maxStalenessMs: 0, session: undefined, route: undefined };
 }
 
 export const ReadOptions: MessageFns<ReadOptions> = {
@@ -456,6 +541,9 @@ export const ReadOptions: MessageFns<ReadOptions> = {
     }
     if (message.session !== undefined) {
       SessionToken.encode(message.session, writer.uint32(26).fork()).join();
+    }
+    if (message.route !== undefined) {
+      RouteHint.encode(message.route, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -497,6 +585,14 @@ export const ReadOptions: MessageFns<ReadOptions> = {
             message.session = SessionToken.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.route = RouteHint.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -519,12 +615,15 @@ export const ReadOptions: MessageFns<ReadOptions> = {
     message.session = (object.session !== undefined && object.session !== null)
       ? SessionToken.fromPartial(object.session)
       : undefined;
+    message.route = (object.route !== undefined && object.route !== null)
+      ? RouteHint.fromPartial(object.route)
+      : undefined;
     return message;
   },
 };
 
 function createBaseWriteOptions(): WriteOptions {
-  return { consistency: 0, clientId: "", seq: 0, firstIncompleteSeq: 0 };
+  return { consistency: 0, clientId: "", seq: 0, firstIncompleteSeq: 0, route: undefined };
 }
 
 export const WriteOptions: MessageFns<WriteOptions> = {
@@ -540,6 +639,9 @@ export const WriteOptions: MessageFns<WriteOptions> = {
     }
     if (message.firstIncompleteSeq !== 0) {
       writer.uint32(32).uint64(message.firstIncompleteSeq);
+    }
+    if (message.route !== undefined) {
+      RouteHint.encode(message.route, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -589,6 +691,14 @@ export const WriteOptions: MessageFns<WriteOptions> = {
             message.firstIncompleteSeq = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.route = RouteHint.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -610,6 +720,504 @@ export const WriteOptions: MessageFns<WriteOptions> = {
     message.clientId = object.clientId ?? "";
     message.seq = object.seq ?? 0;
     message.firstIncompleteSeq = object.firstIncompleteSeq ?? 0;
+    message.route = (object.route !== undefined && object.route !== null)
+      ? RouteHint.fromPartial(object.route)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRouteHint(): RouteHint {
+  return { shardId: 0, epoch: 0 };
+}
+
+export const RouteHint: MessageFns<RouteHint> = {
+  encode(message: RouteHint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouteHint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouteHint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RouteHint>, I>>(base?: I): RouteHint {
+    return RouteHint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouteHint>, I>>(object: I): RouteHint {
+    const message = createBaseRouteHint();
+    message.shardId = object.shardId ?? 0;
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseShardDescriptor(): ShardDescriptor {
+  return { shardId: 0, hashStart: "", hashEnd: "", replicas: [], leaderHint: 0, leaderTerm: 0, epoch: 0 };
+}
+
+export const ShardDescriptor: MessageFns<ShardDescriptor> = {
+  encode(message: ShardDescriptor, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.hashStart !== "") {
+      writer.uint32(18).string(message.hashStart);
+    }
+    if (message.hashEnd !== "") {
+      writer.uint32(26).string(message.hashEnd);
+    }
+    if (message.replicas.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.replicas) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.leaderHint !== 0) {
+      writer.uint32(40).uint64(message.leaderHint);
+    }
+    if (message.leaderTerm !== 0) {
+      writer.uint32(48).uint64(message.leaderTerm);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(56).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardDescriptor {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardDescriptor();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hashStart = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hashEnd = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.replicas.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.replicas.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.leaderHint = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.leaderTerm = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ShardDescriptor>, I>>(base?: I): ShardDescriptor {
+    return ShardDescriptor.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardDescriptor>, I>>(object: I): ShardDescriptor {
+    const message = createBaseShardDescriptor();
+    message.shardId = object.shardId ?? 0;
+    message.hashStart = object.hashStart ?? "";
+    message.hashEnd = object.hashEnd ?? "";
+    message.replicas = object.replicas?.map((e) => e) || [];
+    message.leaderHint = object.leaderHint ?? 0;
+    message.leaderTerm = object.leaderTerm ?? 0;
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeInfo(): NodeInfo {
+  return { nodeId: 0, address: "", zone: "", state: "", lastHeartbeatMs: 0, weight: 0 };
+}
+
+export const NodeInfo: MessageFns<NodeInfo> = {
+  encode(message: NodeInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).uint64(message.nodeId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.zone !== "") {
+      writer.uint32(26).string(message.zone);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.lastHeartbeatMs !== 0) {
+      writer.uint32(40).uint64(message.lastHeartbeatMs);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(49).double(message.weight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastHeartbeatMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.weight = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<NodeInfo>, I>>(base?: I): NodeInfo {
+    return NodeInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeInfo>, I>>(object: I): NodeInfo {
+    const message = createBaseNodeInfo();
+    message.nodeId = object.nodeId ?? 0;
+    message.address = object.address ?? "";
+    message.zone = object.zone ?? "";
+    message.state = object.state ?? "";
+    message.lastHeartbeatMs = object.lastHeartbeatMs ?? 0;
+    message.weight = object.weight ?? 0;
+    return message;
+  },
+};
+
+function createBaseShardMapRequest(): ShardMapRequest {
+  return {};
+}
+
+export const ShardMapRequest: MessageFns<ShardMapRequest> = {
+  encode(_: ShardMapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardMapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardMapRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ShardMapRequest>, I>>(base?: I): ShardMapRequest {
+    return ShardMapRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardMapRequest>, I>>(_: I): ShardMapRequest {
+    const message = createBaseShardMapRequest();
+    return message;
+  },
+};
+
+function createBaseShardMapResponse(): ShardMapResponse {
+  return { clusterId: "", nodes: [], shards: [], replicaCount: 0, vnodesPerNode: 0, metaShard: undefined, servedBy: 0 };
+}
+
+export const ShardMapResponse: MessageFns<ShardMapResponse> = {
+  encode(message: ShardMapResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clusterId !== "") {
+      writer.uint32(10).string(message.clusterId);
+    }
+    for (const v of message.nodes) {
+      NodeInfo.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.shards) {
+      ShardDescriptor.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.replicaCount !== 0) {
+      writer.uint32(32).uint32(message.replicaCount);
+    }
+    if (message.vnodesPerNode !== 0) {
+      writer.uint32(40).uint32(message.vnodesPerNode);
+    }
+    if (message.metaShard !== undefined) {
+      ShardDescriptor.encode(message.metaShard, writer.uint32(50).fork()).join();
+    }
+    if (message.servedBy !== 0) {
+      writer.uint32(56).uint64(message.servedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardMapResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardMapResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodes.push(NodeInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.shards.push(ShardDescriptor.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.replicaCount = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.vnodesPerNode = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.metaShard = ShardDescriptor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.servedBy = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ShardMapResponse>, I>>(base?: I): ShardMapResponse {
+    return ShardMapResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardMapResponse>, I>>(object: I): ShardMapResponse {
+    const message = createBaseShardMapResponse();
+    message.clusterId = object.clusterId ?? "";
+    message.nodes = object.nodes?.map((e) => NodeInfo.fromPartial(e)) || [];
+    message.shards = object.shards?.map((e) => ShardDescriptor.fromPartial(e)) || [];
+    message.replicaCount = object.replicaCount ?? 0;
+    message.vnodesPerNode = object.vnodesPerNode ?? 0;
+    message.metaShard = (object.metaShard !== undefined && object.metaShard !== null)
+      ? ShardDescriptor.fromPartial(object.metaShard)
+      : undefined;
+    message.servedBy = object.servedBy ?? 0;
     return message;
   },
 };
@@ -2286,6 +2894,7 @@ function createBaseOpError(): OpError {
     currentVersion: undefined,
     limit: undefined,
     field: undefined,
+    descriptor: undefined,
   };
 }
 
@@ -2317,6 +2926,9 @@ export const OpError: MessageFns<OpError> = {
     }
     if (message.field !== undefined) {
       writer.uint32(74).string(message.field);
+    }
+    if (message.descriptor !== undefined) {
+      ShardDescriptor.encode(message.descriptor, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2406,6 +3018,14 @@ export const OpError: MessageFns<OpError> = {
             message.field = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.descriptor = ShardDescriptor.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2432,6 +3052,9 @@ export const OpError: MessageFns<OpError> = {
     message.currentVersion = object.currentVersion ?? undefined;
     message.limit = object.limit ?? undefined;
     message.field = object.field ?? undefined;
+    message.descriptor = (object.descriptor !== undefined && object.descriptor !== null)
+      ? ShardDescriptor.fromPartial(object.descriptor)
+      : undefined;
     return message;
   },
 };
@@ -2726,6 +3349,16 @@ export const KvServiceService = {
     responseSerialize: (value: MultiResponse): Buffer => Buffer.from(MultiResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MultiResponse => MultiResponse.decode(value),
   },
+  /** The shard map, for routing in the client (any node answers). */
+  shardMap: {
+    path: "/ringkv.v1.KvService/ShardMap" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardMapRequest): Buffer => Buffer.from(ShardMapRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardMapRequest => ShardMapRequest.decode(value),
+    responseSerialize: (value: ShardMapResponse): Buffer => Buffer.from(ShardMapResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShardMapResponse => ShardMapResponse.decode(value),
+  },
 } as const;
 
 export interface KvServiceServer extends UntypedServiceImplementation {
@@ -2736,6 +3369,8 @@ export interface KvServiceServer extends UntypedServiceImplementation {
   batch: handleUnaryCall<BatchRequest, BatchResponse>;
   scan: handleServerStreamingCall<ScanRequest, ScanResponse>;
   multi: handleUnaryCall<MultiRequest, MultiResponse>;
+  /** The shard map, for routing in the client (any node answers). */
+  shardMap: handleUnaryCall<ShardMapRequest, ShardMapResponse>;
 }
 
 export interface KvServiceClient extends Client {
@@ -2824,6 +3459,22 @@ export interface KvServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MultiResponse) => void,
+  ): ClientUnaryCall;
+  /** The shard map, for routing in the client (any node answers). */
+  shardMap(
+    request: ShardMapRequest,
+    callback: (error: ServiceError | null, response: ShardMapResponse) => void,
+  ): ClientUnaryCall;
+  shardMap(
+    request: ShardMapRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShardMapResponse) => void,
+  ): ClientUnaryCall;
+  shardMap(
+    request: ShardMapRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShardMapResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,305 @@
+/**
+ * ClusterAgent: this node's part in the cluster's control plane (ARCHITECTURE.md section 4, "A
+ * node joins" and "A node dies"). One per node; it owns the node's copy of the map.
+ *
+ *   - Every heartbeat interval it reports in to the meta shard (alive; the shards it leads), runs
+ *     the meta leader's duties when this node leads the meta shard (write the first map once; mark
+ *     dead the nodes not heard from for nodeDeadAfterMs), and every map refresh interval it reads
+ *     the map: from its own meta replica when it has one, else from a meta replica's node.
+ *   - It serves Join and Heartbeat (admin API): on the meta leader through MetaStore, elsewhere by
+ *     passing the call once to the node it believes leads the meta shard.
+ *
+ * Time and the network come in as Clock and MetaRemote; every call has a deadline.
+ */
+import { deadlineSignal, type Clock, type TimerHandle } from '../common/clock.ts'
+import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
+import type { NodeId } from '../common/ids.ts'
+import type { Logger } from '../common/logger.ts'
+import type { Replica } from '../shard/index.ts'
+import type { ClusterMap } from './cluster-map.ts'
+import { MetaStore, type LeaderReport } from './meta-store.ts'
+import type { NodeRecord, NodeState } from './records.ts'
+
+export interface JoinArgs {
+  readonly address: string
+  readonly zone: string
+  readonly weight: number
+}
+
+/** The meta shard's side of other nodes, over the network (server/ wires it to the admin API). */
+export interface MetaRemote {
+  join(address: string, args: JoinArgs, signal: AbortSignal): Promise<{ node: NodeRecord; map: ClusterMap }>
+  heartbeat(
+    address: string,
+    args: { nodeId: NodeId; leaders: readonly LeaderReport[] },
+    signal: AbortSignal,
+  ): Promise<NodeState>
+  /** The map as that node has it. */
+  shardMap(address: string, signal: AbortSignal): Promise<ClusterMap>
+}
+
+/** This node's replica of the meta shard, when it holds one. */
+export interface LocalMeta {
+  readonly replica: Replica
+  readonly isLeader: boolean
+  readonly leaderId: NodeId | null
+}
+
+export interface ClusterAgentInit {
+  readonly nodeId: NodeId
+  readonly heartbeatMs: number
+  readonly mapRefreshMs: number
+  readonly nodeDeadAfterMs: number
+  /** Budget of one call to the meta shard. */
+  readonly metaCallMs: number
+  /** The map to start from: computed at bootstrap, or received on join, or the last one stored. */
+  readonly initialMap: ClusterMap
+}
+
+export interface ClusterAgentComponents {
+  readonly clock: Clock
+  readonly logger: Logger
+  readonly localMeta: () => LocalMeta | undefined
+  /** The shards this node leads now, with their terms. */
+  readonly leaderReports: () => LeaderReport[]
+  readonly remote: MetaRemote
+  /** Called with every new map (after a refresh). */
+  readonly onMap?: (map: ClusterMap) => void
+}
+
+export class ClusterAgent {
+  private readonly init: ClusterAgentInit
+  private readonly c: ClusterAgentComponents
+  private readonly log: Logger
+  private current: ClusterMap
+  private timer: TimerHandle | undefined
+  private stopped = false
+  private running: Promise<void> | undefined
+  private lastRefreshMs = -Infinity
+  /** When this node became meta leader (NaN while it is not). */
+  private leaderSinceMs = Number.NaN
+  private bootstrapped = false
+  /** Round-robin position over the meta replicas when no leader is known. */
+  private metaCursor = 0
+  /** A meta leader named by a NOT_LEADER answer, newer than the map's hint. */
+  private learnedMetaLeader: NodeId | undefined
+  /** The node whose last meta call failed: skipped until a call elsewhere succeeds. */
+  private avoid: NodeId | undefined
+  private readonly stats = { heartbeats: 0, heartbeatFailures: 0, refreshes: 0, refreshFailures: 0 }
+
+  constructor(init: ClusterAgentInit, components: ClusterAgentComponents) {
+    this.init = init
+    this.c = components
+    this.log = components.logger.child({ component: 'cluster' })
+    this.current = init.initialMap
+  }
+
+  get map(): ClusterMap {
+    return this.current
+  }
+
+  counters(): Readonly<typeof this.stats> {
+    return this.stats
+  }
+
+  /**
+   * Replaces the map (a fresh read of the meta shard, or a peer's copy of one). There is no
+   * map-wide version to compare: a lagging peer's copy may briefly stand in for a newer one, and
+   * epochs (WRONG_SHARD) plus the next refresh repair that.
+   */
+  offer(map: ClusterMap): void {
+    if (map.cluster.clusterId !== this.current.cluster.clusterId) return
+    this.current = map
+    this.c.onMap?.(map)
+  }
+
+  start(): void {
+    this.schedule(0)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.timer?.cancel()
+    await this.running
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return
+    this.timer = this.c.clock.setTimer(delayMs, () => {
+      this.running = this.round().finally(() => {
+        this.running = undefined
+        this.schedule(this.init.heartbeatMs)
+      })
+    })
+  }
+
+  /** One round: meta leader duties, the heartbeat, and a map refresh when due. Never throws. */
+  private async round(): Promise<void> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true) {
+      if (Number.isNaN(this.leaderSinceMs)) this.leaderSinceMs = this.c.clock.nowMs()
+      await this.leaderDuties(local).catch((err: unknown) =>
+        this.log.warn({ err: message(err) }, 'meta duties failed'),
+      )
+    } else {
+      this.leaderSinceMs = Number.NaN
+    }
+    try {
+      await this.heartbeat()
+      this.stats.heartbeats++
+    } catch (err) {
+      this.stats.heartbeatFailures++
+      this.log.debug({ err: message(err) }, 'heartbeat failed')
+    }
+    if (this.c.clock.nowMs() - this.lastRefreshMs >= this.init.mapRefreshMs) {
+      this.lastRefreshMs = this.c.clock.nowMs()
+      try {
+        await this.refresh()
+        this.stats.refreshes++
+      } catch (err) {
+        this.stats.refreshFailures++
+        this.log.debug({ err: message(err) }, 'map refresh failed')
+      }
+    }
+  }
+
+  private async leaderDuties(local: LocalMeta): Promise<void> {
+    await this.withDeadline(async (signal) => {
+      const store = new MetaStore(local.replica, signal)
+      if (!this.bootstrapped) {
+        if (await store.bootstrap(this.current))
+          this.log.info({ shards: this.current.shards.length }, 'cluster map written')
+        this.bootstrapped = true
+      }
+      // A new meta leader waits a whole grace period before judging: the records it inherits were
+      // stamped by its predecessor, and heartbeats may have stalled while the meta shard had no leader.
+      const now = this.c.clock.nowMs()
+      if (now - this.leaderSinceMs < this.init.nodeDeadAfterMs) return
+      const dead = await store.markDead(this.c.clock.wallMs() - this.init.nodeDeadAfterMs)
+      if (dead.length > 0) this.log.warn({ nodes: dead }, 'nodes marked dead: no heartbeat')
+    })
+  }
+
+  private async heartbeat(): Promise<void> {
+    const args = { nodeId: this.init.nodeId, leaders: this.c.leaderReports() }
+    await this.serveHeartbeat(args, false)
+  }
+
+  /** Reads the map: from the local meta replica (eventual: a refresh interval of lag is fine), else from a meta replica's node. */
+  private async refresh(): Promise<void> {
+    const local = this.c.localMeta()
+    const map = await this.withDeadline(async (signal) => {
+      if (local !== undefined) {
+        const store = new MetaStore(local.replica, signal)
+        return local.isLeader ? await store.read() : await this.remoteRead(signal, local.leaderId)
+      }
+      return await this.remoteRead(signal, null)
+    })
+    if (map !== undefined) this.offer(map)
+  }
+
+  private async remoteRead(signal: AbortSignal, leader: NodeId | null): Promise<ClusterMap | undefined> {
+    const target = this.metaTarget(leader)
+    if (target === undefined || target.id === this.init.nodeId) return undefined
+    return await this.tracked(target, () => this.c.remote.shardMap(target.address, signal))
+  }
+
+  /** Runs a call to `target`, remembering a failure (the next call goes elsewhere) or a leader hint. */
+  private async tracked<T>(target: NodeRecord, call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call()
+      if (this.avoid === target.id) this.avoid = undefined
+      return result
+    } catch (err) {
+      const hint = isKvError(err) && err.code === ErrorCode.NotLeader ? err.details?.leaderHint : undefined
+      if (hint !== undefined && hint !== target.id) this.learnedMetaLeader = hint as NodeId
+      else {
+        this.avoid = target.id
+        if (this.learnedMetaLeader === target.id) this.learnedMetaLeader = undefined
+      }
+      throw err
+    }
+  }
+
+  // ---- served for other nodes (admin API) ----
+
+  /** Registers a node (on the meta leader; elsewhere passed on once). */
+  async serveJoin(args: JoinArgs, forwarded: boolean): Promise<{ node: NodeRecord; map: ClusterMap }> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true)
+      return await this.withDeadline(async (signal) => {
+        const store = new MetaStore(local.replica, signal)
+        const node = await store.register(args.address, args.zone, args.weight)
+        const map = await store.read()
+        if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
+        this.offer(map)
+        this.log.info({ joined: node.id, address: node.address, zone: node.zone }, 'node registered')
+        return { node, map }
+      })
+    const target = this.forwardTarget(local, forwarded)
+    return await this.withDeadline((signal) =>
+      this.tracked(target, () => this.c.remote.join(target.address, args, signal)),
+    )
+  }
+
+  async serveHeartbeat(
+    args: { nodeId: NodeId; leaders: readonly LeaderReport[] },
+    forwarded: boolean,
+  ): Promise<NodeState> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true)
+      return await this.withDeadline((signal) =>
+        new MetaStore(local.replica, signal).heartbeat(args.nodeId, args.leaders, this.c.clock.wallMs()),
+      )
+    const target = this.forwardTarget(local, forwarded)
+    return await this.withDeadline((signal) =>
+      this.tracked(target, () => this.c.remote.heartbeat(target.address, args, signal)),
+    )
+  }
+
+  /** Where a meta call goes from here: the meta leader as far as this node knows. */
+  private forwardTarget(local: LocalMeta | undefined, forwarded: boolean): NodeRecord {
+    const target = this.metaTarget(local?.leaderId ?? null)
+    if (forwarded || target === undefined || target.id === this.init.nodeId)
+      throw new KvError(ErrorCode.NotLeader, 'this node does not lead the meta shard', {
+        details: {
+          ...(target === undefined ? {} : { leaderHint: target.id }),
+          shardId: this.current.meta.shardId,
+        },
+      })
+    return target
+  }
+
+  /**
+   * The meta leader if known (this node's own meta replica first, then a NOT_LEADER hint, then the
+   * map's hint), else the next meta replica in turn; never the node whose last call failed while
+   * another is left (a dead leader's hint must not trap this node: its map would never refresh).
+   */
+  private metaTarget(leader: NodeId | null): NodeRecord | undefined {
+    const meta = this.current.meta
+    const known =
+      leader ?? this.learnedMetaLeader ?? (meta.leaderHint === 0 ? null : (meta.leaderHint as NodeId))
+    if (known !== null && known !== this.init.nodeId && known !== this.avoid) {
+      const node = this.current.node(known)
+      if (node !== undefined) return node
+    }
+    const all = meta.replicas.filter((id) => id !== this.init.nodeId)
+    const others = all.length > 1 ? all.filter((id) => id !== this.avoid) : all
+    if (others.length === 0) return undefined
+    const id = others[this.metaCursor++ % others.length]!
+    return this.current.node(id)
+  }
+
+  private async withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { signal, dispose } = deadlineSignal(this.c.clock, this.init.metaCallMs)
+    try {
+      return await run(signal)
+    } finally {
+      dispose()
+    }
+  }
+}
+
+function message(err: unknown): string {
+  return isKvError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,231 @@
+/**
+ * MetaStore: the meta shard's transactions. The meta shard is a Raft group whose state machine is
+ * the KV state machine over its own key space (keys.ts shardDataKey), as CockroachDB keeps its
+ * range descriptors and liveness records in ordinary ranges; the registry and the map are records
+ * (records.ts) changed only by compare-and-set batches, so two meta leaders in a row (or a retry
+ * whose first attempt did land) can never tear or double-apply a change.
+ *
+ * Every method runs against the local replica of the meta shard and needs it to lead (the reads
+ * are linearizable, the writes majority); the caller (agent.ts) sends the work to the leader.
+ */
+import { ErrorCode, KvError, isKvErrorWithCode } from '../common/errors.ts'
+import { NodeId, ShardId } from '../common/ids.ts'
+import type { BatchOp, Replica } from '../shard/index.ts'
+import { ClusterMap, metaShardId } from './cluster-map.ts'
+import {
+  decodeCluster,
+  decodeCounter,
+  decodeNode,
+  decodeShard,
+  encodeCluster,
+  encodeCounter,
+  encodeNode,
+  encodeShard,
+  metaKeys,
+  type NodeRecord,
+  type NodeState,
+  type ShardRecord,
+} from './records.ts'
+
+/** Compare-and-set attempts of one transaction before it gives up (OVERLOADED). */
+export const metaTxnAttemptsMax = 8
+/** Records read or written per meta command (stays well under limits.batchOpsMax). */
+export const metaBatchRecordsMax = 256
+
+export interface LeaderReport {
+  readonly shardId: ShardId
+  readonly term: number
+}
+
+export class MetaStore {
+  private readonly replica: Replica
+  private readonly signal: AbortSignal | undefined
+
+  constructor(replica: Replica, signal?: AbortSignal) {
+    this.replica = replica
+    this.signal = signal
+  }
+
+  /** The map in the meta shard, or undefined before the first meta leader wrote it. */
+  async read(): Promise<ClusterMap | undefined> {
+    const [clusterRaw] = await this.getMany([metaKeys.cluster])
+    if (clusterRaw === undefined || clusterRaw === null) return undefined
+    const cluster = decodeCluster(clusterRaw.value)
+    const nextId = await this.nextNodeId()
+    const nodeKeys = Array.from({ length: nextId - 1 }, (_, i) => metaKeys.node(NodeId(i + 1)))
+    const nodes = (await this.getMany(nodeKeys)).flatMap((v) => (v === null ? [] : [decodeNode(v.value)]))
+    const shardKeys = Array.from({ length: cluster.shardCount }, (_, i) => metaKeys.shard(ShardId(i)))
+    const shards = (await this.getMany([...shardKeys, metaKeys.metaShard])).map((v) => {
+      if (v === null) throw new KvError(ErrorCode.Internal, 'the meta shard lacks a shard record')
+      return decodeShard(v.value)
+    })
+    const meta = shards.pop()!
+    return new ClusterMap(cluster, nodes, shards, meta)
+  }
+
+  /**
+   * Writes `map` as the cluster's first map unless one is there. Records go in chunks; the cluster
+   * record goes last with compare-and-set "absent", so a reader sees either no map or all of it,
+   * and two leaders racing write the same (deterministic) records.
+   */
+  async bootstrap(map: ClusterMap): Promise<boolean> {
+    const [existing] = await this.getMany([metaKeys.cluster])
+    if (existing !== null && existing !== undefined) return false
+    const records: BatchOp[] = [
+      ...[...map.nodes.values()].map((n) => put(metaKeys.node(n.id), encodeNode(n))),
+      ...map.shards.map((s) => put(metaKeys.shard(s.shardId), encodeShard(s))),
+      put(metaKeys.metaShard, encodeShard(map.meta)),
+      put(metaKeys.nodeNextId, encodeCounter(Math.max(0, ...map.nodes.keys()) + 1)),
+    ]
+    for (let i = 0; i < records.length; i += metaBatchRecordsMax)
+      await this.batch(records.slice(i, i + metaBatchRecordsMax))
+    try {
+      await this.batch([put(metaKeys.cluster, encodeCluster(map.cluster), 0)])
+    } catch (err) {
+      if (isKvErrorWithCode(err, ErrorCode.VersionMismatch)) return false
+      throw err
+    }
+    return true
+  }
+
+  /**
+   * Registers a node: a new id for a new address, or the existing record for an address already
+   * registered (a join retried after a lost answer gets its first id).
+   */
+  async register(address: string, zone: string, weight: number): Promise<NodeRecord> {
+    return await this.transaction(async () => {
+      // The counter first: a registration landing between it and the address scan below changes
+      // its version, so this transaction's compare-and-set fails and it starts over (one id per address).
+      const [counter] = await this.getMany([metaKeys.nodeNextId])
+      const map = await this.read()
+      if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
+      for (const n of map.nodes.values()) if (n.address === address) return { done: n }
+      if (counter === null || counter === undefined)
+        throw new KvError(ErrorCode.Internal, 'the meta shard lacks node-next-id')
+      const id = NodeId(decodeCounter(counter.value))
+      const node: NodeRecord = { id, address, zone, weight, state: 'joining', lastHeartbeatMs: 0 }
+      await this.batch([
+        put(metaKeys.nodeNextId, encodeCounter(id + 1), counter.version),
+        put(metaKeys.node(id), encodeNode(node), 0),
+      ])
+      return { done: node }
+    })
+  }
+
+  /**
+   * A node's heartbeat at `nowMs` (the meta leader's wall clock): it is alive (joining and dead
+   * become active), and it leads these shards (their leader hints follow when the term is newer).
+   */
+  async heartbeat(nodeId: NodeId, leaders: readonly LeaderReport[], nowMs: number): Promise<NodeState> {
+    return await this.transaction(async () => {
+      const [nodeRaw] = await this.getMany([metaKeys.node(nodeId)])
+      if (nodeRaw === null || nodeRaw === undefined)
+        throw new KvError(ErrorCode.NotFound, `node ${nodeId} is not registered`, {
+          details: { field: 'nodeId' },
+        })
+      const node = decodeNode(nodeRaw.value)
+      const state: NodeState = node.state === 'draining' ? 'draining' : 'active'
+      const ops: BatchOp[] = [
+        put(
+          metaKeys.node(nodeId),
+          encodeNode({ ...node, state, lastHeartbeatMs: Math.max(0, Math.floor(nowMs)) }),
+          nodeRaw.version,
+        ),
+      ]
+      const reported = leaders.slice(0, metaBatchRecordsMax - 1)
+      const keys = reported.map((l) =>
+        l.shardId === metaShardId ? metaKeys.metaShard : metaKeys.shard(l.shardId),
+      )
+      const current = await this.getMany(keys)
+      for (const [i, l] of reported.entries()) {
+        const raw = current[i]
+        if (raw === null || raw === undefined) continue
+        const shard = decodeShard(raw.value)
+        if (!shard.replicas.includes(nodeId)) continue
+        if (shard.leaderHint === nodeId && shard.leaderTerm >= l.term) continue
+        if (l.term < shard.leaderTerm) continue
+        const updated: ShardRecord = { ...shard, leaderHint: nodeId, leaderTerm: l.term }
+        ops.push(put(keys[i]!, encodeShard(updated), raw.version))
+      }
+      await this.batch(ops)
+      return { done: state }
+    })
+  }
+
+  /** Marks dead every active or joining node not heard from since `deadBeforeMs`; returns their ids. */
+  async markDead(deadBeforeMs: number): Promise<NodeId[]> {
+    return await this.transaction(async () => {
+      const map = await this.read()
+      if (map === undefined) return { done: [] }
+      const stale = [...map.nodes.values()].filter(
+        (n) => (n.state === 'active' || n.state === 'joining') && n.lastHeartbeatMs < deadBeforeMs,
+      )
+      if (stale.length === 0) return { done: [] }
+      const candidates = stale.slice(0, metaBatchRecordsMax)
+      const raws = await this.getMany(candidates.map((n) => metaKeys.node(n.id)))
+      const ops: BatchOp[] = []
+      const marked: NodeId[] = []
+      for (const [i, n] of candidates.entries()) {
+        const raw = raws[i]
+        if (raw === null || raw === undefined) continue
+        // Judge the record this batch replaces: a heartbeat may have landed since the map was read.
+        const fresh = decodeNode(raw.value)
+        if ((fresh.state !== 'active' && fresh.state !== 'joining') || fresh.lastHeartbeatMs >= deadBeforeMs)
+          continue
+        ops.push(put(metaKeys.node(n.id), encodeNode({ ...fresh, state: 'dead' }), raw.version))
+        marked.push(n.id)
+      }
+      if (ops.length > 0) await this.batch(ops)
+      return { done: marked }
+    })
+  }
+
+  // ---- plumbing ----
+
+  private async nextNodeId(): Promise<number> {
+    const [raw] = await this.getMany([metaKeys.nodeNextId])
+    return raw === null || raw === undefined ? 1 : decodeCounter(raw.value)
+  }
+
+  private async getMany(
+    keys: readonly Uint8Array[],
+  ): Promise<({ value: Uint8Array; version: number } | null)[]> {
+    const out: ({ value: Uint8Array; version: number } | null)[] = []
+    for (let i = 0; i < keys.length; i += metaBatchRecordsMax) {
+      const { found } = await this.replica.getMany(keys.slice(i, i + metaBatchRecordsMax), {
+        level: 'linearizable',
+        ...(this.signal === undefined ? {} : { signal: this.signal }),
+      })
+      for (const f of found) out.push(f === null ? null : { value: f.value, version: f.version })
+    }
+    return out
+  }
+
+  private async batch(ops: readonly BatchOp[]): Promise<void> {
+    await this.replica.batch(ops, {
+      level: 'majority',
+      ...(this.signal === undefined ? {} : { signal: this.signal }),
+    })
+  }
+
+  /** Runs `attempt` until it is not beaten by a concurrent change (VERSION_MISMATCH). */
+  private async transaction<T>(attempt: () => Promise<{ done: T }>): Promise<T> {
+    for (let i = 0; i < metaTxnAttemptsMax; i++) {
+      try {
+        return (await attempt()).done
+      } catch (err) {
+        if (!isKvErrorWithCode(err, ErrorCode.VersionMismatch)) throw err
+      }
+    }
+    throw new KvError(
+      ErrorCode.Overloaded,
+      'the meta shard is too busy: a change lost every compare-and-set race',
+    )
+  }
+}
+
+function put(key: Uint8Array, value: Uint8Array, expectedVersion?: number): BatchOp {
+  return expectedVersion === undefined
+    ? { kind: 'put', key, value }
+    : { kind: 'put', key, value, expectedVersion }
+}

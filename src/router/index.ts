@@ -1,0 +1,24 @@
+/**
+ * router/: key -> hash -> shard -> the replica that serves it, and forwarding when that is not
+ * this node (ARCHITECTURE.md section 3). The decisions are router.ts (pure, over injected state);
+ * the gRPC clients of the other nodes are peer-clients.ts, forward-grpc.ts and meta-remote.ts.
+ */
+export {
+  Router,
+  type LocalReplica,
+  type Need,
+  type RouteHint,
+  type RouterComponents,
+  type Target,
+} from './router.ts'
+export { Forwarder, type ForwardCall } from './forward-grpc.ts'
+export { GrpcMetaRemote } from './meta-remote.ts'
+export { mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
+export {
+  PeerClients,
+  descriptorFromProto,
+  forwardedByKey,
+  isForwarded,
+  peerClientsMax,
+  peerError,
+} from './peer-clients.ts'

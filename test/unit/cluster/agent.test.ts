@@ -1,0 +1,271 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { ErrorCode, KvError, NodeId, ShardId, silentLogger } from '../../../src/common/index.ts'
+import {
+  ClusterAgent,
+  initialClusterMap,
+  MetaStore,
+  type ClusterMap,
+  type JoinArgs,
+  type LocalMeta,
+  type MetaRemote,
+  type NodeRecord,
+} from '../../../src/cluster/index.ts'
+import type { Replica } from '../../../src/shard/index.ts'
+import { ManualClock, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
+
+const hasher = await testHasher()
+/** Nodes 1..4; the meta shard on 1..3. */
+const initial = initialClusterMap(spec(initialNodes(4), { shardCount: 8 }), hasher)
+
+/** Records every call; answers joins with a node 9 and the initial map. */
+class FakeRemote implements MetaRemote {
+  readonly calls: { op: string; address: string; args?: unknown }[] = []
+  async join(address: string, args: JoinArgs): Promise<{ node: NodeRecord; map: ClusterMap }> {
+    this.calls.push({ op: 'join', address, args })
+    return { node: node(9, 'joining'), map: initial }
+  }
+  async heartbeat(address: string, args: unknown): Promise<'active'> {
+    this.calls.push({ op: 'heartbeat', address, args })
+    return 'active'
+  }
+  async shardMap(address: string): Promise<ClusterMap> {
+    this.calls.push({ op: 'shardMap', address })
+    return initial
+  }
+}
+
+const opened: Replica[] = []
+afterEach(async () => {
+  for (const r of opened.splice(0)) await r.close()
+})
+
+function agentOf(
+  nodeId: number,
+  localMeta: () => LocalMeta | undefined,
+  extra: { clock?: ManualClock; maps?: ClusterMap[]; leaders?: { shardId: ShardId; term: number }[] } = {},
+): { agent: ClusterAgent; remote: FakeRemote; clock: ManualClock } {
+  const remote = new FakeRemote()
+  const clock = extra.clock ?? new ManualClock()
+  const agent = new ClusterAgent(
+    {
+      nodeId: NodeId(nodeId),
+      heartbeatMs: 100,
+      mapRefreshMs: 1000,
+      nodeDeadAfterMs: 10_000,
+      metaCallMs: 5000,
+      initialMap: initial,
+    },
+    {
+      clock,
+      logger: silentLogger,
+      localMeta,
+      leaderReports: () => extra.leaders ?? [],
+      remote,
+      onMap: (m) => extra.maps?.push(m),
+    },
+  )
+  return { agent, remote, clock }
+}
+
+async function metaLeaderReplica(): Promise<Replica> {
+  const replica = await openMetaReplica()
+  opened.push(replica)
+  expect(await new MetaStore(replica).bootstrap(initial)).toBe(true)
+  return replica
+}
+
+/** Resolves once a round has ended and scheduled the next one (a live heartbeat timer). */
+async function nextRoundScheduled(clock: ManualClock): Promise<void> {
+  while (!clock.timers.some((t) => !t.cancelled && t.delayMs === 100))
+    await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
+const joinArgs: JoinArgs = { address: 'new:7000', zone: 'z', weight: 2 }
+
+describe('cluster/ClusterAgent serveJoin', () => {
+  it('on the meta leader: registers through MetaStore and adopts the new map', async () => {
+    const replica = await metaLeaderReplica()
+    const maps: ClusterMap[] = []
+    const { agent, remote } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }), { maps })
+    const { node: joined, map } = await agent.serveJoin(joinArgs, false)
+    expect(joined).toMatchObject({ id: 5, address: 'new:7000', zone: 'z', weight: 2, state: 'joining' })
+    expect(map.node(NodeId(5))).toEqual(joined)
+    expect(agent.map).toBe(map)
+    expect(maps).toEqual([map])
+    expect(remote.calls).toEqual([])
+    // A retried join gets the same id.
+    expect((await agent.serveJoin(joinArgs, true)).node.id).toBe(5)
+  })
+
+  it('on a meta follower: passed once to the leader its replica knows', async () => {
+    const replica = await metaLeaderReplica()
+    const { agent, remote } = agentOf(2, () => ({ replica, isLeader: false, leaderId: NodeId(3) }))
+    const answer = await agent.serveJoin(joinArgs, false)
+    expect(answer.node.id).toBe(9)
+    expect(remote.calls).toEqual([{ op: 'join', address: 'n3:7000', args: joinArgs }])
+  })
+
+  it('without a meta replica and no leader hint: the meta replicas in turn', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    await agent.serveJoin(joinArgs, false)
+    await agent.serveJoin(joinArgs, false)
+    await agent.serveJoin(joinArgs, false)
+    await agent.serveJoin(joinArgs, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7000', 'n2:7000', 'n3:7000', 'n1:7000'])
+  })
+
+  it('without a meta replica: the map hint of the meta leader', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
+    await agent.serveJoin(joinArgs, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000'])
+  })
+
+  it('a dead meta leader named by the map does not trap the node: after a failed call it tries the others', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
+    const failing = remote.heartbeat.bind(remote)
+    remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
+      if (address === 'n2:7000') {
+        remote.calls.push({ op: 'heartbeat', address, args })
+        throw new KvError(ErrorCode.Unavailable, 'connection refused')
+      }
+      return await failing(address, args)
+    }
+    const beat = { nodeId: NodeId(4), leaders: [] }
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('connection refused')
+    await agent.serveHeartbeat(beat, false)
+    await agent.serveHeartbeat(beat, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n1:7000', 'n3:7000'])
+  })
+
+  it('follows a NOT_LEADER hint to the new meta leader', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
+    const answer = remote.heartbeat.bind(remote)
+    remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
+      if (address === 'n2:7000') {
+        remote.calls.push({ op: 'heartbeat', address, args })
+        throw new KvError(ErrorCode.NotLeader, 'not me', { details: { leaderHint: 3 } })
+      }
+      return await answer(address, args)
+    }
+    const beat = { nodeId: NodeId(4), leaders: [] }
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('not me')
+    await agent.serveHeartbeat(beat, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n3:7000'])
+  })
+
+  it('forwarded to a node that does not lead the meta shard: NOT_LEADER with its hint, nothing sent', async () => {
+    const replica = await metaLeaderReplica()
+    const { agent, remote } = agentOf(2, () => ({ replica, isLeader: false, leaderId: NodeId(3) }))
+    const err = await kvError(() => agent.serveJoin(joinArgs, true))
+    expect(err.code).toBe(ErrorCode.NotLeader)
+    expect(err.details).toEqual({ leaderHint: 3, shardId: initial.meta.shardId })
+    expect(remote.calls).toEqual([])
+  })
+
+  it('the only meta replica, not leading: NOT_LEADER rather than a call to itself', async () => {
+    const solo = initialClusterMap(spec(initialNodes(1), { shardCount: 2, metaReplicaCount: 1 }), hasher)
+    const replica = await metaLeaderReplica()
+    const remote = new FakeRemote()
+    const agent = new ClusterAgent(
+      {
+        nodeId: NodeId(1),
+        heartbeatMs: 1,
+        mapRefreshMs: 1,
+        nodeDeadAfterMs: 1,
+        metaCallMs: 1,
+        initialMap: solo,
+      },
+      {
+        clock: new ManualClock(),
+        logger: silentLogger,
+        localMeta: () => ({ replica, isLeader: false, leaderId: null }),
+        leaderReports: () => [],
+        remote,
+      },
+    )
+    expect((await kvError(() => agent.serveJoin(joinArgs, false))).code).toBe(ErrorCode.NotLeader)
+    expect(remote.calls).toEqual([])
+  })
+})
+
+describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
+  it('on the meta leader: stamps the wall clock and records leader hints', async () => {
+    const replica = await metaLeaderReplica()
+    const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
+    clock.wall = 1_700_000_123_456
+    expect(
+      await agent.serveHeartbeat({ nodeId: NodeId(2), leaders: [{ shardId: ShardId(0), term: 7 }] }, true),
+    ).toBe('active')
+    const read = (await new MetaStore(replica).read())!
+    expect(read.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 1_700_000_123_456 })
+    expect(read.shard(ShardId(0))).toMatchObject({ leaderHint: 2, leaderTerm: 7 })
+  })
+
+  it('on a follower: passed to the leader; forwarded: NOT_LEADER', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(3), 1))
+    const args = { nodeId: NodeId(4), leaders: [] }
+    expect(await agent.serveHeartbeat(args, false)).toBe('active')
+    expect(remote.calls).toEqual([{ op: 'heartbeat', address: 'n3:7000', args }])
+    expect((await kvError(() => agent.serveHeartbeat(args, true))).code).toBe(ErrorCode.NotLeader)
+  })
+
+  it('a round on the meta leader writes the first map, heartbeats itself, and refreshes the map', async () => {
+    const replica = await openMetaReplica()
+    opened.push(replica)
+    const maps: ClusterMap[] = []
+    const { agent, clock, remote } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }), {
+      maps,
+      leaders: [{ shardId: ShardId(1), term: 2 }],
+    })
+    agent.start()
+    expect(clock.fire(0)).toBe(true)
+    await agent.stop()
+    const read = (await new MetaStore(replica).read())!
+    expect(read.cluster).toEqual(initial.cluster)
+    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
+    expect(read.shard(ShardId(1))).toMatchObject({ leaderHint: 1, leaderTerm: 2 })
+    expect(maps).toHaveLength(1)
+    expect(agent.map.shard(ShardId(1))).toMatchObject({ leaderHint: 1, leaderTerm: 2 })
+    expect(agent.counters()).toMatchObject({
+      heartbeats: 1,
+      heartbeatFailures: 0,
+      refreshes: 1,
+      refreshFailures: 0,
+    })
+    expect(remote.calls).toEqual([])
+  })
+
+  it('a meta leader marks silent nodes dead only after holding leadership for nodeDeadAfterMs', async () => {
+    const replica = await metaLeaderReplica()
+    const store = new MetaStore(replica)
+    const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
+    agent.start()
+    clock.fire(0)
+    await nextRoundScheduled(clock)
+    // Nodes 2..4 never heartbeated, but the leader is new: nobody is judged yet.
+    expect((await store.read())!.node(NodeId(2))?.state).toBe('active')
+
+    clock.now += 10_000
+    clock.wall += 10_000
+    expect(clock.fire(100)).toBe(true)
+    await nextRoundScheduled(clock)
+    await agent.stop()
+    const read = (await store.read())!
+    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
+    for (const id of [2, 3, 4]) expect(read.node(NodeId(id))?.state).toBe('dead')
+  })
+
+  it('offer() ignores a map of another cluster', () => {
+    const { agent } = agentOf(4, () => undefined)
+    const foreign = initialClusterMap(
+      spec(initialNodes(2), { clusterId: 'ffffffffffffffffffffffffffffffff', shardCount: 2 }),
+      hasher,
+    )
+    agent.offer(foreign)
+    expect(agent.map).toBe(initial)
+  })
+})

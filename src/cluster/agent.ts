@@ -67,6 +67,11 @@ export interface ClusterAgentComponents {
   readonly onMap?: (map: ClusterMap) => void
 }
 
+/** Heartbeats missed in a row before the agent says so at warn level. */
+const heartbeatFailuresToWarn = 3
+/** Heartbeat intervals a node whose meta call failed is passed over for. */
+const avoidHeartbeats = 4
+
 export class ClusterAgent {
   private readonly init: ClusterAgentInit
   private readonly c: ClusterAgentComponents
@@ -83,8 +88,13 @@ export class ClusterAgent {
   private metaCursor = 0
   /** A meta leader named by a NOT_LEADER answer, newer than the map's hint. */
   private learnedMetaLeader: NodeId | undefined
-  /** The node whose last meta call failed: skipped until a call elsewhere succeeds. */
+  /**
+   * The node whose last meta call failed, skipped until `avoidUntilMs` (a few heartbeats) unless a
+   * NOT_LEADER answer names it as the leader again.
+   */
   private avoid: NodeId | undefined
+  private avoidUntilMs = 0
+  private heartbeatFailuresInARow = 0
   private readonly stats = { heartbeats: 0, heartbeatFailures: 0, refreshes: 0, refreshFailures: 0 }
 
   constructor(init: ClusterAgentInit, components: ClusterAgentComponents) {
@@ -147,9 +157,17 @@ export class ClusterAgent {
     try {
       await this.heartbeat()
       this.stats.heartbeats++
+      this.heartbeatFailuresInARow = 0
     } catch (err) {
       this.stats.heartbeatFailures++
-      this.log.debug({ err: message(err) }, 'heartbeat failed')
+      this.heartbeatFailuresInARow++
+      // One miss is normal (a meta election); a run of them is worth an operator's eye, once per run.
+      if (this.heartbeatFailuresInARow === heartbeatFailuresToWarn)
+        this.log.warn(
+          { err: message(err), misses: this.heartbeatFailuresInARow },
+          'heartbeats to the meta shard failing',
+        )
+      else this.log.debug({ err: message(err) }, 'heartbeat failed')
     }
     if (this.c.clock.nowMs() - this.lastRefreshMs >= this.init.mapRefreshMs) {
       this.lastRefreshMs = this.c.clock.nowMs()
@@ -212,9 +230,12 @@ export class ClusterAgent {
       return result
     } catch (err) {
       const hint = isKvError(err) && err.code === ErrorCode.NotLeader ? err.details?.leaderHint : undefined
-      if (hint !== undefined && hint !== target.id) this.learnedMetaLeader = hint as NodeId
-      else {
+      if (hint !== undefined && hint !== target.id) {
+        this.learnedMetaLeader = hint as NodeId
+        if (this.avoid === hint) this.avoid = undefined
+      } else {
         this.avoid = target.id
+        this.avoidUntilMs = this.c.clock.nowMs() + this.init.heartbeatMs * avoidHeartbeats
         if (this.learnedMetaLeader === target.id) this.learnedMetaLeader = undefined
       }
       throw err
@@ -277,6 +298,7 @@ export class ClusterAgent {
    */
   private metaTarget(leader: NodeId | null): NodeRecord | undefined {
     const meta = this.current.meta
+    if (this.avoid !== undefined && this.c.clock.nowMs() >= this.avoidUntilMs) this.avoid = undefined
     const known =
       leader ?? this.learnedMetaLeader ?? (meta.leaderHint === 0 ? null : (meta.leaderHint as NodeId))
     if (known !== null && known !== this.init.nodeId && known !== this.avoid) {

@@ -59,6 +59,23 @@ export class KvdMetrics {
     })
   }
 
+  /**
+   * Exposes the requests this node forwarded, by method, read from `source` at scrape time
+   * (router/forward-grpc.ts counts them). Call once.
+   */
+  exposeForwarded(source: () => ReadonlyMap<string, number>): void {
+    new Gauge({
+      name: 'ringkv_forwarded_requests',
+      help: 'Requests this node forwarded to the node that serves them, by method, since start (a warm smart client causes almost none).',
+      labelNames: ['method'],
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const [method, count] of source()) this.set({ method }, count)
+      },
+    })
+  }
+
   observe(labels: RequestLabels, seconds: number): void {
     // prom-client hashes the labels on every call; the label sets are few (methods x levels x
     // codes), so their children are looked up once and kept.

@@ -148,6 +148,8 @@ export class Kvd {
       const peerClients = new PeerClients(identity.nodeId, config.limits)
       this.peerClients = peerClients
       this.forwarder = new Forwarder(peerClients)
+      const forwarder = this.forwarder
+      this.metrics.exposeForwarded(() => forwarder.byMethod())
       const map =
         this.components.openReplica !== undefined || identity.map === undefined
           ? soloMap(this.clusterIdHex, identity.nodeId, formatHostPort(config.listen))

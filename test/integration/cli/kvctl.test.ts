@@ -137,7 +137,10 @@ describe('cli/kvctl against kvd', () => {
   it('shows status in both formats', async () => {
     const table = await runKvctl([...ep, '-o', 'table', 'status'])
     expect(table.code).toBe(0)
-    expect(table.stdout).toMatch(/^ENDPOINT\s+NODE\s+CLUSTER/)
+    // The cluster first (the shard map's nodes), then every endpoint asked directly.
+    expect(table.stdout).toMatch(/^cluster [0-9a-f]{32}: 1 nodes, 1 shards/)
+    expect(table.stdout).toMatch(/^NODE\s+ADDRESS\s+ZONE\s+STATE\s+HEARTBEAT/m)
+    expect(table.stdout).toMatch(/^ENDPOINT\s+NODE\s+CLUSTER/m)
     expect(table.stdout).toContain(kvd.address)
     expect(table.stdout).toMatch(/NODE\s+SHARD\s+ROLE\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+VOTERS/)
     const json = JSON.parse((await inProcess([...ep, 'status'])).stdout)

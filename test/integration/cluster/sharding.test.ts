@@ -117,6 +117,8 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
     }
     // Node 1 leads about a fifth of the shards: most of the 32 calls were forwarded.
     expect((await forwardedTotal()) - before).toBeGreaterThan(8)
+    const metrics = await (await fetch(`http://${cluster.node(1).http}/metrics`)).text()
+    expect(metrics).toMatch(/ringkv_forwarded_requests\{method="(put|get)"\} [1-9]/)
   }, 120_000)
 
   it('answers a request built on a stale map with WRONG_SHARD and the current descriptor', async () => {
@@ -195,7 +197,7 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
       const viaNew = new KvClient({ endpoints: [joined.address], routing: { enabled: false } })
       try {
         await viaNew.put('via-new', 'yes')
-        expect((await viaNew.get('via-new')).value?.toString()).toBe('yes')
+        expect((await viaNew.get('via-new')).valueText()).toBe('yes')
       } finally {
         viaNew.close()
       }
@@ -216,7 +218,13 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
     cluster.node(metaLeader).kill('SIGKILL')
     await cluster.node(metaLeader).exited()
     const others = cluster.nodes.filter((n) => n.nodeId !== metaLeader)
-    const client = new KvClient({ endpoints: others.map((n) => n.grpc) })
+    // The killed node also led about a fifth of the data shards: their writes wait out an election
+    // (1-2 s), so this client's retries span a few seconds.
+    const client = new KvClient({
+      endpoints: others.map((n) => n.grpc),
+      deadlineMs: 15_000,
+      retry: { backoffBaseMs: 200, backoffMaxMs: 2_000 },
+    })
     try {
       for (let i = 0; i < 200; i++) await client.put(`after-meta-kill/${i}`, String(i))
       const newLeader = await eventually(
@@ -242,7 +250,7 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
         60_000,
       )
       expect(map.nodes.filter((n) => n.state === 'active').length).toBeGreaterThanOrEqual(4)
-      expect((await client.get('after-meta-kill/199')).value?.toString()).toBe('199')
+      expect((await client.get('after-meta-kill/199')).valueText()).toBe('199')
     } finally {
       client.close()
     }

@@ -228,13 +228,11 @@ describe('kvd client API', () => {
     expect(status.node).toMatchObject({ nodeId: 1, address: node.address, dataDir: node.dataDir })
     expect(status.node?.version).toMatch(/^\d+\.\d+\.\d+/)
     expect(status.node?.uptimeMs).toBeGreaterThan(0)
-    expect(status.node?.shards).toHaveLength(1)
-    expect(status.node?.shards[0]).toMatchObject({
-      shardId: 0,
-      hashStart: '0',
-      hashEnd: (2n ** 64n).toString(),
-    })
-    expect(status.node?.shards[0]?.appliedIndex).toBeGreaterThan(0)
+    // The one data shard over the whole ring, and the meta shard (node registry and shard map).
+    expect(status.node?.shards.map((s) => s.shardId).sort((a, b) => a - b)).toEqual([0, 0xffff_fff0])
+    const data = status.node?.shards.find((s) => s.shardId === 0)
+    expect(data).toMatchObject({ shardId: 0, hashStart: '0', hashEnd: (2n ** 64n).toString(), epoch: 1 })
+    expect(data?.appliedIndex).toBeGreaterThan(0)
   })
 
   it('answers health checks and reflection', async () => {

@@ -139,6 +139,32 @@ describe('cluster/ClusterAgent serveJoin', () => {
     expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n1:7000', 'n3:7000'])
   })
 
+  it('goes back to a leader whose call failed once when another node names it (no NOT_LEADER loop)', async () => {
+    const replica = await metaLeaderReplica()
+    // Node 3 holds a meta replica whose Raft view says node 2 leads.
+    const { agent, remote } = agentOf(3, () => ({ replica, isLeader: false, leaderId: NodeId(2) }))
+    let refuseOnce = true
+    const answer = remote.heartbeat.bind(remote)
+    remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
+      if (address === 'n2:7000' && refuseOnce) {
+        refuseOnce = false
+        remote.calls.push({ op: 'heartbeat', address, args })
+        throw new KvError(ErrorCode.Unavailable, 'channel still connecting')
+      }
+      if (address === 'n1:7000') {
+        remote.calls.push({ op: 'heartbeat', address, args })
+        throw new KvError(ErrorCode.NotLeader, 'not me', { details: { leaderHint: 2 } })
+      }
+      return await answer(address, args)
+    }
+    const beat = { nodeId: NodeId(3), leaders: [] }
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('connecting')
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('not me')
+    await agent.serveHeartbeat(beat, false)
+    await agent.serveHeartbeat(beat, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n1:7000', 'n2:7000', 'n2:7000'])
+  })
+
   it('follows a NOT_LEADER hint to the new meta leader', async () => {
     const { agent, remote } = agentOf(4, () => undefined)
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))

@@ -2,7 +2,7 @@
  * The shard map on the wire (kv.proto ShardMapResponse) and back. A map from another node is
  * checked like any input: a malformed one is INVALID_ARGUMENT and never replaces ours.
  */
-import { ErrorCode, KvError } from '../common/errors.ts'
+import { ErrorCode, KvError, type ShardDescriptorDetail } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import {
   ClusterMap,
@@ -14,7 +14,8 @@ import {
 } from '../cluster/index.ts'
 import type { NodeInfo, ShardDescriptor, ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
 
-export function shardToProto(s: ShardRecord): ShardDescriptor {
+/** A shard record (or the descriptor a WRONG_SHARD error carries) on the wire. */
+export function shardToProto(s: ShardDescriptorDetail): ShardDescriptor {
   return {
     shardId: s.shardId,
     hashStart: s.hashStart.toString(),

@@ -99,6 +99,11 @@ export interface KvServiceComponents {
 /** KvService with request decoding that turns garbage into INVALID_ARGUMENT (decode.ts). */
 export const kvServiceDefinition = withTolerantDecoding(KvServiceService)
 
+/** Where a handler notes the level a request asked for (a call's context, or one Multi op's). */
+interface Asked {
+  consistency: string
+}
+
 /** What a handler learns while it runs, for the metrics and logs of the call. */
 interface CallContext {
   consistency: string
@@ -329,17 +334,24 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     }
   }
 
-  const get = unary<GetRequest, GetResponse>('Get', async (request, ctx) => {
+  // Get, Put and Delete, whole calls or ops of a Multi call: validated, checked against the
+  // caller's route, then served here or passed on. `asked` learns the level for the metrics.
+  const serveGet = async (
+    request: GetRequest,
+    ctx: CallContext,
+    asked: Asked,
+    method: string,
+  ): Promise<GetResponse> => {
     const shard = shardOf(request.key)
     const { key, read } = checkGet(request, limits, shard.shardId)
-    ctx.consistency = read.level
+    asked.consistency = read.level
     router.checkHint(shard, request.options?.route)
-    traceRequest('Get', key)
+    traceRequest(method, key)
     return await routed(
       shard,
       needOfRead(read.level),
       ctx,
-      async (replica) => {
+      async (replica): Promise<GetResponse> => {
         const { found, receipt } = await replica.get(key, { ...read, signal: ctx.signal })
         return {
           found: found !== null,
@@ -351,12 +363,17 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       },
       (address) => forwarder.unary(address, 'get', request, forwardCall(ctx)),
     )
-  })
+  }
 
-  const put = unary<PutRequest, PutResponse>('Put', async (request, ctx) => {
+  const servePut = async (
+    request: PutRequest,
+    ctx: CallContext,
+    asked: Asked,
+    method: string,
+  ): Promise<PutResponse> => {
     const { key, value, expectedVersion, write } = checkPut(request, limits)
-    ctx.consistency = write.level
-    traceRequest('Put', key, { valueBytes: value.length })
+    asked.consistency = write.level
+    traceRequest(method, key, { valueBytes: value.length })
     const shard = shardOf(key)
     router.checkHint(shard, request.options?.route)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
@@ -364,18 +381,23 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       shard,
       'leader',
       ctx,
-      async (replica) => {
+      async (replica): Promise<PutResponse> => {
         const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
         return { version, receipt: toProtoReceipt(receipt) }
       },
       (address) => forwarder.unary(address, 'put', request, forwardCall(ctx)),
     )
-  })
+  }
 
-  const del = unary<DeleteRequest, DeleteResponse>('Delete', async (request, ctx) => {
+  const serveDelete = async (
+    request: DeleteRequest,
+    ctx: CallContext,
+    asked: Asked,
+    method: string,
+  ): Promise<DeleteResponse> => {
     const { key, expectedVersion, write } = checkDelete(request, limits)
-    ctx.consistency = write.level
-    traceRequest('Delete', key)
+    asked.consistency = write.level
+    traceRequest(method, key)
     const shard = shardOf(key)
     router.checkHint(shard, request.options?.route)
     const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
@@ -383,13 +405,19 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       shard,
       'leader',
       ctx,
-      async (replica) => {
+      async (replica): Promise<DeleteResponse> => {
         const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
         return { deleted, receipt: toProtoReceipt(receipt) }
       },
       (address) => forwarder.unary(address, 'delete', request, forwardCall(ctx)),
     )
-  })
+  }
+
+  const get = unary<GetRequest, GetResponse>('Get', (request, ctx) => serveGet(request, ctx, ctx, 'Get'))
+  const put = unary<PutRequest, PutResponse>('Put', (request, ctx) => servePut(request, ctx, ctx, 'Put'))
+  const del = unary<DeleteRequest, DeleteResponse>('Delete', (request, ctx) =>
+    serveDelete(request, ctx, ctx, 'Delete'),
+  )
 
   const batchGet = unary<BatchGetRequest, BatchGetResponse>('BatchGet', async (request, ctx) => {
     // Keys go to their shards in parallel (here or forwarded); each shard's part has its own receipt.
@@ -492,76 +520,19 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     op: MultiOp['op'],
     i: number,
     ctx: CallContext,
-    asked: { level: string },
+    asked: Asked,
   ): Promise<NonNullable<MultiOpResult['result']>> => {
-    const signal = ctx.signal
     if (op === undefined)
       throw new KvError(ErrorCode.InvalidArgument, `ops[${i}] is neither get, put nor delete`, {
         details: { field: `ops[${i}]` },
       })
     switch (op.$case) {
-      case 'get': {
-        const shard = shardOf(op.get.key)
-        const { key, read } = checkGet(op.get, limits, shard.shardId)
-        asked.level = read.level
-        router.checkHint(shard, op.get.options?.route)
-        traceRequest(multiMethods.get, key)
-        const get = await routed(
-          shard,
-          needOfRead(read.level),
-          ctx,
-          async (replica): Promise<GetResponse> => {
-            const { found, receipt } = await replica.get(key, { ...read, signal })
-            return {
-              found: found !== null,
-              value: found === null ? emptyBuffer : buf(found.value),
-              version: found?.version ?? 0,
-              createVersion: found?.createVersion ?? 0,
-              receipt: toProtoReceipt(receipt),
-            }
-          },
-          (address) => forwarder.unary(address, 'get', op.get, forwardCall(ctx)),
-        )
-        return { $case: 'get', get }
-      }
-      case 'put': {
-        const { key, value, expectedVersion, write } = checkPut(op.put, limits)
-        asked.level = write.level
-        traceRequest(multiMethods.put, key, { valueBytes: value.length })
-        const shard = shardOf(key)
-        router.checkHint(shard, op.put.options?.route)
-        const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-        const put = await routed(
-          shard,
-          'leader',
-          ctx,
-          async (replica): Promise<PutResponse> => {
-            const { version, receipt } = await replica.put(key, value, { ...opts, signal })
-            return { version, receipt: toProtoReceipt(receipt) }
-          },
-          (address) => forwarder.unary(address, 'put', op.put, forwardCall(ctx)),
-        )
-        return { $case: 'put', put }
-      }
-      case 'delete': {
-        const { key, expectedVersion, write } = checkDelete(op.delete, limits)
-        asked.level = write.level
-        traceRequest(multiMethods.delete, key)
-        const shard = shardOf(key)
-        router.checkHint(shard, op.delete.options?.route)
-        const opts = expectedVersion === undefined ? write : { ...write, expectedVersion }
-        const deleted = await routed(
-          shard,
-          'leader',
-          ctx,
-          async (replica): Promise<DeleteResponse> => {
-            const { deleted, receipt } = await replica.delete(key, { ...opts, signal })
-            return { deleted, receipt: toProtoReceipt(receipt) }
-          },
-          (address) => forwarder.unary(address, 'delete', op.delete, forwardCall(ctx)),
-        )
-        return { $case: 'delete', delete: deleted }
-      }
+      case 'get':
+        return { $case: 'get', get: await serveGet(op.get, ctx, asked, multiMethods.get) }
+      case 'put':
+        return { $case: 'put', put: await servePut(op.put, ctx, asked, multiMethods.put) }
+      case 'delete':
+        return { $case: 'delete', delete: await serveDelete(op.delete, ctx, asked, multiMethods.delete) }
     }
   }
 
@@ -577,7 +548,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     const startedMs = clock.nowMs()
     const served = await Promise.all(
       request.ops.map(async ({ op }, i): Promise<MultiOpServed> => {
-        const asked = { level: 'none' }
+        const asked: Asked = { consistency: 'none' }
         const method = op === undefined ? 'Multi' : multiMethods[op.$case]
         let result: MultiOpServed['result']
         try {
@@ -585,7 +556,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
         } catch (err) {
           result = { $case: 'error', error: toOpError(err, log) }
         }
-        return { result, consistency: asked.level, method, finishedMs: clock.nowMs() }
+        return { result, consistency: asked.consistency, method, finishedMs: clock.nowMs() }
       }),
     )
     // The answer must fit one gRPC frame: a get whose value would overflow it is answered

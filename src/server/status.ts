@@ -36,7 +36,7 @@ import {
 } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { ShardDescriptor, type OpError } from '../gen/ringkv/v1/kv.ts'
-import type { ShardDescriptorDetail } from '../common/errors.ts'
+import { shardToProto } from '../router/map-proto.ts'
 
 export const metadataKeys = errorMetadataKeys
 
@@ -112,17 +112,7 @@ export function toOpError(err: unknown, log: Logger): OpError {
 }
 
 /** A shard descriptor on the wire (kv.proto ShardDescriptor). */
-export function descriptorToProto(d: ShardDescriptorDetail): ShardDescriptor {
-  return {
-    shardId: d.shardId,
-    hashStart: d.hashStart.toString(),
-    hashEnd: d.hashEnd.toString(),
-    replicas: [...d.replicas],
-    leaderHint: d.leaderHint,
-    leaderTerm: d.leaderTerm,
-    epoch: d.epoch,
-  }
-}
+export const descriptorToProto = shardToProto
 
 /** The operating-error reading of `err`, or undefined when it is not one. */
 export function asKvError(err: unknown): KvError | undefined {

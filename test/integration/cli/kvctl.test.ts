@@ -2,11 +2,14 @@
  * kvctl against a real kvd: the compiled CLI as a real process (`node bin/kvctl.js`) for the
  * round trips users do, and `main()` in-process for the wider matrix (same code, faster).
  */
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main, type CliIo } from '../../../src/cli/main.ts'
 import { ExitCode } from '../../../src/cli/exit-codes.ts'
 import { startKvd, type KvdHandle } from '../helpers/kvd.ts'
 import { runKvctl } from './run-kvctl.ts'
+import { repoRoot } from '../helpers/kvd.ts'
 
 async function inProcess(
   argv: string[],
@@ -132,6 +135,20 @@ describe('cli/kvctl against kvd', () => {
     expect(lines[0]).toMatch(/^KEY\s+VERSION\s+VALUE$/)
     expect(lines).toHaveLength(7)
     expect(lines[6]).toMatch(/^5 entries; served by node \d+, shard \d+, index \d+, linearizable, fresh$/)
+  })
+
+  it('stops quietly with exit 0 when its reader closes the pipe early (kvctl status | head)', async () => {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/kvctl.js'), ...ep, '-o', 'table', 'status'], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    // The reader goes away before kvctl writes a byte: every write meets EPIPE.
+    child.stdout.destroy()
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(stderr).not.toContain('EPIPE')
+    expect(code).toBe(0)
   })
 
   it('shows status in both formats', async () => {

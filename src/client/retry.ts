@@ -34,9 +34,15 @@ export interface RetryConfig {
   readonly backoffMaxMs: number
 }
 
+/**
+ * Defaults sized to ride out a leader's death inside the default deadline: an election takes one
+ * to two seconds (10-20 ticks of 100 ms), and 12 attempts of full-jitter backoff from 50 ms capped
+ * at 1 s sleep about 3.8 s in total on average (at most 7.6 s), so a write retried against the
+ * survivors lands once they have a new leader. The deadline bounds it all the same.
+ */
 export const retryDefaults: RetryConfig = {
-  attemptsMax: limits.retryAttemptsMax,
-  backoffBaseMs: 25,
+  attemptsMax: 12,
+  backoffBaseMs: 50,
   backoffMaxMs: 1_000,
 }
 

@@ -58,7 +58,7 @@ export const limits = {
   /** Rebalancer moves running at once. */
   movesConcurrentMax: 2,
   /** SDK attempts per call, also bounded by the call's deadline. */
-  retryAttemptsMax: 8,
+  retryAttemptsMax: 16,
   /** SDK default deadline per call. */
   requestDeadlineMsDefault: 10_000,
   /** Longest deadline a request may ask for. */

@@ -219,12 +219,8 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
     await cluster.node(metaLeader).exited()
     const others = cluster.nodes.filter((n) => n.nodeId !== metaLeader)
     // The killed node also led about a fifth of the data shards: their writes wait out an election
-    // (1-2 s), so this client's retries span a few seconds.
-    const client = new KvClient({
-      endpoints: others.map((n) => n.grpc),
-      deadlineMs: 15_000,
-      retry: { backoffBaseMs: 200, backoffMaxMs: 2_000 },
-    })
+    // (1-2 s), which the SDK's default retries ride out inside the default deadline.
+    const client = new KvClient({ endpoints: others.map((n) => n.grpc) })
     try {
       for (let i = 0; i < 200; i++) await client.put(`after-meta-kill/${i}`, String(i))
       const newLeader = await eventually(

@@ -103,6 +103,7 @@ export class Kvd {
   private peerClients: PeerClients | undefined
   private forwarder: Forwarder | undefined
   private nodeId: NodeId = NodeId(1)
+  private readonly localViews = new Map<ShardId, LocalReplica & LocalMeta>()
   private transport: GrpcPeerTransport | undefined
   private readonly random = new SystemRandom()
   private grpc: Server | undefined
@@ -377,7 +378,10 @@ export class Kvd {
       return shardId === 0 ? { replica: this.replica, isLeader: true, leaderId: this.nodeId } : undefined
     const r = this.host?.replica(shardId)
     if (r === undefined) return undefined
-    return {
+    // Asked on every request: one view object per replica, kept.
+    const known = this.localViews.get(shardId)
+    if (known?.replica === r) return known
+    const view = {
       replica: r,
       get isLeader() {
         return r.isLeader
@@ -386,6 +390,8 @@ export class Kvd {
         return r.leaderId
       },
     }
+    this.localViews.set(shardId, view)
+    return view
   }
 
   /**

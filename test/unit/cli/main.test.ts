@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ErrorCode, KvError } from '../../../src/common/errors.ts'
+import { limits } from '../../../src/common/limits.ts'
 import { main, type CliIo } from '../../../src/cli/main.ts'
 import { ExitCode, exitCodeForError } from '../../../src/cli/exit-codes.ts'
 import { encodeBytes, receiptLine, table } from '../../../src/cli/output.ts'
@@ -228,8 +229,10 @@ describe('cli/kvctl against a fake kvd', () => {
   })
 
   it('maps server errors to exit codes', async () => {
-    server.failNext('get', { code: 'NO_QUORUM' }, 8)
+    // More failures than any retry policy may attempt: the call must give up, whatever its defaults.
+    server.failNext('get', { code: 'NO_QUORUM' }, limits.retryAttemptsMax)
     const r = await run([...ep, '-o', 'table', 'get', 'k', '--deadline-ms', '2000'])
+    server.clearFailures()
     expect(r.code).toBe(ExitCode.Unavailable)
     expect(r.stderr).toMatch(/^Error: NO_QUORUM: /)
     server.failNext('put', { code: 'VALUE_TOO_LARGE', metadata: { 'ringkv-limit': '10' } })

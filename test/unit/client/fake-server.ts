@@ -135,6 +135,11 @@ export class FakeKvServer {
   }
 
   /** Answers the next `times` calls of `method` with `failure`. */
+  /** Drops every failure still queued (a test that queued more than a call used). */
+  clearFailures(): void {
+    this.failures.clear()
+  }
+
   failNext(method: Method, failure: Failure, times = 1): void {
     const queue = this.failures.get(method) ?? []
     for (let i = 0; i < times; i++) queue.push(failure)

@@ -13,12 +13,5 @@ export {
 } from './router.ts'
 export { Forwarder, type ForwardCall } from './forward-grpc.ts'
 export { GrpcMetaRemote } from './meta-remote.ts'
-export { mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
-export {
-  PeerClients,
-  descriptorFromProto,
-  forwardedByKey,
-  isForwarded,
-  peerClientsMax,
-  peerError,
-} from './peer-clients.ts'
+export { descriptorFromProto, mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
+export { PeerClients, forwardedByKey, isForwarded, peerClientsMax, peerError } from './peer-clients.ts'

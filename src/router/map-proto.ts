@@ -55,7 +55,8 @@ const bad = (what: string): KvError =>
     details: { field: 'map' },
   })
 
-function shardFromProto(d: ShardDescriptor): ShardRecord {
+/** A shard descriptor from the wire (a peer's map, or a WRONG_SHARD from a peer), checked. */
+export function descriptorFromProto(d: ShardDescriptor): ShardRecord {
   if (!/^\d+$/.test(d.hashStart) || !/^\d+$/.test(d.hashEnd)) throw bad('hash range')
   const hashStart = BigInt(d.hashStart)
   const hashEnd = BigInt(d.hashEnd)
@@ -100,8 +101,8 @@ export function mapFromProto(res: ShardMapResponse): ClusterMap {
         vnodesPerNode: res.vnodesPerNode,
       },
       res.nodes.map(nodeFromProto),
-      res.shards.map(shardFromProto),
-      shardFromProto(res.metaShard),
+      res.shards.map(descriptorFromProto),
+      descriptorFromProto(res.metaShard),
     )
   } catch (err) {
     if (err instanceof KvError) throw err

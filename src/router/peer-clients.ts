@@ -9,18 +9,12 @@
  */
 import { Metadata, credentials, status as GrpcCode, type ServiceError } from '@grpc/grpc-js'
 import { DeadlineError } from '../common/clock.ts'
-import {
-  ErrorCode,
-  KvError,
-  errorMetadataKeys,
-  isErrorCode,
-  type ErrorDetails,
-  type ShardDescriptorDetail,
-} from '../common/errors.ts'
+import { ErrorCode, KvError, errorMetadataKeys, isErrorCode, type ErrorDetails } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Limits } from '../common/limits.ts'
 import { AdminServiceClient } from '../gen/ringkv/v1/admin.ts'
 import { KvServiceClient, ShardDescriptor } from '../gen/ringkv/v1/kv.ts'
+import { descriptorFromProto } from './map-proto.ts'
 
 /** Peer addresses with an open client at once. */
 export const peerClientsMax = 1024
@@ -119,7 +113,7 @@ export function peerError(err: ServiceError, address: string): KvError {
       try {
         details.descriptor = descriptorFromProto(ShardDescriptor.decode(descriptor))
       } catch {
-        // A malformed descriptor only loses the repair hint.
+        // A malformed descriptor (INVALID_ARGUMENT) only loses the repair hint.
       }
     }
     return new KvError(code, err.details, { details: details as ErrorDetails })
@@ -134,16 +128,4 @@ export function peerError(err: ServiceError, address: string): KvError {
       cause: err,
     },
   )
-}
-
-export function descriptorFromProto(d: ShardDescriptor): ShardDescriptorDetail {
-  return {
-    shardId: d.shardId,
-    hashStart: BigInt(d.hashStart),
-    hashEnd: BigInt(d.hashEnd),
-    replicas: d.replicas,
-    leaderHint: d.leaderHint,
-    leaderTerm: d.leaderTerm,
-    epoch: d.epoch,
-  }
 }

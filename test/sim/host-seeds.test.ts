@@ -18,6 +18,7 @@ import { HostNemesis } from './host/options.ts'
 import {
   coverageMarks,
   describeHostResult,
+  reportHostResult,
   runHostSeed,
   type CoverageMark,
   type HostRunResult,
@@ -39,16 +40,7 @@ function replay(seed: number): string {
   return `replay: HOST_SIM_SEED=0x${seed.toString(16)} HOST_SIM_TRACE=1 npx vitest run test/sim/host-seeds.test.ts`
 }
 
-function report(r: HostRunResult): string {
-  return [
-    describeHostResult(r),
-    ...r.optionsLines,
-    r.failure?.detail ?? '',
-    replay(r.seed),
-    '--- trace tail ---',
-    ...r.traceTail.slice(-60),
-  ].join('\n')
-}
+const report = (r: HostRunResult): string => reportHostResult(r, replay(r.seed))
 
 function expectHealthy(r: HostRunResult): void {
   expect(r.ok, report(r)).toBe(true)

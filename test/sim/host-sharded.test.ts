@@ -22,7 +22,7 @@ import { MicrotaskDrain } from './host/drain.ts'
 import { AsyncDriver } from './host/driver.ts'
 import { checkMetaMap, type MetaKnowledge } from './host/meta.ts'
 import { hostSwarmOptions } from './host/options.ts'
-import { describeHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
+import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
 import { Simulator, parseSeed } from './simulator.ts'
 
 /** Seeds run by default: 1..12 (one or two seconds each). HOST_SHARDED_FROM and HOST_SHARDED_SEEDS widen the sweep. */
@@ -51,16 +51,7 @@ function replay(seed: number): string {
   return `replay: HOST_SHARDED_SEED=0x${seed.toString(16)} HOST_SIM_TRACE=1 npx vitest run test/sim/host-sharded.test.ts`
 }
 
-function report(r: HostRunResult): string {
-  return [
-    describeHostResult(r),
-    ...r.optionsLines,
-    r.failure?.detail ?? '',
-    replay(r.seed),
-    '--- trace tail ---',
-    ...r.traceTail.slice(-60),
-  ].join('\n')
-}
+const report = (r: HostRunResult): string => reportHostResult(r, replay(r.seed))
 
 function expectHealthy(r: HostRunResult): void {
   if (!r.ok) console.log(`FAILED seed 0x${r.seed.toString(16)}: ${replay(r.seed)}`)

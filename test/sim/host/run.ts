@@ -413,3 +413,15 @@ export function describeHostResult(r: HostRunResult): string {
     (r.failure === null ? '' : ` ${r.failure.property}: ${r.failure.detail.split('\n')[0] ?? ''}`)
   )
 }
+
+/** Everything a failing seed's assertion message shows: the line, the options, the failure, how to replay, the trace tail. */
+export function reportHostResult(r: HostRunResult, replayLine: string): string {
+  return [
+    describeHostResult(r),
+    ...r.optionsLines,
+    r.failure?.detail ?? '',
+    replayLine,
+    '--- trace tail ---',
+    ...r.traceTail.slice(-60),
+  ].join('\n')
+}

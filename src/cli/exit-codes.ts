@@ -19,6 +19,8 @@ export const ExitCode = {
   NotFound: 5,
   /** Compare-and-set failed: the key's version was not --expected-version. */
   VersionMismatch: 6,
+  /** A change to the cluster was refused: it breaks a rule (MOVE_REFUSED) or was planned on a stale view (STALE_EPOCH). */
+  Refused: 7,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
@@ -30,7 +32,8 @@ export const exitCodesHelp = `Exit codes:
   ${ExitCode.Unavailable}  unavailable (no endpoint reachable, no quorum, read deadline exceeded)
   ${ExitCode.OutcomeUnknown}  outcome unknown (a write hit its deadline: it may or may not have applied)
   ${ExitCode.NotFound}  key not found (get)
-  ${ExitCode.VersionMismatch}  version mismatch (--expected-version did not match)`
+  ${ExitCode.VersionMismatch}  version mismatch (--expected-version did not match)
+  ${ExitCode.Refused}  refused (a move or replica change breaks a rule, or was planned on a stale configuration)`
 
 /** The exit code for an error of a read or a write command. */
 export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode {
@@ -50,6 +53,7 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
     case ErrorCode.Overloaded:
     case ErrorCode.SessionBehind:
     case ErrorCode.StalenessBoundExceeded:
+    case ErrorCode.ShardBusy:
       return ExitCode.Unavailable
     case ErrorCode.DeadlineExceeded:
       return kind === 'write' ? ExitCode.OutcomeUnknown : ExitCode.Unavailable
@@ -57,6 +61,9 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
       return ExitCode.NotFound
     case ErrorCode.VersionMismatch:
       return ExitCode.VersionMismatch
+    case ErrorCode.MoveRefused:
+    case ErrorCode.StaleEpoch:
+      return ExitCode.Refused
     case ErrorCode.Cancelled:
     case ErrorCode.FaultInjectionDisabled:
     case ErrorCode.Internal:

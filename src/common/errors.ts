@@ -24,6 +24,12 @@ export const ErrorCode = {
   Unavailable: 'UNAVAILABLE',
   /** The admin call that injects faults, on a node started without --allow-fault-injection. */
   FaultInjectionDisabled: 'FAULT_INJECTION_DISABLED',
+  /** A change to a shard's replicas planned against an older configuration (epoch) of the shard. */
+  StaleEpoch: 'STALE_EPOCH',
+  /** Another change to the shard's replicas is in progress; try again once it is done. */
+  ShardBusy: 'SHARD_BUSY',
+  /** A move or replica change that would break a rule (details.field names the argument). */
+  MoveRefused: 'MOVE_REFUSED',
   Internal: 'INTERNAL',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -113,6 +119,9 @@ export const errorCodeTable: Readonly<
     retry: RetryPolicy.Never,
     writeNotApplied: true,
   },
+  STALE_EPOCH: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Never, writeNotApplied: true },
+  SHARD_BUSY: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Backoff, writeNotApplied: true },
+  MOVE_REFUSED: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Never, writeNotApplied: true },
   INTERNAL: { status: GrpcStatus.INTERNAL, retry: RetryPolicy.Never, writeNotApplied: false },
 }
 

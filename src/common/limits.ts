@@ -37,6 +37,13 @@ export const limits = {
   raftLogCompactEntries: 4096,
   /** Entries kept behind the snapshot point at compaction, for followers slightly behind. */
   raftLogRetainEntries: 1024,
+  /**
+   * Bytes of applied entries held in a shard's log (in memory) before a snapshot point is recorded,
+   * whatever their count: the log is bounded by bytes, not only by entries.
+   */
+  raftLogCompactBytes: 64 * 1024 * 1024,
+  /** Bytes kept behind the snapshot point at compaction (at least one entry). */
+  raftLogRetainBytes: 16 * 1024 * 1024,
   /** Bytes of one received snapshot held in memory before it is applied atomically in one batch. */
   snapshotBytesMax: 512 * 1024 * 1024,
   /** How long a session read waits for this replica to reach the token before SESSION_BEHIND. */
@@ -119,6 +126,12 @@ export const limits = {
   snapshotChunksInFlightMax: 4,
   /** Bytes one snapshot message adds around its data (header fields, offset, flags). */
   snapshotChunkFramingBytesMax: 128,
+  /** Keys deleted per step when a removed replica's data is dropped, or an install clears its ranges. */
+  replicaDropChunkKeys: 4096,
+  /** Pause between two steps of dropping a removed replica's data (paces the background work). */
+  replicaDropPauseMs: 5,
+  /** Default bytes per second of snapshot data a node sends, all streams together (--snapshot-rate). */
+  snapshotBytesPerSecondDefault: 32 * 1024 * 1024,
   /** Deadline of sending (and of receiving) one whole snapshot stream. */
   snapshotSendMsMax: 10 * 60_000,
   /** Longest delay an injected fault may put on peer traffic. */
@@ -153,6 +166,9 @@ assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
 assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)
 assert(limits.raftLogRetainEntries < limits.raftLogCompactEntries)
+assert(limits.raftLogRetainBytes < limits.raftLogCompactBytes)
+// One maximal proposal fits the byte budgets of the log.
+assert(limits.raftLogRetainBytes >= limits.proposalBytesMax)
 assert(limits.groupCommitBytesMax >= limits.proposalBytesMax)
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
 // Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and

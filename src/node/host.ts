@@ -1,29 +1,39 @@
 /**
- * NodeHost: the host of every Raft group (shard replica) on this node (ARCHITECTURE.md section 3,
- * node/). One tick timer, one Ready loop, one bounded inbox:
+ * NodeHost: the host of a CHANGING set of replicas (ARCHITECTURE.md section 3, node/). One tick
+ * timer, one Ready loop, one bounded inbox:
  *
- *   - Peer envelopes (transport), client requests (RaftReplica.submit) and snapshot arrivals all
- *     enter through the inbox; nothing else calls into a RawNode. Full inbox: requests get
+ *   - Peer envelopes (transport), client requests (RaftReplica through ReplicaLoop), snapshot
+ *     installs and the mover's commands (create, change, transfer, destroy) all enter through the
+ *     inbox as typed messages; nothing else calls into a RawNode. Full inbox: requests get
  *     OVERLOADED (RESOURCE_EXHAUSTED), peer envelopes are dropped (Raft tolerates loss).
  *   - One loop iteration: run the inbox and due ticks; take the Ready of every group with work;
  *     send their `messages` at once (the leader's appends travel while its own fsync runs);
  *     prefetch the keys every group's committed entries read (ONE multiGet); stage every group's
- *     snapshot, entries, hard state and applied effects into ONE WriteBatch; write it with ONE
- *     fsync (group commit across shards); then per group: update the log store, answer, advance,
- *     and send `messagesAfterPersist`.
+ *     snapshot, entries, hard state and applied effects, and the host's own record changes, into
+ *     ONE WriteBatch; write it with ONE fsync (group commit across shards); then per group: update
+ *     the log store, answer, advance, and send `messagesAfterPersist`.
+ *   - Replicas come and go while every other shard keeps serving. Each has a persisted lifecycle
+ *     (replica-record.ts: empty, installing, active, removing, tombstone). A replica is created
+ *     only by an explicit request (createReplica, from the mover, carrying the shard's epoch),
+ *     never by a message: messages for a shard this node does not hold, is removing or has a
+ *     tombstone of are dropped, so a late message can never resurrect a removed replica.
  *   - Snapshots are made on demand: when a leader's core asks to send one, the host takes a view
- *     of the shard's hash range and dedup records at the durable applied index (engine iterators
- *     take their view when created, and no write is in flight between iterations) and streams it.
- *     A receiver buffers the stream (bounded by limits.snapshotBytesMax), steps the MsgSnap, and
- *     the group installs data and Raft state in the same single batch: atomic.
+ *     of the shard's ranges at the durable applied index (engine iterators take their view when
+ *     created, and no write is in flight between iterations) and streams it, throttled by
+ *     `snapshotBytesPerSecond` for the whole node. A receiver writes it into place
+ *     (snapshot-install.ts) and makes it visible in one batch.
+ *   - A replica whose removal is committed (it applied a configuration without itself, or the
+ *     mover showed it one) stops, and its data is dropped in the background in paced chunks
+ *     (replica-drop.ts); then only its tombstone stays.
  *
  * A failed engine write is fail-stop (STYLE.md 7.4): everything waiting fails and `onFatal` runs.
  */
+import type { NodeId } from '../common/index.ts'
 import {
   ErrorCode,
   KvError,
-  NodeId,
   ShardId,
+  assert,
   type Clock,
   type Limits,
   type LogIndex,
@@ -33,43 +43,54 @@ import {
 } from '../common/index.ts'
 import { AssertionError } from '../common/assert.ts'
 import { equalHashRanges, type HashRange, type Hasher } from '../hashing/index.ts'
-import { ReadOnlyOption, type ConfState, type Message, type MsgSnap, type Ready } from '../raft/index.ts'
+import {
+  ReadOnlyOption,
+  emptyConfState,
+  type ConfState,
+  type Message,
+  type MsgSnap,
+  type Ready,
+} from '../raft/index.ts'
 import {
   ApplyOverlay,
-  KvStateMachine,
+  Deferred,
   RaftGroup,
   RaftReplica,
-  decodeAppliedIndex,
-  type SnapshotData,
+  firstDescriptor,
+  membersOf,
+  type ApplyResult,
+  type Command,
+  type InstalledSnapshot,
+  type ReplicaChange,
+  type ReplicaLoop,
+  type ShardConfigView,
   type StagedReady,
+  type WriteAnswer,
+  type WriteLevel,
 } from '../shard/index.ts'
+import { bytesKey, metaKey, raftAppliedIndexKey, type Engine } from '../storage/index.ts'
 import {
-  ByteReader,
-  ByteWriter,
-  dedupRange,
-  metaKey,
-  shardDataKey,
-  shardDataRange,
-  raftAppliedIndexKey,
-  bytesKey,
-  type Engine,
-  type Entry as KvEntry,
-} from '../storage/index.ts'
-import { ShardLogStore } from './log-store.ts'
+  emptyParts,
+  loadMachineAt,
+  newMachine,
+  openHostState,
+  replicaSpecError,
+  type GroupParts,
+} from './host-open.ts'
+import { decodePeerPayload, encodeAppliedPayload, encodeRaftPayload } from './peer-payload.ts'
+import { RateLimiter } from './rate-limiter.ts'
+import { dropReplicaData } from './replica-drop.ts'
 import {
-  decodePeerPayload,
-  decodeSnapshotEntries,
-  decodeSnapshotPrelude,
-  encodeAppliedPayload,
-  encodeRaftPayload,
-  encodeSnapshotEntries,
-  encodeSnapshotPrelude,
-  frame,
-  SnapshotFrameReader,
-} from './peer-payload.ts'
+  encodeReplicaRecord,
+  replicaRecordKey,
+  replicatedRanges,
+  type ReplicaRecord,
+} from './replica-record.ts'
+import { receiveSnapshotInPlace, type InstallPort, type InstallTicket } from './snapshot-install.ts'
+import { snapshotFrames } from './snapshot-send.ts'
 import type { PeerEnvelope, PeerTransport, SnapshotHeader, TransportHandler } from './transport.ts'
 
-/** A replica this node holds: a data shard (a range of the ring) or the meta shard. */
+/** A replica this node holds in a new cluster: a data shard (a range of the ring) or the meta shard. */
 export interface HostedShard {
   readonly shardId: ShardId
   readonly kind: 'data' | 'meta'
@@ -78,6 +99,16 @@ export interface HostedShard {
   readonly hashEnd: bigint
   /** The voters it is created with (this node among them); later the Raft log owns the voters. */
   readonly voters: readonly NodeId[]
+}
+
+/** A replica the mover asks this node to create (empty, waiting for its first snapshot). */
+export interface ReplicaSpec {
+  readonly shardId: ShardId
+  readonly kind: 'data' | 'meta'
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  /** The shard's epoch the request was planned at; a tombstone at this epoch or later refuses it. */
+  readonly epoch: number
 }
 
 /**
@@ -98,13 +129,18 @@ export interface NodeHostInit {
   readonly nodeId: NodeId
   /**
    * The replicas this node holds in a new cluster, created on first start. Once the data
-   * directory holds its list of replicas this is ignored.
+   * directory holds its replicas this is ignored.
    */
   readonly bootstrap: readonly HostedShard[]
   /** The cluster's data shard count; a data directory made with another count is refused. */
   readonly shardCount: number
   readonly tickMs: number
   readonly leaseReads: boolean
+  /**
+   * Bytes per second of snapshot data this node sends, all streams together (--snapshot-rate);
+   * default limits.snapshotBytesPerSecondDefault.
+   */
+  readonly snapshotBytesPerSecond?: number
 }
 
 export interface NodeHostComponents {
@@ -127,7 +163,9 @@ const ticksPerIterationMax = 3
 /**
  * Leader balancing: every this many ticks, a leader hands each shard to its preferred leader
  * (voters sorted, shard i -> voter i mod n) when that voter is active and at most
- * leaderBalanceLagMax entries behind. Spreads the leaders, and with them the write load.
+ * leaderBalanceLagMax entries behind. Spreads the leaders, and with them the write load. Shards
+ * whose replicas are changing (a learner, a joint configuration) are left alone: a move moves
+ * leadership on purpose.
  */
 const leaderBalanceTicks = 30
 const leaderBalanceLagMax = 256
@@ -136,13 +174,20 @@ const inboxItemsPerIterationMax = 16_384
 
 type InboxItem =
   | { readonly kind: 'envelopes'; readonly envelopes: readonly PeerEnvelope[] }
-  | { readonly kind: 'run'; readonly shardId: ShardId; readonly run: (group: RaftGroup) => void }
   | {
-      readonly kind: 'snapshot'
+      readonly kind: 'propose'
       readonly shardId: ShardId
-      readonly message: MsgSnap
-      readonly data: SnapshotData
-      readonly done: () => void
+      readonly command: Command
+      readonly level: WriteLevel
+      readonly deferred: Deferred<WriteAnswer>
+      readonly predicted: ((index: LogIndex) => ApplyResult) | undefined
+    }
+  | { readonly kind: 'readIndex'; readonly shardId: ShardId; readonly deferred: Deferred<LogIndex> }
+  | {
+      readonly kind: 'waitApplied'
+      readonly shardId: ShardId
+      readonly index: LogIndex
+      readonly deferred: Deferred<LogIndex>
     }
   | {
       readonly kind: 'snapshotStatus'
@@ -151,11 +196,59 @@ type InboxItem =
       readonly ok: boolean
     }
   | { readonly kind: 'unreachable'; readonly peer: NodeId }
+  | { readonly kind: 'create'; readonly spec: ReplicaSpec; readonly deferred: Deferred<void> }
+  | {
+      readonly kind: 'change'
+      readonly shardId: ShardId
+      readonly epoch: number
+      readonly change: ReplicaChange
+      readonly deferred: Deferred<ShardConfigView>
+    }
+  | {
+      readonly kind: 'transfer'
+      readonly shardId: ShardId
+      readonly to: NodeId
+      readonly deferred: Deferred<ShardConfigView>
+    }
+  | {
+      readonly kind: 'destroy'
+      readonly shardId: ShardId
+      readonly epoch: number
+      readonly members: readonly NodeId[]
+      readonly deferred: Deferred<void>
+    }
+  | {
+      readonly kind: 'installBegin'
+      readonly shardId: ShardId
+      readonly message: MsgSnap
+      readonly deferred: Deferred<InstallTicket>
+    }
+  | {
+      readonly kind: 'installEnd'
+      readonly ticket: InstallTicket
+      readonly installed: InstalledSnapshot
+      readonly deferred: Deferred<void>
+    }
+  | { readonly kind: 'installAbort'; readonly ticket: InstallTicket }
+  | { readonly kind: 'dropped'; readonly shardId: ShardId }
 
-/** What `status()` shows per shard (for the admin API and kvctl). */
+/** One replica of this node: its record, and its group while it has one. */
+interface Slot {
+  record: ReplicaRecord
+  /** empty, installing (frozen) and active replicas have a group; removing and tombstone do not. */
+  group: RaftGroup | undefined
+  replica: RaftReplica | undefined
+  /** The snapshot install in progress, if any. */
+  install: InstallTicket | undefined
+}
+
+/** What `status()` shows per replica (for the admin API and kvctl). */
 export interface ShardView {
   readonly shardId: ShardId
+  readonly kind: 'data' | 'meta'
   readonly range: HashRange
+  /** The replica's lifecycle (replica-record.ts). */
+  readonly state: ReplicaRecord['state']
   readonly role: string
   readonly leaderId: NodeId | null
   readonly term: number
@@ -163,70 +256,52 @@ export interface ShardView {
   readonly commitIndex: LogIndex
   readonly voters: readonly NodeId[]
   readonly learners: readonly NodeId[]
+  /** Voters of the outgoing half while the configuration is joint. */
+  readonly votersOutgoing: readonly NodeId[]
+  /** The shard's epoch as this replica applied it (removing/tombstone: the removal's; 0 unknown). */
+  readonly epoch: number
+}
+
+/** What the leader knows of a peer's replication, and of a snapshot it is sending that peer. */
+export interface PeerProgressView {
+  readonly nodeId: NodeId
+  readonly match: LogIndex
+  readonly isLearner: boolean
+  readonly recentActive: boolean
+  /** Bytes of a snapshot being sent to it now (0: none). */
+  readonly snapshotBytesSent: number
+}
+
+/** One replica in detail (the mover polls it while a learner catches up). */
+export interface ReplicaView extends ShardView {
+  readonly lastIndex: LogIndex
+  /** On the leader: every other member's progress. */
+  readonly progress: readonly PeerProgressView[]
+  /** Bytes of a snapshot being received now (0: none). */
+  readonly installBytes: number
 }
 
 const shardCountKey = metaKey('shard-count')
-const hostedKey = metaKey('hosted-shards')
-const textEncoder = new TextEncoder()
-const textDecoder = new TextDecoder('utf-8', { fatal: true })
 
-/** The list of hosted replicas as the node stores it (JSON; ranges as decimal strings). */
-function encodeHosted(shards: readonly HostedShard[]): Uint8Array {
-  return textEncoder.encode(
-    JSON.stringify(
-      shards.map((h) => ({
-        shardId: h.shardId,
-        kind: h.kind,
-        hashStart: h.hashStart.toString(),
-        hashEnd: h.hashEnd.toString(),
-        voters: h.voters,
-      })),
-    ),
-  )
+interface SnapshotSend {
+  readonly controller: AbortController
+  readonly to: NodeId
+  bytes: number
 }
 
-function decodeHosted(bytes: Uint8Array): HostedShard[] {
-  let raw: unknown
-  try {
-    raw = JSON.parse(textDecoder.decode(bytes))
-  } catch {
-    throw new AssertionError('corrupt hosted-shards record')
-  }
-  if (!Array.isArray(raw)) throw new AssertionError('corrupt hosted-shards record')
-  return raw.map(
-    (o: { shardId: number; kind: string; hashStart: string; hashEnd: string; voters: number[] }) => {
-      if (
-        typeof o !== 'object' ||
-        (o.kind !== 'data' && o.kind !== 'meta') ||
-        !/^\d+$/.test(o.hashStart) ||
-        !/^\d+$/.test(o.hashEnd) ||
-        !Array.isArray(o.voters)
-      )
-        throw new AssertionError('corrupt hosted-shards record')
-      return {
-        shardId: ShardId(o.shardId),
-        kind: o.kind,
-        hashStart: BigInt(o.hashStart),
-        hashEnd: BigInt(o.hashEnd),
-        voters: o.voters.map((v) => NodeId(v)),
-      }
-    },
-  )
-}
-
-export class NodeHost {
+export class NodeHost implements ReplicaLoop {
   readonly nodeId: NodeId
-  private readonly hosted: ReadonlyMap<ShardId, HostedShard>
-  private readonly groups: RaftGroup[]
-  private readonly groupById: ReadonlyMap<ShardId, RaftGroup>
-  private readonly replicaById: ReadonlyMap<ShardId, RaftReplica>
+  private readonly slots: Map<ShardId, Slot>
   private readonly engine: Engine
+  private readonly components: NodeHostComponents
+  private readonly init: NodeHostInit
   private readonly clock: Clock
   private readonly log: Logger
   private readonly limits: Readonly<Limits>
   private readonly transport: PeerTransport
   private readonly onFatal: (err: unknown) => void
   private readonly tickMs: number
+  private readonly throttle: RateLimiter
 
   // Invariant: inboxCount <= limits.hostInboxMax (envelopes count one each).
   private inbox: InboxItem[] = []
@@ -238,22 +313,32 @@ export class NodeHost {
   private loopDone: Promise<void> | undefined
   private stopping = false
   private failed: unknown = undefined
-  /** Received snapshots waiting for their group's Ready, by shard. */
-  private readonly pendingSnapshots = new Map<ShardId, SnapshotData>()
+  private readonly stopController = new AbortController()
+  /** Record changes and their follow-ups for the next batch, staged by inbox handlers. */
+  private hostWrites: ((batch: ReturnType<Engine['batch']>) => void)[] = []
+  private afterWrite: (() => void)[] = []
   /** Snapshot sends in flight, by `${shard}:${peer}`. */
-  private readonly snapshotSends = new Map<string, AbortController>()
-  private readonly stats = { iterations: 0, readies: 0, writes: 0, envelopesDropped: 0 }
+  private readonly snapshotSends = new Map<string, SnapshotSend>()
+  private readonly drops = new Map<ShardId, Promise<void>>()
+  private installIds = 0
+  private readonly stats = {
+    iterations: 0,
+    readies: 0,
+    writes: 0,
+    envelopesDropped: 0,
+    /** Envelopes for a shard this node does not hold, is removing or has a tombstone of. */
+    envelopesForNoReplica: 0,
+  }
 
   private constructor(
     init: NodeHostInit,
     components: NodeHostComponents,
-    hosted: readonly HostedShard[],
-    groups: RaftGroup[],
+    records: readonly ReplicaRecord[],
+    parts: ReadonlyMap<ShardId, GroupParts>,
   ) {
     this.nodeId = init.nodeId
-    this.hosted = new Map(hosted.map((h) => [h.shardId, h]))
-    this.groups = groups
-    this.groupById = new Map(groups.map((g) => [g.shardId, g]))
+    this.init = init
+    this.components = components
     this.engine = components.engine
     this.clock = components.clock
     this.limits = components.limits
@@ -261,93 +346,28 @@ export class NodeHost {
     this.onFatal = components.onFatal
     this.tickMs = init.tickMs
     this.log = components.logger.child({ component: 'host' })
-    const submit = (shardId: ShardId, run: (group: RaftGroup) => void): void =>
-      this.enqueueRequest({ kind: 'run', shardId, run })
-    this.replicaById = new Map(
-      groups.map((g) => [
-        g.shardId,
-        new RaftReplica(g, { engine: this.engine, clock: this.clock, limits: this.limits, submit }),
-      ]),
-    )
+    const rate = init.snapshotBytesPerSecond ?? this.limits.snapshotBytesPerSecondDefault
+    this.throttle = new RateLimiter(rate, Math.max(rate / 4, this.limits.exportChunkBytes), this.clock)
+    this.slots = new Map()
+    for (const record of records) {
+      const p = parts.get(record.shardId)
+      const slot: Slot = { record, group: undefined, replica: undefined, install: undefined }
+      if (p !== undefined) this.attachGroup(slot, p)
+      this.slots.set(record.shardId, slot)
+    }
   }
 
   /**
-   * Opens every replica of this node: loads the Raft state and applied state of each, or creates
-   * the replicas of `init.bootstrap` (a new cluster, or a joined node with none) on first start.
+   * Opens every replica of this node (host-open.ts): loads each one's Raft and applied state, or
+   * creates the replicas of `init.bootstrap` on the first start of a new cluster; resets replicas
+   * whose snapshot install a crash cut short.
    */
   static async open(init: NodeHostInit, components: NodeHostComponents): Promise<NodeHost> {
-    const { engine, limits } = components
-    const log = components.logger.child({ component: 'host' })
-    const stored = await engine.get(shardCountKey)
-    if (stored !== null) {
-      const count = new ByteReader(stored, 0, 'shard count').uvarint()
-      if (count !== init.shardCount)
-        throw new KvError(
-          ErrorCode.InvalidArgument,
-          `the data directory holds a cluster of ${count} shards; --shards ${init.shardCount} cannot change it`,
-          { details: { field: 'shardCount' } },
-        )
-    }
-    const hostedRaw = await engine.get(hostedKey)
-    let hosted: HostedShard[]
-    if (hostedRaw !== null) {
-      hosted = decodeHosted(hostedRaw)
-    } else {
-      hosted = [...init.bootstrap]
-      const batch = engine.batch()
-      for (const h of hosted) {
-        const confState: ConfState = {
-          voters: [...h.voters].sort((a, b) => a - b),
-          learners: [],
-          votersOutgoing: [],
-          learnersNext: [],
-          autoLeave: false,
-        }
-        const store = await ShardLogStore.open(engine, h.shardId)
-        if (store.isEmpty()) ShardLogStore.stageBootstrap(batch, h.shardId, confState)
-      }
-      batch.put(shardCountKey, new ByteWriter(10).uvarint(init.shardCount).finish())
-      batch.put(hostedKey, encodeHosted(hosted))
-      await engine.write(batch, { sync: true })
-      log.info({ replicas: hosted.length }, 'replicas created')
-    }
-    const groups: RaftGroup[] = []
-    for (const h of hosted) {
-      const store = await ShardLogStore.open(engine, h.shardId)
-      const machine = await loadMachine(engine, h, components)
-      groups.push(
-        new RaftGroup(
-          {
-            nodeId: init.nodeId,
-            shardId: h.shardId,
-            hashStart: h.hashStart,
-            hashEnd: h.hashEnd,
-            ...(h.kind === 'meta' ? { dataRange: shardDataRange(h.shardId) } : {}),
-            tickMs: init.tickMs,
-            raft: {
-              electionTicks,
-              heartbeatTicks,
-              preVote: true,
-              checkQuorum: true,
-              readOnly: init.leaseReads ? ReadOnlyOption.LeaseBased : ReadOnlyOption.Safe,
-            },
-          },
-          {
-            store,
-            machine,
-            clock: components.clock,
-            random: components.random,
-            logger: components.logger,
-            limits,
-            machineAt: (appliedIndex, dedupRecords) => newMachine(h, appliedIndex, dedupRecords, components),
-          },
-        ),
-      )
-    }
-    return new NodeHost(init, components, hosted, groups)
+    const { records, parts } = await openHostState(init, components, shardCountKey)
+    return new NodeHost(init, components, records, parts)
   }
 
-  /** Starts the tick timer, the transport and the Ready loop. */
+  /** Starts the tick timer, the transport, the Ready loop and the drops of removed replicas. */
   start(): void {
     const handler: TransportHandler = {
       onEnvelopes: (envelopes) => this.enqueuePeer({ kind: 'envelopes', envelopes }, envelopes.length),
@@ -355,64 +375,110 @@ export class NodeHost {
       onUnreachable: (peer) => this.enqueuePeer({ kind: 'unreachable', peer }, 1),
     }
     this.transport.start(handler)
-    // A group whose only voter is this node need not wait out an election timeout.
-    for (const g of this.groups) {
-      const voters = g.voters()
-      if (voters.length === 1 && voters[0] === this.nodeId) g.raw.campaign()
+    for (const slot of this.slots.values()) {
+      // A group whose only voter is this node need not wait out an election timeout.
+      const g = slot.group
+      if (g !== undefined && slot.record.state === 'active') {
+        const voters = g.voters()
+        if (voters.length === 1 && voters[0] === this.nodeId) g.raw.campaign()
+      }
+      if (slot.record.state === 'removing') this.startDrop(slot)
     }
     this.scheduleTick()
     this.loopDone = this.run().catch((err: unknown) => this.fail(err))
   }
 
-  /** This node's replica of the data shard holding `hash`; WRONG_SHARD when it holds none. */
+  // ---- what request handlers and the cluster read (plain field reads) ----
+
+  /**
+   * This node's replica of the data shard holding `hash` (it may not serve right now: its calls
+   * then fail SHARD_MOVING); WRONG_SHARD when it holds none.
+   */
   replicaForHash(hash: bigint): RaftReplica {
-    for (const h of this.hosted.values())
-      if (h.kind === 'data' && h.hashStart <= hash && hash < h.hashEnd)
-        return this.replicaById.get(h.shardId)!
+    for (const slot of this.slots.values()) {
+      const r = slot.record
+      if (r.kind === 'data' && r.hashStart <= hash && hash < r.hashEnd && slot.replica !== undefined)
+        return slot.replica
+    }
     throw new KvError(ErrorCode.WrongShard, 'this node holds no replica of the shard of this key')
   }
 
-  /** This node's replica of `shardId`, if it holds one. */
+  /** This node's replica of `shardId`, if it holds one that has a group (it may not serve yet). */
   replica(shardId: ShardId): RaftReplica | undefined {
-    return this.replicaById.get(shardId)
+    return this.slots.get(shardId)?.replica
   }
 
+  /** Every replica with a group. */
   get replicas(): readonly RaftReplica[] {
-    return [...this.replicaById.values()]
+    const out: RaftReplica[] = []
+    for (const slot of this.slots.values()) if (slot.replica !== undefined) out.push(slot.replica)
+    return out
   }
 
-  /** The replicas this node holds, as stored. */
+  /** The replicas this node holds (empty, installing or active), as bootstrap specs. */
   get hostedShards(): readonly HostedShard[] {
-    return [...this.hosted.values()]
+    const out: HostedShard[] = []
+    for (const slot of this.slots.values()) {
+      if (slot.group === undefined) continue
+      const r = slot.record
+      out.push({
+        shardId: r.shardId,
+        kind: r.kind,
+        hashStart: r.hashStart,
+        hashEnd: r.hashEnd,
+        voters: slot.group.voters(),
+      })
+    }
+    return out
   }
 
-  /** The shards this node leads now, with their terms (for the heartbeat to the meta shard). */
-  leaderships(): { shardId: ShardId; term: number }[] {
-    return this.groups.filter((g) => g.role === 'leader').map((g) => ({ shardId: g.shardId, term: g.term }))
+  /** The shards this node leads now, with their terms, epochs and voters (the heartbeat's report). */
+  leaderships(): { shardId: ShardId; term: number; epoch: number; voters: readonly NodeId[] }[] {
+    const out: { shardId: ShardId; term: number; epoch: number; voters: readonly NodeId[] }[] = []
+    for (const slot of this.slots.values()) {
+      const g = slot.group
+      if (g === undefined || g.role !== 'leader' || !g.serving) continue
+      out.push({ shardId: g.shardId, term: g.term, epoch: g.epoch, voters: g.confState.voters })
+    }
+    return out
   }
 
-  /** An estimate of the bytes each data replica's user data takes on disk. */
+  /** An estimate of the bytes each replica's user data takes on disk. */
   async approximateBytes(): Promise<Map<ShardId, number>> {
     const out = new Map<ShardId, number>()
-    for (const g of this.groups) out.set(g.shardId, await this.engine.approximateBytes(g.dataRange))
+    for (const slot of this.slots.values())
+      if (slot.group !== undefined)
+        out.set(slot.record.shardId, await this.engine.approximateBytes(slot.group.dataRange))
     return out
   }
 
   status(): ShardView[] {
-    return this.groups.map((g) => {
-      const cs = g.raw.status().config
-      return {
-        shardId: g.shardId,
-        range: { start: g.hashStart, end: g.hashEnd },
-        role: g.role,
-        leaderId: g.leaderId,
-        term: g.term,
-        appliedIndex: g.durableApplied,
-        commitIndex: g.commitIndex,
-        voters: [...cs.voters],
-        learners: [...cs.learners],
+    return [...this.slots.values()].map((slot) => this.viewOf(slot))
+  }
+
+  /** One replica in detail, or undefined when this node has no record of the shard. */
+  replicaView(shardId: ShardId): ReplicaView | undefined {
+    const slot = this.slots.get(shardId)
+    if (slot === undefined) return undefined
+    const view = this.viewOf(slot)
+    const g = slot.group
+    const progress: PeerProgressView[] = []
+    let lastIndex = 0 as LogIndex
+    if (g !== undefined) {
+      const st = g.raw.status()
+      lastIndex = st.lastIndex
+      for (const [id, p] of st.progress ?? []) {
+        if (id === this.nodeId) continue
+        progress.push({
+          nodeId: id,
+          match: p.match,
+          isLearner: p.isLearner,
+          recentActive: p.recentActive,
+          snapshotBytesSent: this.snapshotSends.get(`${shardId}:${id}`)?.bytes ?? 0,
+        })
       }
-    })
+    }
+    return { ...view, lastIndex, progress, installBytes: slot.install?.bytes ?? 0 }
   }
 
   counters(): Readonly<typeof this.stats> {
@@ -423,13 +489,82 @@ export class NodeHost {
   async close(): Promise<void> {
     if (this.stopping) return await this.loopDone
     this.stopping = true
+    this.stopController.abort(new KvError(ErrorCode.Unavailable, 'node stopping'))
     this.tickTimer?.cancel()
-    for (const c of this.snapshotSends.values()) c.abort(new KvError(ErrorCode.Unavailable, 'node stopping'))
+    for (const s of this.snapshotSends.values())
+      s.controller.abort(new KvError(ErrorCode.Unavailable, 'node stopping'))
     this.wake?.()
     await this.loopDone
     const err = new KvError(ErrorCode.Unavailable, 'node is stopping')
-    for (const g of this.groups) g.failAll(err)
-    for (const r of this.replicaById.values()) await r.close()
+    for (const slot of this.slots.values()) slot.group?.failAll(err)
+    for (const slot of this.slots.values()) await slot.replica?.close()
+    await Promise.allSettled([...this.drops.values()])
+  }
+
+  // ---- the mover's commands (cluster/, through the replica service) ----
+
+  /**
+   * Creates an empty replica of `spec` (idempotent: an existing one of the same range is fine).
+   * Refused with STALE_EPOCH over a tombstone at `spec.epoch` or later, SHARD_BUSY while the old
+   * replica's data is still being dropped.
+   */
+  async createReplica(spec: ReplicaSpec): Promise<void> {
+    const problem = replicaSpecError(spec)
+    if (problem !== undefined)
+      throw new KvError(ErrorCode.InvalidArgument, problem, { details: { field: 'spec' } })
+    const deferred = new Deferred<void>()
+    this.enqueueRequest({ kind: 'create', spec, deferred })
+    await deferred.promise
+  }
+
+  /** Carries out `change` as the shard's leader; settles with the configuration once applied here. */
+  async changeReplicas(
+    shardId: ShardId,
+    epoch: number,
+    change: ReplicaChange,
+    signal: AbortSignal,
+  ): Promise<ShardConfigView> {
+    const deferred = new Deferred<ShardConfigView>()
+    this.enqueueRequest({ kind: 'change', shardId, epoch, change, deferred })
+    return await until(deferred, signal)
+  }
+
+  /** Moves the shard's leadership to `to`; settles once `to` leads (as seen here). */
+  async transferLeader(shardId: ShardId, to: NodeId, signal: AbortSignal): Promise<ShardConfigView> {
+    const deferred = new Deferred<ShardConfigView>()
+    this.enqueueRequest({ kind: 'transfer', shardId, to, deferred })
+    return await until(deferred, signal)
+  }
+
+  /**
+   * Removes this node's replica of `shardId`, given the shard's configuration at `epoch` without
+   * this node (its removal is committed). Idempotent; refused with MOVE_REFUSED when `members`
+   * has this node, STALE_EPOCH when this replica applied a later configuration that has it.
+   */
+  async destroyReplica(shardId: ShardId, epoch: number, members: readonly NodeId[]): Promise<void> {
+    const deferred = new Deferred<void>()
+    this.enqueueRequest({ kind: 'destroy', shardId, epoch, members, deferred })
+    await deferred.promise
+  }
+
+  // ---- ReplicaLoop: the requests of this node's replicas ----
+
+  propose(
+    shardId: ShardId,
+    command: Command,
+    level: WriteLevel,
+    deferred: Deferred<WriteAnswer>,
+    predicted: ((index: LogIndex) => ApplyResult) | undefined,
+  ): void {
+    this.enqueueRequest({ kind: 'propose', shardId, command, level, deferred, predicted })
+  }
+
+  readIndex(shardId: ShardId, deferred: Deferred<LogIndex>): void {
+    this.enqueueRequest({ kind: 'readIndex', shardId, deferred })
+  }
+
+  waitApplied(shardId: ShardId, index: LogIndex, deferred: Deferred<LogIndex>): void {
+    this.enqueueRequest({ kind: 'waitApplied', shardId, index, deferred })
   }
 
   // ---- inbox ----
@@ -454,6 +589,15 @@ export class NodeHost {
     this.push(item, count)
   }
 
+  /**
+   * The host's own follow-ups (an install cut short, a drop finished): never refused for a full
+   * inbox, since losing one would strand a replica; a handful per replica at most.
+   */
+  private enqueueControl(item: InboxItem): void {
+    if (this.stopping || this.failed !== undefined) return
+    this.push(item, 1)
+  }
+
   private push(item: InboxItem, count: number): void {
     this.inbox.push(item)
     this.inboxCount += count
@@ -472,7 +616,12 @@ export class NodeHost {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      if (this.inbox.length === 0 && this.ticksDue === 0 && !this.groups.some((g) => g.hasReady())) {
+      if (
+        this.inbox.length === 0 &&
+        this.ticksDue === 0 &&
+        this.hostWrites.length === 0 &&
+        !this.anyReady()
+      ) {
         await new Promise<void>((resolve) => {
           this.wake = resolve
         })
@@ -480,22 +629,36 @@ export class NodeHost {
         continue
       }
       this.runInbox()
-      for (const g of this.groups) g.flushReads()
+      for (const g of this.liveGroups()) g.flushReads()
       const ticks = Math.min(this.ticksDue, ticksPerIterationMax)
       this.ticksDue = 0
-      for (let t = 0; t < ticks; t++) for (const g of this.groups) g.tick()
+      for (let t = 0; t < ticks; t++) for (const g of this.liveGroups()) g.tick()
       this.ticksSinceBalance += ticks
       if (this.ticksSinceBalance >= leaderBalanceTicks) {
         this.ticksSinceBalance = 0
         this.balanceLeaders()
       }
       await this.handleReadies()
+      this.retireRemoved()
     }
   }
 
+  /** Groups that run (tick, step, Ready): every group but those frozen by an install. */
+  private *liveGroups(): Generator<RaftGroup> {
+    for (const slot of this.slots.values())
+      if (slot.group !== undefined && slot.install === undefined) yield slot.group
+  }
+
+  private anyReady(): boolean {
+    for (const g of this.liveGroups()) if (g.hasReady()) return true
+    return false
+  }
+
   private balanceLeaders(): void {
-    for (const g of this.groups) {
-      const voters = [...g.voters()].sort((a, b) => a - b)
+    for (const g of this.liveGroups()) {
+      const cs = g.confState
+      if (cs.learners.length > 0 || cs.votersOutgoing.length > 0) continue
+      const voters = [...cs.voters].sort((a, b) => a - b)
       const preferred = voters[g.shardId % voters.length]
       if (preferred !== undefined) g.balanceLeadership(preferred, leaderBalanceLagMax)
     }
@@ -504,44 +667,87 @@ export class NodeHost {
   private runInbox(): void {
     const items = this.inbox.splice(0, inboxItemsPerIterationMax)
     for (const item of items) {
-      switch (item.kind) {
-        case 'envelopes':
-          this.inboxCount -= item.envelopes.length
-          for (const env of item.envelopes) this.deliver(env)
-          break
-        case 'run': {
-          this.inboxCount--
-          const g = this.groupById.get(item.shardId)
-          if (g !== undefined) item.run(g)
-          break
-        }
-        case 'snapshot': {
-          this.inboxCount--
-          const g = this.groupById.get(item.shardId)
-          if (g !== undefined) {
-            // Staged for this iteration's Ready: the group installs it in this iteration's batch.
-            this.pendingSnapshots.set(item.shardId, item.data)
-            g.step(item.message)
-          }
-          item.done()
-          break
-        }
-        case 'snapshotStatus': {
-          this.inboxCount--
-          this.groupById.get(item.shardId)?.raw.reportSnapshot(item.peer, item.ok)
-          break
-        }
-        case 'unreachable':
-          this.inboxCount--
-          for (const g of this.groups) g.raw.reportUnreachable(item.peer)
-          break
-      }
+      this.inboxCount -= item.kind === 'envelopes' ? item.envelopes.length : 1
+      this.runItem(item)
     }
   }
 
+  private runItem(item: InboxItem): void {
+    switch (item.kind) {
+      case 'envelopes':
+        for (const env of item.envelopes) this.deliver(env)
+        return
+      case 'propose': {
+        const g = this.servingGroup(item.shardId, item.deferred)
+        g?.proposeWrite(item.command, item.level, item.deferred, item.predicted)
+        return
+      }
+      case 'readIndex':
+        this.servingGroup(item.shardId, item.deferred)?.startReadIndex(item.deferred)
+        return
+      case 'waitApplied':
+        this.servingGroup(item.shardId, item.deferred)?.waitApplied(item.index, item.deferred)
+        return
+      case 'snapshotStatus': {
+        const slot = this.slots.get(item.shardId)
+        if (slot?.install === undefined) slot?.group?.raw.reportSnapshot(item.peer, item.ok)
+        return
+      }
+      case 'unreachable':
+        for (const g of this.liveGroups()) g.raw.reportUnreachable(item.peer)
+        return
+      case 'create':
+        return this.runCreate(item.spec, item.deferred)
+      case 'change':
+        this.servingGroup(item.shardId, item.deferred)?.proposeChange(item.change, item.epoch, item.deferred)
+        return
+      case 'transfer':
+        this.servingGroup(item.shardId, item.deferred)?.startTransfer(item.to, item.deferred)
+        return
+      case 'destroy':
+        return this.runDestroy(item.shardId, item.epoch, item.members, item.deferred)
+      case 'installBegin':
+        return this.runInstallBegin(item.shardId, item.message, item.deferred)
+      case 'installEnd':
+        return this.runInstallEnd(item.ticket, item.installed, item.deferred)
+      case 'installAbort':
+        return this.runInstallAbort(item.ticket)
+      case 'dropped':
+        return this.runDropped(item.shardId)
+    }
+  }
+
+  /** The group of `shardId` if it serves; else `deferred` fails (NOT_LEADER names no leader). */
+  private servingGroup<T>(shardId: ShardId, deferred: Deferred<T>): RaftGroup | undefined {
+    const slot = this.slots.get(shardId)
+    const g = slot?.group
+    if (g !== undefined && slot?.install === undefined && g.serving) return g
+    deferred.reject(
+      g !== undefined
+        ? new KvError(
+            ErrorCode.ShardMoving,
+            `node ${this.nodeId}: the replica of shard ${shardId} does not serve now`,
+            {
+              details: { shardId },
+            },
+          )
+        : new KvError(ErrorCode.WrongShard, `node ${this.nodeId} holds no replica of shard ${shardId}`, {
+            details: { shardId },
+          }),
+    )
+    return undefined
+  }
+
   private deliver(env: PeerEnvelope): void {
-    const g = this.groupById.get(env.shardId)
-    if (g === undefined || env.to !== this.nodeId) return
+    if (env.to !== this.nodeId) return
+    const slot = this.slots.get(env.shardId)
+    const g = slot?.group
+    if (g === undefined || slot?.install !== undefined) {
+      // No replica here (never created, removing, tombstone), or frozen by an install: never
+      // resurrected or woken by a message.
+      this.stats.envelopesForNoReplica++
+      return
+    }
     let payload
     try {
       payload = decodePeerPayload(env.payload)
@@ -558,9 +764,13 @@ export class NodeHost {
 
   private async handleReadies(): Promise<void> {
     const work: { readonly group: RaftGroup; readonly rd: Ready }[] = []
-    for (const group of this.groups) if (group.hasReady()) work.push({ group, rd: group.ready() })
+    for (const group of this.liveGroups()) if (group.hasReady()) work.push({ group, rd: group.ready() })
     this.stats.iterations++
-    if (work.length === 0) return
+    const hostWrites = this.hostWrites
+    const afterWrite = this.afterWrite
+    this.hostWrites = []
+    this.afterWrite = []
+    if (work.length === 0 && hostWrites.length === 0) return
     this.stats.readies += work.length
     for (const { group, rd } of work) this.send(group, rd.messages)
 
@@ -573,11 +783,10 @@ export class NodeHost {
       batch,
       unique.map((k, i) => [k, values[i] ?? null] as const),
     )
-    const staged: StagedReady[] = work.map(({ group, rd }) =>
-      group.stage(rd, batch, overlay, this.pendingSnapshots.get(group.shardId)),
-    )
+    const staged: StagedReady[] = work.map(({ group, rd }) => group.stage(rd, batch, overlay))
+    for (const write of hostWrites) write(batch)
     if (batch.length > 0) {
-      const sync = work.some(({ rd }) => rd.mustSync || rd.snapshot !== null)
+      const sync = hostWrites.length > 0 || work.some(({ rd }) => rd.mustSync || rd.snapshot !== null)
       await this.engine.write(batch, { sync })
       this.stats.writes++
     }
@@ -585,13 +794,26 @@ export class NodeHost {
       group.commit(rd, staged[i]!)
       this.send(group, rd.messagesAfterPersist)
     }
-    this.pendingSnapshots.clear()
+    for (const after of afterWrite) after()
     this.reportApplied()
+  }
+
+  /** Replicas whose removal they applied themselves become `removing` (written next iteration). */
+  private retireRemoved(): void {
+    for (const slot of this.slots.values()) {
+      const g = slot.group
+      if (g === undefined || slot.record.state !== 'active' || !g.removed) continue
+      this.log.info(
+        { shard: slot.record.shardId, epoch: g.epoch },
+        'removed from the shard: dropping the replica',
+      )
+      this.beginRemoving(slot, g.epoch)
+    }
   }
 
   /** Tells the other voters of each group how far this node has applied (for `all` writes). */
   private reportApplied(): void {
-    for (const g of this.groups) {
+    for (const g of this.liveGroups()) {
       if (g.durableApplied <= g.reportedApplied) continue
       g.reportedApplied = g.durableApplied
       const payload = encodeAppliedPayload(g.durableApplied)
@@ -615,6 +837,188 @@ export class NodeHost {
     }
   }
 
+  // ---- records and lifecycle ----
+
+  /** Stages `record` into the next batch (synced) and runs `then` once it is durable. */
+  private writeRecord(record: ReplicaRecord, then?: () => void): void {
+    this.hostWrites.push((batch) => batch.put(replicaRecordKey(record.shardId), encodeReplicaRecord(record)))
+    if (then !== undefined) this.afterWrite.push(then)
+    this.wake?.()
+  }
+
+  private attachGroup(slot: Slot, parts: GroupParts): void {
+    const r = slot.record
+    const group = new RaftGroup(
+      {
+        nodeId: this.nodeId,
+        shardId: r.shardId,
+        hashStart: r.hashStart,
+        hashEnd: r.hashEnd,
+        ranges: replicatedRanges(r),
+        tickMs: this.tickMs,
+        raft: {
+          electionTicks,
+          heartbeatTicks,
+          preVote: true,
+          checkQuorum: true,
+          readOnly: this.init.leaseReads ? ReadOnlyOption.LeaseBased : ReadOnlyOption.Safe,
+          awaitingSnapshot: r.state === 'empty',
+        },
+      },
+      {
+        store: parts.store,
+        machine: parts.machine,
+        descriptor: parts.descriptor,
+        clock: this.components.clock,
+        random: this.components.random,
+        logger: this.components.logger,
+        limits: this.limits,
+      },
+    )
+    slot.group = group
+    slot.replica = new RaftReplica(group, {
+      engine: this.engine,
+      clock: this.clock,
+      limits: this.limits,
+      loop: this,
+    })
+  }
+
+  private runCreate(spec: ReplicaSpec, deferred: Deferred<void>): void {
+    const slot = this.slots.get(spec.shardId)
+    if (slot !== undefined) {
+      const r = slot.record
+      const same = r.kind === spec.kind && r.hashStart === spec.hashStart && r.hashEnd === spec.hashEnd
+      switch (r.state) {
+        case 'empty':
+        case 'installing':
+        case 'active':
+          if (same) return deferred.resolve()
+          return deferred.reject(
+            new KvError(ErrorCode.InvalidArgument, `shard ${spec.shardId} is held here with another range`, {
+              details: { shardId: spec.shardId, field: 'spec' },
+            }),
+          )
+        case 'removing':
+          return deferred.reject(
+            new KvError(
+              ErrorCode.ShardBusy,
+              `node ${this.nodeId} is still dropping its old replica of shard ${spec.shardId}`,
+              { details: { shardId: spec.shardId } },
+            ),
+          )
+        case 'tombstone':
+          if (r.removedEpoch >= spec.epoch)
+            return deferred.reject(
+              new KvError(
+                ErrorCode.StaleEpoch,
+                `node ${this.nodeId} left shard ${spec.shardId} at epoch ${r.removedEpoch}; the request is of epoch ${spec.epoch}`,
+                { details: { shardId: spec.shardId, shardMapEpoch: r.removedEpoch } },
+              ),
+            )
+      }
+    }
+    const record: ReplicaRecord = {
+      shardId: spec.shardId,
+      kind: spec.kind,
+      hashStart: spec.hashStart,
+      hashEnd: spec.hashEnd,
+      state: 'empty',
+      removedEpoch: 0,
+    }
+    this.writeRecord(record, () => {
+      const created: Slot = { record, group: undefined, replica: undefined, install: undefined }
+      this.attachGroup(created, emptyParts(record, this.components))
+      this.slots.set(record.shardId, created)
+      this.log.info({ shard: record.shardId, epoch: spec.epoch }, 'replica created: waiting for a snapshot')
+      deferred.resolve()
+    })
+  }
+
+  private runDestroy(
+    shardId: ShardId,
+    epoch: number,
+    members: readonly NodeId[],
+    deferred: Deferred<void>,
+  ): void {
+    if (members.includes(this.nodeId))
+      return deferred.reject(
+        new KvError(ErrorCode.MoveRefused, `node ${this.nodeId} is still a member of shard ${shardId}`, {
+          details: { shardId, field: 'members' },
+        }),
+      )
+    const slot = this.slots.get(shardId)
+    if (slot === undefined || slot.record.state === 'removing' || slot.record.state === 'tombstone')
+      return deferred.resolve()
+    const g = slot.group
+    if (
+      g !== undefined &&
+      slot.record.state === 'active' &&
+      g.epoch >= epoch &&
+      membersOf(g.confState).has(this.nodeId)
+    )
+      return deferred.reject(
+        new KvError(
+          ErrorCode.StaleEpoch,
+          `node ${this.nodeId} applied epoch ${g.epoch} of shard ${shardId}, which has it; the request is of epoch ${epoch}`,
+          { details: { shardId, shardMapEpoch: g.epoch } },
+        ),
+      )
+    this.log.info({ shard: shardId, epoch }, 'removal confirmed by the mover: dropping the replica')
+    this.beginRemoving(slot, epoch)
+    this.afterWrite.push(() => deferred.resolve())
+  }
+
+  /** Stops the replica's group and records it `removing`; the drop starts once that is durable. */
+  private beginRemoving(slot: Slot, epoch: number): void {
+    if (slot.install !== undefined) {
+      slot.install = undefined
+    }
+    slot.group?.retire(
+      new KvError(ErrorCode.WrongShard, `node ${this.nodeId} no longer holds shard ${slot.record.shardId}`, {
+        details: { shardId: slot.record.shardId },
+      }),
+    )
+    slot.group = undefined
+    slot.replica = undefined
+    slot.record = {
+      ...slot.record,
+      state: 'removing',
+      removedEpoch: Math.max(epoch, slot.record.removedEpoch),
+    }
+    this.writeRecord(slot.record, () => this.startDrop(slot))
+  }
+
+  private startDrop(slot: Slot): void {
+    const shardId = slot.record.shardId
+    if (this.drops.has(shardId)) return
+    const drop = dropReplicaData(slot.record, {
+      engine: this.engine,
+      clock: this.clock,
+      chunkKeys: this.limits.replicaDropChunkKeys,
+      pauseMs: this.limits.replicaDropPauseMs,
+      signal: this.stopController.signal,
+    }).then(
+      () => this.enqueueControl({ kind: 'dropped', shardId }),
+      (err: unknown) => {
+        if (!this.stopping) this.log.warn({ shard: shardId, err }, 'dropping a removed replica failed')
+      },
+    )
+    this.drops.set(
+      shardId,
+      drop.finally(() => this.drops.delete(shardId)),
+    )
+  }
+
+  private runDropped(shardId: ShardId): void {
+    const slot = this.slots.get(shardId)
+    if (slot === undefined || slot.record.state !== 'removing') return
+    slot.record = { ...slot.record, state: 'tombstone' }
+    this.writeRecord(slot.record, () =>
+      this.log.info({ shard: shardId, epoch: slot.record.removedEpoch }, 'replica dropped: tombstone kept'),
+    )
+  }
+
   // ---- snapshots ----
 
   private sendSnapshot(group: RaftGroup, m: MsgSnap): void {
@@ -625,19 +1029,22 @@ export class NodeHost {
       group.raw.reportSnapshot(m.to, false)
       return
     }
+    const message: MsgSnap = { ...m, snapshot: { meta: point.meta, data: new Uint8Array(0) } }
+    const controller = new AbortController()
+    const send: SnapshotSend = { controller, to: m.to, bytes: 0 }
     // The views are taken now: no write is in flight between iterations, so they hold exactly the
     // durable applied state that point.meta describes.
-    const exports = point.ranges.map((range) => this.engine.exportRange(range))
-    const message: MsgSnap = { ...m, snapshot: { meta: point.meta, data: new Uint8Array(0) } }
-    async function* chunks(): AsyncGenerator<Uint8Array> {
-      yield frame(encodeSnapshotPrelude(message))
-      for (const it of exports) for await (const chunk of it) yield frame(encodeSnapshotEntries(chunk))
-    }
-    const controller = new AbortController()
+    const frames = snapshotFrames(this.engine, message, point.ranges, {
+      throttle: this.throttle,
+      signal: controller.signal,
+      onBytes: (n) => {
+        send.bytes += n
+      },
+    })
     const timer = this.clock.setTimer(this.limits.snapshotSendMsMax, () =>
       controller.abort(new KvError(ErrorCode.DeadlineExceeded, 'snapshot send took too long')),
     )
-    this.snapshotSends.set(key, controller)
+    this.snapshotSends.set(key, send)
     const header: SnapshotHeader = {
       shardId: group.shardId,
       from: this.nodeId,
@@ -654,55 +1061,142 @@ export class NodeHost {
           { shard: group.shardId, to: m.to, err: (err as Error | undefined)?.message },
           'snapshot send failed',
         )
-      else this.log.info({ shard: group.shardId, to: m.to, index: point.meta.index }, 'snapshot sent')
+      else
+        this.log.info(
+          { shard: group.shardId, to: m.to, index: point.meta.index, bytes: send.bytes },
+          'snapshot sent',
+        )
       this.enqueuePeer({ kind: 'snapshotStatus', shardId: group.shardId, peer: m.to, ok }, 1)
-      if (!ok) for (const it of exports) void it.return?.()
+      void frames.release()
     }
-    this.transport.sendSnapshot(header, chunks(), controller.signal).then(
+    this.transport.sendSnapshot(header, frames, controller.signal).then(
       () => finish(true),
       (err: unknown) => finish(false, err),
     )
   }
 
-  private async receiveSnapshot(
+  private receiveSnapshot(
     header: SnapshotHeader,
     chunks: AsyncIterable<Uint8Array>,
     signal: AbortSignal,
   ): Promise<void> {
-    if (!this.groupById.has(header.shardId) || header.to !== this.nodeId)
-      throw new KvError(ErrorCode.InvalidArgument, `no shard ${header.shardId} here`)
-    let message: MsgSnap | undefined
-    const entries: KvEntry[] = []
-    let bytes = 0
-    const frames = new SnapshotFrameReader(this.limits.snapshotBytesMax)
-    for await (const chunk of chunks) {
-      signal.throwIfAborted()
-      bytes += chunk.length
-      if (bytes > this.limits.snapshotBytesMax)
-        throw new KvError(ErrorCode.Overloaded, 'snapshot larger than limits.snapshotBytesMax', {
-          details: { limit: this.limits.snapshotBytesMax, shardId: header.shardId },
-        })
-      for (const f of frames.push(chunk)) {
-        if (message === undefined) message = decodeSnapshotPrelude(f)
-        else for (const e of decodeSnapshotEntries(f)) entries.push(e)
-      }
+    const port: InstallPort = {
+      nodeId: this.nodeId,
+      engine: this.engine,
+      clearChunkKeys: this.limits.replicaDropChunkKeys,
+      frameBytesMax: this.limits.snapshotChunkBytes + this.limits.exportChunkBytes + this.limits.keyBytesMax,
+      begin: (shardId, message) => {
+        const deferred = new Deferred<InstallTicket>()
+        this.enqueueRequest({ kind: 'installBegin', shardId, message, deferred })
+        return deferred.promise
+      },
+      load: (ticket) => this.loadInstalled(ticket),
+      end: (ticket, installed) => {
+        const deferred = new Deferred<void>()
+        this.enqueueControl({ kind: 'installEnd', ticket, installed, deferred })
+        return deferred.promise
+      },
+      abort: (ticket, err) => {
+        this.log.warn(
+          { shard: ticket.shardId, from: ticket.from, err: (err as Error).message },
+          'snapshot install cut short',
+        )
+        this.enqueueControl({ kind: 'installAbort', ticket })
+      },
     }
-    frames.end()
-    if (message === undefined || message.snapshot.meta.index !== header.index || message.from !== header.from)
-      throw new KvError(ErrorCode.InvalidArgument, 'snapshot stream does not match its header')
-    const meta = message.snapshot.meta
-    await new Promise<void>((resolve, reject) => {
-      try {
-        this.enqueueRequest({
-          kind: 'snapshot',
-          shardId: header.shardId,
-          message,
-          data: { meta, entries },
-          done: resolve,
-        })
-      } catch (err) {
-        reject(err)
-      }
+    return receiveSnapshotInPlace(port, header, chunks, signal)
+  }
+
+  private runInstallBegin(shardId: ShardId, message: MsgSnap, deferred: Deferred<InstallTicket>): void {
+    const slot = this.slots.get(shardId)
+    const g = slot?.group
+    const refuse = (why: string, code: ErrorCode = ErrorCode.InvalidArgument): void =>
+      deferred.reject(
+        new KvError(code, `node ${this.nodeId} refuses a snapshot of shard ${shardId}: ${why}`, {
+          details: { shardId },
+        }),
+      )
+    if (slot === undefined || g === undefined)
+      return refuse('it holds no replica of the shard', ErrorCode.WrongShard)
+    if (slot.install !== undefined) return refuse('another snapshot is being installed', ErrorCode.ShardBusy)
+    if (slot.record.state !== 'empty' && slot.record.state !== 'active')
+      return refuse(`the replica is ${slot.record.state}`)
+    if (message.term < g.term) return refuse(`the snapshot's term ${message.term} is stale (term ${g.term})`)
+    if (!g.wouldRestore(message.snapshot.meta)) return refuse('it is not newer than what the replica has')
+    const ticket: InstallTicket = {
+      shardId,
+      from: message.from,
+      id: ++this.installIds,
+      message,
+      ranges: replicatedRanges(slot.record),
+      bytes: 0,
+    }
+    slot.install = ticket
+    g.freeze()
+    slot.record = { ...slot.record, state: 'installing' }
+    this.log.info(
+      { shard: shardId, from: message.from, index: message.snapshot.meta.index },
+      'installing snapshot',
+    )
+    this.writeRecord(slot.record, () => deferred.resolve(ticket))
+  }
+
+  /** The state machine and descriptor of a snapshot written in place (outside the loop: it reads). */
+  private async loadInstalled(ticket: InstallTicket): Promise<InstalledSnapshot> {
+    const slot = this.slots.get(ticket.shardId)
+    assert(slot !== undefined, 'install of an unknown replica')
+    const meta = ticket.message.snapshot.meta
+    const { machine, descriptor } = await loadMachineAt(this.engine, slot.record, meta.index, this.components)
+    return { meta, machine, descriptor }
+  }
+
+  private runInstallEnd(ticket: InstallTicket, installed: InstalledSnapshot, deferred: Deferred<void>): void {
+    const slot = this.slots.get(ticket.shardId)
+    const g = slot?.group
+    if (slot === undefined || g === undefined || slot.install !== ticket)
+      return deferred.reject(new KvError(ErrorCode.Unavailable, 'the install was abandoned'))
+    slot.install = undefined
+    g.setPendingInstall(installed)
+    g.thaw()
+    g.step(ticket.message)
+    // Frozen since the install began, nothing changed, so the core restores it now; the Ready of
+    // this same iteration writes the log, configuration and applied index with the record.
+    assert(g.raw.status().commit >= installed.meta.index, `shard ${ticket.shardId}: snapshot not restored`)
+    slot.record = { ...slot.record, state: 'active' }
+    this.writeRecord(slot.record, () => {
+      this.log.info(
+        { shard: ticket.shardId, index: installed.meta.index, bytes: ticket.bytes },
+        'snapshot installed',
+      )
+      deferred.resolve()
+    })
+  }
+
+  /**
+   * An install cut short: the ranges hold garbage, so the replica forgets its log (keeping its
+   * term and vote) and waits, fenced from voting, for a new snapshot.
+   */
+  private runInstallAbort(ticket: InstallTicket): void {
+    const slot = this.slots.get(ticket.shardId)
+    const g = slot?.group
+    if (slot === undefined || g === undefined || slot.install !== ticket) return
+    slot.install = undefined
+    const store = g.logStore
+    const conf = g.confState
+    slot.record = { ...slot.record, state: 'empty' }
+    this.hostWrites.push((batch) => {
+      store.stageReset(batch, conf)
+      batch.del(raftAppliedIndexKey(ticket.shardId))
+    })
+    this.writeRecord(slot.record, () => {
+      store.commitReset(conf)
+      g.retire(new KvError(ErrorCode.ShardMoving, `the replica of shard ${ticket.shardId} is being reset`))
+      this.attachGroup(slot, {
+        store,
+        machine: newMachine(slot.record, 0 as LogIndex, [], this.components),
+        descriptor: firstDescriptor,
+      })
+      this.log.info({ shard: ticket.shardId }, 'replica reset: waiting for a new snapshot')
     })
   }
 
@@ -710,15 +1204,48 @@ export class NodeHost {
     if (this.failed !== undefined) return
     this.failed = err
     this.stopping = true
+    this.stopController.abort(err)
     this.tickTimer?.cancel()
     this.log.fatal({ err }, 'node loop failed: stopping')
     const error = new KvError(ErrorCode.Internal, 'node stopped after a failure', { cause: err })
-    for (const g of this.groups) g.failAll(error)
+    for (const slot of this.slots.values()) slot.group?.failAll(error)
     this.onFatal(err)
     if (err instanceof AssertionError)
       queueMicrotask(() => {
         throw err
       })
+  }
+
+  private viewOf(slot: Slot): ShardView {
+    const r = slot.record
+    const g = slot.group
+    const cs: ConfState = g?.confState ?? emptyConfState
+    return {
+      shardId: r.shardId,
+      kind: r.kind,
+      range: { start: r.hashStart, end: r.hashEnd },
+      state: r.state,
+      role: g === undefined ? r.state : r.state === 'active' ? g.role : r.state,
+      leaderId: g?.leaderId ?? null,
+      term: g?.term ?? 0,
+      appliedIndex: g?.durableApplied ?? (0 as LogIndex),
+      commitIndex: g?.commitIndex ?? (0 as LogIndex),
+      voters: [...cs.voters],
+      learners: [...cs.learners],
+      votersOutgoing: [...cs.votersOutgoing],
+      epoch: g !== undefined && r.state === 'active' ? g.epoch : r.removedEpoch,
+    }
+  }
+}
+
+/** The deferred's value, or the signal's reason if it fires first. */
+async function until<T>(d: Deferred<T>, signal: AbortSignal): Promise<T> {
+  const onAbort = (): void => d.reject(signal.reason)
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await d.promise
+  } finally {
+    signal.removeEventListener('abort', onAbort)
   }
 }
 
@@ -727,39 +1254,4 @@ function dedupeKeys(keys: readonly Uint8Array[]): Uint8Array[] {
   const byHex = new Map<string, Uint8Array>()
   for (const k of keys) byHex.set(bytesKey(k), k)
   return [...byHex.values()]
-}
-
-async function loadMachine(
-  engine: Engine,
-  hosted: HostedShard,
-  components: NodeHostComponents,
-): Promise<KvStateMachine> {
-  const appliedRaw = await engine.get(raftAppliedIndexKey(hosted.shardId))
-  const appliedIndex = appliedRaw === null ? (0 as LogIndex) : decodeAppliedIndex(appliedRaw)
-  const records: KvEntry[] = []
-  for await (const entry of engine.iterate(dedupRange(hosted.shardId))) records.push(entry)
-  return newMachine(hosted, appliedIndex, records, components)
-}
-
-function newMachine(
-  hosted: HostedShard,
-  appliedIndex: LogIndex,
-  dedupRecords: readonly KvEntry[],
-  components: NodeHostComponents,
-): KvStateMachine {
-  const shardId = hosted.shardId
-  return new KvStateMachine(
-    {
-      shardId,
-      appliedIndex,
-      dedupRecords,
-      dedupClientsMax: components.limits.dedupClientsMax,
-      dedupResultsPerClientMax: components.limits.dedupResultsPerClientMax,
-      // The meta shard keeps its records under its shard id, outside the user hash space.
-      ...(hosted.kind === 'meta'
-        ? { storageKeyOf: (_hash: bigint, key: Uint8Array) => shardDataKey(shardId, key) }
-        : {}),
-    },
-    { hasher: components.hasher },
-  )
 }

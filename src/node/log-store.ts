@@ -27,7 +27,7 @@
  */
 import { assert, ErrorCode, isKvErrorWithCode, KvError } from '../common/index.ts'
 import type { LogIndex, ShardId, Term } from '../common/index.ts'
-import { EntryType, emptyConfState, tailEntries, tailTerm } from '../raft/index.ts'
+import { EntryType, emptyConfState, entryBytes, tailEntries, tailTerm } from '../raft/index.ts'
 import type {
   ConfState,
   Entry,
@@ -102,6 +102,8 @@ export class ShardLogStore implements LogStorage {
   private offsetTerm: Term
   /** Entries after the compaction point. Invariant: ents[i].index === offsetIndex + 1 + i. */
   private ents: Entry[]
+  /** Invariant: the sum of entryBytes over `ents` (bounds the log in memory by bytes, not only count). */
+  private bytes = 0
   private empty: boolean
   /** True between `stage` and `commit`: a Ready's tail writes are computed from the committed tail. */
   private readyStaged = false
@@ -114,6 +116,7 @@ export class ShardLogStore implements LogStorage {
     this.offsetIndex = state.offsetIndex
     this.offsetTerm = state.offsetTerm
     this.ents = state.entries
+    for (const e of this.ents) this.bytes += entryBytes(e)
     this.empty = state.empty
     this.checkInvariants()
   }
@@ -139,15 +142,92 @@ export class ShardLogStore implements LogStorage {
   }
 
   /**
-   * Stages the initial state of a new group: a snapshot at index 0, term 0 with `confState`, the
-   * same configuration as the applied one, and an empty hard state. Open the store once written.
+   * Stages the initial state of a new group: a snapshot at (`index`, `term`) with `confState`, the
+   * same configuration as the applied one, and a hard state committed up to it. Open the store
+   * once written. Groups start at a non-zero index (node/bootstrap.ts) so that a replica added
+   * later, whose log is empty, can only be caught up by a snapshot: the entries it would need
+   * from index 1 were never in any log.
    */
-  static stageBootstrap(batch: WriteBatch, shardId: ShardId, confState: ConfState): void {
+  static stageBootstrap(
+    batch: WriteBatch,
+    shardId: ShardId,
+    confState: ConfState,
+    index: LogIndex,
+    term: Term,
+  ): void {
     checkConfState(confState)
-    const meta: SnapshotMeta = { index: 0 as LogIndex, term: 0 as Term, confState }
+    const meta: SnapshotMeta = { index, term, confState }
     batch.put(raftSnapshotMetaKey(shardId), encodeSnapshotMeta(meta))
     batch.put(raftConfStateKey(shardId), encodeConfState(confState))
-    batch.put(raftHardStateKey(shardId), encodeHardState(zeroHardState))
+    batch.put(raftHardStateKey(shardId), encodeHardState({ term, vote: null, commit: index }))
+  }
+
+  /** The store of a shard with nothing stored (what `open` returns for it), without reading. */
+  static empty(shardId: ShardId): ShardLogStore {
+    return new ShardLogStore(shardId, {
+      hardState: zeroHardState,
+      confState: emptyConfState,
+      snapshotMeta: zeroSnapshotMeta,
+      offsetIndex: 0 as LogIndex,
+      offsetTerm: 0 as Term,
+      entries: [],
+      empty: true,
+    })
+  }
+
+  /**
+   * Stages forgetting the log: every entry goes, the snapshot point is index 0 with `confState`,
+   * and the hard state keeps its term and vote (a vote once given is never taken back) with commit
+   * 0. For a replica whose state was lost (a snapshot install cut short): it then holds nothing,
+   * and its leader can only catch it up with a new snapshot. Commit with `commitReset`.
+   */
+  stageReset(batch: WriteBatch, confState: ConfState): void {
+    assert(!this.readyStaged, `shard ${this.shardId}: reset while a Ready awaits its commit`)
+    checkConfState(confState)
+    for (let i = this.offsetIndex; i <= this.lastIndex(); i++)
+      batch.del(raftLogKey(this.shardId, i as LogIndex))
+    batch.put(raftSnapshotMetaKey(this.shardId), encodeSnapshotMeta({ ...zeroSnapshotMeta, confState }))
+    batch.put(raftConfStateKey(this.shardId), encodeConfState(confState))
+    batch.put(raftHardStateKey(this.shardId), encodeHardState(this.resetHardState()))
+  }
+
+  commitReset(confState: ConfState): void {
+    this.hard = this.resetHardState()
+    this.conf = confState
+    this.snap = { meta: { ...zeroSnapshotMeta, confState }, data: noSnapshotData }
+    this.offsetIndex = 0 as LogIndex
+    this.offsetTerm = 0 as Term
+    this.ents = []
+    this.bytes = 0
+    this.empty = false
+    this.checkInvariants()
+  }
+
+  private resetHardState(): HardState {
+    return { term: this.hard.term, vote: this.hard.vote, commit: 0 as LogIndex }
+  }
+
+  /** Bytes of the entries held in memory (the log after the compaction point). */
+  entryBytes(): number {
+    return this.bytes
+  }
+
+  /**
+   * The index compaction may drop up to so that at most `entriesMax` entries, and no more than
+   * `bytesMax` bytes (but always the entry at `snapIndex` itself), stay behind `snapIndex`.
+   */
+  retainFrom(snapIndex: LogIndex, entriesMax: number, bytesMax: number): LogIndex {
+    let keepFrom = snapIndex
+    let bytes = 0
+    const floor = Math.max(this.offsetIndex + 1, snapIndex - entriesMax + 1)
+    for (let i = snapIndex; i >= floor; i--) {
+      const e = this.ents[i - this.offsetIndex - 1]
+      if (e === undefined) break
+      bytes += entryBytes(e)
+      if (bytes > bytesMax && i < snapIndex) break
+      keepFrom = i as LogIndex
+    }
+    return (keepFrom - 1) as LogIndex
   }
 
   // -------------------------------------------------------------------------------------------
@@ -245,6 +325,7 @@ export class ShardLogStore implements LogStorage {
     this.offsetIndex = meta.index
     this.offsetTerm = meta.term
     this.ents = []
+    this.bytes = 0
   }
 
   private checkInstall(meta: SnapshotMeta): void {
@@ -269,8 +350,13 @@ export class ShardLogStore implements LogStorage {
     const fresh = this.freshEntries(this.tail(), entries)
     const first = fresh[0]
     if (first === undefined) return
-    this.ents.length = first.index - this.offsetIndex - 1
-    for (const e of fresh) this.ents.push(e)
+    const keep = first.index - this.offsetIndex - 1
+    for (let i = keep; i < this.ents.length; i++) this.bytes -= entryBytes(this.ents[i]!)
+    this.ents.length = keep
+    for (const e of fresh) {
+      this.ents.push(e)
+      this.bytes += entryBytes(e)
+    }
   }
 
   /**
@@ -336,7 +422,9 @@ export class ShardLogStore implements LogStorage {
   commitCompact(index: LogIndex): void {
     if (!this.checkCompact(index)) return
     const t = this.termOrAssert(index)
-    this.ents = this.ents.slice(index - this.offsetIndex)
+    const dropped = index - this.offsetIndex
+    for (let i = 0; i < dropped; i++) this.bytes -= entryBytes(this.ents[i]!)
+    this.ents = this.ents.slice(dropped)
     this.offsetIndex = index
     this.offsetTerm = t
     this.checkInvariants()

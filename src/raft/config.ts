@@ -53,6 +53,13 @@ export interface RaftConfig {
    * first election; tests that start nodes "with history" at once do.
    */
   readonly restartVoteFence?: boolean
+  /**
+   * The member holds no state of the group yet (a new replica, or one whose snapshot install was
+   * cut short and whose log was reset): it neither votes nor campaigns until a snapshot has been
+   * restored. A voter that lost entries it acknowledged must not help elect a leader that lacks
+   * them. Default false.
+   */
+  readonly awaitingSnapshot?: boolean
   /** Per-message batching and flow control; may only tighten `limits`. */
   readonly appendBytesMax?: number
   readonly appendEntriesMax?: number
@@ -88,6 +95,7 @@ export interface ResolvedConfig {
   readonly driftTicks: number
   readonly leaseTicks: number
   readonly restartVoteFence: boolean
+  readonly awaitingSnapshot: boolean
   readonly appendBytesMax: number
   readonly appendEntriesMax: number
   readonly inflightAppendsMax: number
@@ -148,6 +156,7 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
     driftTicks,
     leaseTicks,
     restartVoteFence: c.restartVoteFence ?? readOnly === ReadOnlyOption.LeaseBased,
+    awaitingSnapshot: c.awaitingSnapshot ?? false,
     appendBytesMax,
     appendEntriesMax: tightened('appendEntriesMax', c.appendEntriesMax, limits.appendEntriesMax),
     inflightAppendsMax: tightened('inflightAppendsMax', c.inflightAppendsMax, limits.inflightAppendsMax),

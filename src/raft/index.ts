@@ -23,6 +23,7 @@
  * }
  */
 export { RawNode } from './raw-node.ts'
+export { confStateAfter } from './confchange/after.ts'
 export {
   ReadOnlyOption,
   resolveConfig,

@@ -88,6 +88,8 @@ export class Raft {
    * this node can help elect another leader. Cleared after electionTicks ticks.
    */
   private restartFenceTicks: number
+  /** RaftConfig.awaitingSnapshot: no votes, no campaigns until a snapshot is restored. */
+  private awaitingSnapshot: boolean
   private heartbeatElapsed = 0
   /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks. */
   private randomizedElectionTimeout = 0
@@ -126,6 +128,7 @@ export class Raft {
     const { hardState, confState } = components.storage.initialState()
     // A node with no history never granted anyone a lease; one that restarts may have.
     this.restartFenceTicks = cfg.restartVoteFence && hardState.term > 0 ? cfg.electionTicks : 0
+    this.awaitingSnapshot = cfg.awaitingSnapshot
     const { config, progress } = restoreConfig(confState, this.log.lastIndex(), cfg.inflightAppendsMax)
     this.tracker.reset(config, progress)
     if (hardState.term > 0 || hardState.commit > 0) {
@@ -165,7 +168,11 @@ export class Raft {
   promotable(): boolean {
     const p = this.tracker.get(this.id)
     return (
-      p !== undefined && !p.isLearner && this.tracker.isVoter(this.id) && this.log.unstable.snapshot === null
+      p !== undefined &&
+      !p.isLearner &&
+      this.tracker.isVoter(this.id) &&
+      this.log.unstable.snapshot === null &&
+      !this.awaitingSnapshot
     )
   }
 
@@ -467,7 +474,7 @@ export class Raft {
       (m.type === 'MsgPreVote' && m.term > this.term)
     const upToDate = this.log.isUpToDate(m.index, m.logTerm) || this.cfg.grantVoteWithoutLogCheck
     const respType = m.type === 'MsgVote' ? 'MsgVoteResp' : 'MsgPreVoteResp'
-    if (canVote && upToDate) {
+    if (canVote && upToDate && !this.awaitingSnapshot) {
       this.logger.debug({ from: m.from, term: m.term, type: m.type }, 'granted vote')
       // The answer carries the request's term: for a pre-vote our own term is lower, and the
       // candidate would otherwise ignore the answer as stale.
@@ -684,6 +691,7 @@ export class Raft {
       return false
     }
     this.log.restore(s)
+    this.awaitingSnapshot = false
     const { config, progress } = restoreConfig(
       s.meta.confState,
       this.log.lastIndex(),

@@ -51,11 +51,30 @@ export {
   Deferred,
   RaftGroup,
   type GroupLogStore,
+  type InstalledSnapshot,
   type LogWrite,
   type RaftGroupComponents,
   type RaftGroupInit,
-  type SnapshotData,
+  type ShardConfigView,
   type StagedReady,
   type WriteAnswer,
 } from './raft-group.ts'
-export { RaftReplica, type RaftReplicaComponents, type SubmitToLoop } from './raft-replica.ts'
+export { RaftReplica, type RaftReplicaComponents, type ReplicaLoop } from './raft-replica.ts'
+// The shard's replicated descriptor (epoch) and the membership changes its leader carries out.
+export {
+  decodeDescriptor,
+  encodeDescriptor,
+  firstDescriptor,
+  type ShardDescriptorRecord,
+} from './descriptor.ts'
+export {
+  caughtUpLagEntriesMax,
+  changeDone,
+  isJointConf,
+  isUpToDate,
+  membersOf,
+  planConfChange,
+  type LeaderView,
+  type MemberProgress,
+  type ReplicaChange,
+} from './replica-change.ts'

@@ -42,6 +42,7 @@ import {
 import {
   EntryType,
   RawNode,
+  confStateAfter,
   type ConfState,
   type Entry,
   type LogStorage,
@@ -51,18 +52,18 @@ import {
   type SnapshotMeta,
 } from '../raft/index.ts'
 import {
-  compareBytes,
   dataRangeForHashRange,
   raftAppliedIndexKey,
-  dedupRange,
+  shardDescriptorKey,
   bytesKey,
-  type Entry as KvEntry,
   type KeyRange,
   type WriteBatch,
 } from '../storage/index.ts'
 import type { Receipt, ReadLevel, ReplicaRole, WriteLevel } from './api.ts'
 import { decodeCommand, encodeCommand, type Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
+import { encodeDescriptor, type ShardDescriptorRecord } from './descriptor.ts'
+import { changeDone, isJointConf, membersOf, planConfChange, type ReplicaChange } from './replica-change.ts'
 import { resultOfOutcome } from './replica-common.ts'
 import {
   encodeAppliedIndex,
@@ -82,7 +83,19 @@ export interface GroupLogStore extends LogStorage {
   commitCompact(index: LogIndex): void
   stageConfState(batch: WriteBatch, cs: ConfState): void
   commitConfState(cs: ConfState): void
+  /** Forgets the log, keeping term and vote (node/log-store.ts). */
+  stageReset(batch: WriteBatch, cs: ConfState): void
+  commitReset(cs: ConfState): void
   snapshotMeta(): SnapshotMeta
+  /** The applied configuration as stored. */
+  confState(): ConfState
+  /** Bytes of the entries the store holds in memory. */
+  entryBytes(): number
+  /**
+   * Where compaction may drop up to, keeping at most `entriesMax` entries and about `bytesMax`
+   * bytes behind `snapIndex` for followers just behind (at least the entry at `snapIndex`).
+   */
+  retainFrom(snapIndex: LogIndex, entriesMax: number, bytesMax: number): LogIndex
 }
 
 export interface LogWrite {
@@ -150,10 +163,36 @@ interface ApplyWaiter {
   readonly deferred: Deferred<LogIndex>
 }
 
-/** What the host hands the group for a snapshot it received: the meta and the shard's entries. */
-export interface SnapshotData {
+/** A membership change in flight: settled once its end state holds in the applied configuration. */
+interface ChangeWaiter {
+  readonly change: ReplicaChange
+  readonly deferred: Deferred<ShardConfigView>
+}
+
+/** A leadership transfer in flight: settled once `to` leads. */
+interface TransferWaiter {
+  readonly to: NodeId
+  readonly deferred: Deferred<ShardConfigView>
+}
+
+/**
+ * A snapshot the host has written into the shard's ranges in place (node/snapshot-install.ts):
+ * the point it describes, the state machine loaded from it and its descriptor. The group makes it
+ * visible to Raft (log, configuration, applied index) in the batch of the Ready that restores it.
+ */
+export interface InstalledSnapshot {
   readonly meta: SnapshotMeta
-  readonly entries: readonly KvEntry[]
+  readonly machine: KvStateMachine
+  readonly descriptor: ShardDescriptorRecord
+}
+
+/** The shard's configuration as the group has applied it, with its epoch and leader. */
+export interface ShardConfigView {
+  readonly epoch: number
+  readonly confIndex: LogIndex
+  readonly conf: ConfState
+  readonly leaderId: NodeId | null
+  readonly term: Term
 }
 
 export interface RaftGroupInit {
@@ -163,6 +202,11 @@ export interface RaftGroupInit {
   readonly hashEnd: bigint
   /** Where the shard's data lives; default the user data of [hashStart, hashEnd) (the meta shard's is elsewhere). */
   readonly dataRange?: KeyRange
+  /**
+   * Every key range of the shard's replicated state (user data and the shard's own key space):
+   * what a snapshot carries, an install clears and fills, and a removed replica drops.
+   */
+  readonly ranges: readonly KeyRange[]
   readonly raft: Omit<RaftConfig, 'id'>
   readonly tickMs: number
 }
@@ -170,12 +214,12 @@ export interface RaftGroupInit {
 export interface RaftGroupComponents {
   readonly store: GroupLogStore
   readonly machine: KvStateMachine
+  /** The shard's descriptor as stored at the machine's applied index. */
+  readonly descriptor: ShardDescriptorRecord
   readonly clock: Clock
   readonly random: Random
   readonly logger: Logger
   readonly limits: Readonly<Limits>
-  /** Builds the state machine of a freshly installed snapshot (the dedup table is in its entries). */
-  readonly machineAt: (appliedIndex: LogIndex, dedupRecords: readonly KvEntry[]) => KvStateMachine
 }
 
 /** Reads of keys applied earlier in the same batch; the host prefetches readKeys() into it. */
@@ -187,14 +231,31 @@ export class RaftGroup {
   readonly hashStart: bigint
   readonly hashEnd: bigint
   readonly dataRange: KeyRange
+  /** RaftGroupInit.ranges. */
+  readonly ranges: readonly KeyRange[]
   readonly raw: RawNode
   private readonly store: GroupLogStore
   private machine: KvStateMachine
   private readonly clock: Clock
   private readonly log: Logger
   private readonly limits: Readonly<Limits>
-  private readonly machineAt: RaftGroupComponents['machineAt']
   private readonly electionMs: number
+  /** The applied configuration and the descriptor (epoch) that goes with it. */
+  private confNow: ConfState
+  private descriptorNow: ShardDescriptorRecord
+  /** A snapshot the host wrote in place, waiting for the Ready that restores it. */
+  private pendingInstall: InstalledSnapshot | undefined
+  /**
+   * False once the group stopped serving: frozen while a snapshot is written into its ranges, or
+   * retired (replaced after a reset, or removed). Read by the request paths.
+   */
+  private servingNow = true
+  /** Rises whenever `serving` changes: a read whose view spans a change is not trusted. */
+  private servingGeneration = 0
+  /** Set when an applied configuration no longer has this node (its removal committed). */
+  private removedNow = false
+  private readonly changeWaiters: ChangeWaiter[] = []
+  private readonly transferWaiters: TransferWaiter[] = []
 
   /** The applied index whose effects are durable: every receipt and read is based on it. */
   private durable: LogIndex
@@ -232,11 +293,15 @@ export class RaftGroup {
     this.hashStart = init.hashStart
     this.hashEnd = init.hashEnd
     this.dataRange = init.dataRange ?? dataRangeForHashRange(init.hashStart, init.hashEnd)
+    this.ranges = init.ranges
+    // A replica waiting for its first snapshot holds nothing it could serve.
+    this.servingNow = init.raft.awaitingSnapshot !== true
     this.store = components.store
     this.machine = components.machine
     this.clock = components.clock
     this.limits = components.limits
-    this.machineAt = components.machineAt
+    this.confNow = components.store.confState()
+    this.descriptorNow = components.descriptor
     this.log = components.logger.child({ shard: init.shardId })
     this.electionMs = (init.raft.electionTicks ?? 10) * init.tickMs
     this.durable = this.machine.appliedIndex
@@ -269,6 +334,40 @@ export class RaftGroup {
   }
   get pendingProposals(): number {
     return this.proposals.size
+  }
+  /** The shard's epoch as this replica has applied it. */
+  get epoch(): number {
+    return this.descriptorNow.epoch
+  }
+  /** The applied configuration. */
+  get confState(): ConfState {
+    return this.confNow
+  }
+  /** False while the group may not serve requests (installing a snapshot, or retired). */
+  get serving(): boolean {
+    return this.servingNow
+  }
+  /** The shard's log store (the host resets it when an install is cut short). */
+  get logStore(): GroupLogStore {
+    return this.store
+  }
+  /** Changes whenever `serving` changes (see RaftReplica: reads check it before and after). */
+  get generation(): number {
+    return this.servingGeneration
+  }
+  /** True once an applied configuration no longer has this node: its removal is committed. */
+  get removed(): boolean {
+    return this.removedNow
+  }
+
+  configView(): ShardConfigView {
+    return {
+      epoch: this.descriptorNow.epoch,
+      confIndex: this.descriptorNow.confIndex,
+      conf: this.confNow,
+      leaderId: this.leader,
+      term: this.termNow,
+    }
   }
 
   /** An upper bound on how far behind the newest committed state an answer from here may be. */
@@ -481,15 +580,26 @@ export class RaftGroup {
    * applied effects of the committed entries, and a log compaction when due. Returns the outcomes,
    * answered in commit().
    */
-  stage(rd: Ready, batch: WriteBatch, io: ApplyIo, snapshot: SnapshotData | undefined): StagedReady {
+  stage(rd: Ready, batch: WriteBatch, io: ApplyIo): StagedReady {
     let installed: SnapshotMeta | null = null
+    let conf = this.confNow
+    let descriptor = this.descriptorNow
+    let confChanged = false
     if (rd.snapshot !== null) {
+      const install = this.pendingInstall
       assert(
-        snapshot !== undefined && snapshot.meta.index === rd.snapshot.meta.index,
-        'snapshot data missing',
+        install !== undefined && install.meta.index === rd.snapshot.meta.index,
+        `shard ${this.shardId}: a snapshot restored without its data in place`,
       )
-      installed = snapshot.meta
-      this.stageInstall(batch, snapshot)
+      installed = install.meta
+      // The data, the dedup table and the descriptor are in place already; the applied index that
+      // makes them the state goes in this batch, with the log and configuration of the snapshot.
+      this.machine = install.machine
+      batch.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(installed.index))
+      conf = installed.confState
+      descriptor = install.descriptor
+      confChanged = true
+      this.decoded.clear()
     }
     this.store.stage(batch, { hardState: rd.hardState, entries: rd.entries, snapshot: installed })
     const outcomes: { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[] = []
@@ -499,6 +609,18 @@ export class RaftGroup {
       if (command === undefined) {
         this.machine.skip(e.index, io)
         outcomes.push({ entry: e, outcome: null })
+        if (e.type === EntryType.ConfChange) {
+          // The configuration the core adopts when it advances past this entry (it skips invalid
+          // ones alike); persisted with the applied index, with the epoch one higher.
+          const next = confStateAfter(conf, e.data)
+          if (next !== null) {
+            conf = next
+            descriptor = { epoch: descriptor.epoch + 1, confIndex: e.index }
+            this.store.stageConfState(batch, conf)
+            batch.put(shardDescriptorKey(this.shardId), encodeDescriptor(descriptor))
+            confChanged = true
+          }
+        }
       } else {
         outcomes.push({ entry: e, outcome: this.machine.apply(e.index, command, io, io) })
       }
@@ -506,7 +628,7 @@ export class RaftGroup {
     }
     // Compaction is computed from the store's committed state; never beside a snapshot install.
     const compaction = installed === null ? this.stageCompaction(batch) : null
-    return { installed, outcomes, compaction }
+    return { installed, outcomes, compaction, conf: confChanged ? { conf, descriptor } : null }
   }
 
   /** After the batch is durable: update the store, answer, advance the core. */
@@ -515,6 +637,12 @@ export class RaftGroup {
     if (staged.compaction?.kind === 'point') this.store.commitSnapshotMeta(staged.compaction.meta)
     if (staged.compaction?.kind === 'compact') this.store.commitCompact(staged.compaction.compactTo)
     if (staged.installed !== null) this.onSnapshotInstalled(staged.installed)
+    if (staged.conf !== null) {
+      this.store.commitConfState(staged.conf.conf)
+      this.confNow = staged.conf.conf
+      this.descriptorNow = staged.conf.descriptor
+      this.removedNow = !membersOf(this.confNow).has(this.nodeId)
+    }
     this.durable = this.machine.appliedIndex
     if (this.durable >= this.leaderContactCommit) this.freshAtMs = this.leaderContactMs
     // `leader` writes: durable here is enough.
@@ -541,6 +669,30 @@ export class RaftGroup {
     this.refreshSoftState()
   }
 
+  /** Settles the membership changes whose end state is applied, and transfers that landed. */
+  private settleChangeWaiters(): void {
+    for (let i = this.changeWaiters.length - 1; i >= 0; i--) {
+      const w = this.changeWaiters[i]!
+      if (w.deferred.isSettled) this.changeWaiters.splice(i, 1)
+      else if (changeDone(this.confNow, w.change)) {
+        w.deferred.resolve(this.configView())
+        this.changeWaiters.splice(i, 1)
+      } else if (this.roleNow !== 'leader') {
+        // The change may still complete under the next leader: the caller re-reads and goes on.
+        w.deferred.reject(this.notLeader())
+        this.changeWaiters.splice(i, 1)
+      }
+    }
+    for (let i = this.transferWaiters.length - 1; i >= 0; i--) {
+      const w = this.transferWaiters[i]!
+      if (w.deferred.isSettled) this.transferWaiters.splice(i, 1)
+      else if (this.leader === w.to) {
+        w.deferred.resolve(this.configView())
+        this.transferWaiters.splice(i, 1)
+      }
+    }
+  }
+
   /** Everything waiting fails: the node is stopping. Writes in flight end as outcome unknown. */
   failAll(err: KvError): void {
     for (const p of this.proposals.values()) p.deferred.reject(err)
@@ -554,6 +706,10 @@ export class RaftGroup {
     this.readsInRounds = 0
     for (const w of this.applyWaiters) w.deferred.reject(err)
     this.applyWaiters = []
+    for (const w of this.changeWaiters) w.deferred.reject(err)
+    this.changeWaiters.length = 0
+    for (const w of this.transferWaiters) w.deferred.reject(err)
+    this.transferWaiters.length = 0
   }
 
   /**
@@ -573,6 +729,137 @@ export class RaftGroup {
     return r.ok
   }
 
+  /**
+   * Carries out a membership change as this shard's leader (replica-change.ts has the rules):
+   * settles with the configuration once the change's end state is applied here, at once when it
+   * already holds (every step is idempotent). `epoch` is the epoch the change was planned against.
+   */
+  proposeChange(change: ReplicaChange, epoch: number, deferred: Deferred<ShardConfigView>): void {
+    if (deferred.isSettled) return
+    if (this.roleNow !== 'leader') return deferred.reject(this.notLeader())
+    if (changeDone(this.confNow, change)) return deferred.resolve(this.configView())
+    if (epoch !== this.descriptorNow.epoch)
+      return deferred.reject(
+        new KvError(
+          ErrorCode.StaleEpoch,
+          `shard ${this.shardId} is at epoch ${this.descriptorNow.epoch}, the change was planned at epoch ${epoch}`,
+          { details: { shardId: this.shardId, shardMapEpoch: this.descriptorNow.epoch } },
+        ),
+      )
+    if (this.changeWaiters.length > 0)
+      return deferred.reject(
+        new KvError(ErrorCode.ShardBusy, `shard ${this.shardId}: another replica change is in flight`, {
+          details: { shardId: this.shardId },
+        }),
+      )
+    const st = this.raw.status()
+    let cc
+    try {
+      cc = planConfChange(
+        {
+          self: this.nodeId,
+          conf: this.confNow,
+          lastIndex: st.lastIndex,
+          progress: st.progress ?? new Map(),
+        },
+        change,
+      )
+    } catch (err) {
+      return deferred.reject(err)
+    }
+    const r = this.raw.proposeConfChange(cc)
+    if (!r.ok) {
+      switch (r.reason) {
+        case 'not-leader':
+        case 'transferring':
+          return deferred.reject(this.notLeader())
+        case 'conf-change-pending':
+        case 'conf-change-early':
+          return deferred.reject(
+            new KvError(
+              ErrorCode.ShardBusy,
+              `shard ${this.shardId}: a configuration change is still being applied (${r.reason})`,
+              { details: { shardId: this.shardId } },
+            ),
+          )
+        default:
+          return deferred.reject(
+            new KvError(ErrorCode.MoveRefused, `shard ${this.shardId}: change refused (${r.reason})`, {
+              details: { shardId: this.shardId },
+            }),
+          )
+      }
+    }
+    this.log.info({ change, epoch, index: r.index }, 'replica change proposed')
+    this.changeWaiters.push({ change, deferred })
+  }
+
+  /** Moves leadership to `to` (§3.10); settles once `to` leads. */
+  startTransfer(to: NodeId, deferred: Deferred<ShardConfigView>): void {
+    if (deferred.isSettled) return
+    if (this.roleNow !== 'leader') {
+      if (this.leader === to) return deferred.resolve(this.configView())
+      return deferred.reject(this.notLeader())
+    }
+    if (to === this.nodeId) return deferred.resolve(this.configView())
+    if (!this.confNow.voters.includes(to) || isJointConf(this.confNow))
+      return deferred.reject(
+        new KvError(ErrorCode.MoveRefused, `node ${to} is not a voter of shard ${this.shardId}`, {
+          details: { shardId: this.shardId, field: 'to' },
+        }),
+      )
+    const r = this.raw.transferLeader(to)
+    if (!r.ok)
+      return deferred.reject(
+        new KvError(ErrorCode.ShardBusy, `shard ${this.shardId}: leadership transfer refused (${r.reason})`, {
+          details: { shardId: this.shardId },
+        }),
+      )
+    this.log.info({ to, term: this.termNow }, 'transferring leadership on request')
+    this.transferWaiters.push({ to, deferred })
+  }
+
+  /** Stops serving while a snapshot is written into the shard's ranges; everything waiting fails. */
+  freeze(): void {
+    this.servingNow = false
+    this.servingGeneration++
+    this.failAll(
+      new KvError(ErrorCode.ShardMoving, `shard ${this.shardId}: this replica is installing a snapshot`, {
+        details: { shardId: this.shardId },
+      }),
+    )
+  }
+
+  /** The install is done (or the group is being retired): serve again. */
+  thaw(): void {
+    this.servingNow = true
+    this.servingGeneration++
+  }
+
+  /** The group is replaced or removed: it never serves again; everything waiting fails with `err`. */
+  retire(err: KvError): void {
+    this.servingNow = false
+    this.servingGeneration++
+    this.failAll(err)
+  }
+
+  /** Hands the group a snapshot written in place; step its MsgSnap next, in the same iteration. */
+  setPendingInstall(install: InstalledSnapshot): void {
+    assert(this.pendingInstall === undefined, 'an install is already pending')
+    this.pendingInstall = install
+  }
+
+  /**
+   * Whether stepping a MsgSnap with `meta` would make the core restore it: it is newer than the
+   * commit index and the log does not hold its last entry (raft.ts restore). Only then may a
+   * snapshot be written in place.
+   */
+  wouldRestore(meta: SnapshotMeta): boolean {
+    if (meta.index <= this.raw.status().commit) return false
+    const t = this.store.term(meta.index)
+    return !(t.ok && t.value === meta.term)
+  }
+
   /** The voters of the applied configuration. */
   voters(): readonly NodeId[] {
     return this.voterIds
@@ -584,7 +871,7 @@ export class RaftGroup {
     if (!t.ok) return null
     return {
       meta: { index: this.durable, term: t.value, confState: this.raw.status().config },
-      ranges: [this.dataRange, dedupRange(this.shardId)],
+      ranges: this.ranges,
     }
   }
 
@@ -671,6 +958,7 @@ export class RaftGroup {
     this.leader = st.leaderId
     this.termNow = st.term
     this.commitNow = st.commit
+    if (this.changeWaiters.length > 0 || this.transferWaiters.length > 0) this.settleChangeWaiters()
   }
 
   private onLostLeadership(): void {
@@ -684,21 +972,9 @@ export class RaftGroup {
     this.readsInRounds = 0
   }
 
-  private stageInstall(batch: WriteBatch, snapshot: SnapshotData): void {
-    const dedup = dedupRange(this.shardId)
-    batch.deleteRange(this.dataRange.gte, this.dataRange.lt)
-    batch.deleteRange(dedup.gte, dedup.lt)
-    for (const [key, value] of snapshot.entries) batch.put(key, value)
-    this.store.stageConfState(batch, snapshot.meta.confState)
-    const records = snapshot.entries.filter(([key]) => inRange(key, dedup))
-    this.machine = this.machineAt(snapshot.meta.index, records)
-    // The applied index of the new state goes in the same batch.
-    batch.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(snapshot.meta.index))
-    this.decoded.clear()
-  }
-
   private onSnapshotInstalled(meta: SnapshotMeta): void {
     this.store.commitConfState(meta.confState)
+    this.pendingInstall = undefined
     this.log.info({ index: meta.index, term: meta.term }, 'snapshot installed')
     // Proposals at or below the snapshot were decided elsewhere; their outcome here is unknown.
     for (const [index, p] of this.proposals) {
@@ -721,14 +997,22 @@ export class RaftGroup {
   private stageCompaction(batch: WriteBatch): Compaction | null {
     const snapIndex = this.store.snapshotMeta().index
     const point = Math.min(this.durable, this.store.lastIndex()) as LogIndex
-    if (point - snapIndex >= this.limits.raftLogCompactEntries) {
+    // By count, or by bytes: the log lives in memory, and entries may be up to a proposal each.
+    const due =
+      point - snapIndex >= this.limits.raftLogCompactEntries ||
+      (point > snapIndex && this.store.entryBytes() >= this.limits.raftLogCompactBytes)
+    if (due) {
       const t = this.store.term(point)
       if (!t.ok) return null
       const meta: SnapshotMeta = { index: point, term: t.value, confState: this.raw.status().config }
       this.store.stageSnapshotMeta(batch, meta)
       return { kind: 'point', meta }
     }
-    const compactTo = (snapIndex - this.limits.raftLogRetainEntries) as LogIndex
+    const compactTo = this.store.retainFrom(
+      snapIndex,
+      this.limits.raftLogRetainEntries,
+      this.limits.raftLogRetainBytes,
+    )
     if (compactTo < this.store.firstIndex()) return null
     this.store.stageCompact(batch, compactTo)
     return { kind: 'compact', compactTo }
@@ -743,6 +1027,8 @@ export interface StagedReady {
   readonly installed: SnapshotMeta | null
   readonly outcomes: readonly { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[]
   readonly compaction: Compaction | null
+  /** The configuration and descriptor after this Ready, when it changed them. */
+  readonly conf: { readonly conf: ConfState; readonly descriptor: ShardDescriptorRecord } | null
 }
 
 /** A linearizable read waits at most this many election timeouts for its quorum check. */
@@ -754,8 +1040,4 @@ const stalenessUnknownMs = 24 * 60 * 60 * 1000
 function clampStaleness(ms: number): number {
   if (!Number.isFinite(ms)) return stalenessUnknownMs
   return Math.max(0, Math.min(stalenessUnknownMs, Math.round(ms)))
-}
-
-function inRange(key: Uint8Array, range: KeyRange): boolean {
-  return compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
 }

@@ -2,7 +2,9 @@
  * RaftReplica: the Replica (api.ts) of one shard on a node that runs the shard as a Raft group.
  * Request handlers call it; it never calls into the group's RawNode itself: every step that needs
  * the core (a proposal, a ReadIndex round, a wait on the applied index) is handed to the node's
- * Ready loop through `submit`, a bounded inbox (full: OVERLOADED).
+ * Ready loop as a typed request through `loop` (ReplicaLoop), a bounded inbox (full: OVERLOADED).
+ * A replica that does not serve (installing a snapshot, waiting for its first one, or removed)
+ * refuses every request with SHARD_MOVING, so the client goes to another replica.
  *
  * Reads per level (ARCHITECTURE.md section 2):
  * - linearizable: the leader only (else NOT_LEADER with the hint); a ReadIndex round confirms
@@ -42,6 +44,7 @@ import { ReadLevel, WriteLevel } from './api.ts'
 import type { Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
 import { Deferred, type RaftGroup, type WriteAnswer } from './raft-group.ts'
+import type { WriteLevel as WriteLevelType } from './api.ts'
 import {
   cas,
   copyOps,
@@ -63,14 +66,27 @@ import {
   validateWriteOptions,
 } from './validate.ts'
 
-/** Hands `run` to the node's Ready loop; throws KvError OVERLOADED when its inbox is full. */
-export type SubmitToLoop = (shardId: ShardId, run: (group: RaftGroup) => void) => void
+/**
+ * The requests a replica hands to the node's Ready loop (node/host.ts), each settled through its
+ * deferred by the group. Every method throws KvError OVERLOADED when the loop's inbox is full.
+ */
+export interface ReplicaLoop {
+  propose(
+    shardId: ShardId,
+    command: Command,
+    level: WriteLevelType,
+    deferred: Deferred<WriteAnswer>,
+    predicted: ((index: LogIndex) => ApplyResult) | undefined,
+  ): void
+  readIndex(shardId: ShardId, deferred: Deferred<LogIndex>): void
+  waitApplied(shardId: ShardId, index: LogIndex, deferred: Deferred<LogIndex>): void
+}
 
 export interface RaftReplicaComponents {
   readonly engine: Engine
   readonly clock: Clock
   readonly limits: Readonly<Limits>
-  readonly submit: SubmitToLoop
+  readonly loop: ReplicaLoop
 }
 
 export class RaftReplica implements Replica {
@@ -99,6 +115,16 @@ export class RaftReplica implements Replica {
     return this.group.term
   }
 
+  /** The shard's epoch as this replica has applied it. */
+  get epoch(): number {
+    return this.group.epoch
+  }
+
+  /** False while this replica cannot serve (installing, awaiting its first snapshot, removed). */
+  get serving(): boolean {
+    return this.group.serving
+  }
+
   // ---- reads ----
 
   async get(
@@ -107,8 +133,11 @@ export class RaftReplica implements Replica {
   ): Promise<{ readonly found: VersionedValue | null; readonly receipt: Receipt }> {
     validateKey(key, this.components.limits)
     const storageKey = this.storageKey(key)
+    const generation = this.group.generation
     const receipt = await this.readGate(opts)
-    return { found: await readOne(this.components.engine, storageKey), receipt }
+    const found = await readOne(this.components.engine, storageKey)
+    this.checkStillServing(generation)
+    return { found, receipt }
   }
 
   async getMany(
@@ -117,14 +146,18 @@ export class RaftReplica implements Replica {
   ): Promise<{ readonly found: readonly (VersionedValue | null)[]; readonly receipt: Receipt }> {
     validateKeys(keys, this.components.limits)
     const storageKeys = keys.map((key) => this.storageKey(key))
+    const generation = this.group.generation
     const receipt = await this.readGate(opts)
-    return { found: await readMany(this.components.engine, storageKeys), receipt }
+    const found = await readMany(this.components.engine, storageKeys)
+    this.checkStillServing(generation)
+    return { found, receipt }
   }
 
   /** The scan waits for its read level first, so the stream's view is taken after the gate. */
   scan(args: ScanArgs, opts: ReadOptions): ScanStream {
     validateScanArgs(args, this.components.limits)
     validateReadOptions(opts)
+    const generation = this.group.generation
     const gate = this.readGate(opts)
     // Consumers iterate at once; the receipt is known once the gate passed.
     let inner: ScanStream | undefined
@@ -133,9 +166,13 @@ export class RaftReplica implements Replica {
     }
     const engine = this.components.engine
     const range = this.group.dataRange
+    const stillServing = (): void => this.checkStillServing(generation)
     async function* stream(): AsyncGenerator<ScanEntry> {
       const receipt = await gate
       receiptHolder.receipt = receipt
+      // scanRange takes its view at once (no await between this check and the view): it is
+      // trusted only if the replica served throughout since the gate.
+      stillServing()
       inner = scanRange(engine, range, args, opts, receipt)
       yield* inner
     }
@@ -158,7 +195,7 @@ export class RaftReplica implements Replica {
       case ReadLevel.Linearizable: {
         if (group.role !== 'leader') throw group.notLeader()
         const d = new Deferred<LogIndex>()
-        this.components.submit(this.shardId, (g) => g.startReadIndex(d))
+        this.components.loop.readIndex(this.shardId, d)
         const index = await this.until(d, opts.signal)
         return group.receipt(opts.level, index, 0)
       }
@@ -174,7 +211,7 @@ export class RaftReplica implements Replica {
             ),
           )
           try {
-            this.components.submit(this.shardId, (g) => g.waitApplied(need, d))
+            this.components.loop.waitApplied(this.shardId, need, d)
             await this.until(d, opts.signal)
           } finally {
             timer.cancel()
@@ -306,7 +343,7 @@ export class RaftReplica implements Replica {
       )
     if (this.group.role !== 'leader') throw this.group.notLeader()
     const d = new Deferred<WriteAnswer>()
-    this.components.submit(this.shardId, (g) => g.proposeWrite(command, opts.level, d, predicted))
+    this.components.loop.propose(this.shardId, command, opts.level, d, predicted)
     return await this.until(d, opts.signal)
   }
 
@@ -322,8 +359,26 @@ export class RaftReplica implements Replica {
     }
   }
 
+  /** After a read: SHARD_MOVING when the replica stopped (or started) serving while it ran. */
+  private checkStillServing(generation: number): void {
+    if (this.group.generation !== generation || !this.group.serving)
+      throw new KvError(
+        ErrorCode.ShardMoving,
+        `the replica of shard ${this.shardId} changed during the read`,
+        {
+          details: { shardId: this.shardId },
+        },
+      )
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new KvError(ErrorCode.Unavailable, 'replica is closed')
+    if (!this.group.serving)
+      throw new KvError(
+        ErrorCode.ShardMoving,
+        `node ${this.nodeId} holds no servable replica of shard ${this.shardId} right now`,
+        { details: { shardId: this.shardId } },
+      )
   }
 
   /** The storage key of `key`, or WRONG_SHARD when its hash is outside this shard's range. */

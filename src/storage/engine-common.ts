@@ -7,7 +7,16 @@ import { ErrorCode, KvError } from '../common/errors.ts'
 import { limits } from '../common/limits.ts'
 import { throwIfAborted } from './abort.ts'
 import { compareBytes } from './bytes.ts'
-import type { Engine, Entry, ExportOptions, ImportOptions, ImportStats, KeyRange } from './engine.ts'
+import type {
+  DeleteRangeChunkOptions,
+  DeleteRangeChunkResult,
+  Engine,
+  Entry,
+  ExportOptions,
+  ImportOptions,
+  ImportStats,
+  KeyRange,
+} from './engine.ts'
 
 export function inRange(key: Uint8Array, range: KeyRange): boolean {
   return compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
@@ -48,7 +57,18 @@ export function exportRangeVia(
       await entries.return?.()
     }
   }
-  return chunks()
+  const generator = chunks()
+  // A generator's `return()` before its first `next()` skips its body (and the `finally` above):
+  // the view would stay open until the engine closes. Release it here in that case too.
+  const iterator: AsyncIterableIterator<readonly Entry[]> = {
+    [Symbol.asyncIterator]: () => iterator,
+    next: () => generator.next(),
+    return: async (value?: unknown) => {
+      await entries.return?.()
+      return await generator.return(value as undefined)
+    },
+  }
+  return iterator
 }
 
 /** Engine.importRange on top of Engine.write (see the contract in engine.ts). */
@@ -86,4 +106,28 @@ export async function importRangeVia(
   }
   await engine.write(pending, { sync: options.sync })
   return { entries, bytes }
+}
+
+/** Engine.deleteRangeChunk on top of Engine.iterate and Engine.write: point deletes of one chunk. */
+export async function deleteRangeChunkVia(
+  engine: Pick<Engine, 'iterate' | 'batch' | 'write'>,
+  range: KeyRange,
+  options: DeleteRangeChunkOptions,
+): Promise<DeleteRangeChunkResult> {
+  assertRange(range)
+  assert(Number.isSafeInteger(options.keysMax) && options.keysMax > 0, 'bad keysMax')
+  const batch = engine.batch()
+  let keys = 0
+  // One more than asked: seeing it says the range is not done yet, without a second call.
+  for await (const [key] of engine.iterate({ gte: range.gte, lt: range.lt, limit: options.keysMax + 1 })) {
+    if (keys === options.keysMax) return await write(false)
+    batch.del(key)
+    keys++
+  }
+  return await write(true)
+
+  async function write(done: boolean): Promise<DeleteRangeChunkResult> {
+    if (keys > 0) await engine.write(batch, { sync: options.sync ?? false })
+    return { keys, done }
+  }
 }

@@ -10,7 +10,7 @@
 import { assert } from '../common/assert.ts'
 import { throwIfAborted, closedError } from './abort.ts'
 import { compareBytes } from './bytes.ts'
-import { assertRange, exportRangeVia, importRangeVia } from './engine-common.ts'
+import { assertRange, deleteRangeChunkVia, exportRangeVia, importRangeVia } from './engine-common.ts'
 import {
   WriteBatch,
   type Engine,
@@ -18,6 +18,8 @@ import {
   type ExportOptions,
   type ImportOptions,
   type ImportStats,
+  type DeleteRangeChunkOptions,
+  type DeleteRangeChunkResult,
   type IterateOptions,
   type KeyRange,
   type WriteOptions,
@@ -185,6 +187,9 @@ export class MemoryEngine implements Engine {
     options: ImportOptions,
   ): Promise<ImportStats> {
     return importRangeVia(this, range, chunks, options)
+  }
+  deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult> {
+    return deleteRangeChunkVia(this, range, options)
   }
 
   async close(): Promise<void> {

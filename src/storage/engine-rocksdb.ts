@@ -26,7 +26,7 @@ import { ErrorCode, KvError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { closedError, throwIfAborted } from './abort.ts'
 import { compareBytes } from './bytes.ts'
-import { assertRange, exportRangeVia, importRangeVia, inRange } from './engine-common.ts'
+import { assertRange, deleteRangeChunkVia, exportRangeVia, importRangeVia, inRange } from './engine-common.ts'
 import {
   WriteBatch,
   type Engine,
@@ -34,6 +34,8 @@ import {
   type ExportOptions,
   type ImportOptions,
   type ImportStats,
+  type DeleteRangeChunkOptions,
+  type DeleteRangeChunkResult,
   type IterateOptions,
   type KeyRange,
   type WriteOptions,
@@ -321,6 +323,9 @@ export class RocksEngine implements Engine {
     options: ImportOptions,
   ): Promise<ImportStats> {
     return importRangeVia(this, range, chunks, options)
+  }
+  deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult> {
+    return deleteRangeChunkVia(this, range, options)
   }
 
   /** A RocksDB property (e.g. 'rocksdb.estimate-num-keys'), for status and metrics. */

@@ -61,6 +61,20 @@ export interface ImportStats {
   readonly bytes: number
 }
 
+export interface DeleteRangeChunkOptions {
+  /** At most this many keys are deleted by one call (an engine with a native range delete may drop all). */
+  readonly keysMax: number
+  /** Fsync the deletion (default false: a dropped range that reappears after a crash is dropped again). */
+  readonly sync?: boolean
+}
+
+export interface DeleteRangeChunkResult {
+  /** Keys deleted by this call. */
+  readonly keys: number
+  /** True when the range held nothing more after this call. */
+  readonly done: boolean
+}
+
 /** One operation of a WriteBatch, in the order it was added. */
 export type BatchOperation =
   | { readonly kind: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
@@ -161,6 +175,14 @@ export interface Engine {
    * still in memtables is not counted). For operators (shard sizes), never for decisions.
    */
   approximateBytes(range: KeyRange): Promise<number>
+  /**
+   * Deletes the first keys of `range` (up to `keysMax`; all of them where the engine can drop a
+   * range natively) in one atomic write, and says whether the range is now empty. Drops a large
+   * range in bounded steps that a caller can pace and resume after a crash (a moved replica's
+   * data). The caller makes sure nothing else writes the range meanwhile. Bounded memory: one
+   * chunk of keys. Unlike a batch's `deleteRange`, it never reads the range under the write lock.
+   */
+  deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult>
   /** Waits for writes in flight, ends open iterators, releases the data directory. Idempotent. */
   close(): Promise<void>
 }

@@ -19,6 +19,8 @@ export {
   type ImportOptions,
   type ImportStats,
   type BatchOperation,
+  type DeleteRangeChunkOptions,
+  type DeleteRangeChunkResult,
 } from './engine.ts'
 export {
   MemoryEngine,
@@ -49,3 +51,5 @@ export {
 } from './bytes.ts'
 export { abortError, throwIfAborted, closedError } from './abort.ts'
 export { loadHasher } from './hasher-load.ts'
+/** For Engine wrappers (tests, the simulator's disk): a chunked range delete over their own iterate and write. */
+export { deleteRangeChunkVia } from './engine-common.ts'

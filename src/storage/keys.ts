@@ -15,6 +15,9 @@
  *                                                    exactly-once dedup: one client's header
  *   'S' | shardId u32 BE | 'd' | len u8 | clientId (UTF-8) | 0x01 | seq u64 BE
  *                                                    exactly-once dedup: one saved result (shard/dedup.ts)
+ *   'S' | shardId u32 BE | 'r'                       the shard's replicated descriptor: its epoch and the
+ *                                                    index of the entry that last changed its replicas
+ *                                                    (shard/descriptor.ts); travels with snapshots
  *
  * User data is hash-first, so a shard (a range of the hash ring) is one contiguous key range:
  * a snapshot is one iterator and dropping a moved shard is one range delete. Everything else a
@@ -49,6 +52,8 @@ export const ShardLocalKind = {
   Dedup: 0x64, // 'd'
   /** The key-value data of a shard that lives outside the user hash space (the meta shard). */
   Data: 0x6b, // 'k'
+  /** The shard's replicated descriptor (epoch, configuration index). */
+  Descriptor: 0x72, // 'r'
 } as const
 export type ShardLocalKind = (typeof ShardLocalKind)[keyof typeof ShardLocalKind]
 
@@ -221,6 +226,11 @@ export function shardDataKey(shardId: ShardId, key: Uint8Array): Uint8Array {
 /** Every key of a shard whose data lives under its shard id. */
 export const shardDataRange = (shardId: ShardId): KeyRange =>
   shardLocalKindRange(shardId, ShardLocalKind.Data)
+
+/** The shard's replicated descriptor (shard/descriptor.ts). */
+export function shardDescriptorKey(shardId: ShardId): Uint8Array {
+  return shardPrefix(KeySpace.ShardLocal, shardId).u8(ShardLocalKind.Descriptor).finish()
+}
 
 /** Every dedup record of a shard: each client's header followed by its saved results. */
 export const dedupRange = (shardId: ShardId): KeyRange => shardLocalKindRange(shardId, ShardLocalKind.Dedup)

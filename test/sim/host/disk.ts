@@ -14,17 +14,20 @@
  * snapshot views are memtable-fast; the host's prefetch is what multiGet delays).
  */
 import { ErrorCode, KvError, type Random, type TimerHandle } from '../../../src/common/index.ts'
-import type {
-  Engine,
-  EngineWriteOptions,
-  Entry,
-  ExportOptions,
-  ImportOptions,
-  ImportStats,
-  IterateOptions,
-  KeyRange,
-  MemoryEngine,
-  WriteBatch,
+import {
+  deleteRangeChunkVia,
+  type DeleteRangeChunkOptions,
+  type DeleteRangeChunkResult,
+  type Engine,
+  type EngineWriteOptions,
+  type Entry,
+  type ExportOptions,
+  type ImportOptions,
+  type ImportStats,
+  type IterateOptions,
+  type KeyRange,
+  type MemoryEngine,
+  type WriteBatch,
 } from '../../../src/storage/index.ts'
 import type { Simulator } from '../simulator.ts'
 
@@ -111,6 +114,11 @@ export class DelayedEngine implements Engine {
     options: ImportOptions,
   ): Promise<ImportStats> {
     return this.inner.importRange(range, chunks, options)
+  }
+
+  /** Through this engine's own (delayed, crashable) writes. */
+  deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult> {
+    return deleteRangeChunkVia(this, range, options)
   }
 
   close(): Promise<void> {

@@ -532,7 +532,10 @@ class MetaClient {
           await c.driver.sleep(1 + this.random.int(backoffMsMax))
           continue
         }
-        const a = deadlineSignal(this.clock, 2 * o.attemptTimeoutMs, deadline.signal)
+        // Now and then an impatient attempt: its budget ends while its write may be in flight, so
+        // the retry that follows must be answered by idempotency (the outcome was unknown).
+        const budgetMs = this.random.int(16) === 0 ? 1 + this.random.int(4) : 2 * o.attemptTimeoutMs
+        const a = deadlineSignal(this.clock, budgetMs, deadline.signal)
         try {
           const value = await op(new MetaStore(metaReplicaOf(c, host), a.signal))
           this.w.stats.ok++

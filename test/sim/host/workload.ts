@@ -348,8 +348,8 @@ export class HostClient {
         { level: 'eventual' },
       )
     } catch (err) {
-      // The node died under the read.
-      if (isKvError(err) && err.code === ErrorCode.Unavailable) return
+      // The node died under the read, or its replica is installing a snapshot (it says so).
+      if (isKvError(err) && (err.code === ErrorCode.Unavailable || err.code === ErrorCode.ShardMoving)) return
       throw err
     }
     this.history.eventual.push({

@@ -325,6 +325,9 @@ describe('cli/exit codes and output helpers', () => {
       VERSION_MISMATCH: [6, 6],
       CANCELLED: [1, 1],
       FAULT_INJECTION_DISABLED: [1, 1],
+      SHARD_BUSY: [3, 3],
+      STALE_EPOCH: [7, 7],
+      MOVE_REFUSED: [7, 7],
       INTERNAL: [1, 1],
     }
     for (const code of Object.values(ErrorCode)) {

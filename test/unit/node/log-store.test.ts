@@ -277,7 +277,7 @@ interface Shard {
 
 async function bootstrap(engine: Engine, id: ShardId, conf: ConfState): Promise<Shard> {
   const batch = engine.batch()
-  ShardLogStore.stageBootstrap(batch, id, conf)
+  ShardLogStore.stageBootstrap(batch, id, conf, 0 as LogIndex, 0 as Term)
   await engine.write(batch, sync)
   return { id, store: await ShardLogStore.open(engine, id), model: new Model(conf) }
 }

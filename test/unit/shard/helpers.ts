@@ -5,6 +5,8 @@ import { openLocalReplica, type Replica } from '../../../src/shard/index.ts'
 import {
   loadHasher,
   MemoryEngine,
+  type DeleteRangeChunkOptions,
+  type DeleteRangeChunkResult,
   type Engine,
   type EngineWriteOptions,
   type Entry,
@@ -73,6 +75,9 @@ export class CountingEngine implements Engine {
     options: ImportOptions,
   ): Promise<ImportStats> {
     return this.inner.importRange(range, chunks, options)
+  }
+  deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult> {
+    return this.inner.deleteRangeChunk(range, options)
   }
   close(): Promise<void> {
     return this.inner.close()

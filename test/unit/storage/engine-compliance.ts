@@ -162,6 +162,29 @@ export function engineCompliance(name: string, harness: EngineHarness): void {
       expect(await collect(e.iterate(all))).toHaveLength(4)
     })
 
+    it('deleteRangeChunk drops a range in bounded steps and says when it is empty', async () => {
+      const e = await open()
+      await put(
+        e,
+        ['a', 'b1', 'b2', 'b3', 'b4', 'b5', 'c'].map((k) => [s(k), s(k)]),
+      )
+      const range = { gte: s('b'), lt: s('c') }
+      const steps: { keys: number; done: boolean }[] = []
+      for (let i = 0; i < 10; i++) {
+        const step = await e.deleteRangeChunk(range, { keysMax: 2 })
+        steps.push(step)
+        if (step.done) break
+      }
+      // Every call deleted at most keysMax keys, the steps add up to the range, and it ended.
+      expect(steps.every((st) => st.keys <= 2)).toBe(true)
+      expect(steps.reduce((n, st) => n + st.keys, 0)).toBe(5)
+      expect(steps.at(-1)?.done).toBe(true)
+      const keys = (await collect(e.iterate(all))).map(([k]) => Buffer.from(k, 'hex').toString())
+      expect(keys).toEqual(['a', 'c'])
+      // An empty range is done at once.
+      expect(await e.deleteRangeChunk(range, { keysMax: 2 })).toEqual({ keys: 0, done: true })
+    })
+
     it('makes a batch visible all at once (atomicity seen by readers)', async () => {
       const e = await open()
       const n = 500

@@ -72,11 +72,16 @@ export function changeDone(cs: ConfState, change: ReplicaChange): boolean {
   }
 }
 
-/** A member counts as up to date when it is the leader, or caught up and recently heard from. */
+/**
+ * A member counts as up to date when it is the leader, or it acknowledged some state (a member
+ * added later acknowledges nothing before its first snapshot is installed: every group's log
+ * starts above index 0), is within caughtUpLagEntriesMax of the leader's last index, and was
+ * heard from recently.
+ */
 export function isUpToDate(view: LeaderView, id: NodeId): boolean {
   if (id === view.self) return true
   const p = view.progress.get(id)
-  return p !== undefined && p.recentActive && p.match + caughtUpLagEntriesMax >= view.lastIndex
+  return p !== undefined && p.recentActive && p.match > 0 && p.match + caughtUpLagEntriesMax >= view.lastIndex
 }
 
 function refused(message: string, field: string): KvError {

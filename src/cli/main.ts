@@ -127,32 +127,35 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     .addHelpText('after', `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n`)
     .showSuggestionAfterError(true)
 
-  for (const spec of commands) {
-    const command = program.command([spec.name, spec.arguments].filter((s) => s !== '').join(' '))
-    command.description(spec.summary)
-    for (const alias of spec.aliases ?? []) command.alias(alias)
-    for (const option of spec.options ?? []) command.addOption(option)
-    if (spec.details !== undefined) command.addHelpText('after', `\n${spec.details.join('\n')}\n`)
-    if (spec.examples !== undefined) {
-      command.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}\n`)
-    }
-    command.action(async (...actionArgs: unknown[]) => {
-      const self = actionArgs[actionArgs.length - 1] as Command
-      const args = self.args
-      const globals = globalOptions(self.optsWithGlobals(), io)
-      hooks.setJsonErrors(globals.output === 'json')
-      const ctx = new CliContext(io, globals)
-      try {
-        hooks.setExitCode(await spec.run(ctx, args, self.opts()))
-      } catch (err) {
-        io.stderr.write(`${errorText(errorView(err), ctx.format)}\n`)
-        hooks.setExitCode(exitCodeForError(err, spec.kind))
-      } finally {
-        ctx.close()
-      }
-    })
-  }
+  for (const spec of commands) addCommand(program, spec, io, hooks)
   return program
+}
+
+function addCommand(parent: Command, spec: CommandSpec, io: CliIo, hooks: ProgramHooks): void {
+  const command = parent.command([spec.name, spec.arguments].filter((s) => s !== '').join(' '))
+  command.description(spec.summary)
+  for (const alias of spec.aliases ?? []) command.alias(alias)
+  for (const option of spec.options ?? []) command.addOption(option)
+  if (spec.details !== undefined) command.addHelpText('after', `\n${spec.details.join('\n')}\n`)
+  if (spec.examples !== undefined) {
+    command.addHelpText('after', `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join('\n')}\n`)
+  }
+  for (const sub of spec.subcommands ?? []) addCommand(command, sub, io, hooks)
+  command.action(async (...actionArgs: unknown[]) => {
+    const self = actionArgs[actionArgs.length - 1] as Command
+    const args = self.args
+    const globals = globalOptions(self.optsWithGlobals(), io)
+    hooks.setJsonErrors(globals.output === 'json')
+    const ctx = new CliContext(io, globals)
+    try {
+      hooks.setExitCode(await spec.run(ctx, args, self.opts()))
+    } catch (err) {
+      io.stderr.write(`${errorText(errorView(err), ctx.format)}\n`)
+      hooks.setExitCode(exitCodeForError(err, spec.kind))
+    } finally {
+      ctx.close()
+    }
+  })
 }
 
 function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions {

@@ -1145,6 +1145,8 @@ function nodeStatusFromWire(n: WireNodeStatus): NodeStatus {
       hashEnd: s.hashEnd,
       approximateBytes: s.approximateBytes,
       epoch: s.epoch,
+      state: s.state === '' ? 'active' : s.state,
+      votersOutgoing: [...s.votersOutgoing],
     })),
   }
 }

@@ -142,8 +142,12 @@ export interface ShardStatus {
   readonly hashEnd: string
   /** Size of the shard's user data on this node as RocksDB estimates it (0 until the first flush). */
   readonly approximateBytes: number
-  /** The descriptor epoch this node has for the shard. */
+  /** The shard's epoch as this node's replica applied it. */
   readonly epoch: number
+  /** The replica's lifecycle: empty | installing | active | removing | tombstone. */
+  readonly state: string
+  /** Voters of the outgoing half while the shard's configuration is joint. */
+  readonly votersOutgoing: readonly number[]
 }
 
 export interface NodeStatus {

@@ -7,7 +7,12 @@
  *     dead the nodes not heard from for nodeDeadAfterMs), and every map refresh interval it reads
  *     the map: from its own meta replica when it has one, else from a meta replica's node.
  *   - It serves Join and Heartbeat (admin API): on the meta leader through MetaStore, elsewhere by
- *     passing the call once to the node it believes leads the meta shard.
+ *     passing the call once to the node it believes leads the meta shard. So it does for moves
+ *     (MoveReplica, ListMoves): the meta leader's mover (mover.ts) records and runs them.
+ *   - Every few heartbeats it checks this node's own replicas against the map: a replica the map
+ *     says the shard no longer has (at a newer epoch) is removed once the shard's leader confirms
+ *     its configuration lacks this node. That is how a replica removed while its node was cut off
+ *     or down learns it, since it may never receive the entry that removed it.
  *
  * Time and the network come in as Clock and MetaRemote; every call has a deadline.
  */
@@ -16,9 +21,12 @@ import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
 import type { Replica } from '../shard/index.ts'
+import type { NodeId as NodeIdType, ShardId } from '../common/ids.ts'
 import type { ClusterMap } from './cluster-map.ts'
 import { MetaStore, type LeaderReport } from './meta-store.ts'
-import type { NodeRecord, NodeState } from './records.ts'
+import type { MoveRequest } from './move-rules.ts'
+import { Mover, type MoveView, type ReplicaRemote } from './mover.ts'
+import type { MoveRecord, NodeRecord, NodeState } from './records.ts'
 
 export interface JoinArgs {
   readonly address: string
@@ -36,6 +44,18 @@ export interface MetaRemote {
   ): Promise<NodeState>
   /** The map as that node has it. */
   shardMap(address: string, signal: AbortSignal): Promise<ClusterMap>
+  /** A move, recorded by the meta leader there. */
+  move(address: string, req: MoveRequest, signal: AbortSignal): Promise<MoveView>
+  /** The moves as the meta leader there knows them. */
+  listMoves(address: string, signal: AbortSignal): Promise<{ running: MoveView[]; recent: MoveRecord[] }>
+}
+
+/** One replica of this node as the host holds it. */
+export interface OwnReplica {
+  readonly shardId: ShardId
+  /** empty | installing | active | removing | tombstone */
+  readonly state: string
+  readonly epoch: number
 }
 
 /** This node's replica of the meta shard, when it holds one. */
@@ -52,6 +72,10 @@ export interface ClusterAgentInit {
   readonly nodeDeadAfterMs: number
   /** Budget of one call to the meta shard. */
   readonly metaCallMs: number
+  /** The meta leader's mover: poll interval, the budget of a step, stall limit and concurrency. */
+  readonly movePollMs: number
+  readonly moveStallMsMax: number
+  readonly movesConcurrentMax: number
   /** The map to start from: computed at bootstrap, or received on join, or the last one stored. */
   readonly initialMap: ClusterMap
 }
@@ -63,9 +87,17 @@ export interface ClusterAgentComponents {
   /** The shards this node leads now, with their terms. */
   readonly leaderReports: () => LeaderReport[]
   readonly remote: MetaRemote
+  /** The replica service of the nodes (the mover, replica collection). */
+  readonly replicas: ReplicaRemote
+  /** This node's replicas, and removing one whose removal its shard's leader confirmed. */
+  readonly ownReplicas: () => readonly OwnReplica[]
+  readonly dropReplica: (shardId: ShardId, epoch: number, members: readonly NodeIdType[]) => Promise<void>
   /** Called with every new map (after a refresh). */
   readonly onMap?: (map: ClusterMap) => void
 }
+
+/** Heartbeat rounds between two checks of this node's replicas against the map. */
+const collectEveryRounds = 5
 
 /** Heartbeats missed in a row before the agent says so at warn level. */
 const heartbeatFailuresToWarn = 3
@@ -95,13 +127,37 @@ export class ClusterAgent {
   private avoid: NodeId | undefined
   private avoidUntilMs = 0
   private heartbeatFailuresInARow = 0
-  private readonly stats = { heartbeats: 0, heartbeatFailures: 0, refreshes: 0, refreshFailures: 0 }
+  private rounds = 0
+  private readonly mover: Mover
+  private readonly stats = {
+    heartbeats: 0,
+    heartbeatFailures: 0,
+    refreshes: 0,
+    refreshFailures: 0,
+    replicasCollected: 0,
+  }
 
   constructor(init: ClusterAgentInit, components: ClusterAgentComponents) {
     this.init = init
     this.c = components
     this.log = components.logger.child({ component: 'cluster' })
     this.current = init.initialMap
+    this.mover = new Mover(
+      {
+        nodeId: init.nodeId,
+        pollMs: init.movePollMs,
+        callMs: init.metaCallMs,
+        stallMsMax: init.moveStallMsMax,
+        concurrentMax: init.movesConcurrentMax,
+      },
+      {
+        clock: components.clock,
+        logger: components.logger,
+        remote: components.replicas,
+        localMeta: components.localMeta,
+        map: () => this.current,
+      },
+    )
   }
 
   get map(): ClusterMap {
@@ -125,11 +181,13 @@ export class ClusterAgent {
 
   start(): void {
     this.schedule(0)
+    this.mover.start()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
     this.timer?.cancel()
+    await this.mover.stop()
     await this.running
   }
 
@@ -169,6 +227,10 @@ export class ClusterAgent {
         )
       else this.log.debug({ err: message(err) }, 'heartbeat failed')
     }
+    if (++this.rounds % collectEveryRounds === 0)
+      await this.collectReplicas().catch((err: unknown) =>
+        this.log.debug({ err: message(err) }, 'checking replicas against the map failed'),
+      )
     if (this.c.clock.nowMs() - this.lastRefreshMs >= this.init.mapRefreshMs) {
       this.lastRefreshMs = this.c.clock.nowMs()
       try {
@@ -242,7 +304,71 @@ export class ClusterAgent {
     }
   }
 
+  /**
+   * Removes this node's active replicas that the map says their shard no longer has (its record is
+   * at a newer epoch and lists other replicas), once the shard's leader confirms its configuration
+   * lacks this node: the removal is committed, so dropping the data is safe.
+   */
+  private async collectReplicas(): Promise<void> {
+    for (const own of this.c.ownReplicas()) {
+      if (own.state !== 'active') continue
+      const shard = this.current.shard(own.shardId)
+      if (shard === undefined || shard.epoch <= own.epoch || shard.replicas.includes(this.init.nodeId))
+        continue
+      const leader = this.current.node(shard.leaderHint as NodeIdType)
+      const ask = leader !== undefined && leader.id !== this.init.nodeId ? [leader] : []
+      for (const id of shard.replicas) {
+        const node = this.current.node(id)
+        if (node !== undefined && !ask.includes(node)) ask.push(node)
+      }
+      for (const node of ask) {
+        const state = await this.withDeadline((signal) =>
+          this.c.replicas.state(node.address, own.shardId, signal),
+        ).catch(() => undefined)
+        if (state === undefined || state.role !== 'leader') continue
+        const members = [...state.config.voters, ...state.config.learners, ...state.config.votersOutgoing]
+        if (members.includes(this.init.nodeId) || state.config.epoch <= own.epoch) break
+        this.log.info(
+          { shard: own.shardId, epoch: state.config.epoch },
+          'the shard no longer has this replica: dropping it',
+        )
+        await this.c.dropReplica(own.shardId, state.config.epoch, members)
+        this.stats.replicasCollected++
+        break
+      }
+    }
+  }
+
   // ---- served for other nodes (admin API) ----
+
+  /** Records a move (on the meta leader; elsewhere passed on once). */
+  async serveMove(req: MoveRequest, forwarded: boolean): Promise<MoveView> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true)
+      return await this.withDeadline(async (signal) =>
+        this.mover.viewOf(await this.mover.startMove(req, signal)),
+      )
+    const target = this.forwardTarget(local, forwarded)
+    return await this.withDeadline((signal) =>
+      this.tracked(target, () => this.c.remote.move(target.address, req, signal)),
+    )
+  }
+
+  /** The moves in progress and the latest finished ones (from the meta leader). */
+  async serveListMoves(forwarded: boolean): Promise<{ running: MoveView[]; recent: MoveRecord[] }> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true) return await this.withDeadline((signal) => this.mover.list(signal))
+    const target = this.forwardTarget(local, forwarded)
+    return await this.withDeadline((signal) =>
+      this.tracked(target, () => this.c.remote.listMoves(target.address, signal)),
+    )
+  }
+
+  /** Moves a shard's leadership (any node finds the leader and asks it). */
+  async serveTransferLeader(shardId: ShardId, to: NodeIdType): Promise<{ leaderId: number; term: number }> {
+    const config = await this.withDeadline((signal) => this.mover.transferLeader(shardId, to, signal))
+    return { leaderId: config.leaderId, term: config.term }
+  }
 
   /** Registers a node (on the meta leader; elsewhere passed on once). */
   async serveJoin(args: JoinArgs, forwarded: boolean): Promise<{ node: NodeRecord; map: ClusterMap }> {

@@ -9,7 +9,19 @@ export {
   type JoinArgs,
   type LocalMeta,
   type MetaRemote,
+  type OwnReplica,
 } from './agent.ts'
+export { checkMove, type MoveRequest } from './move-rules.ts'
+export {
+  Mover,
+  type MoveView,
+  type MoverComponents,
+  type MoverInit,
+  type ReplicaChangeSpec,
+  type ReplicaRemote,
+  type ReplicaStateInfo,
+  type ShardConfigInfo,
+} from './mover.ts'
 export { initialClusterMap, metaReplicasOf, type InitialClusterSpec, type InitialNode } from './bootstrap.ts'
 export {
   ClusterMap,
@@ -19,10 +31,21 @@ export {
   metaShardId,
   wrongShard,
 } from './cluster-map.ts'
-export { MetaStore, metaBatchRecordsMax, metaTxnAttemptsMax, type LeaderReport } from './meta-store.ts'
 export {
+  MetaStore,
+  followVoters,
+  metaBatchRecordsMax,
+  metaTxnAttemptsMax,
+  recentMovesMax,
+  type LeaderReport,
+  type StoredMove,
+} from './meta-store.ts'
+export {
+  moveSteps,
   nodeStates,
   type ClusterRecord,
+  type MoveRecord,
+  type MoveStep,
   type NodeRecord,
   type NodeState,
   type ShardRecord,

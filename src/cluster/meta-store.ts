@@ -15,13 +15,20 @@ import { ClusterMap, metaShardId } from './cluster-map.ts'
 import {
   decodeCluster,
   decodeCounter,
+  decodeMove,
+  decodeMoveIndex,
   decodeNode,
+  decodeRecentMoves,
   decodeShard,
   encodeCluster,
   encodeCounter,
+  encodeMove,
+  encodeMoveIndex,
   encodeNode,
+  encodeRecentMoves,
   encodeShard,
   metaKeys,
+  type MoveRecord,
   type NodeRecord,
   type NodeState,
   type ShardRecord,
@@ -31,10 +38,31 @@ import {
 export const metaTxnAttemptsMax = 8
 /** Records read or written per meta command (stays well under limits.batchOpsMax). */
 export const metaBatchRecordsMax = 256
+/** Finished moves the meta shard remembers for operators (newest first). */
+export const recentMovesMax = 32
 
 export interface LeaderReport {
   readonly shardId: ShardId
   readonly term: number
+  /** The shard's epoch and voters as its leader applied them (absent: only the leader hint). */
+  readonly epoch?: number
+  readonly voters?: readonly NodeId[]
+}
+
+/** A move record with the version its compare-and-set needs. */
+export interface StoredMove {
+  readonly move: MoveRecord
+  readonly version: number
+}
+
+/**
+ * The shard's replicas in preference order after its voters became `voters`: the old order for the
+ * voters that stay (the first is still the preferred leader when it stays), then the new ones.
+ */
+export function followVoters(replicas: readonly NodeId[], voters: readonly NodeId[]): NodeId[] {
+  const stay = replicas.filter((id) => voters.includes(id))
+  const joined = [...voters].filter((id) => !replicas.includes(id)).sort((a, b) => a - b)
+  return [...stay, ...joined]
 }
 
 export class MetaStore {
@@ -141,6 +169,21 @@ export class MetaStore {
         const raw = current[i]
         if (raw === null || raw === undefined) continue
         const shard = decodeShard(raw.value)
+        // The shard's own configuration is the truth: a leader reporting a newer epoch than the
+        // record (a change the mover did not get to record, e.g. its meta leader died between the
+        // two) brings the record up to date.
+        const newer = l.epoch !== undefined && l.voters !== undefined && l.epoch > shard.epoch
+        if (newer && l.voters !== undefined && l.epoch !== undefined && l.voters.includes(nodeId)) {
+          const updated: ShardRecord = {
+            ...shard,
+            replicas: followVoters(shard.replicas, l.voters),
+            epoch: l.epoch,
+            leaderHint: nodeId,
+            leaderTerm: Math.max(l.term, shard.leaderTerm),
+          }
+          ops.push(put(keys[i]!, encodeShard(updated), raw.version))
+          continue
+        }
         if (!shard.replicas.includes(nodeId)) continue
         if (shard.leaderHint === nodeId && shard.leaderTerm >= l.term) continue
         if (l.term < shard.leaderTerm) continue
@@ -177,6 +220,102 @@ export class MetaStore {
       }
       if (ops.length > 0) await this.batch(ops)
       return { done: marked }
+    })
+  }
+
+  // ---- moves (cluster/mover.ts) ----
+
+  /** The moves in progress, by shard id. */
+  async moves(): Promise<StoredMove[]> {
+    const [index] = await this.getMany([metaKeys.moves])
+    if (index === null || index === undefined) return []
+    const ids = decodeMoveIndex(index.value)
+    const raws = await this.getMany(ids.map((id) => metaKeys.move(id)))
+    const out: StoredMove[] = []
+    for (const raw of raws) if (raw !== null) out.push({ move: decodeMove(raw.value), version: raw.version })
+    return out
+  }
+
+  /** The latest finished moves, newest first. */
+  async recentMoves(): Promise<MoveRecord[]> {
+    const [raw] = await this.getMany([metaKeys.movesRecent])
+    return raw === null || raw === undefined ? [] : decodeRecentMoves(raw.value)
+  }
+
+  /**
+   * Records a new move (the caller checked the rules against the map it read). SHARD_BUSY when
+   * the shard has a move in progress already; STALE_EPOCH when the shard's record is no longer at
+   * `expectedEpoch` (0: no check).
+   */
+  async startMove(move: MoveRecord, expectedEpoch: number): Promise<StoredMove> {
+    return await this.transaction(async () => {
+      const [index, existing, shardRaw] = await this.getMany([
+        metaKeys.moves,
+        metaKeys.move(move.shardId),
+        metaKeys.shard(move.shardId),
+      ])
+      if (existing !== null && existing !== undefined)
+        throw new KvError(ErrorCode.ShardBusy, `shard ${move.shardId} has a move in progress already`, {
+          details: { shardId: move.shardId },
+        })
+      if (shardRaw === null || shardRaw === undefined)
+        throw new KvError(ErrorCode.NotFound, `no shard ${move.shardId}`, { details: { field: 'shardId' } })
+      const shard = decodeShard(shardRaw.value)
+      if (expectedEpoch !== 0 && shard.epoch !== expectedEpoch)
+        throw new KvError(
+          ErrorCode.StaleEpoch,
+          `shard ${move.shardId} is at epoch ${shard.epoch}, not ${expectedEpoch}`,
+          { details: { shardId: move.shardId, shardMapEpoch: shard.epoch } },
+        )
+      const ids = index === null || index === undefined ? [] : decodeMoveIndex(index.value)
+      const stored = { ...move, epoch: shard.epoch }
+      await this.batch([
+        put(metaKeys.move(move.shardId), encodeMove(stored), 0),
+        put(metaKeys.moves, encodeMoveIndex([...ids, move.shardId]), index?.version ?? 0),
+      ])
+      return { done: { move: stored, version: 0 } }
+    })
+  }
+
+  /** Replaces a move record if it is still at `version` (VERSION_MISMATCH otherwise: re-read). */
+  async updateMove(move: MoveRecord, version: number): Promise<void> {
+    await this.batch([put(metaKeys.move(move.shardId), encodeMove(move), version)])
+  }
+
+  /** Ends a move: its record leaves the index and joins the recent list (bounded). */
+  async finishMove(move: MoveRecord, version: number): Promise<void> {
+    await this.transaction(async () => {
+      const [index, recent] = await this.getMany([metaKeys.moves, metaKeys.movesRecent])
+      const ids = index === null || index === undefined ? [] : decodeMoveIndex(index.value)
+      const past = recent === null || recent === undefined ? [] : decodeRecentMoves(recent.value)
+      await this.batch([
+        { kind: 'delete', key: metaKeys.move(move.shardId), expectedVersion: version },
+        put(metaKeys.moves, encodeMoveIndex(ids.filter((id) => id !== move.shardId)), index?.version ?? 0),
+        put(
+          metaKeys.movesRecent,
+          encodeRecentMoves([move, ...past].slice(0, recentMovesMax)),
+          recent?.version ?? 0,
+        ),
+      ])
+      return { done: undefined }
+    })
+  }
+
+  /** Brings a shard's record up to the configuration its leader applied at `epoch` (no-op if older). */
+  async followShard(
+    shardId: ShardId,
+    voters: readonly NodeId[],
+    epoch: number,
+  ): Promise<ShardRecord | undefined> {
+    return await this.transaction(async () => {
+      const key = shardId === metaShardId ? metaKeys.metaShard : metaKeys.shard(shardId)
+      const [raw] = await this.getMany([key])
+      if (raw === null || raw === undefined) return { done: undefined }
+      const shard = decodeShard(raw.value)
+      if (epoch <= shard.epoch) return { done: shard }
+      const updated: ShardRecord = { ...shard, replicas: followVoters(shard.replicas, voters), epoch }
+      await this.batch([put(key, encodeShard(updated), raw.version)])
+      return { done: updated }
     })
   }
 

@@ -9,6 +9,9 @@
  *   'node-next-id'       -> the next node id to hand out (decimal)
  *   'node/<id, 10 digits>'  -> NodeRecord
  *   'shard/<id, 10 digits>' -> ShardRecord  ('shard/meta' for the meta shard itself)
+ *   'move/<id, 10 digits>'  -> MoveRecord   (the move of that shard in progress; one at a time)
+ *   'moves'                 -> the shard ids with a move in progress (the index the mover reads)
+ *   'moves-recent'          -> the latest finished moves, newest first (bounded)
  */
 import { assert } from '../common/assert.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
@@ -63,7 +66,49 @@ export const metaKeys = {
   node: (id: NodeId): Uint8Array => encoder.encode(`node/${String(id).padStart(idDigits, '0')}`),
   shard: (id: ShardId): Uint8Array => encoder.encode(`shard/${String(id).padStart(idDigits, '0')}`),
   metaShard: encoder.encode('shard/meta'),
+  move: (id: ShardId): Uint8Array => encoder.encode(`move/${String(id).padStart(idDigits, '0')}`),
+  moves: encoder.encode('moves'),
+  movesRecent: encoder.encode('moves-recent'),
 } as const
+
+/**
+ * The steps of a move, in order (cluster/mover.ts). `done`, `failed` and `cancelled` end it.
+ *   prepare   create the empty replica on the destination
+ *   learner   add it to the shard as a learner (epoch + 1)
+ *   catchup   wait until it installed a snapshot and caught up with the log
+ *   transfer  move leadership away from the source if it leads
+ *   replace   destination in, source out, through joint consensus (epoch + 2)
+ *   cleanup   tell the source to drop its replica; the shard record follows the new voters
+ */
+export type MoveStep =
+  'prepare' | 'learner' | 'catchup' | 'transfer' | 'replace' | 'cleanup' | 'done' | 'failed' | 'cancelled'
+export const moveSteps: readonly MoveStep[] = [
+  'prepare',
+  'learner',
+  'catchup',
+  'transfer',
+  'replace',
+  'cleanup',
+  'done',
+  'failed',
+  'cancelled',
+]
+
+/** One replica move: persisted before each step is issued, so a new meta leader carries on. */
+export interface MoveRecord {
+  readonly shardId: ShardId
+  readonly from: NodeId
+  readonly to: NodeId
+  readonly step: MoveStep
+  /** The shard's epoch as the mover last saw it. */
+  readonly epoch: number
+  /** Wall-clock ms of the meta leader. */
+  readonly startedMs: number
+  readonly updatedMs: number
+  readonly finishedMs: number
+  /** Why it waits or failed ('' while it progresses). */
+  readonly reason: string
+}
 
 function parse(bytes: Uint8Array, what: string): Record<string, unknown> {
   let value: unknown
@@ -188,4 +233,69 @@ export function decodeCounter(bytes: Uint8Array): number {
   const text = decoder.decode(bytes)
   assert(/^\d+$/.test(text), 'corrupt meta record (counter)')
   return Number(text)
+}
+
+export function encodeMove(m: MoveRecord): Uint8Array {
+  return json({
+    shardId: m.shardId,
+    from: m.from,
+    to: m.to,
+    step: m.step,
+    epoch: m.epoch,
+    startedMs: m.startedMs,
+    updatedMs: m.updatedMs,
+    finishedMs: m.finishedMs,
+    reason: m.reason,
+  })
+}
+
+export function decodeMove(bytes: Uint8Array): MoveRecord {
+  const o = parse(bytes, 'move')
+  const step = str(o, 'step', 'move') as MoveStep
+  assert(moveSteps.includes(step), 'corrupt meta record (move.step)')
+  return {
+    shardId: ShardId(uint(o, 'shardId', 'move')),
+    from: NodeId(uint(o, 'from', 'move')),
+    to: NodeId(uint(o, 'to', 'move')),
+    step,
+    epoch: uint(o, 'epoch', 'move'),
+    startedMs: uint(o, 'startedMs', 'move'),
+    updatedMs: uint(o, 'updatedMs', 'move'),
+    finishedMs: uint(o, 'finishedMs', 'move'),
+    reason: str(o, 'reason', 'move'),
+  }
+}
+
+/** The 'moves' index: shard ids with a move in progress. */
+export function encodeMoveIndex(ids: readonly ShardId[]): Uint8Array {
+  return json([...ids].sort((a, b) => a - b))
+}
+
+export function decodeMoveIndex(bytes: Uint8Array): ShardId[] {
+  let value: unknown
+  try {
+    value = JSON.parse(decoder.decode(bytes))
+  } catch {
+    assert(false, 'corrupt meta record (moves): not JSON')
+  }
+  assert(Array.isArray(value), 'corrupt meta record (moves)')
+  return value.map((v: unknown) => {
+    assert(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0, 'corrupt meta record (moves)')
+    return ShardId(v)
+  })
+}
+
+export function encodeRecentMoves(moves: readonly MoveRecord[]): Uint8Array {
+  return encoder.encode(`[${moves.map((m) => decoder.decode(encodeMove(m))).join(',')}]`)
+}
+
+export function decodeRecentMoves(bytes: Uint8Array): MoveRecord[] {
+  let value: unknown
+  try {
+    value = JSON.parse(decoder.decode(bytes))
+  } catch {
+    assert(false, 'corrupt meta record (moves-recent): not JSON')
+  }
+  assert(Array.isArray(value), 'corrupt meta record (moves-recent)')
+  return value.map((v: unknown) => decodeMove(json(v)))
 }

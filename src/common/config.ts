@@ -26,6 +26,7 @@
  * | zone       | --zone Z       | RINGKV_ZONE             | zone         | none                     |
  * | weight     | --weight W     | RINGKV_WEIGHT           | weight       | 1                        |
  * | heartbeatMs | --heartbeat-ms N | RINGKV_HEARTBEAT_MS   | heartbeatMs  | 1000                     |
+ * | snapshotRateMiBps | --snapshot-rate MIB | RINGKV_SNAPSHOT_RATE | snapshotRate | 32 (MiB/s) |
  * | allowFaultInjection | --allow-fault-injection | RINGKV_ALLOW_FAULT_INJECTION=1 | allowFaultInjection | false |
  * | leaseReads | --lease-reads  | RINGKV_LEASE_READS=1    | leaseReads   | false                    |
  * | tickMs     | --tick-ms N    | RINGKV_TICK_MS          | tickMs       | 100                      |
@@ -83,6 +84,8 @@ export interface KvdConfig {
   readonly weight: number
   /** How often this node reports to the meta shard and refreshes its shard map. */
   readonly heartbeatMs: number
+  /** MiB per second of snapshot data this node sends, all streams together (moves, catch-up). */
+  readonly snapshotRateMiBps: number
   /** Accept the admin call that drops or delays traffic to chosen peers (tests and demos only). */
   readonly allowFaultInjection: boolean
   /** Linearizable reads use the leader lease instead of a ReadIndex round (needs bounded clock drift). */
@@ -118,6 +121,7 @@ export interface ConfigFlags {
   readonly zone?: string | undefined
   readonly weight?: string | undefined
   readonly heartbeatMs?: string | undefined
+  readonly snapshotRate?: string | undefined
 }
 
 export interface LoadConfigInput {
@@ -150,6 +154,7 @@ const fileKeys = new Set([
   'zone',
   'weight',
   'heartbeatMs',
+  'snapshotRate',
 ])
 
 /** Defaults and bounds of the cluster settings. */
@@ -170,6 +175,8 @@ export const zoneBytesMax = 64
 export const weightMax = 1024
 export const heartbeatMsDefault = 1000
 export const heartbeatMsRange = { min: 50, max: 60_000 } as const
+export const snapshotRateMiBpsDefault = defaultLimits.snapshotBytesPerSecondDefault / (1024 * 1024)
+export const snapshotRateMiBpsRange = { min: 1, max: 4096 } as const
 
 /** A value and where it came from, so an error can say which source was wrong. */
 interface Sourced {
@@ -284,6 +291,12 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
       ? heartbeatMsDefault
       : parseIntIn(heartbeatRaw, 'heartbeatMs', heartbeatMsRange.min, heartbeatMsRange.max)
 
+  const rateRaw = pick(flags.snapshotRate, '--snapshot-rate', 'RINGKV_SNAPSHOT_RATE', 'snapshotRate')
+  const snapshotRateMiBps =
+    rateRaw === undefined
+      ? snapshotRateMiBpsDefault
+      : parseIntIn(rateRaw, 'snapshotRate', snapshotRateMiBpsRange.min, snapshotRateMiBpsRange.max)
+
   const shardsRaw = pick(flags.shards, '--shards', 'RINGKV_SHARDS', 'shardCount')
   const shardCount =
     shardsRaw === undefined ? shardCountDefault : parseIntIn(shardsRaw, 'shardCount', 1, shardCountMax)
@@ -325,6 +338,7 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     zone,
     weight,
     heartbeatMs,
+    snapshotRateMiBps,
     allowFaultInjection,
     leaseReads,
     tickMs,

@@ -443,8 +443,14 @@ export class NodeHost implements ReplicaLoop {
     return out
   }
 
-  /** An estimate of the bytes each replica's user data takes on disk. */
-  async approximateBytes(): Promise<Map<ShardId, number>> {
+  /** An estimate of the bytes each replica's user data takes on disk (one shard, or all). */
+  async approximateBytes(): Promise<Map<ShardId, number>>
+  async approximateBytes(shardId: ShardId): Promise<number>
+  async approximateBytes(shardId?: ShardId): Promise<Map<ShardId, number> | number> {
+    if (shardId !== undefined) {
+      const g = this.slots.get(shardId)?.group
+      return g === undefined ? 0 : await this.engine.approximateBytes(g.dataRange)
+    }
     const out = new Map<ShardId, number>()
     for (const slot of this.slots.values())
       if (slot.group !== undefined)
@@ -505,8 +511,8 @@ export class NodeHost implements ReplicaLoop {
 
   /**
    * Creates an empty replica of `spec` (idempotent: an existing one of the same range is fine).
-   * Refused with STALE_EPOCH over a tombstone at `spec.epoch` or later, SHARD_BUSY while the old
-   * replica's data is still being dropped.
+   * Refused with STALE_EPOCH over a tombstone of a removal after `spec.epoch` (the request was
+   * planned before this node left), SHARD_BUSY while the old replica's data is still being dropped.
    */
   async createReplica(spec: ReplicaSpec): Promise<void> {
     const problem = replicaSpecError(spec)
@@ -908,7 +914,10 @@ export class NodeHost implements ReplicaLoop {
             ),
           )
         case 'tombstone':
-          if (r.removedEpoch >= spec.epoch)
+          // removedEpoch is the first epoch whose configuration lacks this node: a request planned
+          // at it or later knows the node left (a move back); one planned before does not (a stale
+          // replay of an old move).
+          if (spec.epoch < r.removedEpoch)
             return deferred.reject(
               new KvError(
                 ErrorCode.StaleEpoch,

@@ -15,3 +15,14 @@ export { Forwarder, type ForwardCall } from './forward-grpc.ts'
 export { GrpcMetaRemote } from './meta-remote.ts'
 export { descriptorFromProto, mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
 export { PeerClients, forwardedByKey, isForwarded, peerClientsMax, peerError } from './peer-clients.ts'
+export { GrpcReplicaRemote } from './replica-remote.ts'
+export {
+  changeFromProto,
+  changeToProto,
+  configFromProto,
+  configToProto,
+  moveFromProto,
+  moveToProto,
+  replicaStateFromProto,
+  replicaStateToProto,
+} from './move-proto.ts'

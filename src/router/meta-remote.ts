@@ -9,12 +9,21 @@ import type {
   JoinArgs,
   LeaderReport,
   MetaRemote,
+  MoveRecord,
+  MoveRequest,
+  MoveView,
   NodeRecord,
   NodeState,
   ClusterMap,
 } from '../cluster/index.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
-import type { HeartbeatResponse, JoinResponse } from '../gen/ringkv/v1/admin.ts'
+import type {
+  HeartbeatResponse,
+  JoinResponse,
+  ListMovesResponse,
+  MoveReplicaResponse,
+} from '../gen/ringkv/v1/admin.ts'
+import { moveFromProto } from './move-proto.ts'
 import type { ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
 import { mapFromProto } from './map-proto.ts'
 import { peerError, type PeerClients } from './peer-clients.ts'
@@ -52,15 +61,45 @@ export class GrpcMetaRemote implements MetaRemote {
     signal: AbortSignal,
   ): Promise<NodeState> {
     const res = await this.call<HeartbeatResponse>(address, signal, (cb, md) =>
+      this.clients.of(address).admin.heartbeat(
+        {
+          nodeId: args.nodeId,
+          leaders: args.leaders.map((l) => ({
+            shardId: l.shardId,
+            term: l.term,
+            epoch: l.epoch ?? 0,
+            voters: [...(l.voters ?? [])],
+          })),
+        },
+        md,
+        cb,
+      ),
+    )
+    return res.state as NodeState
+  }
+
+  async move(address: string, req: MoveRequest, signal: AbortSignal): Promise<MoveView> {
+    const res = await this.call<MoveReplicaResponse>(address, signal, (cb, md) =>
       this.clients
         .of(address)
-        .admin.heartbeat(
-          { nodeId: args.nodeId, leaders: args.leaders.map((l) => ({ shardId: l.shardId, term: l.term })) },
+        .admin.moveReplica(
+          { shardId: req.shardId, fromNode: req.from, toNode: req.to, epoch: req.epoch },
           md,
           cb,
         ),
     )
-    return res.state as NodeState
+    if (res.move === undefined) throw new KvError(ErrorCode.Internal, 'move answer without the move')
+    return moveFromProto(res.move)
+  }
+
+  async listMoves(
+    address: string,
+    signal: AbortSignal,
+  ): Promise<{ running: MoveView[]; recent: MoveRecord[] }> {
+    const res = await this.call<ListMovesResponse>(address, signal, (cb, md) =>
+      this.clients.of(address).admin.listMoves({}, md, cb),
+    )
+    return { running: res.running.map(moveFromProto), recent: res.recent.map(moveFromProto) }
   }
 
   async shardMap(address: string, signal: AbortSignal): Promise<ClusterMap> {

@@ -14,6 +14,7 @@ import type { NodeId } from '../common/ids.ts'
 import type { Limits } from '../common/limits.ts'
 import { AdminServiceClient } from '../gen/ringkv/v1/admin.ts'
 import { KvServiceClient, ShardDescriptor } from '../gen/ringkv/v1/kv.ts'
+import { ReplicaServiceClient } from '../gen/ringkv/v1/replica.ts'
 import { descriptorFromProto } from './map-proto.ts'
 
 /** Peer addresses with an open client at once. */
@@ -24,6 +25,7 @@ export const forwardedByKey = 'ringkv-forwarded-by'
 export interface PeerClient {
   readonly kv: KvServiceClient
   readonly admin: AdminServiceClient
+  readonly replica: ReplicaServiceClient
 }
 
 export class PeerClients {
@@ -59,6 +61,7 @@ export class PeerClients {
     const client: PeerClient = {
       kv: new KvServiceClient(address, creds, this.options),
       admin: new AdminServiceClient(address, creds, this.options),
+      replica: new ReplicaServiceClient(address, creds, this.options),
     }
     this.clients.set(address, client)
     return client
@@ -81,6 +84,7 @@ export class PeerClients {
 function closeClient(c: PeerClient): void {
   c.kv.close()
   c.admin.close()
+  c.replica.close()
 }
 
 /** True when a call came from another node (it must not be forwarded again). */

@@ -32,6 +32,8 @@ export interface LocalReplica {
   readonly replica: Replica
   readonly isLeader: boolean
   readonly leaderId: NodeId | null
+  /** The shard's epoch as this replica applied it (0 = unknown). */
+  readonly epoch?: number
 }
 
 export interface RouterComponents {
@@ -72,10 +74,15 @@ export class Router {
     return this.c.map().next(shard.shardId)
   }
 
-  /** WRONG_SHARD when the caller's map put the key in another shard or at an older epoch. */
+  /**
+   * WRONG_SHARD when the caller's map put the key in another shard or at an older epoch. The epoch
+   * this node knows is the newer of its map's and its own replica's (the shard's own configuration
+   * is the truth; the map follows it within a heartbeat).
+   */
   checkHint(shard: ShardRecord, hint: RouteHint | undefined): void {
     if (hint === undefined) return
-    if (hint.shardId !== shard.shardId || hint.epoch < shard.epoch) throw wrongShard(shard, hint)
+    const epoch = Math.max(shard.epoch, this.c.local(shard.shardId)?.epoch ?? 0)
+    if (hint.shardId !== shard.shardId || hint.epoch < epoch) throw wrongShard({ ...shard, epoch }, hint)
   }
 
   /** A leader seen serving (a forwarded answer's receipt) or named by a NOT_LEADER hint. */

@@ -11,7 +11,7 @@ import type { Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import type { ClusterAgent, JoinArgs } from '../cluster/index.ts'
-import { isForwarded, mapToProto } from '../router/index.ts'
+import { isForwarded, mapToProto, moveToProto } from '../router/index.ts'
 import { limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import {
@@ -23,9 +23,15 @@ import {
   type JoinResponse,
   type InjectFaultRequest,
   type InjectFaultResponse,
+  type ListMovesRequest,
+  type ListMovesResponse,
+  type MoveReplicaRequest,
+  type MoveReplicaResponse,
   type ShardStatus,
   type StatusRequest,
   type StatusResponse,
+  type TransferShardLeaderRequest,
+  type TransferShardLeaderResponse,
 } from '../gen/ringkv/v1/admin.ts'
 import type { PeerTransport } from '../node/transport.ts'
 import { hashSpaceEnd, nodeWeightMax } from '../hashing/index.ts'
@@ -101,7 +107,9 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
               hashStart: v.range.start.toString(),
               hashEnd: v.range.end.toString(),
               approximateBytes: sizes.get(v.shardId) ?? 0,
-              epoch: epochOf(v.shardId),
+              epoch: v.epoch,
+              state: v.state,
+              votersOutgoing: [...v.votersOutgoing],
             }))
           : components.replicas().map((replica): ShardStatus => {
               const s = replica.status()
@@ -119,6 +127,8 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
                 hashEnd: hashSpaceEnd.toString(),
                 approximateBytes: sizes.get(replica.shardId) ?? 0,
                 epoch: epochOf(replica.shardId),
+                state: 'active',
+                votersOutgoing: [],
               }
             })
       const peers = (components.peers?.() ?? []).map((p) => ({
@@ -181,7 +191,23 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
         throw invalid('node_id', `bad node id ${request.nodeId}`)
       if (request.leaders.length > heartbeatLeadersMax)
         throw invalid('leaders', `at most ${heartbeatLeadersMax} leader reports`, heartbeatLeadersMax)
-      const leaders = request.leaders.map((l) => ({ shardId: ShardId(l.shardId), term: l.term }))
+      const leaders = request.leaders.map((l) => {
+        if (l.voters.length > heartbeatVotersMax)
+          throw invalid(
+            'leaders.voters',
+            `at most ${heartbeatVotersMax} voters per shard`,
+            heartbeatVotersMax,
+          )
+        if (l.voters.some((v) => !Number.isSafeInteger(v) || v <= 0))
+          throw invalid('leaders.voters', 'bad voter id')
+        return {
+          shardId: ShardId(l.shardId),
+          term: l.term,
+          ...(l.epoch > 0 && l.voters.length > 0
+            ? { epoch: l.epoch, voters: l.voters.map((v) => NodeId(v)) }
+            : {}),
+        }
+      })
       const state = await agent().serveHeartbeat(
         { nodeId: NodeId(request.nodeId), leaders },
         isForwarded(call.metadata),
@@ -227,7 +253,54 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
       callback(toStatus(err, components.logger))
     }
   }
-  return { status, injectFault, join, heartbeat }
+  // MoveReplica: record a move (passed on once to the meta leader, whose mover runs it).
+  const moveReplica: handleUnaryCall<MoveReplicaRequest | MalformedRequest, MoveReplicaResponse> = (
+    call,
+    callback,
+  ) => {
+    void (async () => {
+      const request = decoded(call.request)
+      const from = nodeIdOf(request.fromNode, 'from_node')
+      const to = nodeIdOf(request.toNode, 'to_node')
+      const move = await agent().serveMove(
+        { shardId: ShardId(request.shardId), from, to, epoch: request.epoch },
+        isForwarded(call.metadata),
+      )
+      callback(null, { move: moveToProto(move) })
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
+  }
+
+  const listMoves: handleUnaryCall<ListMovesRequest | MalformedRequest, ListMovesResponse> = (
+    call,
+    callback,
+  ) => {
+    void (async () => {
+      decoded(call.request)
+      const { running, recent } = await agent().serveListMoves(isForwarded(call.metadata))
+      callback(null, { running: running.map(moveToProto), recent: recent.map(moveToProto) })
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
+  }
+
+  const transferShardLeader: handleUnaryCall<
+    TransferShardLeaderRequest | MalformedRequest,
+    TransferShardLeaderResponse
+  > = (call, callback) => {
+    void (async () => {
+      const request = decoded(call.request)
+      const to = nodeIdOf(request.toNode, 'to_node')
+      callback(null, await agent().serveTransferLeader(ShardId(request.shardId), to))
+    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
+  }
+
+  return { status, injectFault, join, heartbeat, moveReplica, listMoves, transferShardLeader }
+}
+
+/** Voters one leader report may list (a shard has at most a few). */
+export const heartbeatVotersMax = 16
+
+function nodeIdOf(value: number, field: string): NodeId {
+  if (!Number.isSafeInteger(value) || value <= 0) throw invalid(field, `bad node id ${value}`)
+  return NodeId(value)
 }
 
 /** Validates a Join request (INVALID_ARGUMENT with the field). */

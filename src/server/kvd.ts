@@ -40,6 +40,7 @@ import { ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
 import {
   Forwarder,
   GrpcMetaRemote,
+  GrpcReplicaRemote,
   PeerClients,
   Router,
   mapFromProto,
@@ -58,6 +59,7 @@ import { RequestGate } from './gate.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
 import { createKvService, kvServiceDefinition } from './grpc-kv.ts'
 import { createRaftService, raftServiceDefinition } from './grpc-raft.ts'
+import { createReplicaService, replicaServiceDefinition } from './grpc-replica.ts'
 import { KvdHttpServer, KvdMetrics } from './http.ts'
 import { addReflection } from './reflection.ts'
 
@@ -181,6 +183,7 @@ export class Kvd {
             shardCount: map.cluster.shardCount,
             tickMs: config.tickMs,
             leaseReads: config.leaseReads,
+            snapshotBytesPerSecond: config.snapshotRateMiBps * 1024 * 1024,
           },
           {
             engine: this.engine,
@@ -204,6 +207,9 @@ export class Kvd {
             nodeDeadAfterMs: config.heartbeatMs * nodeDeadAfterHeartbeats,
             metaCallMs: Math.max(config.heartbeatMs, metaCallMsMin),
             initialMap: map,
+            movePollMs,
+            moveStallMsMax,
+            movesConcurrentMax: config.limits.movesConcurrentMax,
           },
           {
             clock,
@@ -211,6 +217,10 @@ export class Kvd {
             localMeta: () => this.localReplica(metaShardId),
             leaderReports: () => host.leaderships(),
             remote: new GrpcMetaRemote(peerClients),
+            replicas: new GrpcReplicaRemote(peerClients),
+            ownReplicas: () =>
+              host.status().map((v) => ({ shardId: v.shardId, state: v.state, epoch: v.epoch })),
+            dropReplica: (shardId, epoch, members) => host.destroyReplica(shardId, epoch, members),
             onMap: (next) => {
               transport.setPeers(peerAddresses(next))
               // Kept, so a restarted node routes at once (a joined node cannot compute its map).
@@ -275,6 +285,10 @@ export class Kvd {
             clusterId: this.clusterIdHex,
           }),
         }),
+      )
+      grpc.addService(
+        replicaServiceDefinition,
+        createReplicaService({ host: () => this.host, clock, logger: this.log, limits: config.limits }),
       )
       grpc.addService(
         raftServiceDefinition,
@@ -377,7 +391,9 @@ export class Kvd {
     if (this.replica !== undefined)
       return shardId === 0 ? { replica: this.replica, isLeader: true, leaderId: this.nodeId } : undefined
     const r = this.host?.replica(shardId)
-    if (r === undefined) return undefined
+    // A replica that does not serve (waiting for or installing a snapshot) is as good as none here:
+    // requests go to the shard's other replicas.
+    if (r === undefined || !r.serving) return undefined
     // Asked on every request: one view object per replica, kept.
     const known = this.localViews.get(shardId)
     if (known?.replica === r) return known
@@ -388,6 +404,9 @@ export class Kvd {
       },
       get leaderId() {
         return r.leaderId
+      },
+      get epoch() {
+        return r.epoch
       },
     }
     this.localViews.set(shardId, view)
@@ -594,6 +613,9 @@ export function initialClusterId(config: KvdConfig): Buffer | undefined {
 const nodeDeadAfterHeartbeats = 10
 /** The least budget of one call to the meta shard. */
 const metaCallMsMin = 2_000
+/** How often the meta leader's mover looks at the moves, and how long a move may make no progress. */
+const movePollMs = 250
+const moveStallMsMax = 120_000
 /** Rounds over the --join nodes before kvd gives up, the pause between rounds, and each call's budget. */
 const joinAttemptsMax = 10
 const joinRetryMs = 1_000

@@ -73,6 +73,12 @@ export async function main(
     .addOption(
       new Option('--heartbeat-ms <ms>', 'heartbeat to the meta shard and map refresh (default 1000)'),
     )
+    .addOption(
+      new Option(
+        '--snapshot-rate <MiB/s>',
+        'snapshot data this node sends per second, all moves and catch-ups together (default 32)',
+      ),
+    )
     .addOption(new Option('--tick-ms <ms>', 'Raft tick (default 100; elections take 10 ticks)'))
     .addOption(new Option('--lease-reads', 'linearizable reads by leader lease instead of ReadIndex'))
     .addOption(

@@ -15,6 +15,8 @@ export interface CommandSpec {
   /** Lines shown under the command's --help, before the examples. */
   readonly details?: readonly string[]
   readonly examples?: readonly string[]
+  /** Commands under this one (`kvctl shards move`); the parent runs when none is named. */
+  readonly subcommands?: readonly CommandSpec[]
   run(ctx: CliContext, args: readonly string[], options: Readonly<Record<string, unknown>>): Promise<ExitCode>
 }
 

@@ -1,14 +1,17 @@
 import { errorView, json, table } from '../output.ts'
 import { ExitCode } from '../exit-codes.ts'
 import { askNodes, fetchMap, formatBytes, formatRange, type NodeStatusAnswer } from './cluster-view.ts'
+import { listMoves, type MoveStatus } from '../../client/admin-moves.ts'
 import type { CommandSpec } from './command.ts'
+import { shardsMoveCommand, shardsMovesCommand, shardsTransferLeaderCommand } from './moves.ts'
 
 /**
  * `kvctl shards`: the shard map (from the endpoint given, failing over) as a table or JSON: each
  * shard's hash range, replicas in preference order, leader, epoch and size. The size is the
  * approximate_bytes the shard's leader reports in its Status (or, when the leader does not answer,
  * the first replica that does); every node is asked in parallel with a short deadline, and a shard
- * no replica of which answers shows `?` (null in JSON).
+ * no replica of which answers shows `?` (null in JSON). A shard that is moving says so (MOVE: the
+ * source and destination and the step), from the meta leader's list of moves.
  */
 export const shardsCommand: CommandSpec = {
   name: 'shards',
@@ -19,9 +22,23 @@ export const shardsCommand: CommandSpec = {
     "The map is the answering node's cached copy of the meta shard. SIZE comes from the Status of",
     "the shard's leader (or a replica), as RocksDB estimates it; `?` when no replica answered.",
   ],
-  examples: ['kvctl shards', 'kvctl shards -o json | jq ".shards[] | {shardId, leaderId}"'],
+  examples: [
+    'kvctl shards',
+    'kvctl shards -o json | jq ".shards[] | {shardId, leaderId}"',
+    'kvctl shards move 5 --from 1 --to 4',
+  ],
+  subcommands: [shardsMoveCommand, shardsMovesCommand, shardsTransferLeaderCommand],
   async run(ctx) {
     const map = await fetchMap(ctx)
+    const moving = new Map<number, MoveStatus>()
+    try {
+      for (const m of (
+        await listMoves(ctx.globals.endpoints, { deadlineMs: ctx.globals.deadlineMs ?? 1_500 })
+      ).running)
+        moving.set(m.shardId, m)
+    } catch {
+      // Moves are shown when the meta leader answers; the map alone is still worth showing.
+    }
     const holders = new Set(map.shards.flatMap((s) => s.replicas))
     const statuses = await askNodes(
       ctx,
@@ -29,7 +46,13 @@ export const shardsCommand: CommandSpec = {
     )
     const shards = map.shards.map((s) => {
       const size = sizeOf(s.shardId, [s.leaderId, ...s.replicas], statuses)
-      return { ...s, approximateBytes: size?.bytes ?? null, sizeFrom: size?.nodeId ?? null }
+      const move = moving.get(s.shardId)
+      return {
+        ...s,
+        approximateBytes: size?.bytes ?? null,
+        sizeFrom: size?.nodeId ?? null,
+        move: move === undefined ? null : { from: move.from, to: move.to, step: move.step },
+      }
     })
     if (ctx.format === 'json') {
       ctx.print(
@@ -56,7 +79,7 @@ export const shardsCommand: CommandSpec = {
     }
     ctx.print(
       table([
-        ['SHARD', 'RANGE', 'REPLICAS', 'LEADER', 'EPOCH', 'SIZE'],
+        ['SHARD', 'RANGE', 'REPLICAS', 'LEADER', 'EPOCH', 'SIZE', 'MOVE'],
         ...shards.map((s) => [
           String(s.shardId),
           formatRange(s.hashStart, s.hashEnd),
@@ -64,6 +87,7 @@ export const shardsCommand: CommandSpec = {
           s.leaderId > 0 ? String(s.leaderId) : '-',
           String(s.epoch),
           s.approximateBytes === null ? '?' : formatBytes(s.approximateBytes),
+          s.move === null ? '-' : `${s.move.from}->${s.move.to} ${s.move.step}`,
         ]),
       ]),
     )

@@ -3,7 +3,9 @@ import type { ShardMapResult, ShardStatus, StatusResult } from '../../client/typ
 import type { CliContext } from '../context.ts'
 import { ExitCode, exitCodeForError } from '../exit-codes.ts'
 import { errorView, json, table } from '../output.ts'
+import { listMoves, type MoveStatus } from '../../client/admin-moves.ts'
 import { fetchMap, formatRange, holdings } from './cluster-view.ts'
+import { moveLine } from './moves.ts'
 import type { CommandSpec } from './command.ts'
 
 export { formatRange } from './cluster-view.ts'
@@ -81,6 +83,16 @@ export const statusCommand: CommandSpec = {
     }
     const answers = await askCluster(ctx, map)
     const shards = mergeShards(answers)
+    let moves: MoveStatus[] | null = null
+    try {
+      moves = (
+        await listMoves(ctx.globals.endpoints, {
+          deadlineMs: ctx.globals.deadlineMs ?? statusDeadlineMsDefault,
+        })
+      ).running
+    } catch {
+      // Shown when the meta leader answers.
+    }
     const nodes = map === undefined ? [] : nodeViews(ctx, map, answers)
     if (ctx.format === 'json') {
       ctx.print(
@@ -115,11 +127,17 @@ export const statusCommand: CommandSpec = {
                 },
           ),
           shards,
+          moves,
         }),
       )
     } else {
       if (map !== undefined) {
         printNodes(ctx, map, nodes)
+        ctx.print('')
+      }
+      if (moves !== null && moves.length > 0) {
+        ctx.print(`moves in progress: ${moves.length}`)
+        for (const m of moves) ctx.print(`  ${moveLine(m)}`)
         ctx.print('')
       }
       printTables(ctx, answers, shards)

@@ -892,6 +892,8 @@ export class FakeNode {
                   hashEnd: s.range.end.toString(),
                   approximateBytes: this.reportedBytes.get(s.shardId) ?? s.bytes(),
                   epoch: s.epoch,
+                  state: 'active',
+                  votersOutgoing: [],
                 }
               }),
           },
@@ -917,6 +919,9 @@ export class FakeNode {
       },
       join: unimplemented,
       heartbeat: unimplemented,
+      moveReplica: unimplemented,
+      listMoves: unimplemented,
+      transferShardLeader: unimplemented,
     }
   }
 }

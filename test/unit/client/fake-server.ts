@@ -611,6 +611,8 @@ export class FakeKvServer {
                   hashEnd: '18446744073709551615',
                   approximateBytes: 0,
                   epoch: 1,
+                  state: 'active',
+                  votersOutgoing: [],
                 },
               ],
             },
@@ -626,6 +628,9 @@ export class FakeKvServer {
       },
       join: (_call, callback) => callback({ code: 12, details: 'node-to-node only' }),
       heartbeat: (_call, callback) => callback({ code: 12, details: 'node-to-node only' }),
+      moveReplica: (_call, callback) => callback({ code: 12, details: 'not faked' }),
+      listMoves: (_call, callback) => callback({ code: 12, details: 'not faked' }),
+      transferShardLeader: (_call, callback) => callback({ code: 12, details: 'not faked' }),
     }
   }
 }

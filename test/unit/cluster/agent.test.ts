@@ -8,7 +8,11 @@ import {
   type JoinArgs,
   type LocalMeta,
   type MetaRemote,
+  type MoveRecord,
+  type MoveRequest,
+  type MoveView,
   type NodeRecord,
+  type ReplicaRemote,
 } from '../../../src/cluster/index.ts'
 import type { Replica } from '../../../src/shard/index.ts'
 import { ManualClock, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
@@ -32,6 +36,30 @@ class FakeRemote implements MetaRemote {
     this.calls.push({ op: 'shardMap', address })
     return initial
   }
+  async move(address: string, req: MoveRequest): Promise<MoveView> {
+    this.calls.push({ op: 'move', address, args: req })
+    throw new KvError(ErrorCode.Unavailable, 'not faked')
+  }
+  async listMoves(address: string): Promise<{ running: MoveView[]; recent: MoveRecord[] }> {
+    this.calls.push({ op: 'listMoves', address })
+    return { running: [], recent: [] }
+  }
+}
+
+/** The replica service of no node: every call fails (these tests move nothing). */
+const noReplicas: ReplicaRemote = {
+  prepare: () => Promise.reject(new KvError(ErrorCode.Unavailable, 'not faked')),
+  change: () => Promise.reject(new KvError(ErrorCode.Unavailable, 'not faked')),
+  transferLeader: () => Promise.reject(new KvError(ErrorCode.Unavailable, 'not faked')),
+  state: () => Promise.reject(new KvError(ErrorCode.Unavailable, 'not faked')),
+  destroy: () => Promise.reject(new KvError(ErrorCode.Unavailable, 'not faked')),
+}
+
+const moveInit = { movePollMs: 1000, moveStallMsMax: 60_000, movesConcurrentMax: 2 }
+const replicaParts = {
+  replicas: noReplicas,
+  ownReplicas: () => [],
+  dropReplica: () => Promise.resolve(),
 }
 
 const opened: Replica[] = []
@@ -54,6 +82,7 @@ function agentOf(
       nodeDeadAfterMs: 10_000,
       metaCallMs: 5000,
       initialMap: initial,
+      ...moveInit,
     },
     {
       clock,
@@ -61,6 +90,7 @@ function agentOf(
       localMeta,
       leaderReports: () => extra.leaders ?? [],
       remote,
+      ...replicaParts,
       onMap: (m) => extra.maps?.push(m),
     },
   )
@@ -203,6 +233,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
         nodeDeadAfterMs: 1,
         metaCallMs: 1,
         initialMap: solo,
+        ...moveInit,
       },
       {
         clock: new ManualClock(),
@@ -210,6 +241,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
         localMeta: () => ({ replica, isLeader: false, leaderId: null }),
         leaderReports: () => [],
         remote,
+        ...replicaParts,
       },
     )
     expect((await kvError(() => agent.serveJoin(joinArgs, false))).code).toBe(ErrorCode.NotLeader)

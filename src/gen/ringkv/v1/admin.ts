@@ -46,8 +46,15 @@ export interface ShardStatus {
    * counted; 0 until the first flush).
    */
   approximateBytes: number;
-  /** The descriptor epoch this node has for the shard. */
+  /**
+   * The shard's epoch as this node's replica applied it (removing or tombstone: the epoch of its
+   * removal).
+   */
   epoch: number;
+  /** The replica's lifecycle: empty | installing | active | removing | tombstone. */
+  state: string;
+  /** Voters of the outgoing half while the configuration is joint. */
+  votersOutgoing: number[];
 }
 
 export interface NodeStatus {
@@ -136,11 +143,78 @@ export interface HeartbeatRequest {
 export interface LeaderReport {
   shardId: number;
   term: number;
+  /**
+   * The shard's epoch and voters as the leader applied them: the meta shard's record follows a
+   * newer epoch (the shard's own configuration is the truth).
+   */
+  epoch: number;
+  voters: number[];
 }
 
 export interface HeartbeatResponse {
   /** The meta shard's state of the node after the heartbeat. */
   state: string;
+}
+
+/**
+ * Moves one replica of a shard from one node to another (kvctl shards move): the meta leader
+ * records the move and runs it as a step machine (create the replica, add it as a learner, catch it
+ * up by snapshot and log, move leadership away from the source if it leads, replace the source
+ * through joint consensus, remove the source's replica). Answers once the move is recorded; its
+ * progress is in ListMoves. Refused (nothing changed) with NOT_FOUND (unknown shard or node),
+ * MOVE_REFUSED (details name the argument: the source holds no replica, the destination already
+ * does, is dead or draining, or the move would put two replicas in one zone), STALE_EPOCH (the
+ * shard's epoch is not `epoch`), SHARD_BUSY (another move of the shard is in progress).
+ */
+export interface MoveReplicaRequest {
+  shardId: number;
+  fromNode: number;
+  toNode: number;
+  /** The shard epoch the move was planned at (0: no check). */
+  epoch: number;
+}
+
+export interface MoveInfo {
+  shardId: number;
+  fromNode: number;
+  toNode: number;
+  /** prepare | learner | catchup | transfer | replace | cleanup | done | failed | cancelled */
+  step: string;
+  /** The shard's epoch as last seen by the mover. */
+  epoch: number;
+  startedMs: number;
+  updatedMs: number;
+  /** Why the move waits or failed ("" when it is progressing). */
+  reason: string;
+  /** Snapshot bytes sent to the destination so far, and the shard's estimated size (0: unknown). */
+  bytesSent: number;
+  bytesTotal: number;
+  finishedMs: number;
+}
+
+export interface MoveReplicaResponse {
+  move: MoveInfo | undefined;
+}
+
+export interface ListMovesRequest {
+}
+
+export interface ListMovesResponse {
+  /** Moves in progress, by shard. */
+  running: MoveInfo[];
+  /** The latest finished moves (done or failed), newest first, at most a few dozen. */
+  recent: MoveInfo[];
+}
+
+/** Moves a shard's leadership to a voter (kvctl shards transfer-leader); answers once it leads. */
+export interface TransferShardLeaderRequest {
+  shardId: number;
+  toNode: number;
+}
+
+export interface TransferShardLeaderResponse {
+  leaderId: number;
+  term: number;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -200,6 +274,8 @@ function createBaseShardStatus(): ShardStatus {
     hashEnd: "",
     approximateBytes: 0,
     epoch: 0,
+    state: "",
+    votersOutgoing: [],
   };
 }
 
@@ -248,6 +324,16 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     }
     if (message.epoch !== 0) {
       writer.uint32(96).uint64(message.epoch);
+    }
+    if (message.state !== "") {
+      writer.uint32(106).string(message.state);
+    }
+    if (message.votersOutgoing.length !== 0) {
+      writer.uint32(114).fork();
+      for (const v of message.votersOutgoing) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -381,6 +467,32 @@ export const ShardStatus: MessageFns<ShardStatus> = {
             message.epoch = longToNumber(reader.uint64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag === 112) {
+              message.votersOutgoing.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 114) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.votersOutgoing.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -410,6 +522,8 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     message.hashEnd = object.hashEnd ?? "";
     message.approximateBytes = object.approximateBytes ?? 0;
     message.epoch = object.epoch ?? 0;
+    message.state = object.state ?? "";
+    message.votersOutgoing = object.votersOutgoing?.map((e) => e) || [];
     return message;
   },
 };
@@ -1123,7 +1237,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseLeaderReport(): LeaderReport {
-  return { shardId: 0, term: 0 };
+  return { shardId: 0, term: 0, epoch: 0, voters: [] };
 }
 
 export const LeaderReport: MessageFns<LeaderReport> = {
@@ -1133,6 +1247,16 @@ export const LeaderReport: MessageFns<LeaderReport> = {
     }
     if (message.term !== 0) {
       writer.uint32(16).uint64(message.term);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(24).uint64(message.epoch);
+    }
+    if (message.voters.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.voters) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1166,6 +1290,32 @@ export const LeaderReport: MessageFns<LeaderReport> = {
             message.term = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.voters.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.voters.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1185,6 +1335,8 @@ export const LeaderReport: MessageFns<LeaderReport> = {
     const message = createBaseLeaderReport();
     message.shardId = object.shardId ?? 0;
     message.term = object.term ?? 0;
+    message.epoch = object.epoch ?? 0;
+    message.voters = object.voters?.map((e) => e) || [];
     return message;
   },
 };
@@ -1244,6 +1396,583 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   },
 };
 
+function createBaseMoveReplicaRequest(): MoveReplicaRequest {
+  return { shardId: 0, fromNode: 0, toNode: 0, epoch: 0 };
+}
+
+export const MoveReplicaRequest: MessageFns<MoveReplicaRequest> = {
+  encode(message: MoveReplicaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.fromNode !== 0) {
+      writer.uint32(16).uint64(message.fromNode);
+    }
+    if (message.toNode !== 0) {
+      writer.uint32(24).uint64(message.toNode);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(32).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveReplicaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveReplicaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MoveReplicaRequest>, I>>(base?: I): MoveReplicaRequest {
+    return MoveReplicaRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveReplicaRequest>, I>>(object: I): MoveReplicaRequest {
+    const message = createBaseMoveReplicaRequest();
+    message.shardId = object.shardId ?? 0;
+    message.fromNode = object.fromNode ?? 0;
+    message.toNode = object.toNode ?? 0;
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseMoveInfo(): MoveInfo {
+  return {
+    shardId: 0,
+    fromNode: 0,
+    toNode: 0,
+    step: "",
+    epoch: 0,
+    startedMs: 0,
+    updatedMs: 0,
+    reason: "",
+    bytesSent: 0,
+    bytesTotal: 0,
+    finishedMs: 0,
+  };
+}
+
+export const MoveInfo: MessageFns<MoveInfo> = {
+  encode(message: MoveInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.fromNode !== 0) {
+      writer.uint32(16).uint64(message.fromNode);
+    }
+    if (message.toNode !== 0) {
+      writer.uint32(24).uint64(message.toNode);
+    }
+    if (message.step !== "") {
+      writer.uint32(34).string(message.step);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(40).uint64(message.epoch);
+    }
+    if (message.startedMs !== 0) {
+      writer.uint32(48).uint64(message.startedMs);
+    }
+    if (message.updatedMs !== 0) {
+      writer.uint32(56).uint64(message.updatedMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    if (message.bytesSent !== 0) {
+      writer.uint32(72).uint64(message.bytesSent);
+    }
+    if (message.bytesTotal !== 0) {
+      writer.uint32(80).uint64(message.bytesTotal);
+    }
+    if (message.finishedMs !== 0) {
+      writer.uint32(88).uint64(message.finishedMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.startedMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.updatedMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.bytesSent = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.bytesTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.finishedMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MoveInfo>, I>>(base?: I): MoveInfo {
+    return MoveInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveInfo>, I>>(object: I): MoveInfo {
+    const message = createBaseMoveInfo();
+    message.shardId = object.shardId ?? 0;
+    message.fromNode = object.fromNode ?? 0;
+    message.toNode = object.toNode ?? 0;
+    message.step = object.step ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.startedMs = object.startedMs ?? 0;
+    message.updatedMs = object.updatedMs ?? 0;
+    message.reason = object.reason ?? "";
+    message.bytesSent = object.bytesSent ?? 0;
+    message.bytesTotal = object.bytesTotal ?? 0;
+    message.finishedMs = object.finishedMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseMoveReplicaResponse(): MoveReplicaResponse {
+  return { move: undefined };
+}
+
+export const MoveReplicaResponse: MessageFns<MoveReplicaResponse> = {
+  encode(message: MoveReplicaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.move !== undefined) {
+      MoveInfo.encode(message.move, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveReplicaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveReplicaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.move = MoveInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MoveReplicaResponse>, I>>(base?: I): MoveReplicaResponse {
+    return MoveReplicaResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveReplicaResponse>, I>>(object: I): MoveReplicaResponse {
+    const message = createBaseMoveReplicaResponse();
+    message.move = (object.move !== undefined && object.move !== null) ? MoveInfo.fromPartial(object.move) : undefined;
+    return message;
+  },
+};
+
+function createBaseListMovesRequest(): ListMovesRequest {
+  return {};
+}
+
+export const ListMovesRequest: MessageFns<ListMovesRequest> = {
+  encode(_: ListMovesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMovesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMovesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ListMovesRequest>, I>>(base?: I): ListMovesRequest {
+    return ListMovesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMovesRequest>, I>>(_: I): ListMovesRequest {
+    const message = createBaseListMovesRequest();
+    return message;
+  },
+};
+
+function createBaseListMovesResponse(): ListMovesResponse {
+  return { running: [], recent: [] };
+}
+
+export const ListMovesResponse: MessageFns<ListMovesResponse> = {
+  encode(message: ListMovesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.running) {
+      MoveInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.recent) {
+      MoveInfo.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMovesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMovesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.running.push(MoveInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recent.push(MoveInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ListMovesResponse>, I>>(base?: I): ListMovesResponse {
+    return ListMovesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMovesResponse>, I>>(object: I): ListMovesResponse {
+    const message = createBaseListMovesResponse();
+    message.running = object.running?.map((e) => MoveInfo.fromPartial(e)) || [];
+    message.recent = object.recent?.map((e) => MoveInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTransferShardLeaderRequest(): TransferShardLeaderRequest {
+  return { shardId: 0, toNode: 0 };
+}
+
+export const TransferShardLeaderRequest: MessageFns<TransferShardLeaderRequest> = {
+  encode(message: TransferShardLeaderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.toNode !== 0) {
+      writer.uint32(16).uint64(message.toNode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferShardLeaderRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferShardLeaderRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.toNode = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<TransferShardLeaderRequest>, I>>(base?: I): TransferShardLeaderRequest {
+    return TransferShardLeaderRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferShardLeaderRequest>, I>>(object: I): TransferShardLeaderRequest {
+    const message = createBaseTransferShardLeaderRequest();
+    message.shardId = object.shardId ?? 0;
+    message.toNode = object.toNode ?? 0;
+    return message;
+  },
+};
+
+function createBaseTransferShardLeaderResponse(): TransferShardLeaderResponse {
+  return { leaderId: 0, term: 0 };
+}
+
+export const TransferShardLeaderResponse: MessageFns<TransferShardLeaderResponse> = {
+  encode(message: TransferShardLeaderResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leaderId !== 0) {
+      writer.uint32(8).uint64(message.leaderId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(16).uint64(message.term);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferShardLeaderResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferShardLeaderResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.leaderId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<TransferShardLeaderResponse>, I>>(base?: I): TransferShardLeaderResponse {
+    return TransferShardLeaderResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferShardLeaderResponse>, I>>(object: I): TransferShardLeaderResponse {
+    const message = createBaseTransferShardLeaderResponse();
+    message.leaderId = object.leaderId ?? 0;
+    message.term = object.term ?? 0;
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   status: {
@@ -1282,6 +2011,35 @@ export const AdminServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  moveReplica: {
+    path: "/ringkv.v1.AdminService/MoveReplica" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MoveReplicaRequest): Buffer => Buffer.from(MoveReplicaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MoveReplicaRequest => MoveReplicaRequest.decode(value),
+    responseSerialize: (value: MoveReplicaResponse): Buffer => Buffer.from(MoveReplicaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MoveReplicaResponse => MoveReplicaResponse.decode(value),
+  },
+  listMoves: {
+    path: "/ringkv.v1.AdminService/ListMoves" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMovesRequest): Buffer => Buffer.from(ListMovesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMovesRequest => ListMovesRequest.decode(value),
+    responseSerialize: (value: ListMovesResponse): Buffer => Buffer.from(ListMovesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMovesResponse => ListMovesResponse.decode(value),
+  },
+  transferShardLeader: {
+    path: "/ringkv.v1.AdminService/TransferShardLeader" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferShardLeaderRequest): Buffer =>
+      Buffer.from(TransferShardLeaderRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferShardLeaderRequest => TransferShardLeaderRequest.decode(value),
+    responseSerialize: (value: TransferShardLeaderResponse): Buffer =>
+      Buffer.from(TransferShardLeaderResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferShardLeaderResponse => TransferShardLeaderResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -1289,6 +2047,9 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   injectFault: handleUnaryCall<InjectFaultRequest, InjectFaultResponse>;
   join: handleUnaryCall<JoinRequest, JoinResponse>;
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  moveReplica: handleUnaryCall<MoveReplicaRequest, MoveReplicaResponse>;
+  listMoves: handleUnaryCall<ListMovesRequest, ListMovesResponse>;
+  transferShardLeader: handleUnaryCall<TransferShardLeaderRequest, TransferShardLeaderResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -1348,6 +2109,51 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  moveReplica(
+    request: MoveReplicaRequest,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  moveReplica(
+    request: MoveReplicaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  moveReplica(
+    request: MoveReplicaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  listMoves(
+    request: ListMovesRequest,
+    callback: (error: ServiceError | null, response: ListMovesResponse) => void,
+  ): ClientUnaryCall;
+  listMoves(
+    request: ListMovesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMovesResponse) => void,
+  ): ClientUnaryCall;
+  listMoves(
+    request: ListMovesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMovesResponse) => void,
+  ): ClientUnaryCall;
+  transferShardLeader(
+    request: TransferShardLeaderRequest,
+    callback: (error: ServiceError | null, response: TransferShardLeaderResponse) => void,
+  ): ClientUnaryCall;
+  transferShardLeader(
+    request: TransferShardLeaderRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferShardLeaderResponse) => void,
+  ): ClientUnaryCall;
+  transferShardLeader(
+    request: TransferShardLeaderRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferShardLeaderResponse) => void,
   ): ClientUnaryCall;
 }
 

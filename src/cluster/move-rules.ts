@@ -1,0 +1,62 @@
+/**
+ * Whether one replica move may start, judged against the map the meta leader just read (pure).
+ * A refused move changes nothing; each refusal has a stable code and names the argument:
+ *
+ * - NOT_FOUND: the shard or a node is not in the map;
+ * - MOVE_REFUSED: the meta shard (it does not move yet), the source holds no replica of the shard,
+ *   the destination already does (or is the source), the destination is not active (dead,
+ *   draining, still joining), or the move would put two replicas of the shard in one zone while
+ *   the cluster has zones enough for each replica to have its own.
+ *
+ * Another move of the same shard (SHARD_BUSY) and a stale epoch (STALE_EPOCH) are checked where
+ * the move is recorded (meta-store.ts startMove), atomically with recording it.
+ */
+import { ErrorCode, KvError } from '../common/errors.ts'
+import type { NodeId, ShardId } from '../common/ids.ts'
+import { metaShardId, type ClusterMap } from './cluster-map.ts'
+import type { ShardRecord } from './records.ts'
+
+export interface MoveRequest {
+  readonly shardId: ShardId
+  readonly from: NodeId
+  readonly to: NodeId
+  /** The shard epoch the move was planned at (0: no check). */
+  readonly epoch: number
+}
+
+function refused(message: string, field: string): KvError {
+  return new KvError(ErrorCode.MoveRefused, message, { details: { field } })
+}
+
+/** The shard of a move that may start, or a KvError (see the file comment). */
+export function checkMove(map: ClusterMap, req: MoveRequest): ShardRecord {
+  if (req.shardId === metaShardId)
+    throw refused('the meta shard cannot be moved with this command yet', 'shardId')
+  const shard = map.shard(req.shardId)
+  if (shard === undefined)
+    throw new KvError(ErrorCode.NotFound, `no shard ${req.shardId}`, { details: { field: 'shardId' } })
+  const from = map.node(req.from)
+  if (from === undefined)
+    throw new KvError(ErrorCode.NotFound, `no node ${req.from}`, { details: { field: 'from' } })
+  const to = map.node(req.to)
+  if (to === undefined)
+    throw new KvError(ErrorCode.NotFound, `no node ${req.to}`, { details: { field: 'to' } })
+  if (req.from === req.to) throw refused('the source and the destination are the same node', 'to')
+  if (!shard.replicas.includes(req.from))
+    throw refused(`node ${req.from} holds no replica of shard ${req.shardId}`, 'from')
+  if (shard.replicas.includes(req.to))
+    throw refused(`node ${req.to} already holds a replica of shard ${req.shardId}`, 'to')
+  if (to.state !== 'active') throw refused(`node ${req.to} is ${to.state}, not active`, 'to')
+  const zonesActive = new Set(
+    [...map.nodes.values()].filter((n) => n.state === 'active' && n.zone !== '').map((n) => n.zone),
+  )
+  if (to.zone !== '' && zonesActive.size >= map.cluster.replicaCount) {
+    const others = shard.replicas.filter((id) => id !== req.from).map((id) => map.node(id)?.zone ?? '')
+    if (others.includes(to.zone))
+      throw refused(
+        `zone ${to.zone} already holds a replica of shard ${req.shardId} (the cluster has ${zonesActive.size} zones)`,
+        'to',
+      )
+  }
+  return shard
+}

@@ -98,6 +98,11 @@ export interface ClusterAgentComponents {
 
 /** Heartbeat rounds between two checks of this node's replicas against the map. */
 const collectEveryRounds = 5
+/**
+ * How long a replica may stay empty (created for a move, never added to its shard) before it is
+ * dropped: far longer than a move takes from creating it to adding it as a learner.
+ */
+const emptyReplicaGraceMs = 60_000
 
 /** Heartbeats missed in a row before the agent says so at warn level. */
 const heartbeatFailuresToWarn = 3
@@ -128,6 +133,8 @@ export class ClusterAgent {
   private avoidUntilMs = 0
   private heartbeatFailuresInARow = 0
   private rounds = 0
+  /** Since when each of this node's empty replicas has been seen empty (clock ms). */
+  private readonly emptySince = new Map<ShardId, number>()
   private readonly mover: Mover
   private readonly stats = {
     heartbeats: 0,
@@ -307,14 +314,24 @@ export class ClusterAgent {
   /**
    * Removes this node's active replicas that the map says their shard no longer has (its record is
    * at a newer epoch and lists other replicas), once the shard's leader confirms its configuration
-   * lacks this node: the removal is committed, so dropping the data is safe.
+   * lacks this node: the removal is committed, so dropping the data is safe. So too an empty
+   * replica no move took within a grace period.
    */
   private async collectReplicas(): Promise<void> {
-    for (const own of this.c.ownReplicas()) {
-      if (own.state !== 'active') continue
+    const now = this.c.clock.nowMs()
+    const owned = this.c.ownReplicas()
+    for (const id of this.emptySince.keys())
+      if (!owned.some((r) => r.shardId === id && r.state === 'empty')) this.emptySince.delete(id)
+    for (const own of owned) {
       const shard = this.current.shard(own.shardId)
-      if (shard === undefined || shard.epoch <= own.epoch || shard.replicas.includes(this.init.nodeId))
-        continue
+      if (shard === undefined || shard.replicas.includes(this.init.nodeId)) continue
+      if (own.state === 'empty') {
+        // An empty replica no shard took (its move failed and the rollback could not reach this
+        // node): dropped after a grace period, once the leader confirms it is no member.
+        const since = this.emptySince.get(own.shardId) ?? now
+        this.emptySince.set(own.shardId, since)
+        if (now - since < emptyReplicaGraceMs) continue
+      } else if (own.state !== 'active' || shard.epoch <= own.epoch) continue
       const leader = this.current.node(shard.leaderHint as NodeIdType)
       const ask = leader !== undefined && leader.id !== this.init.nodeId ? [leader] : []
       for (const id of shard.replicas) {
@@ -327,7 +344,8 @@ export class ClusterAgent {
         ).catch(() => undefined)
         if (state === undefined || state.role !== 'leader') continue
         const members = [...state.config.voters, ...state.config.learners, ...state.config.votersOutgoing]
-        if (members.includes(this.init.nodeId) || state.config.epoch <= own.epoch) break
+        if (members.includes(this.init.nodeId)) break
+        if (own.state === 'active' && state.config.epoch <= own.epoch) break
         this.log.info(
           { shard: own.shardId, epoch: state.config.epoch },
           'the shard no longer has this replica: dropping it',

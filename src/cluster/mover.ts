@@ -216,6 +216,12 @@ export class Mover {
     })
   }
 
+  /** One poll and the steps it starts, awaited (the loop does this every pollMs; tests drive it). */
+  async runOnce(): Promise<void> {
+    await this.poll()
+    await Promise.allSettled([...this.inFlight.values()])
+  }
+
   private async poll(): Promise<void> {
     const local = this.c.localMeta()
     if (local?.isLeader !== true) return
@@ -336,6 +342,10 @@ export class Mover {
         const member = config.learners.includes(move.to) || config.voters.includes(move.to)
         if (!member) return next('learner', config.epoch)
         const dest = await this.c.remote.state(this.addressOf(move.to), move.shardId, signal)
+        // The destination lost its empty replica (dropped as unused while this move waited, or its
+        // data directory was replaced): create it again.
+        if (!dest.found || dest.state === 'tombstone' || dest.state === 'removing')
+          return next('prepare', config.epoch)
         const peer = leader.state.progress.find((x) => x.nodeId === move.to)
         const bytes = Math.max(peer?.snapshotBytesSent ?? 0, dest.installBytes)
         const match = peer?.match ?? 0

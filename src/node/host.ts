@@ -978,11 +978,14 @@ export class NodeHost implements ReplicaLoop {
     this.afterWrite.push(() => deferred.resolve())
   }
 
-  /** Stops the replica's group and records it `removing`; the drop starts once that is durable. */
+  /**
+   * Stops the replica's group and records it `removing`; the drop starts once that is durable and
+   * an install in progress (which is given up) has stopped writing into the ranges.
+   */
   private beginRemoving(slot: Slot, epoch: number): void {
-    if (slot.install !== undefined) {
-      slot.install = undefined
-    }
+    const install = slot.install
+    slot.install = undefined
+    install?.cancel.abort(new KvError(ErrorCode.WrongShard, 'the replica is being removed'))
     slot.group?.retire(
       new KvError(ErrorCode.WrongShard, `node ${this.nodeId} no longer holds shard ${slot.record.shardId}`, {
         details: { shardId: slot.record.shardId },
@@ -1132,6 +1135,8 @@ export class NodeHost implements ReplicaLoop {
       return refuse(`the replica is ${slot.record.state}`)
     if (message.term < g.term) return refuse(`the snapshot's term ${message.term} is stale (term ${g.term})`)
     if (!g.wouldRestore(message.snapshot.meta)) return refuse('it is not newer than what the replica has')
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
     const ticket: InstallTicket = {
       shardId,
       from: message.from,
@@ -1139,6 +1144,9 @@ export class NodeHost implements ReplicaLoop {
       message,
       ranges: replicatedRanges(slot.record),
       bytes: 0,
+      cancel: new AbortController(),
+      finished,
+      finish,
     }
     slot.install = ticket
     g.freeze()

@@ -38,6 +38,12 @@ export interface InstallTicket {
   readonly ranges: readonly KeyRange[]
   /** Bytes of entries written so far (for status). */
   bytes: number
+  /** Aborted when the host gives the install up (the replica is being removed). */
+  readonly cancel: AbortController
+  /** Settles when the receiver has stopped writing (done, failed or given up). */
+  readonly finished: Promise<void>
+  /** Settles `finished` (the receiver calls it as it exits). */
+  readonly finish: () => void
 }
 
 /** What the receiver needs of the host. */
@@ -99,6 +105,22 @@ async function receive(
   // 2. The loop's consent.
   const ticket = await port.begin(header.shardId, message)
   try {
+    await fill(port, ticket, iterator, frames, queued, anySignal(signal, ticket.cancel.signal))
+  } finally {
+    ticket.finish()
+  }
+}
+
+/** Steps 3 to 6 (see the file comment); `abort`s the install on any failure. */
+async function fill(
+  port: InstallPort,
+  ticket: InstallTicket,
+  iterator: AsyncIterator<Uint8Array>,
+  frames: SnapshotFrameReader,
+  queued: Uint8Array[],
+  signal: AbortSignal,
+): Promise<void> {
+  try {
     // 3. Clear.
     for (const range of ticket.ranges) {
       for (;;) {
@@ -137,6 +159,18 @@ async function receive(
     port.abort(ticket, err)
     throw err
   }
+}
+
+/** A signal aborted when either of two is (AbortSignal.any is not in every Node 20 release we support). */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (a.aborted) return a
+  if (b.aborted) return b
+  const c = new AbortController()
+  const onA = (): void => c.abort(a.reason)
+  const onB = (): void => c.abort(b.reason)
+  a.addEventListener('abort', onA, { once: true })
+  b.addEventListener('abort', onB, { once: true })
+  return c.signal
 }
 
 function inRange(key: Uint8Array, range: KeyRange): boolean {

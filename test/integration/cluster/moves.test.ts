@@ -235,11 +235,12 @@ describe('replicas that move, under a checked workload', () => {
         'move',
         '3',
         '--from',
-        '4',
+        '2',
         '--to',
-        '1',
+        '2',
       ])
       expect(kvctlRefused.code).toBe(7)
+      expect(kvctlRefused.stderr).toContain('MOVE_REFUSED')
       const endBusy = await waitMoveEnd(3, busy.startedMs)
       expect(endBusy.step, endBusy.reason).toBe('done')
       const after = await client.shardMap()

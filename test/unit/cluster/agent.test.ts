@@ -2,9 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ErrorCode, KvError, NodeId, ShardId, silentLogger } from '../../../src/common/index.ts'
 import {
   ClusterAgent,
+  ClusterMap,
   initialClusterMap,
   MetaStore,
-  type ClusterMap,
   type JoinArgs,
   type LocalMeta,
   type MetaRemote,
@@ -12,7 +12,9 @@ import {
   type MoveRequest,
   type MoveView,
   type NodeRecord,
+  type OwnReplica,
   type ReplicaRemote,
+  type ReplicaStateInfo,
 } from '../../../src/cluster/index.ts'
 import type { Replica } from '../../../src/shard/index.ts'
 import { ManualClock, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
@@ -56,7 +58,11 @@ const noReplicas: ReplicaRemote = {
 }
 
 const moveInit = { movePollMs: 1000, moveStallMsMax: 60_000, movesConcurrentMax: 2 }
-const replicaParts = {
+const replicaParts: {
+  replicas: ReplicaRemote
+  ownReplicas: () => readonly OwnReplica[]
+  dropReplica: (shardId: ShardId, epoch: number, members: readonly NodeId[]) => Promise<void>
+} = {
   replicas: noReplicas,
   ownReplicas: () => [],
   dropReplica: () => Promise.resolve(),
@@ -70,7 +76,12 @@ afterEach(async () => {
 function agentOf(
   nodeId: number,
   localMeta: () => LocalMeta | undefined,
-  extra: { clock?: ManualClock; maps?: ClusterMap[]; leaders?: { shardId: ShardId; term: number }[] } = {},
+  extra: {
+    clock?: ManualClock
+    maps?: ClusterMap[]
+    leaders?: { shardId: ShardId; term: number }[]
+    replicas?: Partial<typeof replicaParts>
+  } = {},
 ): { agent: ClusterAgent; remote: FakeRemote; clock: ManualClock } {
   const remote = new FakeRemote()
   const clock = extra.clock ?? new ManualClock()
@@ -91,6 +102,7 @@ function agentOf(
       leaderReports: () => extra.leaders ?? [],
       remote,
       ...replicaParts,
+      ...extra.replicas,
       onMap: (m) => extra.maps?.push(m),
     },
   )
@@ -315,6 +327,97 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     const read = (await store.read())!
     expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
     for (const id of [2, 3, 4]) expect(read.node(NodeId(id))?.state).toBe('dead')
+  })
+
+  it('drops a replica the shard no longer has once its leader confirms, and an unused empty one after a grace period', async () => {
+    // Node 4 holds an active replica of a shard the map (at a newer epoch) no longer gives it, and
+    // an empty replica of another, created for a move that never added it.
+    const gone = initial.shards.find((s) => !s.replicas.includes(NodeId(4)))
+    const unused = initial.shards.find((s) => s.replicas.includes(NodeId(4)))
+    const newer = new ClusterMap(
+      initial.cluster,
+      [...initial.nodes.values()],
+      initial.shards.map((s) =>
+        s.shardId === gone!.shardId
+          ? { ...s, epoch: 5 }
+          : s.shardId === unused!.shardId
+            ? {
+                ...s,
+                replicas: s.replicas.map((r) =>
+                  r === 4 ? ([1, 2, 3].find((x) => !s.replicas.includes(NodeId(x))) as NodeId) : r,
+                ),
+              }
+            : s,
+      ),
+      initial.meta,
+    )
+    const dropped: { shardId: number; epoch: number; members: readonly number[] }[] = []
+    const leaderState = (shard: typeof gone): ReplicaStateInfo => ({
+      found: true,
+      state: 'active',
+      role: 'leader',
+      config: {
+        epoch: 5,
+        voters: shard!.replicas,
+        learners: [],
+        votersOutgoing: [],
+        leaderId: shard!.replicas[0]!,
+        term: 2,
+      },
+      appliedIndex: 10,
+      lastIndex: 10,
+      progress: [],
+      installBytes: 0,
+      approximateBytes: 0,
+    })
+    const { agent, clock, remote } = agentOf(4, () => undefined, {
+      replicas: {
+        replicas: {
+          ...noReplicas,
+          state: async (address, shardId) => {
+            const shard = newer.shard(shardId)!
+            // Only the first replica (the one the state names) leads.
+            return address === newer.node(shard.replicas[0]!)!.address
+              ? leaderState(shard)
+              : { ...leaderState(shard), role: 'follower' }
+          },
+        },
+        ownReplicas: () => [
+          {
+            shardId: gone!.shardId,
+            state: dropped.some((d) => d.shardId === gone!.shardId) ? 'removing' : 'active',
+            epoch: 3,
+          },
+          {
+            shardId: unused!.shardId,
+            state: dropped.some((d) => d.shardId === unused!.shardId) ? 'removing' : 'empty',
+            epoch: 0,
+          },
+        ],
+        dropReplica: async (shardId, epoch, members) => {
+          dropped.push({ shardId, epoch, members })
+        },
+      },
+    })
+    remote.shardMap = async () => newer
+    agent.start()
+    clock.fire(0)
+    for (let round = 0; round < 5; round++) {
+      await nextRoundScheduled(clock)
+      clock.fire(100)
+    }
+    await nextRoundScheduled(clock)
+    // The removed one is gone at the first check; the empty one waits out its grace period.
+    expect(dropped.map((d) => d.shardId)).toEqual([gone!.shardId])
+    expect(dropped[0]).toMatchObject({ epoch: 5, members: gone!.replicas })
+    clock.now += 61_000
+    for (let round = 0; round < 5; round++) {
+      clock.fire(100)
+      await nextRoundScheduled(clock)
+    }
+    await agent.stop()
+    expect(dropped.map((d) => d.shardId)).toEqual([gone!.shardId, unused!.shardId])
+    expect(agent.counters().replicasCollected).toBe(2)
   })
 
   it('offer() ignores a map of another cluster', () => {

@@ -1,0 +1,350 @@
+/**
+ * The mover's step machine against a model of one shard behind a fake replica service, with the
+ * real MetaStore on a meta replica: a move runs its steps in order and records each; the source's
+ * leadership moves away first; a new meta leader (a new mover over the same meta shard) carries on
+ * where the last stopped; a move that cannot go on before `replace` is rolled back and fails with
+ * its reason; the rules refuse bad moves before anything is recorded.
+ */
+import { describe, expect, it } from 'vitest'
+import { ErrorCode, KvError, NodeId, ShardId, silentLogger } from '../../../src/common/index.ts'
+import {
+  MetaStore,
+  Mover,
+  checkMove,
+  type ClusterMap,
+  type LocalMeta,
+  type ReplicaChangeSpec,
+  type ReplicaRemote,
+  type ReplicaStateInfo,
+  type ShardConfigInfo,
+} from '../../../src/cluster/index.ts'
+import type { Replica } from '../../../src/shard/index.ts'
+import { ManualClock, handMap, kvError, node, openMetaReplica } from './fixtures.ts'
+
+const n = (i: number): NodeId => NodeId(i)
+const shard0 = ShardId(0)
+const idOf = (address: string): NodeId => n(Number(/^n(\d+):/.exec(address)![1]))
+
+/** One shard's replicas as its leader and each node see them; moves happen to it through the fake service. */
+class FakeShard implements ReplicaRemote {
+  voters: NodeId[] = [n(1), n(2), n(3)]
+  learners: NodeId[] = []
+  leader: NodeId = n(2)
+  epoch = 1
+  lastIndex = 100
+  /** Per node: its replica's lifecycle ('' = none). */
+  readonly states = new Map<NodeId, string>([
+    [n(1), 'active'],
+    [n(2), 'active'],
+    [n(3), 'active'],
+  ])
+  /** Polls of the learner's progress before it counts as caught up. */
+  catchupPolls = 2
+  readonly dead = new Set<NodeId>()
+  readonly calls: string[] = []
+  /** Makes the next prepare fail with this error. */
+  prepareFails: KvError | undefined
+
+  private check(address: string): NodeId {
+    const id = idOf(address)
+    if (this.dead.has(id)) throw new KvError(ErrorCode.Unavailable, `node ${id} does not answer`)
+    return id
+  }
+
+  private config(): ShardConfigInfo {
+    return {
+      epoch: this.epoch,
+      voters: [...this.voters],
+      learners: [...this.learners],
+      votersOutgoing: [],
+      leaderId: this.leader,
+      term: 3,
+    }
+  }
+
+  async prepare(address: string): Promise<void> {
+    const id = this.check(address)
+    this.calls.push(`prepare ${id}`)
+    if (this.prepareFails !== undefined) throw this.prepareFails
+    if (this.states.get(id) !== 'active') this.states.set(id, 'empty')
+  }
+
+  async change(
+    address: string,
+    _shardId: ShardId,
+    epoch: number,
+    change: ReplicaChangeSpec,
+  ): Promise<ShardConfigInfo> {
+    const id = this.check(address)
+    this.calls.push(`change ${change.kind} at ${epoch}`)
+    if (id !== this.leader)
+      throw new KvError(ErrorCode.NotLeader, 'not the leader', { details: { leaderHint: this.leader } })
+    const done =
+      (change.kind === 'addLearner' &&
+        (this.learners.includes(change.node) || this.voters.includes(change.node))) ||
+      (change.kind === 'replace' &&
+        this.voters.includes(change.add) &&
+        !this.voters.includes(change.remove)) ||
+      (change.kind === 'remove' && !this.voters.includes(change.node) && !this.learners.includes(change.node))
+    if (done) return this.config()
+    if (epoch !== this.epoch) throw new KvError(ErrorCode.StaleEpoch, `at epoch ${this.epoch}`)
+    switch (change.kind) {
+      case 'addLearner':
+        this.learners.push(change.node)
+        this.epoch += 1
+        break
+      case 'replace':
+        if (change.remove === this.leader)
+          throw new KvError(ErrorCode.MoveRefused, 'transfer leadership first')
+        this.voters = [...this.voters.filter((v) => v !== change.remove), change.add]
+        this.learners = this.learners.filter((l) => l !== change.add)
+        this.epoch += 2
+        break
+      case 'remove':
+        this.learners = this.learners.filter((l) => l !== change.node)
+        this.voters = this.voters.filter((v) => v !== change.node)
+        this.epoch += 1
+        break
+      case 'promote':
+        throw new KvError(ErrorCode.MoveRefused, 'not modelled')
+    }
+    return this.config()
+  }
+
+  async transferLeader(address: string, _shardId: ShardId, to: NodeId): Promise<ShardConfigInfo> {
+    this.check(address)
+    this.calls.push(`transfer to ${to}`)
+    this.leader = to
+    return this.config()
+  }
+
+  async state(address: string): Promise<ReplicaStateInfo> {
+    const id = this.check(address)
+    const state = this.states.get(id) ?? ''
+    const learner = this.learners.find((l) => (this.states.get(l) ?? '') !== '')
+    let progress: ReplicaStateInfo['progress'] = []
+    if (id === this.leader) {
+      progress = [...this.voters, ...this.learners]
+        .filter((m) => m !== id)
+        .map((m) => {
+          const caughtUp =
+            !this.learners.includes(m) || (this.catchupPolls <= 0 && this.states.get(m) === 'active')
+          return {
+            nodeId: m,
+            match: caughtUp ? this.lastIndex : 0,
+            isLearner: this.learners.includes(m),
+            recentActive: !this.dead.has(m),
+            snapshotBytesSent: 1000,
+          }
+        })
+      if (learner !== undefined && this.learners.includes(learner) && this.catchupPolls-- <= 0)
+        this.states.set(learner, 'active')
+    }
+    return {
+      found: state !== '',
+      state,
+      role: id === this.leader ? 'leader' : state === '' ? '' : 'follower',
+      config: this.config(),
+      appliedIndex: this.lastIndex,
+      lastIndex: this.lastIndex,
+      progress,
+      installBytes: 0,
+      approximateBytes: 4000,
+    }
+  }
+
+  async destroy(address: string, _shardId: ShardId, epoch: number): Promise<void> {
+    const id = this.check(address)
+    this.calls.push(`destroy ${id} at ${epoch}`)
+    this.states.set(id, 'tombstone')
+  }
+}
+
+interface Rig {
+  readonly shard: FakeShard
+  readonly replica: Replica
+  readonly clock: ManualClock
+  map: ClusterMap
+  mover(): Mover
+}
+
+async function rig(): Promise<Rig> {
+  const replica = await openMetaReplica()
+  const clock = new ManualClock()
+  const map = handMap([node(1), node(2), node(3), node(4), node(5, 'dead')], [[1, 2, 3]], { hints: [2] })
+  expect(await new MetaStore(replica).bootstrap(map)).toBe(true)
+  const shard = new FakeShard()
+  const r: Rig = {
+    shard,
+    replica,
+    clock,
+    map,
+    mover: () =>
+      new Mover(
+        { nodeId: n(1), pollMs: 100, callMs: 5000, stallMsMax: 60_000, concurrentMax: 2 },
+        {
+          clock,
+          logger: silentLogger,
+          remote: shard,
+          localMeta: (): LocalMeta => ({ replica, isLeader: true, leaderId: n(1) }),
+          map: () => r.map,
+        },
+      ),
+  }
+  return r
+}
+
+/** Polls until the move of shard 0 ended (or `limit` polls passed). */
+async function runToEnd(mover: Mover, limit = 30): Promise<void> {
+  for (let i = 0; i < limit; i++) {
+    await mover.runOnce()
+    const { running } = await mover.list(new AbortController().signal)
+    if (running.length === 0) return
+  }
+  throw new Error('the move did not end')
+}
+
+const signal = (): AbortSignal => new AbortController().signal
+
+describe('cluster/mover', () => {
+  it('runs a move step by step and records it: learner, catch-up, replace, cleanup; the map follows', async () => {
+    const r = await rig()
+    const mover = r.mover()
+    const move = await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    expect(move.step).toBe('prepare')
+    const steps: string[] = []
+    for (let i = 0; i < 30; i++) {
+      await mover.runOnce()
+      const { running, recent } = await mover.list(signal())
+      const m = running[0] ?? recent[0]
+      if (m !== undefined && steps.at(-1) !== m.step) steps.push(m.step)
+      if (running.length === 0) break
+    }
+    expect(steps).toEqual(['learner', 'catchup', 'transfer', 'replace', 'cleanup', 'done'])
+    expect(r.shard.voters.sort()).toEqual([2, 3, 4])
+    expect(r.shard.states.get(n(1))).toBe('tombstone')
+    expect(r.shard.calls.filter((c) => c.startsWith('transfer'))).toEqual([]) // node 1 did not lead
+    const after = await new MetaStore(r.replica).read()
+    expect(after?.shard(shard0)).toMatchObject({ replicas: [2, 3, 4], epoch: r.shard.epoch })
+    const { recent } = await mover.list(signal())
+    expect(recent[0]).toMatchObject({ shardId: 0, from: 1, to: 4, step: 'done', reason: '' })
+  })
+
+  it('moves leadership away from a source that leads before replacing it', async () => {
+    const r = await rig()
+    r.shard.leader = n(1)
+    const mover = r.mover()
+    await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    await runToEnd(mover)
+    const transfer = r.shard.calls.findIndex((c) => c.startsWith('transfer'))
+    const replace = r.shard.calls.findIndex((c) => c.startsWith('change replace'))
+    expect(transfer).toBeGreaterThanOrEqual(0)
+    expect(transfer).toBeLessThan(replace)
+    expect(r.shard.leader).not.toBe(1)
+    expect(r.shard.voters.sort()).toEqual([2, 3, 4])
+  })
+
+  it('a new meta leader carries on from the recorded step; nothing is done twice', async () => {
+    const r = await rig()
+    const first = r.mover()
+    await first.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    await first.runOnce()
+    await first.runOnce()
+    await first.runOnce()
+    const { running } = await first.list(signal())
+    expect(running[0]?.step).toBe('catchup')
+    // The meta leader dies; another (a fresh mover, same meta shard) takes over.
+    const second = r.mover()
+    await runToEnd(second)
+    expect(r.shard.voters.sort()).toEqual([2, 3, 4])
+    expect(r.shard.calls.filter((c) => c.startsWith('change addLearner'))).toHaveLength(1)
+    expect(r.shard.calls.filter((c) => c.startsWith('change replace'))).toHaveLength(1)
+    expect(r.shard.epoch).toBe(4)
+  })
+
+  it('rolls back a move whose destination refuses, and ends it failed with the reason', async () => {
+    const r = await rig()
+    r.shard.prepareFails = new KvError(ErrorCode.StaleEpoch, 'node 4 left shard 0 later')
+    const mover = r.mover()
+    await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    await runToEnd(mover)
+    const { recent } = await mover.list(signal())
+    expect(recent[0]).toMatchObject({ step: 'failed' })
+    expect(recent[0]?.reason).toContain('STALE_EPOCH')
+    expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+    expect(r.shard.learners).toEqual([])
+  })
+
+  it('rolls back a move whose destination died before replace: the learner leaves, the source stays', async () => {
+    const r = await rig()
+    r.shard.catchupPolls = 1000
+    const mover = r.mover()
+    await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    for (let i = 0; i < 4; i++) await mover.runOnce()
+    expect(r.shard.learners).toEqual([4])
+    r.shard.dead.add(n(4))
+    r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {
+      hints: [2],
+    })
+    await runToEnd(mover)
+    const { recent } = await mover.list(signal())
+    expect(recent[0]?.step).toBe('failed')
+    expect(r.shard.learners).toEqual([])
+    expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+  })
+
+  it('refuses bad moves before recording anything, with stable codes', async () => {
+    const r = await rig()
+    const mover = r.mover()
+    const code = async (req: {
+      from: number
+      to: number
+      shardId?: number
+      epoch?: number
+    }): Promise<string> =>
+      (
+        await kvError(() =>
+          mover.startMove(
+            { shardId: ShardId(req.shardId ?? 0), from: n(req.from), to: n(req.to), epoch: req.epoch ?? 0 },
+            signal(),
+          ),
+        )
+      ).code
+    expect(await code({ shardId: 7, from: 1, to: 4 })).toBe(ErrorCode.NotFound)
+    expect(await code({ from: 1, to: 9 })).toBe(ErrorCode.NotFound)
+    expect(await code({ from: 4, to: 1 })).toBe(ErrorCode.MoveRefused) // source holds none
+    expect(await code({ from: 1, to: 2 })).toBe(ErrorCode.MoveRefused) // destination holds one
+    expect(await code({ from: 1, to: 5 })).toBe(ErrorCode.MoveRefused) // destination dead
+    expect(await code({ from: 1, to: 4, epoch: 3 })).toBe(ErrorCode.StaleEpoch)
+    await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 1 }, signal())
+    expect(await code({ from: 2, to: 4 })).toBe(ErrorCode.ShardBusy)
+    expect((await mover.list(signal())).running).toHaveLength(1)
+  })
+
+  it('keeps a zone for each replica while the cluster has zones enough', () => {
+    const map = handMap(
+      [
+        node(1, 'active', 'a'),
+        node(2, 'active', 'b'),
+        node(3, 'active', 'c'),
+        node(4, 'active', 'a'),
+        node(5, 'active', 'd'),
+      ],
+      [[1, 2, 3]],
+    )
+    // Moving 2 (zone b) to 4 (zone a) puts two replicas in zone a, with 4 zones about: refused.
+    const err = (() => {
+      try {
+        checkMove(map, { shardId: shard0, from: n(2), to: n(4), epoch: 0 })
+      } catch (e) {
+        return e as KvError
+      }
+      return undefined
+    })()
+    expect(err?.code).toBe(ErrorCode.MoveRefused)
+    expect(err?.details?.field).toBe('to')
+    // Moving 1 (zone a) to 4 (zone a) or to 5 (zone d) is fine.
+    expect(checkMove(map, { shardId: shard0, from: n(1), to: n(4), epoch: 0 }).shardId).toBe(0)
+    expect(checkMove(map, { shardId: shard0, from: n(2), to: n(5), epoch: 0 }).shardId).toBe(0)
+  })
+})

@@ -25,8 +25,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { KvClient } from '../../../src/client/index.ts'
 import { ensureBuilt, freePort, repoRoot as helperRepoRoot, type ExitInfo } from './kvd.ts'
 
@@ -90,20 +89,9 @@ export interface Cluster {
   stop(options?: { readonly keepDir?: boolean }): Promise<number[]>
 }
 
-/**
- * The repository root. Not kvd.ts's `repoRoot`: that one is right only when the helpers run from
- * source (vitest); compiled into dist/test/integration/helpers (as the benchmarks are), it points
- * at dist/. Walking up to package.json is right in both places.
- */
-export const clusterRepoRoot = findRoot(dirname(fileURLToPath(import.meta.url)))
+/** The repository root (kvd.ts finds it: right from source and from dist/ alike). */
+export const clusterRepoRoot = helperRepoRoot
 const kvdBin = join(clusterRepoRoot, 'bin', 'kvd.js')
-
-function findRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir
-    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`)
-  }
-}
 
 const live = new Set<ChildProcess>()
 process.on('exit', () => {
@@ -125,8 +113,7 @@ interface NodePlan {
 export async function startCluster(options: StartClusterOptions): Promise<Cluster> {
   if (!Number.isSafeInteger(options.nodes) || options.nodes < 1 || options.nodes > nodesMax)
     throw new RangeError(`nodes must be 1..${nodesMax}, got ${options.nodes}`)
-  // From source, build dist/ when stale; compiled (a benchmark), dist/ is what is running.
-  if (clusterRepoRoot === helperRepoRoot) ensureBuilt()
+  ensureBuilt()
   if (!existsSync(join(clusterRepoRoot, 'dist', 'src', 'server', 'main.js')))
     throw new Error('kvd is not built: run npm run build')
   const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), 'ringkv-cluster-'))

@@ -19,11 +19,21 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-/** The repository root (this file lives in test/integration/helpers/). */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
+/**
+ * The repository root: the nearest folder above this file with a package.json (this file lives in
+ * test/integration/helpers/, or compiled in dist/test/integration/helpers/ for the benchmarks).
+ */
+export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)))
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir
+    if (dirname(dir) === dir) return resolve(from, '../../..')
+  }
+}
 const kvdBin = join(repoRoot, 'bin/kvd.js')
 const compiledMain = join(repoRoot, 'dist/src/server/main.js')
 
@@ -89,8 +99,11 @@ export async function freePort(): Promise<number> {
 let buildChecked = false
 
 /** Builds dist/ when the compiled server is missing or older than some source file. */
+/** True when these helpers run compiled (a benchmark under dist/): dist/ is then what runs. */
+const compiled = dirname(fileURLToPath(import.meta.url)).includes(`${sep}dist${sep}`)
+
 export function ensureBuilt(): void {
-  if (buildChecked || process.env['RINGKV_TEST_NO_BUILD'] === '1') return
+  if (buildChecked || compiled || process.env['RINGKV_TEST_NO_BUILD'] === '1') return
   buildChecked = true
   const builtMs = existsSync(compiledMain) ? statSync(compiledMain).mtimeMs : 0
   if (builtMs > 0 && newestMtimeMs(join(repoRoot, 'src')) <= builtMs) return

@@ -138,6 +138,21 @@ export const limits = {
   faultDelayMsMax: 60_000,
   /** Peers one node may hold faults for at once (bounds the fault table). */
   faultPeersMax: 64,
+  /**
+   * Highest Raft term a node accepts or reaches (2^48). Terms rise by one per election, so a
+   * legitimate cluster electing ten leaders a second needs some 900 years to get here; a term
+   * above it can only come from a buggy or hostile member, and is refused, never persisted. Far
+   * below 2^53, so `term + 1` is always exact.
+   */
+  raftTermMax: 2 ** 48,
+  /**
+   * How far one message may raise a node's term. Higher jumps are refused: a member cannot spend
+   * the term space in a few messages. A node that was away for this many elections cannot rejoin
+   * by itself (it says so in its log) and is rebuilt as a new replica.
+   */
+  raftTermJumpMax: 2 ** 20,
+  /** Highest Raft log index a node accepts in a message (2^48 entries: centuries of writes). */
+  raftIndexMax: 2 ** 48,
 } as const
 
 export type Limits = { -readonly [K in keyof typeof limits]: number }
@@ -184,6 +199,10 @@ assert(limits.snapshotChunkBytes + limits.snapshotChunkFramingBytesMax <= limits
 assert(limits.peerReconnectBackoffMsMin <= limits.peerReconnectBackoffMsMax)
 assert(limits.peerKeepaliveTimeoutMs <= limits.peerKeepaliveMs)
 assert(limits.faultDelayMsMax <= limits.snapshotSendMsMax)
+// Terms and indexes stay exact integers with room to count up; one jump is a sliver of the space.
+assert(limits.raftTermMax < Number.MAX_SAFE_INTEGER / 2)
+assert(limits.raftIndexMax < Number.MAX_SAFE_INTEGER / 2)
+assert(limits.raftTermJumpMax * 1024 <= limits.raftTermMax)
 
 /**
  * Returns `limits` with some values lowered. Raising a limit is a programmer error of the caller

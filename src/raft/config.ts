@@ -72,6 +72,15 @@ export interface RaftConfig {
   readonly readIndexPendingMax?: number
   /** Bytes of committed entries handed out per Ready (at least one entry is always handed out). */
   readonly committedBytesPerReadyMax?: number
+  /**
+   * Highest term this node accepts from a message or reaches by campaigning; may only tighten
+   * `limits.raftTermMax`. A stored term above it is recovered at start (see `Raft`).
+   */
+  readonly termMax?: number
+  /** How far one message may raise this node's term; may only tighten `limits.raftTermJumpMax`. */
+  readonly termJumpMax?: number
+  /** Highest log index a message may name; may only tighten `limits.raftIndexMax`. */
+  readonly indexMax?: number
   /** Tests only. */
   readonly testingFaults?: TestingFaults
 }
@@ -81,6 +90,13 @@ export interface RaftComponents {
   /** Election jitter comes only from here (STYLE.md 7.6). */
   readonly random: Random
   readonly logger: Logger
+  /**
+   * Whether the data of a normal entry is something the state machine can apply. A follower
+   * refuses an append carrying an entry that fails it, before anything is appended, so a buggy or
+   * hostile leader cannot plant an entry that stops every replica applying it. Pure and
+   * deterministic (a decode, no I/O). Default: every entry is acceptable.
+   */
+  readonly entryAcceptable?: (data: Uint8Array) => boolean
 }
 
 /** RaftConfig with every default filled in. */
@@ -103,6 +119,9 @@ export interface ResolvedConfig {
   readonly proposalBytesMax: number
   readonly readIndexPendingMax: number
   readonly committedBytesPerReadyMax: number
+  readonly termMax: number
+  readonly termJumpMax: number
+  readonly indexMax: number
   readonly grantVoteWithoutLogCheck: boolean
   readonly commitPreviousTermByCounting: boolean
 }
@@ -168,6 +187,9 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
       c.committedBytesPerReadyMax,
       limits.appendBytesMax,
     ),
+    termMax: tightened('termMax', c.termMax, limits.raftTermMax),
+    termJumpMax: tightened('termJumpMax', c.termJumpMax, limits.raftTermJumpMax),
+    indexMax: tightened('indexMax', c.indexMax, limits.raftIndexMax),
     grantVoteWithoutLogCheck: c.testingFaults?.grantVoteWithoutLogCheck ?? false,
     commitPreviousTermByCounting: c.testingFaults?.commitPreviousTermByCounting ?? false,
   }

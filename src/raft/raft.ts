@@ -63,6 +63,7 @@ export class Raft {
   readonly tracker = new ProgressTracker()
   private readonly random: Random
   private readonly logger: Logger
+  private readonly entryAcceptable: (data: Uint8Array) => boolean
 
   /** Invariant: never decreases. */
   term = 0 as Term
@@ -122,6 +123,7 @@ export class Raft {
     this.cfg = cfg
     this.random = components.random
     this.logger = components.logger
+    this.entryAcceptable = components.entryAcceptable ?? (() => true)
     this.log = new RaftLog(components.storage, this.logger)
     this.readOnly = new ReadOnly(cfg.readIndexPendingMax)
 
@@ -139,6 +141,7 @@ export class Raft {
       this.log.committed = hardState.commit
       this.term = hardState.term
       this.vote = hardState.vote
+      if (this.term > cfg.termMax) this.recoverAbsurdTerm()
     }
     if (cfg.applied !== null) {
       assert(cfg.applied <= this.log.committed, 'raft: applied beyond commit')
@@ -157,6 +160,32 @@ export class Raft {
         voters: this.tracker.voterIds(),
       },
       'raft node started',
+    )
+  }
+
+  /**
+   * A stored term above `termMax` can only have come from a buggy or hostile member (before
+   * terms were bounded): no legitimate election reaches it, and at 2^53 - 1 no election is
+   * possible at all. If no entry of such a term was ever accepted, every term this node took part
+   * in legitimately is at most its last entry's term plus the elections it voted in since without
+   * receiving an entry, which is far fewer than `termJumpMax / 2`. Lowering the term to
+   * `lastTerm + termJumpMax / 2` (with no vote) therefore reuses no term in which it voted or
+   * followed a leader, and keeps it within one jump of every live member, so it can rejoin. The
+   * lower hard state is persisted by the next Ready. With entries of an absurd term in the log
+   * there is no safe way back: the replica must be rebuilt from its peers.
+   */
+  private recoverAbsurdTerm(): void {
+    const stored = this.term
+    const lastTerm = this.log.lastTerm()
+    assert(
+      lastTerm <= this.cfg.termMax,
+      `raft: the log holds entries of term ${lastTerm}, above the term ceiling ${this.cfg.termMax}; rebuild this replica from its peers`,
+    )
+    this.term = Math.min(this.cfg.termMax, lastTerm + Math.floor(this.cfg.termJumpMax / 2)) as Term
+    this.vote = null
+    this.logger.warn(
+      { storedTerm: stored, term: this.term, lastTerm, termMax: this.cfg.termMax },
+      'stored term above the term ceiling: recovered to a safe term',
     )
   }
 
@@ -343,6 +372,15 @@ export class Raft {
       this.logger.warn({ term: this.term }, 'unapplied conf changes, not campaigning')
       return { ok: false, reason: 'conf-change-unapplied' }
     }
+    if (this.term >= this.cfg.termMax) {
+      // Unreachable for a recovered node (it starts below termMax) and for messages (refused
+      // above it); kept so that no path can ever encode a term past the ceiling.
+      this.logger.error(
+        { term: this.term, termMax: this.cfg.termMax },
+        'term ceiling reached, not campaigning',
+      )
+      return { ok: false, reason: 'term-exhausted' }
+    }
     if (this.cfg.preVote && !transfer) this.campaign('pre')
     else this.campaign(transfer ? 'transfer' : 'real')
     return { ok: true }
@@ -409,6 +447,14 @@ export class Raft {
   /** Handles one message from a peer. Terms first (§3.3), then the role's handler. */
   step(m: Message): StepResult {
     if (m.to !== this.id) return { ok: false, reason: 'not-addressed' }
+    if (m.term > this.cfg.termMax || m.term - this.term > this.cfg.termJumpMax) {
+      // Refused before anything changes: an absurd term is never adopted, so never persisted.
+      this.logger.warn(
+        { from: m.from, type: m.type, msgTerm: m.term, term: this.term },
+        'refused message: term beyond the ceiling or too far ahead',
+      )
+      return { ok: false, reason: 'term-absurd' }
+    }
     if (m.term > this.term) {
       if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
         // Leader stickiness (§4.2.3, §9.6): a node that heard from a leader within an election
@@ -489,13 +535,49 @@ export class Raft {
     }
   }
 
+  /**
+   * Election Safety (§3.6) allows one leader per term: once this follower knows it, leader-only
+   * messages of this term from anyone else are refused (a buggy or hostile member would otherwise
+   * overwrite the log, commit, or force elections in the leader's name).
+   */
+  private fromOtherThanLeader(m: Message): boolean {
+    if (this.leaderId === null || this.leaderId === m.from) return false
+    this.logger.warn(
+      { from: m.from, type: m.type, term: this.term, leaderId: this.leaderId },
+      'refused leader message from a node that is not the leader of this term',
+    )
+    return true
+  }
+
   private stepFollower(m: Message): StepResult {
     switch (m.type) {
       case 'MsgApp':
+      case 'MsgHeartbeat':
+      case 'MsgSnap':
+      case 'MsgReadIndexResp':
+        if (this.fromOtherThanLeader(m)) return { ok: false, reason: 'not-leader' }
+        break
+      case 'MsgTimeoutNow':
+        // §3.10: only the current leader hands its leadership over.
+        if (this.leaderId !== m.from) {
+          this.logger.warn(
+            { from: m.from, term: this.term, leaderId: this.leaderId },
+            'refused timeout-now from a node that is not the leader',
+          )
+          return { ok: false, reason: 'not-leader' }
+        }
+        break
+      default:
+        break
+    }
+    switch (m.type) {
+      case 'MsgApp': {
+        if (!this.appendAcceptable(m)) return { ok: false, reason: 'entry-unacceptable' }
         this.electionElapsed = 0
         this.leaderId = m.from
         this.handleAppend(m)
         return OK
+      }
       case 'MsgHeartbeat':
         this.electionElapsed = 0
         this.leaderId = m.from
@@ -538,6 +620,7 @@ export class Raft {
   private stepCandidate(m: Message): StepResult {
     switch (m.type) {
       case 'MsgApp':
+        if (!this.appendAcceptable(m)) return { ok: false, reason: 'entry-unacceptable' }
         this.becomeFollower(m.term, m.from)
         this.handleAppend(m)
         return OK
@@ -630,6 +713,27 @@ export class Raft {
 
   // -------------------------------------------------------------------------------------------
   // Follower side of replication.
+
+  /**
+   * Whether every entry of an append is one this node can apply: a normal entry the state machine
+   * accepts (`entryAcceptable`), a conf change that decodes. Checked before anything is appended.
+   */
+  private appendAcceptable(m: MsgApp): boolean {
+    for (const e of m.entries) {
+      const ok =
+        e.type === EntryType.ConfChange
+          ? decodeConfChange(e.data) !== null
+          : e.data.byteLength === 0 || this.entryAcceptable(e.data)
+      if (!ok) {
+        this.logger.warn(
+          { from: m.from, index: e.index, entryType: e.type, term: this.term },
+          'refused append: an entry does not decode',
+        )
+        return false
+      }
+    }
+    return true
+  }
 
   private handleAppend(m: MsgApp): void {
     const base = { type: 'MsgAppResp', from: this.id, to: m.from, term: this.term } as const
@@ -812,6 +916,14 @@ export class Raft {
         if (p.state === ProgressState.Replicate) p.becomeProbe()
         this.maybeSendAppend(m.from, false)
       }
+      return
+    }
+    if (m.index > this.log.lastIndex()) {
+      // A follower cannot hold what this leader never had: a buggy or hostile answer.
+      this.logger.warn(
+        { from: m.from, index: m.index, lastIndex: this.log.lastIndex() },
+        'ignored append answer beyond the last index',
+      )
       return
     }
     const wasPaused = p.isPaused()

@@ -3,7 +3,7 @@
  * raw_node.rs). Inputs are `tick`, `step` and the request methods; output is a `Ready`, which
  * the shell persists, sends and applies, then acknowledges with `advance`.
  */
-import { assert, isSafeUint } from '../common/index.ts'
+import { assert, isSafeUint as isSafeUintAny } from '../common/index.ts'
 import type { LogIndex, NodeId } from '../common/index.ts'
 import { resolveConfig } from './config.ts'
 import type { RaftComponents, RaftConfig, ResolvedConfig } from './config.ts'
@@ -27,9 +27,13 @@ function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit
 }
 
-/** Checks the shape of a message from the wire; a bad one is refused, never thrown on. */
-function wellFormed(m: Message): boolean {
+/**
+ * Checks the shape of a message from the wire; a bad one is refused, never thrown on. Every
+ * index it names is at most `indexMax` (terms are bounded by `Raft.step`, which knows its own).
+ */
+function wellFormed(m: Message, indexMax: number): boolean {
   if (typeof m !== 'object' || m === null) return false
+  const isSafeUint = (n: unknown): n is number => isSafeUintAny(n) && n <= indexMax
   if (!messageTypes.includes(m.type)) return false
   if (!isSafeUint(m.from) || m.from === 0 || !isSafeUint(m.to) || m.to === 0 || !isSafeUint(m.term))
     return false
@@ -108,7 +112,7 @@ export class RawNode {
    * from a stale term, from an unknown peer, or malformed come back as `{ ok: false, reason }`.
    */
   step(m: Message): StepResult {
-    if (!wellFormed(m)) return { ok: false, reason: 'malformed' }
+    if (!wellFormed(m, this.config.indexMax)) return { ok: false, reason: 'malformed' }
     if (m.from === this.raft.id) return { ok: false, reason: 'malformed' }
     return this.raft.step(m)
   }

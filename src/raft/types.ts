@@ -66,7 +66,17 @@ export interface Ready {
 }
 
 /** Why `step` did not take a message. Peer input never throws. */
-export type StepRejection = 'stale-term' | 'peer-unknown' | 'malformed' | 'not-addressed'
+export type StepRejection =
+  | 'stale-term'
+  | 'peer-unknown'
+  | 'malformed'
+  | 'not-addressed'
+  /** The term is above `termMax` or more than `termJumpMax` ahead of ours: never adopted. */
+  | 'term-absurd'
+  /** A leader-only message (append, heartbeat, snapshot, timeout-now, read answer) not from the known leader. */
+  | 'not-leader'
+  /** An append carrying an entry the state machine could not apply; nothing was appended. */
+  | 'entry-unacceptable'
 export type StepResult = { readonly ok: true } | { readonly ok: false; readonly reason: StepRejection }
 
 /** The answer to `propose` and `proposeConfChange`. On success, the entry's position. */
@@ -107,7 +117,10 @@ export type TransferResult =
 /** The answer to `campaign`. */
 export type CampaignResult =
   | { readonly ok: true }
-  | { readonly ok: false; readonly reason: 'not-promotable' | 'already-leader' | 'conf-change-unapplied' }
+  | {
+      readonly ok: false
+      readonly reason: 'not-promotable' | 'already-leader' | 'conf-change-unapplied' | 'term-exhausted'
+    }
 
 /** Progress of one peer as seen by the leader (for status and tests). */
 export interface ProgressStatus {

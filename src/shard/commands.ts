@@ -11,11 +11,14 @@
  *   flags bit 0: the exactly-once tag is present;   opFlags bit 0: expectedVersion is present.
  *
  * Format 2 added firstIncompleteSeq to the tag; format 1 was never deployed and is not read.
- * Commands are written only by us and validated before they are encoded; a command that does not
- * decode is corruption of the log (an assertion, STYLE.md 7.4).
+ * Commands are written only by us and validated before they are encoded. An entry that arrives in
+ * an append from a peer is checked with `commandAcceptable` (validate.ts) before it is appended (a buggy or hostile
+ * leader cannot plant one that no replica can apply); a command in our own log that does not decode
+ * is then corruption of the log (an assertion, STYLE.md 7.4).
  */
 import { assert, unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter } from '../storage/index.ts'
+import type { MalformedHandler } from '../storage/index.ts'
 import type { BatchOp } from './api.ts'
 
 export const commandFormat = 2
@@ -61,15 +64,24 @@ function writeOp(w: ByteWriter, op: BatchOp): void {
   if (op.kind === 'put') w.bytes(op.value)
 }
 
-function readOp(r: ByteReader): BatchOp {
+/** Thrown by `commandDecodes`' reader; never escapes this file. */
+class Malformed extends Error {}
+const throwMalformed: MalformedHandler = (message) => {
+  throw new Malformed(message)
+}
+const failStop: MalformedHandler = (message) => {
+  assert(false, message)
+}
+
+function readOp(r: ByteReader, malformed: MalformedHandler): BatchOp {
   const kind = r.u8()
   const flags = r.u8()
-  assert((flags & ~opFlagExpected) === 0, 'corrupt command: unknown op flags')
+  if ((flags & ~opFlagExpected) !== 0) malformed('corrupt command: unknown op flags')
   const expectedVersion = (flags & opFlagExpected) !== 0 ? r.uvarint() : undefined
   const key = r.bytes()
   const withVersion = expectedVersion === undefined ? {} : { expectedVersion }
   if (kind === OpKind.put) return { kind: 'put', key, value: r.bytes(), ...withVersion }
-  assert(kind === OpKind.delete, 'corrupt command: unknown op kind')
+  if (kind !== OpKind.delete) malformed('corrupt command: unknown op kind')
   return { kind: 'delete', key, ...withVersion }
 }
 
@@ -99,22 +111,40 @@ export function encodeCommand(command: Command): Uint8Array {
 }
 
 export function decodeCommand(bytes: Uint8Array): Command {
-  const r = new ByteReader(bytes, 0, 'command')
-  assert(r.u8() === commandFormat, 'corrupt command: unknown format')
+  return readCommand(bytes, failStop)
+}
+
+/**
+ * Decodes bytes that may be anything (an entry in a peer's append): the command, or null when
+ * they do not decode. Never throws. See `commandAcceptable` (validate.ts) for the whole check.
+ */
+export function tryDecodeCommand(bytes: Uint8Array): Command | null {
+  try {
+    return readCommand(bytes, throwMalformed)
+  } catch (err) {
+    if (err instanceof Malformed) return null
+    throw err
+  }
+}
+
+function readCommand(bytes: Uint8Array, malformed: MalformedHandler): Command {
+  const r = new ByteReader(bytes, 0, 'command', malformed)
+  if (r.u8() !== commandFormat) malformed('corrupt command: unknown format')
   const kind = r.u8()
   const flags = r.u8()
-  assert((flags & ~flagTag) === 0, 'corrupt command: unknown flags')
+  if ((flags & ~flagTag) !== 0) malformed('corrupt command: unknown flags')
   let tag: ClientTag | undefined
   if ((flags & flagTag) !== 0) {
-    let clientId: string
+    let clientId = ''
     try {
       clientId = decoder.decode(r.bytes())
-    } catch {
-      assert(false, 'corrupt command: client id is not UTF-8')
+    } catch (err) {
+      if (err instanceof Malformed) throw err
+      malformed('corrupt command: client id is not UTF-8')
     }
     const seq = r.uvarint()
     const firstIncompleteSeq = r.uvarint()
-    assert(firstIncompleteSeq <= seq, 'corrupt command: firstIncompleteSeq above seq')
+    if (firstIncompleteSeq > seq) malformed('corrupt command: firstIncompleteSeq above seq')
     tag = { clientId, seq, firstIncompleteSeq }
   }
   const withTag = tag === undefined ? {} : { tag }
@@ -122,11 +152,12 @@ export function decodeCommand(bytes: Uint8Array): Command {
   if (kind === Kind.batch) {
     const count = r.uvarint()
     const ops: BatchOp[] = []
-    for (let i = 0; i < count; i++) ops.push(readOp(r))
+    if (count > bytes.length) malformed('corrupt command: op count beyond its bytes')
+    for (let i = 0; i < count; i++) ops.push(readOp(r, malformed))
     command = { kind: 'batch', ops, ...withTag }
   } else {
-    const op = readOp(r)
-    assert(Kind[op.kind] === kind, 'corrupt command: kind and op disagree')
+    const op = readOp(r, malformed)
+    if (Kind[op.kind] !== kind) malformed('corrupt command: kind and op disagree')
     command = { ...op, ...withTag }
   }
   r.end()

@@ -30,6 +30,7 @@ import {
   ErrorCode,
   KvError,
   assert,
+  limits,
   type Clock,
   type Limits,
   type LogIndex,
@@ -65,6 +66,7 @@ import type { ApplyResult } from './dedup.ts'
 import { encodeDescriptor, type ShardDescriptorRecord } from './descriptor.ts'
 import { changeDone, isJointConf, membersOf, planConfChange, type ReplicaChange } from './replica-change.ts'
 import { resultOfOutcome } from './replica-common.ts'
+import { commandAcceptable } from './validate.ts'
 import {
   encodeAppliedIndex,
   type KvStateMachine,
@@ -307,7 +309,13 @@ export class RaftGroup {
     this.durable = this.machine.appliedIndex
     this.raw = new RawNode(
       { ...init.raft, id: init.nodeId, applied: this.machine.appliedIndex },
-      { storage: this.store, random: components.random, logger: this.log },
+      {
+        storage: this.store,
+        random: components.random,
+        logger: this.log,
+        // The absolute limits, not this node's tightened ones: what any member may have accepted.
+        entryAcceptable: (data) => commandAcceptable(data, limits),
+      },
     )
     this.refreshSoftState()
   }

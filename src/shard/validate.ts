@@ -12,7 +12,7 @@ import {
   type ScanArgs,
   type WriteOptions,
 } from './api.ts'
-import type { ClientTag, Command } from './commands.ts'
+import { tryDecodeCommand, type ClientTag, type Command } from './commands.ts'
 
 const readLevels: ReadonlySet<unknown> = new Set(Object.values(ReadLevel))
 const writeLevels: ReadonlySet<unknown> = new Set(Object.values(WriteLevel))
@@ -142,4 +142,24 @@ export function validateScanArgs(args: ScanArgs, limits: Readonly<Limits>): void
 export function validateCommand(command: Command, limits: Readonly<Limits>): void {
   if (command.kind === 'batch') validateBatchOps(command.ops, limits)
   else validateBatchOps([command], limits)
+}
+
+/**
+ * Whether `data` is a command this replica can apply: it decodes, and it holds what the write path
+ * would have let through (keys, values, batch bounds, the exactly-once tag). A follower checks each
+ * normal entry of an append with this before appending it (RaftComponents.entryAcceptable), so an
+ * entry from a buggy or hostile leader can never stop a replica at apply time. Never throws.
+ */
+export function commandAcceptable(data: Uint8Array, limits: Readonly<Limits>): boolean {
+  const command = tryDecodeCommand(data)
+  if (command === null) return false
+  try {
+    validateCommand(command, limits)
+    if (command.tag !== undefined)
+      validateWriteOptions({ level: WriteLevel.Majority, ...command.tag }, limits)
+    return true
+  } catch (err) {
+    if (err instanceof KvError) return false
+    throw err
+  }
 }

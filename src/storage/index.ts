@@ -48,6 +48,7 @@ export {
   keySuccessor,
   toHex,
   bytesKey,
+  type MalformedHandler,
 } from './bytes.ts'
 export { abortError, throwIfAborted, closedError } from './abort.ts'
 export { loadHasher } from './hasher-load.ts'

@@ -47,6 +47,8 @@ interface EnvNode {
   storage: MemoryLogStorage
   config: RaftConfig
   applied: Entry[]
+  /** Normal entries whose data starts with this are not acceptable to the state machine. */
+  refusePrefix: string | null
 }
 
 export class InteractionEnv {
@@ -108,6 +110,7 @@ export class InteractionEnv {
       //   restart-fence=false
       //   max-proposal-bytes=100 max-inflight=2 max-entries=1 max-bytes=100
       //   fault=grantVoteWithoutLogCheck,commitPreviousTermByCounting
+      //   term-max=1000 term-jump-max=100 refuse-entry-prefix=bad
       case 'add-nodes':
         return this.addNodes(d)
       // campaign 1
@@ -217,6 +220,21 @@ export class InteractionEnv {
       case 'applied':
         for (const e of this.node(this.id(d, 0)).applied) this.print(describeEntry(e))
         return
+      // inject MsgHeartbeat from=3 to=1 term=5 commit=2
+      // inject MsgApp from=3 to=1 term=5 index=2 log-term=1 commit=2 entries=(a,b)
+      // inject MsgAppResp from=2 to=1 term=5 index=99
+      // inject MsgTimeoutNow from=3 to=1 term=5
+      //   puts a message as a (buggy or hostile) member would send it into the mailbox
+      case 'inject':
+        return this.inject(d)
+      // set-hard-state 1 term=9007199254740991: writes node 1's stored hard state as a disk
+      //   written before terms were bounded might hold it (restart to load it)
+      case 'set-hard-state': {
+        const n = this.node(this.id(d, 0))
+        const hs = n.storage.initialState().hardState
+        n.storage.setHardState({ ...hs, term: Number(d.kv.get('term') ?? hs.term) as never })
+        return
+      }
       // log-level none|info|debug
       case 'log-level':
         this.level = (d.args[0] ?? 'info') as LogLevel
@@ -267,6 +285,8 @@ export class InteractionEnv {
       inflightAppendsMax: num('max-inflight'),
       appendEntriesMax: num('max-entries'),
       appendBytesMax: num('max-bytes'),
+      termMax: num('term-max'),
+      termJumpMax: num('term-jump-max'),
       testingFaults: {
         grantVoteWithoutLogCheck: faults.includes('grantVoteWithoutLogCheck'),
         commitPreviousTermByCounting: faults.includes('commitPreviousTermByCounting'),
@@ -282,8 +302,9 @@ export class InteractionEnv {
       const cfg: RaftConfig = Object.fromEntries(
         Object.entries({ id, ...config }).filter(([, v]) => v !== undefined),
       ) as unknown as RaftConfig
-      const raw = new RawNode(cfg, { storage, random: zeroRandom, logger: this.logger(id) })
-      this.nodes.set(id, { raw, storage, config: cfg, applied: [] })
+      const refusePrefix = d.kv.get('refuse-entry-prefix') ?? null
+      const raw = new RawNode(cfg, this.components(id, storage, refusePrefix))
+      this.nodes.set(id, { raw, storage, config: cfg, applied: [], refusePrefix })
     }
   }
 
@@ -429,10 +450,75 @@ export class InteractionEnv {
     }
   }
 
+  private components(
+    id: NodeId,
+    storage: MemoryLogStorage,
+    refusePrefix: string | null,
+  ): ConstructorParameters<typeof RawNode>[1] {
+    const base = { storage, random: zeroRandom, logger: this.logger(id) }
+    if (refusePrefix === null) return base
+    const prefix = this.bytes(refusePrefix)
+    const refused = (data: Uint8Array): boolean =>
+      data.byteLength >= prefix.byteLength && prefix.every((b, i) => data[i] === b)
+    return { ...base, entryAcceptable: (data) => !refused(data) }
+  }
+
+  private inject(d: Directive): void {
+    const type = d.args[0]
+    const num = (k: string): number => {
+      const v = d.kv.get(k)
+      if (v === undefined) throw new Error(`line ${d.line}: inject needs ${k}=`)
+      return Number(v)
+    }
+    const base = { from: NodeId(num('from')), to: NodeId(num('to')), term: num('term') as never }
+    let m: Message
+    switch (type) {
+      case 'MsgHeartbeat':
+        m = { type, ...base, commit: num('commit') as never, round: 0 }
+        break
+      case 'MsgTimeoutNow':
+        m = { type, ...base }
+        break
+      case 'MsgAppResp':
+        m = {
+          type,
+          ...base,
+          index: num('index') as never,
+          reject: false,
+          rejectHint: 0 as never,
+          logTerm: 0 as never,
+        }
+        break
+      case 'MsgApp': {
+        const index = num('index')
+        const data = (d.kv.get('entries') ?? '()').replace(/^\(/, '').replace(/\)$/, '')
+        const entries: Entry[] = (data === '' ? [] : data.split(',')).map((x, i) => ({
+          term: base.term,
+          index: (index + 1 + i) as LogIndex,
+          type: 'normal' as Entry['type'],
+          data: this.bytes(x),
+        }))
+        m = {
+          type,
+          ...base,
+          index: index as LogIndex,
+          logTerm: num('log-term') as never,
+          commit: num('commit') as never,
+          entries,
+        }
+        break
+      }
+      default:
+        throw new Error(`line ${d.line}: inject cannot build ${type}`)
+    }
+    this.print(`injected: ${describeMessage(m)}`)
+    this.mailbox.push(m)
+  }
+
   private restart(id: NodeId): void {
     const n = this.node(id)
     // Undelivered messages from the crashed incarnation may still arrive; keep them.
-    const raw = new RawNode(n.config, { storage: n.storage, random: zeroRandom, logger: this.logger(id) })
+    const raw = new RawNode(n.config, this.components(id, n.storage, n.refusePrefix))
     n.raw = raw
     n.applied = []
   }

@@ -1,7 +1,14 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { AssertionError } from '../../../src/common/index.ts'
-import { commandFormat, decodeCommand, encodeCommand, type Command } from '../../../src/shard/commands.ts'
+import { AssertionError, limits } from '../../../src/common/index.ts'
+import {
+  commandFormat,
+  decodeCommand,
+  encodeCommand,
+  tryDecodeCommand,
+  type Command,
+} from '../../../src/shard/commands.ts'
+import { commandAcceptable } from '../../../src/shard/validate.ts'
 
 const key = fc.uint8Array({ minLength: 1, maxLength: 20 })
 const expected = fc.option(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { nil: undefined })
@@ -66,5 +73,50 @@ describe('shard/commands', () => {
     const badKind = good.slice()
     badKind[1] = 9
     expect(() => decodeCommand(badKind)).toThrow(AssertionError)
+  })
+
+  it('says whether bytes from a peer are an acceptable command, never throwing', () => {
+    fc.assert(
+      fc.property(command, (c) => {
+        const bytes = encodeCommand(c)
+        expect(tryDecodeCommand(bytes)).toEqual(c)
+        expect(commandAcceptable(bytes, limits)).toBe(true)
+      }),
+    )
+    // Arbitrary bytes, and every truncation or single-byte change of a good command.
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        const accepted = commandAcceptable(bytes, limits)
+        expect(accepted).toBe(tryDecodeCommand(bytes) !== null && accepted)
+      }),
+    )
+    fc.assert(
+      fc.property(command, fc.nat(), fc.integer({ min: 0, max: 255 }), (c, at, byte) => {
+        const bytes = encodeCommand(c).slice()
+        const i = at % bytes.length
+        bytes[i] = byte
+        const decoded = tryDecodeCommand(bytes)
+        if (decoded === null) expect(commandAcceptable(bytes, limits)).toBe(false)
+        expect(tryDecodeCommand(bytes.subarray(0, i))).toBeNull()
+      }),
+    )
+  })
+
+  it('refuses commands that decode but that no write path would have let through', () => {
+    const accepts = (c: Command): boolean => commandAcceptable(encodeCommand(c), limits)
+    expect(accepts({ kind: 'delete', key: new Uint8Array(0) })).toBe(false)
+    expect(accepts({ kind: 'delete', key: new Uint8Array(limits.keyBytesMax + 1) })).toBe(false)
+    expect(accepts({ kind: 'batch', ops: [] })).toBe(false)
+    const longId = 'x'.repeat(limits.clientIdBytesMax + 1)
+    expect(
+      accepts({
+        kind: 'delete',
+        key: Uint8Array.of(1),
+        tag: { clientId: longId, seq: 1, firstIncompleteSeq: 1 },
+      }),
+    ).toBe(false)
+    // A batch that claims more ops than it has bytes is refused without allocating them.
+    const huge = Uint8Array.of(commandFormat, 3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f)
+    expect(tryDecodeCommand(huge)).toBeNull()
   })
 })

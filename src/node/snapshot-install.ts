@@ -10,8 +10,10 @@
  *      serving, stepping and ticking) and records the replica as `installing`, durably;
  *   3. clear the shard's ranges in bounded chunks (leftovers of an older state or a cut install);
  *   4. write every frame of entries as it arrives, each key checked to lie in the shard's ranges
- *      (a peer's bytes are hostile until checked), unsynced;
- *   5. load the state machine (applied index, dedup table, descriptor) from what was written;
+ *      and each user value to decode (a peer's bytes are hostile until checked), unsynced;
+ *   5. load the state machine (applied index, dedup table, descriptor) from what was written: the
+ *      loaders fail stop on malformed records, which here came from the peer, so their assertion
+ *      refuses the stream instead of stopping the node;
  *   6. `end`: the loop steps the MsgSnap; the Ready that restores it writes the log, the
  *      configuration, the applied index and the record `active` in one synced batch: only then
  *      is the snapshot visible to Raft and to readers.
@@ -20,10 +22,17 @@
  * forgotten, its term and vote kept) so that its leader sends a new snapshot. A crash between 2
  * and 6 leaves the record `installing`, which the next start resets the same way.
  */
-import { ErrorCode, KvError, type NodeId, type ShardId } from '../common/index.ts'
+import { AssertionError, ErrorCode, KvError, type NodeId, type ShardId } from '../common/index.ts'
 import type { MsgSnap } from '../raft/index.ts'
 import type { InstalledSnapshot } from '../shard/index.ts'
-import { compareBytes, type Engine, type KeyRange } from '../storage/index.ts'
+import {
+  compareBytes,
+  decodeValueRecord,
+  isDataKey,
+  shardDataRange,
+  type Engine,
+  type KeyRange,
+} from '../storage/index.ts'
 import { decodeSnapshotEntries, decodeSnapshotPrelude, SnapshotFrameReader } from './peer-payload.ts'
 import type { SnapshotHeader } from './transport.ts'
 
@@ -137,6 +146,8 @@ async function fill(
       for (const [key, value] of entries) {
         if (!ticket.ranges.some((r) => inRange(key, r)))
           throw malformed(`snapshot key outside shard ${ticket.shardId}`)
+        if (isDataKey(key) || inRange(key, shardDataRange(ticket.shardId)))
+          fromPeer(() => decodeValueRecord(value), 'a value record does not decode')
         batch.put(key, value)
         ticket.bytes += key.length + value.length
       }
@@ -152,7 +163,13 @@ async function fill(
     frames.end()
     signal.throwIfAborted()
     // 5, 6. Load and make it visible.
-    const installed = await port.load(ticket)
+    let installed: InstalledSnapshot
+    try {
+      installed = await port.load(ticket)
+    } catch (err) {
+      if (err instanceof AssertionError) throw malformed(`its records do not load: ${err.message}`)
+      throw err
+    }
     signal.throwIfAborted()
     await port.end(ticket, installed)
   } catch (err) {
@@ -175,6 +192,16 @@ function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
 
 function inRange(key: Uint8Array, range: KeyRange): boolean {
   return compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
+}
+
+/** Runs a fail-stop decoder over a peer's bytes: its assertion refuses the stream. */
+function fromPeer(decode: () => unknown, why: string): void {
+  try {
+    decode()
+  } catch (err) {
+    if (err instanceof AssertionError) throw malformed(why)
+    throw err
+  }
 }
 
 function malformed(why: string): KvError {

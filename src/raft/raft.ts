@@ -455,6 +455,8 @@ export class Raft {
       )
       return { ok: false, reason: 'term-absurd' }
     }
+    // Before the term is looked at: a refused append must not make its sender our leader.
+    if (m.type === 'MsgApp' && !this.appendAcceptable(m)) return { ok: false, reason: 'entry-unacceptable' }
     if (m.term > this.term) {
       if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
         // Leader stickiness (§4.2.3, §9.6): a node that heard from a leader within an election
@@ -571,13 +573,11 @@ export class Raft {
         break
     }
     switch (m.type) {
-      case 'MsgApp': {
-        if (!this.appendAcceptable(m)) return { ok: false, reason: 'entry-unacceptable' }
+      case 'MsgApp':
         this.electionElapsed = 0
         this.leaderId = m.from
         this.handleAppend(m)
         return OK
-      }
       case 'MsgHeartbeat':
         this.electionElapsed = 0
         this.leaderId = m.from
@@ -620,7 +620,6 @@ export class Raft {
   private stepCandidate(m: Message): StepResult {
     switch (m.type) {
       case 'MsgApp':
-        if (!this.appendAcceptable(m)) return { ok: false, reason: 'entry-unacceptable' }
         this.becomeFollower(m.term, m.from)
         this.handleAppend(m)
         return OK

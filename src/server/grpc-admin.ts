@@ -76,8 +76,8 @@ export interface AdminServiceComponents {
   readonly faults?: () => FaultTarget | undefined
 }
 
-/** What InjectFault needs of the peer transport. */
-export type FaultTarget = Pick<PeerTransport, 'setFault' | 'faults'>
+/** What InjectFault needs of the peer transport (its stats name the peers it knows: the members). */
+export type FaultTarget = Pick<PeerTransport, 'setFault' | 'faults' | 'stats'>
 
 /** Leader reports in one heartbeat: more than any node leads. */
 export const heartbeatLeadersMax = 65_536
@@ -342,6 +342,7 @@ function checkFaultRequest(request: InjectFaultRequest, self: number, target: Fa
   const ids = peers as NodeId[]
   if (request.clear) {
     if (request.drop || request.delayMs > 0) throw invalid('clear', 'clear takes no drop or delay_ms')
+    checkMembers(ids, target, target.faults())
     return { kind: 'clear', peers: ids.length > 0 ? ids : undefined }
   }
   if (request.delayMs > limits.faultDelayMsMax)
@@ -360,5 +361,18 @@ function checkFaultRequest(request: InjectFaultRequest, self: number, target: Fa
       `faults may be held for at most ${limits.faultPeersMax} peers`,
       limits.faultPeersMax,
     )
+  checkMembers(ids, target)
   return { kind: 'set', peers: ids, fault: { drop: request.drop, delayMs: request.delayMs } }
+}
+
+/** Every named peer is a member this node knows (or, to clear, one it holds a fault for). */
+function checkMembers(
+  ids: readonly NodeId[],
+  target: FaultTarget,
+  inForce?: ReadonlyMap<NodeId, unknown>,
+): void {
+  const known = new Set(target.stats().peers.map((p) => p.peer))
+  const unknown = ids.filter((id) => !known.has(id) && inForce?.has(id) !== true)
+  if (unknown.length > 0)
+    throw invalid('peers', `not a member of this cluster: node ${unknown.join(', node ')}`)
 }

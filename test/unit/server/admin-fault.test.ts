@@ -29,6 +29,8 @@ async function startAdmin(allowFaultInjection: boolean): Promise<Node> {
     { nodeId: NodeId(1) },
     { clock, random: new SeededRandom(1), logger: silentLogger },
   )
+  // The members this node knows (never dialled successfully: nothing listens on port 1).
+  transport.setPeers(new Map([2, 3, 4].map((id) => [NodeId(id), '127.0.0.1:1'])))
   const server = new Server()
   server.addService(
     adminServiceDefinition,
@@ -128,6 +130,9 @@ describe('server/admin InjectFault', () => {
       [{ peers: [2] }, 'drop'], // neither drop nor delay
       [{ peers: [2], delayMs: limits.faultDelayMsMax + 1 }, 'delay_ms'],
       [{ clear: true, drop: true }, 'clear'],
+      [{ peers: [9], drop: true }, 'peers'], // not a member
+      [{ peers: [2, 9], delayMs: 5 }, 'peers'], // one of them not a member: nothing is set
+      [{ peers: [9], clear: true }, 'peers'],
     ]
     for (const [request, field] of cases) {
       const err = await failure(injectFault(node.address, request))

@@ -56,10 +56,39 @@ export const limits = {
   batchOpsMax: 1024,
   /** Bytes of keys and values in one Batch call: one maximal op fits, and the whole batch fits one proposal. */
   batchBytesMax: 1024 * 1024 + 4 * 1024,
+  /**
+   * Bytes of values one BatchGet or Multi answer may carry: one gRPC message less room for its
+   * framing and receipts. A BatchGet whose values exceed it is answered OVERLOADED (with this
+   * limit); a Multi answers the gets that overflow it OVERLOADED, op by op.
+   */
+  answerBytesMax: 4 * 1024 * 1024 - 64 * 1024,
+  /**
+   * Distinct keys one BatchGet reads from a shard at once. The values read so far are counted
+   * against answerBytesMax between reads, so a BatchGet naming large values is refused after
+   * reading at most this many more of them, not after reading every one (a 10 KB request could
+   * otherwise make a node read a GiB).
+   */
+  batchGetReadKeysMax: 8,
   /** Entries one Scan call may ask for; a scan streams in pages of at most this many. */
   scanLimitMax: 10_000,
   /** Entries a scan sends per stream message. */
   scanPageEntriesMax: 256,
+  /** Bytes of one scan page (stream message): entries up to this, or one larger entry alone. */
+  scanPageBytesMax: 1024 * 1024,
+  /**
+   * Bytes one server stream (Scan) may have written and not yet taken by its connection; then it
+   * waits for its reader (server/stream-budget.ts). Two maximal pages, so the next page is ready
+   * while one is on its way.
+   */
+  streamUnsentBytesMax: 2 * (1024 * 1024 + 8 * 1024),
+  /** The same across all streams of one client (principal): one client cannot take the node's share. */
+  principalUnsentBytesMax: 32 * 1024 * 1024,
+  /** The same across every stream of the node. */
+  nodeUnsentBytesMax: 256 * 1024 * 1024,
+  /** Server streams open at once on one client connection; beyond: OVERLOADED. */
+  streamsPerConnectionMax: 64,
+  /** Server streams open at once for one client (principal); beyond: OVERLOADED. */
+  streamsPerPrincipalMax: 256,
   /** Requests one node serves at once before answering OVERLOADED. */
   requestsInFlightMax: 4096,
   /** Rebalancer moves running at once. */
@@ -177,6 +206,19 @@ assert(limits.clientIdBytesMax <= 0xff)
 // A client with a full window of writes still fits its results in one shard's queue of writes.
 assert(limits.dedupResultsPerClientMax <= limits.replicaWriteQueueMax)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
+// One maximal value always fits an answer; an answer fits one gRPC message with room for framing.
+assert(limits.answerBytesMax >= limits.valueBytesMax + limits.keyBytesMax)
+assert(limits.answerBytesMax + 64 * 1024 <= limits.grpcMessageBytesMax)
+assert(limits.batchGetReadKeysMax <= limits.batchOpsMax)
+// Stream budgets: two maximal pages fit one stream's budget (a page of one maximal entry included),
+// a stream's budget fits its client's, a client's fits the node's, and a page fits a gRPC message.
+assert(limits.streamUnsentBytesMax >= 2 * limits.scanPageBytesMax)
+assert(limits.streamUnsentBytesMax >= limits.valueBytesMax + limits.keyBytesMax + 1024)
+assert(limits.streamUnsentBytesMax <= limits.principalUnsentBytesMax)
+assert(limits.principalUnsentBytesMax <= limits.nodeUnsentBytesMax)
+assert(limits.scanPageBytesMax + 64 * 1024 <= limits.grpcMessageBytesMax)
+assert(limits.streamsPerConnectionMax <= limits.streamsPerPrincipalMax)
+assert(limits.streamsPerPrincipalMax <= limits.requestsInFlightMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
 assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)

@@ -20,7 +20,7 @@ import type {
   ServerUnaryCall,
   ServerWritableStream,
 } from '@grpc/grpc-js'
-import { AssertionError } from '../common/assert.ts'
+import { AssertionError, assert } from '../common/assert.ts'
 import { DeadlineError, type Clock, type TimerHandle } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { Limits } from '../common/limits.ts'
@@ -61,10 +61,11 @@ import {
   type Need,
   type Router,
 } from '../router/index.ts'
-import type { BatchOp, Receipt, ReadLevel, Replica, ScanPosition } from '../shard/index.ts'
+import type { BatchOp, Receipt, ReadLevel, Replica, ScanEntry, ScanPosition } from '../shard/index.ts'
 import { decodeCursor, encodeCursor } from './cursor.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
+import { StreamBudgets, type StreamWriter } from './stream-budget.ts'
 import type { KvdMetrics } from './http.ts'
 import { asKvError, internalStatus, metadataKeys, okCode, toOpError, toStatus } from './status.ts'
 import {
@@ -94,6 +95,11 @@ export interface KvServiceComponents {
   readonly clusterId: Uint8Array
   /** Called with a broken invariant (AssertionError) met while serving; must not return normally. */
   readonly onFatal: (err: AssertionError) => void
+  /**
+   * Who is calling, for per-client limits (stream counts and bytes: stream-budget.ts). Default:
+   * 'anonymous' (no authentication: every client shares one allowance).
+   */
+  readonly principalOf?: (call: ServerWritableStream<unknown, unknown>) => string
 }
 
 /** KvService with request decoding that turns garbage into INVALID_ARGUMENT (decode.ts). */
@@ -168,6 +174,8 @@ const scanPageReserveBytes = 64 * 1024
 export function createKvService(components: KvServiceComponents): KvServiceServer {
   const { router, forwarder, limits, clock, metrics, gate, hasher, clusterId } = components
   const log = components.logger
+  const principalOf = components.principalOf ?? ((): string => 'anonymous')
+  const streams = new StreamBudgets(limits)
 
   /** The shard owning `key` (any bytes: validation comes after routing). */
   const shardOf = (key: Uint8Array | undefined): ShardRecord =>
@@ -433,6 +441,18 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     ctx.consistency = read.level
     if (byShard.size === 1) router.checkHint([...byShard.keys()][0]!, request.options?.route)
     const found: (VersionedValueLike | null)[] = keys.map(() => null)
+    // The answer's value bytes, counted as parts and reads come in (BatchGet has no per-key error:
+    // the whole call is OVERLOADED, with the limit, once they pass answerBytesMax).
+    let answerBytes = 0
+    const countAnswer = (bytes: number): void => {
+      answerBytes += bytes
+      if (answerBytes > limits.answerBytesMax)
+        throw new KvError(
+          ErrorCode.Overloaded,
+          `the values asked for exceed what one answer carries (${limits.answerBytesMax} bytes); ask for fewer keys`,
+          { details: { limit: limits.answerBytesMax } },
+        )
+    }
     const receipts = await Promise.all(
       [...byShard.entries()].map(async ([shard, positions]) => {
         const { read: shardRead } = checkBatchGet(request, limits, shard.shardId)
@@ -441,13 +461,40 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
           needOfRead(shardRead.level),
           ctx,
           async (replica) => {
-            const got = await replica.getMany(
-              positions.map((p) => keys[p]!),
-              { ...shardRead, signal: ctx.signal },
-            )
+            // Each distinct key is read once, a few at a time, counting the answer between reads.
+            const wanted = new Map<string, { key: Uint8Array; times: number }>()
+            for (const p of positions) {
+              const k = keys[p]!
+              const id = Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1')
+              const w = wanted.get(id)
+              if (w === undefined) wanted.set(id, { key: k, times: 1 })
+              else w.times++
+            }
+            const distinct = [...wanted.entries()]
+            const values = new Map<string, VersionedValueLike | null>()
+            let receipt: Receipt | undefined
+            for (let i = 0; i < distinct.length; i += limits.batchGetReadKeysMax) {
+              const chunk = distinct.slice(i, i + limits.batchGetReadKeysMax)
+              const got = await replica.getMany(
+                chunk.map(([, w]) => w.key),
+                { ...shardRead, signal: ctx.signal },
+              )
+              receipt = got.receipt
+              for (const [j, [id, w]] of chunk.entries()) {
+                const v = got.found[j] ?? null
+                values.set(id, v)
+                if (v !== null) countAnswer(v.value.length * w.times)
+              }
+            }
+            assert(receipt !== undefined, 'a shard part of a BatchGet without keys')
             return {
-              found: got.found as readonly (VersionedValueLike | null)[],
-              receipt: toProtoReceipt(got.receipt),
+              found: positions.map((p) => {
+                const k = keys[p]!
+                return (
+                  values.get(Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1')) ?? null
+                )
+              }),
+              receipt: toProtoReceipt(receipt),
             }
           },
           async (address) => {
@@ -460,6 +507,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
               },
               forwardCall(ctx),
             )
+            countAnswer(res.results.reduce((n, r) => n + r.value.length, 0))
             return {
               found: res.results.map((r) =>
                 r.found ? { value: r.value, version: r.version, createVersion: r.createVersion } : null,
@@ -542,7 +590,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   // status.ts exactly as a whole call's error; only a broken invariant fails the call (and the
   // node). Each op is counted in the metrics as `Multi.Get` / `Multi.Put` / `Multi.Delete` with
   // its own level and code; the call itself as `Multi`.
-  const multiResponseBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
+  const multiResponseBytesMax = limits.answerBytesMax
   const multi = unary<MultiRequest, MultiResponse>('Multi', async (request, ctx) => {
     checkMulti(request, limits)
     const startedMs = clock.nowMs()
@@ -591,7 +639,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     return { results }
   })
 
-  const pageBytesMax = limits.grpcMessageBytesMax - scanPageReserveBytes
+  const pageBytesMax = Math.min(limits.scanPageBytesMax, limits.grpcMessageBytesMax - scanPageReserveBytes)
 
   /** The one shard every op of an atomic batch belongs to, else CROSS_SHARD. */
   const shardOfOps = (ops: readonly BatchOp[]): ShardRecord => {
@@ -611,11 +659,14 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     const startedMs = clock.nowMs()
     let ctx: CallContext | undefined
     let release: (() => void) | undefined
+    let writer: StreamWriter<ScanResponse> | undefined
     const run = async (): Promise<void> => {
       const begun = begin(call)
       ctx = begun.ctx
       release = begun.release
       const signal = ctx.signal
+      writer = streams.openStream(principalOf(call), call.getPeer(), call)
+      const out = writer
       const request = decoded(call.request)
       const after = decodeCursor(request.cursor, clusterId)
       // One shard per call: the shard of the cursor's position (the first shard without one).
@@ -628,7 +679,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       if (target.kind === 'remote') {
         // The node that holds the shard pages it; its pages pass through as they come.
         for await (const page of forwarder.scan(target.address, request, forwardCall(ctx)))
-          await writeWithBackpressure(call, page, signal)
+          await out.write(page, scanMessageBytes(page), signal)
         call.end()
         return
       }
@@ -650,25 +701,49 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
           // Read at send time: the replica's receipt is final once its read gate passed.
           receipt: toProtoReceipt(stream.receipt),
         }
+        const bytes = scanMessageBytes(message)
         page = []
         pageBytes = 0
         sentAny = true
-        await writeWithBackpressure(call, message, signal)
+        await out.write(message, bytes, signal)
       }
-      for await (const entry of stream) {
-        const entryBytes = entry.key.length + entry.value.value.length + scanEntryOverheadBytes
-        if (page.length > 0 && pageBytes + entryBytes > pageBytesMax) await send(false)
-        page.push({
-          key: buf(entry.key),
-          value: buf(entry.value.value),
-          version: entry.value.version,
-          createVersion: entry.value.createVersion,
-        })
-        pageBytes += entryBytes
-        last = entry.position
-        count++
-        if (page.length >= limits.scanPageEntriesMax && count < limit) await send(false)
-        if (count >= limit) break
+      // Entries are pulled only with room reserved for the page they go into: a stream whose
+      // reader stopped reading waits here, holding no page (stream-budget.ts).
+      const entries = stream[Symbol.asyncIterator]()
+      let pending: ScanEntry | undefined
+      try {
+        await out.reserve(pageBytesMax, signal)
+        while (count < limit) {
+          let next = pending
+          pending = undefined
+          if (next === undefined) {
+            const r: IteratorResult<ScanEntry> = await entries.next()
+            if (r.done === true) break
+            next = r.value
+          }
+          const entryBytes = next.key.length + next.value.value.length + scanEntryOverheadBytes
+          if (page.length > 0 && pageBytes + entryBytes > pageBytesMax) {
+            pending = next
+            await send(false)
+            await out.reserve(pageBytesMax, signal)
+            continue
+          }
+          page.push({
+            key: buf(next.key),
+            value: buf(next.value.value),
+            version: next.value.version,
+            createVersion: next.value.createVersion,
+          })
+          pageBytes += entryBytes
+          last = next.position
+          count++
+          if (page.length >= limits.scanPageEntriesMax && count < limit) {
+            await send(false)
+            await out.reserve(pageBytesMax, signal)
+          }
+        }
+      } finally {
+        await entries.return?.()
       }
       // Fewer entries than asked for: this shard is exhausted. The last shard: the key space is
       // done. Another shard follows: the cursor moves to its start (an empty key sorts before
@@ -682,10 +757,12 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     }
     run().then(
       () => {
+        writer?.close()
         release?.()
         finish('Scan', ctx, startedMs, undefined)
       },
       (err: unknown) => {
+        writer?.close()
         release?.()
         finish('Scan', ctx, startedMs, err)
         if (call.cancelled) return
@@ -710,24 +787,9 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   return { get, put, delete: del, batchGet, batch, scan, multi, shardMap } as KvServiceServer
 }
 
-/** Writes one message, waiting for 'drain' when the stream's buffer is full; rejects on abort. */
-async function writeWithBackpressure(
-  call: ServerWritableStream<unknown, ScanResponse>,
-  message: ScanResponse,
-  signal: AbortSignal,
-): Promise<void> {
-  signal.throwIfAborted()
-  if (call.write(message)) return
-  await new Promise<void>((resolve, reject) => {
-    const onDrain = (): void => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }
-    const onAbort = (): void => {
-      call.off('drain', onDrain)
-      reject(signal.reason as Error)
-    }
-    call.once('drain', onDrain)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
+/** About the bytes a scan message takes on the wire (what the stream budgets count). */
+function scanMessageBytes(message: ScanResponse): number {
+  let bytes = 1024 + message.cursor.length
+  for (const e of message.entries) bytes += e.key.length + e.value.length + scanEntryOverheadBytes
+  return bytes
 }

@@ -159,6 +159,9 @@ export class RaftReplica implements Replica {
     validateReadOptions(opts)
     const generation = this.group.generation
     const gate = this.readGate(opts)
+    // Observed by the stream when it is iterated; a stream dropped before its first entry (a call
+    // cancelled while waiting to read) must not leave the rejection unhandled.
+    void gate.catch(() => undefined)
     // Consumers iterate at once; the receipt is known once the gate passed.
     let inner: ScanStream | undefined
     const receiptHolder: { receipt: Receipt } = {

@@ -591,22 +591,65 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   // node). Each op is counted in the metrics as `Multi.Get` / `Multi.Put` / `Multi.Delete` with
   // its own level and code; the call itself as `Multi`.
   const multiResponseBytesMax = limits.answerBytesMax
+  /** The OpError of a Multi get whose value does not fit the answer (a retry asks again). */
+  const answerFull = (): NonNullable<MultiOpResult['result']> => ({
+    $case: 'error',
+    error: toOpError(
+      new KvError(ErrorCode.Overloaded, 'the answer of this Multi call is full; ask for this key again', {
+        details: { limit: multiResponseBytesMax },
+      }),
+      log,
+    ),
+  })
+
   const multi = unary<MultiRequest, MultiResponse>('Multi', async (request, ctx) => {
     checkMulti(request, limits)
     const startedMs = clock.nowMs()
-    const served = await Promise.all(
-      request.ops.map(async ({ op }, i): Promise<MultiOpServed> => {
-        const asked: Asked = { consistency: 'none' }
-        const method = op === undefined ? 'Multi' : multiMethods[op.$case]
-        let result: MultiOpServed['result']
-        try {
-          result = await serveMultiOp(op, i, ctx, asked)
-        } catch (err) {
-          result = { $case: 'error', error: toOpError(err, log) }
+    const serveOne = async (i: number): Promise<MultiOpServed> => {
+      const op = request.ops[i]?.op
+      const asked: Asked = { consistency: 'none' }
+      const method = op === undefined ? 'Multi' : multiMethods[op.$case]
+      let result: MultiOpServed['result']
+      try {
+        result = await serveMultiOp(op, i, ctx, asked)
+      } catch (err) {
+        result = { $case: 'error', error: toOpError(err, log) }
+      }
+      return { result, consistency: asked.consistency, method, finishedMs: clock.nowMs() }
+    }
+    // Writes all start at once. Gets are read a few at a time, in op order, and once the values
+    // read pass what one answer carries the rest are OVERLOADED unread: a Multi naming a large
+    // value a thousand times reads it a few times, not a thousand (like BatchGet).
+    const served: MultiOpServed[] = new Array<MultiOpServed>(request.ops.length)
+    const gets: number[] = []
+    const writes: Promise<void>[] = []
+    for (const [i, { op }] of request.ops.entries()) {
+      if (op?.$case === 'get') gets.push(i)
+      else writes.push(serveOne(i).then((r) => void (served[i] = r)))
+    }
+    let readBytes = 0
+    let nextGet = 0
+    const getReader = async (): Promise<void> => {
+      for (let at = nextGet++; at < gets.length; at = nextGet++) {
+        const i = gets[at]!
+        if (readBytes > multiResponseBytesMax) {
+          served[i] = {
+            result: answerFull(),
+            consistency: 'none',
+            method: 'Multi.Get',
+            finishedMs: clock.nowMs(),
+          }
+          continue
         }
-        return { result, consistency: asked.consistency, method, finishedMs: clock.nowMs() }
-      }),
-    )
+        const r = await serveOne(i)
+        if (r.result.$case === 'get') readBytes += r.result.get.value.length
+        served[i] = r
+      }
+    }
+    await Promise.all([
+      ...writes,
+      ...Array.from({ length: Math.min(limits.batchGetReadKeysMax, gets.length) }, getReader),
+    ])
     // The answer must fit one gRPC frame: a get whose value would overflow it is answered
     // OVERLOADED instead (a read has no side effect, so the client just asks again). The first get
     // with a value is always kept, so every call makes progress.
@@ -620,13 +663,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
         return { result }
       }
       responseBytes -= multiResultOverheadBytes + valueBytes
-      const error = toOpError(
-        new KvError(ErrorCode.Overloaded, 'the answer of this Multi call is full; ask for this key again', {
-          details: { limit: multiResponseBytesMax },
-        }),
-        log,
-      )
-      return { result: { $case: 'error', error } }
+      return { result: answerFull() }
     })
     const levels = new Set<string>()
     for (const [i, { consistency, method, finishedMs }] of served.entries()) {

@@ -63,6 +63,26 @@ describe('memory amplification', () => {
     expect(rssBytes(node.pid) - before).toBeLessThan(rssBoundBytes)
   }, 60_000)
 
+  it('a Multi naming one large value 1,024 times answers the first and refuses the rest OVERLOADED', async () => {
+    const before = rssBytes(node.pid)
+    const c = kv(kvClient(node.address), 30_000)
+    const ops = Array.from({ length: limits.batchOpsMax }, () => ({
+      op: { $case: 'get' as const, get: { key: Buffer.from('big00'), options: undefined } },
+    }))
+    const answers = await Promise.all(Array.from({ length: 8 }, () => c.multi({ ops })))
+    for (const res of answers) {
+      const kept = res.results.filter((r) => r.result?.$case === 'get')
+      const full = res.results.filter(
+        (r) => r.result?.$case === 'error' && r.result.error.code === 'OVERLOADED',
+      )
+      expect(kept.length).toBeGreaterThanOrEqual(1)
+      expect(kept.length).toBeLessThanOrEqual(Math.ceil(limits.answerBytesMax / mib.length))
+      expect(kept.length + full.length).toBe(ops.length)
+    }
+    await served()
+    expect(rssBytes(node.pid) - before).toBeLessThan(rssBoundBytes)
+  }, 60_000)
+
   it('scans whose readers never read wait for them: RSS stays bounded and others are served', async () => {
     const before = rssBytes(node.pid)
     const streams: ClientReadableStream<ScanResponse>[] = []

@@ -188,6 +188,6 @@ export async function main(
 
 function startFailureMessage(err: unknown, config: KvdConfig): string {
   if (err instanceof StorageLockedError || (isKvError(err) && err.details?.field === 'dataDir'))
-    return `data directory ${config.dataDir} is in use by another kvd process (RocksDB LOCK is held)`
+    return `data directory ${config.dataDir} is in use by another kvd process (its lock is held, and deleting RocksDB's LOCK file does not release it)`
   return err instanceof Error ? err.message : String(err)
 }

@@ -1,7 +1,10 @@
 /**
  * RocksEngine: the Engine on RocksDB, through the `rocksdb` npm package (leveldown-style callback
- * API, abstract-leveldown 7). One RocksEngine per data directory and process; RocksDB's LOCK file
- * keeps a second opener out, and that failure is a StorageLockedError naming the directory.
+ * API, abstract-leveldown 7). One RocksEngine per data directory, across every process: a lock
+ * that no file deletion defeats (dir-lock.ts) and RocksDB's LOCK file keep a second opener out, and
+ * that failure is a StorageLockedError naming the directory. Before opening, the write-ahead logs
+ * are checked (wal-check.ts): a damaged log is a StorageCorruptError, since RocksDB would drop the
+ * acknowledged writes after the damage without a word; a torn tail is logged and let through.
  *
  * Mapping of the contract (engine.ts):
  * - `get` (and `multiGet` of one key) uses the native get: one RocksDB Get on a worker thread,
@@ -20,12 +23,15 @@
  *   NB(storage): the expansion costs O(keys in range) memory; dropping a very large moved shard
  *   should move to a native DeleteRange (needs a newer binding) or a chunked, resumable clear.
  */
+import { mkdir } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { assert } from '../common/assert.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { closedError, throwIfAborted } from './abort.ts'
 import { compareBytes } from './bytes.ts'
+import { DirLockedError, lockDirectory, type DirLock } from './dir-lock.ts'
+import { checkWalFiles } from './wal-check.ts'
 import { assertRange, deleteRangeChunkVia, exportRangeVia, importRangeVia, inRange } from './engine-common.ts'
 import {
   WriteBatch,
@@ -84,6 +90,26 @@ export class StorageLockedError extends KvError {
   }
 }
 
+/**
+ * A write-ahead log is damaged: a record fails its check and valid records follow it (or a whole
+ * record with data after it ends the log). Opening would drop those acknowledged writes silently,
+ * so the node refuses to start. Recovery: remove this node's data directory and let the node be
+ * rebuilt from its peers (a new replica catches up from the shard's leader).
+ */
+export class StorageCorruptError extends KvError {
+  readonly file: string
+  readonly offset: number
+  constructor(file: string, offset: number, reason: string, validAfter: number) {
+    super(
+      ErrorCode.Internal,
+      `write-ahead log ${file} is damaged at byte ${offset} (${reason}) with ${validAfter} valid record(s) after it: ` +
+        'opening would drop acknowledged writes, so this node refuses to start; remove its data directory and let it be rebuilt from its peers',
+    )
+    this.file = file
+    this.offset = offset
+  }
+}
+
 export interface RocksEngineInit {
   /** The data directory; created if missing. */
   readonly dir: string
@@ -114,22 +140,51 @@ export async function openRocksEngine(
   init: RocksEngineInit,
   components: RocksEngineComponents,
 ): Promise<RocksEngine> {
-  const db = loadNative()(init.dir)
-  const options: Record<string, unknown> = { createIfMissing: true, errorIfExists: false }
-  if (init.cacheBytes !== undefined) options['cacheSize'] = init.cacheBytes
-  if (init.writeBufferBytes !== undefined) options['writeBufferSize'] = init.writeBufferBytes
-  await new Promise<void>((resolve, reject) => {
-    db.open(options, (err) => {
-      if (err === null || err === undefined) return resolve()
-      if (isLockError(err)) return reject(new StorageLockedError(init.dir, err))
-      reject(
-        new KvError(ErrorCode.Internal, `cannot open RocksDB in ${init.dir}: ${err.message}`, { cause: err }),
-      )
-    })
-  })
   const log = components.logger.child({ component: 'rocksdb' })
-  log.info({ dir: init.dir }, 'storage opened')
-  return new RocksEngine(init.dir, db, log)
+  await mkdir(init.dir, { recursive: true })
+  let lock: DirLock
+  try {
+    lock = await lockDirectory(init.dir)
+  } catch (err) {
+    if (err instanceof DirLockedError) throw new StorageLockedError(init.dir, err)
+    throw err
+  }
+  try {
+    for (const { file, verdict } of await checkWalFiles(init.dir)) {
+      if (verdict.kind === 'damaged') {
+        log.fatal(
+          { file, offset: verdict.offset, reason: verdict.reason, validAfter: verdict.validAfter },
+          'write-ahead log damaged: refusing to start',
+        )
+        throw new StorageCorruptError(file, verdict.offset, verdict.reason, verdict.validAfter)
+      }
+      if (verdict.kind === 'torn-tail')
+        log.warn(
+          { file, offset: verdict.offset, records: verdict.records },
+          'write-ahead log has a torn tail',
+        )
+    }
+    const db = loadNative()(init.dir)
+    const options: Record<string, unknown> = { createIfMissing: true, errorIfExists: false }
+    if (init.cacheBytes !== undefined) options['cacheSize'] = init.cacheBytes
+    if (init.writeBufferBytes !== undefined) options['writeBufferSize'] = init.writeBufferBytes
+    await new Promise<void>((resolve, reject) => {
+      db.open(options, (err) => {
+        if (err === null || err === undefined) return resolve()
+        if (isLockError(err)) return reject(new StorageLockedError(init.dir, err))
+        reject(
+          new KvError(ErrorCode.Internal, `cannot open RocksDB in ${init.dir}: ${err.message}`, {
+            cause: err,
+          }),
+        )
+      })
+    })
+    log.info({ dir: init.dir }, 'storage opened')
+    return new RocksEngine(init.dir, db, log, lock)
+  } catch (err) {
+    await lock.release()
+    throw err
+  }
 }
 
 /** Lets plain writes run concurrently and a range-deleting write run alone, first come first served. */
@@ -184,6 +239,7 @@ export class RocksEngine implements Engine {
     readonly dir: string,
     private readonly db: NativeDb,
     private readonly log: Logger,
+    private readonly lock: DirLock,
   ) {}
 
   get(key: Uint8Array): Promise<Uint8Array | null> {
@@ -350,6 +406,7 @@ export class RocksEngine implements Engine {
         err === null || err === undefined ? resolve() : reject(this.ioError('close', err)),
       ),
     )
+    await this.lock.release()
     this.log.info({ dir: this.dir }, 'storage closed')
   }
 

@@ -29,6 +29,7 @@ export {
   type MemoryEngineStats,
 } from './engine-memory.ts'
 export {
+  StorageCorruptError,
   openRocksEngine,
   RocksEngine,
   StorageLockedError,

@@ -56,6 +56,7 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
     case ErrorCode.ShardBusy:
       return ExitCode.Unavailable
     case ErrorCode.DeadlineExceeded:
+    case ErrorCode.SessionExpired:
       return kind === 'write' ? ExitCode.OutcomeUnknown : ExitCode.Unavailable
     case ErrorCode.NotFound:
       return ExitCode.NotFound

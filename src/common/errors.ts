@@ -22,6 +22,13 @@ export const ErrorCode = {
   NotFound: 'NOT_FOUND',
   Cancelled: 'CANCELLED',
   Unavailable: 'UNAVAILABLE',
+  /**
+   * A write's exactly-once session is not registered on its shard (expired by age, given up under
+   * its client's quota, never registered, or another client's): this attempt was NOT applied. The SDK
+   * registers a new session for later writes; this one is not retried (it may have applied before
+   * the session was lost, so only the application can tell whether to repeat it).
+   */
+  SessionExpired: 'SESSION_EXPIRED',
   /** The admin call that injects faults, on a node started without --allow-fault-injection. */
   FaultInjectionDisabled: 'FAULT_INJECTION_DISABLED',
   /** A change to a shard's replicas planned against an older configuration (epoch) of the shard. */
@@ -114,6 +121,12 @@ export const errorCodeTable: Readonly<
   KEY_TOO_LARGE: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
   VALUE_TOO_LARGE: { status: GrpcStatus.INVALID_ARGUMENT, retry: RetryPolicy.Never, writeNotApplied: true },
   NOT_FOUND: { status: GrpcStatus.NOT_FOUND, retry: RetryPolicy.Never, writeNotApplied: true },
+  // This attempt was not applied, but an earlier attempt of the same write may have been.
+  SESSION_EXPIRED: {
+    status: GrpcStatus.FAILED_PRECONDITION,
+    retry: RetryPolicy.Never,
+    writeNotApplied: false,
+  },
   FAULT_INJECTION_DISABLED: {
     status: GrpcStatus.FAILED_PRECONDITION,
     retry: RetryPolicy.Never,

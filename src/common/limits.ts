@@ -15,7 +15,7 @@ export const limits = {
   /** Bytes the command encoding adds around one op (kind, flags, expected version, two lengths). */
   commandOpEnvelopeBytesMax: 24,
   /** Bytes the command encoding adds once per command (format, kind, flags, client tag, op count). */
-  commandEnvelopeBytesMax: 256,
+  commandEnvelopeBytesMax: 384,
   /**
    * Entries carried by one append message, by bytes. Half a gRPC message, so that an append with
    * its per-entry encoding (raft-codec.ts) and envelope framing always fits one peer stream message.
@@ -117,6 +117,20 @@ export const limits = {
   dedupResultsPerClientMax: 1024,
   /** Longest client id of the exactly-once tag (UTF-8 bytes). */
   clientIdBytesMax: 128,
+  /** Longest principal (authenticated client identity) a session records (UTF-8 bytes). */
+  principalBytesMax: 128,
+  /**
+   * Registered exactly-once sessions one principal may hold per shard. Registering one more gives
+   * up that principal's least recently active session, never another principal's: a flood of
+   * registrations cannot evict anyone else's session (dedupClientsMax bounds the table; when it is
+   * full of live sessions, registering answers OVERLOADED).
+   */
+  sessionsPerPrincipalMax: 256,
+  /**
+   * A registered session unused this long (by the log's own time: the leaders' clocks as written
+   * into the commands) has expired; its writes are refused SESSION_EXPIRED, never re-applied.
+   */
+  sessionIdleMsMax: 60 * 60_000,
   /** Bytes of keys and values per chunk of an exported range (Raft snapshots, shard moves). */
   exportChunkBytes: 1024 * 1024,
   /**
@@ -203,6 +217,9 @@ assert(
 assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + 64)
 // Dedup keys carry the client id behind a one-byte length (storage/keys.ts).
 assert(limits.clientIdBytesMax <= 0xff)
+// A tag with its session (principal and time) still fits the command envelope.
+assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + limits.principalBytesMax + 64)
+assert(limits.sessionsPerPrincipalMax <= limits.dedupClientsMax)
 // A client with a full window of writes still fits its results in one shard's queue of writes.
 assert(limits.dedupResultsPerClientMax <= limits.replicaWriteQueueMax)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)

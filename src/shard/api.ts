@@ -66,6 +66,21 @@ export interface WriteOptions {
   readonly clientId?: string
   readonly seq?: number
   readonly firstIncompleteSeq?: number
+  /**
+   * Who is writing (the authenticated principal; the server always sets it). With it, `clientId`
+   * names a session registered on the shard for this principal (`registerSession`); a write whose
+   * session is not registered, is another principal's, or expired is refused SESSION_EXPIRED and
+   * not applied. Without it (in-process callers only) the client is created on first use.
+   */
+  readonly principal?: string
+}
+
+export interface RegisterSessionOptions {
+  /** The principal the session belongs to. */
+  readonly principal: string
+  /** The session's writes must carry seqs >= floor (its watermark starts there). */
+  readonly floor: number
+  readonly signal?: AbortSignal
 }
 
 export type BatchOp =
@@ -145,6 +160,13 @@ export interface Replica {
     key: Uint8Array,
     opts: WriteOptions & { readonly expectedVersion?: number },
   ): Promise<{ readonly deleted: boolean; readonly receipt: Receipt }>
+  /**
+   * Registers the exactly-once session `clientId` for `opts.principal` through the log (Raft
+   * thesis §6.3 RegisterClient), or renews it when that principal holds it already. INVALID_ARGUMENT
+   * when another principal holds the id; OVERLOADED when the shard holds its limit of live
+   * sessions of other principals. Idempotent for its principal: a retry is harmless.
+   */
+  registerSession(clientId: string, opts: RegisterSessionOptions): Promise<{ readonly receipt: Receipt }>
   /** Atomic: any CAS mismatch fails the whole batch with VERSION_MISMATCH and writes nothing. */
   batch(
     ops: readonly BatchOp[],

@@ -3,14 +3,18 @@
  * replica, later by a Raft log entry) and applied by the state machine. Binary and versioned,
  * because it is stored in logs and read back by future versions:
  *
- *   format u8 (=2) | kind u8 | flags u8 | [clientId bytes | seq uvarint | firstIncompleteSeq uvarint]
- *   | body
+ *   format u8 (=3) | kind u8 | flags u8 | [clientId bytes | seq uvarint | firstIncompleteSeq uvarint]
+ *   | [principal bytes | atMs uvarint] | body
  *   kind 1 put:    op(put)         kind 2 delete: op(delete)      kind 3 batch: count uvarint | op*
+ *   kind 4 register (a session):   clientId bytes | floor uvarint          (flags: session only)
  *   op:            opKind u8 (1 put, 2 delete) | opFlags u8 | [expectedVersion uvarint]
  *                  | key bytes | [value bytes]        (bytes = length uvarint + raw)
- *   flags bit 0: the exactly-once tag is present;   opFlags bit 0: expectedVersion is present.
+ *   flags bit 0: the exactly-once tag is present;   bit 1: the session stamp is present (the
+ *   principal the session belongs to, and the proposing leader's wall time: the log's own clock,
+ *   which expires sessions alike on every replica);   opFlags bit 0: expectedVersion is present.
  *
- * Format 2 added firstIncompleteSeq to the tag; format 1 was never deployed and is not read.
+ * Format 3 added registered sessions (the stamp and kind 4); format 2 (tags without a stamp) is
+ * still read. Format 2 added firstIncompleteSeq to the tag; format 1 was never deployed.
  * Commands are written only by us and validated before they are encoded. An entry that arrives in
  * an append from a peer is checked with `commandAcceptable` (validate.ts) before it is appended (a buggy or hostile
  * leader cannot plant one that no replica can apply); a command in our own log that does not decode
@@ -21,7 +25,9 @@ import { ByteReader, ByteWriter } from '../storage/index.ts'
 import type { MalformedHandler } from '../storage/index.ts'
 import type { BatchOp } from './api.ts'
 
-export const commandFormat = 2
+export const commandFormat = 3
+/** The previous format, still read from logs written before sessions were registered. */
+const commandFormatUnstamped = 2
 
 /**
  * The exactly-once tag of a write (Raft thesis §6.3, for pipelined clients): `seq` names the write
@@ -32,6 +38,18 @@ export interface ClientTag {
   readonly clientId: string
   readonly seq: number
   readonly firstIncompleteSeq: number
+  /**
+   * Present on every write from the network: the tag names a session registered on the shard
+   * (`register`), which must belong to this principal (dedup.ts). Absent only for in-process
+   * callers that predate sessions (tests, the simulator): their client is created on first use.
+   */
+  readonly session?: SessionStamp
+}
+
+/** Who a session belongs to, and when (the proposing leader's wall time) it was last used. */
+export interface SessionStamp {
+  readonly principal: string
+  readonly atMs: number
 }
 
 export type Command =
@@ -49,10 +67,22 @@ export type Command =
       readonly tag?: ClientTag
     }
   | { readonly kind: 'batch'; readonly ops: readonly BatchOp[]; readonly tag?: ClientTag }
+  /**
+   * Registers the exactly-once session `clientId` of `session.principal` (Raft thesis §6.3
+   * RegisterClient); its writes must then carry seqs >= `floor`.
+   */
+  | {
+      readonly kind: 'register'
+      readonly clientId: string
+      readonly floor: number
+      readonly session: SessionStamp
+      readonly tag?: undefined
+    }
 
-const Kind = { put: 1, delete: 2, batch: 3 } as const
+const Kind = { put: 1, delete: 2, batch: 3, register: 4 } as const
 const OpKind = { put: 1, delete: 2 } as const
 const flagTag = 0x01
+const flagSession = 0x02
 const opFlagExpected = 0x01
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
@@ -88,13 +118,18 @@ function readOp(r: ByteReader, malformed: MalformedHandler): BatchOp {
 /** Encodes a validated command (see validate.ts). */
 export function encodeCommand(command: Command): Uint8Array {
   const w = new ByteWriter(64 + approxCommandBytes(command))
-  w.u8(commandFormat)
-    .u8(Kind[command.kind])
-    .u8(command.tag === undefined ? 0 : flagTag)
-  if (command.tag !== undefined)
-    w.bytes(encoder.encode(command.tag.clientId))
-      .uvarint(command.tag.seq)
-      .uvarint(command.tag.firstIncompleteSeq)
+  if (command.kind === 'register') {
+    w.u8(commandFormat).u8(Kind.register).u8(flagSession)
+    writeStamp(w, command.session)
+    return w.bytes(encoder.encode(command.clientId)).uvarint(command.floor).finish()
+  }
+  const tag = command.tag
+  const flags = tag === undefined ? 0 : flagTag | (tag.session === undefined ? 0 : flagSession)
+  w.u8(commandFormat).u8(Kind[command.kind]).u8(flags)
+  if (tag !== undefined) {
+    w.bytes(encoder.encode(tag.clientId)).uvarint(tag.seq).uvarint(tag.firstIncompleteSeq)
+    if (tag.session !== undefined) writeStamp(w, tag.session)
+  }
   switch (command.kind) {
     case 'put':
     case 'delete':
@@ -108,6 +143,10 @@ export function encodeCommand(command: Command): Uint8Array {
       unreachable(command)
   }
   return w.finish()
+}
+
+function writeStamp(w: ByteWriter, stamp: SessionStamp): void {
+  w.bytes(encoder.encode(stamp.principal)).uvarint(stamp.atMs)
 }
 
 export function decodeCommand(bytes: Uint8Array): Command {
@@ -129,23 +168,41 @@ export function tryDecodeCommand(bytes: Uint8Array): Command | null {
 
 function readCommand(bytes: Uint8Array, malformed: MalformedHandler): Command {
   const r = new ByteReader(bytes, 0, 'command', malformed)
-  if (r.u8() !== commandFormat) malformed('corrupt command: unknown format')
+  const format = r.u8()
+  if (format !== commandFormat && format !== commandFormatUnstamped)
+    malformed('corrupt command: unknown format')
   const kind = r.u8()
   const flags = r.u8()
-  if ((flags & ~flagTag) !== 0) malformed('corrupt command: unknown flags')
-  let tag: ClientTag | undefined
-  if ((flags & flagTag) !== 0) {
-    let clientId = ''
+  const known = format === commandFormat ? flagTag | flagSession : flagTag
+  if ((flags & ~known) !== 0) malformed('corrupt command: unknown flags')
+  const text = (what: string): string => {
     try {
-      clientId = decoder.decode(r.bytes())
+      return decoder.decode(r.bytes())
     } catch (err) {
       if (err instanceof Malformed) throw err
-      malformed('corrupt command: client id is not UTF-8')
+      return malformed(`corrupt command: ${what} is not UTF-8`)
     }
+  }
+  const readStamp = (): SessionStamp => ({ principal: text('principal'), atMs: r.uvarint() })
+  if (format === commandFormat && kind === Kind.register) {
+    if (flags !== flagSession) malformed('corrupt command: a registration carries exactly its stamp')
+    const session = readStamp()
+    const command: Command = { kind: 'register', clientId: text('client id'), floor: r.uvarint(), session }
+    r.end()
+    return command
+  }
+  if ((flags & flagSession) !== 0 && (flags & flagTag) === 0)
+    malformed('corrupt command: a stamp without a tag')
+  let tag: ClientTag | undefined
+  if ((flags & flagTag) !== 0) {
+    const clientId = text('client id')
     const seq = r.uvarint()
     const firstIncompleteSeq = r.uvarint()
     if (firstIncompleteSeq > seq) malformed('corrupt command: firstIncompleteSeq above seq')
-    tag = { clientId, seq, firstIncompleteSeq }
+    tag =
+      (flags & flagSession) !== 0
+        ? { clientId, seq, firstIncompleteSeq, session: readStamp() }
+        : { clientId, seq, firstIncompleteSeq }
   }
   const withTag = tag === undefined ? {} : { tag }
   let command: Command
@@ -167,7 +224,11 @@ function readCommand(bytes: Uint8Array, malformed: MalformedHandler): Command {
 /** Bytes of keys and values in the command (what the group-commit byte bound counts). */
 export function approxCommandBytes(command: Command): number {
   const opBytes = (op: BatchOp): number => op.key.length + (op.kind === 'put' ? op.value.length : 0) + 12
-  const tagBytes = command.tag === undefined ? 0 : command.tag.clientId.length + 20
+  if (command.kind === 'register') return command.clientId.length + command.session.principal.length + 24
+  const tagBytes =
+    command.tag === undefined
+      ? 0
+      : command.tag.clientId.length + 20 + (command.tag.session?.principal.length ?? 0) + 12
   switch (command.kind) {
     case 'put':
     case 'delete':

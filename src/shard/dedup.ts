@@ -18,13 +18,28 @@
  * `dedupClientKey`/`dedupResultKey`), and identical on every replica that applied the same
  * commands, whether it loaded the table from disk or built it in memory.
  *
- * Bounded by `clientsMax` clients: beyond it the least recently active client is forgotten (header
- * and results deleted in the same batch).
- * NB(storage): a forgotten client that then retries an old write gets it applied again (its
- * watermark is gone too); clients must stay active within the last `clientsMax` clients of a shard.
+ * Registered sessions (Raft thesis §6.3 RegisterClient; every write from the network): a client id
+ * is registered on the shard through the log (`register`, with the principal it belongs to and a
+ * floor for its seqs) before its writes, and a write names it. A write whose session is not in the
+ * table, belongs to another principal, or has expired is refused (`unknown`: SESSION_EXPIRED) and
+ * never applied, so a forgotten session can never make a retry apply twice. Sessions expire after
+ * `sessionIdleMsMax` without use, measured by the log's own clock (the largest leader wall time
+ * stamped on a command so far), so every replica expires alike. Registering beyond a principal's
+ * `sessionsPerPrincipalMax` gives up that principal's least recently active session, never another
+ * principal's; with the table full of live sessions of others, registering is refused (`full`).
+ * Registering an id that exists under another principal is refused (`conflict`): nobody can take
+ * over, advance or evict another principal's session. (Clients of one principal share a quota;
+ * unauthenticated clients are one principal, protected by their ids being unguessable.)
  *
- * Record encodings: header = format u8 (=2) | watermark uvarint | lastIndex uvarint;
- * result = format u8 (=2) | result (encodeApplyResult).
+ * Unregistered clients (a tag without a session stamp: in-process callers such as tests and the
+ * simulator, and log entries written before sessions) are created on first use, and beyond
+ * `clientsMax` the least recently active client is forgotten (header and results deleted in the
+ * same batch). NB(storage): such a forgotten client that then retries an old write gets it applied
+ * again; no network client can be in this mode.
+ *
+ * Record encodings: header = format u8 (=3) | watermark uvarint | lastIndex uvarint | session u8
+ * (0 none, 1 registered) | [principal bytes | lastActiveMs uvarint]; format 2 headers (no session
+ * byte) are read as unregistered; result = format u8 (=2) | result (encodeApplyResult).
  */
 import { assert, unreachable } from '../common/assert.ts'
 import type { LogIndex, ShardId } from '../common/ids.ts'
@@ -36,8 +51,9 @@ import {
   dedupResultKey,
   type Entry,
 } from '../storage/index.ts'
+import { limits } from '../common/limits.ts'
 import type { BatchOpResult } from './api.ts'
-import type { ClientTag } from './commands.ts'
+import type { ClientTag, SessionStamp } from './commands.ts'
 
 /** What applying a command produced: the answer a caller (and every retry of it) gets. */
 export type ApplyResult =
@@ -55,11 +71,25 @@ export type DedupCheck =
   | { readonly kind: 'stale'; readonly watermark: number }
   /** A new seq, but the client already has `limit` unacknowledged results saved. */
   | { readonly kind: 'full'; readonly limit: number }
+  /** The tag's session is not registered here for its principal, or expired: nothing applied. */
+  | { readonly kind: 'unknown' }
+
+/** What registering a session did. */
+export type RegisterCheck =
+  | { readonly kind: 'registered' }
+  /** The id is registered to another principal: nothing changed. */
+  | { readonly kind: 'conflict' }
+  /** The table holds `limit` live sessions of other principals: nothing changed. */
+  | { readonly kind: 'full'; readonly limit: number }
 
 /** One client's persisted header. */
 export interface DedupClientHeader {
   readonly watermark: number
   readonly lastIndex: LogIndex
+  /** The principal of a registered session; null for an unregistered client. */
+  readonly principal?: string | null
+  /** The log time of the session's last use (registered sessions). */
+  readonly lastActiveMs?: number
 }
 
 /** A read-only view of one client's state (for logs and tests). */
@@ -71,6 +101,8 @@ export interface DedupClientView extends DedupClientHeader {
 interface ClientState {
   watermark: number
   lastIndex: LogIndex
+  readonly principal: string | null
+  lastActiveMs: number
   // Invariant: every key >= watermark; size <= resultsPerClientMax (+ what a tightened limit left).
   readonly results: Map<number, ApplyResult>
 }
@@ -82,6 +114,7 @@ export interface DedupWriter {
 }
 
 const recordFormat = 2
+const headerFormat = 3
 const ResultKind = { put: 1, delete: 2, batch: 3, versionMismatch: 4 } as const
 
 export function encodeApplyResult(w: ByteWriter, result: ApplyResult): ByteWriter {
@@ -138,17 +171,38 @@ export function decodeApplyResult(r: ByteReader): ApplyResult {
   }
 }
 
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+
 export function encodeDedupHeader(header: DedupClientHeader): Uint8Array {
-  return new ByteWriter(24).u8(recordFormat).uvarint(header.watermark).uvarint(header.lastIndex).finish()
+  const w = new ByteWriter(48).u8(headerFormat).uvarint(header.watermark).uvarint(header.lastIndex)
+  const principal = header.principal ?? null
+  if (principal === null) return w.u8(0).finish()
+  return w
+    .u8(1)
+    .bytes(textEncoder.encode(principal))
+    .uvarint(header.lastActiveMs ?? 0)
+    .finish()
 }
 
 export function decodeDedupHeader(bytes: Uint8Array): DedupClientHeader {
   const r = new ByteReader(bytes, 0, 'dedup header')
-  assert(r.u8() === recordFormat, 'corrupt dedup header: unknown format')
+  const format = r.u8()
+  assert(format === headerFormat || format === recordFormat, 'corrupt dedup header: unknown format')
   const watermark = r.uvarint()
   const lastIndex = r.uvarint() as LogIndex
+  let principal: string | null = null
+  let lastActiveMs = 0
+  if (format === headerFormat && readBool(r)) {
+    try {
+      principal = textDecoder.decode(r.bytes())
+    } catch {
+      assert(false, 'corrupt dedup header: principal is not UTF-8')
+    }
+    lastActiveMs = r.uvarint()
+  }
   r.end()
-  return { watermark, lastIndex }
+  return { watermark, lastIndex, principal, lastActiveMs }
 }
 
 export function encodeDedupResult(result: ApplyResult): Uint8Array {
@@ -169,12 +223,22 @@ export interface DedupTableInit {
   readonly shardId: ShardId
   readonly clientsMax: number
   readonly resultsPerClientMax: number
+  /** Default limits.sessionsPerPrincipalMax. */
+  readonly sessionsPerPrincipalMax?: number
+  /** Default limits.sessionIdleMsMax. */
+  readonly sessionIdleMsMax?: number
 }
 
 export class DedupTable {
   private readonly shardId: ShardId
   private readonly clientsMax: number
   private readonly resultsPerClientMax: number
+  private readonly sessionsPerPrincipalMax: number
+  private readonly sessionIdleMsMax: number
+  /** Registered sessions per principal. Invariant: the counts of `clients` by principal. */
+  private readonly perPrincipal = new Map<string, number>()
+  /** The log's clock: the largest session stamp applied (or loaded) so far. Never decreases. */
+  private clockMs = 0
   // Invariant: iteration order is ascending lastIndex (least recently active client first).
   private readonly clients = new Map<string, ClientState>()
   // The largest lastIndex in the table (0 when empty): activity must come in increasing index order.
@@ -189,6 +253,10 @@ export class DedupTable {
     this.shardId = init.shardId
     this.clientsMax = init.clientsMax
     this.resultsPerClientMax = init.resultsPerClientMax
+    this.sessionsPerPrincipalMax = init.sessionsPerPrincipalMax ?? limits.sessionsPerPrincipalMax
+    this.sessionIdleMsMax = init.sessionIdleMsMax ?? limits.sessionIdleMsMax
+    assert(Number.isSafeInteger(this.sessionsPerPrincipalMax) && this.sessionsPerPrincipalMax > 0)
+    assert(Number.isSafeInteger(this.sessionIdleMsMax) && this.sessionIdleMsMax > 0)
   }
 
   /** Rebuilds the table from its persisted records (an iteration over keys.ts `dedupRange`). */
@@ -201,7 +269,13 @@ export class DedupTable {
       if (k.seq === undefined) {
         assert(!loaded.has(k.clientId), 'duplicate dedup header')
         const header = decodeDedupHeader(value)
-        loaded.set(k.clientId, { ...header, results: new Map() })
+        loaded.set(k.clientId, {
+          watermark: header.watermark,
+          lastIndex: header.lastIndex,
+          principal: header.principal ?? null,
+          lastActiveMs: header.lastActiveMs ?? 0,
+          results: new Map(),
+        })
       } else {
         // Key order puts a client's header before its results.
         const client = loaded.get(k.clientId)
@@ -215,8 +289,109 @@ export class DedupTable {
       assert(client.lastIndex > table.newestIndex, 'two dedup clients share a last index')
       table.clients.set(clientId, client)
       table.newestIndex = client.lastIndex
+      if (client.principal !== null) table.countPrincipal(client.principal, 1)
+      table.clockMs = Math.max(table.clockMs, client.lastActiveMs)
     }
     return table
+  }
+
+  private countPrincipal(principal: string, delta: number): void {
+    const n = (this.perPrincipal.get(principal) ?? 0) + delta
+    assert(n >= 0, 'dedup: principal count below zero')
+    if (n === 0) this.perPrincipal.delete(principal)
+    else this.perPrincipal.set(principal, n)
+  }
+
+  /** Sessions registered by `principal` (for tests). */
+  sessionsOf(principal: string): number {
+    return this.perPrincipal.get(principal) ?? 0
+  }
+
+  private advanceClock(stamp: SessionStamp): void {
+    if (stamp.atMs > this.clockMs) this.clockMs = stamp.atMs
+  }
+
+  private expired(client: ClientState): boolean {
+    return client.principal !== null && client.lastActiveMs + this.sessionIdleMsMax < this.clockMs
+  }
+
+  /** Deletes a client and its results from the table and the batch. */
+  private forget(clientId: string, client: ClientState, writer: DedupWriter): void {
+    this.clients.delete(clientId)
+    if (client.principal !== null) this.countPrincipal(client.principal, -1)
+    for (const seq of [...client.results.keys()].sort(ascending))
+      writer.del(dedupResultKey(this.shardId, clientId, seq))
+    writer.del(dedupClientKey(this.shardId, clientId))
+  }
+
+  /** Raises a client's watermark to `to`, deleting the results below it. */
+  private raiseWatermark(clientId: string, client: ClientState, to: number, writer: DedupWriter): void {
+    if (to <= client.watermark) return
+    client.watermark = to
+    const acknowledged = [...client.results.keys()].filter((seq) => seq < to)
+    for (const seq of acknowledged.sort(ascending)) {
+      client.results.delete(seq)
+      writer.del(dedupResultKey(this.shardId, clientId, seq))
+    }
+  }
+
+  /** Makes `index` the client's last activity (moving it to the recent end) and writes its header. */
+  private touch(clientId: string, client: ClientState, index: LogIndex, writer: DedupWriter): void {
+    assert(index > this.newestIndex, 'dedup indexes must increase')
+    this.newestIndex = index
+    this.clients.delete(clientId)
+    client.lastIndex = index
+    if (client.principal !== null) client.lastActiveMs = this.clockMs
+    this.clients.set(clientId, client)
+    writer.put(dedupClientKey(this.shardId, clientId), encodeDedupHeader(client))
+  }
+
+  /**
+   * Applies a registration at `index` (see the file comment): reaps expired sessions, then
+   * registers `clientId` for `stamp.principal` with its seqs starting at `floor` (or renews it
+   * when that principal holds it already, raising its watermark to `floor`).
+   */
+  register(
+    clientId: string,
+    floor: number,
+    stamp: SessionStamp,
+    index: LogIndex,
+    writer: DedupWriter,
+  ): RegisterCheck {
+    assert(index > this.newestIndex, 'dedup indexes must increase')
+    this.advanceClock(stamp)
+    // Least recently active first, and activity times rise with indexes: expired ones lead.
+    for (const [id, c] of this.clients) {
+      if (c.principal === null) continue
+      if (!this.expired(c)) break
+      this.forget(id, c, writer)
+    }
+    const existing = this.clients.get(clientId)
+    if (existing !== undefined) {
+      if (existing.principal !== stamp.principal) return { kind: 'conflict' }
+      this.raiseWatermark(clientId, existing, floor, writer)
+      this.touch(clientId, existing, index, writer)
+      return { kind: 'registered' }
+    }
+    if (this.sessionsOf(stamp.principal) >= this.sessionsPerPrincipalMax) {
+      // Give up this principal's own least recently active session.
+      for (const [id, c] of this.clients) {
+        if (c.principal !== stamp.principal) continue
+        this.forget(id, c, writer)
+        break
+      }
+    }
+    if (this.clients.size >= this.clientsMax) return { kind: 'full', limit: this.clientsMax }
+    const client: ClientState = {
+      watermark: floor,
+      lastIndex: index,
+      principal: stamp.principal,
+      lastActiveMs: this.clockMs,
+      results: new Map(),
+    }
+    this.countPrincipal(stamp.principal, 1)
+    this.touch(clientId, client, index, writer)
+    return { kind: 'registered' }
   }
 
   /** Clients remembered. */
@@ -228,7 +403,13 @@ export class DedupTable {
   client(clientId: string): DedupClientView | undefined {
     const c = this.clients.get(clientId)
     if (c === undefined) return undefined
-    return { watermark: c.watermark, lastIndex: c.lastIndex, seqs: [...c.results.keys()].sort(ascending) }
+    return {
+      watermark: c.watermark,
+      lastIndex: c.lastIndex,
+      principal: c.principal,
+      lastActiveMs: c.lastActiveMs,
+      seqs: [...c.results.keys()].sort(ascending),
+    }
   }
 
   /**
@@ -241,27 +422,33 @@ export class DedupTable {
   begin(tag: ClientTag, index: LogIndex, writer: DedupWriter): DedupCheck {
     assert(tag.firstIncompleteSeq <= tag.seq, 'tag with firstIncompleteSeq above seq')
     let client = this.clients.get(tag.clientId)
+    if (tag.session !== undefined) {
+      // A registered session: it must exist, be this principal's, and be alive. Never created here.
+      this.advanceClock(tag.session)
+      if (client === undefined || client.principal !== tag.session.principal) return { kind: 'unknown' }
+      if (this.expired(client)) {
+        this.forget(tag.clientId, client, writer)
+        return { kind: 'unknown' }
+      }
+    } else if (client !== undefined && client.principal !== null) {
+      // An unstamped tag (in-process) never touches a registered session.
+      return { kind: 'unknown' }
+    }
     if (client !== undefined && tag.seq < client.watermark)
       return { kind: 'stale', watermark: client.watermark }
-    assert(index > this.newestIndex, 'dedup indexes must increase')
-    this.newestIndex = index
     if (client === undefined) {
-      client = { watermark: tag.firstIncompleteSeq, lastIndex: index, results: new Map() }
-    } else {
-      this.clients.delete(tag.clientId)
-      client.lastIndex = index
-      if (tag.firstIncompleteSeq > client.watermark) {
-        client.watermark = tag.firstIncompleteSeq
-        const acknowledged = [...client.results.keys()].filter((seq) => seq < tag.firstIncompleteSeq)
-        for (const seq of acknowledged.sort(ascending)) {
-          client.results.delete(seq)
-          writer.del(dedupResultKey(this.shardId, tag.clientId, seq))
-        }
+      client = {
+        watermark: tag.firstIncompleteSeq,
+        lastIndex: index,
+        principal: null,
+        lastActiveMs: 0,
+        results: new Map(),
       }
+    } else {
+      this.raiseWatermark(tag.clientId, client, tag.firstIncompleteSeq, writer)
     }
-    this.clients.set(tag.clientId, client)
-    writer.put(dedupClientKey(this.shardId, tag.clientId), encodeDedupHeader(client))
-    this.evict(writer)
+    this.touch(tag.clientId, client, index, writer)
+    if (tag.session === undefined) this.evict(writer)
     const saved = client.results.get(tag.seq)
     if (saved !== undefined) return { kind: 'duplicate', result: saved }
     if (client.results.size >= this.resultsPerClientMax)
@@ -279,15 +466,13 @@ export class DedupTable {
     writer.put(dedupResultKey(this.shardId, tag.clientId, tag.seq), encodeDedupResult(result))
   }
 
+  /** Unregistered clients only (in-process callers): beyond clientsMax, the least recent goes. */
   private evict(writer: DedupWriter): void {
     while (this.clients.size > this.clientsMax) {
       const oldest = this.clients.entries().next()
       assert(oldest.done !== true, 'dedup table empty while over its bound')
       const [clientId, client] = oldest.value
-      this.clients.delete(clientId)
-      for (const seq of [...client.results.keys()].sort(ascending))
-        writer.del(dedupResultKey(this.shardId, clientId, seq))
-      writer.del(dedupClientKey(this.shardId, clientId))
+      this.forget(clientId, client, writer)
     }
   }
 }

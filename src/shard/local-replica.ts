@@ -50,7 +50,8 @@ import {
   type ScanArgs,
   type ScanStream,
   type VersionedValue,
-  type WriteLevel,
+  WriteLevel,
+  type RegisterSessionOptions,
   type WriteOptions,
 } from './api.ts'
 import {
@@ -62,6 +63,8 @@ import {
   reusedSeq,
   shardStorageKey,
   scanRange,
+  registration,
+  signalOf,
   tagged,
   validateKeys,
 } from './replica-common.ts'
@@ -229,7 +232,7 @@ class LocalReplica implements Replica {
       key: key.slice(),
       value: value.slice(),
       ...cas(opts.expectedVersion),
-      ...tagged(tag),
+      ...tagged(tag, this.clock.wallMs()),
     }
     const { result, receipt } = await this.submit(command, opts)
     if (result.kind !== 'put') throw reusedSeq()
@@ -248,7 +251,7 @@ class LocalReplica implements Replica {
       kind: 'delete',
       key: key.slice(),
       ...cas(opts.expectedVersion),
-      ...tagged(tag),
+      ...tagged(tag, this.clock.wallMs()),
     }
     const { result, receipt } = await this.submit(command, opts)
     if (result.kind !== 'delete') throw reusedSeq()
@@ -263,9 +266,21 @@ class LocalReplica implements Replica {
     const tag = validateWriteOptions(opts, this.limits)
     for (const op of ops) this.storageKey(op.key)
     const copied = copyOps(ops)
-    const { result, receipt } = await this.submit({ kind: 'batch', ops: copied, ...tagged(tag) }, opts)
+    const { result, receipt } = await this.submit(
+      { kind: 'batch', ops: copied, ...tagged(tag, this.clock.wallMs()) },
+      opts,
+    )
     if (result.kind !== 'batch') throw reusedSeq()
     return { results: result.results, receipt }
+  }
+
+  async registerSession(
+    clientId: string,
+    opts: RegisterSessionOptions,
+  ): Promise<{ readonly receipt: Receipt }> {
+    const command = registration(clientId, opts, this.clock.wallMs(), this.limits)
+    const { receipt } = await this.submit(command, { level: WriteLevel.Majority, ...signalOf(opts) })
+    return { receipt }
   }
 
   close(): Promise<void> {
@@ -387,7 +402,7 @@ class LocalReplica implements Replica {
   }
 
   private logOutcome(command: Command, outcome: ApplyOutcome): void {
-    const key = command.kind === 'batch' ? undefined : command.key
+    const key = command.kind === 'batch' || command.kind === 'register' ? undefined : command.key
     const fields = {
       index: outcome.index,
       outcome: outcome.kind,

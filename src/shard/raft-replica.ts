@@ -39,6 +39,7 @@ import type {
   ScanStream,
   VersionedValue,
   WriteOptions,
+  RegisterSessionOptions,
 } from './api.ts'
 import { ReadLevel, WriteLevel } from './api.ts'
 import type { Command } from './commands.ts'
@@ -53,6 +54,8 @@ import {
   reusedSeq,
   scanRange,
   shardStorageKey,
+  registration,
+  signalOf,
   tagged,
   validateKeys,
 } from './replica-common.ts'
@@ -263,7 +266,7 @@ export class RaftReplica implements Replica {
       key: key.slice(),
       value: value.slice(),
       ...cas(opts.expectedVersion),
-      ...tagged(tag),
+      ...tagged(tag, this.components.clock.wallMs()),
     }
     const predicted = (index: LogIndex): ApplyResult => ({ kind: 'put', version: index })
     const { result, receipt } = await this.write(command, opts, predicted)
@@ -283,7 +286,7 @@ export class RaftReplica implements Replica {
       kind: 'delete',
       key: key.slice(),
       ...cas(opts.expectedVersion),
-      ...tagged(tag),
+      ...tagged(tag, this.components.clock.wallMs()),
     }
     let predicted: ((index: LogIndex) => ApplyResult) | undefined
     if (opts.level === WriteLevel.Leader) {
@@ -316,7 +319,7 @@ export class RaftReplica implements Replica {
       })
     }
     const { result, receipt } = await this.write(
-      { kind: 'batch', ops: copied, ...tagged(tag) },
+      { kind: 'batch', ops: copied, ...tagged(tag, this.components.clock.wallMs()) },
       opts,
       predicted,
     )
@@ -330,6 +333,19 @@ export class RaftReplica implements Replica {
   }
 
   // ---- helpers ----
+
+  async registerSession(
+    clientId: string,
+    opts: RegisterSessionOptions,
+  ): Promise<{ readonly receipt: Receipt }> {
+    const command = registration(clientId, opts, this.components.clock.wallMs(), this.components.limits)
+    const { receipt } = await this.write(
+      command,
+      { level: WriteLevel.Majority, ...signalOf(opts) },
+      undefined,
+    )
+    return { receipt }
+  }
 
   private async write(
     command: Command,
@@ -391,6 +407,7 @@ export class RaftReplica implements Replica {
 }
 
 function hasCas(command: Command): boolean {
+  if (command.kind === 'register') return false
   if (command.kind === 'batch') return command.ops.some((op) => op.expectedVersion !== undefined)
   return command.expectedVersion !== undefined
 }

@@ -15,11 +15,21 @@ import {
   type KeyRange,
   type ValueRecord,
 } from '../storage/index.ts'
-import type { BatchOp, ReadOptions, ScanArgs, ScanEntry, ScanStream, Receipt, VersionedValue } from './api.ts'
+import { WriteLevel } from './api.ts'
+import type {
+  BatchOp,
+  ReadOptions,
+  RegisterSessionOptions,
+  ScanArgs,
+  ScanEntry,
+  ScanStream,
+  Receipt,
+  VersionedValue,
+} from './api.ts'
 import type { ClientTag, Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
 import type { ApplyOutcome, KvStateMachine } from './state-machine.ts'
-import { validateKey } from './validate.ts'
+import { validateKey, validateWriteOptions } from './validate.ts'
 
 export function versioned(record: ValueRecord): VersionedValue {
   return { value: record.value, version: record.version, createVersion: record.createVersion }
@@ -28,7 +38,14 @@ export function versioned(record: ValueRecord): VersionedValue {
 export const cas = (expectedVersion: number | undefined): { expectedVersion?: number } =>
   expectedVersion === undefined ? {} : { expectedVersion }
 
-export const tagged = (tag: ClientTag | undefined): { tag?: ClientTag } => (tag === undefined ? {} : { tag })
+/** The tag of a command, its session stamped with `nowMs` (the proposing replica's wall time). */
+export const tagged = (tag: ClientTag | undefined, nowMs: number): { tag?: ClientTag } =>
+  tag === undefined
+    ? {}
+    : { tag: tag.session === undefined ? tag : { ...tag, session: { ...tag.session, atMs: stampMs(nowMs) } } }
+
+/** A wall time as a session stamp: whole non-negative milliseconds. */
+export const stampMs = (nowMs: number): number => Math.max(0, Math.floor(nowMs))
 
 export const reusedSeq = (): KvError =>
   new KvError(ErrorCode.InvalidArgument, 'seq was already used by a different kind of write', {
@@ -62,6 +79,26 @@ export function resultOfOutcome(outcome: ApplyOutcome, command: Command, shardId
           'first_incomplete_seq advances',
         { details: { field: 'first_incomplete_seq', limit: outcome.limit, shardId } },
       )
+    case 'sessionUnknown':
+      throw new KvError(
+        ErrorCode.SessionExpired,
+        `the exactly-once session ${command.tag?.clientId ?? ''} is not registered on this shard ` +
+          '(expired, given up under its quota, or never registered): this attempt was not applied',
+        { details: { field: 'client_id', shardId } },
+      )
+    case 'sessionConflict':
+      throw new KvError(ErrorCode.InvalidArgument, 'this client id is registered to another client', {
+        details: { field: 'client_id', shardId },
+      })
+    case 'sessionsFull':
+      throw new KvError(
+        ErrorCode.Overloaded,
+        `this shard holds ${outcome.limit} live exactly-once sessions: register again later`,
+        { details: { field: 'client_id', limit: outcome.limit, shardId } },
+      )
+    case 'registered':
+      // A registration has no result of its own; its callers read only the receipt.
+      return { kind: 'batch', results: [] }
     case 'applied':
     case 'duplicate':
       if (outcome.result.kind === 'versionMismatch')
@@ -150,3 +187,28 @@ export function scanRange(
   const iterable = stream()
   return { receipt, [Symbol.asyncIterator]: () => iterable }
 }
+
+/** The command registering session `clientId` (validated as a write's tag would be). */
+export function registration(
+  clientId: string,
+  opts: RegisterSessionOptions,
+  nowMs: number,
+  limits: Readonly<Limits>,
+): Command {
+  const tag = validateWriteOptions(
+    {
+      level: WriteLevel.Majority,
+      clientId,
+      seq: opts.floor,
+      firstIncompleteSeq: 0,
+      principal: opts.principal,
+    },
+    limits,
+  )
+  if (tag?.session === undefined) throw new KvError(ErrorCode.InvalidArgument, 'a session needs a client id')
+  return { kind: 'register', clientId, floor: opts.floor, session: { ...tag.session, atMs: stampMs(nowMs) } }
+}
+
+/** `{ signal }` when there is one (exactOptionalPropertyTypes). */
+export const signalOf = (opts: { readonly signal?: AbortSignal }): { signal?: AbortSignal } =>
+  opts.signal === undefined ? {} : { signal: opts.signal }

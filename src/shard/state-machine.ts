@@ -62,6 +62,14 @@ export type ApplyOutcome =
   | { readonly kind: 'duplicate'; readonly index: LogIndex; readonly result: ApplyResult }
   | { readonly kind: 'staleSeq'; readonly index: LogIndex; readonly watermark: number }
   | { readonly kind: 'resultsFull'; readonly index: LogIndex; readonly limit: number }
+  /** A write whose registered session is unknown here, another principal's, or expired. */
+  | { readonly kind: 'sessionUnknown'; readonly index: LogIndex }
+  /** A registration applied (a new session, or its principal's own renewed). */
+  | { readonly kind: 'registered'; readonly index: LogIndex }
+  /** A registration of an id another principal holds: nothing changed. */
+  | { readonly kind: 'sessionConflict'; readonly index: LogIndex }
+  /** A registration refused: the table holds `limit` live sessions of other principals. */
+  | { readonly kind: 'sessionsFull'; readonly index: LogIndex; readonly limit: number }
 
 /**
  * A WriteBatch plus the values prefetched for a group of commands: reads see the prefetched values
@@ -103,6 +111,10 @@ export interface KvStateMachineInit {
   readonly dedupRecords: readonly Entry[]
   readonly dedupClientsMax: number
   readonly dedupResultsPerClientMax: number
+  /** Default limits.sessionsPerPrincipalMax. */
+  readonly sessionsPerPrincipalMax?: number
+  /** Default limits.sessionIdleMsMax. */
+  readonly sessionIdleMsMax?: number
   /**
    * Where the shard keeps key `key` (whose xxh64 is `hash`); default the hash-first user data
    * layout (keys.ts `dataKey`). The meta shard keeps its keys under its shard id instead.
@@ -141,6 +153,10 @@ export class KvStateMachine {
         shardId: init.shardId,
         clientsMax: init.dedupClientsMax,
         resultsPerClientMax: init.dedupResultsPerClientMax,
+        ...(init.sessionsPerPrincipalMax === undefined
+          ? {}
+          : { sessionsPerPrincipalMax: init.sessionsPerPrincipalMax }),
+        ...(init.sessionIdleMsMax === undefined ? {} : { sessionIdleMsMax: init.sessionIdleMsMax }),
       },
       init.dedupRecords,
     )
@@ -181,6 +197,8 @@ export class KvStateMachine {
         return [this.dataKey(command.key)]
       case 'batch':
         return command.ops.map((op) => this.dataKey(op.key))
+      case 'register':
+        return []
       default:
         return unreachable(command)
     }
@@ -205,6 +223,19 @@ export class KvStateMachine {
     assert(index === this.applied + 1, 'apply out of order')
     this.applied = index
     writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
+    if (command.kind === 'register') {
+      const r = this.dedup.register(command.clientId, command.floor, command.session, index, writer)
+      switch (r.kind) {
+        case 'registered':
+          return { kind: 'registered', index }
+        case 'conflict':
+          return { kind: 'sessionConflict', index }
+        case 'full':
+          return { kind: 'sessionsFull', index, limit: r.limit }
+        default:
+          return unreachable(r)
+      }
+    }
     const tag = command.tag
     if (tag !== undefined) {
       const check = this.dedup.begin(tag, index, writer)
@@ -215,6 +246,8 @@ export class KvStateMachine {
           return { kind: 'staleSeq', index, watermark: check.watermark }
         case 'full':
           return { kind: 'resultsFull', index, limit: check.limit }
+        case 'unknown':
+          return { kind: 'sessionUnknown', index }
         case 'new':
           break
         default:
@@ -226,7 +259,12 @@ export class KvStateMachine {
     return { kind: 'applied', index, result }
   }
 
-  private applyOps(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyResult {
+  private applyOps(
+    index: LogIndex,
+    command: Exclude<Command, { kind: 'register' }>,
+    writer: ApplyWriter,
+    reader: ApplyReader,
+  ): ApplyResult {
     const ops: readonly BatchOp[] = command.kind === 'batch' ? command.ops : [command]
     // Pass 1: evaluate in order against the state overlaid with earlier ops of this command.
     const pending = new Map<

@@ -12,7 +12,7 @@ import {
   type ScanArgs,
   type WriteOptions,
 } from './api.ts'
-import { tryDecodeCommand, type ClientTag, type Command } from './commands.ts'
+import { tryDecodeCommand, type ClientTag, type Command, type SessionStamp } from './commands.ts'
 
 const readLevels: ReadonlySet<unknown> = new Set(Object.values(ReadLevel))
 const writeLevels: ReadonlySet<unknown> = new Set(Object.values(WriteLevel))
@@ -92,7 +92,11 @@ export function validateWriteOptions(opts: WriteOptions, limits: Readonly<Limits
       `firstIncompleteSeq ${firstIncompleteSeq} is above seq ${seq}: a write in flight is itself incomplete`,
       'firstIncompleteSeq',
     )
-  return { clientId, seq, firstIncompleteSeq }
+  if (opts.principal === undefined) return { clientId, seq, firstIncompleteSeq }
+  // The time is stamped by the replica that proposes the write (`stamped`).
+  const session = { principal: opts.principal, atMs: 0 }
+  validateStamp(session, limits)
+  return { clientId, seq, firstIncompleteSeq, session }
 }
 
 export function validateBatchOps(ops: readonly BatchOp[], limits: Readonly<Limits>): void {
@@ -138,8 +142,26 @@ export function validateScanArgs(args: ScanArgs, limits: Readonly<Limits>): void
   }
 }
 
+function validateStamp(stamp: SessionStamp, limits: Readonly<Limits>): void {
+  if (
+    typeof stamp.principal !== 'string' ||
+    encoder.encode(stamp.principal).length > limits.principalBytesMax
+  )
+    throw invalid(`principal is longer than ${limits.principalBytesMax} bytes`, 'principal')
+  if (!isSafeUint(stamp.atMs)) throw invalid('session time must be a non-negative safe integer', 'atMs')
+}
+
 /** Validates a whole command (what the write path checks before queueing). */
 export function validateCommand(command: Command, limits: Readonly<Limits>): void {
+  if (command.kind === 'register') {
+    validateWriteOptions(
+      { level: WriteLevel.Majority, clientId: command.clientId, seq: command.floor, firstIncompleteSeq: 0 },
+      limits,
+    )
+    validateStamp(command.session, limits)
+    return
+  }
+  if (command.tag?.session !== undefined) validateStamp(command.tag.session, limits)
   if (command.kind === 'batch') validateBatchOps(command.ops, limits)
   else validateBatchOps([command], limits)
 }

@@ -133,6 +133,11 @@ export class FakeReplica implements Replica {
     return { deleted: (r as { deleted: boolean }).deleted, receipt: this.receipt(opts.level) }
   }
 
+  registerSession(): Promise<{ readonly receipt: Receipt }> {
+    this.check(undefined)
+    return Promise.resolve({ receipt: this.receipt('majority') })
+  }
+
   async batch(
     ops: readonly BatchOp[],
     opts: WriteOptions,

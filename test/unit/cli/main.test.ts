@@ -321,6 +321,7 @@ describe('cli/exit codes and output helpers', () => {
       SESSION_BEHIND: [3, 3],
       STALENESS_BOUND_EXCEEDED: [3, 3],
       DEADLINE_EXCEEDED: [3, 4],
+      SESSION_EXPIRED: [3, 4],
       NOT_FOUND: [5, 5],
       VERSION_MISMATCH: [6, 6],
       CANCELLED: [1, 1],

@@ -70,6 +70,7 @@ class RacingReplica implements Replica {
   getMany: Replica['getMany'] = (keys, opts) => this.inner.getMany(keys, opts)
   put: Replica['put'] = (key, value, opts) => this.inner.put(key, value, opts)
   delete: Replica['delete'] = (key, opts) => this.inner.delete(key, opts)
+  registerSession: Replica['registerSession'] = (clientId, opts) => this.inner.registerSession(clientId, opts)
   scan: Replica['scan'] = (args, opts) => this.inner.scan(args, opts)
   status: Replica['status'] = () => this.inner.status()
   close: Replica['close'] = () => this.inner.close()

@@ -33,7 +33,15 @@ describe('common/errors', () => {
   it('marks as possibly-applied exactly the codes where a write outcome is unknown', () => {
     const unknown = Object.values(ErrorCode).filter((c) => !errorCodeTable[c].writeNotApplied)
     expect(unknown.sort()).toEqual(
-      ['CANCELLED', 'DEADLINE_EXCEEDED', 'INTERNAL', 'NO_QUORUM', 'PROPOSAL_DROPPED', 'UNAVAILABLE'].sort(),
+      [
+        'CANCELLED',
+        'DEADLINE_EXCEEDED',
+        'INTERNAL',
+        'NO_QUORUM',
+        'PROPOSAL_DROPPED',
+        'SESSION_EXPIRED',
+        'UNAVAILABLE',
+      ].sort(),
     )
   })
 

@@ -52,7 +52,34 @@ describe('shard/commands', () => {
 
   it('starts with its format byte', () => {
     expect(encodeCommand({ kind: 'delete', key: Uint8Array.of(1) })[0]).toBe(commandFormat)
-    expect(commandFormat).toBe(2)
+    expect(commandFormat).toBe(3)
+  })
+
+  it('round-trips registrations and stamped tags, and still reads format 2', () => {
+    const session = { principal: 'alice', atMs: 1_700_000_000_000 }
+    const register: Command = { kind: 'register', clientId: 'c1', floor: 42, session }
+    expect(decodeCommand(encodeCommand(register))).toEqual(register)
+    const stamped: Command = {
+      kind: 'delete',
+      key: Uint8Array.of(1),
+      tag: { clientId: 'c1', seq: 43, firstIncompleteSeq: 42, session },
+    }
+    expect(decodeCommand(encodeCommand(stamped))).toEqual(stamped)
+    const unstamped: Command = {
+      kind: 'delete',
+      key: Uint8Array.of(1),
+      tag: { clientId: 'c', seq: 1, firstIncompleteSeq: 1 },
+    }
+    const format2 = encodeCommand(unstamped).slice()
+    format2[0] = 2
+    expect(decodeCommand(format2)).toEqual(unstamped)
+    // Format 2 knows no session flag, and a registration with a tag is refused.
+    const stampedAs2 = encodeCommand(stamped).slice()
+    stampedAs2[0] = 2
+    expect(tryDecodeCommand(stampedAs2)).toBeNull()
+    const badRegister = encodeCommand(register).slice()
+    badRegister[2] = 0x03
+    expect(tryDecodeCommand(badRegister)).toBeNull()
   })
 
   it('fails stop on corrupt bytes', () => {
@@ -62,9 +89,10 @@ describe('shard/commands', () => {
       value: Uint8Array.of(2),
       tag: { clientId: 'c', seq: 3, firstIncompleteSeq: 2 },
     })
-    // Format 1 (never deployed) is not read; nor is a tag whose firstIncompleteSeq passes its seq.
+    // Format 1 (never deployed) is not read, nor an unknown format 4; nor is a tag whose
+    // firstIncompleteSeq passes its seq.
     expect(() => decodeCommand(Uint8Array.of(1, ...good.subarray(1)))).toThrow(AssertionError)
-    expect(() => decodeCommand(Uint8Array.of(3, ...good.subarray(1)))).toThrow(AssertionError)
+    expect(() => decodeCommand(Uint8Array.of(4, ...good.subarray(1)))).toThrow(AssertionError)
     const inverted = good.slice()
     inverted[6] = 4 // format, kind, flags, id length, 'c', seq 3, then firstIncompleteSeq
     expect(() => decodeCommand(inverted)).toThrow(AssertionError)

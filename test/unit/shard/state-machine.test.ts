@@ -36,11 +36,12 @@ class Harness {
     private readonly hasher: Hasher,
     private readonly clientsMax = 100,
     private readonly resultsMax = 100,
+    private readonly sessions: { perPrincipal?: number; idleMs?: number } = {},
   ) {}
 
   /** A harness over the same engine, loading the state machine from it (a restart). */
   async reopen(): Promise<Harness> {
-    const again = new Harness(this.hasher, this.clientsMax, this.resultsMax)
+    const again = new Harness(this.hasher, this.clientsMax, this.resultsMax, this.sessions)
     Object.assign(again, { engine: this.engine })
     return again.open()
   }
@@ -56,6 +57,10 @@ class Harness {
         dedupRecords: records,
         dedupClientsMax: this.clientsMax,
         dedupResultsPerClientMax: this.resultsMax,
+        ...(this.sessions.perPrincipal === undefined
+          ? {}
+          : { sessionsPerPrincipalMax: this.sessions.perPrincipal }),
+        ...(this.sessions.idleMs === undefined ? {} : { sessionIdleMsMax: this.sessions.idleMs }),
       },
       { hasher: this.hasher },
     )
@@ -102,10 +107,10 @@ const del = (key: string, expectedVersion?: number): Command =>
     : { kind: 'delete', key: bytes(key), expectedVersion }
 
 /** `command` tagged with (clientId, seq, firstIncompleteSeq). */
-const tagged = (command: Command, clientId: string, seq: number, firstIncompleteSeq = seq): Command => ({
-  ...command,
-  tag: { clientId, seq, firstIncompleteSeq },
-})
+const tagged = (command: Command, clientId: string, seq: number, firstIncompleteSeq = seq): Command => {
+  if (command.kind === 'register') throw new Error('a registration carries no tag')
+  return { ...command, tag: { clientId, seq, firstIncompleteSeq } }
+}
 
 /** The dedup records on disk, as `client:header(watermark)` and `client:seq`. */
 async function storedDedup(h: Harness): Promise<string[]> {
@@ -320,7 +325,13 @@ describe('shard/state-machine', () => {
     await h.apply(tagged(put('a', '2'), 'c', 8, 8))
     const reopened = await h.reopen()
     expect(reopened.machine.appliedIndex).toBe(3)
-    expect(reopened.machine.dedupClient('c')).toEqual({ watermark: 8, lastIndex: 3, seqs: [8, 9] })
+    expect(reopened.machine.dedupClient('c')).toEqual({
+      watermark: 8,
+      lastIndex: 3,
+      principal: null,
+      lastActiveMs: 0,
+      seqs: [8, 9],
+    })
     expect((await reopened.apply(tagged(put('b', '1'), 'c', 9, 8)))[0]).toMatchObject({
       kind: 'duplicate',
       result: { version: 2 },
@@ -403,10 +414,129 @@ describe('shard/state-machine', () => {
       { kind: 'versionMismatch', opIndex: 2, currentVersion: 0 },
     ]
     for (const result of results) expect(decodeDedupResult(encodeDedupResult(result))).toEqual(result)
-    const header = { watermark: 12, lastIndex: LogIndex(40) }
+    const header = { watermark: 12, lastIndex: LogIndex(40), principal: null, lastActiveMs: 0 }
     expect(decodeDedupHeader(encodeDedupHeader(header))).toEqual(header)
+    const session = { watermark: 12, lastIndex: LogIndex(40), principal: 'alice', lastActiveMs: 5 }
+    expect(decodeDedupHeader(encodeDedupHeader(session))).toEqual(session)
+    // A format 2 header (before sessions) reads as an unregistered client.
+    expect(decodeDedupHeader(Uint8Array.of(2, 12, 40))).toEqual(header)
     expect(() => decodeDedupResult(Uint8Array.of(2, 9))).toThrow(AssertionError)
     expect(() => decodeDedupResult(Uint8Array.of(1, 1, 1))).toThrow(AssertionError)
     expect(() => decodeDedupHeader(Uint8Array.of(2, 1, 1, 0))).toThrow(AssertionError)
+  })
+})
+
+/** A registration, and writes on registered sessions (stamped with a principal and a log time). */
+const register = (clientId: string, principal: string, atMs: number, floor = 0): Command => ({
+  kind: 'register',
+  clientId,
+  floor,
+  session: { principal, atMs },
+})
+const onSession = (
+  command: Command,
+  clientId: string,
+  principal: string,
+  atMs: number,
+  seq: number,
+  firstIncompleteSeq = seq,
+): Command => {
+  if (command.kind === 'register') throw new Error('a registration carries no tag')
+  return { ...command, tag: { clientId, seq, firstIncompleteSeq, session: { principal, atMs } } }
+}
+
+describe('shard/state-machine registered sessions (§6.3): games other clients play change nothing', () => {
+  let hasher: Hasher
+  beforeAll(async () => {
+    hasher = await testHasher()
+  })
+  const kinds = (outcomes: ApplyOutcome[]): string[] => outcomes.map((o) => o.kind)
+
+  it('a write on a session that was never registered is refused and not applied', async () => {
+    const h = await new Harness(hasher).open()
+    expect(kinds(await h.apply(onSession(put('k', 'v'), 'c1', 'alice', 1, 5)))).toEqual(['sessionUnknown'])
+    expect(await h.read('k')).toBeNull()
+  })
+
+  it('hijack: another principal can neither register my id, write on it, nor pre-empt my seq', async () => {
+    const h = await new Harness(hasher).open()
+    expect(kinds(await h.apply(register('mine', 'alice', 1)))).toEqual(['registered'])
+    // Mallory names my id and my next seq: refused, not applied, and not remembered as my answer.
+    expect(kinds(await h.apply(register('mine', 'mallory', 2)))).toEqual(['sessionConflict'])
+    expect(kinds(await h.apply(onSession(put('k', 'evil'), 'mine', 'mallory', 2, 7)))).toEqual([
+      'sessionUnknown',
+    ])
+    // My write with that seq is applied (not answered with someone else's result).
+    const [mine] = await h.apply(onSession(put('k', 'good'), 'mine', 'alice', 3, 7))
+    expect(mine?.kind).toBe('applied')
+    expect((await h.read('k'))?.value).toBe('good')
+  })
+
+  it('watermark: another principal cannot raise my watermark and have my later seqs refused', async () => {
+    const h = await new Harness(hasher).open()
+    await h.apply(register('mine', 'alice', 1, 10))
+    await h.apply(onSession(put('x', '1'), 'mine', 'mallory', 2, 1_000_000, 1_000_000))
+    await h.apply(register('mine', 'mallory', 2, 1_000_000))
+    expect(h.machine.dedupClient('mine')?.watermark).toBe(10)
+    const [ok] = await h.apply(onSession(put('k', 'v'), 'mine', 'alice', 3, 11, 10))
+    expect(ok?.kind).toBe('applied')
+  })
+
+  it("eviction: a flood of other principals' registrations never evicts my session; the table refuses instead", async () => {
+    const h = await new Harness(hasher, 8, 100, { perPrincipal: 3 }).open()
+    await h.apply(register('mine', 'alice', 1))
+    const [first] = await h.apply(onSession(put('k', 'v1'), 'mine', 'alice', 2, 1))
+    expect(first?.kind).toBe('applied')
+    // Mallory registers many ids: each beyond her quota gives up one of HER sessions.
+    for (let i = 0; i < 50; i++) await h.apply(register(`m${i}`, 'mallory', 3))
+    expect(h.machine.dedupClient('mine')).toBeDefined()
+    // Many principals fill the table: registrations are refused, nobody is evicted.
+    const outcomes: string[] = []
+    for (let p = 0; p < 10; p++) outcomes.push(...kinds(await h.apply(register(`p${p}`, `principal${p}`, 4))))
+    expect(outcomes).toContain('sessionsFull')
+    expect(h.machine.dedupClient('mine')).toBeDefined()
+    // My retry of seq 1 is answered from the saved result, not applied again.
+    const [retry] = await h.apply(onSession(put('k', 'v1'), 'mine', 'alice', 5, 1))
+    expect(retry?.kind).toBe('duplicate')
+    expect((await h.read('k'))?.version).toBe(2)
+  })
+
+  it('my own quota gives up my least recently active session; its writes then fail, never re-apply', async () => {
+    const h = await new Harness(hasher, 100, 100, { perPrincipal: 2 }).open()
+    await h.apply(register('old', 'alice', 1))
+    const [applied] = await h.apply(onSession(put('k', 'once'), 'old', 'alice', 1, 1))
+    expect(applied?.kind).toBe('applied')
+    await h.apply(register('b', 'alice', 2))
+    await h.apply(register('c', 'alice', 3)) // gives up 'old'
+    expect(h.machine.dedupClient('old')).toBeUndefined()
+    const version = (await h.read('k'))?.version
+    expect(kinds(await h.apply(onSession(put('k', 'once'), 'old', 'alice', 4, 1)))).toEqual([
+      'sessionUnknown',
+    ])
+    expect((await h.read('k'))?.version).toBe(version)
+  })
+
+  it("sessions expire by the log's clock, alike on every replica and across a restart", async () => {
+    const h = await new Harness(hasher, 100, 100, { idleMs: 1_000 }).open()
+    await h.apply(register('s', 'alice', 10_000))
+    await h.apply(onSession(put('k', 'v'), 's', 'alice', 10_500, 1))
+    // Another client's command moves the log's clock past the idle bound.
+    await h.apply(register('other', 'bob', 12_000))
+    const again = await h.reopen()
+    expect(kinds(await again.apply(onSession(put('k', 'v'), 's', 'alice', 12_001, 1)))).toEqual([
+      'sessionUnknown',
+    ])
+    expect(again.machine.dedupClient('s')).toBeUndefined()
+    expect((await again.read('k'))?.version).toBe(2)
+  })
+
+  it('a session survives a restart with its principal, watermark and results', async () => {
+    const h = await new Harness(hasher).open()
+    await h.apply(register('s', 'alice', 1, 5))
+    await h.apply(onSession(put('k', 'v'), 's', 'alice', 2, 6, 5))
+    const again = await h.reopen()
+    expect(again.machine.dedupClient('s')).toMatchObject({ principal: 'alice', watermark: 5, seqs: [6] })
+    expect(kinds(await again.apply(onSession(put('k', 'v'), 's', 'alice', 3, 6, 5)))).toEqual(['duplicate'])
+    expect(kinds(await again.apply(onSession(put('k', 'v'), 's', 'bob', 3, 7)))).toEqual(['sessionUnknown'])
   })
 })

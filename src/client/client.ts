@@ -41,6 +41,7 @@ import type {
   ShardDescriptor as WireShardDescriptor,
   ShardMapResponse,
   Receipt as WireReceipt,
+  RegisterSessionResponse,
   ReadOptions as WireReadOptions,
   WriteOptions as WireWriteOptions,
 } from '../gen/ringkv/v1/kv.ts'
@@ -72,6 +73,7 @@ import { unary, type RpcContext } from './rpc.ts'
 import { KvScan, type ScanContext, type ScanTarget } from './scan.ts'
 import { SessionTracker, type SessionToken } from './session.ts'
 import { kvErrorFromGrpc } from './status.ts'
+import { ShardSessions } from './shard-sessions.ts'
 import { WriteSeqs } from './write-seqs.ts'
 import type {
   BatchOp,
@@ -197,6 +199,8 @@ interface ClientCore {
   readonly closing: AbortController
   /** The seqs of writes in flight, shared by the client and its sessions (write-seqs.ts). */
   readonly seqs: WriteSeqs
+  /** The exactly-once session registered on each shard (shard-sessions.ts). */
+  readonly shardSessions: ShardSessions
   /** The shard table and node addresses, shared by the client and its sessions. */
   readonly routing: RoutingCache
   /** Where single-key attempts go: coalesced into Multi calls per endpoint, or alone. */
@@ -791,7 +795,7 @@ abstract class KvOperations {
         ),
       )
     }
-    const { clock, seqs, clientId } = this.core
+    const { clock, seqs, shardSessions } = this.core
     const startedMs = clock.nowMs()
     // The common case takes a free seq at once; only a wait for room needs its own deadline timer.
     let seq = this.signal(options).aborted ? undefined : seqs.tryAcquire()
@@ -803,12 +807,18 @@ abstract class KvOperations {
         waiting.dispose()
       }
     }
+    let used: { shardId: number | undefined; clientId: string } | undefined
     try {
       const remainingMs = Math.max(1, Math.floor(deadlineMs - (clock.nowMs() - startedMs)))
       // The seq and client id stay the same on every attempt, redirects included: whichever
-      // node leads the shard when an attempt lands deduplicates it against the earlier ones.
-      return await this.call('write', { ...options, deadlineMs: remainingMs }, route, (target, rpc) =>
-        run(
+      // node leads the shard when an attempt lands deduplicates it against the earlier ones. The
+      // id is the session registered on the target shard (registered first, once).
+      return await this.call('write', { ...options, deadlineMs: remainingMs }, route, async (target, rpc) => {
+        const clientId = await shardSessions.ensure(target.shardId, (id) =>
+          this.registerSession(id, keys[0], target, rpc),
+        )
+        used = { shardId: target.shardId, clientId }
+        return await run(
           {
             consistency,
             clientId,
@@ -818,11 +828,42 @@ abstract class KvOperations {
           },
           target.endpoint,
           rpc,
-        ),
-      )
+        )
+      })
+    } catch (err) {
+      if (used !== undefined && err instanceof KvError && err.code === ErrorCode.SessionExpired)
+        shardSessions.expire(used.shardId, used.clientId)
+      throw err
     } finally {
       seqs.release(seq)
     }
+  }
+
+  /**
+   * Registers session `id` on the shard of `key` (at the write's target), for this client's
+   * principal, with the first incomplete seq as its floor: every seq below it is settled, so no
+   * retry of an earlier write can apply under the session.
+   */
+  private async registerSession(
+    id: string,
+    key: Uint8Array | undefined,
+    target: Target,
+    rpc: RpcContext,
+  ): Promise<void> {
+    const res = await unary<RegisterSessionResponse>(rpc, (md, co, cb) =>
+      this.core.pool.kv(target.endpoint).registerSession(
+        {
+          clientId: id,
+          key: toWire(key ?? new Uint8Array(0)),
+          floor: this.core.seqs.firstIncomplete(),
+          route: target.route,
+        },
+        md,
+        co,
+        cb,
+      ),
+    )
+    this.observe(res.receipt)
   }
 
   /**
@@ -914,6 +955,7 @@ export class KvClient extends KvOperations {
       closing,
       // Restart-safe start (see KvClientInit.clientId): microseconds of wall time, below 2^53.
       seqs: new WriteSeqs({ seqStart: Math.floor(clock.wallMs()) * 1000 }),
+      shardSessions: new ShardSessions(clientId, () => randomClientId(random)),
       routing,
       batcher: new CallBatcher(resolveBatchingConfig(init.batching), { kv: (e) => pool.kv(e), clock }),
     }

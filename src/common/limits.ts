@@ -125,7 +125,7 @@ export const limits = {
    * registrations cannot evict anyone else's session (dedupClientsMax bounds the table; when it is
    * full of live sessions, registering answers OVERLOADED).
    */
-  sessionsPerPrincipalMax: 256,
+  sessionsPerPrincipalMax: 1024,
   /**
    * A registered session unused this long (by the log's own time: the leaders' clocks as written
    * into the commands) has expired; its writes are refused SESSION_EXPIRED, never re-applied.

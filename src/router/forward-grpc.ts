@@ -23,6 +23,8 @@ import type {
   MultiResponse,
   PutRequest,
   PutResponse,
+  RegisterSessionRequest,
+  RegisterSessionResponse,
   ScanRequest,
   ScanResponse,
 } from '../gen/ringkv/v1/kv.ts'
@@ -33,6 +35,8 @@ export interface ForwardCall {
   /** Absolute (ms since the epoch, or a Date), as grpc-js takes it; Infinity = none. */
   readonly deadline: Date | number
   readonly signal: AbortSignal
+  /** The principal of the original call, carried on to the node that serves it. */
+  readonly principal?: string
 }
 
 interface UnaryMethods {
@@ -42,6 +46,7 @@ interface UnaryMethods {
   batchGet: [BatchGetRequest, BatchGetResponse]
   batch: [BatchRequest, BatchResponse]
   multi: [MultiRequest, MultiResponse]
+  registerSession: [RegisterSessionRequest, RegisterSessionResponse]
 }
 type UnaryMethod = keyof UnaryMethods
 type RequestOf<M extends UnaryMethod> = UnaryMethods[M][0]
@@ -85,7 +90,7 @@ export class Forwarder {
       const onAbort = (): void => pending.cancel()
       const pending = fn(
         request,
-        this.clients.forwardedMetadata(),
+        this.clients.forwardedMetadata(call.principal),
         { deadline: call.deadline },
         (err, response) => {
           call.signal.removeEventListener('abort', onAbort)
@@ -104,7 +109,7 @@ export class Forwarder {
     call.signal.throwIfAborted()
     const stream: ClientReadableStream<ScanResponse> = this.clients
       .of(address)
-      .kv.scan(request, this.clients.forwardedMetadata(), { deadline: call.deadline })
+      .kv.scan(request, this.clients.forwardedMetadata(call.principal), { deadline: call.deadline })
     const onAbort = (): void => stream.cancel()
     call.signal.addEventListener('abort', onAbort, { once: true })
     try {

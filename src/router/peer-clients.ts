@@ -21,6 +21,8 @@ import { descriptorFromProto } from './map-proto.ts'
 export const peerClientsMax = 1024
 /** The request metadata a forwarded call carries: the forwarding node's id. */
 export const forwardedByKey = 'ringkv-forwarded-by'
+/** The principal of the call a forwarded call carries on (exactly-once sessions are scoped to it). */
+export const forwardedPrincipalKey = 'ringkv-principal'
 
 export interface PeerClient {
   readonly kv: KvServiceClient
@@ -67,10 +69,14 @@ export class PeerClients {
     return client
   }
 
-  /** Metadata naming this node as the forwarder. */
-  forwardedMetadata(): Metadata {
+  /**
+   * Metadata naming this node as the forwarder, and the principal the original call came from (the
+   * receiver scopes exactly-once sessions to it; it must trust it only from a peer).
+   */
+  forwardedMetadata(principal?: string): Metadata {
     const md = new Metadata()
     md.set(forwardedByKey, String(this.nodeId))
+    if (principal !== undefined) md.set(forwardedPrincipalKey, principal)
     return md
   }
 
@@ -85,6 +91,12 @@ function closeClient(c: PeerClient): void {
   c.kv.close()
   c.admin.close()
   c.replica.close()
+}
+
+/** The principal a forwarded call carries (see `forwardedMetadata`), if any. */
+export function forwardedPrincipal(metadata: Metadata): string | undefined {
+  const v = metadata.get(forwardedPrincipalKey)[0]
+  return typeof v === 'string' ? v : undefined
 }
 
 /** True when a call came from another node (it must not be forwarded again). */

@@ -41,6 +41,8 @@ import {
   type MultiOpResult,
   type MultiRequest,
   type MultiResponse,
+  type RegisterSessionRequest,
+  type RegisterSessionResponse,
   type PutRequest,
   type PutResponse,
   type Receipt as ProtoReceipt,
@@ -54,6 +56,7 @@ import { isKvErrorWithCode } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Hasher } from '../hashing/index.ts'
 import {
+  forwardedPrincipal,
   isForwarded,
   mapToProto,
   type ForwardCall,
@@ -75,6 +78,7 @@ import {
   checkDelete,
   checkGet,
   checkMulti,
+  checkRegisterSession,
   checkPut,
   checkScan,
   consistencyOfLevel,
@@ -99,7 +103,9 @@ export interface KvServiceComponents {
    * Who is calling, for per-client limits (stream counts and bytes: stream-budget.ts). Default:
    * 'anonymous' (no authentication: every client shares one allowance).
    */
-  readonly principalOf?: (call: ServerWritableStream<unknown, unknown>) => string
+  readonly principalOf?: (
+    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+  ) => string
 }
 
 /** KvService with request decoding that turns garbage into INVALID_ARGUMENT (decode.ts). */
@@ -118,6 +124,11 @@ interface CallContext {
   readonly forwarded: boolean
   /** The call's deadline, for a forwarded copy of it. */
   readonly deadline: Date | number
+  /**
+   * Who is calling (exactly-once sessions are scoped to it): `principalOf(call)`, or for a call
+   * forwarded by a peer, the principal of the original call it carries.
+   */
+  readonly principal: string
 }
 
 /** A Uint8Array as a Buffer without copying (the generated types want Buffer). */
@@ -181,7 +192,11 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const shardOf = (key: Uint8Array | undefined): ShardRecord =>
     router.shardOfHash(hasher.hash64(key ?? emptyBuffer))
   const needOfRead = (level: ReadLevel): Need => (level === 'linearizable' ? 'leader' : 'replica')
-  const forwardCall = (ctx: CallContext): ForwardCall => ({ deadline: ctx.deadline, signal: ctx.signal })
+  const forwardCall = (ctx: CallContext): ForwardCall => ({
+    deadline: ctx.deadline,
+    signal: ctx.signal,
+    principal: ctx.principal,
+  })
 
   /**
    * Serves a request on `shard` here or on the node the router names. A local follower refuses a
@@ -278,11 +293,13 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       throw err
     }
     const at = call.getDeadline()
+    const forwarded = isForwarded(call.metadata)
     return {
       ctx: {
         consistency: 'none',
         signal: controller.signal,
-        forwarded: isForwarded(call.metadata),
+        forwarded,
+        principal: (forwarded ? forwardedPrincipal(call.metadata) : undefined) ?? principalOf(call),
         deadline: at,
       },
       release,
@@ -390,7 +407,11 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       'leader',
       ctx,
       async (replica): Promise<PutResponse> => {
-        const { version, receipt } = await replica.put(key, value, { ...opts, signal: ctx.signal })
+        const { version, receipt } = await replica.put(key, value, {
+          ...opts,
+          principal: ctx.principal,
+          signal: ctx.signal,
+        })
         return { version, receipt: toProtoReceipt(receipt) }
       },
       (address) => forwarder.unary(address, 'put', request, forwardCall(ctx)),
@@ -414,7 +435,11 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       'leader',
       ctx,
       async (replica): Promise<DeleteResponse> => {
-        const { deleted, receipt } = await replica.delete(key, { ...opts, signal: ctx.signal })
+        const { deleted, receipt } = await replica.delete(key, {
+          ...opts,
+          principal: ctx.principal,
+          signal: ctx.signal,
+        })
         return { deleted, receipt: toProtoReceipt(receipt) }
       },
       (address) => forwarder.unary(address, 'delete', request, forwardCall(ctx)),
@@ -545,7 +570,11 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       'leader',
       ctx,
       async (replica) => {
-        const { results, receipt } = await replica.batch(ops, { ...write, signal: ctx.signal })
+        const { results, receipt } = await replica.batch(ops, {
+          ...write,
+          principal: ctx.principal,
+          signal: ctx.signal,
+        })
         return {
           results: results.map((r) =>
             r.kind === 'put'
@@ -817,11 +846,37 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   }
 
   // The map as this node has it (the cluster agent refreshes it from the meta shard).
+  // RegisterSession: an exactly-once session for the caller's principal, through the log of the
+  // shard of `key` (its leader; forwarded like a write).
+  const registerSession = unary<RegisterSessionRequest, RegisterSessionResponse>(
+    'RegisterSession',
+    async (request, ctx) => {
+      const { clientId, key, floor } = checkRegisterSession(request, limits)
+      ctx.consistency = 'majority'
+      const shard = shardOf(key)
+      router.checkHint(shard, request.route)
+      return await routed(
+        shard,
+        'leader',
+        ctx,
+        async (replica) => {
+          const { receipt } = await replica.registerSession(clientId, {
+            principal: ctx.principal,
+            floor,
+            signal: ctx.signal,
+          })
+          return { receipt: toProtoReceipt(receipt) }
+        },
+        (address) => forwarder.unary(address, 'registerSession', request, forwardCall(ctx)),
+      )
+    },
+  )
+
   const shardMap = unary<ShardMapRequest, ShardMapResponse>('ShardMap', async () =>
     Promise.resolve(mapToProto(router.map, router.nodeId)),
   )
 
-  return { get, put, delete: del, batchGet, batch, scan, multi, shardMap } as KvServiceServer
+  return { get, put, delete: del, batchGet, batch, scan, multi, registerSession, shardMap } as KvServiceServer
 }
 
 /** About the bytes a scan message takes on the wire (what the stream budgets count). */

@@ -39,6 +39,7 @@ import {
   type GetRequest,
   type MultiRequest,
   type PutRequest,
+  type RegisterSessionRequest,
   type ReadOptions as ProtoReadOptions,
   type ScanRequest,
   type WriteOptions as ProtoWriteOptions,
@@ -329,4 +330,24 @@ export function checkDeadline(remainingMs: number, limits: Readonly<Limits>): nu
       limits.requestDeadlineMsMax,
     )
   return Math.max(0, remainingMs)
+}
+
+export interface CheckedRegisterSession {
+  readonly clientId: string
+  readonly key: Uint8Array
+  readonly floor: number
+}
+export function checkRegisterSession(
+  req: RegisterSessionRequest,
+  limits: Readonly<Limits>,
+): CheckedRegisterSession {
+  const clientId = req.clientId
+  if (clientId === '' || Buffer.byteLength(clientId, 'utf8') > limits.clientIdBytesMax)
+    throw invalid(
+      'client_id',
+      `client_id must be 1..${limits.clientIdBytesMax} bytes`,
+      limits.clientIdBytesMax,
+    )
+  if (!Number.isSafeInteger(req.floor) || req.floor < 0) throw invalid('floor', 'floor is not a safe integer')
+  return { clientId, key: checkKey(req.key, limits), floor: req.floor }
 }

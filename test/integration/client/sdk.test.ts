@@ -294,9 +294,11 @@ describe('client/sdk against kvd', () => {
       // Exactly once: each key was written once (a second apply would have raised its version
       // above its createVersion), each write has its own version in its shard, and the logs
       // between the two fences of every shard hold exactly one entry per attempt that reached
-      // the shard: n writes plus one retry per lost answer, which took an index but applied nothing.
+      // the shard: n writes plus one retry per lost answer, which took an index but applied nothing,
+      // plus the registration of the client's session on each shard it wrote to.
       const between = after.reduce((sum, a, i) => sum + a.version - (before[i]?.version ?? 0) - 1, 0)
-      expect(between).toBe(n + lossy.dropped.size)
+      const registrations = new Set(results.map((r) => r.receipt.shardId)).size
+      expect(between).toBe(n + lossy.dropped.size + registrations)
       expect(new Set(results.map((r) => `${r.receipt.shardId}/${r.version}`)).size).toBe(n)
       const many = await c.getMany([...Array(n).keys()].map((i) => `sdk/eo/${i}`))
       many.results.forEach((r, i) => {

@@ -760,6 +760,9 @@ export class FakeNode {
       delete: this.unary<DeleteRequest, DeleteResponse>('delete'),
       batchGet: this.unary<BatchGetRequest, BatchGetResponse>('batchGet'),
       batch: this.unary<BatchRequest, BatchResponse>('batch'),
+      // Sessions are the shard's business (tested there); here every registration succeeds, unrecorded.
+      registerSession: (_call: unknown, callback: (err: null, res: { receipt: undefined }) => void) =>
+        callback(null, { receipt: undefined }),
       scan: (call: ServerWritableStream<ScanRequest, ScanResponse>) => {
         this.requests.push({ method: 'scan', request: call.request })
         const injected = this.failures.get('scan')?.shift()

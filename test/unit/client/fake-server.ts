@@ -424,6 +424,9 @@ export class FakeKvServer {
 
   private kvImplementation(): KvServiceServer {
     return {
+      // Sessions are the shard's business (tested there); here every registration succeeds, unrecorded.
+      registerSession: (_call: unknown, callback: (err: null, res: { receipt: undefined }) => void) =>
+        callback(null, { receipt: undefined }),
       get: this.unary<GetRequest, GetResponse>('get', this.getHandle, () => undefined),
       multi: this.multiHandler(),
       put: this.unary<PutRequest, PutResponse>(

@@ -88,7 +88,10 @@ export interface WriteOptions {
   /**
    * Exactly-once retries (Raft thesis 6.3): a client id and a per-client sequence number. A retried
    * write with the same pair returns the first answer and is not applied twice. Empty = no dedup.
-   * A client may have many writes in flight at once, each with its own seq.
+   * A client may have many writes in flight at once, each with its own seq. The id names a session
+   * registered on the write's shard by this client (RegisterSession, scoped to the caller's
+   * identity): a write whose session is not registered there, is another client's, or expired is
+   * refused with SESSION_EXPIRED and not applied. The SDK registers its sessions on its own.
    */
   clientId: string;
   seq: number;
@@ -382,6 +385,24 @@ export interface MultiOpResult {
  */
 export interface MultiRequest {
   ops: MultiOp[];
+}
+
+/**
+ * Registers the exactly-once session `client_id` on the shard of `key` (Raft thesis 6.3
+ * RegisterClient) for the caller's identity, through the shard's log. Its writes must then carry
+ * seqs >= floor. Registering again (a retry) is harmless for the same caller; an id another caller
+ * holds is INVALID_ARGUMENT (field client_id); a shard full of live sessions answers OVERLOADED.
+ */
+export interface RegisterSessionRequest {
+  clientId: string;
+  /** Any key of the shard to register on (routing only). */
+  key: Buffer;
+  floor: number;
+  route: RouteHint | undefined;
+}
+
+export interface RegisterSessionResponse {
+  receipt: Receipt | undefined;
 }
 
 export interface MultiResponse {
@@ -3229,6 +3250,156 @@ export const MultiRequest: MessageFns<MultiRequest> = {
   },
 };
 
+function createBaseRegisterSessionRequest(): RegisterSessionRequest {
+  return { clientId: "", key: Buffer.alloc(0), floor: 0, route: undefined };
+}
+
+export const RegisterSessionRequest: MessageFns<RegisterSessionRequest> = {
+  encode(message: RegisterSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.floor !== 0) {
+      writer.uint32(24).uint64(message.floor);
+    }
+    if (message.route !== undefined) {
+      RouteHint.encode(message.route, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.floor = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.route = RouteHint.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RegisterSessionRequest>, I>>(base?: I): RegisterSessionRequest {
+    return RegisterSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterSessionRequest>, I>>(object: I): RegisterSessionRequest {
+    const message = createBaseRegisterSessionRequest();
+    message.clientId = object.clientId ?? "";
+    message.key = object.key ?? Buffer.alloc(0);
+    message.floor = object.floor ?? 0;
+    message.route = (object.route !== undefined && object.route !== null)
+      ? RouteHint.fromPartial(object.route)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRegisterSessionResponse(): RegisterSessionResponse {
+  return { receipt: undefined };
+}
+
+export const RegisterSessionResponse: MessageFns<RegisterSessionResponse> = {
+  encode(message: RegisterSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.receipt !== undefined) {
+      Receipt.encode(message.receipt, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.receipt = Receipt.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RegisterSessionResponse>, I>>(base?: I): RegisterSessionResponse {
+    return RegisterSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterSessionResponse>, I>>(object: I): RegisterSessionResponse {
+    const message = createBaseRegisterSessionResponse();
+    message.receipt = (object.receipt !== undefined && object.receipt !== null)
+      ? Receipt.fromPartial(object.receipt)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseMultiResponse(): MultiResponse {
   return { results: [] };
 }
@@ -3349,6 +3520,17 @@ export const KvServiceService = {
     responseSerialize: (value: MultiResponse): Buffer => Buffer.from(MultiResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MultiResponse => MultiResponse.decode(value),
   },
+  registerSession: {
+    path: "/ringkv.v1.KvService/RegisterSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterSessionRequest): Buffer =>
+      Buffer.from(RegisterSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterSessionRequest => RegisterSessionRequest.decode(value),
+    responseSerialize: (value: RegisterSessionResponse): Buffer =>
+      Buffer.from(RegisterSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterSessionResponse => RegisterSessionResponse.decode(value),
+  },
   /** The shard map, for routing in the client (any node answers). */
   shardMap: {
     path: "/ringkv.v1.KvService/ShardMap" as const,
@@ -3369,6 +3551,7 @@ export interface KvServiceServer extends UntypedServiceImplementation {
   batch: handleUnaryCall<BatchRequest, BatchResponse>;
   scan: handleServerStreamingCall<ScanRequest, ScanResponse>;
   multi: handleUnaryCall<MultiRequest, MultiResponse>;
+  registerSession: handleUnaryCall<RegisterSessionRequest, RegisterSessionResponse>;
   /** The shard map, for routing in the client (any node answers). */
   shardMap: handleUnaryCall<ShardMapRequest, ShardMapResponse>;
 }
@@ -3459,6 +3642,21 @@ export interface KvServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MultiResponse) => void,
+  ): ClientUnaryCall;
+  registerSession(
+    request: RegisterSessionRequest,
+    callback: (error: ServiceError | null, response: RegisterSessionResponse) => void,
+  ): ClientUnaryCall;
+  registerSession(
+    request: RegisterSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterSessionResponse) => void,
+  ): ClientUnaryCall;
+  registerSession(
+    request: RegisterSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterSessionResponse) => void,
   ): ClientUnaryCall;
   /** The shard map, for routing in the client (any node answers). */
   shardMap(

@@ -186,6 +186,8 @@ export function newMachine(
       dedupRecords,
       dedupClientsMax: components.limits.dedupClientsMax,
       dedupResultsPerClientMax: components.limits.dedupResultsPerClientMax,
+      sessionsPerPrincipalMax: components.limits.sessionsPerPrincipalMax,
+      sessionIdleMsMax: components.limits.sessionIdleMsMax,
       // The meta shard keeps its records under its shard id, outside the user hash space.
       ...(record.kind === 'meta'
         ? { storageKeyOf: (_hash: bigint, key: Uint8Array) => shardDataKey(shardId, key) }

@@ -125,6 +125,8 @@ export async function openLocalReplica(
       dedupRecords,
       dedupClientsMax: limits.dedupClientsMax,
       dedupResultsPerClientMax: limits.dedupResultsPerClientMax,
+      sessionsPerPrincipalMax: limits.sessionsPerPrincipalMax,
+      sessionIdleMsMax: limits.sessionIdleMsMax,
     },
     { hasher: components.hasher },
   )

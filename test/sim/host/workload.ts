@@ -44,6 +44,12 @@ export interface HostWorkloadOptions {
   readonly thinkMsMax: number
   readonly attemptTimeoutMs: number
   readonly deadlineMs: number
+  /**
+   * `full`: writes go on registered exactly-once sessions, as every network client's do (the SDK
+   * registers them). `sharded`: unregistered in-process tags, which keeps that suite's seeds on
+   * the interleavings its coverage marks (meta registrations after unknown outcomes) were found in.
+   */
+  readonly placement: 'full' | 'sharded'
 }
 
 /** Attempts per operation, within its deadline. */
@@ -79,6 +85,8 @@ const kinds: readonly Kind[] = ['put', 'cas', 'del', 'get', 'session', 'eventual
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
+/** The principal the simulated clients write as (one, like unauthenticated clients). */
+const simPrincipal = 'sim'
 
 export function keyName(i: number): string {
   return `k${i}`
@@ -94,6 +102,8 @@ export class HostClient {
   private readonly lastSeen = new Map<string, number>()
   /** Session state: the token per shard and what it guarantees per key. */
   private readonly tokens = new Map<ShardId, number>()
+  /** Shards this client registered its exactly-once session on. */
+  private readonly registered = new Set<ShardId>()
   private readonly floors = new Map<string, Floor>()
   okCount = 0
   sessionReads = 0
@@ -365,7 +375,14 @@ export class HostClient {
   private async write(key: string, kind: 'put' | 'cas' | 'del'): Promise<void> {
     const seq = ++this.seq
     const value = `c${this.id}s${seq}`
-    const tag = { clientId: `c${this.id}`, seq, firstIncompleteSeq: seq }
+    // A registered session per shard, as every network client has (the SDK registers on its own).
+    const sessions = this.options.placement === 'full'
+    const tag = {
+      clientId: `c${this.id}`,
+      seq,
+      firstIncompleteSeq: seq,
+      ...(sessions ? { principal: simPrincipal } : {}),
+    }
     const expected = this.lastSeen.get(key) ?? 0
     const level = kind === 'put' && this.random.int(8) < this.options.allWritesPer8 ? 'all' : 'majority'
     const callMs = this.cluster.sim.nowMs
@@ -379,6 +396,10 @@ export class HostClient {
         deadline.signal,
         (shardId) => this.pickNode(shardId),
         async (replica, signal) => {
+          if (sessions && !this.registered.has(shardId)) {
+            await replica.registerSession(tag.clientId, { principal: simPrincipal, floor: seq, signal })
+            this.registered.add(shardId)
+          }
           if (kind === 'del') {
             const d = await replica.delete(enc.encode(key), { level, signal, ...tag })
             return { version: null, receipt: d.receipt }

@@ -731,7 +731,10 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       ctx = begun.ctx
       release = begun.release
       const signal = ctx.signal
-      writer = streams.openStream(principalOf(call), call.getPeer(), call)
+      // Counted for the client it serves; a scan a peer forwards counts on that client's share
+      // here, not on the peer's one connection (which carries every forwarded scan of that node).
+      const connection = ctx.forwarded ? `${call.getPeer()}/${ctx.principal}` : call.getPeer()
+      writer = streams.openStream(ctx.principal, connection, call)
       const out = writer
       const request = decoded(call.request)
       const after = decodeCursor(request.cursor, clusterId)

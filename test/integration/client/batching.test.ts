@@ -34,9 +34,10 @@ async function requestCounts(): Promise<Map<string, number>> {
       const key = `${method}/${code}`
       counts.set(key, (counts.get(key) ?? 0) + Number(n))
     }
-    // A forwarded op is counted on both nodes: by the one that passed it on and the one that served it.
-    for (const [, n] of text.matchAll(/^ringkv_forwarded_requests\{method="[^"]+"\} (\d+)/gm))
-      counts.set('forwarded', (counts.get('forwarded') ?? 0) + Number(n))
+    // A forwarded op is counted on both nodes: by the one that passed it on and the one that served
+    // it. (Session registrations, one per client and shard, are forwarded like writes; not ops.)
+    for (const [, method, n] of text.matchAll(/^ringkv_forwarded_requests\{method="([^"]+)"\} (\d+)/gm))
+      if (method !== 'registerSession') counts.set('forwarded', (counts.get('forwarded') ?? 0) + Number(n))
   }
   return counts
 }

@@ -1134,6 +1134,9 @@ export class NodeHost implements ReplicaLoop {
     if (slot.record.state !== 'empty' && slot.record.state !== 'active')
       return refuse(`the replica is ${slot.record.state}`)
     if (message.term < g.term) return refuse(`the snapshot's term ${message.term} is stale (term ${g.term})`)
+    // What Raft would refuse to step at the end is refused before anything is written.
+    const refusal = g.raw.refusal(message)
+    if (refusal !== null) return refuse(`Raft refuses it (${refusal})`)
     if (!g.wouldRestore(message.snapshot.meta)) return refuse('it is not newer than what the replica has')
     let finish!: () => void
     const finished = new Promise<void>((resolve) => (finish = resolve))

@@ -43,6 +43,7 @@ import type {
   ProposeResult,
   ReadIndexResult,
   ReadState,
+  StepRejection,
   StepResult,
   TransferResult,
 } from './types.ts'
@@ -443,6 +444,22 @@ export class Raft {
 
   // -------------------------------------------------------------------------------------------
   // Step.
+
+  /**
+   * Why `step` would refuse `m` before looking at it further (addressing, term bounds, staleness,
+   * a leader message not from the term's known leader), or null. Changes nothing. For a shell that
+   * does work on a message's behalf before stepping it (a snapshot written in place).
+   */
+  refusal(m: Message): StepRejection | null {
+    if (m.to !== this.id) return 'not-addressed'
+    if (m.term > this.cfg.termMax || m.term - this.term > this.cfg.termJumpMax) return 'term-absurd'
+    if (m.term < this.term) return 'stale-term'
+    const leaderOnly =
+      m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap' || m.type === 'MsgTimeoutNow'
+    if (leaderOnly && m.term === this.term && this.role === Role.Follower && this.leaderId !== null)
+      if (this.leaderId !== m.from) return 'not-leader'
+    return null
+  }
 
   /** Handles one message from a peer. Terms first (§3.3), then the role's handler. */
   step(m: Message): StepResult {

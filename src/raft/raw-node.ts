@@ -19,6 +19,7 @@ import type {
   Ready,
   SoftState,
   Status,
+  StepRejection,
   StepResult,
   TransferResult,
 } from './types.ts'
@@ -115,6 +116,13 @@ export class RawNode {
     if (!wellFormed(m, this.config.indexMax)) return { ok: false, reason: 'malformed' }
     if (m.from === this.raft.id) return { ok: false, reason: 'malformed' }
     return this.raft.step(m)
+  }
+
+  /** Why `step(m)` would refuse `m` outright (malformed, misaddressed, term, leader), or null. Pure. */
+  refusal(m: Message): StepRejection | null {
+    if (!wellFormed(m, this.config.indexMax)) return 'malformed'
+    if (m.from === this.raft.id) return 'malformed'
+    return this.raft.refusal(m)
   }
 
   /** Proposes application data. On a follower: `not-leader` with the leader hint. */

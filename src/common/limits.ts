@@ -89,6 +89,10 @@ export const limits = {
   streamsPerConnectionMax: 64,
   /** Server streams open at once for one client (principal); beyond: OVERLOADED. */
   streamsPerPrincipalMax: 256,
+  /** Requests one client connection may have in flight on a node; beyond: OVERLOADED. */
+  requestsPerConnectionMax: 1024,
+  /** Requests one client (principal) may have in flight on a node; beyond: OVERLOADED. */
+  requestsPerPrincipalMax: 2048,
   /** Requests one node serves at once before answering OVERLOADED. */
   requestsInFlightMax: 4096,
   /** Rebalancer moves running at once. */
@@ -236,6 +240,9 @@ assert(limits.principalUnsentBytesMax <= limits.nodeUnsentBytesMax)
 assert(limits.scanPageBytesMax + 64 * 1024 <= limits.grpcMessageBytesMax)
 assert(limits.streamsPerConnectionMax <= limits.streamsPerPrincipalMax)
 assert(limits.streamsPerPrincipalMax <= limits.requestsInFlightMax)
+// No one connection, nor one client, can take every request slot of a node.
+assert(limits.requestsPerConnectionMax <= limits.requestsPerPrincipalMax)
+assert(limits.requestsPerPrincipalMax < limits.requestsInFlightMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
 assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)

@@ -68,6 +68,7 @@ import type { BatchOp, Receipt, ReadLevel, Replica, ScanEntry, ScanPosition } fr
 import { decodeCursor, encodeCursor } from './cursor.ts'
 import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
+import { ConnectionQuota } from './connection-quota.ts'
 import { StreamBudgets, type StreamWriter } from './stream-budget.ts'
 import type { KvdMetrics } from './http.ts'
 import { asKvError, internalStatus, metadataKeys, okCode, toOpError, toStatus } from './status.ts'
@@ -187,6 +188,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const log = components.logger
   const principalOf = components.principalOf ?? ((): string => 'anonymous')
   const streams = new StreamBudgets(limits)
+  const quota = new ConnectionQuota(limits)
 
   /** The shard owning `key` (any bytes: validation comes after routing). */
   const shardOf = (key: Uint8Array | undefined): ShardRecord =>
@@ -268,7 +270,16 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
   const begin = (
     call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
   ): { ctx: CallContext; release: () => void } => {
-    gate.enter()
+    const forwarded = isForwarded(call.metadata)
+    const principal = (forwarded ? forwardedPrincipal(call.metadata) : undefined) ?? principalOf(call)
+    // Calls a peer forwards share its one connection: they count per original client on it.
+    const releaseQuota = quota.admit(principal, forwarded ? `${call.getPeer()}/${principal}` : call.getPeer())
+    try {
+      gate.enter()
+    } catch (err) {
+      releaseQuota()
+      throw err
+    }
     metrics.inFlight.inc()
     // One signal per call, aborted by the client's cancel or by our deadline timer, whichever
     // comes first (one controller and one timer: this runs on every request).
@@ -282,6 +293,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       call.off('cancelled', onCancelled)
       metrics.inFlight.dec()
       gate.leave()
+      releaseQuota()
     }
     try {
       const at = call.getDeadline()
@@ -293,13 +305,12 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       throw err
     }
     const at = call.getDeadline()
-    const forwarded = isForwarded(call.metadata)
     return {
       ctx: {
         consistency: 'none',
         signal: controller.signal,
         forwarded,
-        principal: (forwarded ? forwardedPrincipal(call.metadata) : undefined) ?? principalOf(call),
+        principal,
         deadline: at,
       },
       release,

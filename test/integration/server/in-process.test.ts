@@ -103,6 +103,24 @@ describe('server wiring (in process)', () => {
     expect((await c.get({ key: b('x') })).found).toBe(true)
   })
 
+  it('answers OVERLOADED beyond requestsPerConnectionMax on one connection while others are served', async () => {
+    const { kvd, replica } = await startInProcess(['requestsPerConnectionMax=2'])
+    const greedy = kv(kvdClient(kvd))
+    const other = kv(kvdClient(kvd))
+    let open!: () => void
+    replica.gate = new Promise((resolve) => (open = resolve))
+    const held = [greedy.put({ key: b('x'), value: b('1') }), greedy.put({ key: b('y'), value: b('1') })]
+    await new Promise((r) => setTimeout(r, 200))
+    const err = await expectFailure(greedy.get({ key: b('x') }), Grpc.RESOURCE_EXHAUSTED, 'OVERLOADED')
+    expect(trailer(err, 'ringkv-limit')).toBe('2')
+    // Another connection is served meanwhile.
+    expect((await other.get({ key: b('z') })).found).toBe(false)
+    open()
+    await Promise.all(held)
+    replica.gate = undefined
+    expect((await greedy.get({ key: b('x') })).found).toBe(true)
+  })
+
   it('drains in-flight requests on stop and then refuses', async () => {
     const s = await startInProcess()
     const c = kv(kvdClient(s.kvd))

@@ -313,6 +313,7 @@ export class Kvd {
       // Peers can reach this node now; start the groups (elections, replication).
       this.host?.start()
       this.agent?.start()
+      await this.soloLeaders()
       for (const name of healthServiceNames) this.health.setStatus(name, 'SERVING')
       this.state = 'serving'
       this.log.info(
@@ -331,6 +332,27 @@ export class Kvd {
       this.state = 'stopped'
       throw err
     }
+  }
+
+  /**
+   * Waits (at most soloLeaderWaitMs) until every group whose only voter is this node leads: such a
+   * group elects itself at once, and until it has, a write to it would be refused (NOT_LEADER), so
+   * the node is not ready. Groups with other voters elect with their peers; clients retry those.
+   */
+  private async soloLeaders(): Promise<void> {
+    const host = this.host
+    if (host === undefined) return
+    const solo = (): boolean =>
+      host
+        .status()
+        .filter((v) => v.state === 'active' && v.voters.length === 1 && v.voters[0] === this.nodeId)
+        .every((v) => v.role === 'leader')
+    const { clock } = this.components
+    const until = clock.nowMs() + soloLeaderWaitMs
+    while (!solo() && clock.nowMs() < until)
+      await new Promise<void>((resolve) => clock.setTimer(soloLeaderPollMs, resolve, { keepAlive: true }))
+    if (!solo())
+      this.log.warn({ waitedMs: soloLeaderWaitMs }, 'a single-voter shard has not elected itself yet')
   }
 
   /** Graceful stop (see the file comment). Idempotent; resolves when everything is closed. */
@@ -504,7 +526,9 @@ export class Kvd {
             dispose()
           }
         }
-        await new Promise<void>((resolve) => this.components.clock.setTimer(joinRetryMs, resolve))
+        await new Promise<void>((resolve) =>
+          this.components.clock.setTimer(joinRetryMs, resolve, { keepAlive: true }),
+        )
       }
     } finally {
       clients.close()
@@ -609,6 +633,9 @@ export function initialClusterId(config: KvdConfig): Buffer | undefined {
     .subarray(0, clusterIdBytes)
 }
 
+/** How long start() waits for this node's single-voter groups to elect themselves, and how often it looks. */
+const soloLeaderWaitMs = 10_000
+const soloLeaderPollMs = 5
 /** Missed heartbeats after which the meta leader marks a node dead. */
 const nodeDeadAfterHeartbeats = 10
 /** The least budget of one call to the meta shard. */

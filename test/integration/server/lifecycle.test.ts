@@ -24,6 +24,26 @@ function tempDir(): string {
 }
 
 describe('kvd process lifecycle', () => {
+  it('keeps retrying a join that no node answers yet (it does not exit between attempts)', async () => {
+    const dead = `127.0.0.1:${await freePort()}`
+    const run = await runKvd(
+      [
+        '--data',
+        tempDir(),
+        '--listen',
+        `127.0.0.1:${await freePort()}`,
+        '--http',
+        `127.0.0.1:${await freePort()}`,
+        '--join',
+        dead,
+      ],
+      { timeoutMs: 4_000 },
+    )
+    // Still waiting to retry when the test ran out of patience: killed, not exited on its own.
+    expect(run.signal, run.stderr).toBe('SIGKILL')
+    expect(run.stderr.match(/join attempt failed/g)?.length ?? 0).toBeGreaterThanOrEqual(2)
+  })
+
   it('refuses a second kvd on the same data dir at once, with one line naming the dir', async () => {
     const first = await startKvd()
     handles.push(first)

@@ -6,6 +6,14 @@ import { existsSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
+// grpc-js names the TLS server by the host dialled even when that is an IP address, which Node
+// flags once per process (DEP0123) though the certificate check is right (as bin/kvd.js does).
+const [printWarning] = process.listeners('warning')
+process.removeAllListeners('warning')
+process.on('warning', (warning) => {
+  if (warning.code !== 'DEP0123') printWarning?.(warning)
+})
+
 const root = resolve(import.meta.dirname, '..')
 const dir = join(root, 'dist', 'test', 'bench')
 const [name, ...args] = process.argv.slice(2)

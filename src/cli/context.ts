@@ -12,6 +12,7 @@ import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { KvClient, type KvClientInit } from '../client/client.ts'
 import type { ReadOptions, Receipt, WriteOptions } from '../client/types.ts'
+import type { ClientTls } from '../net/index.ts'
 import { readConsistencies, writeConsistencies } from '../client/types.ts'
 import { receiptLine, type OutputFormat } from './output.ts'
 
@@ -43,6 +44,10 @@ export interface GlobalOptions {
   readonly route?: boolean
   /** `--zone`: with --route, weaker reads prefer replicas in this zone. */
   readonly zone?: string | undefined
+  /** `--ca-file` (+ `--cert-file`, `--key-file`, `--server-name`): TLS to the nodes. */
+  readonly tls?: ClientTls | undefined
+  /** `--token`: a bearer token sent on every call. */
+  readonly token?: string | undefined
 }
 
 export const endpointsDefault = '127.0.0.1:7001'
@@ -74,6 +79,8 @@ export class CliContext {
         // Explicit: kvctl sends to the endpoint it is given unless --route says otherwise.
         routing: { enabled: this.globals.route === true },
         ...(this.globals.zone !== undefined ? { zone: this.globals.zone } : {}),
+        ...(this.globals.tls !== undefined ? { tls: this.globals.tls } : {}),
+        ...(this.globals.token !== undefined ? { token: this.globals.token } : {}),
       }
       this.kvClient = this.io.connect?.(init) ?? new KvClient(init)
     }

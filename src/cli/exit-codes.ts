@@ -21,6 +21,8 @@ export const ExitCode = {
   VersionMismatch: 6,
   /** A change to the cluster was refused: it breaks a rule (MOVE_REFUSED) or was planned on a stale view (STALE_EPOCH). */
   Refused: 7,
+  /** Refused: no identity the node accepts (UNAUTHENTICATED), or not allowed (PERMISSION_DENIED). */
+  AccessDenied: 8,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
@@ -33,7 +35,9 @@ export const exitCodesHelp = `Exit codes:
   ${ExitCode.OutcomeUnknown}  outcome unknown (a write hit its deadline: it may or may not have applied)
   ${ExitCode.NotFound}  key not found (get)
   ${ExitCode.VersionMismatch}  version mismatch (--expected-version did not match)
-  ${ExitCode.Refused}  refused (a move or replica change breaks a rule, or was planned on a stale configuration)`
+  ${ExitCode.Refused}  refused (a move or replica change breaks a rule, or was planned on a stale configuration)
+  ${ExitCode.AccessDenied}  access denied (UNAUTHENTICATED: no certificate or token the node accepts;
+     PERMISSION_DENIED: the role may not do this)`
 
 /** The exit code for an error of a read or a write command. */
 export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode {
@@ -65,6 +69,9 @@ export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode
     case ErrorCode.MoveRefused:
     case ErrorCode.StaleEpoch:
       return ExitCode.Refused
+    case ErrorCode.Unauthenticated:
+    case ErrorCode.PermissionDenied:
+      return ExitCode.AccessDenied
     case ErrorCode.Cancelled:
     case ErrorCode.FaultInjectionDisabled:
     case ErrorCode.Internal:

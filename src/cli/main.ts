@@ -8,8 +8,11 @@
  * $ kvctl --endpoints 127.0.0.1:7001 put greeting hello
  * $ kvctl get greeting --consistency eventual -o json
  */
+import { readFile } from 'node:fs/promises'
 import { Command, CommanderError, Option } from 'commander'
+import type { ClientTls } from '../net/index.ts'
 import { writeConsistencies, readConsistencies } from '../client/types.ts'
+import { certsCommand } from './commands/certs.ts'
 import { delCommand } from './commands/del.ts'
 import { faultCommand } from './commands/fault.ts'
 import { getCommand } from './commands/get.ts'
@@ -35,6 +38,7 @@ export const commands: readonly CommandSpec[] = [
   shardsCommand,
   ringCommand,
   faultCommand,
+  certsCommand,
 ]
 
 /** Runs kvctl with `argv` (without node and the script path) and resolves with the exit code. */
@@ -120,11 +124,42 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     .addOption(new Option('--zone <zone>', 'with --route: weaker reads prefer replicas in this zone'))
     .addOption(
       new Option(
+        '--ca-file <file>',
+        "TLS: the CA that issued the nodes' certificates (PEM) [env KVCTL_CA_FILE]",
+      ),
+    )
+    .addOption(
+      new Option(
+        '--cert-file <file>',
+        'TLS: a client certificate to authenticate with (PEM; kvctl certs client) [env KVCTL_CERT_FILE]',
+      ),
+    )
+    .addOption(
+      new Option('--key-file <file>', "TLS: the client certificate's key (PEM) [env KVCTL_KEY_FILE]"),
+    )
+    .addOption(
+      new Option(
+        '--server-name <name>',
+        "TLS: check the nodes' certificates against this name, not the endpoint's host [env KVCTL_SERVER_NAME]",
+      ),
+    )
+    .addOption(
+      new Option(
+        '--token <token>',
+        'a bearer token (kvd --auth-file; kvctl certs token); prefer the environment [env KVCTL_TOKEN]',
+      ),
+    )
+    .addOption(
+      new Option(
         '-v, --verbose',
         'table output: also print who served each answer (node, shard, applied index, level, staleness) on stderr',
       ),
     )
-    .addHelpText('after', `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n`)
+    .addHelpText(
+      'after',
+      `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n` +
+        '  KVCTL_CA_FILE, KVCTL_CERT_FILE, KVCTL_KEY_FILE, KVCTL_SERVER_NAME, KVCTL_TOKEN  defaults for the TLS and token flags\n',
+    )
     .showSuggestionAfterError(true)
 
   for (const spec of commands) addCommand(program, spec, io, hooks)
@@ -144,7 +179,7 @@ function addCommand(parent: Command, spec: CommandSpec, io: CliIo, hooks: Progra
   command.action(async (...actionArgs: unknown[]) => {
     const self = actionArgs[actionArgs.length - 1] as Command
     const args = self.args
-    const globals = globalOptions(self.optsWithGlobals(), io)
+    const globals = await globalOptions(self.optsWithGlobals(), io)
     hooks.setJsonErrors(globals.output === 'json')
     const ctx = new CliContext(io, globals)
     try {
@@ -158,7 +193,7 @@ function addCommand(parent: Command, spec: CommandSpec, io: CliIo, hooks: Progra
   })
 }
 
-function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions {
+async function globalOptions(opts: Record<string, unknown>, io: CliIo): Promise<GlobalOptions> {
   const raw = (opts['endpoints'] as string | undefined) ?? io.env['KVCTL_ENDPOINTS'] ?? endpointsDefault
   const endpoints = raw
     .split(',')
@@ -178,5 +213,44 @@ function globalOptions(opts: Record<string, unknown>, io: CliIo): GlobalOptions 
     verbose: opts['verbose'] === true,
     route: opts['route'] === true,
     zone: opts['zone'] as string | undefined,
+    tls: await tlsOptions(opts, io),
+    token: nonEmpty((opts['token'] as string | undefined) ?? io.env['KVCTL_TOKEN']),
+  }
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s.trim() === '' ? undefined : s.trim()
+}
+
+/** The TLS flags (or their KVCTL_* variables), files read; undefined: plaintext. */
+async function tlsOptions(opts: Record<string, unknown>, io: CliIo): Promise<ClientTls | undefined> {
+  const flag = (name: string, env: string): string | undefined =>
+    nonEmpty((opts[name] as string | undefined) ?? io.env[env])
+  const caFile = flag('caFile', 'KVCTL_CA_FILE')
+  const certFile = flag('certFile', 'KVCTL_CERT_FILE')
+  const keyFile = flag('keyFile', 'KVCTL_KEY_FILE')
+  const serverName = flag('serverName', 'KVCTL_SERVER_NAME')
+  if (caFile === undefined) {
+    if (certFile !== undefined || keyFile !== undefined || serverName !== undefined)
+      throw usageError('--cert-file, --key-file and --server-name need --ca-file (TLS)')
+    return undefined
+  }
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw usageError('--cert-file and --key-file go together')
+  const read = io.readFile ?? ((path: string) => readFile(path))
+  const load = async (path: string, what: string): Promise<Uint8Array> => {
+    try {
+      return await read(path)
+    } catch (err) {
+      throw usageError(
+        `cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      )
+    }
+  }
+  return {
+    ca: await load(caFile, 'CA file'),
+    ...(certFile === undefined ? {} : { cert: await load(certFile, 'certificate') }),
+    ...(keyFile === undefined ? {} : { key: await load(keyFile, 'key') }),
+    ...(serverName === undefined ? {} : { serverName }),
   }
 }

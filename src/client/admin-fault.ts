@@ -15,17 +15,18 @@
  * // ... and heal it.
  * await injectFault('127.0.0.1:7001', { clear: true })
  */
-import {
-  credentials as grpcCredentials,
-  Metadata,
-  type ChannelCredentials,
-  type ChannelOptions,
-} from '@grpc/grpc-js'
+import { Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js'
 import type { Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { limits } from '../common/limits.ts'
 import { AdminServiceClient, type InjectFaultResponse } from '../gen/ringkv/v1/admin.ts'
+import {
+  bearerTokenInterceptor,
+  clientChannelCredentials,
+  clientTlsChannelOptions,
+  type ClientTls,
+} from '../net/index.ts'
 import { channelOptionsDefault } from './endpoints.ts'
 import { kvErrorFromGrpc } from './status.ts'
 
@@ -53,6 +54,10 @@ export interface InjectFaultOptions {
   readonly deadlineMs?: number
   readonly signal?: AbortSignal
   readonly credentials?: ChannelCredentials
+  /** TLS as KvClientInit.tls (default plaintext); ignored when `credentials` is given. */
+  readonly tls?: ClientTls
+  /** A bearer token, as KvClientInit.token: InjectFault needs role admin. */
+  readonly token?: string
   readonly channelOptions?: ChannelOptions
   readonly clock?: Clock
 }
@@ -80,10 +85,16 @@ export async function injectFault(
   options.signal?.throwIfAborted()
 
   const clock = options.clock ?? new SystemClock()
-  const client = new AdminServiceClient(endpoint, options.credentials ?? grpcCredentials.createInsecure(), {
-    ...channelOptionsDefault,
-    ...options.channelOptions,
-  })
+  const client = new AdminServiceClient(
+    endpoint,
+    options.credentials ?? clientChannelCredentials(options.tls),
+    {
+      ...channelOptionsDefault,
+      ...clientTlsChannelOptions(options.tls),
+      ...options.channelOptions,
+      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
+    },
+  )
   const signal = options.signal
   try {
     const response = await new Promise<InjectFaultResponse>((resolve, reject) => {

@@ -7,13 +7,7 @@
  * One attempt per endpoint: a move is not retried blindly (a retry of a move that was recorded
  * would meet SHARD_BUSY). Not re-exported from the package index: an operator tool.
  */
-import {
-  credentials as grpcCredentials,
-  Metadata,
-  type ChannelCredentials,
-  type ChannelOptions,
-  type ServiceError,
-} from '@grpc/grpc-js'
+import { Metadata, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js'
 import type { Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
@@ -25,6 +19,12 @@ import {
   type MoveReplicaResponse,
   type TransferShardLeaderResponse,
 } from '../gen/ringkv/v1/admin.ts'
+import {
+  bearerTokenInterceptor,
+  clientChannelCredentials,
+  clientTlsChannelOptions,
+  type ClientTls,
+} from '../net/index.ts'
 import { channelOptionsDefault } from './endpoints.ts'
 import { kvErrorFromGrpc } from './status.ts'
 
@@ -52,6 +52,10 @@ export interface AdminCallOptions {
   readonly deadlineMs?: number
   readonly signal?: AbortSignal
   readonly credentials?: ChannelCredentials
+  /** TLS as KvClientInit.tls (default plaintext); ignored when `credentials` is given. */
+  readonly tls?: ClientTls
+  /** A bearer token, as KvClientInit.token: these calls need role admin. */
+  readonly token?: string
   readonly channelOptions?: ChannelOptions
   readonly clock?: Clock
 }
@@ -164,10 +168,16 @@ async function once<T>(
   options: AdminCallOptions,
   start: Start<T>,
 ): Promise<T> {
-  const client = new AdminServiceClient(endpoint, options.credentials ?? grpcCredentials.createInsecure(), {
-    ...channelOptionsDefault,
-    ...options.channelOptions,
-  })
+  const client = new AdminServiceClient(
+    endpoint,
+    options.credentials ?? clientChannelCredentials(options.tls),
+    {
+      ...channelOptionsDefault,
+      ...clientTlsChannelOptions(options.tls),
+      ...options.channelOptions,
+      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
+    },
+  )
   const signal = options.signal
   try {
     return await new Promise<T>((resolve, reject) => {

@@ -24,6 +24,12 @@
  */
 import { setMaxListeners } from 'node:events'
 import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js'
+import {
+  bearerTokenInterceptor,
+  clientChannelCredentials,
+  clientTlsChannelOptions,
+  type ClientTls,
+} from '../net/index.ts'
 import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError, type ErrorDetails } from '../common/errors.ts'
@@ -142,6 +148,18 @@ export interface KvClientInit {
   /** Extra grpc-js channel options (the SDK's defaults set message sizes from limits). */
   readonly channelOptions?: ChannelOptions
   /**
+   * TLS to the nodes (kvd --cert-file/--key-file/--ca-file): `ca`, the PEM of the CA that issued
+   * the nodes' certificates; `cert` and `key`, a client certificate to authenticate with (`kvctl
+   * certs client`); `serverName`, the name to check the nodes' certificates against instead of the
+   * endpoint's host. Default: plaintext.
+   */
+  readonly tls?: ClientTls
+  /**
+   * A bearer token (kvd --auth-file; `kvctl certs token`), sent on every call as
+   * `authorization: Bearer <token>`. Use it over TLS: over plaintext anyone on the path can read it.
+   */
+  readonly token?: string
+  /**
    * Shard routing (routing.ts): the shard map is loaded from ShardMap on first use and refreshed
    * when an answer shows it stale, at most once per `refreshIntervalMsMin` (default 250 ms).
    * `enabled: false` sends every call to the current endpoint (which forwards it), without route
@@ -169,6 +187,7 @@ export interface KvClientInit {
 export interface KvClientComponents {
   readonly clock?: Clock
   readonly random?: Random
+  /** Channel credentials instead of the ones `tls` makes. */
   readonly credentials?: ChannelCredentials
   /** The key hasher (xxh64); default: xxhash-wasm, instantiated on first use (hasher.ts). */
   readonly hasher?: Hasher
@@ -920,8 +939,9 @@ export class KvClient extends KvOperations {
     setMaxListeners(0, closing.signal)
     const pool = new EndpointPool({
       endpoints: init.endpoints,
-      credentials: components.credentials,
-      channelOptions: init.channelOptions,
+      credentials: components.credentials ?? clientChannelCredentials(init.tls),
+      channelOptions: { ...clientTlsChannelOptions(init.tls), ...init.channelOptions },
+      interceptors: init.token === undefined ? [] : [bearerTokenInterceptor(init.token)],
     })
     const hasher = components.hasher
     const routingConfig = resolveRoutingConfig(init.routing, init.zone)

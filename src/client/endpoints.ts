@@ -3,8 +3,9 @@
  * is current. Failover moves `current` round-robin; a leader hint moves it to the hinted node
  * when that node's address has been learned from a status answer.
  */
-import { credentials as grpcCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js'
+import type { ChannelCredentials, ChannelOptions, Interceptor } from '@grpc/grpc-js'
 import { limits } from '../common/limits.ts'
+import { plaintextChannelCredentials } from '../net/index.ts'
 import { AdminServiceClient } from '../gen/ringkv/v1/admin.ts'
 import { KvServiceClient } from '../gen/ringkv/v1/kv.ts'
 
@@ -31,12 +32,15 @@ export interface EndpointPoolInit {
   readonly endpoints: readonly string[]
   readonly credentials?: ChannelCredentials | undefined
   readonly channelOptions?: ChannelOptions | undefined
+  /** Client interceptors of every call (the bearer token). */
+  readonly interceptors?: readonly Interceptor[] | undefined
 }
 
 export class EndpointPool {
   readonly endpoints: readonly string[]
   private readonly credentials: ChannelCredentials
   private readonly channelOptions: ChannelOptions
+  private readonly interceptors: Interceptor[]
   private readonly channels = new Map<string, Channel>()
   /** Node id -> address, learned from status answers. */
   private readonly nodeAddresses = new Map<number, string>()
@@ -51,8 +55,12 @@ export class EndpointPool {
     }
     this.endpoints = init.endpoints.map((e) => e.trim())
     this.currentEndpoint = this.endpoints[0] as string
-    this.credentials = init.credentials ?? grpcCredentials.createInsecure()
+    this.credentials = init.credentials ?? plaintextChannelCredentials()
     this.channelOptions = { ...channelOptionsDefault, ...init.channelOptions }
+    // Interceptors given in the channel options (grpc-js reads them from the client's options)
+    // run first, then the SDK's own (the bearer token).
+    const given = (init.channelOptions as { interceptors?: Interceptor[] } | undefined)?.interceptors ?? []
+    this.interceptors = [...given, ...(init.interceptors ?? [])]
   }
 
   /** The endpoint new calls go to. */
@@ -98,10 +106,14 @@ export class EndpointPool {
     if (this.closed) throw new TypeError('KvClient is closed')
     let channel = this.channels.get(endpoint)
     if (channel === undefined) {
-      const kv = new KvServiceClient(endpoint, this.credentials, this.channelOptions)
+      const kv = new KvServiceClient(endpoint, this.credentials, {
+        ...this.channelOptions,
+        interceptors: this.interceptors,
+      })
       // The admin stub shares the kv stub's channel: one connection per endpoint.
       const admin = new AdminServiceClient(endpoint, this.credentials, {
         ...this.channelOptions,
+        interceptors: this.interceptors,
         channelOverride: kv.getChannel(),
       })
       channel = { kv, admin }

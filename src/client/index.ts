@@ -30,6 +30,7 @@ export {
   type SessionInit,
 } from './client.ts'
 export { KvScan } from './scan.ts'
+export type { ClientTls } from '../net/index.ts'
 export type { SessionToken } from './session.ts'
 export type { RetryInit } from './retry.ts'
 export type { RoutingInit, RoutingTable } from './routing.ts'

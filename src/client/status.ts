@@ -50,6 +50,11 @@ function codeForBareStatus(status: number): ErrorCode {
       return ErrorCode.InvalidArgument
     case GrpcStatus.NOT_FOUND:
       return ErrorCode.NotFound
+    // A proxy or a server that refuses before ringkv's own checks run.
+    case GrpcStatus.UNAUTHENTICATED:
+      return ErrorCode.Unauthenticated
+    case GrpcStatus.PERMISSION_DENIED:
+      return ErrorCode.PermissionDenied
     default:
       return ErrorCode.Internal
   }

@@ -26,15 +26,21 @@ import type { ClusterMap } from './cluster-map.ts'
 import { MetaStore, type LeaderReport } from './meta-store.ts'
 import type { MoveRequest } from './move-rules.ts'
 import { Mover, type MoveView, type ReplicaRemote } from './mover.ts'
-import type { MoveRecord, NodeRecord, NodeState } from './records.ts'
+import { peerAddressOf, type MoveRecord, type NodeRecord, type NodeState } from './records.ts'
 
 export interface JoinArgs {
   readonly address: string
+  /** Where other nodes reach the new node; default beside `address` (records.ts peerAddressOf). */
+  readonly peerAddress?: string
   readonly zone: string
   readonly weight: number
 }
 
-/** The meta shard's side of other nodes, over the network (server/ wires it to the admin API). */
+/**
+ * The meta shard's side of other nodes, over the network (server/ wires it to the admin API).
+ * `address` is the node's peer address (records.ts peerAddressOf), or for a joining node's first
+ * call the client address it was given (--join).
+ */
 export interface MetaRemote {
   join(address: string, args: JoinArgs, signal: AbortSignal): Promise<{ node: NodeRecord; map: ClusterMap }>
   heartbeat(
@@ -288,7 +294,7 @@ export class ClusterAgent {
   private async remoteRead(signal: AbortSignal, leader: NodeId | null): Promise<ClusterMap | undefined> {
     const target = this.metaTarget(leader)
     if (target === undefined || target.id === this.init.nodeId) return undefined
-    return await this.tracked(target, () => this.c.remote.shardMap(target.address, signal))
+    return await this.tracked(target, () => this.c.remote.shardMap(peerAddressOf(target), signal))
   }
 
   /** Runs a call to `target`, remembering a failure (the next call goes elsewhere) or a leader hint. */
@@ -340,7 +346,7 @@ export class ClusterAgent {
       }
       for (const node of ask) {
         const state = await this.withDeadline((signal) =>
-          this.c.replicas.state(node.address, own.shardId, signal),
+          this.c.replicas.state(peerAddressOf(node), own.shardId, signal),
         ).catch(() => undefined)
         if (state === undefined || state.role !== 'leader') continue
         const members = [...state.config.voters, ...state.config.learners, ...state.config.votersOutgoing]
@@ -368,7 +374,7 @@ export class ClusterAgent {
       )
     const target = this.forwardTarget(local, forwarded)
     return await this.withDeadline((signal) =>
-      this.tracked(target, () => this.c.remote.move(target.address, req, signal)),
+      this.tracked(target, () => this.c.remote.move(peerAddressOf(target), req, signal)),
     )
   }
 
@@ -378,7 +384,7 @@ export class ClusterAgent {
     if (local?.isLeader === true) return await this.withDeadline((signal) => this.mover.list(signal))
     const target = this.forwardTarget(local, forwarded)
     return await this.withDeadline((signal) =>
-      this.tracked(target, () => this.c.remote.listMoves(target.address, signal)),
+      this.tracked(target, () => this.c.remote.listMoves(peerAddressOf(target), signal)),
     )
   }
 
@@ -394,7 +400,7 @@ export class ClusterAgent {
     if (local?.isLeader === true)
       return await this.withDeadline(async (signal) => {
         const store = new MetaStore(local.replica, signal)
-        const node = await store.register(args.address, args.zone, args.weight)
+        const node = await store.register(args.address, args.zone, args.weight, args.peerAddress)
         const map = await store.read()
         if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
         this.offer(map)
@@ -403,7 +409,7 @@ export class ClusterAgent {
       })
     const target = this.forwardTarget(local, forwarded)
     return await this.withDeadline((signal) =>
-      this.tracked(target, () => this.c.remote.join(target.address, args, signal)),
+      this.tracked(target, () => this.c.remote.join(peerAddressOf(target), args, signal)),
     )
   }
 
@@ -418,7 +424,7 @@ export class ClusterAgent {
       )
     const target = this.forwardTarget(local, forwarded)
     return await this.withDeadline((signal) =>
-      this.tracked(target, () => this.c.remote.heartbeat(target.address, args, signal)),
+      this.tracked(target, () => this.c.remote.heartbeat(peerAddressOf(target), args, signal)),
     )
   }
 

@@ -13,6 +13,8 @@ import type { NodeRecord, ShardRecord } from './records.ts'
 export interface InitialNode {
   readonly id: NodeId
   readonly address: string
+  /** Where other nodes reach it; default beside `address` (records.ts peerAddressOf). */
+  readonly peerAddress?: string
   readonly zone: string
   readonly weight: number
 }
@@ -76,6 +78,7 @@ export function initialClusterMap(spec: InitialClusterSpec, hasher: Hasher): Clu
   const nodes: NodeRecord[] = spec.nodes.map((n) => ({
     id: n.id,
     address: n.address,
+    ...(n.peerAddress === undefined ? {} : { peerAddress: n.peerAddress }),
     zone: n.zone,
     weight: n.weight,
     state: 'active',

@@ -43,6 +43,7 @@ export {
 export {
   moveSteps,
   nodeStates,
+  peerAddressOf,
   type ClusterRecord,
   type MoveRecord,
   type MoveStep,

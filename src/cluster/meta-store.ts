@@ -120,7 +120,7 @@ export class MetaStore {
    * Registers a node: a new id for a new address, or the existing record for an address already
    * registered (a join retried after a lost answer gets its first id).
    */
-  async register(address: string, zone: string, weight: number): Promise<NodeRecord> {
+  async register(address: string, zone: string, weight: number, peerAddress?: string): Promise<NodeRecord> {
     return await this.transaction(async () => {
       // The counter first: a registration landing between it and the address scan below changes
       // its version, so this transaction's compare-and-set fails and it starts over (one id per address).
@@ -131,7 +131,15 @@ export class MetaStore {
       if (counter === null || counter === undefined)
         throw new KvError(ErrorCode.Internal, 'the meta shard lacks node-next-id')
       const id = NodeId(decodeCounter(counter.value))
-      const node: NodeRecord = { id, address, zone, weight, state: 'joining', lastHeartbeatMs: 0 }
+      const node: NodeRecord = {
+        id,
+        address,
+        ...(peerAddress === undefined ? {} : { peerAddress }),
+        zone,
+        weight,
+        state: 'joining',
+        lastHeartbeatMs: 0,
+      }
       await this.batch([
         put(metaKeys.nodeNextId, encodeCounter(id + 1), counter.version),
         put(metaKeys.node(id), encodeNode(node), 0),

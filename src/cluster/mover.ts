@@ -26,7 +26,7 @@ import type { ClusterMap } from './cluster-map.ts'
 import type { LocalMeta } from './agent.ts'
 import { MetaStore, type StoredMove } from './meta-store.ts'
 import { checkMove, type MoveRequest } from './move-rules.ts'
-import type { MoveRecord, MoveStep, ShardRecord } from './records.ts'
+import { peerAddressOf, type MoveRecord, type MoveStep, type ShardRecord } from './records.ts'
 
 /** A shard's configuration as one of its replicas applied it. */
 export interface ShardConfigInfo {
@@ -411,7 +411,7 @@ export class Mover {
         const from = map.node(move.from)
         if (from !== undefined && from.state !== 'dead') {
           try {
-            await this.c.remote.destroy(from.address, move.shardId, config.epoch, members, signal)
+            await this.c.remote.destroy(peerAddressOf(from), move.shardId, config.epoch, members, signal)
           } catch (err) {
             // The source comes back to a replica the shard no longer has; its own check (agent.ts,
             // replica collection) drops it then. The move does not wait for it.
@@ -450,7 +450,7 @@ export class Mover {
     if (to !== undefined && to.state !== 'dead') {
       const members = [...after.voters, ...after.learners]
       await this.c.remote
-        .destroy(to.address, move.shardId, after.epoch, members, signal)
+        .destroy(peerAddressOf(to), move.shardId, after.epoch, members, signal)
         .catch((err: unknown) =>
           this.log.warn(
             { shard: move.shardId, to: move.to, err: describe(err) },
@@ -482,8 +482,8 @@ export class Mover {
       const node = this.c.map().node(id)
       if (node === undefined || node.state === 'dead') continue
       try {
-        const state = await this.c.remote.state(node.address, shard.shardId, signal)
-        if (state.found && state.role === 'leader') return { nodeId: id, address: node.address, state }
+        const state = await this.c.remote.state(peerAddressOf(node), shard.shardId, signal)
+        if (state.found && state.role === 'leader') return { nodeId: id, address: peerAddressOf(node), state }
         if (state.found) add(state.config.leaderId)
       } catch (err) {
         last = err
@@ -498,7 +498,7 @@ export class Mover {
   private addressOf(id: NodeId): string {
     const node = this.c.map().node(id)
     if (node === undefined) throw new KvError(ErrorCode.NotFound, `no node ${id}`)
-    return node.address
+    return peerAddressOf(node)
   }
 
   private progressOf(move: MoveRecord): Progress {

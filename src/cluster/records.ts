@@ -14,6 +14,7 @@
  *   'moves-recent'          -> the latest finished moves, newest first (bounded)
  */
 import { assert } from '../common/assert.ts'
+import { peerPortOffset } from '../common/config.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 
 export type NodeState = 'joining' | 'active' | 'draining' | 'dead'
@@ -22,7 +23,13 @@ export const nodeStates: readonly NodeState[] = ['joining', 'active', 'draining'
 /** One node of the registry. */
 export interface NodeRecord {
   readonly id: NodeId
+  /** Where clients reach it (its client listener). */
   readonly address: string
+  /**
+   * Where other nodes reach it (its peer listener); absent in records written before nodes had
+   * one: then `address`'s host at its port + 100 (peerAddressOf).
+   */
+  readonly peerAddress?: string
   /** Failure-domain label; '' = none. */
   readonly zone: string
   /** Relative capacity on the ring (1 = one default node). */
@@ -54,6 +61,13 @@ export interface ClusterRecord {
   readonly shardCount: number
   readonly replicaCount: number
   readonly vnodesPerNode: number
+}
+
+/** Where other nodes reach `n`: its peer address, or the default beside its client address. */
+export function peerAddressOf(n: Pick<NodeRecord, 'address' | 'peerAddress'>): string {
+  if (n.peerAddress !== undefined && n.peerAddress !== '') return n.peerAddress
+  const match = /^(.*):(\d{1,5})$/.exec(n.address)
+  return match === null ? n.address : `${match[1]}:${Number(match[2]) + peerPortOffset}`
 }
 
 const encoder = new TextEncoder()
@@ -148,6 +162,7 @@ export function encodeNode(n: NodeRecord): Uint8Array {
   return json({
     id: n.id,
     address: n.address,
+    ...(n.peerAddress === undefined ? {} : { peerAddress: n.peerAddress }),
     zone: n.zone,
     weight: n.weight,
     state: n.state,
@@ -167,6 +182,7 @@ export function decodeNode(bytes: Uint8Array): NodeRecord {
   return {
     id: NodeId(uint(o, 'id', 'node')),
     address: str(o, 'address', 'node'),
+    ...('peerAddress' in o ? { peerAddress: str(o, 'peerAddress', 'node') } : {}),
     zone: str(o, 'zone', 'node'),
     weight,
     state,

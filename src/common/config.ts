@@ -31,6 +31,21 @@
  * | leaseReads | --lease-reads  | RINGKV_LEASE_READS=1    | leaseReads   | false                    |
  * | tickMs     | --tick-ms N    | RINGKV_TICK_MS          | tickMs       | 100                      |
  * | limits.X   | --limit X=N    | RINGKV_LIMIT_<X_SNAKE>  | limits.X     | common/limits.ts         |
+ * | peerListen | --peer-listen H:P | RINGKV_PEER_LISTEN   | peerListen   | listen host, port + 100  |
+ * | advertise  | --advertise H:P | RINGKV_ADVERTISE       | advertise    | --listen (the --initial-cluster entry) |
+ * | peerAdvertise | --peer-advertise H:P | RINGKV_PEER_ADVERTISE | peerAdvertise | advertise host, peer-listen port |
+ * | clusterName | --cluster-name N | RINGKV_CLUSTER_NAME  | clusterName  | ringkv                   |
+ * | certFile   | --cert-file F  | RINGKV_CERT_FILE        | certFile     | none (plaintext)         |
+ * | keyFile    | --key-file F   | RINGKV_KEY_FILE         | keyFile      | none                     |
+ * | caFile     | --ca-file F    | RINGKV_CA_FILE          | caFile       | none                     |
+ * | clientCertAuth | --client-cert-auth | RINGKV_CLIENT_CERT_AUTH=1 | clientCertAuth | false    |
+ * | authFile   | --auth-file F  | RINGKV_AUTH_FILE        | authFile     | none                     |
+ *
+ * The client listener (--listen) serves clients; the peer listener (--peer-listen) serves other
+ * nodes (Raft, forwarded requests, meta calls), so the two can be firewalled apart. Each node of
+ * --initial-cluster is `ID=HOST:PORT[/PEER_HOST:PEER_PORT][@ZONE]`: its client address, and its
+ * peer address when that is not the same host at port + 100. The TLS files go together (all three
+ * or none); with them both listeners speak TLS and peers authenticate each other (net/).
  *
  * (e.g. `--limit valueBytesMax=65536` or `RINGKV_LIMIT_VALUE_BYTES_MAX=65536`). A listen port of
  * 0 asks the OS for a free port; with listen port 0 the default HTTP port is 0 too.
@@ -52,6 +67,22 @@ export interface HostPort {
 export interface KvdConfig {
   readonly dataDir: string
   readonly listen: HostPort
+  /** Where other nodes' traffic is served (Raft, forwarded requests, meta calls). */
+  readonly peerListen: HostPort
+  /** This node's client address as others and clients dial it (the registry's `address`). */
+  readonly advertise: string
+  /** This node's peer address as other nodes dial it (the registry's `peerAddress`). */
+  readonly peerAdvertise: string
+  /** The cluster name certificates must carry (net/identity.ts). */
+  readonly clusterName: string
+  /** TLS: this node's certificate, its key, and the CA of nodes and clients (all or none). */
+  readonly certFile: string | undefined
+  readonly keyFile: string | undefined
+  readonly caFile: string | undefined
+  /** The client listener refuses clients without a certificate of the CA at the handshake. */
+  readonly clientCertAuth: boolean
+  /** Bearer tokens and role overrides (net/auth-file.ts). */
+  readonly authFile: string | undefined
   readonly httpListen: HostPort
   readonly nodeId: NodeId
   readonly logLevel: LogLevel
@@ -70,6 +101,8 @@ export interface KvdConfig {
   readonly initialCluster: ReadonlyMap<NodeId, HostPort>
   /** The zone of each initial node (`ID=HOST:PORT@ZONE`), '' when not given. */
   readonly initialZones: ReadonlyMap<NodeId, string>
+  /** The peer address of each initial node (`ID=HOST:PORT/PEER_HOST:PEER_PORT`, else host:port + 100). */
+  readonly initialPeers: ReadonlyMap<NodeId, HostPort>
   /** Shards a new cluster is cut into (equal slices of the hash space). Fixed at bootstrap. */
   readonly shardCount: number
   /** Replicas of each data shard (distinct nodes, distinct zones while enough exist). */
@@ -122,6 +155,15 @@ export interface ConfigFlags {
   readonly weight?: string | undefined
   readonly heartbeatMs?: string | undefined
   readonly snapshotRate?: string | undefined
+  readonly peerListen?: string | undefined
+  readonly advertise?: string | undefined
+  readonly peerAdvertise?: string | undefined
+  readonly clusterName?: string | undefined
+  readonly certFile?: string | undefined
+  readonly keyFile?: string | undefined
+  readonly caFile?: string | undefined
+  readonly clientCertAuth?: boolean | undefined
+  readonly authFile?: string | undefined
 }
 
 export interface LoadConfigInput {
@@ -134,6 +176,16 @@ export interface LoadConfigInput {
 export const defaultListen: HostPort = { host: '127.0.0.1', port: 7001 }
 /** The HTTP port defaults to the gRPC port plus this. */
 export const httpPortOffset = 1000
+/** The peer port defaults to the client port plus this (also for --initial-cluster entries). */
+export const peerPortOffset = 100
+export const clusterNameDefault = 'ringkv'
+/** Cluster names (net/identity.ts clusterNamePattern). */
+const clusterNamePattern = /^[a-z0-9][a-z0-9.-]{0,62}$/
+
+/** The default peer address of a node whose client address is `client`: same host, port + 100. */
+export function defaultPeerAddress(client: HostPort): HostPort {
+  return { host: client.host, port: client.port === 0 ? 0 : client.port + peerPortOffset }
+}
 
 const fileKeys = new Set([
   'dataDir',
@@ -155,6 +207,15 @@ const fileKeys = new Set([
   'weight',
   'heartbeatMs',
   'snapshotRate',
+  'peerListen',
+  'advertise',
+  'peerAdvertise',
+  'clusterName',
+  'certFile',
+  'keyFile',
+  'caFile',
+  'clientCertAuth',
+  'authFile',
 ])
 
 /** Defaults and bounds of the cluster settings. */
@@ -238,6 +299,27 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
   if (listen.port !== 0 && httpListen.port === listen.port && httpListen.host === listen.host)
     throw invalid('httpListen', `--http ${formatHostPort(httpListen)} is the same address as --listen`)
 
+  const peerRaw = pick(flags.peerListen, '--peer-listen', 'RINGKV_PEER_LISTEN', 'peerListen')
+  let peerListen: HostPort
+  if (peerRaw !== undefined) peerListen = parseHostPort(peerRaw, 'peerListen')
+  else {
+    peerListen = defaultPeerAddress(listen)
+    if (peerListen.port > 65535)
+      throw invalid(
+        'peerListen',
+        `--listen port ${listen.port} leaves no default peer port; give --peer-listen HOST:PORT`,
+      )
+  }
+  for (const [other, name] of [
+    [listen, '--listen'],
+    [httpListen, '--http'],
+  ] as const)
+    if (peerListen.port !== 0 && peerListen.port === other.port && peerListen.host === other.host)
+      throw invalid(
+        'peerListen',
+        `--peer-listen ${formatHostPort(peerListen)} is the same address as ${name}`,
+      )
+
   const nodeIdRaw = pick(flags.nodeId, '--node-id', 'RINGKV_NODE_ID', 'nodeId')
   const nodeId = nodeIdRaw === undefined ? NodeId(1) : parseNodeId(nodeIdRaw)
   const nodeIdGiven = nodeIdRaw !== undefined
@@ -254,9 +336,25 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     'RINGKV_INITIAL_CLUSTER',
     'initialCluster',
   )
+  const advertiseRaw = pick(flags.advertise, '--advertise', 'RINGKV_ADVERTISE', 'advertise')
+  const advertiseGiven = advertiseRaw === undefined ? undefined : parseHostPort(advertiseRaw, 'advertise')
+  const peerAdvertiseRaw = pick(
+    flags.peerAdvertise,
+    '--peer-advertise',
+    'RINGKV_PEER_ADVERTISE',
+    'peerAdvertise',
+  )
+  const peerAdvertiseGiven =
+    peerAdvertiseRaw === undefined ? undefined : parseHostPort(peerAdvertiseRaw, 'peerAdvertise')
   const initial =
     initialRaw === undefined
-      ? { members: new Map([[nodeId, listen]]), zones: new Map<NodeId, string>() }
+      ? {
+          members: new Map([[nodeId, advertiseGiven ?? listen]]),
+          zones: new Map<NodeId, string>(),
+          peers: new Map([
+            [nodeId, peerAdvertiseGiven ?? { host: (advertiseGiven ?? listen).host, port: peerListen.port }],
+          ]),
+        }
       : parseInitialCluster(initialRaw)
   const initialCluster = initial.members
   if (join.length > 0 && initialRaw !== undefined)
@@ -268,6 +366,67 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     throw invalid('nodeId', '--node-id cannot be given with --join: the cluster assigns the id')
   if (!initialCluster.has(nodeId))
     throw invalid('initialCluster', `--initial-cluster does not list this node (--node-id ${nodeId})`)
+  // This node's addresses: its --initial-cluster entry (which --advertise must not contradict),
+  // else --advertise, else what it listens on.
+  const ownClient = join.length > 0 ? (advertiseGiven ?? listen) : initialCluster.get(nodeId)!
+  const ownPeer =
+    join.length > 0
+      ? (peerAdvertiseGiven ?? { host: ownClient.host, port: peerListen.port })
+      : initial.peers.get(nodeId)!
+  if (advertiseGiven !== undefined && formatHostPort(advertiseGiven) !== formatHostPort(ownClient))
+    throw invalid(
+      'advertise',
+      `--advertise ${formatHostPort(advertiseGiven)} is not this node's --initial-cluster entry ${formatHostPort(ownClient)}`,
+    )
+  if (peerAdvertiseGiven !== undefined && formatHostPort(peerAdvertiseGiven) !== formatHostPort(ownPeer))
+    throw invalid(
+      'peerAdvertise',
+      `--peer-advertise ${formatHostPort(peerAdvertiseGiven)} is not this node's peer address in --initial-cluster (${formatHostPort(ownPeer)})`,
+    )
+  if (
+    initialRaw !== undefined &&
+    peerRaw !== undefined &&
+    peerAdvertiseGiven === undefined &&
+    peerListen.port !== ownPeer.port
+  )
+    throw invalid(
+      'peerListen',
+      `--peer-listen port ${peerListen.port} is not this node's peer port in --initial-cluster (${formatHostPort(ownPeer)}); ` +
+        'list it as ID=HOST:PORT/PEER_HOST:PEER_PORT, or give --peer-advertise',
+    )
+  const clusterNameRaw = pick(flags.clusterName, '--cluster-name', 'RINGKV_CLUSTER_NAME', 'clusterName')
+  const clusterName =
+    clusterNameRaw === undefined ? clusterNameDefault : parseString(clusterNameRaw, 'clusterName')
+  if (!clusterNamePattern.test(clusterName))
+    throw invalid('clusterName', `a cluster name is 1..63 of a-z 0-9 . -, starting with a letter or digit`)
+  const fileOf = (
+    flag: string | undefined,
+    flagName: string,
+    envName: string,
+    key: string,
+  ): string | undefined => {
+    const raw = pick(flag, flagName, envName, key)
+    return raw === undefined ? undefined : parseString(raw, key)
+  }
+  const certFile = fileOf(flags.certFile, '--cert-file', 'RINGKV_CERT_FILE', 'certFile')
+  const keyFile = fileOf(flags.keyFile, '--key-file', 'RINGKV_KEY_FILE', 'keyFile')
+  const caFile = fileOf(flags.caFile, '--ca-file', 'RINGKV_CA_FILE', 'caFile')
+  const authFile = fileOf(flags.authFile, '--auth-file', 'RINGKV_AUTH_FILE', 'authFile')
+  const tlsGiven = [certFile, keyFile, caFile].filter((f) => f !== undefined).length
+  if (tlsGiven !== 0 && tlsGiven !== 3)
+    throw invalid(
+      certFile === undefined ? 'certFile' : keyFile === undefined ? 'keyFile' : 'caFile',
+      '--cert-file, --key-file and --ca-file go together (all three, or none for plaintext)',
+    )
+  const clientCertRaw = pick(
+    flags.clientCertAuth === true ? 'true' : undefined,
+    '--client-cert-auth',
+    'RINGKV_CLIENT_CERT_AUTH',
+    'clientCertAuth',
+  )
+  const clientCertAuth = clientCertRaw === undefined ? false : parseBool(clientCertRaw, 'clientCertAuth')
+  if (clientCertAuth && tlsGiven === 0)
+    throw invalid('clientCertAuth', '--client-cert-auth needs --cert-file, --key-file and --ca-file')
   const replicasRaw = pick(flags.replicas, '--replicas', 'RINGKV_REPLICAS', 'replicaCount')
   const replicaCount =
     replicasRaw === undefined
@@ -324,6 +483,15 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
   return {
     dataDir,
     listen,
+    peerListen,
+    advertise: formatHostPort(ownClient),
+    peerAdvertise: formatHostPort(ownPeer),
+    clusterName,
+    certFile,
+    keyFile,
+    caFile,
+    clientCertAuth,
+    authFile,
     httpListen,
     nodeId,
     nodeIdGiven,
@@ -331,6 +499,7 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     join,
     initialCluster,
     initialZones: initial.zones,
+    initialPeers: initial.peers,
     shardCount,
     replicaCount,
     vnodesPerNode,
@@ -429,13 +598,19 @@ function parseJoin(raw: Sourced): string[] {
 }
 
 /**
- * `1=host:port,2=host:port@zone-b`: distinct positive ids and distinct addresses, at most
- * initialClusterMax, each with an optional zone label.
+ * `1=host:port,2=host:port/peerhost:peerport@zone-b`: distinct positive ids and distinct
+ * addresses, at most initialClusterMax, each with an optional peer address (default: same host,
+ * port + 100) and an optional zone label.
  */
-function parseInitialCluster(raw: Sourced): { members: Map<NodeId, HostPort>; zones: Map<NodeId, string> } {
+function parseInitialCluster(raw: Sourced): {
+  members: Map<NodeId, HostPort>
+  zones: Map<NodeId, string>
+  peers: Map<NodeId, HostPort>
+} {
   const text = parseString(raw, 'initialCluster')
   const out = new Map<NodeId, HostPort>()
   const zones = new Map<NodeId, string>()
+  const peers = new Map<NodeId, HostPort>()
   const seen = new Set<string>()
   for (const item of text.split(',').map((s) => s.trim())) {
     if (item === '') continue
@@ -443,25 +618,35 @@ function parseInitialCluster(raw: Sourced): { members: Map<NodeId, HostPort>; zo
     if (eq <= 0)
       throw invalid(
         'initialCluster',
-        `${raw.source} must be ID=HOST:PORT[,ID=HOST:PORT...], got ${JSON.stringify(item)}`,
+        `${raw.source} must be ID=HOST:PORT[/PEER_HOST:PEER_PORT][@ZONE][,...], got ${JSON.stringify(item)}`,
       )
     const id = parseNodeId({ value: item.slice(0, eq), source: raw.source })
     const at = item.indexOf('@', eq)
     if (at > 0) zones.set(id, parseZone({ value: item.slice(at + 1), source: raw.source }, 'initialCluster'))
+    const addresses = at > 0 ? item.slice(eq + 1, at) : item.slice(eq + 1)
+    const slash = addresses.indexOf('/')
     const addr = parseHostPort(
-      { value: at > 0 ? item.slice(eq + 1, at) : item.slice(eq + 1), source: raw.source },
+      { value: slash < 0 ? addresses : addresses.slice(0, slash), source: raw.source },
       'initialCluster',
     )
-    const key = formatHostPort(addr)
+    const peer =
+      slash < 0
+        ? defaultPeerAddress(addr)
+        : parseHostPort({ value: addresses.slice(slash + 1), source: raw.source }, 'initialCluster')
     if (out.has(id)) throw invalid('initialCluster', `${raw.source} lists node ${id} twice`)
-    if (seen.has(key)) throw invalid('initialCluster', `${raw.source} lists ${key} twice`)
-    if (addr.port === 0) throw invalid('initialCluster', `${raw.source}: ${key} needs a real port`)
-    seen.add(key)
+    for (const a of [addr, peer]) {
+      const key = formatHostPort(a)
+      if (seen.has(key)) throw invalid('initialCluster', `${raw.source} lists ${key} twice`)
+      if (a.port === 0 || a.port > 65535)
+        throw invalid('initialCluster', `${raw.source}: ${key} needs a real port`)
+      seen.add(key)
+    }
     out.set(id, addr)
+    peers.set(id, peer)
   }
   if (out.size === 0 || out.size > initialClusterMax)
     throw invalid('initialCluster', `${raw.source} must list 1..${initialClusterMax} nodes, got ${out.size}`)
-  return { members: out, zones }
+  return { members: out, zones, peers }
 }
 
 function parseZone(raw: Sourced, field: string): string {

@@ -37,6 +37,10 @@ export const ErrorCode = {
   ShardBusy: 'SHARD_BUSY',
   /** A move or replica change that would break a rule (details.field names the argument). */
   MoveRefused: 'MOVE_REFUSED',
+  /** The call carried no identity this node accepts (no client certificate, no valid token). */
+  Unauthenticated: 'UNAUTHENTICATED',
+  /** The caller's identity may not make this call (its role, or a claim its certificate does not back). */
+  PermissionDenied: 'PERMISSION_DENIED',
   Internal: 'INTERNAL',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -135,6 +139,12 @@ export const errorCodeTable: Readonly<
   STALE_EPOCH: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Never, writeNotApplied: true },
   SHARD_BUSY: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Backoff, writeNotApplied: true },
   MOVE_REFUSED: { status: GrpcStatus.FAILED_PRECONDITION, retry: RetryPolicy.Never, writeNotApplied: true },
+  UNAUTHENTICATED: { status: GrpcStatus.UNAUTHENTICATED, retry: RetryPolicy.Never, writeNotApplied: true },
+  PERMISSION_DENIED: {
+    status: GrpcStatus.PERMISSION_DENIED,
+    retry: RetryPolicy.Never,
+    writeNotApplied: true,
+  },
   INTERNAL: { status: GrpcStatus.INTERNAL, retry: RetryPolicy.Never, writeNotApplied: false },
 }
 

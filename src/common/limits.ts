@@ -200,6 +200,15 @@ export const limits = {
   raftTermJumpMax: 2 ** 20,
   /** Highest Raft log index a node accepts in a message (2^48 entries: centuries of writes). */
   raftIndexMax: 2 ** 48,
+  /**
+   * How often kvd re-reads its certificate, key, CA and auth files; changed files are put in force
+   * without a restart (net/tls-files.ts). Tightening it makes replacements take effect sooner.
+   */
+  credentialsReloadMs: 5_000,
+  /** Largest certificate, key, CA or auth file kvd reads. */
+  credentialFileBytesMax: 1024 * 1024,
+  /** Tokens (and principal overrides) one auth file may list. */
+  authTokensMax: 10_000,
 } as const
 
 export type Limits = { -readonly [K in keyof typeof limits]: number }

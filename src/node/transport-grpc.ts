@@ -28,7 +28,6 @@
  */
 import { setMaxListeners } from 'node:events'
 import {
-  credentials as grpcCredentials,
   Metadata,
   type ChannelCredentials,
   type ChannelOptions,
@@ -42,6 +41,7 @@ import type { NodeId } from '../common/ids.ts'
 import { limits as defaultLimits, type Limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import type { Random } from '../common/random.ts'
+import { peerMetadataKeys, plaintextChannelCredentials } from '../net/index.ts'
 import {
   RaftTransportServiceClient,
   type RaftEnvelope,
@@ -64,10 +64,11 @@ import {
 } from './transport.ts'
 
 /**
- * Metadata of a peer stream: the sender's and the intended receiver's node ids. The receiver
- * refuses a stream meant for another node (an address reused after a membership change).
+ * Metadata of a peer stream: the sender's and the intended receiver's node ids (net/metadata.ts).
+ * The receiver refuses a stream meant for another node (an address reused after a membership
+ * change), and, with TLS, one whose sender is not the node its certificate binds.
  */
-export const peerMetadataKeys = { from: 'ringkv-from', to: 'ringkv-to' } as const
+export { peerMetadataKeys }
 
 // ---------------------------------------------------------------------------------------------
 // The seam between the logic and gRPC.
@@ -601,7 +602,8 @@ export interface GrpcPeerTransportComponents {
   readonly clock: Clock
   readonly random: Random
   readonly logger: Logger
-  readonly credentials?: ChannelCredentials
+  /** The credentials of the channel to a peer's address (net/); default plaintext. */
+  readonly credentialsFor?: (address: string) => ChannelCredentials
   /** Makes the channel of one peer; default a GrpcPeerChannel (tests inject doubles). */
   readonly channelFactory?: PeerChannelFactory
 }
@@ -654,7 +656,7 @@ export class GrpcPeerTransport implements PeerTransport, PeerInbound {
     )
     assert(chunkBytes > 0)
     const channelOptions: ChannelOptions = { ...peerChannelOptions(this.limits), ...init.channelOptions }
-    const credentials = components.credentials ?? grpcCredentials.createInsecure()
+    const credentialsFor = components.credentialsFor ?? plaintextChannelCredentials
     this.channelFactory =
       components.channelFactory ??
       ((target) =>
@@ -666,7 +668,7 @@ export class GrpcPeerTransport implements PeerTransport, PeerInbound {
             chunksInFlightMax: this.limits.snapshotChunksInFlightMax,
             snapshotSendMsMax: this.limits.snapshotSendMsMax,
           },
-          { clock: components.clock, credentials, channelOptions },
+          { clock: components.clock, credentials: credentialsFor(target.address), channelOptions },
         ))
     // Every snapshot in flight (both ways) listens on `closing`.
     setMaxListeners(0, this.closing.signal)

@@ -28,6 +28,7 @@ import type {
   ScanRequest,
   ScanResponse,
 } from '../gen/ringkv/v1/kv.ts'
+import type { Principal } from '../net/index.ts'
 import { peerError, type PeerClients } from './peer-clients.ts'
 
 /** How a forwarded call is bounded: the original call's deadline and its cancellation. */
@@ -35,8 +36,8 @@ export interface ForwardCall {
   /** Absolute (ms since the epoch, or a Date), as grpc-js takes it; Infinity = none. */
   readonly deadline: Date | number
   readonly signal: AbortSignal
-  /** The principal of the original call, carried on to the node that serves it. */
-  readonly principal?: string
+  /** The client the request is passed on for (the receiver's context principal). */
+  readonly principal?: Principal
 }
 
 interface UnaryMethods {

@@ -14,15 +14,7 @@ export {
 export { Forwarder, type ForwardCall } from './forward-grpc.ts'
 export { GrpcMetaRemote } from './meta-remote.ts'
 export { descriptorFromProto, mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
-export {
-  PeerClients,
-  forwardedByKey,
-  forwardedPrincipal,
-  forwardedPrincipalKey,
-  isForwarded,
-  peerClientsMax,
-  peerError,
-} from './peer-clients.ts'
+export { PeerClients, forwardedByKey, isForwarded, peerClientsMax, peerError } from './peer-clients.ts'
 export { GrpcReplicaRemote } from './replica-remote.ts'
 export {
   changeFromProto,

@@ -35,6 +35,7 @@ export function nodeToProto(n: NodeRecord): NodeInfo {
     state: n.state,
     lastHeartbeatMs: n.lastHeartbeatMs,
     weight: n.weight,
+    peerAddress: n.peerAddress ?? '',
   }
 }
 
@@ -79,6 +80,7 @@ function nodeFromProto(n: NodeInfo): NodeRecord {
   return {
     id: NodeId(n.nodeId),
     address: n.address,
+    ...(n.peerAddress === '' ? {} : { peerAddress: n.peerAddress }),
     zone: n.zone,
     weight: n.weight > 0 ? n.weight : 1,
     state: n.state as NodeState,

@@ -44,9 +44,16 @@ export class GrpcMetaRemote implements MetaRemote {
     signal: AbortSignal,
   ): Promise<{ node: NodeRecord; map: ClusterMap }> {
     const res = await this.call<JoinResponse>(address, signal, (cb, md) =>
-      this.clients
-        .of(address)
-        .admin.join({ address: args.address, zone: args.zone, weight: args.weight }, md, cb),
+      this.clients.of(address).admin.join(
+        {
+          address: args.address,
+          zone: args.zone,
+          weight: args.weight,
+          peerAddress: args.peerAddress ?? '',
+        },
+        md,
+        cb,
+      ),
     )
     if (res.map === undefined) throw new KvError(ErrorCode.Internal, 'join answer without a map')
     const map = mapFromProto(res.map)

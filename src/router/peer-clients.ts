@@ -2,12 +2,14 @@
  * PeerClients: this node's gRPC clients of the other nodes' KvService and AdminService, one
  * channel per address, for forwarding requests (forward-grpc.ts) and for the cluster agent's calls
  * to the meta shard's leader (meta-remote.ts). Bounded: at most peerClientsMax addresses; the
- * least recently used is closed to make room.
+ * least recently used is closed to make room. The addresses are peer addresses, and the channels'
+ * credentials come from net/ (`credentialsFor`: mutual TLS that checks the peer's certificate
+ * names the address, or plaintext without TLS files).
  *
  * Errors come back as KvError: a peer's own error keeps its ringkv-code and details (so it reaches
  * our caller unchanged); a failure to reach the peer is UNAVAILABLE (for a write: outcome unknown).
  */
-import { Metadata, credentials, status as GrpcCode, type ServiceError } from '@grpc/grpc-js'
+import { Metadata, status as GrpcCode, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js'
 import { DeadlineError } from '../common/clock.ts'
 import { ErrorCode, KvError, errorMetadataKeys, isErrorCode, type ErrorDetails } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
@@ -15,14 +17,13 @@ import type { Limits } from '../common/limits.ts'
 import { AdminServiceClient } from '../gen/ringkv/v1/admin.ts'
 import { KvServiceClient, ShardDescriptor } from '../gen/ringkv/v1/kv.ts'
 import { ReplicaServiceClient } from '../gen/ringkv/v1/replica.ts'
+import { encodePrincipal, peerMetadataKeys, type Principal } from '../net/index.ts'
 import { descriptorFromProto } from './map-proto.ts'
 
 /** Peer addresses with an open client at once. */
 export const peerClientsMax = 1024
 /** The request metadata a forwarded call carries: the forwarding node's id. */
-export const forwardedByKey = 'ringkv-forwarded-by'
-/** The principal of the call a forwarded call carries on (exactly-once sessions are scoped to it). */
-export const forwardedPrincipalKey = 'ringkv-principal'
+export const forwardedByKey = peerMetadataKeys.forwardedBy
 
 export interface PeerClient {
   readonly kv: KvServiceClient
@@ -38,6 +39,8 @@ export class PeerClients {
   constructor(
     private readonly nodeId: NodeId,
     limits: Readonly<Limits>,
+    /** The credentials of the channel to `address` (net/). */
+    private readonly credentialsFor: (address: string) => ChannelCredentials,
   ) {
     this.options = {
       'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
@@ -59,24 +62,30 @@ export class PeerClients {
       this.clients.delete(oldest)
       closeClient(client)
     }
-    const creds = credentials.createInsecure()
+    const creds = this.credentialsFor(address)
+    const kv = new KvServiceClient(address, creds, this.options)
+    // One connection per peer: the admin stub rides on the kv stub's channel.
     const client: PeerClient = {
-      kv: new KvServiceClient(address, creds, this.options),
-      admin: new AdminServiceClient(address, creds, this.options),
-      replica: new ReplicaServiceClient(address, creds, this.options),
+      kv,
+      admin: new AdminServiceClient(address, creds, { ...this.options, channelOverride: kv.getChannel() }),
+      replica: new ReplicaServiceClient(address, creds, {
+        ...this.options,
+        channelOverride: kv.getChannel(),
+      }),
     }
     this.clients.set(address, client)
     return client
   }
 
   /**
-   * Metadata naming this node as the forwarder, and the principal the original call came from (the
-   * receiver scopes exactly-once sessions to it; it must trust it only from a peer).
+   * Metadata naming this node as the forwarder and, for a client's request, the client it is
+   * passed on for (the receiver checks the forwarder against its certificate: net/metadata.ts).
    */
-  forwardedMetadata(principal?: string): Metadata {
+  forwardedMetadata(principal?: Principal): Metadata {
     const md = new Metadata()
     md.set(forwardedByKey, String(this.nodeId))
-    if (principal !== undefined) md.set(forwardedPrincipalKey, principal)
+    const onBehalf = principal === undefined ? undefined : encodePrincipal(principal)
+    if (onBehalf !== undefined) md.set(peerMetadataKeys.principal, onBehalf)
     return md
   }
 
@@ -88,15 +97,9 @@ export class PeerClients {
 }
 
 function closeClient(c: PeerClient): void {
-  c.kv.close()
   c.admin.close()
   c.replica.close()
-}
-
-/** The principal a forwarded call carries (see `forwardedMetadata`), if any. */
-export function forwardedPrincipal(metadata: Metadata): string | undefined {
-  const v = metadata.get(forwardedPrincipalKey)[0]
-  return typeof v === 'string' ? v : undefined
+  c.kv.close()
 }
 
 /** True when a call came from another node (it must not be forwarded again). */

@@ -17,7 +17,7 @@
  */
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
-import { wrongShard, type ClusterMap, type ShardRecord } from '../cluster/index.ts'
+import { peerAddressOf, wrongShard, type ClusterMap, type ShardRecord } from '../cluster/index.ts'
 import type { Replica } from '../shard/index.ts'
 
 /** What a request needs from its shard. */
@@ -25,6 +25,7 @@ export type Need = 'leader' | 'replica'
 
 export type Target =
   | { readonly kind: 'local'; readonly replica: Replica }
+  /** `address`: the node's peer address, where requests are forwarded. */
   | { readonly kind: 'remote'; readonly nodeId: NodeId; readonly address: string }
 
 /** This node's replica of a shard, with its view of Raft (plain field reads). */
@@ -126,7 +127,7 @@ export class Router {
       if (id === this.c.nodeId) continue
       const node = map.node(id)
       if (node === undefined || node.state === 'dead') continue
-      return { kind: 'remote', nodeId: id, address: node.address }
+      return { kind: 'remote', nodeId: id, address: peerAddressOf(node) }
     }
     return undefined
   }

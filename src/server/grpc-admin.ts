@@ -1,22 +1,29 @@
 /**
- * AdminService: the node's status for `kvctl status`, and fault injection for `kvctl fault`. Not
- * behind the request gate, so an overloaded node still says how it is doing.
+ * AdminService: the node's status for `kvctl status`, fault injection for `kvctl fault`, moves
+ * and leader transfers for `kvctl shards`, and the meta calls nodes make (Join, Heartbeat). Not
+ * behind the request gate, so an overloaded node still says how it is doing. Who may call what is
+ * net/access.ts; beyond that, each handler checks:
+ *
+ *   - Status: the detail (data directory, peers, cluster id) goes to an admin or a node only;
+ *     other callers get the node's health without it.
+ *   - Join: an admin may register any address; a node certificate only the peer address it
+ *     names (so a node registers itself and nobody else); a member passing a join on to the meta
+ *     leader vouches for the check it made where the join came in.
+ *   - Heartbeat: a node reports for itself only (its certificate's node id); an admin for any.
  *
  * InjectFault is refused with FAULT_INJECTION_DISABLED (FAILED_PRECONDITION) unless kvd runs with
  * --allow-fault-injection; it then sets or clears faults on the node's peer transport and answers
  * with every fault in force (admin.proto InjectFaultRequest).
  */
-import type { handleUnaryCall } from '@grpc/grpc-js'
 import type { Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
-import type { ClusterAgent, JoinArgs } from '../cluster/index.ts'
-import { isForwarded, mapToProto, moveToProto } from '../router/index.ts'
+import { peerAddressOf, type ClusterAgent, type JoinArgs } from '../cluster/index.ts'
+import { mapToProto, moveToProto } from '../router/index.ts'
 import { limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import {
   AdminServiceService,
-  type AdminServiceServer,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type JoinRequest,
@@ -37,9 +44,14 @@ import type { PeerTransport } from '../node/transport.ts'
 import { hashSpaceEnd, nodeWeightMax } from '../hashing/index.ts'
 import type { ShardView } from '../node/host.ts'
 import type { Replica } from '../shard/index.ts'
-import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
-import type { RequestGate } from './gate.ts'
-import { toStatus } from './status.ts'
+import {
+  allows,
+  unary,
+  withTolerantDecoding,
+  type CallContext,
+  type Handler,
+  type RequestGate,
+} from '../net/index.ts'
 
 export const adminServiceDefinition = withTolerantDecoding(AdminServiceService)
 
@@ -85,80 +97,86 @@ export const heartbeatLeadersMax = 65_536
 export const joinAddressBytesMax = 256
 export const joinZoneBytesMax = 64
 
-export function createAdminService(components: AdminServiceComponents): AdminServiceServer {
-  const status: handleUnaryCall<StatusRequest | MalformedRequest, StatusResponse> = (call, callback) => {
-    void (async () => {
-      decoded(call.request)
-      const node = components.node()
-      const sizes = (await components.shardSizes?.()) ?? new Map<number, number>()
-      const epochOf = components.shardEpoch ?? (() => 0)
-      const views = components.shardViews?.()
-      const shards =
-        views !== undefined
-          ? views.map((v): ShardStatus => ({
-              shardId: v.shardId,
-              role: v.role,
-              appliedIndex: v.appliedIndex,
-              commitIndex: v.commitIndex,
-              term: v.term,
-              leaderId: v.leaderId ?? 0,
-              voters: [...v.voters],
-              learners: [...v.learners],
-              hashStart: v.range.start.toString(),
-              hashEnd: v.range.end.toString(),
-              approximateBytes: sizes.get(v.shardId) ?? 0,
-              epoch: v.epoch,
-              state: v.state,
-              votersOutgoing: [...v.votersOutgoing],
-            }))
-          : components.replicas().map((replica): ShardStatus => {
-              const s = replica.status()
-              return {
-                shardId: replica.shardId,
-                role: s.role,
-                appliedIndex: s.appliedIndex,
-                // Single node: everything applied is committed, and there is no term yet.
-                commitIndex: s.appliedIndex,
-                term: 0,
-                leaderId: s.role === 'single' || s.role === 'leader' ? replica.nodeId : 0,
-                voters: [replica.nodeId],
-                learners: [],
-                hashStart: '0',
-                hashEnd: hashSpaceEnd.toString(),
-                approximateBytes: sizes.get(replica.shardId) ?? 0,
-                epoch: epochOf(replica.shardId),
-                state: 'active',
-                votersOutgoing: [],
-              }
-            })
-      const peers = (components.peers?.() ?? []).map((p) => ({
-        nodeId: p.nodeId,
-        address: p.address,
-        version: '',
-        uptimeMs: 0,
-        dataDir: '',
-        requestsInFlight: 0,
-        shards: [],
-        forwardedRequests: 0,
-        zone: '',
-      }))
-      callback(null, {
-        node: {
-          nodeId: node.nodeId,
-          address: node.address,
-          version: node.version,
-          uptimeMs: Math.max(0, Math.round(components.clock.nowMs() - node.startedMs)),
-          dataDir: node.dataDir,
-          requestsInFlight: components.gate.inFlight,
-          shards,
-          forwardedRequests: components.forwarded?.() ?? 0,
-          zone: node.zone ?? '',
-        },
-        clusterId: node.clusterId,
-        peers,
-      })
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
+/** The AdminService handlers, by the generated definition's method names, for a GrpcListener. */
+export type AdminServiceHandlers = Readonly<Record<keyof typeof adminServiceDefinition, Handler>>
+
+/** Whether the caller may see a node's detail (data directory, peers, cluster id). */
+function seesDetail(ctx: CallContext): boolean {
+  return allows('admin-or-node', ctx.principal, ctx.listener)
+}
+
+export function createAdminService(components: AdminServiceComponents): AdminServiceHandlers {
+  const status = unary<StatusRequest, StatusResponse>(async (_request, ctx) => {
+    const detail = seesDetail(ctx)
+    const node = components.node()
+    const sizes = (await components.shardSizes?.()) ?? new Map<number, number>()
+    const epochOf = components.shardEpoch ?? (() => 0)
+    const views = components.shardViews?.()
+    const shards =
+      views !== undefined
+        ? views.map((v): ShardStatus => ({
+            shardId: v.shardId,
+            role: v.role,
+            appliedIndex: v.appliedIndex,
+            commitIndex: v.commitIndex,
+            term: v.term,
+            leaderId: v.leaderId ?? 0,
+            voters: [...v.voters],
+            learners: [...v.learners],
+            hashStart: v.range.start.toString(),
+            hashEnd: v.range.end.toString(),
+            approximateBytes: sizes.get(v.shardId) ?? 0,
+            epoch: v.epoch,
+            state: v.state,
+            votersOutgoing: [...v.votersOutgoing],
+          }))
+        : components.replicas().map((replica): ShardStatus => {
+            const s = replica.status()
+            return {
+              shardId: replica.shardId,
+              role: s.role,
+              appliedIndex: s.appliedIndex,
+              // Single node: everything applied is committed, and there is no term yet.
+              commitIndex: s.appliedIndex,
+              term: 0,
+              leaderId: s.role === 'single' || s.role === 'leader' ? replica.nodeId : 0,
+              voters: [replica.nodeId],
+              learners: [],
+              hashStart: '0',
+              hashEnd: hashSpaceEnd.toString(),
+              approximateBytes: sizes.get(replica.shardId) ?? 0,
+              epoch: epochOf(replica.shardId),
+              state: 'active',
+              votersOutgoing: [],
+            }
+          })
+    const peers = (detail ? (components.peers?.() ?? []) : []).map((p) => ({
+      nodeId: p.nodeId,
+      address: p.address,
+      version: '',
+      uptimeMs: 0,
+      dataDir: '',
+      requestsInFlight: 0,
+      shards: [],
+      forwardedRequests: 0,
+      zone: '',
+    }))
+    return {
+      node: {
+        nodeId: node.nodeId,
+        address: node.address,
+        version: node.version,
+        uptimeMs: Math.max(0, Math.round(components.clock.nowMs() - node.startedMs)),
+        dataDir: detail ? node.dataDir : '',
+        requestsInFlight: components.gate.inFlight,
+        shards,
+        forwardedRequests: components.forwarded?.() ?? 0,
+        zone: node.zone ?? '',
+      },
+      clusterId: detail ? node.clusterId : '',
+      peers,
+    }
+  })
 
   const agent = (): ClusterAgent => {
     const a = components.cluster?.()
@@ -167,132 +185,115 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
   }
 
   // Join: register a new node with the meta shard (passed on once to the meta leader).
-  const join: handleUnaryCall<JoinRequest | MalformedRequest, JoinResponse> = (call, callback) => {
-    void (async () => {
-      const request = decoded(call.request)
-      const args = checkJoin(request)
-      const { node, map } = await agent().serveJoin(args, isForwarded(call.metadata))
-      callback(null, {
-        nodeId: node.id,
-        clusterId: map.cluster.clusterId,
-        map: mapToProto(map, components.node().nodeId as NodeId),
-      })
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
+  const join = unary<JoinRequest, JoinResponse>(async (request, ctx) => {
+    const args = checkJoin(request)
+    checkJoinCaller(ctx, args.peerAddress)
+    const { node, map } = await agent().serveJoin(args, ctx.forwarded)
+    return {
+      nodeId: node.id,
+      clusterId: map.cluster.clusterId,
+      map: mapToProto(map, components.node().nodeId as NodeId),
+    }
+  })
 
   // Heartbeat: a node reports in (passed on once to the meta leader).
-  const heartbeat: handleUnaryCall<HeartbeatRequest | MalformedRequest, HeartbeatResponse> = (
-    call,
-    callback,
-  ) => {
-    void (async () => {
-      const request = decoded(call.request)
-      if (!Number.isSafeInteger(request.nodeId) || request.nodeId <= 0)
-        throw invalid('node_id', `bad node id ${request.nodeId}`)
-      if (request.leaders.length > heartbeatLeadersMax)
-        throw invalid('leaders', `at most ${heartbeatLeadersMax} leader reports`, heartbeatLeadersMax)
-      const leaders = request.leaders.map((l) => {
-        if (l.voters.length > heartbeatVotersMax)
-          throw invalid(
-            'leaders.voters',
-            `at most ${heartbeatVotersMax} voters per shard`,
-            heartbeatVotersMax,
-          )
-        if (l.voters.some((v) => !Number.isSafeInteger(v) || v <= 0))
-          throw invalid('leaders.voters', 'bad voter id')
-        return {
-          shardId: ShardId(l.shardId),
-          term: l.term,
-          ...(l.epoch > 0 && l.voters.length > 0
-            ? { epoch: l.epoch, voters: l.voters.map((v) => NodeId(v)) }
-            : {}),
-        }
-      })
-      const state = await agent().serveHeartbeat(
-        { nodeId: NodeId(request.nodeId), leaders },
-        isForwarded(call.metadata),
+  const heartbeat = unary<HeartbeatRequest, HeartbeatResponse>(async (request, ctx) => {
+    if (!Number.isSafeInteger(request.nodeId) || request.nodeId <= 0)
+      throw invalid('node_id', `bad node id ${request.nodeId}`)
+    const caller = ctx.principal
+    if (caller.kind === 'node' && caller.nodeId !== request.nodeId)
+      throw new KvError(
+        ErrorCode.PermissionDenied,
+        `a heartbeat for node ${request.nodeId} from node ${caller.nodeId ?? '(unregistered)'}: a node reports for itself only`,
       )
-      callback(null, { state })
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
-
-  const injectFault: handleUnaryCall<InjectFaultRequest | MalformedRequest, InjectFaultResponse> = (
-    call,
-    callback,
-  ) => {
-    try {
-      const request = decoded(call.request)
-      if (components.allowFaultInjection !== true)
-        throw new KvError(
-          ErrorCode.FaultInjectionDisabled,
-          'fault injection is disabled on this node (start kvd with --allow-fault-injection)',
-        )
-      const target = components.faults?.()
-      if (target === undefined)
-        throw new KvError(ErrorCode.Unavailable, 'this node has no peer transport to inject faults into')
-      const change = checkFaultRequest(request, components.node().nodeId, target)
-      if (change.kind === 'clear') {
-        const peers = change.peers ?? [...target.faults().keys()]
-        for (const peer of peers) target.setFault(peer, null)
-      } else if (change.kind === 'set') {
-        for (const peer of change.peers) target.setFault(peer, change.fault)
+    if (request.leaders.length > heartbeatLeadersMax)
+      throw invalid('leaders', `at most ${heartbeatLeadersMax} leader reports`, heartbeatLeadersMax)
+    const leaders = request.leaders.map((l) => {
+      if (l.voters.length > heartbeatVotersMax)
+        throw invalid('leaders.voters', `at most ${heartbeatVotersMax} voters per shard`, heartbeatVotersMax)
+      if (l.voters.some((v) => !Number.isSafeInteger(v) || v <= 0))
+        throw invalid('leaders.voters', 'bad voter id')
+      return {
+        shardId: ShardId(l.shardId),
+        term: l.term,
+        ...(l.epoch > 0 && l.voters.length > 0
+          ? { epoch: l.epoch, voters: l.voters.map((v) => NodeId(v)) }
+          : {}),
       }
-      if (change.kind !== 'list')
-        components.logger.warn(
-          { peers: change.peers ?? 'all', kind: change.kind, ...(change.kind === 'set' ? change.fault : {}) },
-          'fault injection changed',
-        )
-      callback(null, {
-        faults: [...target.faults()].map(([peer, fault]) => ({
-          peer,
-          drop: fault.drop,
-          delayMs: fault.delayMs,
-        })),
-      })
-    } catch (err) {
-      callback(toStatus(err, components.logger))
-    }
-  }
-  // MoveReplica: record a move (passed on once to the meta leader, whose mover runs it).
-  const moveReplica: handleUnaryCall<MoveReplicaRequest | MalformedRequest, MoveReplicaResponse> = (
-    call,
-    callback,
-  ) => {
-    void (async () => {
-      const request = decoded(call.request)
-      const from = nodeIdOf(request.fromNode, 'from_node')
-      const to = nodeIdOf(request.toNode, 'to_node')
-      const move = await agent().serveMove(
-        { shardId: ShardId(request.shardId), from, to, epoch: request.epoch },
-        isForwarded(call.metadata),
+    })
+    const state = await agent().serveHeartbeat({ nodeId: NodeId(request.nodeId), leaders }, ctx.forwarded)
+    return { state }
+  })
+
+  const injectFault = unary<InjectFaultRequest, InjectFaultResponse>(async (request) => {
+    if (components.allowFaultInjection !== true)
+      throw new KvError(
+        ErrorCode.FaultInjectionDisabled,
+        'fault injection is disabled on this node (start kvd with --allow-fault-injection)',
       )
-      callback(null, { move: moveToProto(move) })
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
+    const target = components.faults?.()
+    if (target === undefined)
+      throw new KvError(ErrorCode.Unavailable, 'this node has no peer transport to inject faults into')
+    const change = checkFaultRequest(request, components.node().nodeId, target)
+    if (change.kind === 'clear') {
+      const peers = change.peers ?? [...target.faults().keys()]
+      for (const peer of peers) target.setFault(peer, null)
+    } else if (change.kind === 'set') {
+      for (const peer of change.peers) target.setFault(peer, change.fault)
+    }
+    if (change.kind !== 'list')
+      components.logger.warn(
+        { peers: change.peers ?? 'all', kind: change.kind, ...(change.kind === 'set' ? change.fault : {}) },
+        'fault injection changed',
+      )
+    return {
+      faults: [...target.faults()].map(([peer, fault]) => ({
+        peer,
+        drop: fault.drop,
+        delayMs: fault.delayMs,
+      })),
+    }
+  })
+  // MoveReplica: record a move (passed on once to the meta leader, whose mover runs it).
+  const moveReplica = unary<MoveReplicaRequest, MoveReplicaResponse>(async (request, ctx) => {
+    const from = nodeIdOf(request.fromNode, 'from_node')
+    const to = nodeIdOf(request.toNode, 'to_node')
+    const move = await agent().serveMove(
+      { shardId: ShardId(request.shardId), from, to, epoch: request.epoch },
+      ctx.forwarded,
+    )
+    return { move: moveToProto(move) }
+  })
 
-  const listMoves: handleUnaryCall<ListMovesRequest | MalformedRequest, ListMovesResponse> = (
-    call,
-    callback,
-  ) => {
-    void (async () => {
-      decoded(call.request)
-      const { running, recent } = await agent().serveListMoves(isForwarded(call.metadata))
-      callback(null, { running: running.map(moveToProto), recent: recent.map(moveToProto) })
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
+  const listMoves = unary<ListMovesRequest, ListMovesResponse>(async (_request, ctx) => {
+    const { running, recent } = await agent().serveListMoves(ctx.forwarded)
+    return { running: running.map(moveToProto), recent: recent.map(moveToProto) }
+  })
 
-  const transferShardLeader: handleUnaryCall<
-    TransferShardLeaderRequest | MalformedRequest,
-    TransferShardLeaderResponse
-  > = (call, callback) => {
-    void (async () => {
-      const request = decoded(call.request)
+  const transferShardLeader = unary<TransferShardLeaderRequest, TransferShardLeaderResponse>(
+    async (request) => {
       const to = nodeIdOf(request.toNode, 'to_node')
-      callback(null, await agent().serveTransferLeader(ShardId(request.shardId), to))
-    })().catch((err: unknown) => callback(toStatus(err, components.logger)))
-  }
+      return await agent().serveTransferLeader(ShardId(request.shardId), to)
+    },
+  )
 
   return { status, injectFault, join, heartbeat, moveReplica, listMoves, transferShardLeader }
+}
+
+/**
+ * Who may register `peerAddress`: an admin (or anyone, without credentials configured); a node
+ * certificate that names it; a member passing on a join it took at its own door (it checked there).
+ */
+function checkJoinCaller(ctx: CallContext, peerAddress: string): void {
+  const p = ctx.principal
+  if (p.kind !== 'node') return // admin or open: the access table let it in
+  if (ctx.forwarded && p.nodeId !== undefined) return
+  if (!p.addresses.includes(peerAddress))
+    throw new KvError(
+      ErrorCode.PermissionDenied,
+      `this certificate may register a node at ${p.addresses.join(', ')}, not at ${peerAddress}`,
+      { details: { field: 'peer_address' } },
+    )
 }
 
 /** Voters one leader report may list (a shard has at most a few). */
@@ -303,17 +304,21 @@ function nodeIdOf(value: number, field: string): NodeId {
   return NodeId(value)
 }
 
-/** Validates a Join request (INVALID_ARGUMENT with the field). */
-function checkJoin(request: JoinRequest): JoinArgs {
+/** Validates a Join request (INVALID_ARGUMENT with the field); the peer address defaults beside `address`. */
+function checkJoin(request: JoinRequest): JoinArgs & { readonly peerAddress: string } {
   const address = request.address.trim()
   if (address === '' || Buffer.byteLength(address) > joinAddressBytesMax || !/^[^\s]+:\d{1,5}$/.test(address))
     throw invalid('address', `address must be HOST:PORT (at most ${joinAddressBytesMax} bytes)`)
+  const given = request.peerAddress.trim()
+  if (given !== '' && (Buffer.byteLength(given) > joinAddressBytesMax || !/^[^\s]+:\d{1,5}$/.test(given)))
+    throw invalid('peer_address', `peer_address must be HOST:PORT (at most ${joinAddressBytesMax} bytes)`)
+  const peerAddress = given === '' ? peerAddressOf({ address }) : given
   if (Buffer.byteLength(request.zone) > joinZoneBytesMax)
     throw invalid('zone', `zone may be at most ${joinZoneBytesMax} bytes`, joinZoneBytesMax)
   const weight = request.weight === 0 ? 1 : request.weight
   if (!Number.isFinite(weight) || weight <= 0 || weight > nodeWeightMax)
     throw invalid('weight', `weight must be in (0, ${nodeWeightMax}]`)
-  return { address, zone: request.zone, weight }
+  return { address, peerAddress, zone: request.zone, weight }
 }
 
 type FaultChange =

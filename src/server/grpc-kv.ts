@@ -1,27 +1,24 @@
 /**
- * The KvService handlers: wiring only. Each call goes through the same steps:
+ * The KvService handlers: wiring only. Each call comes through the request pipeline (net/:
+ * authentication, authorization, admission with the per-connection and per-client quotas,
+ * deadline, decoding, errors, metrics) and then:
  *
- *   admit (RequestGate: OVERLOADED / UNAVAILABLE while draining) -> decode check (malformed bytes
- *   are INVALID_ARGUMENT) -> validate.ts (proto -> shard types, limits) -> deadline -> the replica
- *   -> proto response with its Receipt; any error -> status.ts.
+ *   validate.ts (proto -> shard types, limits) -> the replica here, or the node that holds it
+ *   -> proto response with its Receipt.
  *
- * Every call is counted in the metrics by method, requested consistency and outcome code. Logs
- * carry the key's hash and length, never the key or value.
+ * The pipeline counts every call in the metrics by method, requested consistency and outcome
+ * code (a handler sets `ctx.consistency`). A write op of a Multi call needs role readwrite like a
+ * Put (checked per op). Exactly-once sessions and stream budgets belong to the call's principal
+ * (net principalKey: for a request a member passed on, the client it came from). Logs carry the
+ * key's hash and length, never the key or value.
  *
  * Scan streams pages of at most limits.scanPageEntriesMax entries (and at most one gRPC frame of
  * bytes), each with a cursor that resumes strictly after its last entry. It waits for 'drain'
  * when the client reads slowly (backpressure) and stops reading the replica as soon as the client
  * cancels or the deadline passes.
  */
-import type {
-  handleServerStreamingCall,
-  handleUnaryCall,
-  sendUnaryData,
-  ServerUnaryCall,
-  ServerWritableStream,
-} from '@grpc/grpc-js'
-import { AssertionError, assert } from '../common/assert.ts'
-import { DeadlineError, type Clock, type TimerHandle } from '../common/clock.ts'
+import { assert } from '../common/assert.ts'
+import type { Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { Limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
@@ -36,7 +33,6 @@ import {
   type GetRequest,
   type GetResponse,
   type KeyValue,
-  type KvServiceServer,
   type MultiOp,
   type MultiOpResult,
   type MultiRequest,
@@ -51,31 +47,27 @@ import {
   type ShardMapRequest,
   type ShardMapResponse,
 } from '../gen/ringkv/v1/kv.ts'
-import type { ShardRecord } from '../cluster/index.ts'
+import { peerAddressOf, type ShardRecord } from '../cluster/index.ts'
 import { isKvErrorWithCode } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Hasher } from '../hashing/index.ts'
 import {
-  forwardedPrincipal,
-  isForwarded,
-  mapToProto,
-  type ForwardCall,
-  type Forwarder,
-  type Need,
-  type Router,
-} from '../router/index.ts'
+  principalKey,
+  serverStream,
+  unary as pipelineUnary,
+  withTolerantDecoding,
+  type CallContext,
+  type Handler,
+} from '../net/index.ts'
+import { mapToProto, type ForwardCall, type Forwarder, type Need, type Router } from '../router/index.ts'
 import type { BatchOp, Receipt, ReadLevel, Replica, ScanEntry, ScanPosition } from '../shard/index.ts'
 import { decodeCursor, encodeCursor } from './cursor.ts'
-import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
-import type { RequestGate } from './gate.ts'
-import { ConnectionQuota } from './connection-quota.ts'
 import { StreamBudgets, type StreamWriter } from './stream-budget.ts'
 import type { KvdMetrics } from './http.ts'
-import { asKvError, internalStatus, metadataKeys, okCode, toOpError, toStatus } from './status.ts'
+import { okCode, toOpError } from './status.ts'
 import {
   checkBatch,
   checkBatchGet,
-  checkDeadline,
   checkDelete,
   checkGet,
   checkMulti,
@@ -93,20 +85,11 @@ export interface KvServiceComponents {
   readonly limits: Readonly<Limits>
   readonly clock: Clock
   readonly logger: Logger
-  readonly metrics: KvdMetrics
+  /** Where the ops of a Multi call are counted one by one (the pipeline counts the call). */
+  readonly metrics: Pick<KvdMetrics, 'observe'>
   readonly hasher: Hasher
-  readonly gate: RequestGate
   /** 16 bytes; binds scan cursors to this cluster. */
   readonly clusterId: Uint8Array
-  /** Called with a broken invariant (AssertionError) met while serving; must not return normally. */
-  readonly onFatal: (err: AssertionError) => void
-  /**
-   * Who is calling, for per-client limits (stream counts and bytes: stream-budget.ts). Default:
-   * 'anonymous' (no authentication: every client shares one allowance).
-   */
-  readonly principalOf?: (
-    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
-  ) => string
 }
 
 /** KvService with request decoding that turns garbage into INVALID_ARGUMENT (decode.ts). */
@@ -115,21 +98,6 @@ export const kvServiceDefinition = withTolerantDecoding(KvServiceService)
 /** Where a handler notes the level a request asked for (a call's context, or one Multi op's). */
 interface Asked {
   consistency: string
-}
-
-/** What a handler learns while it runs, for the metrics and logs of the call. */
-interface CallContext {
-  consistency: string
-  readonly signal: AbortSignal
-  /** The call came from another node: never forward it again. */
-  readonly forwarded: boolean
-  /** The call's deadline, for a forwarded copy of it. */
-  readonly deadline: Date | number
-  /**
-   * Who is calling (exactly-once sessions are scoped to it): `principalOf(call)`, or for a call
-   * forwarded by a peer, the principal of the original call it carries.
-   */
-  readonly principal: string
 }
 
 /** A Uint8Array as a Buffer without copying (the generated types want Buffer). */
@@ -183,12 +151,13 @@ const scanEntryOverheadBytes = 32
 /** Room left in a frame for the page's own fields (cursor, receipt). */
 const scanPageReserveBytes = 64 * 1024
 
-export function createKvService(components: KvServiceComponents): KvServiceServer {
-  const { router, forwarder, limits, clock, metrics, gate, hasher, clusterId } = components
+/** The KvService handlers, by the generated definition's method names, for a GrpcListener. */
+export type KvServiceHandlers = Readonly<Record<keyof typeof kvServiceDefinition, Handler>>
+
+export function createKvService(components: KvServiceComponents): KvServiceHandlers {
+  const { router, forwarder, limits, clock, metrics, hasher, clusterId } = components
   const log = components.logger
-  const principalOf = components.principalOf ?? ((): string => 'anonymous')
   const streams = new StreamBudgets(limits)
-  const quota = new ConnectionQuota(limits)
 
   /** The shard owning `key` (any bytes: validation comes after routing). */
   const shardOf = (key: Uint8Array | undefined): ShardRecord =>
@@ -242,8 +211,9 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     remote: (address: string) => Promise<Res>,
     last: boolean,
   ): Promise<Res> {
-    const address = router.map.node(nodeId)?.address
-    if (address === undefined) throw new KvError(ErrorCode.Unavailable, `node ${nodeId} is not in the map`)
+    const node = router.map.node(nodeId)
+    if (node === undefined) throw new KvError(ErrorCode.Unavailable, `node ${nodeId} is not in the map`)
+    const address = peerAddressOf(node)
     try {
       const res = await remote(address)
       if (need === 'leader' && res.receipt !== undefined)
@@ -266,109 +236,9 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     log.trace({ method, keyHash: hasher.hash64(key).toString(16), keyBytes: key.length, ...extra }, 'request')
   }
 
-  /** Admission, deadline and cancellation around one call; returns a release function. */
-  const begin = (
-    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
-  ): { ctx: CallContext; release: () => void } => {
-    const forwarded = isForwarded(call.metadata)
-    const principal = (forwarded ? forwardedPrincipal(call.metadata) : undefined) ?? principalOf(call)
-    // Calls a peer forwards share its one connection: they count per original client on it.
-    const releaseQuota = quota.admit(principal, forwarded ? `${call.getPeer()}/${principal}` : call.getPeer())
-    try {
-      gate.enter()
-    } catch (err) {
-      releaseQuota()
-      throw err
-    }
-    metrics.inFlight.inc()
-    // One signal per call, aborted by the client's cancel or by our deadline timer, whichever
-    // comes first (one controller and one timer: this runs on every request).
-    const controller = new AbortController()
-    const onCancelled = (): void =>
-      controller.abort(new KvError(ErrorCode.Cancelled, 'cancelled by the client'))
-    call.once('cancelled', onCancelled)
-    let deadline: TimerHandle | undefined
-    const release = (): void => {
-      deadline?.cancel()
-      call.off('cancelled', onCancelled)
-      metrics.inFlight.dec()
-      gate.leave()
-      releaseQuota()
-    }
-    try {
-      const at = call.getDeadline()
-      const atMs = at instanceof Date ? at.getTime() : at
-      const ms = checkDeadline(atMs === Infinity ? Infinity : atMs - clock.wallMs(), limits)
-      deadline = clock.setTimer(ms, () => controller.abort(new DeadlineError()))
-    } catch (err) {
-      release()
-      throw err
-    }
-    const at = call.getDeadline()
-    return {
-      ctx: {
-        consistency: 'none',
-        signal: controller.signal,
-        forwarded,
-        principal,
-        deadline: at,
-      },
-      release,
-    }
-  }
-
-  const finish = (method: string, ctx: CallContext | undefined, startedMs: number, err: unknown): void => {
-    const code = err === undefined ? okCode : (asKvError(err)?.code ?? ErrorCode.Internal)
-    metrics.observe(
-      { method, consistency: ctx?.consistency ?? 'none', code },
-      (clock.nowMs() - startedMs) / 1000,
-    )
-  }
-
-  const fail = (err: unknown): never => {
-    if (err instanceof AssertionError) {
-      components.onFatal(err)
-    }
-    throw err
-  }
-
-  function unary<Req, Res>(
-    method: string,
-    serve: (request: Req, ctx: CallContext) => Promise<Res>,
-  ): handleUnaryCall<Req | MalformedRequest, Res> {
-    return (call: ServerUnaryCall<Req | MalformedRequest, Res>, callback: sendUnaryData<Res>): void => {
-      const startedMs = clock.nowMs()
-      let ctx: CallContext | undefined
-      let release: (() => void) | undefined
-      const run = async (): Promise<Res> => {
-        const begun = begin(call)
-        ctx = begun.ctx
-        release = begun.release
-        return await serve(decoded(call.request), ctx)
-      }
-      run().then(
-        (response) => {
-          release?.()
-          finish(method, ctx, startedMs, undefined)
-          callback(null, response)
-        },
-        (err: unknown) => {
-          release?.()
-          finish(method, ctx, startedMs, err)
-          let status
-          try {
-            status = toStatus(err, log)
-          } catch (fatal) {
-            callback(internalStatus())
-            fail(fatal)
-            return
-          }
-          log.debug({ method, code: status.metadata.get(metadataKeys.code)[0] }, 'request failed')
-          callback(status)
-        },
-      )
-    }
-  }
+  /** A unary handler behind the pipeline. */
+  const unary = <Req, Res>(serve: (request: Req, ctx: CallContext) => Promise<Res>): Handler =>
+    pipelineUnary<Req, Res>((request, ctx) => serve(request, ctx))
 
   // Get, Put and Delete, whole calls or ops of a Multi call: validated, checked against the
   // caller's route, then served here or passed on. `asked` learns the level for the metrics.
@@ -407,6 +277,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     asked: Asked,
     method: string,
   ): Promise<PutResponse> => {
+    ctx.authorize('readwrite', method)
     const { key, value, expectedVersion, write } = checkPut(request, limits)
     asked.consistency = write.level
     traceRequest(method, key, { valueBytes: value.length })
@@ -420,7 +291,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       async (replica): Promise<PutResponse> => {
         const { version, receipt } = await replica.put(key, value, {
           ...opts,
-          principal: ctx.principal,
+          principal: principalKey(ctx.principal),
           signal: ctx.signal,
         })
         return { version, receipt: toProtoReceipt(receipt) }
@@ -435,6 +306,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     asked: Asked,
     method: string,
   ): Promise<DeleteResponse> => {
+    ctx.authorize('readwrite', method)
     const { key, expectedVersion, write } = checkDelete(request, limits)
     asked.consistency = write.level
     traceRequest(method, key)
@@ -448,7 +320,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       async (replica): Promise<DeleteResponse> => {
         const { deleted, receipt } = await replica.delete(key, {
           ...opts,
-          principal: ctx.principal,
+          principal: principalKey(ctx.principal),
           signal: ctx.signal,
         })
         return { deleted, receipt: toProtoReceipt(receipt) }
@@ -457,13 +329,11 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     )
   }
 
-  const get = unary<GetRequest, GetResponse>('Get', (request, ctx) => serveGet(request, ctx, ctx, 'Get'))
-  const put = unary<PutRequest, PutResponse>('Put', (request, ctx) => servePut(request, ctx, ctx, 'Put'))
-  const del = unary<DeleteRequest, DeleteResponse>('Delete', (request, ctx) =>
-    serveDelete(request, ctx, ctx, 'Delete'),
-  )
+  const get = unary<GetRequest, GetResponse>((request, ctx) => serveGet(request, ctx, ctx, 'Get'))
+  const put = unary<PutRequest, PutResponse>((request, ctx) => servePut(request, ctx, ctx, 'Put'))
+  const del = unary<DeleteRequest, DeleteResponse>((request, ctx) => serveDelete(request, ctx, ctx, 'Delete'))
 
-  const batchGet = unary<BatchGetRequest, BatchGetResponse>('BatchGet', async (request, ctx) => {
+  const batchGet = unary<BatchGetRequest, BatchGetResponse>(async (request, ctx) => {
     // Keys go to their shards in parallel (here or forwarded); each shard's part has its own receipt.
     const byShard = new Map<ShardRecord, number[]>()
     for (const [i, key] of (request.keys ?? []).entries()) {
@@ -571,7 +441,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     }
   })
 
-  const batch = unary<BatchRequest, BatchResponse>('Batch', async (request, ctx) => {
+  const batch = unary<BatchRequest, BatchResponse>(async (request, ctx) => {
     const { ops, write } = checkBatch(request, limits)
     ctx.consistency = write.level
     const shard = shardOfOps(ops)
@@ -583,7 +453,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       async (replica) => {
         const { results, receipt } = await replica.batch(ops, {
           ...write,
-          principal: ctx.principal,
+          principal: principalKey(ctx.principal),
           signal: ctx.signal,
         })
         return {
@@ -642,7 +512,7 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     ),
   })
 
-  const multi = unary<MultiRequest, MultiResponse>('Multi', async (request, ctx) => {
+  const multi = unary<MultiRequest, MultiResponse>(async (request, ctx) => {
     checkMulti(request, limits)
     const startedMs = clock.nowMs()
     const serveOne = async (i: number): Promise<MultiOpServed> => {
@@ -732,22 +602,15 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
     return shard
   }
 
-  const scan: handleServerStreamingCall<ScanRequest | MalformedRequest, ScanResponse> = (call) => {
-    const startedMs = clock.nowMs()
-    let ctx: CallContext | undefined
-    let release: (() => void) | undefined
-    let writer: StreamWriter<ScanResponse> | undefined
-    const run = async (): Promise<void> => {
-      const begun = begin(call)
-      ctx = begun.ctx
-      release = begun.release
+  const scan = serverStream<ScanRequest, ScanResponse>(async (request, ctx, call) => {
+    // Counted for the client it serves; a scan a peer forwards counts on that client's share
+    // here, not on the peer's one connection (which carries every forwarded scan of that node).
+    const who = principalKey(ctx.principal)
+    const connection = ctx.forwarded ? `${call.getPeer()}/${who}` : call.getPeer()
+    const writer: StreamWriter<ScanResponse> = streams.openStream(who, connection, call)
+    try {
       const signal = ctx.signal
-      // Counted for the client it serves; a scan a peer forwards counts on that client's share
-      // here, not on the peer's one connection (which carries every forwarded scan of that node).
-      const connection = ctx.forwarded ? `${call.getPeer()}/${ctx.principal}` : call.getPeer()
-      writer = streams.openStream(ctx.principal, connection, call)
       const out = writer
-      const request = decoded(call.request)
       const after = decodeCursor(request.cursor, clusterId)
       // One shard per call: the shard of the cursor's position (the first shard without one).
       const shard = router.shardOfHash(after === undefined ? 0n : after.hash)
@@ -760,7 +623,6 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
         // The node that holds the shard pages it; its pages pass through as they come.
         for await (const page of forwarder.scan(target.address, request, forwardCall(ctx)))
           await out.write(page, scanMessageBytes(page), signal)
-        call.end()
         return
       }
       const replica = target.replica
@@ -833,64 +695,40 @@ export function createKvService(components: KvServiceComponents): KvServiceServe
       if (shardDone && nextShard !== undefined) last = { hash: nextShard.hashStart, key: new Uint8Array(0) }
       const done = shardDone && nextShard === undefined
       if (page.length > 0 || shardDone || !sentAny) await send(done)
-      call.end()
+    } finally {
+      writer.close()
     }
-    run().then(
-      () => {
-        writer?.close()
-        release?.()
-        finish('Scan', ctx, startedMs, undefined)
-      },
-      (err: unknown) => {
-        writer?.close()
-        release?.()
-        finish('Scan', ctx, startedMs, err)
-        if (call.cancelled) return
-        let status
-        try {
-          status = toStatus(err, log)
-        } catch (fatal) {
-          call.emit('error', internalStatus())
-          fail(fatal)
-          return
-        }
-        call.emit('error', status)
-      },
-    )
-  }
+  })
 
   // The map as this node has it (the cluster agent refreshes it from the meta shard).
   // RegisterSession: an exactly-once session for the caller's principal, through the log of the
   // shard of `key` (its leader; forwarded like a write).
-  const registerSession = unary<RegisterSessionRequest, RegisterSessionResponse>(
-    'RegisterSession',
-    async (request, ctx) => {
-      const { clientId, key, floor } = checkRegisterSession(request, limits)
-      ctx.consistency = 'majority'
-      const shard = shardOf(key)
-      router.checkHint(shard, request.route)
-      return await routed(
-        shard,
-        'leader',
-        ctx,
-        async (replica) => {
-          const { receipt } = await replica.registerSession(clientId, {
-            principal: ctx.principal,
-            floor,
-            signal: ctx.signal,
-          })
-          return { receipt: toProtoReceipt(receipt) }
-        },
-        (address) => forwarder.unary(address, 'registerSession', request, forwardCall(ctx)),
-      )
-    },
-  )
+  const registerSession = unary<RegisterSessionRequest, RegisterSessionResponse>(async (request, ctx) => {
+    const { clientId, key, floor } = checkRegisterSession(request, limits)
+    ctx.consistency = 'majority'
+    const shard = shardOf(key)
+    router.checkHint(shard, request.route)
+    return await routed(
+      shard,
+      'leader',
+      ctx,
+      async (replica) => {
+        const { receipt } = await replica.registerSession(clientId, {
+          principal: principalKey(ctx.principal),
+          floor,
+          signal: ctx.signal,
+        })
+        return { receipt: toProtoReceipt(receipt) }
+      },
+      (address) => forwarder.unary(address, 'registerSession', request, forwardCall(ctx)),
+    )
+  })
 
-  const shardMap = unary<ShardMapRequest, ShardMapResponse>('ShardMap', async () =>
+  const shardMap = unary<ShardMapRequest, ShardMapResponse>(async () =>
     Promise.resolve(mapToProto(router.map, router.nodeId)),
   )
 
-  return { get, put, delete: del, batchGet, batch, scan, multi, registerSession, shardMap } as KvServiceServer
+  return { get, put, delete: del, batchGet, batch, scan, multi, registerSession, shardMap }
 }
 
 /** About the bytes a scan message takes on the wire (what the stream budgets count). */

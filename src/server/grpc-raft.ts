@@ -3,9 +3,12 @@
  * decisions (what is misaddressed, faults, delays, where envelopes go) belong to the node's
  * PeerInbound (node/transport-grpc.ts); this file turns gRPC calls into its calls.
  *
+ * Both calls come through the request pipeline (net/): on the peer listener only, and with TLS
+ * only from a node of the registry whose certificate backs the node id it claims.
+ *
  * Stream: the caller names itself and the node it means in metadata (`ringkv-from`, `ringkv-to`;
- * node/transport-grpc.ts peerMetadataKeys). A stream without a valid sender, or meant for another
- * node, is refused with INVALID_ARGUMENT. Otherwise the server answers with one hello message
+ * net/metadata.ts). A stream without a valid sender, or meant for another node, is refused with
+ * INVALID_ARGUMENT (the pipeline already refused a sender its certificate does not back). Otherwise the server answers with one hello message
  * (`received` 0), which is what tells the sender the stream is up, and then hands every
  * StreamRequest's envelopes to `transport.receive`. A frame that does not decode ends the stream
  * with INVALID_ARGUMENT (the sender reconnects); nothing a peer sends crashes the server. When the
@@ -16,15 +19,11 @@
  * unchanged; offsets must follow on), the data flows to `transport.receiveSnapshot` as an async
  * iterable that reads the call only as fast as it is consumed (backpressure to the sender), and the
  * answer is `accepted` true when the host installed it, false when it refused. A protocol error
- * (malformed message, bad header, gap, no `last`) is INVALID_ARGUMENT instead; the whole receive has
+ * (malformed message, bad header, gap, no `last`) is INVALID_ARGUMENT instead; a header whose
+ * sender is not the caller's certificate is PERMISSION_DENIED; the whole receive has
  * limits.snapshotSendMsMax.
  */
-import type {
-  handleBidiStreamingCall,
-  handleClientStreamingCall,
-  Metadata,
-  ServerReadableStream,
-} from '@grpc/grpc-js'
+import type { Metadata, ServerReadableStream } from '@grpc/grpc-js'
 import { AssertionError } from '../common/assert.ts'
 import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
@@ -33,16 +32,25 @@ import { limits as defaultLimits, type Limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import {
   RaftTransportServiceService,
-  type RaftTransportServiceServer,
   type SnapshotRequest,
   type SnapshotResponse,
   type StreamRequest,
   type StreamResponse,
 } from '../gen/ringkv/v1/raft.ts'
-import { peerMetadataKeys } from '../node/transport-grpc.ts'
 import type { PeerEnvelope, PeerInbound, SnapshotHeader } from '../node/transport.ts'
-import { decoded, isMalformed, withTolerantDecoding, type MalformedRequest } from './decode.ts'
-import { toStatus, unimplementedStatus } from './status.ts'
+import {
+  bidi,
+  clientStream,
+  decoded,
+  isMalformed,
+  nodeIdText,
+  peerMetadataKeys,
+  withTolerantDecoding,
+  type CallContext,
+  type Handler,
+  type MalformedRequest,
+} from '../net/index.ts'
+import { toStatus } from './status.ts'
 
 export const raftServiceDefinition = withTolerantDecoding(RaftTransportServiceService)
 
@@ -61,24 +69,24 @@ function invalid(field: string, message: string): KvError {
 
 /** A positive node id from metadata, or undefined. */
 function nodeIdFrom(metadata: Metadata, key: string): NodeId | undefined {
-  const value = metadata.get(key)[0]
-  const text = typeof value === 'string' ? value : value?.toString('utf8')
-  if (text === undefined || !/^\d{1,16}$/.test(text)) return undefined
-  const n = Number(text)
-  return Number.isSafeInteger(n) && n > 0 ? (n as NodeId) : undefined
+  return nodeIdText(metadata.get(key)[0]) as NodeId | undefined
 }
 
-/**
- * The service over `components.transport`. Without components (a node not wired to a transport
- * yet) every call is UNIMPLEMENTED, as the stub was.
- */
-export function createRaftService(components?: RaftServiceComponents): RaftTransportServiceServer {
-  if (components === undefined) return unimplementedRaftService()
+/** The RaftTransportService handlers, by the generated definition's method names, for a GrpcListener. */
+export type RaftServiceHandlers = Readonly<Record<keyof typeof raftServiceDefinition, Handler>>
+
+/** The node a caller's certificate binds, or undefined without TLS (claims are taken as made). */
+function certifiedNode(ctx: CallContext): NodeId | undefined {
+  return ctx.caller.kind === 'node' ? ctx.caller.nodeId : undefined
+}
+
+/** The service over the node's peer transport. */
+export function createRaftService(components: RaftServiceComponents): RaftServiceHandlers {
   const { transport, clock } = components
   const limits = components.limits ?? defaultLimits
   const log = components.logger.child({ component: 'raft-service' })
 
-  const stream: handleBidiStreamingCall<StreamRequest | MalformedRequest, StreamResponse> = (call) => {
+  const stream = bidi<StreamRequest, StreamResponse>((call) => {
     let done = false
     const onClosed = (): void => finish(new KvError(ErrorCode.Unavailable, 'peer transport closed'))
     /** Ends the call once: with `err` as its status, or OK; `sendStatus` false when the peer is gone. */
@@ -136,18 +144,30 @@ export function createRaftService(components?: RaftServiceComponents): RaftTrans
     call.on('end', () => finish(undefined))
     // The hello: the sender counts the stream as up once it sees this.
     call.write({ received: 0 })
-  }
+  })
 
-  const snapshot: handleClientStreamingCall<SnapshotRequest | MalformedRequest, SnapshotResponse> = (
-    call,
-    callback,
-  ) => {
+  const snapshot = clientStream<SnapshotRequest, SnapshotResponse>(
+    (call, ctx) =>
+      new Promise<SnapshotResponse>((resolve, reject) => {
+        receiveSnapshot(call, certifiedNode(ctx), (err, response) => {
+          if (err !== null) reject(err)
+          else resolve(response!)
+        })
+      }),
+  )
+
+  /** One Snapshot call; `callback` gets the answer or the error to send (a broken invariant is thrown). */
+  const receiveSnapshot = (
+    call: ServerReadableStream<SnapshotRequest | MalformedRequest, SnapshotResponse>,
+    sender: NodeId | undefined,
+    callback: (err: unknown, response?: SnapshotResponse) => void,
+  ): void => {
     const cancel = new AbortController()
     call.on('cancelled', () =>
       cancel.abort(new KvError(ErrorCode.Cancelled, 'sender cancelled the snapshot')),
     )
     const deadline = deadlineSignal(clock, limits.snapshotSendMsMax, cancel.signal)
-    const reader = new SnapshotReader(call, transport.nodeId)
+    const reader = new SnapshotReader(call, transport.nodeId, sender)
     let answered = false
     const answer = (...args: Parameters<typeof callback>): void => {
       if (answered) return
@@ -176,28 +196,12 @@ export function createRaftService(components?: RaftServiceComponents): RaftTrans
       answer(null, { accepted: true, bytesReceived: reader.bytes })
     }
     run().catch((err: unknown) => {
-      if (err instanceof AssertionError) {
-        deadline.dispose()
-        throw err
-      }
-      answer(toStatus(err, log))
+      if (err instanceof AssertionError) deadline.dispose()
+      answer(err)
     })
   }
 
   return { stream, snapshot }
-}
-
-function unimplementedRaftService(): RaftTransportServiceServer {
-  return {
-    stream: (call) => {
-      call.on('data', () => {})
-      call.emit('error', unimplementedStatus('RaftTransportService/Stream'))
-    },
-    snapshot: (call, callback) => {
-      call.on('data', () => {})
-      callback(unimplementedStatus('RaftTransportService/Snapshot'))
-    },
-  }
 }
 
 /**
@@ -208,6 +212,8 @@ function unimplementedRaftService(): RaftTransportServiceServer {
 class SnapshotReader {
   private readonly iterator: AsyncIterator<SnapshotRequest | MalformedRequest>
   private readonly self: NodeId
+  /** The sender the caller's certificate binds (undefined without TLS). */
+  private readonly sender: NodeId | undefined
   private first: SnapshotRequest | undefined
   private started = false
   bytes = 0
@@ -216,10 +222,12 @@ class SnapshotReader {
   constructor(
     call: ServerReadableStream<SnapshotRequest | MalformedRequest, SnapshotResponse>,
     self: NodeId,
+    sender: NodeId | undefined,
   ) {
     // Pulled one message at a time: grpc-js reads from the connection only as messages are taken.
     this.iterator = call[Symbol.asyncIterator]()
     this.self = self
+    this.sender = sender
   }
 
   private fail(field: string, message: string): never {
@@ -242,6 +250,14 @@ class SnapshotReader {
     const first = await this.next()
     if (first === undefined) return this.fail('request', 'empty snapshot stream')
     if (first.fromNode < 1) this.fail('from_node', 'snapshot needs from_node')
+    if (this.sender !== undefined && first.fromNode !== this.sender) {
+      this.protocolError ??= new KvError(
+        ErrorCode.PermissionDenied,
+        `a snapshot from node ${first.fromNode} on node ${this.sender}'s certificate`,
+        { details: { field: 'from_node' } },
+      )
+      throw this.protocolError
+    }
     if (first.toNode !== this.self)
       this.fail('to_node', `this is node ${this.self}, not node ${first.toNode}`)
     if (first.offset !== 0) this.fail('offset', `first snapshot message at offset ${first.offset}`)

@@ -1,12 +1,12 @@
 /**
  * ReplicaService (replica.proto): the node-to-node control of this node's replicas, wiring only.
  * The decisions are the host's (node/host.ts: lifecycle, epochs, tombstones) and the shard
- * leader's (shard/replica-change.ts: the rules of a change). Requests are checked like any input
- * (INVALID_ARGUMENT naming the field); every call is bounded by its deadline and by
- * limits.requestDeadlineMsMax when it has none.
+ * leader's (shard/replica-change.ts: the rules of a change). Served on the peer listener only,
+ * to nodes of the registry (net/access.ts), through the request pipeline: every call is bounded by
+ * its deadline, and by limits.requestDeadlineMsMax when it has none. Requests are checked like any
+ * input (INVALID_ARGUMENT naming the field).
  */
-import type { handleUnaryCall, ServerUnaryCall } from '@grpc/grpc-js'
-import { deadlineSignal, type Clock } from '../common/clock.ts'
+import type { Clock } from '../common/clock.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId, isSafeUint } from '../common/ids.ts'
 import type { Limits } from '../common/limits.ts'
@@ -20,7 +20,6 @@ import {
   type DestroyReplicaResponse,
   type PrepareReplicaRequest,
   type PrepareReplicaResponse,
-  type ReplicaServiceServer,
   type ReplicaStateRequest,
   type ReplicaStateResponse,
   type TransferLeaderRequest,
@@ -29,8 +28,7 @@ import {
 import type { NodeHost } from '../node/host.ts'
 import { changeFromProto, configToProto, replicaStateToProto } from '../router/index.ts'
 import type { ShardConfigView } from '../shard/index.ts'
-import { decoded, withTolerantDecoding, type MalformedRequest } from './decode.ts'
-import { toStatus } from './status.ts'
+import { unary as pipelineUnary, withTolerantDecoding, type Handler } from '../net/index.ts'
 
 export const replicaServiceDefinition = withTolerantDecoding(ReplicaServiceService)
 
@@ -65,41 +63,18 @@ function configOf(view: ShardConfigView): Parameters<typeof configToProto>[1] {
   }
 }
 
-export function createReplicaService(components: ReplicaServiceComponents): ReplicaServiceServer {
+/** The ReplicaService handlers, by the generated definition's method names, for a GrpcListener. */
+export type ReplicaServiceHandlers = Readonly<Record<keyof typeof replicaServiceDefinition, Handler>>
+
+export function createReplicaService(components: ReplicaServiceComponents): ReplicaServiceHandlers {
   const host = (): NodeHost => {
     const h = components.host()
     if (h === undefined) throw new KvError(ErrorCode.Unavailable, 'this node hosts no replicas yet')
     return h
   }
-  /** Runs `body` with the call's deadline as a signal; answers its result or its error. */
-  function unary<Req, Res>(
-    body: (request: Req, signal: AbortSignal) => Promise<Res>,
-  ): handleUnaryCall<Req | MalformedRequest, Res> {
-    return (call: ServerUnaryCall<Req | MalformedRequest, Res>, callback) => {
-      const deadline = call.getDeadline()
-      const remainingMs =
-        deadline instanceof Date
-          ? deadline.getTime() - Date.now()
-          : Number.isFinite(deadline)
-            ? Number(deadline) - Date.now()
-            : components.limits.requestDeadlineMsMax
-      const { signal, dispose } = deadlineSignal(
-        components.clock,
-        Math.max(1, Math.min(remainingMs, components.limits.requestDeadlineMsMax)),
-      )
-      const onCancel = (): void => dispose()
-      call.on('cancelled', onCancel)
-      void (async () => body(decoded(call.request), signal))()
-        .then(
-          (res) => callback(null, res),
-          (err: unknown) => callback(toStatus(err, components.logger)),
-        )
-        .finally(() => {
-          dispose()
-          call.off('cancelled', onCancel)
-        })
-    }
-  }
+  /** A pipeline handler whose body gets the call's deadline signal. */
+  const unary = <Req, Res>(body: (request: Req, signal: AbortSignal) => Promise<Res>): Handler =>
+    pipelineUnary<Req, Res>((request, ctx) => body(request, ctx.signal))
 
   const prepareReplica = unary<PrepareReplicaRequest, PrepareReplicaResponse>(async (req) => {
     if (req.kind !== 'data' && req.kind !== 'meta') throw invalid('kind', 'kind must be data or meta')

@@ -7,6 +7,8 @@
  * - `ringkv_requests_total{method, consistency, code}` counter
  * - `ringkv_request_duration_seconds{method, consistency, code}` histogram
  * - `ringkv_requests_in_flight` gauge
+ * - `ringkv_refused_requests_total{listener, code}` counter: calls refused before any handler ran
+ *   (UNAUTHENTICATED, PERMISSION_DENIED), by listener (`client`, `peer`)
  * - the default process metrics (`process_*`, `nodejs_*`)
  * `code` is `OK` or the ErrorCode; `consistency` is the level asked for (`linearizable`,
  * `majority`, ...), or `none` when the request was refused before its level was known.
@@ -17,18 +19,17 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { HostPort } from '../common/config.ts'
 
-export interface RequestLabels {
-  readonly method: string
-  readonly consistency: string
-  readonly code: string
-}
+import type { PipelineMetrics, RequestLabels } from '../net/index.ts'
+
+export type { RequestLabels }
 
 /** The metrics of one node. */
-export class KvdMetrics {
+export class KvdMetrics implements PipelineMetrics {
   readonly registry = new Registry()
   private readonly requests: Counter<'method' | 'consistency' | 'code'>
   private readonly latency: Histogram<'method' | 'consistency' | 'code'>
   readonly inFlight: Gauge
+  private readonly refusals: Counter<'listener' | 'code'>
   private readonly children = new Map<
     string,
     {
@@ -57,6 +58,16 @@ export class KvdMetrics {
       help: 'Client API requests being served.',
       registers: [this.registry],
     })
+    this.refusals = new Counter({
+      name: 'ringkv_refused_requests_total',
+      help: 'Calls refused before any handler ran (no or bad credentials, not allowed), by listener and code.',
+      labelNames: ['listener', 'code'],
+      registers: [this.registry],
+    })
+  }
+
+  refused(labels: { readonly listener: string; readonly code: string }): void {
+    this.refusals.inc({ listener: labels.listener, code: labels.code })
   }
 
   /**

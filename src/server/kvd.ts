@@ -3,13 +3,18 @@
  * router/, cluster/).
  *
  * start(), in order:
- *   1. create the data dir; open RocksDB in `<dataDir>/db` (a second opener fails at once with
+ *   1. read and check the credential files (TLS certificate, key and CA; auth file), if any
+ *   2. create the data dir; open RocksDB in `<dataDir>/db` (a second opener fails at once with
  *      StorageLockedError: RocksDB's LOCK)
- *   2. read `<dataDir>/cluster-id` or, on first boot, draw one and store it durably
- *   3. load the hasher; open the local replica of shard 0, which covers the whole ring
- *   4. start gRPC (KvService, AdminService, RaftTransportService stub, health, reflection) and
- *      HTTP (/metrics, /healthz, /readyz); then mark SERVING / ready
- * A failure part-way closes whatever was opened and rethrows.
+ *   3. read `<dataDir>/cluster-id` or, on first boot, draw one and store it durably
+ *   4. load the hasher; open the node's replicas (the host), or the test seam's single replica
+ *   5. start the two gRPC listeners, every call behind the request pipeline (net/):
+ *        client (--listen):      KvService, AdminService, health, reflection
+ *        peer (--peer-listen):   RaftTransportService, KvService and AdminService for other
+ *                                nodes (forwarded requests, joins, heartbeats, map reads), health
+ *      and HTTP (/metrics, /healthz, /readyz); then mark SERVING / ready
+ * A failure part-way closes whatever was opened and rethrows. Without TLS files both listeners
+ * are plaintext and take every caller; kvd says so loudly at start.
  *
  * stop(), in order (js-libp2p startable; STYLE.md 7.10):
  *   1. not ready: /readyz 503, health NOT_SERVING, the gate refuses new requests (UNAVAILABLE)
@@ -20,11 +25,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Server, ServerCredentials } from '@grpc/grpc-js'
+import type { Server } from '@grpc/grpc-js'
 import { HealthImplementation } from 'grpc-health-check'
 import type { AssertionError } from '../common/assert.ts'
 import type { Clock } from '../common/clock.ts'
-import { formatHostPort, type HostPort, type KvdConfig } from '../common/config.ts'
+import { formatHostPort, type KvdConfig } from '../common/config.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import { deadlineSignal } from '../common/clock.ts'
@@ -33,9 +38,25 @@ import {
   ClusterMap,
   initialClusterMap,
   metaShardId,
+  peerAddressOf,
   type LocalMeta,
   type NodeRecord,
 } from '../cluster/index.ts'
+import {
+  Authenticator,
+  CredentialFiles,
+  GrpcListener,
+  PeerCertificates,
+  Pipeline,
+  ReloadingServerCredentials,
+  RequestGate,
+  clientChannelCredentials,
+  listenError,
+  plaintextChannelCredentials,
+  serverCredentials,
+  type ListenerKind,
+  type TlsMaterial,
+} from '../net/index.ts'
 import { ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
 import {
   Forwarder,
@@ -55,13 +76,13 @@ import { GrpcPeerTransport } from '../node/transport-grpc.ts'
 import { SystemRandom } from '../common/random-system.ts'
 import type { openLocalReplica, Replica } from '../shard/index.ts'
 import { clusterIdBytes } from './cursor.ts'
-import { RequestGate } from './gate.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
 import { createKvService, kvServiceDefinition } from './grpc-kv.ts'
 import { createRaftService, raftServiceDefinition } from './grpc-raft.ts'
 import { createReplicaService, replicaServiceDefinition } from './grpc-replica.ts'
 import { KvdHttpServer, KvdMetrics } from './http.ts'
 import { addReflection } from './reflection.ts'
+import { internalStatus, toStatus } from './status.ts'
 
 /** The health-checked service names: '' (the whole server) and the client API. */
 export const healthServiceNames = ['', 'ringkv.v1.KvService'] as const
@@ -82,7 +103,10 @@ export interface KvdComponents {
 
 /** The addresses actually bound (ports resolved when 0 was asked). */
 export interface KvdAddresses {
+  /** The client listener. */
   readonly grpc: string
+  /** The peer listener. */
+  readonly peer: string
   readonly http: string
 }
 
@@ -108,7 +132,8 @@ export class Kvd {
   private readonly localViews = new Map<ShardId, LocalReplica & LocalMeta>()
   private transport: GrpcPeerTransport | undefined
   private readonly random = new SystemRandom()
-  private grpc: Server | undefined
+  private credentials: CredentialFiles | undefined
+  private listeners: GrpcListener[] = []
   private http: KvdHttpServer | undefined
   private bound: KvdAddresses | undefined
   private clusterIdHex = ''
@@ -141,21 +166,44 @@ export class Kvd {
     const { clock } = this.components
     this.startedMs = clock.nowMs()
     try {
+      const credentials = await CredentialFiles.load(
+        {
+          certFile: config.certFile,
+          keyFile: config.keyFile,
+          caFile: config.caFile,
+          authFile: config.authFile,
+          cluster: config.clusterName,
+          peerAddress: config.peerAdvertise,
+          reloadMs: config.limits.credentialsReloadMs,
+          fileBytesMax: config.limits.credentialFileBytesMax,
+          tokensMax: config.limits.authTokensMax,
+        },
+        { clock, logger: this.log },
+      )
+      this.credentials = credentials
+      const tls = credentials.tls
+      this.warnIfOpen(tls !== undefined, credentials.auth !== undefined)
+      // Outgoing peer connections: mutual TLS with this node's certificate (new files for new
+      // connections), the peer's certificate checked against the address dialled.
+      const peerCertificates = tls === undefined ? undefined : new PeerCertificates(tls, config.clusterName)
+      const credentialsFor = (address: string): ReturnType<typeof plaintextChannelCredentials> =>
+        peerCertificates?.channelCredentials(address) ?? plaintextChannelCredentials()
+      if (peerCertificates !== undefined) credentials.onTls((material) => peerCertificates.update(material))
       await mkdir(config.dataDir, { recursive: true })
       this.engine = await openRocksEngine({ dir: join(config.dataDir, 'db') }, { logger: this.log })
       const hasher = await loadHasher()
-      const identity = await this.identity(this.engine, hasher)
+      const identity = await this.identity(this.engine, hasher, tls)
       this.nodeId = identity.nodeId
       const clusterId = await loadOrCreateClusterId(config.dataDir, identity.clusterId)
       this.clusterIdHex = clusterId.toString('hex')
-      const peerClients = new PeerClients(identity.nodeId, config.limits)
+      const peerClients = new PeerClients(identity.nodeId, config.limits, credentialsFor)
       this.peerClients = peerClients
       this.forwarder = new Forwarder(peerClients)
       const forwarder = this.forwarder
       this.metrics.exposeForwarded(() => forwarder.byMethod())
       const map =
         this.components.openReplica !== undefined || identity.map === undefined
-          ? soloMap(this.clusterIdHex, identity.nodeId, formatHostPort(config.listen))
+          ? soloMap(this.clusterIdHex, identity.nodeId, formatHostPort(config.listen), config.peerAdvertise)
           : identity.map
       const router = new Router({
         nodeId: identity.nodeId,
@@ -172,7 +220,7 @@ export class Kvd {
       } else {
         const transport = new GrpcPeerTransport(
           { nodeId: identity.nodeId, limits: config.limits },
-          { clock, random: this.random, logger: this.log },
+          { clock, random: this.random, logger: this.log, credentialsFor },
         )
         this.transport = transport
         transport.setPeers(peerAddresses(map))
@@ -237,70 +285,84 @@ export class Kvd {
         )
       }
 
-      const grpc = new Server({
-        'grpc.max_receive_message_length': config.limits.grpcMessageBytesMax,
-        'grpc.max_send_message_length': config.limits.grpcMessageBytesMax,
+      const mapNow = (): ClusterMap => this.agent?.map ?? map
+      const pipeline = new Pipeline({
+        authenticator: new Authenticator(
+          { cluster: config.clusterName, tls: tls !== undefined },
+          { nodeIdOf: nodeIdIndex(mapNow), auth: () => credentials.auth },
+        ),
+        gate: this.gate,
+        clock,
+        logger: this.log,
+        limits: config.limits,
+        metrics: this.metrics,
+        toStatus: (err) => toStatus(err, this.log),
+        internalStatus,
+        onFatal: (err) => this.fatal(err),
       })
-      this.grpc = grpc
-      grpc.addService(
-        kvServiceDefinition,
-        createKvService({
-          router,
-          forwarder: this.forwarder,
-          limits: config.limits,
-          clock,
-          logger: this.log,
-          metrics: this.metrics,
-          hasher,
-          gate: this.gate,
-          clusterId,
-          onFatal: (err) => this.fatal(err),
+      const listener = (kind: ListenerKind): GrpcListener => {
+        const creds = serverCredentials(tls, kind, config.clientCertAuth)
+        if (creds instanceof ReloadingServerCredentials)
+          credentials.onTls((material) => creds.update(material))
+        const made = new GrpcListener({ kind, limits: config.limits }, { pipeline, credentials: creds })
+        this.listeners.push(made)
+        return made
+      }
+      const client = listener('client')
+      const peer = listener('peer')
+      const kv = createKvService({
+        router,
+        forwarder: this.forwarder,
+        limits: config.limits,
+        clock,
+        logger: this.log,
+        metrics: this.metrics,
+        hasher,
+        clusterId,
+      })
+      const admin = createAdminService({
+        replicas: () => (this.replica === undefined ? [] : [this.replica]),
+        ...(this.host === undefined ? {} : { shardViews: () => this.host?.status() ?? [] }),
+        peers: () =>
+          [...router.map.nodes.values()]
+            .filter((n) => n.id !== identity.nodeId)
+            .map((n) => ({ nodeId: n.id, address: n.address })),
+        allowFaultInjection: config.allowFaultInjection,
+        faults: () => this.transport,
+        shardSizes: async () => (await this.host?.approximateBytes()) ?? new Map(),
+        shardEpoch: (shardId) => router.map.shard(ShardId(shardId))?.epoch ?? 0,
+        forwarded: () => this.forwarder?.total ?? 0,
+        cluster: () => this.agent,
+        clock,
+        logger: this.log,
+        gate: this.gate,
+        node: () => ({
+          nodeId: identity.nodeId,
+          zone: config.zone,
+          address: config.listen.port === 0 ? (this.bound?.grpc ?? config.advertise) : config.advertise,
+          version: this.init.version,
+          dataDir: config.dataDir,
+          startedMs: this.startedMs,
+          clusterId: this.clusterIdHex,
         }),
-      )
-      grpc.addService(
-        adminServiceDefinition,
-        createAdminService({
-          replicas: () => (this.replica === undefined ? [] : [this.replica]),
-          ...(this.host === undefined ? {} : { shardViews: () => this.host?.status() ?? [] }),
-          peers: () =>
-            [...router.map.nodes.values()]
-              .filter((n) => n.id !== identity.nodeId)
-              .map((n) => ({ nodeId: n.id, address: n.address })),
-          allowFaultInjection: config.allowFaultInjection,
-          faults: () => this.transport,
-          shardSizes: async () => (await this.host?.approximateBytes()) ?? new Map(),
-          shardEpoch: (shardId) => router.map.shard(ShardId(shardId))?.epoch ?? 0,
-          forwarded: () => this.forwarder?.total ?? 0,
-          cluster: () => this.agent,
-          clock,
-          logger: this.log,
-          gate: this.gate,
-          node: () => ({
-            nodeId: identity.nodeId,
-            zone: config.zone,
-            address: this.bound?.grpc ?? formatHostPort(config.listen),
-            version: this.init.version,
-            dataDir: config.dataDir,
-            startedMs: this.startedMs,
-            clusterId: this.clusterIdHex,
-          }),
-        }),
-      )
-      grpc.addService(
+      })
+      for (const l of [client, peer]) {
+        l.addService(kvServiceDefinition, kv)
+        l.addService(adminServiceDefinition, admin)
+        this.health.addToServer(l.registry() as Server)
+      }
+      addReflection(client.registry())
+      if (this.transport !== undefined)
+        peer.addService(
+          raftServiceDefinition,
+          createRaftService({ transport: this.transport, clock, logger: this.log, limits: config.limits }),
+        )
+      peer.addService(
         replicaServiceDefinition,
         createReplicaService({ host: () => this.host, clock, logger: this.log, limits: config.limits }),
       )
-      grpc.addService(
-        raftServiceDefinition,
-        createRaftService(
-          this.transport === undefined
-            ? undefined
-            : { transport: this.transport, clock, logger: this.log, limits: config.limits },
-        ),
-      )
-      this.health.addToServer(grpc)
-      addReflection(grpc)
-      const grpcPort = await bind(grpc, config.listen)
+      const grpcPort = await client.bind(config.listen)
+      const peerPort = await peer.bind(config.peerListen)
 
       this.http = new KvdHttpServer({ metrics: this.metrics, isReady: () => this.state === 'serving' })
       const httpBound = await this.http.listen(config.httpListen).catch((err: unknown) => {
@@ -308,17 +370,23 @@ export class Kvd {
       })
       this.bound = {
         grpc: formatHostPort({ host: config.listen.host, port: grpcPort }),
+        peer: formatHostPort({ host: config.peerListen.host, port: peerPort }),
         http: formatHostPort(httpBound),
       }
       // Peers can reach this node now; start the groups (elections, replication).
       this.host?.start()
       this.agent?.start()
       await this.soloLeaders()
+      credentials.start()
       for (const name of healthServiceNames) this.health.setStatus(name, 'SERVING')
       this.state = 'serving'
       this.log.info(
         {
           address: this.bound.grpc,
+          peerAddress: this.bound.peer,
+          advertise: config.advertise,
+          peerAdvertise: config.peerAdvertise,
+          tls: tls !== undefined,
           httpAddress: this.bound.http,
           dataDir: config.dataDir,
           clusterId: this.clusterIdHex,
@@ -368,8 +436,9 @@ export class Kvd {
   private async closeAll(drainMs: number): Promise<void> {
     for (const name of healthServiceNames) this.health.setStatus(name, 'NOT_SERVING')
     this.gate.drain()
-    const grpc = this.grpc
-    if (grpc !== undefined) {
+    this.credentials?.stop()
+    const listeners = this.listeners
+    if (listeners.length > 0) {
       // tryShutdown stops new calls and waits for the open ones; after drainMs whatever is left
       // is cut (forceShutdown), which also ends the wait on the gate. Peer streams stay open while
       // client calls drain (their writes still need replication); closing the host and the
@@ -378,15 +447,15 @@ export class Kvd {
       const timedOut = new Promise<void>((resolve) => (cut = resolve))
       const timer = this.components.clock.setTimer(drainMs, () => {
         this.log.warn({ inFlight: this.gate.inFlight }, 'drain timed out, cutting calls')
-        grpc.forceShutdown()
+        for (const l of listeners) l.forceShutdown()
         cut()
       })
-      const shutdown = new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()))
+      const shutdown = Promise.all(listeners.map((l) => l.tryShutdown()))
       await Promise.race([this.gate.idle(), timedOut])
       await this.closeReplication()
       await Promise.race([shutdown, timedOut])
       timer.cancel()
-      this.grpc = undefined
+      this.listeners = []
     }
     await this.http?.close()
     this.http = undefined
@@ -443,6 +512,7 @@ export class Kvd {
   private async identity(
     engine: Engine,
     hasher: Hasher,
+    tls: TlsMaterial | undefined,
   ): Promise<{ nodeId: NodeId; clusterId: Buffer | undefined; map: ClusterMap | undefined }> {
     const { config } = this.init
     const storedId = await engine.get(nodeIdKey)
@@ -453,7 +523,7 @@ export class Kvd {
         const nodeId = NodeId(Number(new TextDecoder().decode(storedId)))
         return { nodeId, clusterId: Buffer.from(map.cluster.clusterId, 'hex'), map }
       }
-      const joined = await this.join()
+      const joined = await this.join(tls)
       const batch = engine.batch()
       batch.put(nodeIdKey, new TextEncoder().encode(String(joined.node.id)))
       batch.put(mapKey, encodeMap(joined.map, joined.node.id))
@@ -480,6 +550,7 @@ export class Kvd {
           nodes: [...config.initialCluster].map(([id, addr]) => ({
             id,
             address: formatHostPort(addr),
+            peerAddress: formatHostPort(config.initialPeers.get(id)!),
             zone: config.initialZones.get(id) ?? (id === config.nodeId ? config.zone : ''),
             weight: id === config.nodeId ? config.weight : 1,
           })),
@@ -498,8 +569,12 @@ export class Kvd {
     return { nodeId: config.nodeId, clusterId, map: initial }
   }
 
-  /** Registers with the cluster through the --join nodes, each in turn, until one answers. */
-  private async join(): Promise<{ node: NodeRecord; map: ClusterMap }> {
+  /**
+   * Registers with the cluster through the --join nodes (their client listeners), each in turn,
+   * until one answers. With TLS the call presents this node's certificate, which must name the
+   * peer address it registers (grpc-admin.ts), and checks the seed's as any client would.
+   */
+  private async join(tls: TlsMaterial | undefined): Promise<{ node: NodeRecord; map: ClusterMap }> {
     const { config } = this.init
     if (config.listen.port === 0)
       throw new KvError(
@@ -509,9 +584,15 @@ export class Kvd {
           details: { field: 'listen' },
         },
       )
-    const clients = new PeerClients(NodeId(1), config.limits)
+    const joinCredentials = clientChannelCredentials(tls)
+    const clients = new PeerClients(NodeId(1), config.limits, () => joinCredentials)
     const remote = new GrpcMetaRemote(clients, false)
-    const args = { address: formatHostPort(config.listen), zone: config.zone, weight: config.weight }
+    const args = {
+      address: config.advertise,
+      peerAddress: config.peerAdvertise,
+      zone: config.zone,
+      weight: config.weight,
+    }
     let last: unknown
     try {
       for (let attempt = 0; attempt < joinAttemptsMax; attempt++) {
@@ -540,6 +621,23 @@ export class Kvd {
     )
   }
 
+  /** Says loudly, once at start, what an unauthenticated listener lets anyone do. */
+  private warnIfOpen(tls: boolean, auth: boolean): void {
+    if (!tls && !auth)
+      this.log.warn(
+        { listen: this.init.config.listen, peerListen: this.init.config.peerListen },
+        'PLAINTEXT AND OPEN: no --cert-file/--key-file/--ca-file and no --auth-file. Anyone who ' +
+          'reaches these ports can read and write every key, join nodes, inject faults and speak as ' +
+          'a peer. Use this for local work only.',
+      )
+    else if (!tls)
+      this.log.warn(
+        { peerListen: this.init.config.peerListen },
+        'PLAINTEXT: no TLS files. Bearer tokens travel in the clear, and the peer listener takes ' +
+          'any caller as a node. Use this for local work only.',
+      )
+  }
+
   private fatal(err: unknown): void {
     this.log.fatal({ err }, 'broken invariant')
     if (this.components.onFatal !== undefined) this.components.onFatal(err as AssertionError)
@@ -548,27 +646,6 @@ export class Kvd {
         throw err
       })
   }
-}
-
-function bind(server: Server, at: HostPort): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(formatHostPort(at), ServerCredentials.createInsecure(), (err, port) => {
-      if (err !== null) reject(listenError('grpc', at, err))
-      else resolve(port)
-    })
-  })
-}
-
-/** A bind failure as a KvError naming the address (UNAVAILABLE: the world, not the caller). */
-function listenError(what: string, at: HostPort, cause: unknown): KvError {
-  const reason =
-    (cause as NodeJS.ErrnoException).code ?? (cause instanceof Error ? cause.message : String(cause))
-  const inUse = /EADDRINUSE|address already in use/i.test(`${reason} ${(cause as Error).message ?? ''}`)
-  return new KvError(
-    ErrorCode.Unavailable,
-    `cannot listen for ${what} on ${formatHostPort(at)}: ${inUse ? 'address already in use (EADDRINUSE)' : reason}`,
-    { cause, details: { field: what === 'http' ? 'httpListen' : 'listen' } },
-  )
 }
 
 const clusterIdFile = 'cluster-id'
@@ -655,9 +732,30 @@ function encodeMap(map: ClusterMap, nodeId: NodeId): Buffer {
   return Buffer.from(ShardMapResponse.encode(mapToProto(map, nodeId)).finish())
 }
 
-/** Every other node's address, for the peer transport. */
+/** Every node's peer address, for the peer transport. */
 function peerAddresses(map: ClusterMap): Map<NodeId, string> {
-  return new Map([...map.nodes.values()].map((n) => [n.id, n.address] as const))
+  return new Map([...map.nodes.values()].map((n) => [n.id, peerAddressOf(n)] as const))
+}
+
+/**
+ * The registered node id of any of some peer addresses (a node certificate's), from the map in
+ * force; the index is rebuilt when the map object changes.
+ */
+function nodeIdIndex(map: () => ClusterMap): (addresses: readonly string[]) => NodeId | undefined {
+  let indexed: ClusterMap | undefined
+  let byPeer = new Map<string, NodeId>()
+  return (addresses) => {
+    const current = map()
+    if (current !== indexed) {
+      byPeer = new Map([...current.nodes.values()].map((n) => [peerAddressOf(n), n.id] as const))
+      indexed = current
+    }
+    for (const address of addresses) {
+      const id = byPeer.get(address)
+      if (id !== undefined) return id
+    }
+    return undefined
+  }
 }
 
 /** The replicas `nodeId` holds in `map`, as the host creates them. */
@@ -672,7 +770,7 @@ export function hostedOf(map: ClusterMap, nodeId: NodeId): HostedShard[] {
 }
 
 /** The map of the single-replica test seam: one shard over the whole ring, on this node. */
-function soloMap(clusterId: string, nodeId: NodeId, address: string): ClusterMap {
+function soloMap(clusterId: string, nodeId: NodeId, address: string, peerAddress: string): ClusterMap {
   const whole = {
     hashStart: 0n,
     hashEnd: hashSpaceEnd,
@@ -683,7 +781,7 @@ function soloMap(clusterId: string, nodeId: NodeId, address: string): ClusterMap
   }
   return new ClusterMap(
     { clusterId, shardCount: 1, replicaCount: 1, vnodesPerNode: 1 },
-    [{ id: nodeId, address, zone: '', weight: 1, state: 'active', lastHeartbeatMs: 0 }],
+    [{ id: nodeId, address, peerAddress, zone: '', weight: 1, state: 'active', lastHeartbeatMs: 0 }],
     [{ shardId: ShardId(0), ...whole }],
     { shardId: metaShardId, ...whole },
   )

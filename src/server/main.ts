@@ -1,8 +1,9 @@
 /**
  * The kvd command line (bin/kvd.js calls `main`):
  *
- *     kvd --data DIR --listen HOST:PORT [--http HOST:PORT] [--join HOST:PORT[,..]]
- *         [--node-id N] [--log-level L] [--config FILE] [--limit NAME=VALUE ...]
+ *     kvd --data DIR --listen HOST:PORT [--peer-listen HOST:PORT] [--http HOST:PORT]
+ *         [--join HOST:PORT[,..]] [--node-id N] [--log-level L] [--config FILE] [--limit NAME=VALUE ...]
+ *         [--cert-file F --key-file F --ca-file F [--client-cert-auth]] [--auth-file F]
  *
  * Configuration precedence and fields: common/config.ts. Exit codes:
  *   0  clean shutdown (SIGTERM/SIGINT: drain, close, exit), also --help / --version
@@ -15,7 +16,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { setLogger } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { SystemClock } from '../common/clock-system.ts'
-import { loadConfig, type KvdConfig } from '../common/config.ts'
+import { loadConfig, type ConfigFlags, type KvdConfig } from '../common/config.ts'
 import { isKvError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { createRootLogger } from '../common/logger-pino.ts'
@@ -49,7 +50,45 @@ export async function main(
     .description('ringkv database node')
     .version(version)
     .addOption(new Option('--data <dir>', 'data directory (created if missing)'))
-    .addOption(new Option('--listen <host:port>', 'gRPC listen address (default 127.0.0.1:7001)'))
+    .addOption(
+      new Option('--listen <host:port>', 'client listener: KvService, AdminService (default 127.0.0.1:7001)'),
+    )
+    .addOption(
+      new Option(
+        '--peer-listen <host:port>',
+        'peer listener: Raft, forwarded requests, meta calls between nodes (default: listen port + 100)',
+      ),
+    )
+    .addOption(new Option('--advertise <host:port>', 'the client address others dial (default: --listen)'))
+    .addOption(
+      new Option(
+        '--peer-advertise <host:port>',
+        'the peer address other nodes dial (default: advertise host, peer-listen port)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--cluster-name <name>',
+        'the cluster name certificates carry: ringkv://NAME/... (default ringkv)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--cert-file <file>',
+        "this node's certificate (PEM): TLS on both listeners, mutual between peers",
+      ),
+    )
+    .addOption(new Option('--key-file <file>', "this node's private key (PEM)"))
+    .addOption(new Option('--ca-file <file>', 'the CA that issued node and client certificates (PEM)'))
+    .addOption(
+      new Option(
+        '--client-cert-auth',
+        'refuse clients without a certificate of the CA at the TLS handshake (no tokens)',
+      ),
+    )
+    .addOption(
+      new Option('--auth-file <file>', 'bearer tokens and role overrides (JSON; re-read while running)'),
+    )
     .addOption(new Option('--http <host:port>', 'HTTP listen address for /metrics, /healthz, /readyz'))
     .addOption(
       new Option(
@@ -61,7 +100,7 @@ export async function main(
     .addOption(
       new Option(
         '--initial-cluster <id=host:port,...>',
-        'the nodes of a new cluster, this node among them, each ID=HOST:PORT[@ZONE] (default: this node alone)',
+        'the nodes of a new cluster, this node among them, each ID=HOST:PORT[/PEER_HOST:PEER_PORT][@ZONE] (default: this node alone)',
       ),
     )
     .addOption(new Option('--shards <n>', 'shards of a new cluster (default 64)'))
@@ -107,16 +146,7 @@ export async function main(
         : ExitCode.BadConfig
     throw err
   }
-  const opts = program.opts<{
-    data?: string
-    listen?: string
-    http?: string
-    join?: string
-    nodeId?: string
-    logLevel?: string
-    config?: string
-    limit?: string[]
-  }>()
+  const opts = program.opts<ConfigFlags>()
 
   let config: KvdConfig
   try {

@@ -28,6 +28,6 @@ export function loadPackageDefinition(): protoLoader.PackageDefinition {
   })
 }
 
-export function addReflection(server: Server): void {
+export function addReflection(server: Pick<Server, 'addService'>): void {
   new ReflectionService(loadPackageDefinition()).addToServer(server)
 }

@@ -24,7 +24,8 @@
  * the client (never the message of an unknown error, which may carry user data).
  */
 import { randomBytes } from 'node:crypto'
-import { Metadata, status as GrpcCode, type StatusObject } from '@grpc/grpc-js'
+import type { status as GrpcCode } from '@grpc/grpc-js'
+import { Metadata, type StatusObject } from '@grpc/grpc-js'
 import { AssertionError } from '../common/assert.ts'
 import {
   ErrorCode,
@@ -122,12 +123,6 @@ export function asKvError(err: unknown): KvError | undefined {
   if (err instanceof Error && err.name === 'AbortError')
     return new KvError(ErrorCode.Cancelled, 'cancelled', { cause: err })
   return undefined
-}
-
-/** The status for a method this server registers but does not serve yet. */
-export function unimplementedStatus(method: string): StatusObject {
-  const metadata = new Metadata()
-  return { code: GrpcCode.UNIMPLEMENTED, details: `${method} is not implemented yet`, metadata }
 }
 
 /** The status sent for a call that hit a broken invariant, just before the process stops. */

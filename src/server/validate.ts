@@ -317,21 +317,6 @@ export function checkScan(req: ScanRequest, limits: Readonly<Limits>, shardId: n
   }
 }
 
-/**
- * The time a request may take, from the gRPC deadline's remaining milliseconds (Infinity when the
- * client set none, which gets requestDeadlineMsMax).
- */
-export function checkDeadline(remainingMs: number, limits: Readonly<Limits>): number {
-  if (remainingMs === Infinity) return limits.requestDeadlineMsMax
-  if (remainingMs > limits.requestDeadlineMsMax)
-    throw invalid(
-      'deadline',
-      `deadline is ${Math.round(remainingMs)} ms away, more than ${limits.requestDeadlineMsMax}`,
-      limits.requestDeadlineMsMax,
-    )
-  return Math.max(0, remainingMs)
-}
-
 export interface CheckedRegisterSession {
   readonly clientId: string
   readonly key: Uint8Array

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- cluster [--seconds S] [--runs R] [--nodes N] [--shards N] [--kvd-arg ARG]...
- *                           [--etcd PATH | --no-etcd] [--etcd-members N]`
+ *                           [--etcd PATH | --no-etcd] [--etcd-members N] [--tls]`
  *
  * A local ringkv cluster (N kvd processes on loopback, default 3 nodes and 8 shards, started by
  * test/integration/helpers/cluster.ts) driven by the SDK, against etcd measured in the same run:
@@ -22,7 +22,10 @@
  * on PATH (Debian: apt-get install etcd-server) and the etcd3 devDependency; without them the
  * bench says so in one line and measures ringkv alone. `--nodes 1` runs one plain kvd (no
  * --initial-cluster, no --shards unless given) against a 1-member etcd (`--etcd-members` to
- * change). A measurement, not a test: it asserts nothing about time.
+ * change). `--tls` also runs ringkv with TLS in every round (a fresh CA and node certificates from
+ * `kvctl certs`'s issuer, mutual TLS between peers, the clients authenticated by an admin client
+ * certificate), the plaintext and TLS clusters taking turns to go first, and reports the cost of
+ * TLS as tls/plain ratios. A measurement, not a test: it asserts nothing about time.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import {
@@ -35,13 +38,20 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import type { Etcd3 } from 'etcd3'
-import { KvClient } from '../../src/client/index.ts'
+import { createCa, issueClient, issueNode } from '../../src/cli/certs/issue.ts'
+import { KvClient, type KvClientInit } from '../../src/client/index.ts'
 import { limits } from '../../src/common/limits.ts'
-import { clusterRepoRoot, startCluster, type Cluster } from '../integration/helpers/cluster.ts'
+import {
+  clusterRepoRoot,
+  startCluster,
+  type Cluster,
+  type NodePorts,
+} from '../integration/helpers/cluster.ts'
 import { freePort } from '../integration/helpers/kvd.ts'
 
 type ReadLevel = 'linearizable' | 'session' | 'eventual'
@@ -54,7 +64,12 @@ interface Args {
   readonly kvdArgs: readonly string[]
   readonly etcd: string | false | undefined
   readonly etcdMembers: number
+  /** Also measure ringkv with TLS (mutual between peers, client certificates). */
+  readonly tls: boolean
 }
+
+/** How the bench's clients reach a cluster. */
+type Access = Pick<KvClientInit, 'tls'>
 
 interface Phase {
   readonly opsPerSec: number
@@ -92,7 +107,7 @@ interface Target {
 
 const usage =
   'usage: npm run bench -- cluster [--seconds S] [--runs R] [--nodes N] [--shards N] [--kvd-arg ARG]... ' +
-  '[--etcd PATH | --no-etcd] [--etcd-members N]'
+  '[--etcd PATH | --no-etcd] [--etcd-members N] [--tls]'
 
 function parseArgs(argv: readonly string[]): Args {
   let seconds = 5
@@ -101,6 +116,7 @@ function parseArgs(argv: readonly string[]): Args {
   let shards: number | undefined
   let etcd: string | false | undefined
   let etcdMembers: number | undefined
+  let tls = false
   const kvdArgs: string[] = []
   const positive = (name: string, raw: string | undefined, integer: boolean): number => {
     const n = Number(raw)
@@ -140,13 +156,16 @@ function parseArgs(argv: readonly string[]): Args {
       case '--etcd-members':
         etcdMembers = positive('etcd-members', value(), true)
         break
+      case '--tls':
+        tls = true
+        break
       default:
         throw new Error(`unknown argument ${JSON.stringify(flag)}\n${usage}`)
     }
   }
   // A cluster gets the default shard count; one plain kvd only what was asked for.
   if (shards === undefined && nodes > 1) shards = 8
-  return { seconds, runs, nodes, shards, kvdArgs, etcd, etcdMembers: etcdMembers ?? nodes }
+  return { seconds, runs, nodes, shards, kvdArgs, etcd, etcdMembers: etcdMembers ?? nodes, tls }
 }
 
 function median(xs: readonly number[]): number {
@@ -255,8 +274,12 @@ async function runPhases(target: Target, args: Args, upperTags = false): Promise
 // ringkv
 
 /** A ringkv client, with the SDK's call batching on or off. */
-async function ringkvTarget(endpoints: readonly string[], batching: boolean): Promise<Target> {
-  const client = new KvClient({ endpoints, batching: { enabled: batching } })
+async function ringkvTarget(
+  endpoints: readonly string[],
+  batching: boolean,
+  access: Access,
+): Promise<Target> {
+  const client = new KvClient({ endpoints, batching: { enabled: batching }, ...access })
   // Learn every node's address first, so NOT_LEADER hints can be followed from the first call.
   await client.status().catch(() => undefined)
   const value = new Uint8Array(valueBytes).fill(0x61)
@@ -273,8 +296,8 @@ async function ringkvTarget(endpoints: readonly string[], batching: boolean): Pr
 }
 
 /** Shard id -> leader id (0 = none known), from every node's status. */
-async function leaderLayout(endpoints: readonly string[]): Promise<Map<number, number>> {
-  const client = new KvClient({ endpoints, deadlineMs: 5000 })
+async function leaderLayout(endpoints: readonly string[], access: Access): Promise<Map<number, number>> {
+  const client = new KvClient({ endpoints, deadlineMs: 5000, ...access })
   try {
     const leaders = new Map<number, number>()
     for (const endpoint of endpoints) {
@@ -304,13 +327,14 @@ function describeLayout(leaders: ReadonlyMap<number, number>): string {
  * (node ids 1..n each lead at least floor(shards / nodes)), so that neither mode measured first
  * pays for the leadership transfers that follow a start. Returns the layout.
  */
-async function settleLeaders(endpoints: readonly string[]): Promise<string> {
+async function settleLeaders(endpoints: readonly string[], access: Access): Promise<string> {
   const startMs = performance.now()
   let layout = 'status failed'
-  if (endpoints.length === 1) return describeLayout(await leaderLayout(endpoints).catch(() => new Map()))
+  if (endpoints.length === 1)
+    return describeLayout(await leaderLayout(endpoints, access).catch(() => new Map()))
   while (performance.now() - startMs < 10_000) {
     try {
-      const leaders = await leaderLayout(endpoints)
+      const leaders = await leaderLayout(endpoints, access)
       layout = describeLayout(leaders)
       const led = new Map<number, number>()
       for (const leader of leaders.values()) led.set(leader, (led.get(leader) ?? 0) + 1)
@@ -332,21 +356,56 @@ interface RingkvRun {
   readonly batched: Map<string, Phase>
 }
 
-async function benchRingkv(args: Args, dir: string, round: number): Promise<RingkvRun> {
+/**
+ * What a TLS run needs: a fresh CA in `dir`, a node certificate per node (made once its ports are
+ * known) and an admin client certificate for the bench's clients.
+ */
+async function tlsSetup(
+  dir: string,
+): Promise<{ nodeArgs: (n: NodePorts) => Promise<string[]>; access: Access }> {
+  mkdirSync(dir, { recursive: true })
+  const nowMs = Date.now()
+  const ca = await createCa({ cluster: 'ringkv', days: 2, nowMs })
+  const admin = await issueClient(ca, { cluster: 'ringkv', name: 'bench', role: 'admin', days: 2, nowMs })
+  const caFile = join(dir, 'ca.crt')
+  writeFileSync(caFile, ca.certPem)
+  return {
+    access: { tls: { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem } },
+    nodeArgs: async (n) => {
+      const node = await issueNode(ca, {
+        cluster: 'ringkv',
+        name: `node${n.nodeId}`,
+        peerAddresses: [`127.0.0.1:${n.peerPort}`],
+        hosts: ['127.0.0.1'],
+        days: 2,
+        nowMs,
+      })
+      const base = join(dir, `node${n.nodeId}-${n.peerPort}`)
+      writeFileSync(`${base}.crt`, node.certPem)
+      writeFileSync(`${base}.key`, node.keyPem)
+      return ['--cert-file', `${base}.crt`, '--key-file', `${base}.key`, '--ca-file', caFile]
+    },
+  }
+}
+
+async function benchRingkv(args: Args, dir: string, round: number, tls: boolean): Promise<RingkvRun> {
+  const secured = tls ? await tlsSetup(join(dir, `certs-${round}`)) : undefined
+  const access: Access = secured?.access ?? {}
   const cluster: Cluster = await startCluster({
     nodes: args.nodes,
     ...(args.shards === undefined ? {} : { shards: args.shards }),
     extraArgs: args.kvdArgs,
     logLevel: 'warn',
     parentDir: dir,
+    ...(secured === undefined ? {} : { nodeArgs: secured.nodeArgs, client: access }),
   })
   let target: Target | undefined
   try {
-    const layout = await settleLeaders(cluster.endpoints)
-    if (round === 0) console.log(`ringkv layout (run 1): ${layout}`)
+    const layout = await settleLeaders(cluster.endpoints, access)
+    if (round === 0) console.log(`ringkv${tls ? ' tls' : ''} layout (run 1): ${layout}`)
     // A fresh cluster serves its first seconds slower (JIT, allocator, caches) whatever the client
     // does: warm it up before either mode, so that the one measured first does not pay for it.
-    target = await ringkvTarget(cluster.endpoints, false)
+    target = await ringkvTarget(cluster.endpoints, false, access)
     const warm = target
     await closedLoop(Math.min(3, args.seconds), 64, async (i) => (await warm.put(key('z', i)), true))
     target.close()
@@ -355,7 +414,7 @@ async function benchRingkv(args: Args, dir: string, round: number): Promise<Ring
     const modes = round % 2 === 0 ? [false, true] : [true, false]
     const measured = new Map<boolean, Map<string, Phase>>()
     for (const batching of modes) {
-      target = await ringkvTarget(cluster.endpoints, batching)
+      target = await ringkvTarget(cluster.endpoints, batching, access)
       measured.set(batching, await runPhases(target, args, batching))
       target.close()
       target = undefined
@@ -582,6 +641,7 @@ function report(
   ringkv: readonly RingkvRun[],
   etcd: readonly Map<string, Phase>[] | undefined,
   etcdNames: Readonly<Record<string, string>>,
+  tls: readonly RingkvRun[],
 ): void {
   console.log(
     `\n${'phase'.padEnd(col.label)} ${'system'.padEnd(col.system)} ${cells('ops/s', 'p50 ms', 'p99 ms')}`,
@@ -609,6 +669,14 @@ function report(
       console.log(`${blank} ${'batched/etcd'.padEnd(col.system)} ${ratioCells(batched, theirs)}`)
     }
     console.log(`${blank} ${'batched/ringkv'.padEnd(col.system)} ${ratioCells(batched, ours)}`)
+    if (tls.length > 0) {
+      const secured = summarize(tls.map((r) => r.unbatched.get(spec.id)).filter((p) => p !== undefined))
+      const securedBatched = summarize(tls.map((r) => r.batched.get(spec.id)).filter((p) => p !== undefined))
+      row(blank, 'ringkv tls', secured, '   one RPC per op, TLS')
+      row(blank, 'tls batched', securedBatched, '   SDK batching, TLS')
+      console.log(`${blank} ${'tls/plain'.padEnd(col.system)} ${ratioCells(secured, ours)}`)
+      console.log(`${blank} ${'tls/plain batch'.padEnd(col.system)} ${ratioCells(securedBatched, batched)}`)
+    }
   }
 }
 
@@ -641,18 +709,26 @@ export async function main(argv: readonly string[]): Promise<void> {
     'ringkv: SDK call batching off (one RPC per operation); ringkv batched: on (the SDK default, Multi calls)',
   )
   console.log('ratios a/b: throughput above 1 and latencies below 1 favor a')
+  if (args.tls)
+    console.log(
+      'ringkv tls: the same cluster with TLS on both listeners, mutual between peers, clients by certificate',
+    )
 
   const loadStart = loadavg()[0]!
   const root = mkdtempSync(join(tmpdir(), 'ringkv-bench-cluster-'))
   const ringkvRuns: RingkvRun[] = []
+  const tlsRuns: RingkvRun[] = []
   const etcdRuns: Map<string, Phase>[] = []
   try {
     for (let round = 0; round < args.runs; round++) {
       // The systems take turns to go first, so neither always runs on a warmer machine.
       const order = round % 2 === 0 ? (['ringkv', 'etcd'] as const) : (['etcd', 'ringkv'] as const)
       for (const system of order) {
-        if (system === 'ringkv') ringkvRuns.push(await benchRingkv(args, root, round))
-        else if (withEtcd) etcdRuns.push(await benchEtcd(etcdBin, args, join(root, `etcd-${round}`)))
+        if (system === 'ringkv') {
+          // Plaintext and TLS take turns to go first as well.
+          for (const tls of args.tls ? (round % 2 === 0 ? [false, true] : [true, false]) : [false])
+            (tls ? tlsRuns : ringkvRuns).push(await benchRingkv(args, root, round, tls))
+        } else if (withEtcd) etcdRuns.push(await benchEtcd(etcdBin, args, join(root, `etcd-${round}`)))
       }
       process.stderr.write(`run ${round + 1}/${args.runs} done\n`)
     }
@@ -665,9 +741,14 @@ export async function main(argv: readonly string[]): Promise<void> {
   console.log(
     `load average (1 min): ${loadStart.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end`,
   )
-  report(ringkvRuns, withEtcd ? etcdRuns : undefined, {
-    put: 'put',
-    linearizable: 'range (linearizable)',
-    eventual: 'range serializable',
-  })
+  report(
+    ringkvRuns,
+    withEtcd ? etcdRuns : undefined,
+    {
+      put: 'put',
+      linearizable: 'range (linearizable)',
+      eventual: 'range serializable',
+    },
+    tlsRuns,
+  )
 }

@@ -8,7 +8,13 @@
  * on stderr), 7 when it was refused before it started (MOVE_REFUSED, STALE_EPOCH).
  */
 import { Option } from 'commander'
-import { listMoves, moveReplica, transferShardLeader, type MoveStatus } from '../../client/admin-moves.ts'
+import {
+  listMoves,
+  moveReplica,
+  transferShardLeader,
+  type AdminCallOptions,
+  type MoveStatus,
+} from '../../client/admin-moves.ts'
 import type { CliContext } from '../context.ts'
 import { ExitCode } from '../exit-codes.ts'
 import { json, table } from '../output.ts'
@@ -26,8 +32,13 @@ function parseShard(value: string): number {
   return parseUint(value)
 }
 
-function optionsOf(ctx: CliContext): { deadlineMs?: number } {
-  return ctx.globals.deadlineMs !== undefined ? { deadlineMs: ctx.globals.deadlineMs } : {}
+function optionsOf(ctx: CliContext): AdminCallOptions {
+  const { deadlineMs, tls, token } = ctx.globals
+  return {
+    ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+    ...(token !== undefined ? { token } : {}),
+  }
 }
 
 /** Percent done of a move: whole steps, and the snapshot's share of `catchup`. */

@@ -26,7 +26,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { KvClient } from '../../../src/client/index.ts'
+import { KvClient, type KvClientInit } from '../../../src/client/index.ts'
 import { ensureBuilt, freePort, repoRoot as helperRepoRoot, type ExitInfo } from './kvd.ts'
 
 export interface StartClusterOptions {
@@ -36,6 +36,13 @@ export interface StartClusterOptions {
   readonly shards?: number
   /** Appended to every node's command line, e.g. ['--lease-reads']. */
   readonly extraArgs?: readonly string[]
+  /**
+   * Appended to one node's command line once its ports are chosen (e.g. its certificate, which
+   * must name its peer address); called again for fresh ports when a start is retried.
+   */
+  readonly nodeArgs?: (node: NodePorts) => readonly string[] | Promise<readonly string[]>
+  /** How the cluster's own probe client connects (e.g. `tls` and `token` for a secured cluster). */
+  readonly client?: Pick<KvClientInit, 'tls' | 'token'>
   /** Extra environment for every node (merged over this process's environment). */
   readonly env?: Readonly<Record<string, string>>
   /** kvd's --log-level; default 'info' (benchmarks pass 'warn'). */
@@ -50,8 +57,10 @@ export interface StartClusterOptions {
 
 export interface ClusterNode {
   readonly nodeId: number
-  /** gRPC address `127.0.0.1:PORT` (client, admin and peer traffic). */
+  /** gRPC address `127.0.0.1:PORT` of the client listener (KvService, AdminService). */
   readonly grpc: string
+  /** gRPC address `127.0.0.1:PORT` of the peer listener (Raft, forwarding, meta calls). */
+  readonly peer: string
   /** HTTP address `127.0.0.1:PORT` (/metrics, /healthz, /readyz). */
   readonly http: string
   readonly dataDir: string
@@ -101,11 +110,18 @@ process.on('exit', () => {
 const nodesMax = 7
 const portAttempts = 3
 
-interface NodePlan {
+/** The ports of one node, as a node's own arguments are made from them. */
+export interface NodePorts {
   readonly nodeId: number
+  /** Client listener. */
   readonly port: number
   readonly httpPort: number
+  /** Peer listener: `127.0.0.1:<peerPort>` is the node's peer address. */
+  readonly peerPort: number
   readonly dataDir: string
+}
+
+interface NodePlan extends NodePorts {
   readonly logFile: string
 }
 
@@ -122,13 +138,16 @@ export async function startCluster(options: StartClusterOptions): Promise<Cluste
   // An auto-picked port can be taken between the probe and kvd's bind: start over on fresh ports.
   for (let attempt = 1; ; attempt++) {
     const plans = await planNodes(options.nodes, dir, attempt)
-    const nodes = plans.map((plan) => new NodeRunner(plan, commandLine(plan, plans, options), options.env))
+    const own = await Promise.all(plans.map(async (plan) => (await options.nodeArgs?.(plan)) ?? []))
+    const nodes = plans.map(
+      (plan, i) => new NodeRunner(plan, [...commandLine(plan, plans, options), ...own[i]!], options.env),
+    )
     const cluster = makeCluster(dir, nodes)
     try {
       for (const node of nodes) node.launch()
       await Promise.all(nodes.map((node) => node.waitReady(timeoutMs)))
       if (options.waitForWrites ?? true)
-        await waitForWrites(cluster.endpoints, options.shards ?? 1, timeoutMs, nodes)
+        await waitForWrites(cluster.endpoints, options.shards ?? 1, timeoutMs, nodes, options.client)
       return cluster
     } catch (err) {
       await Promise.all(nodes.map((node) => node.stop()))
@@ -145,7 +164,7 @@ export async function startCluster(options: StartClusterOptions): Promise<Cluste
 
 async function planNodes(count: number, dir: string, attempt: number): Promise<NodePlan[]> {
   const ports = new Set<number>()
-  while (ports.size < count * 2) ports.add(await freePort())
+  while (ports.size < count * 3) ports.add(await freePort())
   const picked = [...ports]
   return Array.from({ length: count }, (_, i) => {
     const nodeId = i + 1
@@ -154,8 +173,9 @@ async function planNodes(count: number, dir: string, attempt: number): Promise<N
     mkdirSync(dataDir, { recursive: true })
     return {
       nodeId,
-      port: picked[2 * i] as number,
-      httpPort: picked[2 * i + 1] as number,
+      port: picked[3 * i] as number,
+      httpPort: picked[3 * i + 1] as number,
+      peerPort: picked[3 * i + 2] as number,
       dataDir,
       logFile: join(dir, `${base}.log`),
     }
@@ -171,13 +191,18 @@ function commandLine(plan: NodePlan, all: readonly NodePlan[], options: StartClu
     `127.0.0.1:${plan.port}`,
     '--http',
     `127.0.0.1:${plan.httpPort}`,
+    '--peer-listen',
+    `127.0.0.1:${plan.peerPort}`,
     '--data',
     plan.dataDir,
     '--log-level',
     options.logLevel ?? 'info',
   ]
   if (all.length > 1)
-    args.push('--initial-cluster', all.map((p) => `${p.nodeId}=127.0.0.1:${p.port}`).join(','))
+    args.push(
+      '--initial-cluster',
+      all.map((p) => `${p.nodeId}=127.0.0.1:${p.port}/127.0.0.1:${p.peerPort}`).join(','),
+    )
   if (options.shards !== undefined) args.push('--shards', String(options.shards))
   args.push(...(options.extraArgs ?? []))
   return args
@@ -337,6 +362,7 @@ class NodeRunner {
     return {
       nodeId: plan.nodeId,
       grpc: `127.0.0.1:${plan.port}`,
+      peer: `127.0.0.1:${plan.peerPort}`,
       http: `127.0.0.1:${plan.httpPort}`,
       dataDir: plan.dataDir,
       logFile: plan.logFile,
@@ -363,8 +389,9 @@ async function waitForWrites(
   shards: number,
   timeoutMs: number,
   nodes: readonly NodeRunner[],
+  access: Pick<KvClientInit, 'tls' | 'token'> = {},
 ): Promise<void> {
-  const client = new KvClient({ endpoints, deadlineMs: Math.min(timeoutMs, 5_000) })
+  const client = new KvClient({ endpoints, deadlineMs: Math.min(timeoutMs, 5_000), ...access })
   const deadline = performance.now() + timeoutMs
   const seen = new Set<number>()
   const tried: string[] = []

@@ -44,6 +44,8 @@ export interface StartKvdOptions {
   readonly port?: number
   /** HTTP port on 127.0.0.1 (/metrics, /healthz, /readyz); 0 or omitted = pick a free one. */
   readonly httpPort?: number
+  /** Peer listener port on 127.0.0.1; 0 or omitted = pick a free one. */
+  readonly peerPort?: number
   /** Extra environment (merged over the test process's environment). */
   readonly env?: Readonly<Record<string, string>>
   /** Extra command-line arguments, e.g. ['--node-id', '2']. */
@@ -58,8 +60,10 @@ export interface ExitInfo {
 }
 
 export interface KvdHandle {
-  /** gRPC address, `127.0.0.1:PORT`. */
+  /** gRPC address of the client listener, `127.0.0.1:PORT`. */
   readonly address: string
+  /** gRPC address of the peer listener, `127.0.0.1:PORT`. */
+  readonly peerAddress: string
   /** HTTP address, `127.0.0.1:PORT`. */
   readonly httpAddress: string
   readonly dataDir: string
@@ -172,10 +176,27 @@ export async function startKvd(options: StartKvdOptions = {}): Promise<KvdHandle
   ensureBuilt()
   const ownsDataDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ringkv-kvd-'))
-  const pickPorts = async (): Promise<{ port: number; httpPort: number }> => ({
-    port: options.port !== undefined && options.port !== 0 ? options.port : await freePort(),
-    httpPort: options.httpPort !== undefined && options.httpPort !== 0 ? options.httpPort : await freePort(),
-  })
+  const pickPorts = async (): Promise<{ port: number; httpPort: number; peerPort: number }> => {
+    // Distinct: a port just probed and closed may be handed out again.
+    const taken = new Set(
+      [options.port, options.httpPort, options.peerPort].filter((p) => p !== undefined && p !== 0),
+    )
+    const pick = async (given: number | undefined): Promise<number> => {
+      if (given !== undefined && given !== 0) return given
+      for (;;) {
+        const port = await freePort()
+        if (!taken.has(port)) {
+          taken.add(port)
+          return port
+        }
+      }
+    }
+    return {
+      port: await pick(options.port),
+      httpPort: await pick(options.httpPort),
+      peerPort: await pick(options.peerPort),
+    }
+  }
   let ports = await pickPorts()
   let output = ''
   let child: ChildProcess | undefined
@@ -190,6 +211,9 @@ export async function startKvd(options: StartKvdOptions = {}): Promise<KvdHandle
       `127.0.0.1:${ports.port}`,
       '--http',
       `127.0.0.1:${ports.httpPort}`,
+      ...(options.args?.includes('--peer-listen') === true
+        ? []
+        : ['--peer-listen', `127.0.0.1:${ports.peerPort}`]),
       // One shard unless a test asks for more: the single-node tests address shard 0.
       ...(options.args?.includes('--shards') === true ? [] : ['--shards', '1']),
       ...(options.args ?? []),
@@ -221,7 +245,7 @@ export async function startKvd(options: StartKvdOptions = {}): Promise<KvdHandle
       await launch()
       break
     } catch (err) {
-      const autoPorts = !options.port || !options.httpPort
+      const autoPorts = !options.port || !options.httpPort || !options.peerPort
       if (attempt < 3 && autoPorts && /EADDRINUSE|address already in use/i.test(output)) {
         ports = await pickPorts()
         continue
@@ -244,6 +268,9 @@ export async function startKvd(options: StartKvdOptions = {}): Promise<KvdHandle
 
   return {
     address: `127.0.0.1:${ports.port}`,
+    get peerAddress(): string {
+      return `127.0.0.1:${ports.peerPort}`
+    },
     httpAddress: `127.0.0.1:${ports.httpPort}`,
     dataDir,
     get pid(): number {

@@ -268,8 +268,15 @@ describe('kvd client API', () => {
 
   it('refuses a peer stream that does not say which node it comes from and is meant for', async () => {
     await expectFailure(
-      rawStream(plainClient(node.address), '/ringkv.v1.RaftTransportService/Stream', Buffer.alloc(0)),
+      rawStream(plainClient(node.peerAddress), '/ringkv.v1.RaftTransportService/Stream', Buffer.alloc(0)),
       Grpc.INVALID_ARGUMENT,
+    )
+  })
+
+  it('serves peer traffic on the peer listener only', async () => {
+    await expectFailure(
+      rawStream(plainClient(node.address), '/ringkv.v1.RaftTransportService/Stream', Buffer.alloc(0)),
+      Grpc.UNIMPLEMENTED,
     )
   })
 })

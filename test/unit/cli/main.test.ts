@@ -329,6 +329,8 @@ describe('cli/exit codes and output helpers', () => {
       SHARD_BUSY: [3, 3],
       STALE_EPOCH: [7, 7],
       MOVE_REFUSED: [7, 7],
+      UNAUTHENTICATED: [8, 8],
+      PERMISSION_DENIED: [8, 8],
       INTERNAL: [1, 1],
     }
     for (const code of Object.values(ErrorCode)) {

@@ -273,6 +273,7 @@ export class FakeCluster {
         zone: n.zone,
         state: n.state,
         lastHeartbeatMs: n.lastHeartbeatMs,
+        peerAddress: '',
         weight: n.weight,
       })),
       shards: this.mapWithoutShards ? [] : this.shards.map((s) => this.descriptor(s)),

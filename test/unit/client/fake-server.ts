@@ -554,6 +554,7 @@ export class FakeKvServer {
                 state: 'active',
                 lastHeartbeatMs: 0,
                 weight: 1,
+                peerAddress: '',
               },
             ],
             shards: [

@@ -38,7 +38,7 @@ function descriptor(
 }
 
 function nodeInfo(nodeId: number, address: string, zone = '', state = 'active'): NodeInfo {
-  return { nodeId, address, zone, state, lastHeartbeatMs: 0, weight: 1 }
+  return { nodeId, address, zone, state, lastHeartbeatMs: 0, weight: 1, peerAddress: '' }
 }
 
 /**

@@ -144,7 +144,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     const { agent, remote } = agentOf(2, () => ({ replica, isLeader: false, leaderId: NodeId(3) }))
     const answer = await agent.serveJoin(joinArgs, false)
     expect(answer.node.id).toBe(9)
-    expect(remote.calls).toEqual([{ op: 'join', address: 'n3:7000', args: joinArgs }])
+    expect(remote.calls).toEqual([{ op: 'join', address: 'n3:7100', args: joinArgs }])
   })
 
   it('without a meta replica and no leader hint: the meta replicas in turn', async () => {
@@ -153,14 +153,14 @@ describe('cluster/ClusterAgent serveJoin', () => {
     await agent.serveJoin(joinArgs, false)
     await agent.serveJoin(joinArgs, false)
     await agent.serveJoin(joinArgs, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7000', 'n2:7000', 'n3:7000', 'n1:7000'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7100', 'n2:7100', 'n3:7100', 'n1:7100'])
   })
 
   it('without a meta replica: the map hint of the meta leader', async () => {
     const { agent, remote } = agentOf(4, () => undefined)
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
     await agent.serveJoin(joinArgs, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100'])
   })
 
   it('a dead meta leader named by the map does not trap the node: after a failed call it tries the others', async () => {
@@ -168,7 +168,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
     const failing = remote.heartbeat.bind(remote)
     remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
-      if (address === 'n2:7000') {
+      if (address === 'n2:7100') {
         remote.calls.push({ op: 'heartbeat', address, args })
         throw new KvError(ErrorCode.Unavailable, 'connection refused')
       }
@@ -178,7 +178,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('connection refused')
     await agent.serveHeartbeat(beat, false)
     await agent.serveHeartbeat(beat, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n1:7000', 'n3:7000'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100', 'n1:7100', 'n3:7100'])
   })
 
   it('goes back to a leader whose call failed once when another node names it (no NOT_LEADER loop)', async () => {
@@ -188,12 +188,12 @@ describe('cluster/ClusterAgent serveJoin', () => {
     let refuseOnce = true
     const answer = remote.heartbeat.bind(remote)
     remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
-      if (address === 'n2:7000' && refuseOnce) {
+      if (address === 'n2:7100' && refuseOnce) {
         refuseOnce = false
         remote.calls.push({ op: 'heartbeat', address, args })
         throw new KvError(ErrorCode.Unavailable, 'channel still connecting')
       }
-      if (address === 'n1:7000') {
+      if (address === 'n1:7100') {
         remote.calls.push({ op: 'heartbeat', address, args })
         throw new KvError(ErrorCode.NotLeader, 'not me', { details: { leaderHint: 2 } })
       }
@@ -204,7 +204,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('not me')
     await agent.serveHeartbeat(beat, false)
     await agent.serveHeartbeat(beat, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n1:7000', 'n2:7000', 'n2:7000'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100', 'n1:7100', 'n2:7100', 'n2:7100'])
   })
 
   it('follows a NOT_LEADER hint to the new meta leader', async () => {
@@ -212,7 +212,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
     const answer = remote.heartbeat.bind(remote)
     remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
-      if (address === 'n2:7000') {
+      if (address === 'n2:7100') {
         remote.calls.push({ op: 'heartbeat', address, args })
         throw new KvError(ErrorCode.NotLeader, 'not me', { details: { leaderHint: 3 } })
       }
@@ -221,7 +221,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
     const beat = { nodeId: NodeId(4), leaders: [] }
     await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('not me')
     await agent.serveHeartbeat(beat, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7000', 'n3:7000'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100', 'n3:7100'])
   })
 
   it('forwarded to a node that does not lead the meta shard: NOT_LEADER with its hint, nothing sent', async () => {
@@ -279,7 +279,7 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(3), 1))
     const args = { nodeId: NodeId(4), leaders: [] }
     expect(await agent.serveHeartbeat(args, false)).toBe('active')
-    expect(remote.calls).toEqual([{ op: 'heartbeat', address: 'n3:7000', args }])
+    expect(remote.calls).toEqual([{ op: 'heartbeat', address: 'n3:7100', args }])
     expect((await kvError(() => agent.serveHeartbeat(args, true))).code).toBe(ErrorCode.NotLeader)
   })
 

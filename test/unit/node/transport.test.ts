@@ -3,7 +3,7 @@
  * channel and a manual clock; then two real GrpcPeerTransports talking over loopback gRPC through
  * server/grpc-raft.ts: batching, reconnects, faults both ways, delays, snapshots, bad input.
  */
-import { Client, credentials, Metadata, Server, ServerCredentials, status as Grpc } from '@grpc/grpc-js'
+import { Client, credentials, Metadata, status as Grpc } from '@grpc/grpc-js'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Clock, TimerHandle } from '../../../src/common/clock.ts'
 import { SystemClock } from '../../../src/common/clock-system.ts'
@@ -29,6 +29,7 @@ import {
 } from '../../../src/node/transport-grpc.ts'
 import type { Fault, PeerEnvelope, SnapshotHeader, TransportHandler } from '../../../src/node/transport.ts'
 import { createRaftService, raftServiceDefinition } from '../../../src/server/grpc-raft.ts'
+import { serve, type Served } from '../net/serve.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Doubles.
@@ -457,7 +458,7 @@ class RecordingHandler implements TransportHandler {
 interface TestNode {
   readonly nodeId: NodeId
   readonly transport: GrpcPeerTransport
-  readonly server: Server
+  readonly served: Served
   readonly handler: RecordingHandler
   readonly address: string
   readonly port: number
@@ -466,39 +467,30 @@ interface TestNode {
 const clock = new SystemClock()
 const nodes: TestNode[] = []
 
-function bind(server: Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) =>
-      err !== null ? reject(err) : resolve(port),
-    ),
-  )
-}
-
 async function startNode(id: number, port = 0, l: Readonly<Limits> = limits): Promise<TestNode> {
   const nodeId = NodeId(id)
   const transport = new GrpcPeerTransport(
     { nodeId, limits: l },
     { clock, random: new SeededRandom(id), logger: silentLogger },
   )
-  const server = new Server({
-    'grpc.max_receive_message_length': l.grpcMessageBytesMax,
-    'grpc.max_send_message_length': l.grpcMessageBytesMax,
+  const served = await serve({
+    kind: 'peer',
+    limits: l,
+    port,
+    services: [
+      [raftServiceDefinition, createRaftService({ transport, clock, logger: silentLogger, limits: l })],
+    ],
   })
-  server.addService(
-    raftServiceDefinition,
-    createRaftService({ transport, clock, logger: silentLogger, limits: l }),
-  )
-  const bound = await bind(server, `127.0.0.1:${port}`)
   const handler = new RecordingHandler(clock)
   transport.start(handler)
-  const node = { nodeId, transport, server, handler, address: `127.0.0.1:${bound}`, port: bound }
+  const node = { nodeId, transport, served, handler, address: served.address, port: served.port }
   nodes.push(node)
   return node
 }
 
 async function stopNode(node: TestNode): Promise<void> {
   await node.transport.close()
-  node.server.forceShutdown()
+  node.served.close()
   nodes.splice(nodes.indexOf(node), 1)
 }
 
@@ -827,7 +819,7 @@ describe('node/transport: gRPC between two nodes', () => {
     await until(() => linkState(a, b) === 'connected', 'a -> b connected')
     await b.transport.close()
     const started = Date.now()
-    await new Promise<void>((resolve) => b.server.tryShutdown(() => resolve()))
+    await b.served.listener.tryShutdown()
     expect(Date.now() - started).toBeLessThan(1000)
     await until(() => linkState(a, b) !== 'connected', 'a noticed')
     nodes.splice(nodes.indexOf(b), 1)

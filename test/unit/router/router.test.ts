@@ -42,7 +42,8 @@ const follower = (leaderId: number | null): Omit<LocalReplica, 'replica'> => ({
 })
 const leader = (self: number): Omit<LocalReplica, 'replica'> => ({ isLeader: true, leaderId: NodeId(self) })
 
-const remote = (id: number): Target => ({ kind: 'remote', nodeId: NodeId(id), address: `n${id}:7000` })
+// Forwarding goes to a node's peer listener: its peer address (client port + 100 by default).
+const remote = (id: number): Target => ({ kind: 'remote', nodeId: NodeId(id), address: `n${id}:7100` })
 function expectLocal(t: Target, shardId: number): void {
   expect(t.kind).toBe('local')
   if (t.kind === 'local') expect(t.replica).toEqual(fakeReplica(shardId))

@@ -2,7 +2,7 @@
  * Fault injection end to end, in one process: AdminService.InjectFault over loopback gRPC on a
  * real GrpcPeerTransport, through the wire, the SDK (client/admin-fault.ts) and `kvctl fault`.
  */
-import { Server, ServerCredentials, status as Grpc } from '@grpc/grpc-js'
+import { status as Grpc } from '@grpc/grpc-js'
 import { afterEach, describe, expect, it } from 'vitest'
 import { injectFault } from '../../../src/client/admin-fault.ts'
 import { main, type CliIo } from '../../../src/cli/main.ts'
@@ -14,12 +14,13 @@ import { silentLogger } from '../../../src/common/logger.ts'
 import { SeededRandom } from '../../../src/common/random.ts'
 import { GrpcPeerTransport } from '../../../src/node/transport-grpc.ts'
 import { adminServiceDefinition, createAdminService } from '../../../src/server/grpc-admin.ts'
-import { RequestGate } from '../../../src/server/gate.ts'
+import { RequestGate } from '../../../src/net/index.ts'
+import { serve, type Served } from '../net/serve.ts'
 
 interface Node {
   readonly address: string
   readonly transport: GrpcPeerTransport
-  readonly server: Server
+  readonly served: Served
 }
 const started: Node[] = []
 
@@ -31,32 +32,30 @@ async function startAdmin(allowFaultInjection: boolean): Promise<Node> {
   )
   // The members this node knows (never dialled successfully: nothing listens on port 1).
   transport.setPeers(new Map([2, 3, 4].map((id) => [NodeId(id), '127.0.0.1:1'])))
-  const server = new Server()
-  server.addService(
-    adminServiceDefinition,
-    createAdminService({
-      replicas: () => [],
-      clock,
-      logger: silentLogger,
-      gate: new RequestGate(16),
-      node: () => ({
-        nodeId: 1,
-        address: 'test',
-        version: 'test',
-        dataDir: '/tmp/none',
-        startedMs: 0,
-        clusterId: 'test',
-      }),
-      allowFaultInjection,
-      faults: () => transport,
-    }),
-  )
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
-      err !== null ? reject(err) : resolve(p),
-    ),
-  )
-  const node = { address: `127.0.0.1:${port}`, transport, server }
+  const served = await serve({
+    services: [
+      [
+        adminServiceDefinition,
+        createAdminService({
+          replicas: () => [],
+          clock,
+          logger: silentLogger,
+          gate: new RequestGate(16),
+          node: () => ({
+            nodeId: 1,
+            address: 'test',
+            version: 'test',
+            dataDir: '/tmp/none',
+            startedMs: 0,
+            clusterId: 'test',
+          }),
+          allowFaultInjection,
+          faults: () => transport,
+        }),
+      ],
+    ],
+  })
+  const node = { address: served.address, transport, served }
   started.push(node)
   return node
 }
@@ -64,7 +63,7 @@ async function startAdmin(allowFaultInjection: boolean): Promise<Node> {
 afterEach(async () => {
   for (const node of started.splice(0)) {
     await node.transport.close()
-    node.server.forceShutdown()
+    node.served.close()
   }
 })
 

@@ -13,7 +13,6 @@ import {
   metadataKeys,
   toOpError,
   toStatus,
-  unimplementedStatus,
 } from '../../../src/server/status.ts'
 
 const one = (md: Metadata | undefined, key: string): string | undefined =>
@@ -180,8 +179,7 @@ describe('server/status', () => {
     expect(() => toOpError(new AssertionError('broken'), silentLogger)).toThrow(AssertionError)
   })
 
-  it('has UNIMPLEMENTED for stubs and INTERNAL for fatal calls', () => {
-    expect(unimplementedStatus('X').code).toBe(GrpcCode.UNIMPLEMENTED)
+  it('has INTERNAL for fatal calls', () => {
     expect(internalStatus().code).toBe(GrpcCode.INTERNAL)
   })
 })

@@ -5,7 +5,6 @@ import { Consistency } from '../../../src/gen/ringkv/v1/kv.ts'
 import {
   checkBatch,
   checkBatchGet,
-  checkDeadline,
   checkDelete,
   checkGet,
   checkMulti,
@@ -14,6 +13,7 @@ import {
   checkScan,
   checkWriteOptions,
 } from '../../../src/server/validate.ts'
+import { checkDeadline } from '../../../src/net/index.ts'
 
 const b = (s: string | number): Buffer => (typeof s === 'number' ? Buffer.alloc(s, 0x61) : Buffer.from(s))
 

@@ -119,10 +119,17 @@ export interface InjectFaultResponse {
  * leader. Idempotent by address: a node that joins again with the same address gets its old id.
  */
 export interface JoinRequest {
+  /** The new node's client address. */
   address: string;
   zone: string;
   /** Relative capacity (0 = 1). */
   weight: number;
+  /**
+   * The new node's peer address ("" = `address`'s host at port + 100). With TLS, the caller's
+   * node certificate must name it (ringkv://<cluster>/node/<peer_address>), unless an admin or a
+   * member passing the join on asks.
+   */
+  peerAddress: string;
 }
 
 export interface JoinResponse {
@@ -1010,7 +1017,7 @@ export const InjectFaultResponse: MessageFns<InjectFaultResponse> = {
 };
 
 function createBaseJoinRequest(): JoinRequest {
-  return { address: "", zone: "", weight: 0 };
+  return { address: "", zone: "", weight: 0, peerAddress: "" };
 }
 
 export const JoinRequest: MessageFns<JoinRequest> = {
@@ -1023,6 +1030,9 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.weight !== 0) {
       writer.uint32(25).double(message.weight);
+    }
+    if (message.peerAddress !== "") {
+      writer.uint32(34).string(message.peerAddress);
     }
     return writer;
   },
@@ -1064,6 +1074,14 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.weight = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.peerAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1084,6 +1102,7 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     message.address = object.address ?? "";
     message.zone = object.zone ?? "";
     message.weight = object.weight ?? 0;
+    message.peerAddress = object.peerAddress ?? "";
     return message;
   },
 };

@@ -152,6 +152,11 @@ export interface NodeInfo {
   lastHeartbeatMs: number;
   /** Relative capacity on the ring (1 = one default node's share). */
   weight: number;
+  /**
+   * Where other nodes reach this node (its peer listener); "" = `address`'s host at port + 100.
+   * Clients use `address`; the peer port is for nodes only.
+   */
+  peerAddress: string;
 }
 
 export interface ShardMapRequest {
@@ -957,7 +962,7 @@ export const ShardDescriptor: MessageFns<ShardDescriptor> = {
 };
 
 function createBaseNodeInfo(): NodeInfo {
-  return { nodeId: 0, address: "", zone: "", state: "", lastHeartbeatMs: 0, weight: 0 };
+  return { nodeId: 0, address: "", zone: "", state: "", lastHeartbeatMs: 0, weight: 0, peerAddress: "" };
 }
 
 export const NodeInfo: MessageFns<NodeInfo> = {
@@ -979,6 +984,9 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     }
     if (message.weight !== 0) {
       writer.uint32(49).double(message.weight);
+    }
+    if (message.peerAddress !== "") {
+      writer.uint32(58).string(message.peerAddress);
     }
     return writer;
   },
@@ -1044,6 +1052,14 @@ export const NodeInfo: MessageFns<NodeInfo> = {
             message.weight = reader.double();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.peerAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1067,6 +1083,7 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     message.state = object.state ?? "";
     message.lastHeartbeatMs = object.lastHeartbeatMs ?? 0;
     message.weight = object.weight ?? 0;
+    message.peerAddress = object.peerAddress ?? "";
     return message;
   },
 };

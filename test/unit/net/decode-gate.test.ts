@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { KvServiceService, PutRequest } from '../../../src/gen/ringkv/v1/kv.ts'
-import { decoded, isMalformed, withTolerantDecoding } from '../../../src/server/decode.ts'
-import { RequestGate } from '../../../src/server/gate.ts'
+import { decoded, isMalformed, withTolerantDecoding } from '../../../src/net/decode.ts'
+import { RequestGate } from '../../../src/net/gate.ts'
 
-describe('server/decode', () => {
+describe('net/decode', () => {
   const tolerant = withTolerantDecoding(KvServiceService)
 
   it('decodes good bytes exactly as the generated deserializer does', () => {
@@ -27,7 +27,7 @@ describe('server/decode', () => {
   })
 })
 
-describe('server/gate', () => {
+describe('net/gate', () => {
   it('admits up to the bound, then OVERLOADED with the limit; leave frees a slot', () => {
     const gate = new RequestGate(2)
     gate.enter()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { isKvErrorWithCode } from '../../../src/common/errors.ts'
-import { ConnectionQuota } from '../../../src/server/connection-quota.ts'
+import { ConnectionQuota } from '../../../src/net/connection-quota.ts'
 
 const refusal = (f: () => unknown): unknown => {
   try {
@@ -11,7 +11,7 @@ const refusal = (f: () => unknown): unknown => {
   return undefined
 }
 
-describe('server/connection-quota', () => {
+describe('net/connection-quota', () => {
   it('bounds requests per connection and per client, and gives the slots back on release', () => {
     const q = new ConnectionQuota({ requestsPerConnectionMax: 2, requestsPerPrincipalMax: 3 })
     const a1 = q.admit('alice', 'c1')

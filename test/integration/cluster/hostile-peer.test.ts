@@ -40,8 +40,9 @@ beforeAll(async () => {
   } as never)
   forger.setPeers(
     new Map([
-      [NodeId(1), cluster.node(1).grpc],
-      [NodeId(2), cluster.node(2).grpc],
+      // Peer traffic goes to the peer listeners (plaintext here: nothing checks the claim).
+      [NodeId(1), cluster.node(1).peer],
+      [NodeId(2), cluster.node(2).peer],
     ]),
   )
 }, 90_000)

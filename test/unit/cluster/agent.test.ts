@@ -5,6 +5,7 @@ import {
   ClusterMap,
   initialClusterMap,
   MetaStore,
+  peerAddressOf,
   type JoinArgs,
   type LocalMeta,
   type MetaRemote,
@@ -377,7 +378,8 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
           state: async (address, shardId) => {
             const shard = newer.shard(shardId)!
             // Only the first replica (the one the state names) leads.
-            return address === newer.node(shard.replicas[0]!)!.address
+            // Node-to-node calls go to the peer address.
+            return address === peerAddressOf(newer.node(shard.replicas[0]!)!)
               ? leaderState(shard)
               : { ...leaderState(shard), role: 'follower' }
           },

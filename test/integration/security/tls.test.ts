@@ -424,9 +424,62 @@ describe('TLS end to end: a 3-node cluster with mutual TLS between peers', () =>
       )
     } finally {
       writeAuth()
+      // The next tests use the app token: wait until the restored file is in force.
+      await until('app to be let in again', async () =>
+        (await app.get('tls/token')).found ? true : undefined,
+      )
       app.close()
       late.close()
     }
+  })
+
+  it('binds exactly-once sessions to the authenticated client: another client cannot write on one, even through a forward', async () => {
+    const tagged = (clientId: string, seq: number) => ({
+      consistency: 0,
+      clientId,
+      seq,
+      firstIncompleteSeq: seq,
+      route: undefined,
+    })
+    const victimId = 'victim-session-0123456789'
+    const key = Buffer.from('tls/session')
+    const asAdmin = new KvServiceClient(cluster.endpoints[0]!, channel(admin), rawOptions)
+    const registered = await outcome((m, cb) =>
+      asAdmin.registerSession({ clientId: victimId, key, floor: 1, route: undefined }, m, cb),
+    )
+    expect(registered).toMatchObject({ ok: {} })
+    // Another principal (a readwrite token) names the victim's id, on every node: on all but
+    // one the write is forwarded to the shard's leader, which sees the original client.
+    for (const endpoint of cluster.endpoints) {
+      const other = new KvServiceClient(endpoint, channel(), rawOptions)
+      expect(
+        await outcome(
+          (m, cb) => other.put({ key, value: Buffer.from('hijack'), options: tagged(victimId, 1) }, m, cb),
+          bearer(tokens.app),
+        ),
+        endpoint,
+      ).toMatchObject({ code: Grpc.FAILED_PRECONDITION, ringkv: 'SESSION_EXPIRED' })
+      other.close()
+    }
+    // Nothing was applied, and the session still serves its owner.
+    const read = sdk({ tls: tlsWith(admin) })
+    try {
+      expect((await read.get('tls/session')).found).toBe(false)
+    } finally {
+      read.close()
+    }
+    // The owner writes on it through every node: forwarded writes carry their client along.
+    for (const [i, endpoint] of cluster.endpoints.entries()) {
+      const owner = new KvServiceClient(endpoint, channel(admin), rawOptions)
+      expect(
+        await outcome((m, cb) =>
+          owner.put({ key, value: Buffer.from(`mine ${i}`), options: tagged(victimId, i + 1) }, m, cb),
+        ),
+        endpoint,
+      ).toMatchObject({ ok: {} })
+      owner.close()
+    }
+    asAdmin.close()
   })
 
   it('takes a renewed certificate without a restart: new connections get it', async () => {

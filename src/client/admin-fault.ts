@@ -15,20 +15,8 @@
  * // ... and heal it.
  * await injectFault('127.0.0.1:7001', { clear: true })
  */
-import { Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js'
-import type { Clock } from '../common/clock.ts'
-import { SystemClock } from '../common/clock-system.ts'
-import { ErrorCode, KvError } from '../common/errors.ts'
-import { limits } from '../common/limits.ts'
-import { AdminServiceClient, type InjectFaultResponse } from '../gen/ringkv/v1/admin.ts'
-import {
-  bearerTokenInterceptor,
-  clientChannelCredentials,
-  clientTlsChannelOptions,
-  type ClientTls,
-} from '../net/index.ts'
-import { channelOptionsDefault } from './endpoints.ts'
-import { kvErrorFromGrpc } from './status.ts'
+import type { InjectFaultResponse } from '../gen/ringkv/v1/admin.ts'
+import { adminCall, type AdminCallOptions } from './admin-call.ts'
 
 /** What to change on the node (admin.proto InjectFaultRequest). */
 export interface FaultRequest {
@@ -49,18 +37,8 @@ export interface PeerFault {
   readonly delayMs: number
 }
 
-export interface InjectFaultOptions {
-  /** Deadline of the call; default limits.requestDeadlineMsDefault. */
-  readonly deadlineMs?: number
-  readonly signal?: AbortSignal
-  readonly credentials?: ChannelCredentials
-  /** TLS as KvClientInit.tls (default plaintext); ignored when `credentials` is given. */
-  readonly tls?: ClientTls
-  /** A bearer token, as KvClientInit.token: InjectFault needs role admin. */
-  readonly token?: string
-  readonly channelOptions?: ChannelOptions
-  readonly clock?: Clock
-}
+/** Options of the call (InjectFault needs role admin when the cluster has authentication). */
+export type InjectFaultOptions = AdminCallOptions
 
 /**
  * Applies `request` on the node at `endpoint` (`host:port`) and resolves with every fault in force
@@ -80,43 +58,13 @@ export async function injectFault(
   const delayMs = request.delayMs ?? 0
   if (!(Number.isSafeInteger(delayMs) && delayMs >= 0 && delayMs <= 0xffff_ffff))
     throw new TypeError(`bad delayMs ${delayMs}`)
-  const deadlineMs = options.deadlineMs ?? limits.requestDeadlineMsDefault
-  if (!(deadlineMs > 0)) throw new TypeError(`bad deadlineMs ${deadlineMs}`)
-  options.signal?.throwIfAborted()
-
-  const clock = options.clock ?? new SystemClock()
-  const client = new AdminServiceClient(
-    endpoint,
-    options.credentials ?? clientChannelCredentials(options.tls),
-    {
-      ...channelOptionsDefault,
-      ...clientTlsChannelOptions(options.tls),
-      ...options.channelOptions,
-      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
-    },
+  const response = await adminCall<InjectFaultResponse>(endpoint, options, (client, md, deadline, cb) =>
+    client.injectFault(
+      { peers: [...peers], drop: request.drop ?? false, delayMs, clear: request.clear ?? false },
+      md,
+      { deadline },
+      cb,
+    ),
   )
-  const signal = options.signal
-  try {
-    const response = await new Promise<InjectFaultResponse>((resolve, reject) => {
-      const onAbort = (): void => call.cancel()
-      const call = client.injectFault(
-        { peers: [...peers], drop: request.drop ?? false, delayMs, clear: request.clear ?? false },
-        new Metadata(),
-        { deadline: clock.wallMs() + deadlineMs },
-        (err, res) => {
-          signal?.removeEventListener('abort', onAbort)
-          if (err !== null) reject(err)
-          else resolve(res)
-        },
-      )
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
-    return response.faults.map((f) => ({ peer: f.peer, drop: f.drop, delayMs: f.delayMs }))
-  } catch (err) {
-    if (signal?.aborted === true)
-      throw new KvError(ErrorCode.Cancelled, 'cancelled by the caller', { cause: signal.reason })
-    throw kvErrorFromGrpc(err)
-  } finally {
-    client.close()
-  }
+  return response.faults.map((f) => ({ peer: f.peer, drop: f.drop, delayMs: f.delayMs }))
 }

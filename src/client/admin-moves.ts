@@ -7,26 +7,16 @@
  * One attempt per endpoint: a move is not retried blindly (a retry of a move that was recorded
  * would meet SHARD_BUSY). Not re-exported from the package index: an operator tool.
  */
-import { Metadata, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js'
-import type { Clock } from '../common/clock.ts'
-import { SystemClock } from '../common/clock-system.ts'
-import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
-import { limits } from '../common/limits.ts'
+import { ErrorCode, KvError } from '../common/errors.ts'
 import {
-  AdminServiceClient,
   type ListMovesResponse,
   type MoveInfo,
   type MoveReplicaResponse,
   type TransferShardLeaderResponse,
 } from '../gen/ringkv/v1/admin.ts'
-import {
-  bearerTokenInterceptor,
-  clientChannelCredentials,
-  clientTlsChannelOptions,
-  type ClientTls,
-} from '../net/index.ts'
-import { channelOptionsDefault } from './endpoints.ts'
-import { kvErrorFromGrpc } from './status.ts'
+import { adminCallAny, type AdminCallOptions } from './admin-call.ts'
+
+export type { AdminCallOptions } from './admin-call.ts'
 
 /** One move as the meta leader reports it. */
 export interface MoveStatus {
@@ -45,19 +35,6 @@ export interface MoveStatus {
   readonly bytesSent: number
   /** 0 when unknown. */
   readonly bytesTotal: number
-}
-
-export interface AdminCallOptions {
-  /** Budget of each endpoint's attempt; default limits.requestDeadlineMsDefault. */
-  readonly deadlineMs?: number
-  readonly signal?: AbortSignal
-  readonly credentials?: ChannelCredentials
-  /** TLS as KvClientInit.tls (default plaintext); ignored when `credentials` is given. */
-  readonly tls?: ClientTls
-  /** A bearer token, as KvClientInit.token: these calls need role admin. */
-  readonly token?: string
-  readonly channelOptions?: ChannelOptions
-  readonly clock?: Clock
 }
 
 function moveFromWire(m: MoveInfo): MoveStatus {
@@ -95,7 +72,7 @@ export async function moveReplica(
   checkId(request.from, 'node id')
   checkId(request.to, 'node id')
   checkId(request.epoch ?? 0, 'epoch')
-  const res = await firstAnswer<MoveReplicaResponse>(endpoints, options, (client, md, deadline, cb) =>
+  const res = await adminCallAny<MoveReplicaResponse>(endpoints, options, (client, md, deadline, cb) =>
     client.moveReplica(
       { shardId: request.shardId, fromNode: request.from, toNode: request.to, epoch: request.epoch ?? 0 },
       md,
@@ -112,7 +89,7 @@ export async function listMoves(
   endpoints: readonly string[],
   options: AdminCallOptions = {},
 ): Promise<{ running: MoveStatus[]; recent: MoveStatus[] }> {
-  const res = await firstAnswer<ListMovesResponse>(endpoints, options, (client, md, deadline, cb) =>
+  const res = await adminCallAny<ListMovesResponse>(endpoints, options, (client, md, deadline, cb) =>
     client.listMoves({}, md, { deadline }, cb),
   )
   return { running: res.running.map(moveFromWire), recent: res.recent.map(moveFromWire) }
@@ -126,74 +103,7 @@ export async function transferShardLeader(
 ): Promise<{ leaderId: number; term: number }> {
   checkId(request.shardId, 'shard id')
   checkId(request.to, 'node id')
-  return await firstAnswer<TransferShardLeaderResponse>(endpoints, options, (client, md, deadline, cb) =>
+  return await adminCallAny<TransferShardLeaderResponse>(endpoints, options, (client, md, deadline, cb) =>
     client.transferShardLeader({ shardId: request.shardId, toNode: request.to }, md, { deadline }, cb),
   )
-}
-
-type Start<T> = (
-  client: AdminServiceClient,
-  md: Metadata,
-  deadline: number,
-  cb: (err: ServiceError | null, res: T) => void,
-) => { cancel(): void }
-
-async function firstAnswer<T>(
-  endpoints: readonly string[],
-  options: AdminCallOptions,
-  start: Start<T>,
-): Promise<T> {
-  if (endpoints.length === 0) throw new TypeError('no endpoints')
-  const deadlineMs = options.deadlineMs ?? limits.requestDeadlineMsDefault
-  if (!(deadlineMs > 0)) throw new TypeError(`bad deadlineMs ${deadlineMs}`)
-  const clock = options.clock ?? new SystemClock()
-  let last: unknown
-  for (const endpoint of endpoints) {
-    options.signal?.throwIfAborted()
-    try {
-      return await once(endpoint, clock.wallMs() + deadlineMs, options, start)
-    } catch (err) {
-      last = err
-      if (isKvError(err) && (err.code === ErrorCode.Unavailable || err.code === ErrorCode.DeadlineExceeded))
-        continue
-      throw err
-    }
-  }
-  throw last
-}
-
-async function once<T>(
-  endpoint: string,
-  deadline: number,
-  options: AdminCallOptions,
-  start: Start<T>,
-): Promise<T> {
-  const client = new AdminServiceClient(
-    endpoint,
-    options.credentials ?? clientChannelCredentials(options.tls),
-    {
-      ...channelOptionsDefault,
-      ...clientTlsChannelOptions(options.tls),
-      ...options.channelOptions,
-      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
-    },
-  )
-  const signal = options.signal
-  try {
-    return await new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => call.cancel()
-      const call = start(client, new Metadata(), deadline, (err, res) => {
-        signal?.removeEventListener('abort', onAbort)
-        if (err !== null) reject(err)
-        else resolve(res)
-      })
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
-  } catch (err) {
-    if (signal?.aborted === true)
-      throw new KvError(ErrorCode.Cancelled, 'cancelled by the caller', { cause: signal.reason })
-    throw kvErrorFromGrpc(err)
-  } finally {
-    client.close()
-  }
 }

@@ -27,6 +27,7 @@ import type { LocalMeta } from './agent.ts'
 import { MetaStore, type StoredMove } from './meta-store.ts'
 import { checkMove, type MoveRequest } from './move-rules.ts'
 import { peerAddressOf, type MoveRecord, type MoveStep, type ShardRecord } from './records.ts'
+import type { ReplicaChange } from '../shard/index.ts'
 
 /** A shard's configuration as one of its replicas applied it. */
 export interface ShardConfigInfo {
@@ -59,11 +60,8 @@ export interface ReplicaStateInfo {
   readonly approximateBytes: number
 }
 
-export type ReplicaChangeSpec =
-  | { readonly kind: 'addLearner'; readonly node: NodeId }
-  | { readonly kind: 'promote'; readonly node: NodeId }
-  | { readonly kind: 'replace'; readonly add: NodeId; readonly remove: NodeId }
-  | { readonly kind: 'remove'; readonly node: NodeId }
+/** A change of a shard's members as its leader carries it out (shard/replica-change.ts). */
+export type ReplicaChangeSpec = ReplicaChange
 
 /** The replica service of other nodes (server/ wires it to gRPC; the simulator to its network). */
 export interface ReplicaRemote {

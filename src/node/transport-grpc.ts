@@ -807,6 +807,17 @@ export class GrpcPeerTransport implements PeerTransport, PeerInbound {
     return new Map([...this.faultTable].sort(([a], [b]) => a - b))
   }
 
+  /**
+   * Whether a drop fault is in force towards the peer whose address is `address`: the node's
+   * other calls to its peers (forwards, meta and replica calls) honour it too, so an injected
+   * partition cuts a node off as a real one would.
+   */
+  isCutOff(address: string): boolean {
+    for (const [peer, entry] of this.peers)
+      if (entry.address === address) return this.faultTable.get(peer)?.drop === true
+    return false
+  }
+
   stats(): TransportStats {
     return { ...this.counters, peers: [...this.peers.values()].map((entry) => entry.link.stats()) }
   }

@@ -6,6 +6,8 @@
  * credentials come from net/ (`credentialsFor`: mutual TLS that checks the peer's certificate
  * names the address, or plaintext without TLS files).
  *
+ * An injected drop fault towards a peer (kvctl fault) cuts these calls too: UNAVAILABLE at once.
+ *
  * Errors come back as KvError: a peer's own error keeps its ringkv-code and details (so it reaches
  * our caller unchanged); a failure to reach the peer is UNAVAILABLE (for a write: outcome unknown).
  */
@@ -41,6 +43,8 @@ export class PeerClients {
     limits: Readonly<Limits>,
     /** The credentials of the channel to `address` (net/). */
     private readonly credentialsFor: (address: string) => ChannelCredentials,
+    /** True while an injected drop fault cuts this node off from `address` (the transport's). */
+    private readonly cutOff: (address: string) => boolean = () => false,
   ) {
     this.options = {
       'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
@@ -51,6 +55,8 @@ export class PeerClients {
   /** The clients of `address` (created on first use). */
   of(address: string): PeerClient {
     if (this.closed) throw new KvError(ErrorCode.Unavailable, 'node is stopping')
+    if (this.cutOff(address))
+      throw new KvError(ErrorCode.Unavailable, `peer ${address} is cut off by an injected fault`)
     const known = this.clients.get(address)
     if (known !== undefined) {
       this.clients.delete(address)

@@ -196,7 +196,12 @@ export class Kvd {
       this.nodeId = identity.nodeId
       const clusterId = await loadOrCreateClusterId(config.dataDir, identity.clusterId)
       this.clusterIdHex = clusterId.toString('hex')
-      const peerClients = new PeerClients(identity.nodeId, config.limits, credentialsFor)
+      const peerClients = new PeerClients(
+        identity.nodeId,
+        config.limits,
+        credentialsFor,
+        (address) => this.transport?.isCutOff(address) ?? false,
+      )
       this.peerClients = peerClients
       this.forwarder = new Forwarder(peerClients)
       const forwarder = this.forwarder

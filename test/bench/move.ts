@@ -15,8 +15,8 @@
 import { loadavg } from 'node:os'
 import { listMoves, moveReplica, type MoveStatus } from '../../src/client/admin-moves.ts'
 import { KvClient } from '../../src/client/index.ts'
-import { loadHasher } from '../../src/storage/index.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
+import { keysOfShard } from '../integration/helpers/cluster-ops.ts'
 import { freePort, startKvd } from '../integration/helpers/kvd.ts'
 import { median, quantile } from './stats.ts'
 
@@ -105,15 +105,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     // Fill shard 0 with keys of its range only.
     const map = await client.shardMap()
     const shard = map.shards.find((s) => s.shardId === 0)!
-    const [start, end] = [BigInt(shard.hashStart), BigInt(shard.hashEnd)]
-    const hasher = await loadHasher()
     const valueBytes = 16 * 1024
-    const keys: string[] = []
-    for (let i = 0; keys.length * valueBytes < args.mb * 1024 * 1024; i++) {
-      const key = `bulk/${i}`
-      const h = hasher.hash64(Buffer.from(key))
-      if (h >= start && h < end) keys.push(key)
-    }
+    const keys = await keysOfShard(shard, 'bulk/', Math.ceil((args.mb * 1024 * 1024) / valueBytes))
     const value = Buffer.alloc(valueBytes, 7)
     for (let i = 0; i < keys.length; i += 64)
       await Promise.all(keys.slice(i, i + 64).map((k) => client.put(k, value, { deadlineMs: 60_000 })))

@@ -9,9 +9,8 @@ import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listMoves, moveReplica } from '../../../src/client/admin-moves.ts'
 import { KvClient } from '../../../src/client/index.ts'
-import { loadHasher } from '../../../src/storage/index.ts'
 import { startCluster, type Cluster } from '../helpers/cluster.ts'
-import { eventually } from '../helpers/cluster-ops.ts'
+import { eventually, keysOfShard } from '../helpers/cluster-ops.ts'
 import { freePort, startKvd, type KvdHandle } from '../helpers/kvd.ts'
 
 /** The shard's size; RINGKV_TEST_LARGE_MB raises it for a manual run (the growth should not follow). */
@@ -54,14 +53,7 @@ describe('a large replica moves with bounded memory', () => {
     // Keys of shard 0 only: hash each candidate as the nodes do and keep those in its range.
     const map = await client.shardMap()
     const shard = map.shards.find((s) => s.shardId === 0)!
-    const [start, end] = [BigInt(shard.hashStart), BigInt(shard.hashEnd)]
-    const hasher = await loadHasher()
-    const keys: string[] = []
-    for (let i = 0; keys.length * valueBytes < shardBytesMin; i++) {
-      const key = `large/${i}`
-      const h = hasher.hash64(Buffer.from(key))
-      if (h >= start && h < end) keys.push(key)
-    }
+    const keys = await keysOfShard(shard, 'large/', Math.ceil(shardBytesMin / valueBytes))
     const value = Buffer.alloc(valueBytes, 7)
     for (let i = 0; i < keys.length; i += 64)
       await Promise.all(keys.slice(i, i + 64).map((k) => client.put(k, value, { deadlineMs: 30_000 })))

@@ -17,10 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listMoves, moveReplica, type MoveStatus } from '../../../src/client/admin-moves.ts'
 import { KvClient } from '../../../src/client/index.ts'
 import type { StatusResponse } from '../../../src/gen/ringkv/v1/admin.ts'
-import { loadHasher } from '../../../src/storage/index.ts'
 import { runKvctl } from '../cli/run-kvctl.ts'
 import { startCluster, type Cluster } from '../helpers/cluster.ts'
-import { eventually } from '../helpers/cluster-ops.ts'
+import { eventually, keysOfShard } from '../helpers/cluster-ops.ts'
 import { adminClient, adminStatus } from '../helpers/grpc.ts'
 import { expectLinearizable, startCheckedWorkload } from '../helpers/history.ts'
 import { freePort, startKvd, type KvdHandle } from '../helpers/kvd.ts'
@@ -57,14 +56,8 @@ beforeAll(async () => {
   const value = 'x'.repeat(4096)
   for (let base = 0; base < 2048; base += 128)
     await Promise.all(Array.from({ length: 128 }, (_, j) => client.put(`bulk/${base + j}`, value)))
-  const map = await client.shardMap()
-  const shard1 = map.shards.find((s) => s.shardId === 1)!
-  const hasher = await loadHasher()
-  const inShard1: string[] = []
-  for (let i = 0; inShard1.length < 2048; i++) {
-    const h = hasher.hash64(Buffer.from(`big1/${i}`))
-    if (h >= BigInt(shard1.hashStart) && h < BigInt(shard1.hashEnd)) inShard1.push(`big1/${i}`)
-  }
+  const shard1 = (await client.shardMap()).shards.find((s) => s.shardId === 1)!
+  const inShard1 = await keysOfShard(shard1, 'big1/', 2048)
   for (let i = 0; i < inShard1.length; i += 128)
     await Promise.all(inShard1.slice(i, i + 128).map((k) => client.put(k, value)))
   stage('bulk written')

@@ -564,8 +564,13 @@ describe('node/transport: gRPC between two nodes', () => {
     const b = await startNode(2)
     mesh(a, b)
     await until(() => linkState(a, b) === 'connected' && linkState(b, a) === 'connected', 'mesh')
+    expect(a.transport.isCutOff(b.address)).toBe(false)
     a.transport.setFault(b.nodeId, { drop: true, delayMs: 0 })
     expect([...a.transport.faults()]).toEqual([[2, { drop: true, delayMs: 0 }]])
+    // The node's other peer calls (forwards, meta, replicas) ask this and are cut off too.
+    expect(a.transport.isCutOff(b.address)).toBe(true)
+    expect(b.transport.isCutOff(a.address)).toBe(false)
+    expect(a.transport.isCutOff('127.0.0.1:1')).toBe(false)
     for (let i = 0; i < 10; i++) {
       send(a, b, i)
       send(b, a, i)
@@ -578,6 +583,7 @@ describe('node/transport: gRPC between two nodes', () => {
     expect(b.transport.stats().sent).toBe(10) // b's side saw no fault: its envelopes went out
     a.transport.setFault(b.nodeId, null)
     expect(a.transport.faults().size).toBe(0)
+    expect(a.transport.isCutOff(b.address)).toBe(false)
     send(a, b, 100)
     send(b, a, 200)
     await until(() => a.handler.envelopes.length === 1 && b.handler.envelopes.length === 1, 'healed')

@@ -1,8 +1,10 @@
-import { Metadata, status as GrpcCode, type ServiceError } from '@grpc/grpc-js'
+import { credentials, Metadata, status as GrpcCode, type ServiceError } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import { DeadlineError, ErrorCode, KvError } from '../../../src/common/index.ts'
+import { DeadlineError, ErrorCode, KvError, isKvErrorWithCode } from '../../../src/common/index.ts'
+import { NodeId } from '../../../src/common/ids.ts'
+import { limits } from '../../../src/common/limits.ts'
 import { ShardDescriptor } from '../../../src/gen/ringkv/v1/kv.ts'
-import { descriptorFromProto, peerError } from '../../../src/router/index.ts'
+import { descriptorFromProto, PeerClients, peerError } from '../../../src/router/index.ts'
 import { kvErrorToStatus } from '../../../src/server/status.ts'
 
 function serviceError(
@@ -126,5 +128,32 @@ describe('router/peerError: no ringkv-code (the peer was not reached, or not a r
       'n2:7000',
     )
     expect(err.code).toBe(ErrorCode.Unavailable)
+  })
+})
+
+describe('router/PeerClients: an injected partition cuts peer calls too', () => {
+  it('refuses a cut-off address UNAVAILABLE without dialling, and serves it again once healed', () => {
+    let cut = new Set(['127.0.0.1:7102'])
+    const clients = new PeerClients(
+      NodeId(1),
+      limits,
+      () => credentials.createInsecure(),
+      (a) => cut.has(a),
+    )
+    try {
+      let thrown: unknown
+      try {
+        clients.of('127.0.0.1:7102')
+      } catch (err) {
+        thrown = err
+      }
+      expect(isKvErrorWithCode(thrown, ErrorCode.Unavailable)).toBe(true)
+      expect((thrown as Error).message).toContain('cut off')
+      expect(clients.of('127.0.0.1:7103').kv).toBeDefined()
+      cut = new Set()
+      expect(clients.of('127.0.0.1:7102').kv).toBeDefined()
+    } finally {
+      clients.close()
+    }
   })
 })

@@ -71,7 +71,7 @@ export default tseslint.config(
   },
   // Pure rooms: additionally no node:* modules and no async.
   {
-    files: ['src/raft/**/*.ts', 'src/hashing/**/*.ts', 'src/verify/**/*.ts'],
+    files: ['src/raft/**/*.ts', 'src/hashing/**/*.ts', 'src/verify/**/*.ts', 'src/routing/**/*.ts'],
     rules: {
       'no-restricted-globals': ['error', ...nondeterministicGlobals],
       'no-restricted-properties': ['error', ...nondeterministicProperties],
@@ -83,7 +83,19 @@ export default tseslint.config(
               group: ['node:*', 'fs', 'net', 'os', 'crypto', 'timers', 'worker_threads'],
               message: 'Pure room.',
             },
-            { group: ['pino', '**/storage/**', '**/node/**', '**/server/**'], message: 'Pure room.' },
+            {
+              group: [
+                'pino',
+                '**/storage/**',
+                '**/node/**',
+                '**/server/**',
+                '**/shard/**',
+                '**/cluster/**',
+                '**/router/**',
+                '**/client/**',
+              ],
+              message: 'Pure room.',
+            },
           ],
         },
       ],

@@ -32,7 +32,7 @@ import {
 } from '../net/index.ts'
 import { deadlineSignal, type Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
-import { ErrorCode, KvError, type ErrorDetails } from '../common/errors.ts'
+import { ErrorCode, KvError } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
 import { limits } from '../common/limits.ts'
 import type { Random } from '../common/random.ts'
@@ -64,19 +64,17 @@ import {
   type RetryConfig,
   type RetryInit,
   type RetryPace,
-  type RetryRoute,
 } from './retry.ts'
+import { RouteChooser, repairState, type Route, type Target } from './route-choice.ts'
 import {
   RoutingCache,
   resolveRoutingConfig,
-  routeHintOf,
-  type NodeChoice,
   type RoutingInit,
   type RoutingTable,
   type ShardRoute,
 } from './routing.ts'
 import { unary, type RpcContext } from './rpc.ts'
-import { KvScan, type ScanContext, type ScanTarget } from './scan.ts'
+import { KvScan, type ScanContext } from './scan.ts'
 import { SessionTracker, type SessionToken } from './session.ts'
 import { kvErrorFromGrpc } from './status.ts'
 import { ShardSessions } from './shard-sessions.ts'
@@ -222,38 +220,11 @@ interface ClientCore {
   readonly shardSessions: ShardSessions
   /** The shard table and node addresses, shared by the client and its sessions. */
   readonly routing: RoutingCache
+  /** Where each attempt goes, and what a failed one repairs (over `routing` and `pool`). */
+  readonly chooser: RouteChooser
   /** Where single-key attempts go: coalesced into Multi calls per endpoint, or alone. */
   readonly batcher: CallBatcher
 }
-
-/** Where the attempts of one call go. */
-type Route =
-  /** The current endpoint, failing over (status, shardMap). */
-  | { readonly to: 'any' }
-  /** The leader of the one shard `keys` map to (writes, linearizable reads). */
-  | { readonly to: 'leader'; readonly keys: readonly Uint8Array[] }
-  /** A nearby replica of the shard `key` maps to (session, bounded and eventual reads). */
-  | { readonly to: 'replica'; readonly key: Uint8Array }
-
-/** Where one attempt went, and why (what a failure of it says about the routes). */
-type Target = ScanTarget
-
-/** Route repair state of one call, across its attempts. */
-interface RepairState {
-  /** The last retry followed a hint at once; the next hint waits its backoff (no ping-pong). */
-  hinted: boolean
-  /** A map refresh was asked for: the next attempt waits for it (briefly). */
-  fresh: boolean
-  /** Nodes this call found behind or unreachable: replica reads go elsewhere. */
-  readonly avoid: Set<number>
-}
-
-function repairState(): RepairState {
-  return { hinted: false, fresh: false, avoid: new Set() }
-}
-
-/** Levels only a shard's leader delivers: a receipt with one names the leader. */
-const leaderLevels: ReadonlySet<string> = new Set(['linearizable', 'majority', 'all', 'leader'])
 
 /**
  * The data operations, shared by KvClient and KvSession; each instance folds every receipt it
@@ -449,10 +420,12 @@ abstract class KvOperations {
       nextShard: (shardId) => routing.nextShard(shardId)?.shardId,
       target: (shardId) => {
         const shard = shardId === undefined ? undefined : routing.shard(shardId)
-        if (shard === undefined) return this.poolTarget(undefined)
-        return linearizable ? this.leaderTarget(shard) : this.replicaTarget(shard, repair.avoid)
+        if (shard === undefined) return this.core.chooser.poolTarget(undefined)
+        return linearizable
+          ? this.core.chooser.leaderTarget(shard)
+          : this.core.chooser.replicaTarget(shard, repair.avoid)
       },
-      repair: (err, target, route) => this.repair(err, target, route, repair),
+      repair: (err, target, route) => this.core.chooser.repair(err, target, route, repair),
     }
     return new KvScan(context)
   }
@@ -465,7 +438,7 @@ abstract class KvOperations {
     run: (target: Target, rpc: RpcContext) => Promise<T>,
   ): Promise<T> {
     const state = repairState()
-    let target: Target = this.poolTarget(undefined)
+    let target: Target = this.core.chooser.poolTarget(undefined)
     return withRetries(
       {
         op: { kind, deduplicated: kind === 'write' && this.core.dedup },
@@ -474,7 +447,7 @@ abstract class KvOperations {
         random: this.core.random,
         deadlineMs: this.deadlineMs(options),
         signal: this.signal(options),
-        beforeRetry: (err, retryRoute) => this.repairPace(err, target, retryRoute, state),
+        beforeRetry: (err, retryRoute) => this.core.chooser.repairPace(err, target, retryRoute, state),
       },
       async (attempt) => {
         if (route.to !== 'any') {
@@ -482,7 +455,7 @@ abstract class KvOperations {
           state.fresh = false
           await this.core.routing.ready(attempt.signal, fresh)
         }
-        target = this.target(route, state)
+        target = this.core.chooser.target(route, state)
         return await run(target, this.rpcContext(attempt))
       },
     )
@@ -495,141 +468,6 @@ abstract class KvOperations {
   protected rpcContext(attempt: Attempt): RpcContext {
     const remainingMs = Math.max(1, attempt.deadlineAtMs - this.core.clock.nowMs())
     return { signal: attempt.signal, deadline: new Date(this.core.clock.wallMs() + remainingMs) }
-  }
-
-  /** Where the next attempt of `route` goes. Throws CROSS_SHARD for keys of several shards. */
-  private target(route: Route, state: RepairState): Target {
-    const { routing } = this.core
-    switch (route.to) {
-      case 'any':
-        return this.poolTarget(undefined)
-      case 'replica': {
-        const shard = routing.shardOf(route.key)
-        return shard === undefined ? this.poolTarget(undefined) : this.replicaTarget(shard, state.avoid)
-      }
-      case 'leader': {
-        const shards = routing.shardsOf(route.keys)
-        if (shards !== undefined && shards.length > 1) throw crossShardError(shards)
-        const shard = shards?.[0]
-        return shard === undefined ? this.poolTarget(undefined) : this.leaderTarget(shard)
-      }
-    }
-  }
-
-  /** The leader of `shard` (or its first usable replica), else the current endpoint; with the route hint. */
-  private leaderTarget(shard: ShardRoute): Target {
-    return this.nodeTarget(shard, this.core.routing.leaderTarget(shard.shardId), 'leader')
-  }
-
-  /** A nearby replica of `shard` not in `avoid`, else the current endpoint; with the route hint. */
-  private replicaTarget(shard: ShardRoute, avoid: ReadonlySet<number>): Target {
-    return this.nodeTarget(shard, this.core.routing.replicaTarget(shard.shardId, avoid), 'replica')
-  }
-
-  private nodeTarget(shard: ShardRoute, choice: NodeChoice | undefined, via: 'leader' | 'replica'): Target {
-    if (choice === undefined) return this.poolTarget(shard)
-    return {
-      endpoint: choice.address,
-      shardId: shard.shardId,
-      nodeId: choice.nodeId,
-      via,
-      route: routeHintOf(shard),
-    }
-  }
-
-  /** The current endpoint; for `shard` (when known) with its route hint: that node forwards. */
-  private poolTarget(shard: ShardRoute | undefined): Target {
-    return {
-      endpoint: this.core.pool.current,
-      shardId: shard?.shardId,
-      nodeId: undefined,
-      via: 'pool',
-      route: shard === undefined ? undefined : routeHintOf(shard),
-    }
-  }
-
-  /**
-   * Repairs routes after an attempt to `target` failed with `err`, and says how soon the retry may
-   * go. A WRONG_SHARD with a newer descriptor replaces that shard's entry and the retry goes at
-   * once. A leader hint that names a known address updates that shard's leader and the retry goes
-   * there at once (but two such retries in a row wait their backoff, so two confused nodes cannot
-   * bounce a call between them). NOT_LEADER without a hint and WRONG_SHARD without a usable
-   * descriptor make the map refresh, and the next attempt waits for it (briefly, rate limit
-   * included). A node that does not answer (or has no quorum) loses its leaderships and is passed
-   * over for a while; the map refreshes in the background. A replica that is behind is left for
-   * another. Calls without a route move the current endpoint, as before sharding.
-   */
-  private repairPace(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
-    const pace = this.repair(err, target, route, state)
-    const now = pace === 'now' && !state.hinted
-    state.hinted = now
-    return now ? 'now' : 'backoff'
-  }
-
-  private repair(err: KvError, target: Target, route: RetryRoute, state: RepairState): RetryPace {
-    const { pool, routing } = this.core
-    const details: ErrorDetails | undefined = err.details
-    if (err.code === ErrorCode.WrongShard) {
-      if (details?.descriptor !== undefined && routing.applyDescriptor(details.descriptor, target.route))
-        return 'now'
-      // No descriptor, or none newer than ours: only the whole map can say where the key lives.
-      void routing.refresh()
-      state.fresh = true
-      if (target.via === 'pool') pool.advance(target.endpoint)
-      return 'backoff'
-    }
-    const shardId = details?.shardId ?? target.shardId
-    switch (route) {
-      case 'same':
-        return 'backoff'
-      case 'leader': {
-        const hint = details?.leaderHint ?? 0
-        if (shardId !== undefined && routing.noteLeader(shardId, hint)) {
-          const address = routing.addressOf(hint)
-          if (address !== undefined) return address === target.endpoint ? 'backoff' : 'now'
-          // The leader's address is unknown: learn it from a fresh map.
-          void routing.refresh()
-          state.fresh = true
-          if (target.via === 'pool' && pool.preferNode(hint)) return 'now'
-          return 'backoff'
-        }
-        // No route for this shard: as before sharding, move to the hinted node by address.
-        if (target.via === 'pool' && pool.preferNode(hint)) return 'now'
-        if (routing.isLoaded) {
-          void routing.refresh()
-          state.fresh = true
-        }
-        pool.advance(target.endpoint)
-        return 'backoff'
-      }
-      case 'next-endpoint': {
-        switch (err.code) {
-          case ErrorCode.NotLeader:
-            // Reachable, but not the right node, and it named nobody: the map is stale.
-            if (shardId !== undefined)
-              routing.forgetLeader(shardId, target.nodeId ?? routing.nodeAt(target.endpoint))
-            void routing.refresh()
-            state.fresh = true
-            if (target.via === 'pool') pool.advance(target.endpoint)
-            return 'backoff'
-          case ErrorCode.Unavailable:
-          case ErrorCode.NoQuorum:
-            // Unreachable, or cut off in a minority: take it as no longer leading anything, and
-            // pass it over for a while. The retry does not wait for the refresh: it goes to the
-            // shard's next replica (or the current endpoint), which forwards or names the leader.
-            routing.markUnreachable(target.endpoint)
-            if (target.nodeId !== undefined) state.avoid.add(target.nodeId)
-            void routing.refresh()
-            pool.advance(target.endpoint)
-            return 'backoff'
-          default:
-            // SESSION_BEHIND, STALENESS_BOUND_EXCEEDED: another replica may serve it.
-            if (target.nodeId !== undefined) state.avoid.add(target.nodeId)
-            pool.advance(target.endpoint)
-            return 'backoff'
-        }
-      }
-    }
   }
 
   /**
@@ -681,10 +519,10 @@ abstract class KvOperations {
           indices,
           target:
             shard === undefined
-              ? this.poolTarget(undefined)
+              ? this.core.chooser.poolTarget(undefined)
               : linearizable
-                ? this.leaderTarget(shard)
-                : this.replicaTarget(shard, state.avoid),
+                ? this.core.chooser.leaderTarget(shard)
+                : this.core.chooser.replicaTarget(shard, state.avoid),
         }))
         const rpc = this.rpcContext(attempt)
         const outcomes = await Promise.all(
@@ -741,7 +579,7 @@ abstract class KvOperations {
             continue
           }
           retryable ??= err
-          if (this.repair(err, group.target, decision.route, state) !== 'now') allNow = false
+          if (this.core.chooser.repair(err, group.target, decision.route, state) !== 'now') allNow = false
         }
         pending = failed.sort((a, b) => a - b)
         if (fatal !== undefined) throw fatal
@@ -893,11 +731,7 @@ abstract class KvOperations {
   private observe(wire: WireReceipt | undefined): Receipt {
     const receipt = receiptFromWire(wire)
     this.tracker.observe(receipt)
-    if (receipt.nodeId > 0) {
-      this.core.routing.noteServed(receipt.nodeId)
-      if (leaderLevels.has(receipt.delivered))
-        this.core.routing.noteLeader(receipt.shardId, receipt.nodeId, receipt.term)
-    }
+    this.core.chooser.observe(receipt)
     return receipt
   }
 }
@@ -977,6 +811,7 @@ export class KvClient extends KvOperations {
       seqs: new WriteSeqs({ seqStart: Math.floor(clock.wallMs()) * 1000 }),
       shardSessions: new ShardSessions(clientId, () => randomClientId(random)),
       routing,
+      chooser: new RouteChooser(routing, pool),
       batcher: new CallBatcher(resolveBatchingConfig(init.batching), { kv: (e) => pool.kv(e), clock }),
     }
     super(core, new SessionTracker(), defaults.read)
@@ -1217,16 +1052,6 @@ function isLinearizable(options: WireReadOptions): boolean {
   return (
     options.consistency === Consistency.CONSISTENCY_LINEARIZABLE ||
     options.consistency === Consistency.CONSISTENCY_UNSPECIFIED
-  )
-}
-
-/** A batch whose keys map to several shards: refused before anything is sent. */
-function crossShardError(shards: readonly ShardRoute[]): KvError {
-  const ids = shards.map((s) => s.shardId)
-  return new KvError(
-    ErrorCode.CrossShard,
-    `batch keys map to shards ${ids.join(', ')}; a batch is atomic within one shard only`,
-    { details: { field: 'ops', ...(ids[1] !== undefined ? { shardId: ids[1] } : {}) } },
   )
 }
 

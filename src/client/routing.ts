@@ -1,14 +1,16 @@
 /**
- * The SDK's routing cache (ARCHITECTURE.md section 4, "A majority write"): the cluster's shard map
- * (hash range -> shard -> replicas, leader hint and epoch) and its nodes (id -> address, zone,
- * state), so that every request goes straight to a node that serves it:
+ * The SDK's routing cache (ARCHITECTURE.md section 4, "A majority write"): the shell around the one
+ * route table and leader-seeking policy of src/routing, which every node's router and the cluster
+ * agent use too. It holds the table the cluster's map gave it (hash range -> shard -> replicas,
+ * leader hint and epoch; nodes with address, zone and state) and where each node is reached, so
+ * that every request goes straight to a node that serves it (routing/policy.ts decides):
  *
- * - writes and linearizable reads: the shard's leader (the hint, else the first replica: the
- *   preferred leader);
- * - session, bounded and eventual reads: a nearby replica: one in the client's zone when
- *   `KvClientInit.zone` is set and the shard has one there, else the shard's replicas in turn
- *   (round robin from a random start), skipping nodes the map says are dead and nodes that just
- *   failed to answer (for `unreachableMs`).
+ * - writes and linearizable reads: the shard's leader as best known (a leader learned from a
+ *   NOT_LEADER hint or a receipt, else the map's hint), else its replicas in preference order;
+ * - session, bounded and eventual reads: a replica in the client's zone when `KvClientInit.zone`
+ *   is set and the shard has one there, else the shard's replicas in turn (round robin from a
+ *   random start); nodes the map says are dead and nodes that just failed to answer (for
+ *   `unreachableMs`) are passed over.
  *
  * Every request routed by the map carries `route` {shard id, epoch}: a node whose map knows better
  * refuses it with WRONG_SHARD and the shard's current descriptor, which replaces that shard's entry
@@ -16,12 +18,12 @@
  * schedule a full refresh). Nodes forward what they do not hold, so a stale route costs a hop, not
  * an error; the receipt names the node that served, and a leader's receipt repairs the leader.
  *
- * Where it comes from: `KvService.ShardMap` of any reachable node. It is loaded on first use and
- * refreshed when an answer shows it is stale: NOT_LEADER without a hint, WRONG_SHARD without a
- * usable descriptor, or a node that cannot be reached. Refreshes are coalesced (one in flight;
- * callers share it) and rate-limited (at most one start per `refreshIntervalMsMin`; a request
- * inside the interval is deferred to its end, not dropped). A leader hint (`ringkv-leader`) or a
- * receipt from a leader repairs one shard's leader without a refresh.
+ * What this file does itself is the shell: fetching the map (`KvService.ShardMap` of any reachable
+ * node), coalescing and rate-limiting refreshes, and the address book. The map is loaded on first
+ * use and refreshed when an answer shows it is stale: NOT_LEADER without a hint, WRONG_SHARD
+ * without a usable descriptor, or a node that cannot be reached. Refreshes are coalesced (one in
+ * flight; callers share it) and rate-limited (at most one start per `refreshIntervalMsMin`; a
+ * request inside the interval is deferred to its end, not dropped).
  *
  * Keys are placed exactly as the nodes place them: xxh64 (seed 0) of the key bytes, a position in
  * [0, 2^64), and the shard whose [hash_start, hash_end) holds it.
@@ -33,14 +35,23 @@
  * Time and randomness come from the injected Clock and Random; nothing here reads the real ones.
  */
 import { deadlineSignal, type Clock, type TimerHandle } from '../common/clock.ts'
-import type { KvError, ShardDescriptorDetail } from '../common/errors.ts'
+import type { ErrorCode, KvError, ShardDescriptorDetail } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
 import type { Random } from '../common/random.ts'
 import type { StatusResponse } from '../gen/ringkv/v1/admin.ts'
 import type { RouteHint, ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
 import type { Hasher } from '../hashing/index.ts'
-import { descriptorFromWire } from './descriptor.ts'
+import {
+  RoutePolicy,
+  RouteTable,
+  decodeShardMap,
+  dialable,
+  type Lesson,
+  type ShardRoute,
+} from '../routing/index.ts'
 import { abortError, kvErrorFromGrpc } from './status.ts'
+
+export type { ShardRoute }
 
 /** User-tunable routing settings (KvClientInit.routing). */
 export interface RoutingInit {
@@ -95,32 +106,15 @@ export function resolveRoutingConfig(init: RoutingInit | undefined, zone?: strin
   return config
 }
 
-/** One shard of the map: the hash range [hashStart, hashEnd) it owns, its replicas and epoch. */
-export interface ShardRoute {
-  readonly shardId: number
-  readonly hashStart: bigint
-  readonly hashEnd: bigint
-  /** Preference order: the first is the preferred leader. */
-  readonly replicas: readonly number[]
-  /** Rises with every change of the range or replicas (not of the leader). */
-  readonly epoch: number
-}
-
-/** One node of the map, as far as routing needs it. */
-export interface NodeRoute {
+/** A node of the map as `routingTable()` shows it. */
+export interface RoutingMember {
   readonly nodeId: number
   /** As the map advertises it ('' when not dialable; see `addressOf` for where we reach it). */
   readonly address: string
   /** '' = none. */
   readonly zone: string
-  /** joining | active | draining | dead ('' when unknown). */
+  /** joining | active | draining | dead. */
   readonly state: string
-}
-
-/** A shard's leader as far as we know, and the term it was seen leading in (0 = unknown). */
-interface LeaderNote {
-  readonly nodeId: number
-  readonly term: number
 }
 
 /** Where one request goes: a node of the map and the address we reach it at. */
@@ -147,94 +141,28 @@ export interface RoutingTable {
   /** Node id -> the address requests to it go to. */
   readonly nodes: Readonly<Record<number, string>>
   /** The nodes of the map, by id. */
-  readonly members: readonly NodeRoute[]
+  readonly members: readonly RoutingMember[]
   /** Map loads started so far (the first one included). */
   readonly refreshes: number
   /** Shard entries replaced from the descriptor of a WRONG_SHARD answer, without a full refresh. */
   readonly descriptorRepairs: number
 }
 
-/** What a ShardMap answer says about routing, parsed and checked (wire input: never trusted). */
-export interface ParsedShardMap {
-  /** Sorted by hashStart, non-overlapping, shard ids distinct. */
-  readonly shards: readonly ShardRoute[]
-  /** Shard id -> leader hint; only shards with a hint. */
-  readonly leaders: ReadonlyMap<number, LeaderNote>
-  readonly nodes: readonly NodeRoute[]
-}
-
-/**
- * The routing part of a ShardMap answer. Shards whose range does not parse, is empty, or overlaps
- * an earlier one (in hash order), and repeated shard ids, are skipped; so are nodes without a
- * valid id. Pure.
- */
-export function parseShardMap(res: ShardMapResponse): ParsedShardMap {
-  const candidates: ShardDescriptorDetail[] = []
-  for (const wire of res.shards) {
-    const d = descriptorFromWire(wire)
-    if (d !== undefined) candidates.push(d)
-  }
-  candidates.sort((a, b) => (a.hashStart < b.hashStart ? -1 : a.hashStart > b.hashStart ? 1 : 0))
-  const shards: ShardRoute[] = []
-  const leaders = new Map<number, LeaderNote>()
-  const ids = new Set<number>()
-  for (const d of candidates) {
-    const previous = shards[shards.length - 1]
-    if (previous !== undefined && d.hashStart < previous.hashEnd) continue
-    if (ids.has(d.shardId)) continue
-    ids.add(d.shardId)
-    shards.push(routeOf(d))
-    if (d.leaderHint > 0) leaders.set(d.shardId, { nodeId: d.leaderHint, term: d.leaderTerm })
-  }
-  const nodes: NodeRoute[] = []
-  const nodeIds = new Set<number>()
-  for (const n of res.nodes) {
-    if (!isSafeUint(n.nodeId) || n.nodeId <= 0 || nodeIds.has(n.nodeId)) continue
-    nodeIds.add(n.nodeId)
-    nodes.push({
-      nodeId: n.nodeId,
-      address: dialable(n.address) ? n.address : '',
-      zone: n.zone,
-      state: n.state,
-    })
-  }
-  return { shards, leaders, nodes }
-}
-
-function routeOf(d: ShardDescriptorDetail): ShardRoute {
-  return {
-    shardId: d.shardId,
-    hashStart: d.hashStart,
-    hashEnd: d.hashEnd,
-    replicas: [...d.replicas],
-    epoch: d.epoch,
-  }
+/** A failed attempt, as the cache reads it (see RoutePolicy.learn). */
+export interface AttemptRefusal {
+  /** The shard the attempt was for, or the one the error names; undefined: no route. */
+  readonly shardId: number | undefined
+  /** The node that answered (or failed to), when known. */
+  readonly from: number | undefined
+  readonly code: ErrorCode
+  readonly leaderHint?: number | undefined
+  readonly descriptor?: ShardDescriptorDetail | undefined
+  readonly sent?: RouteHint | undefined
 }
 
 /** The route hint a request for `shard` carries. */
 export function routeHintOf(shard: ShardRoute): RouteHint {
   return { shardId: shard.shardId, epoch: shard.epoch }
-}
-
-/** The shard whose range holds `hash`, by binary search over `shards` (sorted, non-overlapping). */
-export function shardOfHash(shards: readonly ShardRoute[], hash: bigint): ShardRoute | undefined {
-  let lo = 0
-  let hi = shards.length - 1
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1
-    const shard = shards[mid] as ShardRoute
-    if (hash < shard.hashStart) hi = mid - 1
-    else if (hash >= shard.hashEnd) lo = mid + 1
-    else return shard
-  }
-  return undefined
-}
-
-/** True for an address a client can dial (not empty, not a wildcard listen address). */
-function dialable(address: string): boolean {
-  if (address.trim() === '') return false
-  const host = address.replace(/:\d+$/, '')
-  return host !== '0.0.0.0' && host !== '[::]' && host !== '::' && host !== ''
 }
 
 export interface RoutingCacheComponents {
@@ -262,21 +190,14 @@ interface Scheduled {
 export class RoutingCache {
   private readonly config: RoutingConfig
   private readonly components: RoutingCacheComponents
-  // Invariant: sorted by hashStart, non-overlapping, shard ids distinct; `byId` indexes it.
-  private shards: readonly ShardRoute[] = []
-  private readonly byId = new Map<number, ShardRoute>()
-  /** Shard id -> leader as far as we know. Only ids of `shards`; absent = unknown. */
-  private readonly leaders = new Map<number, LeaderNote>()
+  /** The shards and nodes of the last map, repaired by descriptors since. */
+  private table: RouteTable = RouteTable.empty()
+  /** Who requests go to, and what refusals teach (shared rules with the nodes' routers). */
+  private readonly policy: RoutePolicy
   /** Node id -> where requests to it go. */
   private readonly addresses = new Map<number, string>()
   /** Nodes whose address is where they answered us themselves (an advertisement does not override it). */
   private readonly confirmed = new Set<number>()
-  /** The nodes of the last map. */
-  private nodes = new Map<number, NodeRoute>()
-  /** Node id -> clock time until which it is passed over (it did not answer). */
-  private readonly unreachableUntil = new Map<number, number>()
-  /** Shard id -> next turn of its round robin over replicas. */
-  private readonly turns = new Map<number, number>()
   private hasher: Hasher | undefined
   private loaded = false
   private inFlight: Promise<void> | undefined
@@ -289,6 +210,10 @@ export class RoutingCache {
   constructor(config: RoutingConfig, components: RoutingCacheComponents) {
     this.config = config
     this.components = components
+    this.policy = new RoutePolicy(
+      { self: 0, avoidMs: config.unreachableMs, zone: config.zone },
+      { random: components.random },
+    )
   }
 
   /** True once a map has answered (it may still list no shards). */
@@ -298,7 +223,7 @@ export class RoutingCache {
 
   /** True when keys can be routed: a non-empty map and the hasher. */
   get routable(): boolean {
-    return this.config.enabled && this.hasher !== undefined && this.shards.length > 0
+    return this.config.enabled && this.hasher !== undefined && this.table.shards.length > 0
   }
 
   /** Map loads started so far. */
@@ -314,7 +239,7 @@ export class RoutingCache {
   /** The shard of `key`, or undefined when there is no route (see the file comment). */
   shardOf(key: Uint8Array): ShardRoute | undefined {
     if (!this.routable || this.hasher === undefined) return undefined
-    return shardOfHash(this.shards, this.hasher.hash64(key))
+    return this.table.shardOfHash(this.hasher.hash64(key))
   }
 
   /**
@@ -332,26 +257,22 @@ export class RoutingCache {
   }
 
   shard(shardId: number): ShardRoute | undefined {
-    return this.byId.get(shardId)
+    return this.table.shard(shardId)
   }
 
   /** The shard that owns hash 0 onwards (where a scan starts). */
   firstShard(): ShardRoute | undefined {
-    const first = this.routable ? this.shards[0] : undefined
-    return first?.hashStart === 0n ? first : undefined
+    return this.routable ? this.table.first() : undefined
   }
 
   /** The shard whose range starts where `shardId`'s ends (a scan's next stop). */
   nextShard(shardId: number): ShardRoute | undefined {
-    const shard = this.byId.get(shardId)
-    if (shard === undefined) return undefined
-    const next = shardOfHash(this.shards, shard.hashEnd)
-    return next !== undefined && next.hashStart === shard.hashEnd ? next : undefined
+    return this.table.next(shardId)
   }
 
   /** The leader of `shardId` as far as we know; 0 when unknown. */
   leaderOf(shardId: number): number {
-    return this.leaders.get(shardId)?.nodeId ?? 0
+    return this.policy.leaderOf(this.table, shardId)
   }
 
   /** Where the leader of `shardId` listens, when both are known. */
@@ -370,23 +291,16 @@ export class RoutingCache {
     return undefined
   }
 
-  /** The node `nodeId` as the last map lists it. */
-  node(nodeId: number): NodeRoute | undefined {
-    return this.nodes.get(nodeId)
-  }
-
   /**
    * Where a write or linearizable read of `shardId` goes: its leader (when known, reachable and
    * not dead), else the first replica in preference order that is; undefined when none is (the
    * caller falls back to its current endpoint, which forwards).
    */
   leaderTarget(shardId: number): NodeChoice | undefined {
-    const shard = this.byId.get(shardId)
-    if (shard === undefined) return undefined
-    const leader = this.leaderOf(shardId)
-    if (leader > 0 && this.usable(leader)) return this.choice(leader)
-    for (const replica of shard.replicas) if (this.usable(replica)) return this.choice(replica)
-    return undefined
+    const nodeId = this.policy.leaderTarget(this.table, shardId, this.components.clock.nowMs(), {
+      reachable: (id) => this.addresses.has(id),
+    })
+    return nodeId === undefined ? undefined : this.choice(nodeId)
   }
 
   /**
@@ -395,17 +309,11 @@ export class RoutingCache {
    * this call already found behind or unreachable). Undefined when no replica is left.
    */
   replicaTarget(shardId: number, avoid: ReadonlySet<number> = new Set()): NodeChoice | undefined {
-    const shard = this.byId.get(shardId)
-    if (shard === undefined) return undefined
-    const eligible = shard.replicas.filter((r) => !avoid.has(r) && this.usable(r))
-    if (eligible.length === 0) return undefined
-    const zone = this.config.zone
-    const local = zone === '' ? [] : eligible.filter((r) => this.nodes.get(r)?.zone === zone)
-    const pool = local.length > 0 ? local : eligible
-    let turn = this.turns.get(shardId)
-    if (turn === undefined) turn = this.components.random?.int(Math.max(1, shard.replicas.length)) ?? 0
-    this.turns.set(shardId, turn + 1)
-    return this.choice(pool[turn % pool.length] as number)
+    const nodeId = this.policy.replicaTarget(this.table, shardId, this.components.clock.nowMs(), {
+      reachable: (id) => this.addresses.has(id),
+      exclude: avoid,
+    })
+    return nodeId === undefined ? undefined : this.choice(nodeId)
   }
 
   /**
@@ -416,17 +324,13 @@ export class RoutingCache {
    * unknown.
    */
   noteLeader(shardId: number, nodeId: number, term = 0): boolean {
-    if (!this.byId.has(shardId) || !Number.isSafeInteger(nodeId) || nodeId <= 0) return false
-    const known = this.leaders.get(shardId)
-    if (term > 0 && known !== undefined && known.term > term) return false
-    this.leaders.set(shardId, { nodeId, term: Math.max(term, known?.term ?? 0) })
-    this.unreachableUntil.delete(nodeId)
-    return true
+    if (!this.config.enabled) return false
+    return this.policy.noteLeader(this.table, shardId, nodeId, term)
   }
 
   /** `nodeId` served a request: it is reachable again. */
   noteServed(nodeId: number): void {
-    this.unreachableUntil.delete(nodeId)
+    this.policy.noteServed(nodeId)
   }
 
   /**
@@ -434,21 +338,47 @@ export class RoutingCache {
    * go to their first other replica until repaired) and is passed over for `unreachableMs`.
    */
   markUnreachable(address: string): void {
-    const untilMs = this.components.clock.nowMs() + this.config.unreachableMs
-    for (const [nodeId, a] of this.addresses) {
-      if (a !== address) continue
-      this.unreachableUntil.set(nodeId, untilMs)
-      for (const [shardId, leader] of this.leaders) {
-        if (leader.nodeId === nodeId) this.leaders.delete(shardId)
-      }
-    }
+    const nowMs = this.components.clock.nowMs()
+    for (const [nodeId, a] of this.addresses)
+      if (a === address) this.policy.noteFailed(this.table, nodeId, nowMs)
   }
 
-  /** Forgets `nodeId` as the leader of `shardId` (it said it is not, and named nobody). */
+  /**
+   * `nodeId` said it does not lead `shardId` and named nobody: it is forgotten as that shard's
+   * leader, and asked last for it until a leader is known.
+   */
   forgetLeader(shardId: number, nodeId: number | undefined): void {
-    const current = this.leaders.get(shardId)
-    if (current !== undefined && (nodeId === undefined || current.nodeId === nodeId))
-      this.leaders.delete(shardId)
+    if (nodeId !== undefined) this.policy.noteNotLeader(this.table, shardId, nodeId)
+  }
+
+  /**
+   * What a failed attempt teaches (routing/RoutePolicy.learn), with the cache repaired: a
+   * descriptor newer than our entry replaces it (and a changed range or an unknown replica
+   * schedules a full refresh); hints and failures update the leaders and the nodes passed over.
+   * The caller decides where the retry goes and whether to wait for a refresh.
+   */
+  learn(r: AttemptRefusal): Lesson {
+    // Routing off (or closing): no table to repair, but hints and failures still say where to go.
+    const repairs = this.config.enabled && !this.closing.signal.aborted
+    const lesson = this.policy.learn(
+      this.table,
+      {
+        shardId: r.shardId ?? r.descriptor?.shardId ?? -1,
+        from: r.from,
+        code: r.code,
+        leaderHint: r.leaderHint,
+        descriptor: repairs ? r.descriptor : undefined,
+        sent: r.sent,
+      },
+      this.components.clock.nowMs(),
+      (id) => this.addresses.has(id),
+    )
+    if (lesson.kind === 'descriptor' && lesson.table !== this.table) {
+      this.table = lesson.table
+      this.repairs += 1
+    }
+    if (lesson.kind === 'descriptor' && lesson.refresh) void this.refresh()
+    return lesson
   }
 
   /**
@@ -464,55 +394,36 @@ export class RoutingCache {
    * otherwise: the descriptor says nothing new, and only a refresh can help.
    */
   applyDescriptor(d: ShardDescriptorDetail, sent?: RouteHint): boolean {
-    if (!this.config.enabled || this.closing.signal.aborted) return false
-    const current = this.byId.get(d.shardId)
-    if (current !== undefined && d.epoch <= current.epoch) {
-      return sent !== undefined && (sent.shardId !== current.shardId || sent.epoch < current.epoch)
-    }
-    const route = routeOf(d)
-    const kept = this.shards.filter(
-      (s) => s.shardId !== d.shardId && (s.hashEnd <= d.hashStart || s.hashStart >= d.hashEnd),
-    )
-    for (const s of this.shards) {
-      if (!kept.includes(s)) {
-        this.byId.delete(s.shardId)
-        this.leaders.delete(s.shardId)
-      }
-    }
-    kept.push(route)
-    kept.sort((a, b) => (a.hashStart < b.hashStart ? -1 : a.hashStart > b.hashStart ? 1 : 0))
-    this.shards = kept
-    this.byId.set(route.shardId, route)
-    const sameRange = current?.hashStart === d.hashStart && current.hashEnd === d.hashEnd
-    if (!sameRange) this.leaders.delete(d.shardId)
-    if (d.leaderHint > 0) this.noteLeader(d.shardId, d.leaderHint, d.leaderTerm)
-    this.repairs += 1
-    if (!sameRange || d.replicas.some((r) => !this.addresses.has(r))) void this.refresh()
-    return true
+    const lesson = this.learn({
+      shardId: d.shardId,
+      from: undefined,
+      code: 'WRONG_SHARD',
+      descriptor: d,
+      sent,
+    })
+    return lesson.kind === 'descriptor' && lesson.routesPast
   }
 
   /** Remembers where `nodeId` listens (from an advertisement). Wildcard addresses are skipped. */
   learnAddress(nodeId: number, address: string): void {
-    if (!Number.isSafeInteger(nodeId) || nodeId <= 0 || !dialable(address)) return
+    if (!isSafeUint(nodeId) || nodeId <= 0 || !dialable(address)) return
     if (this.confirmed.has(nodeId)) return
     this.setAddress(nodeId, address)
   }
 
   /**
    * Folds a ShardMap answer from `endpoint` into the cache: the answering node lives at `endpoint`
-   * (whatever it advertises), the others where they advertise, and the answer's shards, leaders
-   * and nodes replace ours.
+   * (whatever it advertises), the others where they advertise, and the answer's well-formed shards
+   * and nodes replace ours (routing/wire.ts checks every field; what is malformed is left out,
+   * and keys in what was left out go to the current endpoint, which forwards). Leaders learned
+   * since are kept unless the map's hint is from a newer term.
    */
   absorbMap(res: ShardMapResponse, endpoint: string): void {
     this.confirm(res.servedBy, endpoint)
-    const parsed = parseShardMap(res)
-    for (const n of parsed.nodes) this.learnAddress(n.nodeId, n.address)
-    this.nodes = new Map(parsed.nodes.map((n) => [n.nodeId, n]))
-    this.shards = parsed.shards
-    this.byId.clear()
-    for (const shard of parsed.shards) this.byId.set(shard.shardId, shard)
-    this.leaders.clear()
-    for (const [shardId, leader] of parsed.leaders) this.leaders.set(shardId, leader)
+    const m = decodeShardMap(res)
+    for (const n of m.nodes) this.learnAddress(n.id, n.address)
+    this.table = new RouteTable(m.shards, m.nodes, m.meta === undefined ? [] : [m.meta])
+    this.policy.retain(this.table)
     this.loaded = true
   }
 
@@ -582,7 +493,7 @@ export class RoutingCache {
   snapshot(): RoutingTable | undefined {
     if (!this.loaded) return undefined
     return {
-      shards: this.shards.map((s) => {
+      shards: this.table.shards.map((s) => {
         const leaderId = this.leaderOf(s.shardId)
         return {
           shardId: s.shardId,
@@ -595,7 +506,12 @@ export class RoutingCache {
         }
       }),
       nodes: Object.fromEntries(this.addresses),
-      members: [...this.nodes.values()].sort((a, b) => a.nodeId - b.nodeId),
+      members: [...this.table.nodes.values()].map((n) => ({
+        nodeId: n.id,
+        address: dialable(n.address) ? n.address : '',
+        zone: n.zone,
+        state: n.state,
+      })),
       refreshes: this.loadsStarted,
       descriptorRepairs: this.repairs,
     }
@@ -610,14 +526,6 @@ export class RoutingCache {
       this.scheduled.resolve()
       this.scheduled = undefined
     }
-  }
-
-  /** A node that can be sent requests: its address is known, the map does not say it is dead, and it did not just fail to answer. */
-  private usable(nodeId: number): boolean {
-    if (!this.addresses.has(nodeId)) return false
-    if (this.nodes.get(nodeId)?.state === 'dead') return false
-    const untilMs = this.unreachableUntil.get(nodeId)
-    return untilMs === undefined || untilMs <= this.components.clock.nowMs()
   }
 
   private choice(nodeId: number): NodeChoice {

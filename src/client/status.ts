@@ -27,7 +27,7 @@ import {
 } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
 import { ShardDescriptor, type OpError } from '../gen/ringkv/v1/kv.ts'
-import { descriptorFromWire } from './descriptor.ts'
+import { decodeDescriptor } from '../routing/index.ts'
 
 /** Trailing metadata keys of the wire contract (kv.proto header). */
 export const MetadataKey = errorMetadataKeys
@@ -79,7 +79,8 @@ function descriptorFrom(metadata: Metadata | undefined): ShardDescriptorDetail |
   const value = metadata?.get(MetadataKey.descriptor)[0]
   if (value === undefined || typeof value === 'string') return undefined
   try {
-    return descriptorFromWire(ShardDescriptor.decode(value))
+    const decoded = decodeDescriptor(ShardDescriptor.decode(value))
+    return decoded.ok ? decoded.value : undefined
   } catch {
     // Not a descriptor (or a uint64 above 2^53): the error stands without it.
     return undefined
@@ -155,7 +156,8 @@ export function kvErrorFromOpError(wire: OpError): KvError {
   const shardId = uint(wire.shardId)
   const currentVersion = uint(wire.currentVersion)
   const limit = uint(wire.limit)
-  const descriptor = descriptorFromWire(wire.descriptor)
+  const decoded = wire.descriptor === undefined ? undefined : decodeDescriptor(wire.descriptor)
+  const descriptor = decoded?.ok === true ? decoded.value : undefined
   const details: ErrorDetails = {
     ...(leaderHint !== undefined && leaderHint > 0 ? { leaderHint } : {}),
     ...(shardMapEpoch !== undefined ? { shardMapEpoch } : {}),

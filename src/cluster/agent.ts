@@ -20,9 +20,10 @@ import { deadlineSignal, type Clock, type TimerHandle } from '../common/clock.ts
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
+import { RoutePolicy } from '../routing/index.ts'
 import type { Replica } from '../shard/index.ts'
 import type { NodeId as NodeIdType, ShardId } from '../common/ids.ts'
-import type { ClusterMap } from './cluster-map.ts'
+import { metaShardId, type ClusterMap } from './cluster-map.ts'
 import { MetaStore, type LeaderReport } from './meta-store.ts'
 import type { MoveRequest } from './move-rules.ts'
 import { Mover, type MoveView, type ReplicaRemote } from './mover.ts'
@@ -112,7 +113,7 @@ const emptyReplicaGraceMs = 60_000
 
 /** Heartbeats missed in a row before the agent says so at warn level. */
 const heartbeatFailuresToWarn = 3
-/** Heartbeat intervals a node whose meta call failed is passed over for. */
+/** Heartbeat intervals a node whose meta call failed is passed over for (routing/RoutePolicy). */
 const avoidHeartbeats = 4
 
 export class ClusterAgent {
@@ -127,16 +128,13 @@ export class ClusterAgent {
   /** When this node became meta leader (NaN while it is not). */
   private leaderSinceMs = Number.NaN
   private bootstrapped = false
-  /** Round-robin position over the meta replicas when no leader is known. */
-  private metaCursor = 0
-  /** A meta leader named by a NOT_LEADER answer, newer than the map's hint. */
-  private learnedMetaLeader: NodeId | undefined
   /**
-   * The node whose last meta call failed, skipped until `avoidUntilMs` (a few heartbeats) unless a
-   * NOT_LEADER answer names it as the leader again.
+   * How the meta leader is found (routing/RoutePolicy, as the router and the SDK find a shard's
+   * leader): this node's meta replica's Raft view, a leader named by a NOT_LEADER answer, the map's
+   * hint, else the meta replicas in preference order; a node whose call failed is passed over for
+   * a few heartbeats unless a NOT_LEADER answer names it again.
    */
-  private avoid: NodeId | undefined
-  private avoidUntilMs = 0
+  private readonly seeker: RoutePolicy
   private heartbeatFailuresInARow = 0
   private rounds = 0
   /** Since when each of this node's empty replicas has been seen empty (clock ms). */
@@ -171,6 +169,11 @@ export class ClusterAgent {
         map: () => this.current,
       },
     )
+    this.seeker = new RoutePolicy({
+      self: init.nodeId,
+      avoidMs: init.heartbeatMs * avoidHeartbeats,
+      zone: '',
+    })
   }
 
   get map(): ClusterMap {
@@ -284,35 +287,39 @@ export class ClusterAgent {
     const map = await this.withDeadline(async (signal) => {
       if (local !== undefined) {
         const store = new MetaStore(local.replica, signal)
-        return local.isLeader ? await store.read() : await this.remoteRead(signal, local.leaderId)
+        return local.isLeader ? await store.read() : await this.remoteRead(signal, local)
       }
-      return await this.remoteRead(signal, null)
+      return await this.remoteRead(signal, undefined)
     })
     if (map !== undefined) this.offer(map)
   }
 
-  private async remoteRead(signal: AbortSignal, leader: NodeId | null): Promise<ClusterMap | undefined> {
-    const target = this.metaTarget(leader)
+  private async remoteRead(
+    signal: AbortSignal,
+    local: LocalMeta | undefined,
+  ): Promise<ClusterMap | undefined> {
+    const target = this.metaTarget(local)
     if (target === undefined || target.id === this.init.nodeId) return undefined
     return await this.tracked(target, () => this.c.remote.shardMap(peerAddressOf(target), signal))
   }
 
-  /** Runs a call to `target`, remembering a failure (the next call goes elsewhere) or a leader hint. */
+  /** Runs a call to `target`; what its answer or failure teaches goes to the seeker. */
   private async tracked<T>(target: NodeRecord, call: () => Promise<T>): Promise<T> {
     try {
       const result = await call()
-      if (this.avoid === target.id) this.avoid = undefined
+      this.seeker.noteServed(target.id)
       return result
     } catch (err) {
-      const hint = isKvError(err) && err.code === ErrorCode.NotLeader ? err.details?.leaderHint : undefined
-      if (hint !== undefined && hint !== target.id) {
-        this.learnedMetaLeader = hint as NodeId
-        if (this.avoid === hint) this.avoid = undefined
-      } else {
-        this.avoid = target.id
-        this.avoidUntilMs = this.c.clock.nowMs() + this.init.heartbeatMs * avoidHeartbeats
-        if (this.learnedMetaLeader === target.id) this.learnedMetaLeader = undefined
-      }
+      this.seeker.learn(
+        this.current,
+        {
+          shardId: metaShardId,
+          from: target.id,
+          code: isKvError(err) ? err.code : ErrorCode.Unavailable,
+          leaderHint: isKvError(err) ? err.details?.leaderHint : undefined,
+        },
+        this.c.clock.nowMs(),
+      )
       throw err
     }
   }
@@ -430,7 +437,7 @@ export class ClusterAgent {
 
   /** Where a meta call goes from here: the meta leader as far as this node knows. */
   private forwardTarget(local: LocalMeta | undefined, forwarded: boolean): NodeRecord {
-    const target = this.metaTarget(local?.leaderId ?? null)
+    const target = this.metaTarget(local)
     if (forwarded || target === undefined || target.id === this.init.nodeId)
       throw new KvError(ErrorCode.NotLeader, 'this node does not lead the meta shard', {
         details: {
@@ -441,25 +448,13 @@ export class ClusterAgent {
     return target
   }
 
-  /**
-   * The meta leader if known (this node's own meta replica first, then a NOT_LEADER hint, then the
-   * map's hint), else the next meta replica in turn; never the node whose last call failed while
-   * another is left (a dead leader's hint must not trap this node: its map would never refresh).
-   */
-  private metaTarget(leader: NodeId | null): NodeRecord | undefined {
-    const meta = this.current.meta
-    if (this.avoid !== undefined && this.c.clock.nowMs() >= this.avoidUntilMs) this.avoid = undefined
-    const known =
-      leader ?? this.learnedMetaLeader ?? (meta.leaderHint === 0 ? null : (meta.leaderHint as NodeId))
-    if (known !== null && known !== this.init.nodeId && known !== this.avoid) {
-      const node = this.current.node(known)
-      if (node !== undefined) return node
-    }
-    const all = meta.replicas.filter((id) => id !== this.init.nodeId)
-    const others = all.length > 1 ? all.filter((id) => id !== this.avoid) : all
-    if (others.length === 0) return undefined
-    const id = others[this.metaCursor++ % others.length]!
-    return this.current.node(id)
+  /** Where a call to the meta shard goes from here (RoutePolicy.leaderTarget; undefined: nowhere). */
+  private metaTarget(local: LocalMeta | undefined): NodeRecord | undefined {
+    const id = this.seeker.leaderTarget(this.current, metaShardId, this.c.clock.nowMs(), {
+      local,
+      lastResort: true,
+    })
+    return id === undefined ? undefined : this.current.node(id as NodeId)
   }
 
   private async withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {

@@ -1,12 +1,15 @@
 /**
- * ClusterMap: one immutable reading of the meta shard (the node registry and the shard map), as
- * every node and the SDK route by it. Pure.
+ * ClusterMap: one immutable reading of the meta shard (the node registry and the shard map): the
+ * route table every node routes by (routing/RouteTable, with the registry's records as its shards
+ * and nodes), plus what only the cluster needs: the cluster record and the meta shard (an off-ring
+ * entry of the table, found by id). Unlike a table in general, a map covers the ring without a gap.
+ * Pure.
  */
 import { assert } from '../common/assert.ts'
 import { ErrorCode, KvError, type ShardDescriptorDetail } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import { ShardId } from '../common/ids.ts'
-import { hashSpaceEnd } from '../hashing/index.ts'
+import { RouteTable } from '../routing/index.ts'
 import type { ClusterRecord, NodeRecord, ShardRecord } from './records.ts'
 
 /** The meta shard's id: outside the ids of data shards (which count up from 0). */
@@ -15,13 +18,10 @@ export const metaShardId = ShardId(0xffff_fff0)
 export const metaReplicaCountDefault = 3
 export const metaReplicaCountMax = 5
 
-export class ClusterMap {
+export class ClusterMap extends RouteTable<ShardRecord, NodeRecord> {
   readonly cluster: ClusterRecord
-  readonly nodes: ReadonlyMap<NodeId, NodeRecord>
-  /** In hash order, contiguous, covering the ring. */
-  readonly shards: readonly ShardRecord[]
   readonly meta: ShardRecord
-  private readonly byId: ReadonlyMap<ShardId, number>
+  declare readonly nodes: ReadonlyMap<NodeId, NodeRecord>
 
   constructor(
     cluster: ClusterRecord,
@@ -29,53 +29,25 @@ export class ClusterMap {
     shards: readonly ShardRecord[],
     meta: ShardRecord,
   ) {
-    const sorted = [...shards].sort((a, b) =>
-      a.hashStart < b.hashStart ? -1 : a.hashStart > b.hashStart ? 1 : 0,
-    )
-    assert(sorted.length > 0 && sorted[0]!.hashStart === 0n, 'shard map does not start at 0')
-    for (let i = 1; i < sorted.length; i++)
-      assert(sorted[i]!.hashStart === sorted[i - 1]!.hashEnd, 'shard map has a gap or an overlap')
-    assert(
-      sorted[sorted.length - 1]!.hashEnd === hashSpaceEnd,
-      'shard map does not reach the end of the ring',
-    )
+    assert(meta.shardId === metaShardId, 'the meta shard has another id')
+    super(shards, nodes, [meta])
+    // Invariant: the data shards cover the ring, contiguous, in hash order.
+    assert(this.first() !== undefined, 'shard map does not start at 0')
+    assert(this.coversRing, 'shard map has a gap or does not reach the end of the ring')
     this.cluster = cluster
-    this.nodes = new Map([...nodes].sort((a, b) => a.id - b.id).map((n) => [n.id, n]))
-    this.shards = sorted
     this.meta = meta
-    this.byId = new Map(sorted.map((s, i) => [s.shardId, i]))
   }
 
   /** The index (in `shards`) of the shard whose range holds `hash`. */
   indexOfHash(hash: bigint): number {
-    let lo = 0
-    let hi = this.shards.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1
-      if (this.shards[mid]!.hashStart <= hash) lo = mid
-      else hi = mid - 1
-    }
-    return lo
+    return this.shards.indexOf(this.shardOfHash(hash))
   }
 
-  shardOfHash(hash: bigint): ShardRecord {
-    return this.shards[this.indexOfHash(hash)]!
-  }
-
-  shard(shardId: ShardId): ShardRecord | undefined {
-    if (shardId === metaShardId) return this.meta
-    const i = this.byId.get(shardId)
-    return i === undefined ? undefined : this.shards[i]
-  }
-
-  /** The shard after `shardId` in hash order (undefined after the last). */
-  next(shardId: ShardId): ShardRecord | undefined {
-    const i = this.byId.get(shardId)
-    return i === undefined ? undefined : this.shards[i + 1]
-  }
-
-  node(id: NodeId): NodeRecord | undefined {
-    return this.nodes.get(id)
+  /** The data shard whose range holds `hash` (the map covers the ring: there is always one). */
+  override shardOfHash(hash: bigint): ShardRecord {
+    const shard = super.shardOfHash(hash)
+    assert(shard !== undefined, 'a hash outside the ring')
+    return shard
   }
 
   /** Every shard (the meta shard included) with `nodeId` among its replicas. */

@@ -16,9 +16,10 @@
 import { assert } from '../common/assert.ts'
 import { peerPortOffset } from '../common/config.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
+import { nodeStates, type NodeState } from '../routing/index.ts'
 
-export type NodeState = 'joining' | 'active' | 'draining' | 'dead'
-export const nodeStates: readonly NodeState[] = ['joining', 'active', 'draining', 'dead']
+// A node's states are routing's (a dead node is never routed to).
+export { nodeStates, type NodeState }
 
 /** One node of the registry. */
 export interface NodeRecord {

@@ -5,6 +5,7 @@
  */
 export {
   Router,
+  forwardAvoidMs,
   type LocalReplica,
   type Need,
   type RouteHint,
@@ -13,7 +14,7 @@ export {
 } from './router.ts'
 export { Forwarder, type ForwardCall } from './forward-grpc.ts'
 export { GrpcMetaRemote } from './meta-remote.ts'
-export { descriptorFromProto, mapFromProto, mapToProto, nodeToProto, shardToProto } from './map-proto.ts'
+export { descriptorFromProto, mapFromProto, mapToProto, shardToProto } from './map-proto.ts'
 export { PeerClients, forwardedByKey, isForwarded, peerClientsMax, peerError } from './peer-clients.ts'
 export { GrpcReplicaRemote } from './replica-remote.ts'
 export {

@@ -1,54 +1,38 @@
 /**
- * The shard map on the wire (kv.proto ShardMapResponse) and back. A map from another node is
- * checked like any input: a malformed one is INVALID_ARGUMENT and never replaces ours.
+ * The cluster's map on the wire (kv.proto ShardMapResponse) and back, over routing/wire.ts (the
+ * one place that checks every field). A map from another node (a peer's answer, a join answer, the
+ * copy stored on disk) must be whole: any problem the decoder names, a missing meta shard, or a
+ * ring that is not covered is INVALID_ARGUMENT, and such a map never replaces ours.
  */
 import { ErrorCode, KvError, type ShardDescriptorDetail } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
+import { ClusterMap, metaShardId, type NodeRecord, type ShardRecord } from '../cluster/index.ts'
+import type { ShardDescriptor, ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
+import { hashSpaceEnd } from '../hashing/index.ts'
 import {
-  ClusterMap,
-  metaShardId,
-  nodeStates,
-  type NodeRecord,
-  type NodeState,
-  type ShardRecord,
-} from '../cluster/index.ts'
-import type { NodeInfo, ShardDescriptor, ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
+  decodeDescriptor,
+  decodeShardMap,
+  encodeDescriptor,
+  encodeShardMap,
+  type ShardRoute,
+  type WireNode,
+} from '../routing/index.ts'
 
 /** A shard record (or the descriptor a WRONG_SHARD error carries) on the wire. */
 export function shardToProto(s: ShardDescriptorDetail): ShardDescriptor {
-  return {
-    shardId: s.shardId,
-    hashStart: s.hashStart.toString(),
-    hashEnd: s.hashEnd.toString(),
-    replicas: [...s.replicas],
-    leaderHint: s.leaderHint,
-    leaderTerm: s.leaderTerm,
-    epoch: s.epoch,
-  }
-}
-
-export function nodeToProto(n: NodeRecord): NodeInfo {
-  return {
-    nodeId: n.id,
-    address: n.address,
-    zone: n.zone,
-    state: n.state,
-    lastHeartbeatMs: n.lastHeartbeatMs,
-    weight: n.weight,
-    peerAddress: n.peerAddress ?? '',
-  }
+  return encodeDescriptor(s)
 }
 
 export function mapToProto(map: ClusterMap, servedBy: NodeId): ShardMapResponse {
-  return {
+  return encodeShardMap({
     clusterId: map.cluster.clusterId,
-    nodes: [...map.nodes.values()].map(nodeToProto),
-    shards: map.shards.map(shardToProto),
     replicaCount: map.cluster.replicaCount,
     vnodesPerNode: map.cluster.vnodesPerNode,
-    metaShard: shardToProto(map.meta),
     servedBy,
-  }
+    shards: map.shards,
+    meta: map.meta,
+    nodes: map.nodes.values(),
+  })
 }
 
 const bad = (what: string): KvError =>
@@ -56,58 +40,38 @@ const bad = (what: string): KvError =>
     details: { field: 'map' },
   })
 
-/** A shard descriptor from the wire (a peer's map, or a WRONG_SHARD from a peer), checked. */
+/** A shard descriptor from the wire (a peer's WRONG_SHARD), checked; INVALID_ARGUMENT when malformed. */
 export function descriptorFromProto(d: ShardDescriptor): ShardRecord {
-  if (!/^\d+$/.test(d.hashStart) || !/^\d+$/.test(d.hashEnd)) throw bad('hash range')
-  const hashStart = BigInt(d.hashStart)
-  const hashEnd = BigInt(d.hashEnd)
-  if (hashStart >= hashEnd || hashEnd > 1n << 64n) throw bad('hash range')
-  if (d.replicas.some((r) => !Number.isSafeInteger(r) || r <= 0)) throw bad('replicas')
-  return {
-    shardId: ShardId(d.shardId),
-    hashStart,
-    hashEnd,
-    replicas: d.replicas.map((r) => NodeId(r)),
-    leaderHint: d.leaderHint,
-    leaderTerm: d.leaderTerm,
-    epoch: d.epoch,
-  }
-}
-
-function nodeFromProto(n: NodeInfo): NodeRecord {
-  if (!Number.isSafeInteger(n.nodeId) || n.nodeId <= 0) throw bad('node id')
-  if (!nodeStates.includes(n.state as NodeState)) throw bad('node state')
-  return {
-    id: NodeId(n.nodeId),
-    address: n.address,
-    ...(n.peerAddress === '' ? {} : { peerAddress: n.peerAddress }),
-    zone: n.zone,
-    weight: n.weight > 0 ? n.weight : 1,
-    state: n.state as NodeState,
-    lastHeartbeatMs: n.lastHeartbeatMs,
-  }
+  const decoded = decodeDescriptor(d)
+  if (!decoded.ok) throw bad(decoded.problem)
+  return recordOf(decoded.value)
 }
 
 export function mapFromProto(res: ShardMapResponse): ClusterMap {
-  if (!/^[0-9a-f]{32}$/.test(res.clusterId)) throw bad('cluster id')
-  if (res.metaShard === undefined || res.shards.length === 0) throw bad('no shards')
-  if (res.metaShard.shardId !== metaShardId) throw bad('meta shard id')
-  if (new Set(res.shards.map((d) => d.shardId)).size !== res.shards.length) throw bad('duplicate shard ids')
-  if (new Set(res.nodes.map((n) => n.nodeId)).size !== res.nodes.length) throw bad('duplicate node ids')
-  try {
-    return new ClusterMap(
-      {
-        clusterId: res.clusterId,
-        shardCount: res.shards.length,
-        replicaCount: res.replicaCount,
-        vnodesPerNode: res.vnodesPerNode,
-      },
-      res.nodes.map(nodeFromProto),
-      res.shards.map(descriptorFromProto),
-      descriptorFromProto(res.metaShard),
-    )
-  } catch (err) {
-    if (err instanceof KvError) throw err
-    throw bad((err as Error).message)
+  const m = decodeShardMap(res)
+  if (m.problems.length > 0) throw bad(m.problems.join('; '))
+  if (m.meta === undefined) throw bad('no meta shard')
+  if (m.meta.shardId !== metaShardId) throw bad('meta shard id')
+  if (m.shards.length === 0) throw bad('no shards')
+  const shards = m.shards.map(recordOf)
+  const first = shards[0]!
+  if (first.hashStart !== 0n) throw bad('the ring does not start at 0')
+  for (let i = 1; i < shards.length; i++)
+    if (shards[i]!.hashStart !== shards[i - 1]!.hashEnd) throw bad(`a gap before shard ${shards[i]!.shardId}`)
+  if (shards[shards.length - 1]!.hashEnd !== hashSpaceEnd) throw bad('the ring does not reach its end')
+  const cluster = {
+    clusterId: m.clusterId,
+    shardCount: shards.length,
+    replicaCount: m.replicaCount,
+    vnodesPerNode: m.vnodesPerNode,
   }
+  return new ClusterMap(cluster, m.nodes.map(nodeRecordOf), shards, recordOf(m.meta))
+}
+
+function recordOf(s: ShardRoute): ShardRecord {
+  return { ...s, shardId: ShardId(s.shardId), replicas: s.replicas.map((r) => NodeId(r)) }
+}
+
+function nodeRecordOf(n: WireNode): NodeRecord {
+  return { ...n, id: NodeId(n.id) }
 }

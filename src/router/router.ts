@@ -1,24 +1,35 @@
 /**
  * Router: key -> hash -> shard -> the replica that can serve the request (ARCHITECTURE.md
  * section 3, router/). Any node accepts any request; the router says whether this node serves it
- * or which node it goes to:
+ * or which node it goes to, by the one route table (the cluster agent's map) and the one
+ * leader-seeking policy (routing/RoutePolicy) the SDK and the agent use too:
  *
  *   - writes and linearizable reads need the shard's leader: this node's replica when it leads,
  *     else the leader as best known (this node's own replica's view of Raft first, then what
- *     forwards taught it, then the map's hint), else the shard's first replica;
+ *     forwards taught it, then the map's hint), else the shard's replicas in preference order;
+ *     a node whose forward just failed is passed over for `forwardAvoidMs`;
  *   - session, bounded and eventual reads need any replica: this node's when it holds one, else
- *     the leader as best known (it is never behind), else the first live replica.
+ *     the leader as best known (it is never behind), else the first usable replica.
  *
- * A request already forwarded once is never forwarded again: where the second node cannot serve
- * it, it answers NOT_LEADER with its best hint, so a stale view costs one error, not a loop. A
- * request that names the shard its caller computed (RouteHint) and names it wrong or at an older
- * epoch is refused with WRONG_SHARD and the current descriptor, so the caller repairs its map in
- * one step. Pure decisions over injected state; the forwarding itself is forward-grpc.ts.
+ * `serve` runs one request: here, or forwarded once. A local follower refuses a leader's request
+ * before proposing it (NOT_LEADER, nothing applied), so it is passed on to the leader it names; a
+ * forward answered NOT_LEADER is passed on once more to the leader named then. A request that came
+ * from another node is never forwarded again: where the second node cannot serve it, it answers
+ * NOT_LEADER with its best hint, so a stale view costs one error, not a loop. A request that names
+ * the shard its caller computed (RouteHint) and names it wrong or at an older epoch is refused with
+ * WRONG_SHARD and the current descriptor, so the caller repairs its map in one step.
+ *
+ * Decisions over injected state (the map, the local replicas, the clock); the forwarding itself is
+ * the caller's `remote` (forward-grpc.ts in kvd, the simulated network in test/sim).
  */
-import { ErrorCode, KvError } from '../common/errors.ts'
+import type { Clock } from '../common/clock.ts'
+import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
 import { peerAddressOf, wrongShard, type ClusterMap, type ShardRecord } from '../cluster/index.ts'
+import { RoutePolicy, type RouteHint } from '../routing/index.ts'
 import type { Replica } from '../shard/index.ts'
+
+export type { RouteHint }
 
 /** What a request needs from its shard. */
 export type Need = 'leader' | 'replica'
@@ -42,37 +53,54 @@ export interface RouterComponents {
   /** The current map (the cluster agent's copy). */
   readonly map: () => ClusterMap
   readonly local: (shardId: ShardId) => LocalReplica | undefined
+  readonly clock: Clock
 }
 
-export interface RouteHint {
-  readonly shardId: number
-  readonly epoch: number
+/** What a served request's answer says about who served it (kv.proto Receipt). */
+interface ReceiptLike {
+  readonly nodeId: number
+  readonly term: number
 }
+
+/**
+ * How long a node whose forward failed (unreachable, cut off from its quorum) is passed over:
+ * long enough that requests behind it go to a replica that can name the new leader, short
+ * enough that a restarted node is used again within a second or two.
+ */
+export const forwardAvoidMs = 1_000
 
 export class Router {
   private readonly c: RouterComponents
-  /** Leaders learned from forwards (receipts, NOT_LEADER hints), by shard; at most one per shard. */
-  private readonly learned = new Map<ShardId, NodeId>()
+  private readonly policy: RoutePolicy
+  /** The map the policy's knowledge was last pruned against. */
+  private seen: ClusterMap | undefined
 
   constructor(components: RouterComponents) {
     this.c = components
+    this.policy = new RoutePolicy({ self: components.nodeId, avoidMs: forwardAvoidMs, zone: '' })
   }
 
   get nodeId(): NodeId {
     return this.c.nodeId
   }
 
+  /** The current map; the policy forgets shards a new map no longer has. */
   get map(): ClusterMap {
-    return this.c.map()
+    const map = this.c.map()
+    if (map !== this.seen) {
+      this.seen = map
+      this.policy.retain(map)
+    }
+    return map
   }
 
   shardOfHash(hash: bigint): ShardRecord {
-    return this.c.map().shardOfHash(hash)
+    return this.map.shardOfHash(hash)
   }
 
   /** The shard after `shard` in hash order (scans move on to it), undefined after the last. */
   next(shard: ShardRecord): ShardRecord | undefined {
-    return this.c.map().next(shard.shardId)
+    return this.map.next(shard.shardId)
   }
 
   /**
@@ -86,22 +114,15 @@ export class Router {
     if (hint.shardId !== shard.shardId || hint.epoch < epoch) throw wrongShard({ ...shard, epoch }, hint)
   }
 
-  /** A leader seen serving (a forwarded answer's receipt) or named by a NOT_LEADER hint. */
-  learnLeader(shardId: ShardId, leader: NodeId): void {
-    const shard = this.c.map().shard(shardId)
-    if (shard === undefined || !shard.replicas.includes(leader)) return
-    this.learned.set(shardId, leader)
+  /** A leader seen serving (a forwarded answer's receipt, in `term`) or named by a NOT_LEADER hint. */
+  learnLeader(shardId: ShardId, leader: NodeId, term = 0): void {
+    this.policy.noteLeader(this.map, shardId, leader, term)
   }
 
   /** The leader of `shard` as best known here, or undefined. */
   leaderOf(shard: ShardRecord): NodeId | undefined {
-    const local = this.c.local(shard.shardId)
-    if (local?.isLeader === true) return this.c.nodeId
-    const fromRaft = local?.leaderId ?? null
-    if (fromRaft !== null) return fromRaft
-    const learned = this.learned.get(shard.shardId)
-    if (learned !== undefined) return learned
-    return shard.leaderHint === 0 ? undefined : (shard.leaderHint as NodeId)
+    const leader = this.policy.leaderOf(this.map, shard.shardId, this.c.local(shard.shardId))
+    return leader === 0 ? undefined : (leader as NodeId)
   }
 
   /** Who serves a request on `shard` that needs `need`; `forwarded`: it came from another node. */
@@ -114,22 +135,78 @@ export class Router {
     if (local !== undefined && (forwarded || leader === undefined || leader === this.c.nodeId))
       return { kind: 'local', replica: local.replica }
     if (forwarded) throw this.notLeader(shard, leader)
-    const remote = this.remoteFor(shard, leader)
-    if (remote === undefined) throw this.notLeader(shard, leader)
-    return remote
+    const map = this.map
+    const id = this.policy.leaderTarget(map, shard.shardId, this.c.clock.nowMs(), { local, lastResort: true })
+    const node = id === undefined ? undefined : map.node(id as NodeId)
+    if (node === undefined) throw this.notLeader(shard, leader)
+    return { kind: 'remote', nodeId: node.id, address: peerAddressOf(node) }
   }
 
-  /** The node to forward to: the leader when known and alive, else the first live replica. */
-  private remoteFor(shard: ShardRecord, leader: NodeId | undefined): Target | undefined {
-    const map = this.c.map()
-    const candidates = leader === undefined ? [...shard.replicas] : [leader, ...shard.replicas]
-    for (const id of candidates) {
-      if (id === this.c.nodeId) continue
-      const node = map.node(id)
-      if (node === undefined || node.state === 'dead') continue
-      return { kind: 'remote', nodeId: id, address: peerAddressOf(node) }
+  /**
+   * Serves one request on `shard`: `local` with this node's replica, or `remote` with the address
+   * of the node it is forwarded to (see the file comment for the forward-once rules). Throws what
+   * the last of them threw.
+   */
+  async serve<Res extends { readonly receipt?: ReceiptLike | undefined }>(
+    shard: ShardRecord,
+    need: Need,
+    forwarded: boolean,
+    local: (replica: Replica) => Promise<Res>,
+    remote: (address: string) => Promise<Res>,
+  ): Promise<Res> {
+    const target = this.target(shard, need, forwarded)
+    if (target.kind === 'remote') return await this.forward(shard, need, target.nodeId, remote, false)
+    try {
+      return await local(target.replica)
+    } catch (err) {
+      const next = forwarded ? undefined : this.passOnTo(err, shard)
+      if (next === undefined) throw err
+      return await this.forward(shard, need, next, remote, true)
     }
-    return undefined
+  }
+
+  /** The leader a local NOT_LEADER refusal names, when the request may be passed on to it. */
+  private passOnTo(err: unknown, shard: ShardRecord): NodeId | undefined {
+    if (!isKvError(err) || err.code !== ErrorCode.NotLeader) return undefined
+    const lesson = this.policy.learn(
+      this.map,
+      { shardId: shard.shardId, from: this.c.nodeId, code: err.code, leaderHint: err.details?.leaderHint },
+      this.c.clock.nowMs(),
+    )
+    if (lesson.kind !== 'leader' || lesson.nodeId === this.c.nodeId) return undefined
+    return this.map.node(lesson.nodeId as NodeId) === undefined ? undefined : (lesson.nodeId as NodeId)
+  }
+
+  private async forward<Res extends { readonly receipt?: ReceiptLike | undefined }>(
+    shard: ShardRecord,
+    need: Need,
+    nodeId: NodeId,
+    remote: (address: string) => Promise<Res>,
+    last: boolean,
+  ): Promise<Res> {
+    const node = this.map.node(nodeId)
+    const address = node === undefined ? undefined : peerAddressOf(node)
+    if (address === undefined) throw new KvError(ErrorCode.Unavailable, `node ${nodeId} is not in the map`)
+    let res: Res
+    try {
+      res = await remote(address)
+    } catch (err) {
+      // Only the peer's own answers teach anything: the forward runs on the caller's deadline, so
+      // its running out (or the caller cancelling) says nothing of the peer.
+      if (!isKvError(err) || err.code === ErrorCode.DeadlineExceeded) throw err
+      const lesson = this.policy.learn(
+        this.map,
+        { shardId: shard.shardId, from: nodeId, code: err.code, leaderHint: err.details?.leaderHint },
+        this.c.clock.nowMs(),
+      )
+      if (last || lesson.kind !== 'leader' || lesson.nodeId === this.c.nodeId) throw err
+      return await this.forward(shard, need, lesson.nodeId as NodeId, remote, true)
+    }
+    this.policy.noteServed(nodeId)
+    const receipt = res.receipt
+    if (need === 'leader' && receipt !== undefined && receipt.nodeId > 0)
+      this.policy.noteLeader(this.map, shard.shardId, receipt.nodeId, receipt.term)
+    return res
   }
 
   private notLeader(shard: ShardRecord, leader: NodeId | undefined): KvError {

@@ -47,9 +47,7 @@ import {
   type ShardMapRequest,
   type ShardMapResponse,
 } from '../gen/ringkv/v1/kv.ts'
-import { peerAddressOf, type ShardRecord } from '../cluster/index.ts'
-import { isKvErrorWithCode } from '../common/errors.ts'
-import type { NodeId } from '../common/ids.ts'
+import type { ShardRecord } from '../cluster/index.ts'
 import type { Hasher } from '../hashing/index.ts'
 import {
   principalKey,
@@ -169,64 +167,14 @@ export function createKvService(components: KvServiceComponents): KvServiceHandl
     principal: ctx.principal,
   })
 
-  /**
-   * Serves a request on `shard` here or on the node the router names. A local follower refuses a
-   * leader's request before proposing it (NOT_LEADER, nothing applied), so it is passed on to the
-   * leader it names; a forward answered NOT_LEADER is passed on once more to the leader named
-   * then. A request that came from another node is never passed on (no loops).
-   */
-  async function routed<Res extends { receipt?: ProtoReceipt | undefined }>(
+  /** Serves a request on `shard` here or forwarded (Router.serve: forward once, never loop). */
+  const routed = <Res extends { receipt?: ProtoReceipt | undefined }>(
     shard: ShardRecord,
     need: Need,
     ctx: CallContext,
     local: (replica: Replica) => Promise<Res>,
     remote: (address: string) => Promise<Res>,
-  ): Promise<Res> {
-    const target = router.target(shard, need, ctx.forwarded)
-    if (target.kind === 'local') {
-      try {
-        return await local(target.replica)
-      } catch (err) {
-        const next = passOnTo(err, shard, ctx)
-        if (next === undefined) throw err
-        return await forwardTo(shard, need, next, remote, true)
-      }
-    }
-    return await forwardTo(shard, need, target.nodeId, remote, false)
-  }
-
-  /** The node a NOT_LEADER refusal names, when the request may be passed on to it. */
-  const passOnTo = (err: unknown, shard: ShardRecord, ctx: CallContext): NodeId | undefined => {
-    if (ctx.forwarded || !isKvErrorWithCode(err, ErrorCode.NotLeader)) return undefined
-    const hint = err.details?.leaderHint
-    if (hint === undefined || hint === router.nodeId) return undefined
-    router.learnLeader(shard.shardId, hint as NodeId)
-    return router.map.node(hint as NodeId) === undefined ? undefined : (hint as NodeId)
-  }
-
-  async function forwardTo<Res extends { receipt?: ProtoReceipt | undefined }>(
-    shard: ShardRecord,
-    need: Need,
-    nodeId: NodeId,
-    remote: (address: string) => Promise<Res>,
-    last: boolean,
-  ): Promise<Res> {
-    const node = router.map.node(nodeId)
-    if (node === undefined) throw new KvError(ErrorCode.Unavailable, `node ${nodeId} is not in the map`)
-    const address = peerAddressOf(node)
-    try {
-      const res = await remote(address)
-      if (need === 'leader' && res.receipt !== undefined)
-        router.learnLeader(shard.shardId, res.receipt.nodeId as NodeId)
-      return res
-    } catch (err) {
-      if (last || !isKvErrorWithCode(err, ErrorCode.NotLeader)) throw err
-      const hint = err.details?.leaderHint
-      if (hint === undefined || hint === nodeId || hint === router.nodeId) throw err
-      router.learnLeader(shard.shardId, hint as NodeId)
-      return await forwardTo(shard, need, hint as NodeId, remote, true)
-    }
-  }
+  ): Promise<Res> => router.serve(shard, need, ctx.forwarded, local, remote)
 
   // Per-request trace lines hash the key (keys never go into logs); only pay for it when
   // trace is on, which it rarely is: this runs on every request.

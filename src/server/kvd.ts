@@ -214,6 +214,7 @@ export class Kvd {
         nodeId: identity.nodeId,
         map: () => this.agent?.map ?? map,
         local: (shardId) => this.localReplica(shardId),
+        clock,
       })
       if (this.components.openReplica !== undefined) {
         // Test seam: one replica covering the whole ring, no Raft.

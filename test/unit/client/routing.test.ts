@@ -3,10 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { loadClientHasher } from '../../../src/client/hasher.ts'
 import {
   RoutingCache,
-  parseShardMap,
   resolveRoutingConfig,
   routingDefaults,
-  shardOfHash,
   type RoutingCacheComponents,
   type RoutingInit,
 } from '../../../src/client/routing.ts'
@@ -14,6 +12,7 @@ import type { ShardDescriptorDetail } from '../../../src/common/errors.ts'
 import { SeededRandom } from '../../../src/common/random.ts'
 import type { NodeInfo, ShardDescriptor, ShardMapResponse } from '../../../src/gen/ringkv/v1/kv.ts'
 import { equalHashRanges, hashSpaceEnd, rangeIndexOf, type Hasher } from '../../../src/hashing/index.ts'
+import { RouteTable, decodeShardMap } from '../../../src/routing/index.ts'
 import { SimClock } from './sim-clock.ts'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -123,35 +122,52 @@ describe('client/routing map', () => {
 
   it('agrees with the hash at every range boundary', () => {
     const ranges = equalHashRanges(8)
-    const { shards } = parseShardMap(mapOf(8))
+    const table = new RouteTable(decodeShardMap(mapOf(8)).shards, [])
     for (const [i, r] of ranges.entries()) {
-      expect(shardOfHash(shards, r.start)?.shardId).toBe(i + 1)
-      expect(shardOfHash(shards, r.end - 1n)?.shardId).toBe(i + 1)
+      expect(table.shardOfHash(r.start)?.shardId).toBe(i + 1)
+      expect(table.shardOfHash(r.end - 1n)?.shardId).toBe(i + 1)
     }
-    expect(shardOfHash(shards, hashSpaceEnd - 1n)?.shardId).toBe(8)
-    expect(shardOfHash(shards, 0n)?.shardId).toBe(1)
+    expect(table.shardOfHash(hashSpaceEnd - 1n)?.shardId).toBe(8)
+    expect(table.shardOfHash(0n)?.shardId).toBe(1)
   })
 
-  it('reads the map defensively: bad, empty, overlapping and repeated shards and bad nodes are skipped', () => {
-    const parsed = parseShardMap({
+  it('reads the map defensively: bad, empty, overlapping and repeated shards and bad nodes are left out', async () => {
+    const { cache } = harness(hasher, async () => ({
       ...mapOf(1),
       nodes: [nodeInfo(1, '0.0.0.0:7001', 'z1'), nodeInfo(0, 'x:1'), nodeInfo(2, 'b:1', '', 'dead')],
       shards: [
-        descriptor(7, '9223372036854775808', '0', 2, [2, 1], 4), // upper half, end 0 = 2^64
+        descriptor(7, '9223372036854775808', '18446744073709551616', 2, [2, 1], 4), // upper half
         descriptor(3, '0', '9223372036854775808', 0), // lower half, leader unknown
-        descriptor(4, '10', '20', 1), // overlaps shard 3: skipped
+        descriptor(4, '10', '20', 1), // overlaps shard 3: left out
         descriptor(5, 'x', '20', 1), // does not parse
         descriptor(6, '30', '30', 1), // empty
         descriptor(8, '0', '18446744073709551617', 1), // beyond 2^64
+        descriptor(9, '0', '0', 1), // an end of 0 is no end of the ring (kv.proto: 2^64 is written out)
         descriptor(3, '18446744073709551615', '18446744073709551616', 1), // shard 3 again
       ],
-    })
-    expect(parsed.shards).toEqual([
-      { shardId: 3, hashStart: 0n, hashEnd: 1n << 63n, replicas: [1, 2, 3], epoch: 1 },
-      { shardId: 7, hashStart: 1n << 63n, hashEnd: hashSpaceEnd, replicas: [2, 1], epoch: 4 },
+    }))
+    await cache.refresh()
+    expect(cache.snapshot()?.shards).toEqual([
+      {
+        shardId: 3,
+        hashStart: '0',
+        hashEnd: String(1n << 63n),
+        leaderId: 0,
+        leaderAddress: null,
+        replicas: [1, 2, 3],
+        epoch: 1,
+      },
+      {
+        shardId: 7,
+        hashStart: String(1n << 63n),
+        hashEnd: String(hashSpaceEnd),
+        leaderId: 2,
+        leaderAddress: 'b:1',
+        replicas: [2, 1],
+        epoch: 4,
+      },
     ])
-    expect([...parsed.leaders]).toEqual([[7, { nodeId: 2, term: 1 }]])
-    expect(parsed.nodes).toEqual([
+    expect(cache.snapshot()?.members).toEqual([
       { nodeId: 1, address: '', zone: 'z1', state: 'active' },
       { nodeId: 2, address: 'b:1', zone: '', state: 'dead' },
     ])
@@ -231,7 +247,10 @@ describe('client/routing map', () => {
     expect(cache.leaderOf(4)).toBe(1)
     cache.forgetLeader(4, 1)
     expect(cache.leaderOf(4)).toBe(0)
-    expect(target(4)).toBe(1) // the first replica
+    // The first replica said it does not lead and named nobody: it is asked last (routing/policy.ts).
+    expect(target(4)).toBe(2)
+    cache.noteLeader(4, 3)
+    expect(target(4)).toBe(3)
     expect(cache.nextShard(1)?.shardId).toBe(2)
     expect(cache.nextShard(6)).toBeUndefined()
     expect(cache.firstShard()?.shardId).toBe(1)
@@ -326,7 +345,7 @@ describe('client/routing map', () => {
     }
     expect(cache.applyDescriptor(d)).toBe(true)
     expect(cache.snapshot()?.shards.map((s) => s.shardId)).toEqual([1, 5, 4])
-    expect(shardOfHash([cache.shard(5)!], middle2)?.shardId).toBe(5)
+    expect(new RouteTable([cache.shard(5)!], []).shardOfHash(middle2)?.shardId).toBe(5)
     expect(cache.shard(2)).toBeUndefined()
     expect(cache.firstShard()?.shardId).toBe(1)
     expect(cache.nextShard(1)).toBeUndefined() // a gap until the refresh

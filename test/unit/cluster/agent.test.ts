@@ -148,13 +148,28 @@ describe('cluster/ClusterAgent serveJoin', () => {
     expect(remote.calls).toEqual([{ op: 'join', address: 'n3:7100', args: joinArgs }])
   })
 
-  it('without a meta replica and no leader hint: the meta replicas in turn', async () => {
+  it('without a meta replica and no leader hint: the preferred meta replica (it passes the call on)', async () => {
     const { agent, remote } = agentOf(4, () => undefined)
     await agent.serveJoin(joinArgs, false)
     await agent.serveJoin(joinArgs, false)
-    await agent.serveJoin(joinArgs, false)
-    await agent.serveJoin(joinArgs, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7100', 'n2:7100', 'n3:7100', 'n1:7100'])
+    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7100', 'n1:7100'])
+  })
+
+  it('a meta replica that answers NOT_LEADER naming nobody is asked last', async () => {
+    const { agent, remote } = agentOf(4, () => undefined)
+    const answer = remote.heartbeat.bind(remote)
+    remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
+      if (address === 'n1:7100') {
+        remote.calls.push({ op: 'heartbeat', address, args })
+        throw new KvError(ErrorCode.NotLeader, 'no leader known')
+      }
+      return await answer(address, args)
+    }
+    const beat = { nodeId: NodeId(4), leaders: [] }
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('no leader known')
+    await agent.serveHeartbeat(beat, false)
+    await agent.serveHeartbeat(beat, false)
+    expect(remote.calls.map((c) => c.address)).toEqual(['n1:7100', 'n2:7100', 'n2:7100'])
   })
 
   it('without a meta replica: the map hint of the meta leader', async () => {
@@ -165,7 +180,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
   })
 
   it('a dead meta leader named by the map does not trap the node: after a failed call it tries the others', async () => {
-    const { agent, remote } = agentOf(4, () => undefined)
+    const { agent, remote, clock } = agentOf(4, () => undefined)
     agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 3))
     const failing = remote.heartbeat.bind(remote)
     remote.heartbeat = async (address: string, args: unknown): Promise<'active'> => {
@@ -179,7 +194,16 @@ describe('cluster/ClusterAgent serveJoin', () => {
     await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('connection refused')
     await agent.serveHeartbeat(beat, false)
     await agent.serveHeartbeat(beat, false)
-    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100', 'n1:7100', 'n3:7100'])
+    // Node 2 is passed over (and forgotten as the leader): the preferred meta replica, node 1.
+    expect(remote.calls.map((c) => c.address)).toEqual(['n2:7100', 'n1:7100', 'n1:7100'])
+    // A newer map hint naming node 2 again does not trap the node while it is passed over.
+    agent.offer(initial.withLeaderHint(initial.meta.shardId, NodeId(2), 4))
+    await agent.serveHeartbeat(beat, false)
+    expect(remote.calls.at(-1)?.address).toBe('n1:7100')
+    // After a few heartbeats it is tried again.
+    clock.now += 400
+    await expect(agent.serveHeartbeat(beat, false)).rejects.toThrow('connection refused')
+    expect(remote.calls.at(-1)?.address).toBe('n2:7100')
   })
 
   it('goes back to a leader whose call failed once when another node names it (no NOT_LEADER loop)', async () => {

@@ -11,7 +11,12 @@ async function rulesHit(filePath: string, code: string): Promise<string[]> {
 }
 
 describe('lint/determinism ban', () => {
-  const pure = ['src/raft/raft.ts', 'src/hashing/xxhash.ts', 'src/verify/linearizability.ts']
+  const pure = [
+    'src/raft/raft.ts',
+    'src/hashing/xxhash.ts',
+    'src/verify/linearizability.ts',
+    'src/routing/policy.ts',
+  ]
 
   it.each(pure)('bans ambient time, timers and randomness in %s', async (file) => {
     expect(await rulesHit(file, 'export const t = Date.now()\n')).toContain('no-restricted-properties')
@@ -36,5 +41,17 @@ describe('lint/determinism ban', () => {
     expect(await rulesHit('src/common/clock-system.ts', 'export const t = Date.now()\n')).not.toContain(
       'no-restricted-properties',
     )
+  })
+})
+
+describe('lint/the doors of routing/', () => {
+  it('routing/ imports none of the rooms that use it', async () => {
+    for (const room of ['cluster', 'client', 'router', 'shard', 'server', 'node', 'storage'])
+      expect(
+        await rulesHit(
+          'src/routing/policy.ts',
+          `import { x } from '../${room}/index.ts'\nexport const y = x\n`,
+        ),
+      ).toContain('no-restricted-imports')
   })
 })

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { ErrorCode, NodeId, ShardId } from '../../../src/common/index.ts'
+import { ErrorCode, KvError, NodeId, ShardId } from '../../../src/common/index.ts'
 import { descriptorOf, type ClusterMap } from '../../../src/cluster/index.ts'
-import { Router, type LocalReplica, type Target } from '../../../src/router/index.ts'
+import { Router, forwardAvoidMs, type LocalReplica, type Target } from '../../../src/router/index.ts'
 import type { Replica } from '../../../src/shard/index.ts'
-import { handMap, kvError, node } from '../cluster/fixtures.ts'
+import { ManualClock, handMap, kvError, node } from '../cluster/fixtures.ts'
 
 /** A stand-in replica: the router only hands it back, so identity is all a test needs. */
 const fakeReplica = (shard: number): Replica => ({ fake: `replica of shard ${shard}` }) as unknown as Replica
@@ -29,11 +29,12 @@ function routerOf(
   self: number,
   locals: Record<number, Omit<LocalReplica, 'replica'>>,
   current: () => ClusterMap = () => map,
+  clock = new ManualClock(),
 ): Router {
   const replicas = new Map(
     Object.entries(locals).map(([id, view]) => [Number(id), { replica: fakeReplica(Number(id)), ...view }]),
   )
-  return new Router({ nodeId: NodeId(self), map: current, local: (id) => replicas.get(id) })
+  return new Router({ nodeId: NodeId(self), map: current, local: (id) => replicas.get(id), clock })
 }
 
 const follower = (leaderId: number | null): Omit<LocalReplica, 'replica'> => ({
@@ -140,11 +141,22 @@ describe('router/Router learnLeader', () => {
     expect(r.target(shard(0), 'leader', false)).toEqual(remote(2))
   })
 
-  it('ignores nodes that are not replicas of the shard, and unknown shards', () => {
+  it('ignores unknown shards; takes a node the map does not list among the replicas (the map may lag a move)', () => {
     const r = routerOf(6, {})
-    r.learnLeader(ShardId(0), NodeId(4))
     r.learnLeader(ShardId(99), NodeId(1))
     expect(r.leaderOf(shard(0))).toBe(2)
+    r.learnLeader(ShardId(0), NodeId(4))
+    expect(r.leaderOf(shard(0))).toBe(4)
+    expect(r.target(shard(0), 'leader', false)).toEqual(remote(4))
+  })
+
+  it('a receipt from an older term than the map hint does not override it', () => {
+    const hinted = map.withLeaderHint(ShardId(1), NodeId(3), 7)
+    const r = routerOf(6, {}, () => hinted)
+    r.learnLeader(ShardId(1), NodeId(2), 6)
+    expect(r.leaderOf(hinted.shard(ShardId(1))!)).toBe(3)
+    r.learnLeader(ShardId(1), NodeId(4), 8)
+    expect(r.leaderOf(hinted.shard(ShardId(1))!)).toBe(4)
   })
 
   it('the latest lesson wins', async () => {
@@ -189,3 +201,111 @@ describe('router/Router map access', () => {
     expect(r.nodeId).toBe(1)
   })
 })
+
+describe('router/Router serve: here, or forwarded once', () => {
+  type Res = { readonly by: string; readonly receipt?: { readonly nodeId: number; readonly term: number } }
+  const ok = (by: string, nodeId = 0, term = 0): Res => ({ by, receipt: { nodeId, term } })
+  const notLeader = (leaderHint?: number): KvError =>
+    new KvError(ErrorCode.NotLeader, 'not me', {
+      details: leaderHint === undefined ? { shardId: 0 } : { shardId: 0, leaderHint },
+    })
+
+  /** A `remote` that answers per address from `answers` (an error is thrown), recording the calls. */
+  function remoteOf(answers: Record<string, Res | KvError>): {
+    calls: string[]
+    remote: (address: string) => Promise<Res>
+  } {
+    const calls: string[] = []
+    return {
+      calls,
+      remote: (address) => {
+        calls.push(address)
+        const a = answers[address]
+        if (a === undefined) return Promise.reject(new Error(`unexpected call to ${address}`))
+        return a instanceof KvError ? Promise.reject(a) : Promise.resolve(a)
+      },
+    }
+  }
+
+  it('a local leader serves; nothing is forwarded', async () => {
+    const { calls, remote } = remoteOf({})
+    const r = routerOf(1, { 0: leader(1) })
+    expect(await r.serve(shard(0), 'leader', false, async () => ok('local'), remote)).toEqual(ok('local'))
+    expect(calls).toEqual([])
+  })
+
+  it('a local follower that refuses with a hint: passed on once to that leader, which is learned', async () => {
+    const { calls, remote } = remoteOf({ 'n3:7100': ok('n3', 3, 4) })
+    const r = routerOf(2, { 1: follower(null) })
+    const res = await r.serve(shard(1), 'leader', false, () => Promise.reject(notLeader(3)), remote)
+    expect(res.by).toBe('n3')
+    expect(calls).toEqual(['n3:7100'])
+    expect(r.leaderOf(shard(1))).toBe(3)
+  })
+
+  it('a forwarded request is never passed on: the local refusal goes back', async () => {
+    const { calls, remote } = remoteOf({ 'n3:7100': ok('n3') })
+    const r = routerOf(2, { 1: follower(null) })
+    const err = await kvError(() =>
+      r.serve(shard(1), 'leader', true, () => Promise.reject(notLeader(3)), remote),
+    )
+    expect(err.details?.leaderHint).toBe(3)
+    expect(calls).toEqual([])
+  })
+
+  it('a forward answered NOT_LEADER goes once more to the leader named then, and no further', async () => {
+    const { calls, remote } = remoteOf({ 'n2:7100': notLeader(3), 'n3:7100': notLeader(4) })
+    const r = routerOf(6, {})
+    const err = await kvError(() =>
+      r.serve(shard(0), 'leader', false, () => Promise.reject(new Error('no')), remote),
+    )
+    expect(err.details?.leaderHint).toBe(4)
+    expect(calls).toEqual(['n2:7100', 'n3:7100'])
+  })
+
+  it('a forward that names its own node as leader (leadership moving) is not passed on', async () => {
+    const { calls, remote } = remoteOf({ 'n2:7100': notLeader(2) })
+    const r = routerOf(6, {})
+    await kvError(() => r.serve(shard(0), 'leader', false, () => Promise.reject(new Error('no')), remote))
+    expect(calls).toEqual(['n2:7100'])
+  })
+
+  it('a leader that does not answer is passed over for forwardAvoidMs, then tried again', async () => {
+    const clock = new ManualClock()
+    const { calls, remote } = remoteOf({
+      'n2:7100': new KvError(ErrorCode.Unavailable, 'connection refused'),
+      'n1:7100': ok('n1', 1, 9),
+    })
+    const r = routerOf(6, {}, () => map, clock)
+    await kvError(() => r.serve(shard(0), 'leader', false, () => Promise.reject(new Error('no')), remote))
+    // Node 2 failed: forgotten as the leader and passed over; shard 0's first replica (1) is next.
+    expect(r.target(shard(0), 'leader', false)).toEqual(peerTarget(1))
+    expect((await r.serve(shard(0), 'leader', false, () => Promise.reject(new Error('no')), remote)).by).toBe(
+      'n1',
+    )
+    // The receipt named node 1 the leader (term 9): it stays so after the avoidance ends.
+    clock.now += forwardAvoidMs
+    expect(r.leaderOf(shard(0))).toBe(1)
+    expect(calls).toEqual(['n2:7100', 'n1:7100'])
+    // Shard 1 (no hint): node 2 is its preferred replica again once the avoidance ended.
+    expect(r.target(shard(1), 'leader', false)).toEqual(peerTarget(2))
+  })
+
+  it('a forward answered NOT_LEADER without a hint: that node is asked last for the shard', async () => {
+    const { remote } = remoteOf({ 'n2:7100': notLeader() })
+    const r = routerOf(6, {})
+    await kvError(() => r.serve(shard(1), 'leader', false, () => Promise.reject(new Error('no')), remote))
+    expect(r.target(shard(1), 'leader', false)).toEqual(peerTarget(3))
+    // Another shard led by node 2 is not affected.
+    expect(r.target(shard(0), 'leader', false)).toEqual(peerTarget(2))
+  })
+
+  it("the caller's own deadline teaches nothing about the peer", async () => {
+    const { remote } = remoteOf({ 'n2:7100': new KvError(ErrorCode.DeadlineExceeded, 'deadline exceeded') })
+    const r = routerOf(6, {})
+    await kvError(() => r.serve(shard(0), 'leader', false, () => Promise.reject(new Error('no')), remote))
+    expect(r.target(shard(0), 'leader', false)).toEqual(peerTarget(2))
+  })
+})
+
+const peerTarget = (id: number): Target => ({ kind: 'remote', nodeId: NodeId(id), address: `n${id}:7100` })

@@ -758,8 +758,6 @@ function checkLimitRelations(l: Limits): void {
       'requestDeadlineMsMax',
       'requestDeadlineMsDefault',
     ],
-    [l.replicaWriteQueueMax >= l.groupCommitCommandsMax, 'replicaWriteQueueMax', 'groupCommitCommandsMax'],
-    [l.groupCommitBytesMax >= l.proposalBytesMax, 'groupCommitBytesMax', 'proposalBytesMax'],
     [l.exportChunkBytes >= l.keyBytesMax, 'exportChunkBytes', 'keyBytesMax'],
   ]
   for (const [ok, name, other] of rules)

@@ -105,12 +105,6 @@ export const limits = {
   requestDeadlineMsMax: 10 * 60_000,
   /** Time a graceful shutdown waits for in-flight requests before closing anyway. */
   shutdownDrainMsMax: 10_000,
-  /** Writes queued per replica before it answers OVERLOADED (the write path's bounded queue). */
-  replicaWriteQueueMax: 4096,
-  /** Commands coalesced into one group-commit batch (one WriteBatch, one fsync). */
-  groupCommitCommandsMax: 1024,
-  /** Bytes of commands coalesced into one group-commit batch; one command may exceed it alone. */
-  groupCommitBytesMax: 16 * 1024 * 1024,
   /** Clients remembered per shard by the exactly-once dedup table; the least recently used go first. */
   dedupClientsMax: 4096,
   /**
@@ -233,8 +227,8 @@ assert(limits.clientIdBytesMax <= 0xff)
 // A tag with its session (principal and time) still fits the command envelope.
 assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + limits.principalBytesMax + 64)
 assert(limits.sessionsPerPrincipalMax <= limits.dedupClientsMax)
-// A client with a full window of writes still fits its results in one shard's queue of writes.
-assert(limits.dedupResultsPerClientMax <= limits.replicaWriteQueueMax)
+// A client with a full window of writes still fits in a node's inbox of requests.
+assert(limits.dedupResultsPerClientMax <= limits.hostInboxMax)
 assert(limits.scanPageEntriesMax <= limits.scanLimitMax)
 // One maximal value always fits an answer; an answer fits one gRPC message with room for framing.
 assert(limits.answerBytesMax >= limits.valueBytesMax + limits.keyBytesMax)
@@ -253,13 +247,11 @@ assert(limits.streamsPerPrincipalMax <= limits.requestsInFlightMax)
 assert(limits.requestsPerConnectionMax <= limits.requestsPerPrincipalMax)
 assert(limits.requestsPerPrincipalMax < limits.requestsInFlightMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
-// A group commit never coalesces more commands than can be queued, and one maximal value fits a chunk.
-assert(limits.groupCommitCommandsMax <= limits.replicaWriteQueueMax)
+// One maximal key fits an export chunk.
 assert(limits.raftLogRetainEntries < limits.raftLogCompactEntries)
 assert(limits.raftLogRetainBytes < limits.raftLogCompactBytes)
 // One maximal proposal fits the byte budgets of the log.
 assert(limits.raftLogRetainBytes >= limits.proposalBytesMax)
-assert(limits.groupCommitBytesMax >= limits.proposalBytesMax)
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
 // Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and
 // one maximal proposal fits one envelope, and so does a full append (entries plus at most 16 bytes

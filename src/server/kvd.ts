@@ -7,7 +7,8 @@
  *   2. create the data dir; open RocksDB in `<dataDir>/db` (a second opener fails at once with
  *      StorageLockedError: RocksDB's LOCK)
  *   3. read `<dataDir>/cluster-id` or, on first boot, draw one and store it durably
- *   4. load the hasher; open the node's replicas (the host), or the test seam's single replica
+ *   4. load the hasher; learn who this node is and the map it starts from; open the node host with
+ *      this node's replicas, the router and the cluster agent
  *   5. start the two gRPC listeners, every call behind the request pipeline (net/):
  *        client (--listen):      KvService, AdminService, health, reflection
  *        peer (--peer-listen):   RaftTransportService, KvService and AdminService for other
@@ -20,7 +21,7 @@
  *   1. not ready: /readyz 503, health NOT_SERVING, the gate refuses new requests (UNAVAILABLE)
  *   2. stop accepting calls and drain the ones in flight, for at most limits.shutdownDrainMsMax,
  *      then cut what is left
- *   3. close HTTP, close the replica (drains its write queue), close the engine last
+ *   3. close HTTP, stop the agent and the node host, close the engine last
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
@@ -33,9 +34,9 @@ import { formatHostPort, type KvdConfig } from '../common/config.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import { deadlineSignal } from '../common/clock.ts'
+import type { ClusterMap } from '../cluster/index.ts'
 import {
   ClusterAgent,
-  ClusterMap,
   initialClusterMap,
   metaShardId,
   peerAddressOf,
@@ -70,11 +71,10 @@ import {
 } from '../router/index.ts'
 import type { Logger } from '../common/logger.ts'
 import { loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
-import { hashSpaceEnd, type Hasher } from '../hashing/index.ts'
+import type { Hasher } from '../hashing/index.ts'
 import { NodeHost, type HostedShard } from '../node/host.ts'
 import { GrpcPeerTransport } from '../node/transport-grpc.ts'
 import { SystemRandom } from '../common/random-system.ts'
-import type { openLocalReplica, Replica } from '../shard/index.ts'
 import { clusterIdBytes } from './cursor.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
 import { createKvService, kvServiceDefinition } from './grpc-kv.ts'
@@ -97,8 +97,11 @@ export interface KvdComponents {
   readonly logger: Logger
   /** A broken invariant met while serving; the default rethrows it asynchronously (crash). */
   readonly onFatal?: (err: AssertionError) => void
-  /** Opens the replica of shard 0; default `openLocalReplica` (tests inject a double). */
-  readonly openReplica?: typeof openLocalReplica
+  /**
+   * Opens the node's storage in `dir`; default RocksDB (`openRocksEngine`). Tests wrap it to hold
+   * or count disk operations.
+   */
+  readonly openEngine?: (dir: string, logger: Logger) => Promise<Engine>
 }
 
 /** The addresses actually bound (ports resolved when 0 was asked). */
@@ -123,7 +126,6 @@ export class Kvd {
   )
   private state: State = 'new'
   private engine: Engine | undefined
-  private replica: Replica | undefined
   private host: NodeHost | undefined
   private agent: ClusterAgent | undefined
   private peerClients: PeerClients | undefined
@@ -190,7 +192,9 @@ export class Kvd {
         peerCertificates?.channelCredentials(address) ?? plaintextChannelCredentials()
       if (peerCertificates !== undefined) credentials.onTls((material) => peerCertificates.update(material))
       await mkdir(config.dataDir, { recursive: true })
-      this.engine = await openRocksEngine({ dir: join(config.dataDir, 'db') }, { logger: this.log })
+      const dbDir = join(config.dataDir, 'db')
+      this.engine = await (this.components.openEngine?.(dbDir, this.log) ??
+        openRocksEngine({ dir: dbDir }, { logger: this.log }))
       const hasher = await loadHasher()
       const identity = await this.identity(this.engine, hasher, tls)
       this.nodeId = identity.nodeId
@@ -206,90 +210,78 @@ export class Kvd {
       this.forwarder = new Forwarder(peerClients)
       const forwarder = this.forwarder
       this.metrics.exposeForwarded(() => forwarder.byMethod())
-      const map =
-        this.components.openReplica !== undefined || identity.map === undefined
-          ? soloMap(this.clusterIdHex, identity.nodeId, formatHostPort(config.listen), config.peerAdvertise)
-          : identity.map
+      const map = identity.map
       const router = new Router({
         nodeId: identity.nodeId,
         map: () => this.agent?.map ?? map,
         local: (shardId) => this.localReplica(shardId),
         clock,
       })
-      if (this.components.openReplica !== undefined) {
-        // Test seam: one replica covering the whole ring, no Raft.
-        const replica = await this.components.openReplica(
-          { nodeId: identity.nodeId, shardId: ShardId(0) },
-          { engine: this.engine, hasher, clock, logger: this.log, limits: config.limits },
-        )
-        this.replica = replica
-      } else {
-        const transport = new GrpcPeerTransport(
-          { nodeId: identity.nodeId, limits: config.limits },
-          { clock, random: this.random, logger: this.log, credentialsFor },
-        )
-        this.transport = transport
-        transport.setPeers(peerAddresses(map))
-        this.host = await NodeHost.open(
-          {
-            nodeId: identity.nodeId,
-            bootstrap: hostedOf(map, identity.nodeId),
-            shardCount: map.cluster.shardCount,
-            tickMs: config.tickMs,
-            leaseReads: config.leaseReads,
-            snapshotBytesPerSecond: config.snapshotRateMiBps * 1024 * 1024,
+      const transport = new GrpcPeerTransport(
+        { nodeId: identity.nodeId, limits: config.limits },
+        { clock, random: this.random, logger: this.log, credentialsFor },
+      )
+      this.transport = transport
+      transport.setPeers(peerAddresses(map))
+      this.host = await NodeHost.open(
+        {
+          nodeId: identity.nodeId,
+          bootstrap: hostedOf(map, identity.nodeId),
+          shardCount: map.cluster.shardCount,
+          tickMs: config.tickMs,
+          leaseReads: config.leaseReads,
+          snapshotBytesPerSecond: config.snapshotRateMiBps * 1024 * 1024,
+        },
+        {
+          engine: this.engine,
+          hasher,
+          clock,
+          random: this.random,
+          logger: this.log,
+          limits: config.limits,
+          transport,
+          onFatal: (err) => this.fatal(err),
+        },
+      )
+      const host = this.host
+      const engine = this.engine
+      let stored = encodeMap(map, identity.nodeId)
+      this.agent = new ClusterAgent(
+        {
+          nodeId: identity.nodeId,
+          heartbeatMs: config.heartbeatMs,
+          mapRefreshMs: config.heartbeatMs,
+          nodeDeadAfterMs: config.heartbeatMs * nodeDeadAfterHeartbeats,
+          metaCallMs: Math.max(config.heartbeatMs, metaCallMsMin),
+          initialMap: map,
+          movePollMs,
+          moveStallMsMax,
+          movesConcurrentMax: config.limits.movesConcurrentMax,
+        },
+        {
+          clock,
+          logger: this.log,
+          localMeta: () => this.localReplica(metaShardId),
+          leaderReports: () => host.leaderships(),
+          remote: new GrpcMetaRemote(peerClients),
+          replicas: new GrpcReplicaRemote(peerClients),
+          ownReplicas: () =>
+            host.status().map((v) => ({ shardId: v.shardId, state: v.state, epoch: v.epoch })),
+          dropReplica: (shardId, epoch, members) => host.destroyReplica(shardId, epoch, members),
+          onMap: (next) => {
+            transport.setPeers(peerAddresses(next))
+            // Kept, so a restarted node routes at once (a joined node cannot compute its map).
+            const bytes = encodeMap(next, identity.nodeId)
+            if (Buffer.compare(bytes, stored) === 0) return
+            stored = bytes
+            const batch = engine.batch()
+            batch.put(mapKey, bytes)
+            engine
+              .write(batch, { sync: false })
+              .catch((err: unknown) => this.log.warn({ err }, 'map not stored'))
           },
-          {
-            engine: this.engine,
-            hasher,
-            clock,
-            random: this.random,
-            logger: this.log,
-            limits: config.limits,
-            transport,
-            onFatal: (err) => this.fatal(err),
-          },
-        )
-        const host = this.host
-        const engine = this.engine
-        let stored = encodeMap(map, identity.nodeId)
-        this.agent = new ClusterAgent(
-          {
-            nodeId: identity.nodeId,
-            heartbeatMs: config.heartbeatMs,
-            mapRefreshMs: config.heartbeatMs,
-            nodeDeadAfterMs: config.heartbeatMs * nodeDeadAfterHeartbeats,
-            metaCallMs: Math.max(config.heartbeatMs, metaCallMsMin),
-            initialMap: map,
-            movePollMs,
-            moveStallMsMax,
-            movesConcurrentMax: config.limits.movesConcurrentMax,
-          },
-          {
-            clock,
-            logger: this.log,
-            localMeta: () => this.localReplica(metaShardId),
-            leaderReports: () => host.leaderships(),
-            remote: new GrpcMetaRemote(peerClients),
-            replicas: new GrpcReplicaRemote(peerClients),
-            ownReplicas: () =>
-              host.status().map((v) => ({ shardId: v.shardId, state: v.state, epoch: v.epoch })),
-            dropReplica: (shardId, epoch, members) => host.destroyReplica(shardId, epoch, members),
-            onMap: (next) => {
-              transport.setPeers(peerAddresses(next))
-              // Kept, so a restarted node routes at once (a joined node cannot compute its map).
-              const bytes = encodeMap(next, identity.nodeId)
-              if (Buffer.compare(bytes, stored) === 0) return
-              stored = bytes
-              const batch = engine.batch()
-              batch.put(mapKey, bytes)
-              engine
-                .write(batch, { sync: false })
-                .catch((err: unknown) => this.log.warn({ err }, 'map not stored'))
-            },
-          },
-        )
-      }
+        },
+      )
 
       const mapNow = (): ClusterMap => this.agent?.map ?? map
       const pipeline = new Pipeline({
@@ -327,8 +319,9 @@ export class Kvd {
         clusterId,
       })
       const admin = createAdminService({
-        replicas: () => (this.replica === undefined ? [] : [this.replica]),
-        ...(this.host === undefined ? {} : { shardViews: () => this.host?.status() ?? [] }),
+        // Every replica is a Raft group of the host: its view is the shard's status.
+        replicas: () => [],
+        shardViews: () => this.host?.status() ?? [],
         peers: () =>
           [...router.map.nodes.values()]
             .filter((n) => n.id !== identity.nodeId)
@@ -467,8 +460,6 @@ export class Kvd {
     this.http = undefined
     this.peerClients?.close()
     this.peerClients = undefined
-    await this.replica?.close()
-    this.replica = undefined
     await this.closeReplication()
     await this.engine?.close()
     this.engine = undefined
@@ -485,8 +476,6 @@ export class Kvd {
 
   /** This node's replica of `shardId` with its Raft view, for the router and the agent. */
   private localReplica(shardId: ShardId): (LocalReplica & LocalMeta) | undefined {
-    if (this.replica !== undefined)
-      return shardId === 0 ? { replica: this.replica, isLeader: true, leaderId: this.nodeId } : undefined
     const r = this.host?.replica(shardId)
     // A replica that does not serve (waiting for or installing a snapshot) is as good as none here:
     // requests go to the shard's other replicas.
@@ -519,7 +508,7 @@ export class Kvd {
     engine: Engine,
     hasher: Hasher,
     tls: TlsMaterial | undefined,
-  ): Promise<{ nodeId: NodeId; clusterId: Buffer | undefined; map: ClusterMap | undefined }> {
+  ): Promise<{ nodeId: NodeId; clusterId: Buffer | undefined; map: ClusterMap }> {
     const { config } = this.init
     const storedId = await engine.get(nodeIdKey)
     const storedMap = await engine.get(mapKey)
@@ -773,22 +762,4 @@ export function hostedOf(map: ClusterMap, nodeId: NodeId): HostedShard[] {
     hashEnd: s.hashEnd,
     voters: [...s.replicas],
   }))
-}
-
-/** The map of the single-replica test seam: one shard over the whole ring, on this node. */
-function soloMap(clusterId: string, nodeId: NodeId, address: string, peerAddress: string): ClusterMap {
-  const whole = {
-    hashStart: 0n,
-    hashEnd: hashSpaceEnd,
-    replicas: [nodeId],
-    leaderHint: nodeId,
-    leaderTerm: 0,
-    epoch: 1,
-  }
-  return new ClusterMap(
-    { clusterId, shardCount: 1, replicaCount: 1, vnodesPerNode: 1 },
-    [{ id: nodeId, address, peerAddress, zone: '', weight: 1, state: 'active', lastHeartbeatMs: 0 }],
-    [{ shardId: ShardId(0), ...whole }],
-    { shardId: metaShardId, ...whole },
-  )
 }

@@ -1,15 +1,13 @@
 /**
  * shard/: one replica of one shard: the KV state machine (deterministic apply, versions,
- * compare-and-set, exactly-once dedup), the write path (bounded queue, group commit) and the read
- * path per consistency level. Today the replica is single-node (`openLocalReplica`); the next step
- * replaces its local log by a Raft group, and the state machine and apply stay exactly the same.
+ * compare-and-set, exactly-once dedup), the replica as a Raft group driven by the node's one
+ * Ready loop (raft-group.ts, raft-replica.ts), and the read path per consistency level. Replicas
+ * are created and run by the node host (node/host.ts); kvd and the tests reach them through it.
  *
  * @example
- * const engine = await openRocksEngine({ dir }, { logger })
- * const replica = await openLocalReplica(
- *   { nodeId: NodeId(1), shardId: ShardId(0) },
- *   { engine, hasher: await loadHasher(), clock, logger },
- * )
+ * const host = await NodeHost.open({ nodeId, bootstrap, shardCount, tickMs, leaseReads }, components)
+ * host.start()
+ * const replica = host.replicaForHash(hasher.hash64(key))
  * const { version } = await replica.put(key, value, { level: WriteLevel.Majority })
  * const { found, receipt } = await replica.get(key, { level: ReadLevel.Linearizable })
  */
@@ -31,7 +29,6 @@ export {
   type Replica,
   type ShardSet,
 } from './api.ts'
-export { openLocalReplica, type LocalReplicaInit, type LocalReplicaComponents } from './local-replica.ts'
 // For the Raft integration: the replicated command and the deterministic state machine.
 export { encodeCommand, decodeCommand, commandFormat, type Command, type ClientTag } from './commands.ts'
 export {

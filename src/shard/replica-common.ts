@@ -1,8 +1,8 @@
 /**
- * What every Replica implementation shares: turning an apply outcome into an answer or a typed
- * error, building commands from validated input, and the read paths over the engine (point reads
- * and the scan of a shard's hash range). The local replica and the Raft replica differ only in
- * how a command gets its index and when a read may be served.
+ * The replica's building blocks apart from Raft: turning an apply outcome into an answer or a
+ * typed error, building commands from validated input, and the read paths over the engine (point
+ * reads and the scan of a shard's hash range). raft-replica.ts adds how a command gets its index
+ * and when a read may be served.
  */
 import { ErrorCode, KvError, type Limits, type ShardId } from '../common/index.ts'
 import {

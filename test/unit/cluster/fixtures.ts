@@ -1,5 +1,5 @@
 /** Shared test doubles for the cluster and router tests: hand-built maps, a meta replica, error capture. */
-import { KvError, NodeId, ShardId, silentLogger, type Clock } from '../../../src/common/index.ts'
+import { KvError, NodeId, ShardId, type Clock } from '../../../src/common/index.ts'
 import {
   ClusterMap,
   metaShardId,
@@ -10,8 +10,9 @@ import {
 } from '../../../src/cluster/index.ts'
 import type { InitialClusterSpec, InitialNode } from '../../../src/cluster/index.ts'
 import { equalHashRanges, hashSpaceEnd, type Hasher } from '../../../src/hashing/index.ts'
-import { openLocalReplica, type Replica } from '../../../src/shard/index.ts'
+import type { Replica } from '../../../src/shard/index.ts'
 import { MemoryEngine, loadHasher } from '../../../src/storage/index.ts'
+import { openTestReplica } from '../shard/helpers.ts'
 
 export const clusterId = '0123456789abcdef0123456789abcdef'
 
@@ -112,12 +113,12 @@ export function handMap(
   return new ClusterMap(cluster, nodes, shards, meta)
 }
 
-/** A single-node replica over a fresh MemoryEngine covering the whole ring (MetaStore needs only Replica). */
-export async function openMetaReplica(clock: Clock = new ManualClock()): Promise<Replica> {
-  return openLocalReplica(
-    { nodeId: NodeId(1), shardId: metaShardId },
-    { engine: new MemoryEngine(), hasher: await testHasher(), clock, logger: silentLogger },
-  )
+/**
+ * The meta shard's replica on a one-node NodeHost over a fresh MemoryEngine (MetaStore needs only
+ * a Replica). The host runs on its own clock, so a test's ManualClock sees only the agent's timers.
+ */
+export async function openMetaReplica(): Promise<Replica> {
+  return await openTestReplica(new MemoryEngine(), { shard: { shardId: metaShardId, kind: 'meta' } })
 }
 
 /** The error a call throws (synchronously or as a rejection); fails when it does not throw. */

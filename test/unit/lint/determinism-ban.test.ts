@@ -35,7 +35,7 @@ describe('lint/determinism ban', () => {
   })
 
   it('bans ambient time in the simulated rooms but lets the system clock use it', async () => {
-    expect(await rulesHit('src/shard/local-replica.ts', 'export const t = Date.now()\n')).toContain(
+    expect(await rulesHit('src/shard/raft-replica.ts', 'export const t = Date.now()\n')).toContain(
       'no-restricted-properties',
     )
     expect(await rulesHit('src/common/clock-system.ts', 'export const t = Date.now()\n')).not.toContain(

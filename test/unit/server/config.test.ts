@@ -141,8 +141,8 @@ describe('common/config', () => {
       'limits.grpcMessageBytesMax',
     )
     expect(failure(() => load({ data: '/d', limit: ['scanLimitMax=10'] })).field).toBe('limits.scanLimitMax')
-    expect(failure(() => load({ data: '/d', limit: ['replicaWriteQueueMax=10'] })).field).toBe(
-      'limits.replicaWriteQueueMax',
+    expect(failure(() => load({ data: '/d', limit: ['exportChunkBytes=10'] })).field).toBe(
+      'limits.exportChunkBytes',
     )
   })
 })

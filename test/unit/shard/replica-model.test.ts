@@ -76,7 +76,7 @@ class Model {
   }
 }
 
-describe('shard/local-replica model', () => {
+describe('shard/replica model (one voter on a NodeHost)', () => {
   it('matches a Map model under random concurrent operations', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -84,6 +84,7 @@ describe('shard/local-replica model', () => {
         async (groups) => {
           const replica = await openTestReplica(new MemoryEngine())
           const model = new Model()
+          model.index = replica.base
           const W = { level: WriteLevel.Majority }
           for (const group of groups) {
             const expectedOutcomes = group.map((o) => model.apply(o))

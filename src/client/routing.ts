@@ -328,9 +328,14 @@ export class RoutingCache {
     return this.policy.noteLeader(this.table, shardId, nodeId, term)
   }
 
-  /** `nodeId` served a request: it is reachable again. */
+  /**
+   * `nodeId` served a request: it is reachable again. A node the map says is dead that serves is
+   * news the map is stale (the node came back, and nothing else would tell us: requests routed
+   * around it still succeed, one forward each), so the map is reloaded (rate-limited).
+   */
   noteServed(nodeId: number): void {
     this.policy.noteServed(nodeId)
+    if (this.table.node(nodeId)?.state === 'dead') void this.refresh()
   }
 
   /**

@@ -16,8 +16,9 @@
  *   - A node that answered NOT_LEADER naming nobody else is forgotten as that shard's leader and
  *     asked last for that shard until a leader is known again, so a stale replica cannot keep a
  *     caller from the others (when none knows a leader, the replicas are asked in turn).
- *   - Dead nodes (by the table's states), the deciding node itself and nodes the caller cannot
- *     reach are never chosen.
+ *   - Dead nodes (by the table's states; but not a leader the deciding node's own replica sees
+ *     leading, which is alive whatever a lagging map says), the deciding node itself and nodes the
+ *     caller cannot reach are never chosen.
  *   - A request that can be served by any replica (session, bounded, eventual reads) goes to one
  *     in the caller's zone when there is one, else round robin over the usable replicas, from a
  *     random start per shard so that clients spread.
@@ -227,7 +228,9 @@ export class RoutePolicy {
     if (leader > 0) order.push(leader)
     for (const r of shard.replicas) if (!refused.includes(r) && !order.includes(r)) order.push(r)
     for (const r of refused) if (!order.includes(r)) order.push(r)
-    const usable = order.filter((id) => this.usable(table, id, options))
+    // A leader this node's own replica sees leading is alive, whatever the map's state says.
+    const seen = options.local?.leaderId ?? null
+    const usable = order.filter((id) => this.usable(table, id, options, id === seen))
     const fresh = usable.find((id) => !this.isAvoided(id, nowMs))
     if (fresh !== undefined) return fresh
     return options.lastResort === true ? usable[0] : undefined
@@ -339,14 +342,17 @@ export class RoutePolicy {
     for (const id of [...this.turns.keys()]) if (table.shard(id) === undefined) this.turns.delete(id)
   }
 
-  /** A node a request may be sent to: in the table, not dead, not the deciding node, reachable, not excluded. */
-  private usable(table: RouteTable, nodeId: number, options: ChoiceOptions): boolean {
+  /**
+   * A node a request may be sent to: in the table, not dead (unless `alive`: seen alive first hand),
+   * not the deciding node, reachable, not excluded.
+   */
+  private usable(table: RouteTable, nodeId: number, options: ChoiceOptions, alive = false): boolean {
     if (nodeId === this.config.self || options.exclude?.has(nodeId) === true) return false
     const node = table.node(nodeId)
     if (options.reachable !== undefined) {
       if (!options.reachable(nodeId)) return false
     } else if (node === undefined) return false
-    return node?.state !== 'dead'
+    return alive || node?.state !== 'dead'
   }
 
   /** The note of `shard`, if it was made for the entry's current range. */

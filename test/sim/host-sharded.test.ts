@@ -2,10 +2,15 @@
  * The host simulator (test/sim/host/) on a sharded cluster: five real NodeHosts, each created
  * with the replicas kvd gives it (`hostedOf(initialClusterMap(...), nodeId)`): 8 to 12 data shards
  * at three replicas each, placed by the ring, so every node runs a different subset of Raft groups
- * with different voter sets, plus the meta shard on three nodes. Clients send each key only to
- * nodes holding its shard; meta clients run the control plane's transactions (bootstrap, register,
- * heartbeat, markDead, read) through MetaStore on the meta leader. Same faults as host-seeds:
- * loss, delay, reordering, partitions, stream resets, slow fsyncs, power cuts with restarts.
+ * with different voter sets, plus the meta shard on three nodes. Every node also runs its real
+ * Router and ClusterAgent (heartbeats, map refresh, marking silent nodes dead); clients route with
+ * the real SDK routing (routing cache, route choice and repair, retries) over a simulated KvService
+ * call path, where each node serves or forwards once; shard records change at run time (a higher
+ * epoch), so routes are repaired from WRONG_SHARD descriptors. Meta clients run the control plane's
+ * transactions (bootstrap, register, heartbeat, markDead, read) through MetaStore on the meta
+ * leader. Same faults as host-seeds (loss, delay, reordering, partitions, stream resets, slow
+ * fsyncs, power cuts with restarts), plus crashes of the meta leader. After healing, routing must
+ * converge: every client reaches every leader with at most one forward, and soon directly.
  *
  * Replay one seed (the run is identical, trace hash included):
  *   HOST_SHARDED_SEED=0x1f npx vitest run test/sim/host-sharded.test.ts
@@ -22,7 +27,14 @@ import { MicrotaskDrain } from './host/drain.ts'
 import { AsyncDriver } from './host/driver.ts'
 import { checkMetaMap, type MetaKnowledge } from './host/meta.ts'
 import { hostSwarmOptions } from './host/options.ts'
-import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
+import {
+  describeHostResult,
+  reportHostResult,
+  runHostSeed,
+  shardedMarks,
+  type HostRunResult,
+  type ShardedMark,
+} from './host/run.ts'
 import { Simulator, parseSeed } from './simulator.ts'
 
 /** Seeds run by default: 1..12 (one or two seconds each). HOST_SHARDED_FROM and HOST_SHARDED_SEEDS widen the sweep. */
@@ -63,6 +75,10 @@ function expectHealthy(r: HostRunResult): void {
   expect(r.stats.meta.reads, report(r)).toBeGreaterThan(0)
   // Group commit across the shards a node holds.
   expect(r.stats.groupCommit.multiShardBatches, report(r)).toBeGreaterThan(0)
+  // The clients routed with the SDK's routing through the nodes' routers, which forwarded some.
+  expect(r.stats.routing.direct, report(r)).toBeGreaterThan(0)
+  expect(r.stats.routing.mapLoads, report(r)).toBeGreaterThan(0)
+  expect(r.stats.routing.probeRounds, report(r)).toBeGreaterThan(0)
 }
 
 function suiteIf(when: boolean, name: string, body: () => void): void {
@@ -95,6 +111,11 @@ suiteIf(only === undefined, 'sim/host sharded: swarm seeds', () => {
       `metaRegisters=${total((r) => r.stats.meta.registers)}`,
       `registersAfterUnknown=${total((r) => r.stats.meta.registersAfterUnknown)}`,
       `metaFailed=${total((r) => r.stats.meta.failed)}`,
+      `forwarded=${total((r) => r.stats.routing.forwardedOnce + r.stats.routing.forwardedTwice)}`,
+      `wrongShard=${total((r) => r.stats.routing.wrongShard)}`,
+      `descriptorRepairs=${total((r) => r.stats.routing.descriptorRepairs)}`,
+      `recordChanges=${total((r) => r.stats.routing.recordChanges)}`,
+      ...(Object.keys(shardedMarks) as ShardedMark[]).map((m) => `${m}=${total((r) => r.shardedMarks[m])}`),
     ].join(' ')
     console.log(`sim/host sharded: ${summary}`)
     // Only meaningful when every seed above ran (not under -t filtering).
@@ -118,6 +139,17 @@ suiteIf(only === undefined, 'sim/host sharded: swarm seeds', () => {
       total((r) => r.stats.meta.registersAfterUnknown),
       summary,
     ).toBeGreaterThan(0)
+    // Routing ran for real: nodes forwarded, shard records changed at run time, and clients
+    // repaired their routes from WRONG_SHARD descriptors; agents marked silent nodes dead and saw
+    // their heartbeats fail while the meta leader was gone.
+    for (const n of [
+      total((r) => r.stats.routing.forwardedOnce),
+      total((r) => r.stats.routing.recordChanges),
+      total((r) => r.stats.routing.wrongShard),
+      total((r) => r.stats.routing.descriptorRepairs),
+      ...(Object.keys(shardedMarks) as ShardedMark[]).map((m) => total((r) => r.shardedMarks[m])),
+    ])
+      expect(n, summary).toBeGreaterThan(0)
   })
 })
 
@@ -193,6 +225,7 @@ suiteIf(only === undefined, 'sim/host sharded: placement and checker teeth', () 
       bootstrapAckedMs: 0,
       registered,
       reads: [],
+      records: new Map(initial.shards.map((s) => [s.shardId, [{ epoch: s.epoch, replicas: s.replicas }]])),
     })
     expect(checkMetaMap(k(), withNodes([node(6, 'sim-new-1')]), 10)).toBeNull()
     expect(checkMetaMap(k(), withNodes([node(6, 'sim-new-1'), node(7, 'sim-new-1')]), 10)).toMatch(
@@ -207,6 +240,37 @@ suiteIf(only === undefined, 'sim/host sharded: placement and checker teeth', () 
       ),
     ).toMatch(/acknowledged as n6/)
     expect(checkMetaMap(k(), undefined, 10)).toMatch(/map is gone/)
+    // A shard record the harness never wrote, and an epoch that goes back between two reads.
+    const shard0 = initial.shards[0]!
+    const bumped = { ...shard0, epoch: shard0.epoch + 1, replicas: [...shard0.replicas].reverse() }
+    const withShard0 = (s: typeof shard0): ClusterMap =>
+      new ClusterMap(
+        initial.cluster,
+        [...initial.nodes.values()],
+        [s, ...initial.shards.slice(1)],
+        initial.meta,
+      )
+    expect(checkMetaMap(k(), withShard0(bumped), 10)).toMatch(/never wrote/)
+    const knows = k()
+    const records = new Map(knows.records)
+    records.set(shard0.shardId, [
+      ...(records.get(shard0.shardId) ?? []),
+      { epoch: bumped.epoch, replicas: bumped.replicas },
+    ])
+    const later: MetaKnowledge = {
+      ...knows,
+      records,
+      reads: [
+        {
+          returnMs: 5,
+          nodes: initial.nodes.size,
+          terms: new Map(),
+          epochs: new Map([[shard0.shardId, bumped.epoch]]),
+        },
+      ],
+    }
+    expect(checkMetaMap(later, withShard0(bumped), 10)).toBeNull()
+    expect(checkMetaMap(later, initial, 10)).toMatch(/epoch 1, after a read that saw 2/)
   })
 })
 

@@ -9,10 +9,16 @@
  * shards on three nodes each, placed by the ring, and the meta shard. Every view below (leaders,
  * convergence, state digests) goes over a shard's own replicas only.
  *
+ * With `sharded` placement every node process also runs its real Router and ClusterAgent
+ * (services.ts: heartbeats, map refresh, marking nodes dead, serve-or-forward-once), and the
+ * workload's clients route with the real SDK routing (sdk-path.ts) over a simulated KvService call
+ * path. The map is not fixed: `changeShardRecord` rewrites a shard's record in the meta shard at
+ * run time (a higher epoch, replicas in a new order), and every router and client must follow.
+ *
  * A node slot outlives its processes: the MemoryEngine is the disk, and a crash (power cut) keeps
  * only what MemoryEngine.crash() says survives, kills every timer of the process, fails the disk
- * operations in flight, closes its transport and stops its host. A restart opens a new NodeHost
- * on the surviving state.
+ * operations in flight, closes its transport and stops its host and its agent. A restart opens a
+ * new NodeHost on the surviving state, with the newest map the node had seen (kvd keeps it on disk).
  */
 import {
   NodeId,
@@ -24,6 +30,14 @@ import {
 } from '../../../src/common/index.ts'
 import { equalHashRanges, rangeIndexOf, type HashRange, type Hasher } from '../../../src/hashing/index.ts'
 import { initialClusterMap, metaShardId, type ClusterMap } from '../../../src/cluster/index.ts'
+import { decodeShard, encodeShard, metaKeys } from '../../../src/cluster/records.ts'
+import {
+  ErrorCode,
+  deadlineSignal,
+  isKvError,
+  isKvErrorWithCode,
+  type Clock,
+} from '../../../src/common/index.ts'
 import { NodeHost, everyMemberShards, type HostedShard, type ShardView } from '../../../src/node/host.ts'
 import { GrpcPeerTransport } from '../../../src/node/transport-grpc.ts'
 import type { PeerTransport, TransportStats } from '../../../src/node/transport.ts'
@@ -45,6 +59,16 @@ import { DelayedEngine, type DiskStats } from './disk.ts'
 import { LifeClock, type AsyncDriver } from './driver.ts'
 import { HostNet, SimPeerChannel, SimPeerTransport, type SimInbound } from './network.ts'
 import type { HostSimOptions } from './options.ts'
+import {
+  SimRpc,
+  emptyRoutingStats,
+  simAddress,
+  startServices,
+  type NodeServices,
+  type RoutingStats,
+} from './services.ts'
+
+export { simAddress }
 
 /** One process lifetime of a node. */
 export interface NodeLife {
@@ -54,6 +78,8 @@ export interface NodeLife {
   readonly transport: PeerTransport & SimInbound
   /** Undefined while the host is opening. */
   host: NodeHost | undefined
+  /** The router and agent of the process (sharded placement), once its host is up. */
+  services: NodeServices | undefined
   dead: boolean
 }
 
@@ -67,6 +93,8 @@ export interface HostCounters {
 export class NodeSlot {
   memory: MemoryEngine
   life: NodeLife | null = null
+  /** The newest map this node's agent had (the next process starts from it, as kvd's stored map). */
+  storedMap: ClusterMap | null = null
   incarnation = 0
   crashes = 0
   readonly disk: DiskStats = { writes: 0, syncs: 0, multiGets: 0, lostInFlight: 0 }
@@ -127,6 +155,19 @@ export class HostCluster {
   private readonly bootstraps = new Map<NodeId, readonly HostedShard[]>()
   /** The nodes holding each shard (its initial voters). */
   private readonly holders = new Map<ShardId, readonly NodeId[]>()
+  /**
+   * Every record the harness put in the meta shard per data shard, oldest first (the initial one,
+   * then each `changeShardRecord`, whether or not it was acknowledged): what a map read may show.
+   */
+  readonly shardRecords = new Map<
+    ShardId,
+    { readonly epoch: number; readonly replicas: readonly NodeId[] }[]
+  >()
+  /** Record changes acknowledged by the meta shard. */
+  recordChanges = 0
+  /** Calls between processes (clients, forwards, the agents' meta calls), and what routing did. */
+  readonly routingStats: RoutingStats = emptyRoutingStats()
+  readonly rpc: SimRpc
   readonly groupCommit: GroupCommitStats = {
     multiShardBatches: 0,
     multiEntryBatches: 0,
@@ -158,6 +199,7 @@ export class HostCluster {
       breakDetectMsMax: o.breakDetectMsMax,
       snapshotChunkBytes: o.limits.snapshotChunkBytes,
     })
+    this.rpc = new SimRpc(this, this.routingStats)
     this.members = Array.from({ length: o.nodes }, (_, i) => NodeId(i + 1))
     this.ranges = equalHashRanges(o.shardCount)
     if (o.placement === 'sharded') {
@@ -174,6 +216,8 @@ export class HostCluster {
       )
       for (const id of this.members) this.bootstraps.set(id, hostedOf(this.map, id))
       this.shardIds = [...this.map.shards.map((s) => s.shardId), metaShardId]
+      for (const s of this.map.shards)
+        this.shardRecords.set(s.shardId, [{ epoch: s.epoch, replicas: s.replicas }])
     } else {
       this.map = null
       for (const id of this.members) this.bootstraps.set(id, everyMemberShards(this.members, o.shardCount))
@@ -276,7 +320,15 @@ export class HostCluster {
             },
           )
         : new SimPeerTransport(slot.id, this.net, clock)
-    const life: NodeLife = { incarnation, clock, engine, transport, host: undefined, dead: false }
+    const life: NodeLife = {
+      incarnation,
+      clock,
+      engine,
+      transport,
+      host: undefined,
+      services: undefined,
+      dead: false,
+    }
     slot.life = life
     this.net.register(slot.id, incarnation, transport)
     this.sim.record(`node ${slot.id} starts (life ${incarnation})`)
@@ -322,6 +374,27 @@ export class HostCluster {
     if (life.transport instanceof GrpcPeerTransport)
       life.transport.setPeers(new Map(this.members.map((id) => [id, `sim-node-${id}`])))
     host.start()
+    if (this.map !== null)
+      life.services = startServices({
+        nodeId: slot.id,
+        host,
+        clock: life.clock,
+        logger,
+        hasher: this.hasher,
+        rpc: this.rpc,
+        initialMap: slot.storedMap ?? this.map,
+        timing: {
+          heartbeatMs: o.heartbeatMs,
+          nodeDeadAfterHeartbeats: agentDeadAfterHeartbeats,
+          metaCallMs: agentMetaCallMs,
+          movePollMs: 2 * o.heartbeatMs,
+          moveStallMsMax: agentMoveStallMsMax,
+          movesConcurrentMax: this.limits.movesConcurrentMax,
+        },
+        onMap: (map) => {
+          if (!life.dead) slot.storedMap = map
+        },
+      })
     this.sim.record(`node ${slot.id} up (life ${life.incarnation})`)
   }
 
@@ -340,6 +413,8 @@ export class HostCluster {
     life.engine.crash()
     slot.memory = slot.memory.crash({ loseUnsynced })
     this.sim.record(`node ${slot.id} crashes (life ${life.incarnation}, loseUnsynced=${loseUnsynced})`)
+    // Its agent stops with it (the timers are dead already; a round in flight ends with the host).
+    if (life.services !== undefined) void life.services.agent.stop().catch(() => {})
     const host = life.host
     if (host !== undefined) {
       const c = host.counters()
@@ -368,6 +443,56 @@ export class HostCluster {
       this.crash(s, false, true)
     }
     await this.driver.until(Promise.allSettled(hosts.map((h) => h.close())), 60_000, 'closing the hosts')
+  }
+
+  /**
+   * Rewrites data shard `shardId`'s record in the meta shard, as a move would (compare-and-set,
+   * through the meta leader): the epoch rises by one and the replicas rotate by one place (the same
+   * nodes, another preferred leader: nothing else changes, so the placement checks still hold).
+   * True when the meta shard acknowledged it; false when no meta leader answered in time.
+   */
+  async changeShardRecord(shardId: ShardId, clock: Clock): Promise<boolean> {
+    const leader = this.leaderOf(metaShardId)
+    const replica = leader?.replica(metaShardId)
+    if (replica === undefined) return false
+    const key = metaKeys.shard(shardId)
+    const d = deadlineSignal(clock, 1_000)
+    try {
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const [raw] = (await replica.getMany([key], { level: 'linearizable', signal: d.signal })).found
+        if (raw === null || raw === undefined) return false
+        const current = decodeShard(raw.value)
+        const next = {
+          ...current,
+          replicas: [...current.replicas.slice(1), ...current.replicas.slice(0, 1)],
+          epoch: current.epoch + 1,
+        }
+        this.shardRecords.get(shardId)?.push({ epoch: next.epoch, replicas: next.replicas })
+        try {
+          await replica.batch(
+            [{ kind: 'put', key, value: encodeShard(next), expectedVersion: raw.version }],
+            {
+              level: 'majority',
+              signal: d.signal,
+            },
+          )
+        } catch (err) {
+          if (isKvErrorWithCode(err, ErrorCode.VersionMismatch)) continue
+          throw err
+        }
+        this.recordChanges++
+        this.sim.record(
+          `record change: shard ${shardId} epoch ${next.epoch} replicas ${next.replicas.join(',')}`,
+        )
+        return true
+      }
+      return false
+    } catch (err) {
+      if (isKvError(err)) return false
+      throw err
+    } finally {
+      d.dispose()
+    }
   }
 
   fail(property: string, detail: string): void {
@@ -582,10 +707,15 @@ export class HostCluster {
   }
 }
 
-/** The address a node has in the initial cluster map. */
-export function simAddress(id: NodeId): string {
-  return `sim-${id}`
-}
+/**
+ * Missed heartbeats before the meta leader marks a node dead (kvd waits 10; fewer here, so that a
+ * crash of a second or two gets a node marked dead and routed around, and marked active again).
+ */
+const agentDeadAfterHeartbeats = 5
+/** The budget of one agent call to the meta shard. */
+const agentMetaCallMs = 1_000
+/** How long a move may make no progress before the mover rolls it back. */
+const agentMoveStallMsMax = 10_000
 
 export function describeErr(err: unknown): string {
   if (err instanceof Error)

@@ -14,10 +14,11 @@
  * - `read()`: checked on the spot (`checkMap`).
  *
  * Checks: every map read (and the last one, on the meta leader after healing) is well formed: the
- * cluster and shard records are the initial ones (only leader hints move), leader hints name a
- * replica, every address has exactly one id, ids are distinct and contiguous from 1, states are
- * valid; a read never goes back (node count and leader terms only grow between reads that do not
- * overlap); every acknowledged registration's id is the one in the map; at most one bootstrap
+ * cluster record is the initial one, each shard record is one the harness wrote (the initial one,
+ * or a run-time change: a higher epoch, replicas in another order; leader hints move freely),
+ * leader hints name a replica, every address has exactly one id, ids are distinct and contiguous
+ * from 1, states are valid; a read never goes back (node count, leader terms and epochs only grow
+ * between reads that do not overlap); every acknowledged registration's id is the one in the map; at most one bootstrap
  * wrote the map. Failures name the property `meta`.
  */
 import { MetaStore, metaShardId, nodeStates, type ClusterMap } from '../../../src/cluster/index.ts'
@@ -133,6 +134,15 @@ export class MetaWorkload {
     for (const c of this.clients) c.start()
   }
 
+  /**
+   * Starts a registration at once on an idle meta client (the nemesis then crashes the meta
+   * leader under it: a control-plane transaction in flight when its leader dies, whose retry on
+   * the next leader must answer the first id). False when every client is busy or stopped.
+   */
+  registerNow(): boolean {
+    return this.clients.some((c) => c.registerNow())
+  }
+
   stop(): void {
     for (const c of this.clients) c.stop()
   }
@@ -186,6 +196,7 @@ export class MetaWorkload {
         bootstrapAckedMs: this.bootstrapAckedMs,
         registered: this.registered,
         reads: this.readLog,
+        records: this.cluster.shardRecords,
       },
       map,
       callMs,
@@ -201,6 +212,7 @@ export class MetaWorkload {
       returnMs: this.cluster.sim.nowMs,
       nodes: map.nodes.size,
       terms: new Map([...map.shards, map.meta].map((s) => [s.shardId, s.leaderTerm])),
+      epochs: new Map(map.shards.map((s) => [s.shardId, s.epoch])),
     })
     const states = [...map.nodes.values()].map((n) => `n${n.id}:${n.state}`).join(' ')
     this.trace(`${by} read -> ${map.nodes.size} nodes (${states})`)
@@ -303,6 +315,7 @@ export interface MetaRead {
   readonly returnMs: number
   readonly nodes: number
   readonly terms: ReadonlyMap<ShardId, number>
+  readonly epochs: ReadonlyMap<ShardId, number>
 }
 
 /** What the meta clients know when a map read returns. */
@@ -315,6 +328,11 @@ export interface MetaKnowledge {
   /** The id acknowledged per address, and when. */
   readonly registered: ReadonlyMap<string, { readonly id: NodeId; readonly returnMs: number }>
   readonly reads: readonly MetaRead[]
+  /** Every record the harness put in the meta shard per data shard (HostCluster.shardRecords). */
+  readonly records: ReadonlyMap<
+    ShardId,
+    readonly { readonly epoch: number; readonly replicas: readonly NodeId[] }[]
+  >
 }
 
 /**
@@ -333,14 +351,10 @@ export function checkMetaMap(k: MetaKnowledge, map: ClusterMap | undefined, call
     return `${map.shards.length} shard records, expected ${init.shards.length}`
   for (const [i, s] of [...map.shards, map.meta].entries()) {
     const want = i < init.shards.length ? init.shards[i]! : init.meta
-    if (
-      s.shardId !== want.shardId ||
-      s.hashStart !== want.hashStart ||
-      s.hashEnd !== want.hashEnd ||
-      s.epoch !== want.epoch ||
-      s.replicas.join(',') !== want.replicas.join(',')
-    )
-      return `shard ${s.shardId} record changed: replicas ${s.replicas.join(',')} epoch ${s.epoch}, expected shard ${want.shardId} replicas ${want.replicas.join(',')} epoch ${want.epoch}`
+    const written = i < init.shards.length ? (k.records.get(s.shardId) ?? []) : [init.meta]
+    const known = written.some((r) => r.epoch === s.epoch && r.replicas.join(',') === s.replicas.join(','))
+    if (s.shardId !== want.shardId || s.hashStart !== want.hashStart || s.hashEnd !== want.hashEnd || !known)
+      return `shard ${s.shardId} record changed: replicas ${s.replicas.join(',')} epoch ${s.epoch}, which the harness never wrote (initially replicas ${want.replicas.join(',')} epoch ${want.epoch})`
     if (s.leaderHint !== 0 && !s.replicas.includes(s.leaderHint as NodeId))
       return `shard ${s.shardId}: leader hint n${s.leaderHint} is not a replica (${s.replicas.join(',')})`
   }
@@ -370,6 +384,8 @@ export function checkMetaMap(k: MetaKnowledge, map: ClusterMap | undefined, call
       const term = earlier.terms.get(s.shardId) ?? 0
       if (s.leaderTerm < term)
         return `shard ${s.shardId}: leader term ${s.leaderTerm}, after a read that saw ${term}`
+      const epoch = earlier.epochs.get(s.shardId) ?? 0
+      if (s.epoch < epoch) return `shard ${s.shardId}: epoch ${s.epoch}, after a read that saw ${epoch}`
     }
   }
   return null
@@ -392,6 +408,8 @@ class MetaClient {
   private hint: NodeId | null = null
   /** An address whose registration ended with an unknown outcome: registered again next. */
   private pending: string | null = null
+  /** The next operation, when the nemesis asked for one (registerNow). */
+  private forced: MetaOp | null = null
   private readonly name: string
 
   constructor(
@@ -416,28 +434,44 @@ class MetaClient {
     this.running = false
   }
 
+  /** Runs a registration now when idle (see MetaWorkload.registerNow). */
+  registerNow(): boolean {
+    if (!this.running || this.busy || this.w.bootstrapAckedMs === null) return false
+    this.forced = 'register'
+    this.runNow()
+    return true
+  }
+
   private next(): void {
     if (!this.running) return
-    const c = this.w.cluster
-    c.sim.schedule(this.random.int(4 * this.w.options.thinkMsMax + 1), () => {
+    this.w.cluster.sim.schedule(this.random.int(4 * this.w.options.thinkMsMax + 1), () => {
       if (!this.running || this.busy) return
-      this.busy = true
-      this.runOne().then(
-        () => {
-          this.busy = false
-          this.next()
-        },
-        (err: unknown) => {
-          this.busy = false
-          c.fail('meta', `${this.name}: unexpected error ${describeErr(err)}`)
-        },
-      )
+      this.runNow()
     })
+  }
+
+  private runNow(): void {
+    this.busy = true
+    this.runOne().then(
+      () => {
+        this.busy = false
+        this.next()
+      },
+      (err: unknown) => {
+        this.busy = false
+        this.w.cluster.fail('meta', `${this.name}: unexpected error ${describeErr(err)}`)
+      },
+    )
   }
 
   private pickOp(): MetaOp {
     if (this.w.bootstrapAckedMs === null) return 'bootstrap'
     if (this.pending !== null) return 'register'
+    if (this.forced !== null) {
+      const op = this.forced
+      this.forced = null
+      return op
+    }
     let r = this.random.int(opWeights.reduce((s, [, n]) => s + n, 0))
     for (const [op, n] of opWeights) {
       if (r < n) return op
@@ -478,9 +512,13 @@ class MetaClient {
         const ids = w.registeredIds()
         const nodeId = ids[this.random.int(ids.length)]!
         const leaders = c.members.includes(nodeId) ? (c.hostOf(nodeId)?.leaderships() ?? []) : []
-        // Whole milliseconds, as Date.now() gives the agent: the node record holds an integer (a
-        // fraction would be written, then refused by decodeNode as corrupt; see FINDINGS.md H2).
-        const r = await this.attempts((store) => store.heartbeat(nodeId, leaders, Math.floor(c.sim.nowMs)))
+        // Stamped with the wall clock of the node serving it, as the meta leader's agent stamps the
+        // heartbeats it serves (the agents' rounds judge the stamps by the same clocks). Whole
+        // milliseconds, as Date.now() gives the agent: the node record holds an integer (a fraction
+        // would be written, then refused by decodeNode as corrupt; see FINDINGS.md H2).
+        const r = await this.attempts((store, node) =>
+          store.heartbeat(nodeId, leaders, Math.floor(c.slot(node).clock.wallMs())),
+        )
         if (r.ok) {
           w.stats.heartbeats++
           w.trace(
@@ -497,8 +535,12 @@ class MetaClient {
         return
       }
       case 'mark-dead': {
-        const before = Math.floor(c.sim.nowMs) - 1_000
-        const r = await this.attempts((store) => store.markDead(before))
+        // Judged by the serving node's wall clock, as the meta leader's agent judges.
+        let before = 0
+        const r = await this.attempts((store, node) => {
+          before = Math.floor(c.slot(node).clock.wallMs()) - 1_000
+          return store.markDead(before)
+        })
         if (r.ok) {
           w.stats.markDeads++
           w.trace(`${this.name} mark-dead before ${Math.round(before)} -> ${r.value.join(',') || '-'}`)
@@ -514,7 +556,7 @@ class MetaClient {
   }
 
   /** Runs `op` on the meta leader (as believed) until it answers, the attempts run out or the deadline passes. */
-  private async attempts<T>(op: (store: MetaStore) => Promise<T>): Promise<Attempted<T>> {
+  private async attempts<T>(op: (store: MetaStore, node: NodeId) => Promise<T>): Promise<Attempted<T>> {
     const c = this.w.cluster
     const o = this.w.options
     const replicas = c.replicasOf(metaShardId)
@@ -537,7 +579,7 @@ class MetaClient {
         const budgetMs = this.random.int(16) === 0 ? 1 + this.random.int(4) : 2 * o.attemptTimeoutMs
         const a = deadlineSignal(this.clock, budgetMs, deadline.signal)
         try {
-          const value = await op(new MetaStore(metaReplicaOf(c, host), a.signal))
+          const value = await op(new MetaStore(metaReplicaOf(c, host), a.signal), node)
           this.w.stats.ok++
           this.hint = node
           return { ok: true, value, node, unknownBefore: unknown }

@@ -6,7 +6,7 @@
  * until one returns).
  */
 import { metaShardId } from '../../../src/cluster/index.ts'
-import type { NodeId, Random } from '../../../src/common/index.ts'
+import type { Clock, NodeId, Random } from '../../../src/common/index.ts'
 import type { HostCluster, NodeSlot } from './cluster.ts'
 import { HostNemesis, type HostSimOptions } from './options.ts'
 
@@ -44,6 +44,11 @@ export function planHostNemeses(options: HostSimOptions, random: Random, startMs
 
 /** Applies the plan; link cuts are counted so overlapping faults undo only themselves. */
 export class HostNemesisRunner {
+  /**
+   * Called before the meta leader is crashed (sharded placement): starts a control-plane
+   * transaction that the crash then catches in flight; true when one started.
+   */
+  beforeMetaLeaderCrash: (() => boolean) | undefined
   private readonly cuts = new Map<string, number>()
   private lossBursts = 0
   /** Faults ended by healAll (their own ends become no-ops). */
@@ -52,6 +57,8 @@ export class HostNemesisRunner {
   constructor(
     private readonly cluster: HostCluster,
     private readonly random: Random,
+    /** The harness's clock (the deadline of a record change). */
+    private readonly clock: Clock,
   ) {}
 
   schedule(steps: readonly HostNemesisStep[]): void {
@@ -71,17 +78,15 @@ export class HostNemesisRunner {
     c.sim.record(`nemesis ${s.kind} a=${s.a} b=${s.b} for ${s.durationMs}ms strength=${s.strength}`)
     switch (s.kind) {
       case HostNemesis.Crash:
-      case HostNemesis.CrashLeader:
+      case HostNemesis.CrashLeader: {
+        this.crash(s.kind === HostNemesis.CrashLeader ? this.busiestLeader() : slotA, s.durationMs)
+        return
+      }
       case HostNemesis.CrashMetaLeader: {
-        let victim: NodeSlot | undefined = slotA
-        if (s.kind === HostNemesis.CrashLeader) victim = this.busiestLeader()
-        if (s.kind === HostNemesis.CrashMetaLeader) victim = this.metaLeader()
-        if (victim === undefined || victim.life === null || c.downCount >= c.options.downMax) return
-        const loseUnsynced = this.random.int(4) < c.options.loseUnsyncedPer4
-        c.crash(victim, loseUnsynced)
-        const v = victim
-        // The restart is not undone by healAll's generation: a down node always comes back.
-        c.sim.schedule(Math.max(100, s.durationMs), () => c.start(v))
+        // With a registration just started on the meta leader, the crash lands while it runs.
+        if (this.beforeMetaLeaderCrash?.() === true)
+          c.sim.schedule(1 + (s.strength % 8), () => this.crash(this.metaLeader(), s.durationMs))
+        else this.crash(this.metaLeader(), s.durationMs)
         return
       }
       case HostNemesis.Isolate: {
@@ -124,6 +129,16 @@ export class HostNemesisRunner {
       case HostNemesis.StreamReset:
         c.net.resetStreams(s.a)
         return
+      case HostNemesis.ShardRecordChange: {
+        if (c.map === null) return
+        const shardId = c.map.shards[s.strength % c.map.shards.length]!.shardId
+        c.changeShardRecord(shardId, this.clock).then(
+          (done) =>
+            c.sim.record(`nemesis record change of shard ${shardId}: ${done ? 'written' : 'not written'}`),
+          (err: unknown) => c.fail('crash', `record change of shard ${shardId}: ${String(err)}`),
+        )
+        return
+      }
       case HostNemesis.TransportFault: {
         const life = slotA.life
         if (life === null) return
@@ -135,6 +150,16 @@ export class HostNemesisRunner {
         return
       }
     }
+  }
+
+  /** Power cut on `victim` (when it is up and the down budget allows), restarted after `downMs`. */
+  private crash(victim: NodeSlot | undefined, downMs: number): void {
+    const c = this.cluster
+    if (victim === undefined || victim.life === null || c.downCount >= c.options.downMax) return
+    const loseUnsynced = this.random.int(4) < c.options.loseUnsyncedPer4
+    c.crash(victim, loseUnsynced)
+    // The restart is not undone by healAll's generation: a down node always comes back.
+    c.sim.schedule(Math.max(100, downMs), () => c.start(victim))
   }
 
   /** Ends every fault and restarts every down node (the liveness phase starts from here). */

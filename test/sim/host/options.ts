@@ -31,11 +31,19 @@ export const HostNemesis = {
    * end with an unknown outcome and are retried on the next leader).
    */
   CrashMetaLeader: 'crash-meta-leader',
+  /**
+   * Rewrite a shard's record in the meta shard (sharded placement only): a higher epoch and its
+   * replicas in another preference order, as a move would change it. Routers learn it on their
+   * next map refresh; clients with the old epoch get WRONG_SHARD and repair from its descriptor.
+   */
+  ShardRecordChange: 'shard-record-change',
 } as const
 export type HostNemesis = (typeof HostNemesis)[keyof typeof HostNemesis]
-/** The kinds a seed draws from (the meta one is added by the sharded placement). */
+/** Nemeses of the sharded placement only (it adds them to what a seed draws). */
+const shardedNemeses: readonly HostNemesis[] = [HostNemesis.CrashMetaLeader, HostNemesis.ShardRecordChange]
+/** The kinds a seed draws from (the sharded placement adds its own). */
 const nemesisKinds: readonly HostNemesis[] = Object.values(HostNemesis).filter(
-  (k) => k !== HostNemesis.CrashMetaLeader,
+  (k) => !shardedNemeses.includes(k),
 )
 
 export type TransportMode = 'grpc' | 'direct'
@@ -81,6 +89,11 @@ export interface HostSimOptions {
   readonly metaClients: number
   /** New node addresses the meta clients register (besides re-registering the initial ones). */
   readonly metaAddresses: number
+  /**
+   * The cluster agents' heartbeat (and map refresh) interval; 0: no agents, routers or SDK routing
+   * (`full` placement, whose clients call replicas directly).
+   */
+  readonly heartbeatMs: number
   readonly transport: TransportMode
   readonly tickMs: number
   readonly leaseReads: boolean
@@ -141,6 +154,7 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
     metaReplicaCount: 0,
     metaClients: 0,
     metaAddresses: 0,
+    heartbeatMs: 0,
     transport,
     tickMs: 10,
     leaseReads,
@@ -190,7 +204,7 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
   if (overrides.placement === 'sharded')
     return {
       ...base,
-      nemeses: [...base.nemeses, HostNemesis.CrashMetaLeader],
+      nemeses: [...base.nemeses, ...shardedNemeses],
       ...shardedDefaults(seed),
       ...overrides,
     }
@@ -200,7 +214,8 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
 /**
  * The sharded layout's options, drawn from their own fork of the seed (so the `full` options of a
  * seed stay what they were): five nodes, 8 to 12 data shards at three replicas each, the meta
- * shard on three nodes, more keys (spread over more shards) and the meta workload.
+ * shard on three nodes, more keys (spread over more shards), the meta workload, and the agents'
+ * heartbeat (each node runs its router and agent; the clients route with the SDK's routing).
  */
 function shardedDefaults(seed: number): HostSimOverrides {
   const r = new SeededRandom(seed).fork('host-sharded')
@@ -216,6 +231,7 @@ function shardedDefaults(seed: number): HostSimOverrides {
     clients: 4 + r.int(3),
     keys: 12 + r.int(13),
     safetyPhaseMs: 1500 + r.int(1500),
+    heartbeatMs: pick(r, [200, 400]),
   }
 }
 
@@ -232,7 +248,7 @@ export function describeHostOptions(o: HostSimOptions): string[] {
     ...(o.placement === 'full'
       ? []
       : [
-          `  placement=${o.placement} replicas=${o.replicaCount} vnodesPerNode=${o.vnodesPerNode} metaReplicas=${o.metaReplicaCount} metaClients=${o.metaClients} metaAddresses=${o.metaAddresses}`,
+          `  placement=${o.placement} replicas=${o.replicaCount} vnodesPerNode=${o.vnodesPerNode} metaReplicas=${o.metaReplicaCount} metaClients=${o.metaClients} metaAddresses=${o.metaAddresses} heartbeatMs=${o.heartbeatMs}`,
         ]),
   ]
 }

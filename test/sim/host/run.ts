@@ -5,7 +5,9 @@
  *    them plus the meta shard: options.ts `placement`) and wait for a leader per shard;
  * 2. safety phase: clients run while the seed's faults hit the network, the disks and the
  *    processes (crash, power cut, restart on the surviving MemoryEngine state); with the sharded
- *    placement the meta clients (meta.ts) run the control plane's transactions too;
+ *    placement every node also runs its real Router and ClusterAgent (services.ts), the clients
+ *    route with the real SDK routing (sdk-path.ts), the meta clients (meta.ts) run the control
+ *    plane's transactions too, and shard records change at run time (a higher epoch);
  * 3. liveness phase: every fault healed, every node up; clients must make progress again;
  * 4. clients stop; the meta workload finishes (bootstrap and registrations still unacknowledged);
  *    every shard must converge (same applied index and byte-identical applied state on every
@@ -14,7 +16,9 @@
  *    eventual reads saw no phantom value; every acknowledged write is in the converged state of
  *    every replica of its shard; each node holds exactly the replicas placed on it and no data of
  *    other shards; the group commit batched (host writes < readies); the meta shard's map, read on
- *    its leader, is well formed with one id per registered address (meta.ts).
+ *    its leader, is well formed with one id per registered address (meta.ts); and (sharded) routing
+ *    converged: every client reaches every shard's leader with at most one forward, and soon
+ *    straight away (routing-check.ts).
  *
  * Checked while the run goes on: every 100 ms of simulated time, replicas of a shard at the same
  * applied index must hold identical state, and a message storm ends the run as a liveness failure;
@@ -37,6 +41,9 @@ import type { NetStats } from './network.ts'
 import { MetaWorkload, type MetaStats } from './meta.ts'
 import { HostNemesisRunner, planHostNemeses } from './nemesis.ts'
 import { describeHostOptions, hostSwarmOptions, type HostSimOverrides } from './options.ts'
+import { checkRoutingConverges } from './routing-check.ts'
+import { SdkPath } from './sdk-path.ts'
+import type { RoutingStats } from './services.ts'
 import { HostClient, finalRead, keyName, type AckedWrite } from './workload.ts'
 
 export interface HostRunInit {
@@ -69,6 +76,18 @@ export const coverageMarks = {
   leaderTransfer: 'leader transfer started',
 } as const
 export type CoverageMark = keyof typeof coverageMarks
+
+/**
+ * Coverage marks of the sharded placement's control plane and routing (the sharded suite asserts
+ * them over its seeds): the meta leader's agent marks a silent node dead, an agent's heartbeats
+ * fail in a row (the meta leader crashed or was cut off), a shard record changes at run time.
+ */
+export const shardedMarks = {
+  nodeMarkedDead: 'nodes marked dead: no heartbeat',
+  heartbeatsFailing: 'heartbeats to the meta shard failing',
+  recordChanged: 'record change: shard',
+} as const
+export type ShardedMark = keyof typeof shardedMarks
 
 export interface HostRunResult {
   readonly seed: number
@@ -104,8 +123,19 @@ export interface HostRunResult {
     readonly nemesisSteps: number
     /** The meta workload's counters (sharded placement; all zero otherwise). */
     readonly meta: MetaStats
+    /** What routing did (sharded placement; all zero otherwise). */
+    readonly routing: RoutingStats & {
+      /** Shard entries the clients replaced from WRONG_SHARD descriptors, and their map loads. */
+      readonly descriptorRepairs: number
+      readonly mapLoads: number
+      /** Shard records the harness changed at run time (acknowledged). */
+      readonly recordChanges: number
+      /** Rounds of the routing check after healing. */
+      readonly probeRounds: number
+    }
   }
   readonly marks: Readonly<Record<CoverageMark, number>>
+  readonly shardedMarks: Readonly<Record<ShardedMark, number>>
   readonly traceTail: readonly string[]
 }
 
@@ -125,9 +155,15 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     number
   >
   const markEntries = Object.entries(coverageMarks) as [CoverageMark, string][]
+  const sharded = Object.fromEntries(Object.keys(shardedMarks).map((k) => [k, 0])) as Record<
+    ShardedMark,
+    number
+  >
+  const shardedEntries = Object.entries(shardedMarks) as [ShardedMark, string][]
   const userSink = init.sink
   const sim = new Simulator((line) => {
     for (const [mark, text] of markEntries) if (line.includes(text)) marks[mark]++
+    for (const [mark, text] of shardedEntries) if (line.includes(text)) sharded[mark]++
     userSink?.(line)
   })
   if (init.eventsMax !== undefined) sim.eventsMax = init.eventsMax
@@ -146,6 +182,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   const clients: HostClient[] = []
   let linearizability = 'skipped'
   let nemesisSteps = 0
+  let probeRounds = 0
   let meta: MetaWorkload | null = null
   const cluster = new HostCluster({
     options: o,
@@ -187,11 +224,15 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     const clientRandom = random.fork('clients')
     for (let i = 1; i <= o.clients; i++)
       clients.push(new HostClient(i, cluster, clientClock, clientRandom.fork(`c${i}`), o, history, acked))
-    const nemesis = new HostNemesisRunner(cluster, random.fork('nemesis-apply'))
+    const nemesis = new HostNemesisRunner(cluster, random.fork('nemesis-apply'), clientClock)
     const plan = planHostNemeses(o, random.fork('nemesis'), sim.nowMs)
     nemesisSteps = plan.length
     nemesis.schedule(plan)
-    if (o.metaClients > 0) meta = new MetaWorkload(cluster, clientClock, random.fork('meta'), o)
+    if (o.metaClients > 0) {
+      const workload = new MetaWorkload(cluster, clientClock, random.fork('meta'), o)
+      meta = workload
+      nemesis.beforeMetaLeaderCrash = () => workload.registerNow()
+    }
     for (const c of clients) c.start()
     meta?.start()
     await driver.runFor(o.safetyPhaseMs, stopped)
@@ -226,6 +267,9 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       if (!state.converged) cluster.fail('convergence', state.detail)
       else sim.record(`converged ${state.detail}`)
     }
+
+    // Routing converged: clients reach the leaders, soon without a forward.
+    if (!stopped() && cluster.map !== null) probeRounds = await checkRoutingConverges(cluster, clients)
 
     // Final reads, then the durability of acknowledged writes.
     if (!stopped()) {
@@ -307,8 +351,19 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       disk: cluster.diskCounters(),
       nemesisSteps,
       meta: meta === null ? emptyMetaStats() : { ...meta.stats },
+      routing: {
+        ...cluster.routingStats,
+        descriptorRepairs: clients.reduce(
+          (n, c) => n + (c.path instanceof SdkPath ? c.path.routing.descriptorRepairs : 0),
+          0,
+        ),
+        mapLoads: clients.reduce((n, c) => n + (c.path instanceof SdkPath ? c.path.routing.refreshes : 0), 0),
+        recordChanges: cluster.recordChanges,
+        probeRounds,
+      },
     },
     marks,
+    shardedMarks: sharded,
     traceTail: sim.traceTail(),
   }
 }
@@ -408,7 +463,8 @@ export function describeHostResult(r: HostRunResult): string {
     `multiShard=${g.multiShardBatches} multiEntry=${g.multiEntryBatches} entriesMax=${g.entriesPerBatchMax} ` +
     `envelopes=${s.transport.sent}/${s.transport.sentBatches} snapshots=${s.net.snapshotsDelivered}` +
     (r.optionsLines.some((l) => l.includes('placement=sharded'))
-      ? ` meta=${s.meta.ok} (boot=${s.meta.bootstraps} reg=${s.meta.registers} afterUnknown=${s.meta.registersAfterUnknown} hb=${s.meta.heartbeats} reads=${s.meta.reads} dead=${s.meta.markDeads} fail=${s.meta.failed})`
+      ? ` meta=${s.meta.ok} (boot=${s.meta.bootstraps} reg=${s.meta.registers} afterUnknown=${s.meta.registersAfterUnknown} hb=${s.meta.heartbeats} reads=${s.meta.reads} dead=${s.meta.markDeads} fail=${s.meta.failed})` +
+        ` routing=${s.routing.sent} (direct=${s.routing.direct} fwd1=${s.routing.forwardedOnce} fwd2=${s.routing.forwardedTwice} wrongShard=${s.routing.wrongShard} repairs=${s.routing.descriptorRepairs} loads=${s.routing.mapLoads} records=${s.routing.recordChanges} refused=${s.routing.refused} lost=${s.routing.lost} rounds=${s.routing.probeRounds})`
       : '') +
     (r.failure === null ? '' : ` ${r.failure.property}: ${r.failure.detail.split('\n')[0] ?? ''}`)
   )

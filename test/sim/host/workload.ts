@@ -1,9 +1,16 @@
 /**
- * Clients of the host simulator: each runs one operation at a time through the RaftReplica API
- * (`host.replicaForHash(hash)`) of the node it picks, as the server's handlers would. It picks
- * among the nodes holding a replica of the key's shard (every node with `full` placement; three
- * of five with `sharded`, never one without: WRONG_SHARD there fails the run), preferring the one
- * it believes leads the shard (a hint per shard, from NOT_LEADER answers and successes):
+ * Clients of the host simulator: each runs one operation at a time. How an operation reaches the
+ * cluster is its OpPath:
+ *
+ *   - `full` placement (DirectPath, below): through the RaftReplica API (`host.replicaForHash`) of
+ *     the node it picks, as the server's handlers would; it picks among the nodes holding a replica
+ *     of the key's shard, preferring the one it believes leads the shard (a hint per shard, from
+ *     NOT_LEADER answers and successes);
+ *   - `sharded` placement (SdkPath, sdk-path.ts): as an application's KvClient does, with the real
+ *     SDK routing (routing cache, route choice and repair, retries) over the simulated KvService
+ *     call path of each node (its real Router: serve here or forward once).
+ *
+ * The operations:
  *
  * - puts at write level `majority` (some at `all`), compare-and-set by version and deletes, each
  *   with an exactly-once tag (clientId, seq, firstIncompleteSeq = seq: one write in flight per
@@ -14,10 +21,10 @@
  *   monotonic reads;
  * - gets at level `eventual` on any node (recorded apart: they promise only convergence).
  *
- * Every operation has a deadline on simulated time; each attempt has its own shorter one. Errors
- * follow the one table (common/errors.ts `writeNotApplied`): a write whose every attempt certainly
- * did not apply is `fail`, one that may have applied is `indeterminate`. NOT_LEADER follows the
- * hint. Acknowledged writes are also kept apart, for the durability check after healing.
+ * Every operation has a deadline on simulated time (DirectPath: each attempt has its own shorter
+ * one). Errors follow the one table (common/errors.ts `writeNotApplied`): a write whose every
+ * attempt certainly did not apply is `fail`, one that may have applied is `indeterminate`.
+ * Acknowledged writes are also kept apart, for the durability check after healing.
  */
 import {
   ErrorCode,
@@ -31,11 +38,12 @@ import {
   type ShardId,
 } from '../../../src/common/index.ts'
 import type { NodeHost } from '../../../src/node/host.ts'
-import type { RaftReplica, Receipt, VersionedValue } from '../../../src/shard/index.ts'
+import type { RaftReplica, Receipt, VersionedValue, WriteLevel } from '../../../src/shard/index.ts'
 import type { CasExpect } from '../../../src/verify/index.ts'
 import type { History } from '../workload.ts'
 import { describeErr, type HostCluster } from './cluster.ts'
 import type { HostWorkloadMix } from './options.ts'
+import { SdkPath } from './sdk-path.ts'
 
 export interface HostWorkloadOptions {
   readonly keys: number
@@ -71,6 +79,55 @@ export interface AckedWrite {
   readonly returnMs: number
 }
 
+/** A read as an OpPath runs it. */
+export interface PathRead {
+  readonly level: 'linearizable' | 'session' | 'eventual'
+  /** The client's session token for the key's shard (level `session`). */
+  readonly sessionIndex?: number
+}
+
+/** A write as an OpPath runs it, with its exactly-once tag. */
+export interface PathWrite {
+  readonly kind: 'put' | 'cas' | 'del'
+  readonly value: string
+  readonly level: WriteLevel
+  readonly tag: {
+    readonly clientId: string
+    readonly seq: number
+    readonly firstIncompleteSeq: number
+    /** Set: the write goes on a registered session of this principal (DirectPath registers it). */
+    readonly principal?: string
+  }
+  /** For `cas`. */
+  readonly expectedVersion: number
+}
+
+/** How an operation ended: answered (by `node`), or not, saying whether it may have applied. */
+export type PathOutcome<T> =
+  | {
+      readonly ok: true
+      readonly value: T
+      readonly node: NodeId
+      /** Attempts the operation took and forwards its answer took (SdkPath only; else 0). */
+      readonly attempts: number
+      readonly forwards: number
+    }
+  | { readonly ok: false; readonly maybeApplied: boolean; readonly final: unknown }
+
+/** How a client's operations reach the cluster (see the file comment). */
+export interface OpPath {
+  read(
+    key: string,
+    read: PathRead,
+    deadlineMs: number,
+  ): Promise<PathOutcome<{ readonly found: VersionedValue | null; readonly receipt: Receipt }>>
+  write(
+    key: string,
+    write: PathWrite,
+    deadlineMs: number,
+  ): Promise<PathOutcome<{ readonly version: number | null; readonly receipt: Receipt }>>
+}
+
 /**
  * What this client knows of a key as of some index at or below its session token: a present
  * value must be at least `minVersion`; absent is fine when `absentOk` (or anyone deleted the key).
@@ -94,17 +151,15 @@ export function keyName(i: number): string {
 
 export class HostClient {
   private seq = 0
-  /** The node believed to lead, per shard (`full` placement: one belief for every shard). */
-  private readonly hints = new Map<number, NodeId>()
   private running = false
   private busy = false
   /** The version this client last saw per key (what a CAS expects). */
   private readonly lastSeen = new Map<string, number>()
   /** Session state: the token per shard and what it guarantees per key. */
   private readonly tokens = new Map<ShardId, number>()
-  /** Shards this client registered its exactly-once session on. */
-  private readonly registered = new Set<ShardId>()
   private readonly floors = new Map<string, Floor>()
+  /** How this client's operations reach the cluster. */
+  readonly path: OpPath
   okCount = 0
   sessionReads = 0
 
@@ -116,7 +171,12 @@ export class HostClient {
     private readonly options: HostWorkloadOptions,
     private readonly history: History,
     private readonly acked: AckedWrite[],
-  ) {}
+  ) {
+    this.path =
+      cluster.map === null
+        ? new DirectPath(cluster, clock, random, options)
+        : new SdkPath(cluster, id, clock, random.fork('sdk'))
+  }
 
   get idle(): boolean {
     return !this.busy
@@ -159,32 +219,6 @@ export class HostClient {
     return 'get'
   }
 
-  private hintSlot(shardId: ShardId): number {
-    return this.cluster.map === null ? -1 : shardId
-  }
-
-  private hintOf(shardId: ShardId): NodeId | null {
-    return this.hints.get(this.hintSlot(shardId)) ?? null
-  }
-
-  private setHint(shardId: ShardId, node: NodeId | null): void {
-    if (node === null) this.hints.delete(this.hintSlot(shardId))
-    else this.hints.set(this.hintSlot(shardId), node)
-  }
-
-  /** The node believed to lead `shardId` (mostly), else any node holding a replica of it. */
-  private pickNode(shardId: ShardId): NodeId {
-    const hint = this.hintOf(shardId)
-    if (hint !== null && this.random.int(8) !== 0) return hint
-    return this.anyNode(shardId)
-  }
-
-  /** Any node holding a replica of `shardId`. */
-  private anyNode(shardId: ShardId): NodeId {
-    const ids = this.cluster.replicasOf(shardId)
-    return ids[this.random.int(ids.length)]!
-  }
-
   private async runOne(): Promise<void> {
     const key = keyName(this.random.int(this.options.keys))
     switch (this.pickKind()) {
@@ -203,71 +237,9 @@ export class HostClient {
     }
   }
 
-  /**
-   * Runs `attempt` against the replica of `key` on the nodes `pick` chooses until one succeeds, a
-   * final error comes back (VERSION_MISMATCH, INVALID_ARGUMENT), the attempts run out or the
-   * deadline passes.
-   */
-  private async attempts<T>(
-    key: string,
-    deadline: AbortSignal,
-    pick: (shardId: ShardId) => NodeId,
-    attempt: (replica: RaftReplica, signal: AbortSignal) => Promise<T>,
-  ): Promise<
-    | { readonly ok: true; readonly value: T; readonly node: NodeId }
-    | { readonly ok: false; readonly maybeApplied: boolean; readonly final: unknown }
-  > {
-    const hash = this.cluster.hasher.hash64(enc.encode(key))
-    const shardId = this.cluster.shardOfKey(enc.encode(key))
-    let maybeApplied = false
-    for (let n = 0; n < attemptsMax && !deadline.aborted; n++) {
-      const node = pick(shardId)
-      const host = this.cluster.hostOf(node)
-      if (host === undefined) {
-        // Connection refused: nothing was sent.
-        this.setHint(shardId, null)
-        await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
-        continue
-      }
-      const replica = replicaOn(this.cluster, host, hash, key)
-      const a = deadlineSignal(this.clock, this.options.attemptTimeoutMs, deadline)
-      try {
-        return { ok: true, value: await attempt(replica, a.signal), node }
-      } catch (err) {
-        if (!isKvError(err)) throw err
-        if (err.code === ErrorCode.VersionMismatch || err.code === ErrorCode.InvalidArgument)
-          return { ok: false, maybeApplied, final: err }
-        if (!errorCodeTable[err.code].writeNotApplied) maybeApplied = true
-        const hint =
-          err.code === ErrorCode.NotLeader ? ((err.details?.leaderHint as NodeId | undefined) ?? null) : null
-        if (hint !== null && !this.cluster.holds(hint, shardId))
-          this.cluster.fail(
-            'routing',
-            `node ${node} names node ${hint} the leader of shard ${shardId}, which holds no replica of it`,
-          )
-        this.setHint(shardId, hint)
-        if (hint === null || hint === node) await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
-      } finally {
-        a.dispose()
-      }
-    }
-    return { ok: false, maybeApplied, final: undefined }
-  }
-
   private async linearizableGet(key: string): Promise<void> {
     const callMs = this.cluster.sim.nowMs
-    const deadline = deadlineSignal(this.clock, this.options.deadlineMs)
-    let r
-    try {
-      r = await this.attempts(
-        key,
-        deadline.signal,
-        (shardId) => this.pickNode(shardId),
-        (replica, signal) => replica.get(enc.encode(key), { level: 'linearizable', signal }),
-      )
-    } finally {
-      deadline.dispose()
-    }
+    const r = await this.path.read(key, { level: 'linearizable' }, this.options.deadlineMs)
     const returnMs = this.cluster.sim.nowMs
     if (!r.ok) {
       if (r.final !== undefined) throw r.final
@@ -285,7 +257,6 @@ export class HostClient {
       return
     }
     this.okCount++
-    this.setHint(this.cluster.shardOfKey(enc.encode(key)), r.node)
     const found = r.value.found
     const value = found === null ? null : dec.decode(found.value)
     this.lastSeen.set(key, found?.version ?? 0)
@@ -307,19 +278,7 @@ export class HostClient {
   private async sessionGet(key: string): Promise<void> {
     const shardId = this.cluster.shardOfKey(enc.encode(key))
     const token = this.tokens.get(shardId) ?? 0
-    const deadline = deadlineSignal(this.clock, this.options.deadlineMs)
-    let r
-    try {
-      r = await this.attempts(
-        key,
-        deadline.signal,
-        (shardId) => this.anyNode(shardId),
-        (replica, signal) =>
-          replica.get(enc.encode(key), { level: 'session', sessionIndex: token as LogIndex, signal }),
-      )
-    } finally {
-      deadline.dispose()
-    }
+    const r = await this.path.read(key, { level: 'session', sessionIndex: token }, this.options.deadlineMs)
     if (!r.ok) {
       if (r.final !== undefined) throw r.final
       return
@@ -348,25 +307,16 @@ export class HostClient {
 
   private async eventualGet(key: string): Promise<void> {
     const callMs = this.cluster.sim.nowMs
-    const node = this.anyNode(this.cluster.shardOfKey(enc.encode(key)))
-    const host = this.cluster.hostOf(node)
-    if (host === undefined) return
-    let r
-    try {
-      r = await replicaOn(this.cluster, host, this.cluster.hasher.hash64(enc.encode(key)), key).get(
-        enc.encode(key),
-        { level: 'eventual' },
-      )
-    } catch (err) {
-      // The node died under the read, or its replica is installing a snapshot (it says so).
-      if (isKvError(err) && (err.code === ErrorCode.Unavailable || err.code === ErrorCode.ShardMoving)) return
-      throw err
+    const r = await this.path.read(key, { level: 'eventual' }, this.options.deadlineMs)
+    if (!r.ok) {
+      if (r.final !== undefined) throw r.final
+      return
     }
     this.history.eventual.push({
       clientId: this.id,
       key,
-      value: r.found === null ? null : dec.decode(r.found.value),
-      servedBy: node,
+      value: r.value.found === null ? null : dec.decode(r.value.found.value),
+      servedBy: r.node,
       callMs,
       returnMs: this.cluster.sim.nowMs,
     })
@@ -388,40 +338,16 @@ export class HostClient {
     const callMs = this.cluster.sim.nowMs
     const shardId = this.cluster.shardOfKey(enc.encode(key))
     if (kind !== 'del') this.history.noteWritten(key, value)
-    const deadline = deadlineSignal(this.clock, this.options.deadlineMs)
-    let r
-    try {
-      r = await this.attempts(
-        key,
-        deadline.signal,
-        (shardId) => this.pickNode(shardId),
-        async (replica, signal) => {
-          if (sessions && !this.registered.has(shardId)) {
-            await replica.registerSession(tag.clientId, { principal: simPrincipal, floor: seq, signal })
-            this.registered.add(shardId)
-          }
-          if (kind === 'del') {
-            const d = await replica.delete(enc.encode(key), { level, signal, ...tag })
-            return { version: null, receipt: d.receipt }
-          }
-          const p = await replica.put(enc.encode(key), enc.encode(value), {
-            level,
-            signal,
-            ...tag,
-            ...(kind === 'cas' ? { expectedVersion: expected } : {}),
-          })
-          return { version: p.version as number | null, receipt: p.receipt }
-        },
-      )
-    } finally {
-      deadline.dispose()
-    }
+    const r = await this.path.write(
+      key,
+      { kind, value, level, tag, expectedVersion: expected },
+      this.options.deadlineMs,
+    )
     const returnMs = this.cluster.sim.nowMs
     const base = { clientId: this.id, key, callMs, returnMs }
     const expect: CasExpect = { version: expected }
     if (r.ok) {
       this.okCount++
-      this.setHint(shardId, r.node)
       const { version, receipt } = r.value
       const appliedIndex = receipt.appliedIndex
       this.acked.push({
@@ -507,6 +433,187 @@ export class HostClient {
 
   private trace(line: string): void {
     this.cluster.sim.record(`c${this.id} ${line}`)
+  }
+}
+
+/**
+ * The `full` placement's path: each attempt calls the RaftReplica of a node holding the key's
+ * shard, the one believed to lead it mostly (a hint per shard), with an attempt deadline inside
+ * the operation's; NOT_LEADER follows the hint.
+ */
+class DirectPath implements OpPath {
+  /** The node believed to lead, per shard (`full` placement: one belief for every shard). */
+  private readonly hints = new Map<number, NodeId>()
+  /** Shards this client registered its exactly-once session on. */
+  private readonly registered = new Set<ShardId>()
+
+  constructor(
+    private readonly cluster: HostCluster,
+    private readonly clock: Clock,
+    private readonly random: Random,
+    private readonly options: HostWorkloadOptions,
+  ) {}
+
+  async read(
+    key: string,
+    read: PathRead,
+    deadlineMs: number,
+  ): Promise<PathOutcome<{ readonly found: VersionedValue | null; readonly receipt: Receipt }>> {
+    if (read.level === 'eventual') return await this.eventual(key)
+    const deadline = deadlineSignal(this.clock, deadlineMs)
+    try {
+      const r = await this.attempts(
+        key,
+        deadline.signal,
+        (shardId) => (read.level === 'linearizable' ? this.pickNode(shardId) : this.anyNode(shardId)),
+        (replica, signal) =>
+          replica.get(
+            enc.encode(key),
+            read.level === 'linearizable'
+              ? { level: 'linearizable', signal }
+              : { level: 'session', sessionIndex: (read.sessionIndex ?? 0) as LogIndex, signal },
+          ),
+      )
+      if (r.ok && read.level === 'linearizable')
+        this.setHint(this.cluster.shardOfKey(enc.encode(key)), r.node)
+      return r
+    } finally {
+      deadline.dispose()
+    }
+  }
+
+  async write(
+    key: string,
+    w: PathWrite,
+    deadlineMs: number,
+  ): Promise<PathOutcome<{ readonly version: number | null; readonly receipt: Receipt }>> {
+    const deadline = deadlineSignal(this.clock, deadlineMs)
+    try {
+      const r = await this.attempts(
+        key,
+        deadline.signal,
+        (shardId) => this.pickNode(shardId),
+        async (replica, signal) => {
+          const shardId = this.cluster.shardOfKey(enc.encode(key))
+          const principal = w.tag.principal
+          if (principal !== undefined && !this.registered.has(shardId)) {
+            await replica.registerSession(w.tag.clientId, { principal, floor: w.tag.seq, signal })
+            this.registered.add(shardId)
+          }
+          if (w.kind === 'del') {
+            const d = await replica.delete(enc.encode(key), { level: w.level, signal, ...w.tag })
+            return { version: null, receipt: d.receipt }
+          }
+          const p = await replica.put(enc.encode(key), enc.encode(w.value), {
+            level: w.level,
+            signal,
+            ...w.tag,
+            ...(w.kind === 'cas' ? { expectedVersion: w.expectedVersion } : {}),
+          })
+          return { version: p.version as number | null, receipt: p.receipt }
+        },
+      )
+      if (r.ok) this.setHint(this.cluster.shardOfKey(enc.encode(key)), r.node)
+      return r
+    } finally {
+      deadline.dispose()
+    }
+  }
+
+  /** One eventual read on any node holding the shard (no retry: a dead node is simply skipped). */
+  private async eventual(
+    key: string,
+  ): Promise<PathOutcome<{ readonly found: VersionedValue | null; readonly receipt: Receipt }>> {
+    const node = this.anyNode(this.cluster.shardOfKey(enc.encode(key)))
+    const host = this.cluster.hostOf(node)
+    const none = { ok: false, maybeApplied: false, final: undefined } as const
+    if (host === undefined) return none
+    try {
+      const r = await replicaOn(this.cluster, host, this.cluster.hasher.hash64(enc.encode(key)), key).get(
+        enc.encode(key),
+        { level: 'eventual' },
+      )
+      return { ok: true, value: r, node, attempts: 1, forwards: 0 }
+    } catch (err) {
+      // The node died under the read, or its replica is installing a snapshot (it says so).
+      if (isKvError(err) && (err.code === ErrorCode.Unavailable || err.code === ErrorCode.ShardMoving))
+        return none
+      throw err
+    }
+  }
+
+  private hintSlot(shardId: ShardId): number {
+    return this.cluster.map === null ? -1 : shardId
+  }
+
+  private hintOf(shardId: ShardId): NodeId | null {
+    return this.hints.get(this.hintSlot(shardId)) ?? null
+  }
+
+  private setHint(shardId: ShardId, node: NodeId | null): void {
+    if (node === null) this.hints.delete(this.hintSlot(shardId))
+    else this.hints.set(this.hintSlot(shardId), node)
+  }
+
+  /** The node believed to lead `shardId` (mostly), else any node holding a replica of it. */
+  private pickNode(shardId: ShardId): NodeId {
+    const hint = this.hintOf(shardId)
+    if (hint !== null && this.random.int(8) !== 0) return hint
+    return this.anyNode(shardId)
+  }
+
+  /** Any node holding a replica of `shardId`. */
+  private anyNode(shardId: ShardId): NodeId {
+    const ids = this.cluster.replicasOf(shardId)
+    return ids[this.random.int(ids.length)]!
+  }
+
+  /**
+   * Runs `attempt` against the replica of `key` on the nodes `pick` chooses until one succeeds, a
+   * final error comes back (VERSION_MISMATCH, INVALID_ARGUMENT), the attempts run out or the
+   * deadline passes.
+   */
+  private async attempts<T>(
+    key: string,
+    deadline: AbortSignal,
+    pick: (shardId: ShardId) => NodeId,
+    attempt: (replica: RaftReplica, signal: AbortSignal) => Promise<T>,
+  ): Promise<PathOutcome<T>> {
+    const hash = this.cluster.hasher.hash64(enc.encode(key))
+    const shardId = this.cluster.shardOfKey(enc.encode(key))
+    let maybeApplied = false
+    for (let n = 0; n < attemptsMax && !deadline.aborted; n++) {
+      const node = pick(shardId)
+      const host = this.cluster.hostOf(node)
+      if (host === undefined) {
+        // Connection refused: nothing was sent.
+        this.setHint(shardId, null)
+        await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
+        continue
+      }
+      const replica = replicaOn(this.cluster, host, hash, key)
+      const a = deadlineSignal(this.clock, this.options.attemptTimeoutMs, deadline)
+      try {
+        return { ok: true, value: await attempt(replica, a.signal), node, attempts: n + 1, forwards: 0 }
+      } catch (err) {
+        if (!isKvError(err)) throw err
+        if (err.code === ErrorCode.VersionMismatch || err.code === ErrorCode.InvalidArgument)
+          return { ok: false, maybeApplied, final: err }
+        if (!errorCodeTable[err.code].writeNotApplied) maybeApplied = true
+        const hint =
+          err.code === ErrorCode.NotLeader ? ((err.details?.leaderHint as NodeId | undefined) ?? null) : null
+        if (hint !== null && !this.cluster.holds(hint, shardId))
+          this.cluster.fail(
+            'routing',
+            `node ${node} names node ${hint} the leader of shard ${shardId}, which holds no replica of it`,
+          )
+        this.setHint(shardId, hint)
+        if (hint === null || hint === node) await this.cluster.driver.sleep(1 + this.random.int(backoffMsMax))
+      } finally {
+        a.dispose()
+      }
+    }
+    return { ok: false, maybeApplied, final: undefined }
   }
 }
 

@@ -375,6 +375,28 @@ describe('client/routing map', () => {
     expect(asked.length).toBe(2)
   })
 
+  it('reloads the map when a node it says is dead serves a request (it came back)', async () => {
+    const nodes = [...defaultNodes().slice(0, 2), nodeInfo(3, '10.0.0.3:7001', '', 'dead')]
+    let state = 'dead'
+    const { cache, asked } = harness(
+      hasher,
+      async () => mapOf(3, 1, [...nodes.slice(0, 2), nodeInfo(3, '10.0.0.3:7001', '', state)]),
+      {},
+      { refreshIntervalMsMin: 0 },
+    )
+    await cache.refresh()
+    // Shard 3 is led by node 3, which the map says is dead: its leader traffic goes elsewhere.
+    expect(cache.leaderTarget(3)?.nodeId).toBe(1)
+    cache.noteServed(2) // alive and said so: nothing to learn
+    await settle()
+    expect(asked.length).toBe(1)
+    state = 'active'
+    cache.noteServed(3)
+    await settle()
+    expect(asked.length).toBe(2)
+    expect(cache.leaderTarget(3)?.nodeId).toBe(3)
+  })
+
   it('coalesces refreshes into one in flight and starts at most one per interval', async () => {
     const { cache, clock, asked } = harness(hasher, () => Promise.resolve().then(() => mapOf(4)))
     // Three callers at once share one load.

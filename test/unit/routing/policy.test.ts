@@ -144,6 +144,13 @@ describe('routing/RoutePolicy: leader targets', () => {
     expect(p.leaderTarget(table, 0, 0)).toBe(1)
   })
 
+  it('a leader the local replica sees leading is alive, whatever the map says of it', () => {
+    const table = tableOf({ 2: { leaderHint: 5, leaderTerm: 2 } })
+    const p = policyOf(3)
+    expect(p.leaderTarget(table, 2, 0)).toBe(4) // the hint names dead node 5: skipped
+    expect(p.leaderTarget(table, 2, 0, { local: { isLeader: false, leaderId: 5 } })).toBe(5)
+  })
+
   it('reachable and exclude narrow the candidates', () => {
     const table = tableOf()
     const p = policyOf()

@@ -1,7 +1,9 @@
 /**
  * router/: key -> hash -> shard -> the replica that serves it, and forwarding when that is not
- * this node (ARCHITECTURE.md section 3). The decisions are router.ts (pure, over injected state);
- * the gRPC clients of the other nodes are peer-clients.ts, forward-grpc.ts and meta-remote.ts.
+ * this node (ARCHITECTURE.md section 3). The decisions are router.ts, over injected state and the
+ * one route table and leader-seeking policy of routing/ (which the SDK and the cluster agent use
+ * too); map-proto.ts adapts routing/wire.ts to the cluster's map; the gRPC clients of the other
+ * nodes are peer-clients.ts, forward-grpc.ts and meta-remote.ts.
  */
 export {
   Router,

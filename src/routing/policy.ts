@@ -123,6 +123,7 @@ interface Note {
 
 /** Refusals remembered per shard (more than any shard has replicas). */
 const refusedPerShardMax = 16
+const noneRefused: readonly number[] = []
 
 export class RoutePolicy {
   private readonly config: RoutePolicyConfig
@@ -223,17 +224,33 @@ export class RoutePolicy {
     const shard = table.shard(shardId)
     if (shard === undefined) return undefined
     const leader = this.leaderOf(table, shardId, options.local)
-    const refused = this.noteOf(shard)?.refused ?? []
-    const order: number[] = []
-    if (leader > 0) order.push(leader)
-    for (const r of shard.replicas) if (!refused.includes(r) && !order.includes(r)) order.push(r)
-    for (const r of refused) if (!order.includes(r)) order.push(r)
+    const refused = this.noteOf(shard)?.refused ?? noneRefused
     // A leader this node's own replica sees leading is alive, whatever the map's state says.
     const seen = options.local?.leaderId ?? null
-    const usable = order.filter((id) => this.usable(table, id, options, id === seen))
-    const fresh = usable.find((id) => !this.isAvoided(id, nowMs))
-    if (fresh !== undefined) return fresh
-    return options.lastResort === true ? usable[0] : undefined
+    // The candidates in order (the leader, the replicas in preference order, the refused last):
+    // the first usable one not passed over wins, else the first usable one as a last resort.
+    let fallback: number | undefined
+    const pick = (id: number): number | undefined => {
+      if (!this.usable(table, id, options, id === seen)) return undefined
+      if (!this.isAvoided(id, nowMs)) return id
+      fallback ??= id
+      return undefined
+    }
+    if (leader > 0) {
+      const got = pick(leader)
+      if (got !== undefined) return got
+    }
+    for (const r of shard.replicas) {
+      if (r === leader || refused.includes(r)) continue
+      const got = pick(r)
+      if (got !== undefined) return got
+    }
+    for (const r of refused) {
+      if (r === leader) continue
+      const got = pick(r)
+      if (got !== undefined) return got
+    }
+    return options.lastResort === true ? fallback : undefined
   }
 
   /**

@@ -52,6 +52,12 @@ import type { RequestGate } from './gate.ts'
 import { describePrincipal, principalKey, type Principal } from './identity.ts'
 import { decodePrincipal, nodeIdText, peerMetadataKeys } from './metadata.ts'
 
+/** What a call's context needs of any kind of gRPC call: its deadline and its cancellation. */
+interface ContextCall {
+  getDeadline(): Date | number
+  once(event: 'cancelled', listener: () => void): unknown
+  off(event: 'cancelled', listener: () => void): unknown
+}
 /** What a handler knows of its call. */
 export interface CallContext {
   /** Full method name, `/ringkv.v1.KvService/Get`. */
@@ -302,11 +308,7 @@ export class Pipeline {
     listener: ListenerKind,
     path: string,
     method: string,
-    call: {
-      getDeadline(): Date | number
-      once(event: 'cancelled', listener: () => void): unknown
-      off(event: 'cancelled', listener: () => void): unknown
-    },
+    call: ContextCall,
   ): { ctx: CallContext; dispose: () => void } {
     const { clock, limits } = this.c
     // One controller and at most one timer per call: this runs on every request.
@@ -398,48 +400,84 @@ export class Pipeline {
     )
   }
 
+  /**
+   * One call's lifecycle, whatever its kind: admission, entry (quotas, the gate), its context
+   * (deadline, cancellation), the handler; then, once it settles, release, metrics and `settled`.
+   */
+  private lifecycle<T>(
+    listener: ListenerKind,
+    path: string,
+    method: string,
+    call: ContextCall & {
+      readonly metadata: Metadata
+      getAuthContext(): AuthContext
+      getPeer(): string
+    },
+    serve: (ctx: CallContext) => Promise<T>,
+    settled: { ok(value: T): void; failed(err: unknown): void },
+    onRefused: () => void = () => {},
+  ): void {
+    const startedMs = this.c.clock.nowMs()
+    let ctx: CallContext | undefined
+    let release = (): void => {}
+    let dispose = (): void => {}
+    const run = async (): Promise<T> => {
+      let admitted: Admitted
+      try {
+        admitted = this.admit(listener, path, call.metadata, () => call.getAuthContext())
+      } catch (err) {
+        this.refusedBefore(listener, path, err)
+        onRefused()
+        throw err
+      }
+      release = this.enter(admitted, call.getPeer())
+      const built = this.context(admitted, listener, path, method, call)
+      ctx = built.ctx
+      dispose = built.dispose
+      return await serve(ctx)
+    }
+    const finish = (err: unknown): void => {
+      dispose()
+      release()
+      this.observe(method, ctx, startedMs, err)
+    }
+    run().then(
+      (value) => {
+        finish(undefined)
+        settled.ok(value)
+      },
+      (err: unknown) => {
+        finish(err)
+        settled.failed(err)
+      },
+    )
+  }
+
+  /** Answers `err` with its status through `send`; a broken invariant then fails the node. */
+  private fail(err: unknown, send: (status: StatusObject) => void): void {
+    const { status, fatal } = this.statusOf(err)
+    send(status)
+    if (fatal !== undefined) this.c.onFatal(fatal)
+  }
+
   private unary(
     listener: ListenerKind,
     path: string,
     method: string,
     serve: Extract<Handler, { kind: 'unary' }>['serve'],
   ): handleUnaryCall<unknown, unknown> {
-    return (call, callback) => {
-      const startedMs = this.c.clock.nowMs()
-      let ctx: CallContext | undefined
-      let release = (): void => {}
-      let dispose = (): void => {}
-      const run = async (): Promise<unknown> => {
-        let admitted: Admitted
-        try {
-          admitted = this.admit(listener, path, call.metadata, () => call.getAuthContext())
-        } catch (err) {
-          this.refusedBefore(listener, path, err)
-          throw err
-        }
-        release = this.enter(admitted, call.getPeer())
-        const built = this.context(admitted, listener, path, method, call)
-        ctx = built.ctx
-        dispose = built.dispose
-        return await serve(decoded(call.request) as never, ctx, call)
-      }
-      run().then(
-        (response) => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, undefined)
-          callback(null, response)
-        },
-        (err: unknown) => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, err)
-          const { status, fatal } = this.statusOf(err)
-          callback(status)
-          if (fatal !== undefined) this.c.onFatal(fatal)
+    return (call, callback) =>
+      this.lifecycle(
+        listener,
+        path,
+        method,
+        call,
+        (ctx) => serve(decoded(call.request) as never, ctx, call),
+        {
+          ok: (response) => callback(null, response),
+          failed: (err) => this.fail(err, (status) => callback(status)),
         },
       )
-    }
   }
 
   private serverStream(
@@ -448,43 +486,24 @@ export class Pipeline {
     method: string,
     serve: Extract<Handler, { kind: 'serverStream' }>['serve'],
   ): handleServerStreamingCall<unknown, unknown> {
-    return (call) => {
-      const startedMs = this.c.clock.nowMs()
-      let ctx: CallContext | undefined
-      let release = (): void => {}
-      let dispose = (): void => {}
-      const run = async (): Promise<void> => {
-        let admitted: Admitted
-        try {
-          admitted = this.admit(listener, path, call.metadata, () => call.getAuthContext())
-        } catch (err) {
-          this.refusedBefore(listener, path, err)
-          throw err
-        }
-        release = this.enter(admitted, call.getPeer())
-        const built = this.context(admitted, listener, path, method, call)
-        ctx = built.ctx
-        dispose = built.dispose
-        await serve(decoded(call.request) as never, ctx, call)
-        call.end()
-      }
-      run().then(
-        () => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, undefined)
+    return (call) =>
+      this.lifecycle(
+        listener,
+        path,
+        method,
+        call,
+        async (ctx) => {
+          await serve(decoded(call.request) as never, ctx, call)
+          call.end()
         },
-        (err: unknown) => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, err)
-          if (call.cancelled && !(err instanceof AssertionError)) return
-          const { status, fatal } = this.statusOf(err)
-          call.emit('error', status)
-          if (fatal !== undefined) this.c.onFatal(fatal)
+        {
+          ok: () => {},
+          failed: (err) => {
+            if (call.cancelled && !(err instanceof AssertionError)) return
+            this.fail(err, (status) => call.emit('error', status))
+          },
         },
       )
-    }
   }
 
   private clientStream(
@@ -494,47 +513,24 @@ export class Pipeline {
     serve: Extract<Handler, { kind: 'clientStream' }>['serve'],
   ): handleClientStreamingCall<unknown, unknown> {
     return (call, callback) => {
-      const startedMs = this.c.clock.nowMs()
-      let ctx: CallContext | undefined
-      let release = (): void => {}
-      let dispose = (): void => {}
       let answered = false
       const answer = (...args: Parameters<typeof callback>): void => {
         if (answered) return
         answered = true
         callback(...args)
       }
-      const run = async (): Promise<unknown> => {
-        let admitted: Admitted
-        try {
-          admitted = this.admit(listener, path, call.metadata, () => call.getAuthContext())
-        } catch (err) {
-          this.refusedBefore(listener, path, err)
-          // Drain what the caller sends, so the refusal is not held up by flow control.
-          call.on('data', () => {})
-          throw err
-        }
-        release = this.enter(admitted, call.getPeer())
-        const built = this.context(admitted, listener, path, method, call)
-        ctx = built.ctx
-        dispose = built.dispose
-        return await serve(call as ServerReadableStream<never, unknown>, ctx)
-      }
-      run().then(
-        (response) => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, undefined)
-          answer(null, response)
+      this.lifecycle(
+        listener,
+        path,
+        method,
+        call,
+        (ctx) => serve(call as ServerReadableStream<never, unknown>, ctx),
+        {
+          ok: (response) => answer(null, response),
+          failed: (err) => this.fail(err, (status) => answer(status)),
         },
-        (err: unknown) => {
-          dispose()
-          release()
-          this.observe(method, ctx, startedMs, err)
-          const { status, fatal } = this.statusOf(err)
-          answer(status)
-          if (fatal !== undefined) this.c.onFatal(fatal)
-        },
+        // Drain what the caller sends, so the refusal is not held up by flow control.
+        () => call.on('data', () => {}),
       )
     }
   }

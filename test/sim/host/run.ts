@@ -30,6 +30,7 @@
 import { SeededRandom, type ShardId } from '../../../src/common/index.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
 import { decodeValueRecord, dataKey } from '../../../src/storage/index.ts'
+import { letTheRunnerThrough } from '../../support/runner-turn.ts'
 import { checkHistory } from '../checkers/linearizable.ts'
 import { EventBudgetExceeded, SimClock, Simulator, type TraceSink } from '../simulator.ts'
 import { History } from '../workload.ts'
@@ -149,6 +150,9 @@ const electionMsMax = 5_000
 const progressMsMax = 10_000
 
 export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
+  // Before the run starts (nothing of it exists yet): a test running seeds in a loop must not
+  // starve its runner for longer than one run.
+  await letTheRunnerThrough()
   const o = hostSwarmOptions(init.seed, init.overrides)
   const marks = Object.fromEntries(Object.keys(coverageMarks).map((k) => [k, 0])) as Record<
     CoverageMark,

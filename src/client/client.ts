@@ -22,7 +22,7 @@
  * call; its own answer or error settles it, so everything above (retries, redirects, exactly-once
  * tags) works per op exactly as for a unary call.
  */
-import { setMaxListeners } from 'node:events'
+import { getMaxListeners, setMaxListeners } from 'node:events'
 import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js'
 import {
   bearerTokenInterceptor,
@@ -103,6 +103,9 @@ import type {
   WriteConsistency,
   WriteOptions,
 } from './types.ts'
+
+/** Listeners an attempt's signal may carry besides one per shard of a fanned-out call. */
+const listenersBeyondFanOut = 10
 
 /** User-tunable settings of a KvClient. */
 export interface KvClientInit {
@@ -525,6 +528,11 @@ abstract class KvOperations {
                 : this.core.chooser.replicaTarget(shard, state.avoid),
         }))
         const rpc = this.rpcContext(attempt)
+        // One call per shard, each listening on the attempt's signal: as many listeners as shards.
+        setMaxListeners(
+          Math.max(getMaxListeners(rpc.signal), groups.length + listenersBeyondFanOut),
+          rpc.signal,
+        )
         const outcomes = await Promise.all(
           groups.map(async (group) => {
             try {

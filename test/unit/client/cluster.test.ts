@@ -202,6 +202,28 @@ describe('client/routing against a sharded cluster', () => {
     expect(c.routingTable()?.shards[1]?.leaderId).toBe(3)
   })
 
+  it('fans a getMany out over 16 shards without a listener-leak warning on the attempt signal', async () => {
+    await cluster.stop()
+    cluster = await FakeCluster.start({ nodes: 3, shards: 16 })
+    const c = connect()
+    const keys = cluster.shards.flatMap((s) => cluster.keysOn(s.shardId, 'wide/', 1))
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => {
+      warnings.push(w.name)
+    }
+    process.on('warning', onWarning)
+    try {
+      const many = await c.getMany(keys)
+      expect(many.results).toHaveLength(16)
+      expect(cluster.counts('batchGet')).toEqual({ 1: 6, 2: 5, 3: 5 })
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    expect(warnings).not.toContain('MaxListenersExceededWarning')
+  })
+
   it('splits getMany by shard leader, runs the parts in parallel and reassembles them in order', async () => {
     const c = connect()
     const keys = cluster.shards.flatMap((s) => cluster.keysOn(s.shardId, 'many/', 3))

@@ -16,7 +16,7 @@ import { loadavg } from 'node:os'
 import { listMoves, moveReplica, type MoveStatus } from '../../src/client/admin-moves.ts'
 import { KvClient } from '../../src/client/index.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
-import { keysOfShard } from '../integration/helpers/cluster-ops.ts'
+import { keysOfShard } from '../integration/helpers/shard-keys.ts'
 import { freePort, startKvd } from '../integration/helpers/kvd.ts'
 import { median, quantile } from './stats.ts'
 

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listMoves, moveReplica } from '../../../src/client/admin-moves.ts'
 import { KvClient } from '../../../src/client/index.ts'
 import { startCluster, type Cluster } from '../helpers/cluster.ts'
-import { eventually, keysOfShard } from '../helpers/cluster-ops.ts'
+import { eventually } from '../helpers/cluster-ops.ts'
+import { keysOfShard } from '../helpers/shard-keys.ts'
 import { freePort, startKvd, type KvdHandle } from '../helpers/kvd.ts'
 
 /** The shard's size; RINGKV_TEST_LARGE_MB raises it for a manual run (the growth should not follow). */

@@ -17,6 +17,7 @@
  * | httpListen | --http H:P     | RINGKV_HTTP_LISTEN      | httpListen   | listen host, port + 1000 |
  * | nodeId     | --node-id N    | RINGKV_NODE_ID          | nodeId       | 1 (assigned with --join) |
  * | logLevel   | --log-level L  | RINGKV_LOG_LEVEL        | logLevel     | info                     |
+ * | logFormat  | --log-format F | RINGKV_LOG_FORMAT       | logFormat    | json (or pretty)         |
  * | join       | --join H:P,..  | RINGKV_JOIN             | join         | none                     |
  * | initialCluster | --initial-cluster 1=H:P,2=H:P,.. | RINGKV_INITIAL_CLUSTER | initialCluster | this node alone |
  * | shardCount | --shards N     | RINGKV_SHARDS           | shardCount   | 64                       |
@@ -58,6 +59,9 @@ import type { LogLevel as PinoLogLevel } from './logger-pino.ts'
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof logLevels)[number] & PinoLogLevel
+/** json: one JSON object per line (for machines); pretty: one readable line per event (for people). */
+export const logFormats = ['json', 'pretty'] as const
+export type LogFormat = (typeof logFormats)[number]
 
 export interface HostPort {
   readonly host: string
@@ -86,6 +90,7 @@ export interface KvdConfig {
   readonly httpListen: HostPort
   readonly nodeId: NodeId
   readonly logLevel: LogLevel
+  readonly logFormat: LogFormat
   /** True when --node-id (or its env/file key) was given. */
   readonly nodeIdGiven: boolean
   /**
@@ -141,6 +146,7 @@ export interface ConfigFlags {
   readonly join?: string | undefined
   readonly nodeId?: string | undefined
   readonly logLevel?: string | undefined
+  readonly logFormat?: string | undefined
   readonly config?: string | undefined
   readonly limit?: readonly string[] | undefined
   readonly initialCluster?: string | undefined
@@ -193,6 +199,7 @@ const fileKeys = new Set([
   'httpListen',
   'nodeId',
   'logLevel',
+  'logFormat',
   'join',
   'limits',
   'initialCluster',
@@ -326,6 +333,8 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
 
   const logLevelRaw = pick(flags.logLevel, '--log-level', 'RINGKV_LOG_LEVEL', 'logLevel')
   const logLevel = logLevelRaw === undefined ? 'info' : parseLogLevel(logLevelRaw)
+  const logFormatRaw = pick(flags.logFormat, '--log-format', 'RINGKV_LOG_FORMAT', 'logFormat')
+  const logFormat = logFormatRaw === undefined ? 'json' : parseLogFormat(logFormatRaw)
 
   const joinRaw = pick(flags.join, '--join', 'RINGKV_JOIN', 'join')
   const join = joinRaw === undefined ? [] : parseJoin(joinRaw)
@@ -496,6 +505,7 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     nodeId,
     nodeIdGiven,
     logLevel,
+    logFormat,
     join,
     initialCluster,
     initialZones: initial.zones,
@@ -582,6 +592,16 @@ function parseLogLevel(raw: Sourced): LogLevel {
       `${raw.source} must be one of ${logLevels.join(', ')}, got ${JSON.stringify(raw.value)}`,
     )
   return level as LogLevel
+}
+
+function parseLogFormat(raw: Sourced): LogFormat {
+  const format = typeof raw.value === 'string' ? raw.value.toLowerCase() : raw.value
+  if (!(logFormats as readonly unknown[]).includes(format))
+    throw invalid(
+      'logFormat',
+      `${raw.source} must be one of ${logFormats.join(', ')}, got ${JSON.stringify(raw.value)}`,
+    )
+  return format as LogFormat
 }
 
 function parseJoin(raw: Sourced): string[] {

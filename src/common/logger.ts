@@ -36,3 +36,107 @@ export const silentLogger: Logger = {
   child: () => silentLogger,
   isLevelEnabled: () => false,
 }
+
+/**
+ * A logger whose bindings can be set once they are known, for itself and every child made from it,
+ * before or after: kvd learns its node id only after opening its data directory (a joined node
+ * even later, from the meta shard), but the storage engine and the credential reloader log from
+ * before that. Lines written before `bind` carry the bindings known then; lines after, the new ones.
+ */
+export class BindableLogger implements Logger {
+  private readonly parent: Logger
+  private current: Logger
+  private generation = 0
+
+  constructor(parent: Logger, bindings: LogFields = {}) {
+    this.parent = parent
+    this.current = parent.child(bindings)
+  }
+
+  /** Replaces the bindings of this logger (and of its children, from their next line on). */
+  bind(bindings: LogFields): void {
+    this.current = this.parent.child(bindings)
+    this.generation++
+  }
+
+  trace(fields: LogFields, message: string): void {
+    this.current.trace(fields, message)
+  }
+  debug(fields: LogFields, message: string): void {
+    this.current.debug(fields, message)
+  }
+  info(fields: LogFields, message: string): void {
+    this.current.info(fields, message)
+  }
+  warn(fields: LogFields, message: string): void {
+    this.current.warn(fields, message)
+  }
+  error(fields: LogFields, message: string): void {
+    this.current.error(fields, message)
+  }
+  fatal(fields: LogFields, message: string): void {
+    this.current.fatal(fields, message)
+  }
+  isLevelEnabled(level: LogLevelName): boolean {
+    return this.current.isLevelEnabled(level)
+  }
+
+  child(bindings: LogFields): Logger {
+    return new BoundChild(this, bindings)
+  }
+
+  /** The logger lines go to now, and a number that changes whenever it does. */
+  target(): { readonly logger: Logger; readonly generation: number } {
+    return { logger: this.current, generation: this.generation }
+  }
+}
+
+/** A child of a BindableLogger: re-derived from its parent's logger when that changes. */
+class BoundChild implements Logger {
+  private readonly parent: { target(): { readonly logger: Logger; readonly generation: number } }
+  private readonly bindings: LogFields
+  private made: Logger | undefined
+  private madeGeneration = -1
+
+  constructor(
+    parent: { target(): { readonly logger: Logger; readonly generation: number } },
+    bindings: LogFields,
+  ) {
+    this.parent = parent
+    this.bindings = bindings
+  }
+
+  target(): { readonly logger: Logger; readonly generation: number } {
+    const { logger, generation } = this.parent.target()
+    if (this.made === undefined || generation !== this.madeGeneration) {
+      this.made = logger.child(this.bindings)
+      this.madeGeneration = generation
+    }
+    return { logger: this.made, generation }
+  }
+
+  trace(fields: LogFields, message: string): void {
+    this.target().logger.trace(fields, message)
+  }
+  debug(fields: LogFields, message: string): void {
+    this.target().logger.debug(fields, message)
+  }
+  info(fields: LogFields, message: string): void {
+    this.target().logger.info(fields, message)
+  }
+  warn(fields: LogFields, message: string): void {
+    this.target().logger.warn(fields, message)
+  }
+  error(fields: LogFields, message: string): void {
+    this.target().logger.error(fields, message)
+  }
+  fatal(fields: LogFields, message: string): void {
+    this.target().logger.fatal(fields, message)
+  }
+  isLevelEnabled(level: LogLevelName): boolean {
+    return this.target().logger.isLevelEnabled(level)
+  }
+  child(bindings: LogFields): Logger {
+    return new BoundChild(this, bindings)
+  }
+}

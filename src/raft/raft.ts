@@ -115,6 +115,12 @@ export class Raft {
   /** The highest round a quorum has echoed, and the tick it was sent at (-Infinity: none). */
   private quorumRound = 0
   private leaseStartTick = Number.NEGATIVE_INFINITY
+  /**
+   * Elections this node started since it last knew a leader. Only the first one's role changes
+   * are logged at info; the repeats of a node cut off from a quorum (one per election timeout per
+   * group, thousands a minute on a busy node) go to debug with their count.
+   */
+  private campaignsWithoutLeader = 0
 
   private stepRole: StepFn = (m) => this.stepFollower(m)
   private tickRole: () => void = () => this.tickElection()
@@ -262,7 +268,12 @@ export class Raft {
     this.reset(term)
     this.leaderId = leaderId
     this.role = Role.Follower
-    if (wasRole !== Role.Follower) this.logger.info({ term, leaderId }, 'became follower')
+    if (wasRole !== Role.Follower) {
+      // A lost election (no leader yet) repeats as often as the campaigns: at debug after the first.
+      const lostCampaign = leaderId === null && wasRole !== Role.Leader
+      const level = lostCampaign ? this.campaignLogLevel() : 'info'
+      this.logger[level]({ term, leaderId }, 'became follower')
+    }
   }
 
   private becomePreCandidate(): void {
@@ -273,7 +284,7 @@ export class Raft {
     this.tracker.resetVotes()
     this.leaderId = null
     this.role = Role.PreCandidate
-    this.logger.info({ term: this.term }, 'became pre-candidate')
+    this.logCampaign('became pre-candidate')
   }
 
   private becomeCandidate(): void {
@@ -283,7 +294,7 @@ export class Raft {
     this.reset((this.term + 1) as Term)
     this.vote = this.id
     this.role = Role.Candidate
-    this.logger.info({ term: this.term }, 'became candidate')
+    this.logCampaign('became candidate')
   }
 
   private becomeLeader(): void {
@@ -304,6 +315,18 @@ export class Raft {
     // A no-op of the new term (§5.4.2, §6.4): commits everything before it and lets reads start.
     this.appendEntries([{ type: EntryType.Normal, data: new Uint8Array(0) }])
     this.logger.info({ term: this.term }, 'became leader')
+  }
+
+  /** info for the first election since a leader was known, debug for its repeats. */
+  private campaignLogLevel(): 'info' | 'debug' {
+    return this.campaignsWithoutLeader > 1 ? 'debug' : 'info'
+  }
+
+  /** A role change of a campaign: the first at info, the repeats at debug with their count. */
+  private logCampaign(message: string): void {
+    if (this.campaignsWithoutLeader > 1)
+      this.logger.debug({ term: this.term, campaign: this.campaignsWithoutLeader }, message)
+    else this.logger.info({ term: this.term }, message)
   }
 
   // -------------------------------------------------------------------------------------------
@@ -382,6 +405,8 @@ export class Raft {
       )
       return { ok: false, reason: 'term-exhausted' }
     }
+    // A follower still names the leader it last heard from; a failed campaign leaves none.
+    this.campaignsWithoutLeader = this.leaderId === null ? this.campaignsWithoutLeader + 1 : 1
     if (this.cfg.preVote && !transfer) this.campaign('pre')
     else this.campaign(transfer ? 'transfer' : 'real')
     return { ok: true }

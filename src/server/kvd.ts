@@ -69,7 +69,7 @@ import {
   mapToProto,
   type LocalReplica,
 } from '../router/index.ts'
-import type { Logger } from '../common/logger.ts'
+import { BindableLogger, type Logger } from '../common/logger.ts'
 import { loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
 import type { Hasher } from '../hashing/index.ts'
 import { NodeHost, type HostedShard } from '../node/host.ts'
@@ -118,7 +118,8 @@ type State = 'new' | 'starting' | 'serving' | 'stopping' | 'stopped'
 export class Kvd {
   private readonly init: KvdInit
   private readonly components: KvdComponents
-  private readonly log: Logger
+  /** Lines carry `node`: the configured id at once in a new cluster, a joining node's once it is known. */
+  private readonly log: BindableLogger
   private readonly metrics = new KvdMetrics()
   private readonly gate: RequestGate
   private readonly health = new HealthImplementation(
@@ -144,7 +145,10 @@ export class Kvd {
   constructor(init: KvdInit, components: KvdComponents) {
     this.init = init
     this.components = components
-    this.log = components.logger.child({ node: init.config.nodeId })
+    this.log = new BindableLogger(
+      components.logger,
+      init.config.join.length > 0 ? {} : { node: init.config.nodeId },
+    )
     this.gate = new RequestGate(init.config.limits.requestsInFlightMax)
   }
 
@@ -198,6 +202,7 @@ export class Kvd {
       const hasher = await loadHasher()
       const identity = await this.identity(this.engine, hasher, tls)
       this.nodeId = identity.nodeId
+      this.log.bind({ node: identity.nodeId })
       const clusterId = await loadOrCreateClusterId(config.dataDir, identity.clusterId)
       this.clusterIdHex = clusterId.toString('hex')
       const peerClients = new PeerClients(

@@ -2,7 +2,8 @@
  * The kvd command line (bin/kvd.js calls `main`):
  *
  *     kvd --data DIR --listen HOST:PORT [--peer-listen HOST:PORT] [--http HOST:PORT]
- *         [--join HOST:PORT[,..]] [--node-id N] [--log-level L] [--config FILE] [--limit NAME=VALUE ...]
+ *         [--join HOST:PORT[,..]] [--node-id N] [--log-level L] [--log-format json|pretty]
+ *         [--config FILE] [--limit NAME=VALUE ...]
  *         [--cert-file F --key-file F --ca-file F [--client-cert-auth]] [--auth-file F]
  *
  * Configuration precedence and fields: common/config.ts. Exit codes:
@@ -118,12 +119,23 @@ export async function main(
         'snapshot data this node sends per second, all moves and catch-ups together (default 32)',
       ),
     )
-    .addOption(new Option('--tick-ms <ms>', 'Raft tick (default 100; elections take 10 ticks)'))
+    .addOption(
+      new Option(
+        '--tick-ms <ms>',
+        'Raft tick (default 100): a leader heartbeats every tick, a follower campaigns after 10-20 ticks of silence',
+      ),
+    )
     .addOption(new Option('--lease-reads', 'linearizable reads by leader lease instead of ReadIndex'))
     .addOption(
       new Option('--allow-fault-injection', 'accept the admin call that drops or delays peer traffic'),
     )
     .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (default info)'))
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'json (default: one JSON object per line) or pretty (one readable line per event)',
+      ),
+    )
     .addOption(new Option('--config <file>', 'JSON config file (flags > RINGKV_* env > file > defaults)'))
     .addOption(
       new Option('--limit <name=value>', 'tighten a limit of common/limits.ts (repeatable)').argParser(
@@ -163,6 +175,8 @@ export async function main(
   const logger: Logger = createRootLogger({
     name: 'kvd',
     level: config.logLevel,
+    format: config.logFormat,
+    color: process.stderr.isTTY,
     destination: pino.destination({ fd: 2, sync: true }) as unknown as NodeJS.WritableStream,
   })
   // grpc-js writes its own diagnostics to stderr; route them into the log instead.

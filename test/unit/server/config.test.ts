@@ -86,6 +86,11 @@ describe('common/config', () => {
       expect(failure(() => load({ data: '/d', nodeId: bad })).field).toBe('nodeId')
     expect(load({ data: '/d', logLevel: 'DEBUG' }).logLevel).toBe('debug')
     expect(failure(() => load({ data: '/d', logLevel: 'loud' })).field).toBe('logLevel')
+    expect(load({ data: '/d' }).logFormat).toBe('json')
+    expect(load({ data: '/d', logFormat: 'Pretty' }).logFormat).toBe('pretty')
+    expect(load({ data: '/d' }, { RINGKV_LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty')
+    expect(failure(() => load({ data: '/d', logFormat: 'xml' }))).toMatchObject({ field: 'logFormat' })
+    expect(failure(() => load({ data: '/d', logFormat: 'xml' })).message).toContain('json, pretty')
     expect(load({ data: '/d', join: '10.0.0.1:7001, 10.0.0.2:7001' }).join).toEqual([
       '10.0.0.1:7001',
       '10.0.0.2:7001',

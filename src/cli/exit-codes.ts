@@ -23,6 +23,8 @@ export const ExitCode = {
   Refused: 7,
   /** Refused: no identity the node accepts (UNAUTHENTICATED), or not allowed (PERMISSION_DENIED). */
   AccessDenied: 8,
+  /** `status`: every shard has a leader, but a node is down or a shard is short of replicas. */
+  Degraded: 9,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
@@ -37,7 +39,9 @@ export const exitCodesHelp = `Exit codes:
   ${ExitCode.VersionMismatch}  version mismatch (--expected-version did not match)
   ${ExitCode.Refused}  refused (a move or replica change breaks a rule, or was planned on a stale configuration)
   ${ExitCode.AccessDenied}  access denied (UNAUTHENTICATED: no certificate or token the node accepts;
-     PERMISSION_DENIED: the role may not do this)`
+     PERMISSION_DENIED: the role may not do this)
+  ${ExitCode.Degraded}  degraded (status: every shard has a leader, but a node is down or a shard is short of replicas;
+     a shard without leader is ${ExitCode.Unavailable})`
 
 /** The exit code for an error of a read or a write command. */
 export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode {

@@ -14,6 +14,7 @@ import type { ClientTls } from '../net/index.ts'
 import { writeConsistencies, readConsistencies } from '../client/types.ts'
 import { certsCommand } from './commands/certs.ts'
 import { delCommand } from './commands/del.ts'
+import { endpointCommand } from './commands/endpoint.ts'
 import { faultCommand } from './commands/fault.ts'
 import { getCommand } from './commands/get.ts'
 import { putCommand } from './commands/put.ts'
@@ -35,6 +36,7 @@ export const commands: readonly CommandSpec[] = [
   delCommand,
   scanCommand,
   statusCommand,
+  endpointCommand,
   shardsCommand,
   ringCommand,
   faultCommand,

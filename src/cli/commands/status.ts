@@ -1,12 +1,23 @@
+import { Option } from 'commander'
 import { isKvError } from '../../common/errors.ts'
 import type { ShardMapResult, ShardStatus, StatusResult } from '../../client/types.ts'
 import type { CliContext } from '../context.ts'
-import { ExitCode, exitCodeForError } from '../exit-codes.ts'
 import { errorView, json, table } from '../output.ts'
 import { listMoves, type MoveStatus } from '../../client/admin-moves.ts'
 import { fetchMap, formatRange, holdings } from './cluster-view.ts'
 import { moveLine } from './moves.ts'
+import { ExitCode, exitCodeForError } from '../exit-codes.ts'
 import type { CommandSpec } from './command.ts'
+import {
+  renderSummary,
+  shardName,
+  summarizeHealth,
+  verdictExitCode,
+  type HealthInput,
+  type HealthNode,
+  type HealthShard,
+  type Verdict,
+} from './status-health.ts'
 
 export { formatRange } from './cluster-view.ts'
 
@@ -59,20 +70,36 @@ interface ClusterNodeView {
 }
 
 /**
- * `kvctl status`: the cluster as the shard map shows it (every node: address, zone, state, time
- * since its last heartbeat, replicas and leaderships held, requests it forwarded), then every node
- * asked directly (the endpoints given, the map's nodes, and every peer their answers name;
- * unreachable ones are shown as such) and the shard table merged from their answers (range,
- * leader, voters, applied index per node). Exit 3 when no node answers.
+ * `kvctl status`: is the cluster healthy? A one-screen summary first (verdict, nodes up, shards
+ * healthy / under-replicated / without leader, moves running, then each problem; status-health.ts
+ * decides), then the map's nodes (address, zone, state, time since its last heartbeat, replicas
+ * and leaderships held, requests it forwarded). `--shards` adds every node asked directly and the
+ * shard tables (merged per shard, and per replica). Every node is asked: the endpoints given, the
+ * map's nodes, and every peer their answers name. The exit code is the verdict's (0 healthy,
+ * 9 degraded, 3 unavailable); `--check` prints nothing and only exits so.
  */
 export const statusCommand: CommandSpec = {
   name: 'status',
   arguments: '',
-  summary:
-    'show the cluster: every node (state, heartbeat, replicas, leaders, forwarded requests) and every shard',
+  summary: 'is the cluster healthy? a summary, the nodes, and with --shards every shard; exit 0/9/3',
   kind: 'read',
-  examples: ['kvctl status', 'kvctl --endpoints 127.0.0.1:7001,127.0.0.1:7002 status -o json'],
-  async run(ctx) {
+  options: [
+    new Option('--shards', 'also show every node asked directly and the per-shard and per-replica tables'),
+    new Option('--check', 'print nothing; only exit 0 (healthy), 9 (degraded) or 3 (unavailable)'),
+  ],
+  details: [
+    'Healthy: every node of the map answers and every shard (the meta shard too) has a leader and',
+    'all its voters. Exit codes: 0 healthy; 9 degraded (every shard has a leader, but a node is down,',
+    'a shard is short of replicas, or the map could not be had); 3 unavailable (no node answers, or a',
+    "shard has no leader: some keys cannot be served). JSON output carries the summary as 'health'.",
+  ],
+  examples: [
+    'kvctl status',
+    'kvctl status --shards',
+    'kvctl status --check && echo healthy',
+    'kvctl --endpoints 127.0.0.1:7001,127.0.0.1:7002 status -o json',
+  ],
+  async run(ctx, _args, options) {
     let map: ShardMapResult | undefined
     let mapError: unknown
     try {
@@ -82,7 +109,8 @@ export const statusCommand: CommandSpec = {
       mapError = err
     }
     const answers = await askCluster(ctx, map)
-    const shards = mergeShards(answers)
+    const metaShardId = map?.metaShard?.shardId
+    const shards = mergeShards(answers, metaShardId)
     let moves: MoveStatus[] | null = null
     try {
       moves = (
@@ -94,10 +122,14 @@ export const statusCommand: CommandSpec = {
       // Shown when the meta leader answers.
     }
     const nodes = map === undefined ? [] : nodeViews(ctx, map, answers)
+    const health = summarizeHealth(healthInput(map, answers, shards, moves))
+    const code = exitCode(health.verdict, answers)
+    if (options['check'] === true) return code
     if (ctx.format === 'json') {
       ctx.print(
         json({
           clusterId: map?.clusterId ?? answers.find((a) => a.ok)?.status.clusterId ?? null,
+          health,
           map:
             map === undefined
               ? { ok: false, error: errorView(mapError) }
@@ -131,24 +163,123 @@ export const statusCommand: CommandSpec = {
         }),
       )
     } else {
-      if (map !== undefined) {
-        printNodes(ctx, map, nodes)
-        ctx.print('')
-      }
+      for (const line of renderSummary(health)) ctx.print(line)
+      ctx.print('')
+      if (map !== undefined) printNodes(ctx, map, nodes)
       if (moves !== null && moves.length > 0) {
+        ctx.print('')
         ctx.print(`moves in progress: ${moves.length}`)
         for (const m of moves) ctx.print(`  ${moveLine(m)}`)
-        ctx.print('')
       }
-      printTables(ctx, answers, shards)
+      if (options['shards'] === true || map === undefined) {
+        ctx.print('')
+        printEndpoints(ctx, answers)
+      }
+      if (options['shards'] === true) printTables(ctx, answers, shards, metaShardId)
     }
-    const firstError = answers.find((r): r is Extract<NodeAnswer, { ok: false }> => !r.ok)
-    if (answers.every((r) => !r.ok) && firstError !== undefined) {
-      const code = exitCodeForError(firstError.error, 'read')
-      return code === ExitCode.Ok ? ExitCode.Error : code
-    }
-    return ExitCode.Ok
+    return code
   },
+}
+
+/** The verdict's exit code; when no node answered, the reason's (e.g. access denied, not just unavailable). */
+function exitCode(verdict: Verdict, answers: readonly NodeAnswer[]): ExitCode {
+  const firstError = answers.find((r): r is Extract<NodeAnswer, { ok: false }> => !r.ok)
+  if (answers.every((r) => !r.ok) && firstError !== undefined) {
+    const code = exitCodeForError(firstError.error, 'read')
+    return code === ExitCode.Ok ? ExitCode.Error : code
+  }
+  return verdictExitCode(verdict)
+}
+
+/** What the health check needs: the map's nodes and shards (or, without a map, what the nodes named). */
+function healthInput(
+  map: ShardMapResult | undefined,
+  answers: readonly NodeAnswer[],
+  shards: readonly ShardView[],
+  moves: readonly MoveStatus[] | null,
+): HealthInput {
+  const answeredIds = new Set(
+    answers.flatMap((a) => (a.ok && a.status.node !== null ? [a.status.node.nodeId] : [])),
+  )
+  const failure = (nodeId: number | undefined, address: string): string | undefined => {
+    const a = answers.find(
+      (x) => !x.ok && (nodeId !== undefined ? x.nodeId === nodeId : x.endpoint === address),
+    )
+    if (a === undefined || a.ok) return undefined
+    return oneLine(a.error)
+  }
+  const nodes: HealthNode[] =
+    map !== undefined
+      ? map.nodes.map((n) => {
+          const error = answeredIds.has(n.nodeId) ? undefined : failure(n.nodeId, n.address)
+          return {
+            nodeId: n.nodeId,
+            address: n.address,
+            state: n.state,
+            answered: answeredIds.has(n.nodeId),
+            ...(error !== undefined ? { error } : {}),
+          }
+        })
+      : distinctNodes(answers)
+  const mapAddresses = new Set(map?.nodes.map((n) => n.address) ?? [])
+  const strayEndpoints =
+    map === undefined
+      ? []
+      : answers.flatMap((a) =>
+          !a.ok && a.nodeId === undefined && !mapAddresses.has(a.endpoint)
+            ? [{ endpoint: a.endpoint, error: oneLine(a.error) }]
+            : [],
+        )
+  const merged = new Map(shards.map((s) => [s.shardId, s]))
+  const fromMap = map === undefined ? [] : [...map.shards, ...(map.metaShard === null ? [] : [map.metaShard])]
+  const healthShards: HealthShard[] = fromMap.map((s) => {
+    const view = merged.get(s.shardId)
+    return view === undefined
+      ? { shardId: s.shardId, leaderId: 0, voters: s.replicas, reportedBy: [] }
+      : viewShard(view)
+  })
+  // Without a map (or for a shard the map does not name yet), what the nodes report.
+  for (const view of shards)
+    if (!fromMap.some((s) => s.shardId === view.shardId)) healthShards.push(viewShard(view))
+  return {
+    clusterId: map?.clusterId ?? answers.find((a) => a.ok)?.status.clusterId,
+    metaShardId: map?.metaShard?.shardId,
+    mapOk: map !== undefined,
+    replicaCount: map?.replicaCount,
+    nodes,
+    strayEndpoints,
+    shards: healthShards,
+    movesRunning: moves === null ? null : moves.length,
+  }
+}
+
+/** An error as `CODE: message` on one line. */
+function oneLine(error: unknown): string {
+  const e = errorView(error)
+  return `${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}`
+}
+
+function viewShard(view: ShardView): HealthShard {
+  return {
+    shardId: view.shardId,
+    leaderId: view.leaderId,
+    voters: view.voters,
+    reportedBy: Object.keys(view.appliedIndexByNode).map(Number),
+  }
+}
+
+/** Without a map: one entry per node that answered or was named, and per endpoint that never said. */
+function distinctNodes(answers: readonly NodeAnswer[]): HealthNode[] {
+  const out: HealthNode[] = []
+  for (const a of answers) {
+    const nodeId = a.ok ? (a.status.node?.nodeId ?? a.nodeId) : a.nodeId
+    if (nodeId !== undefined && out.some((n) => n.nodeId === nodeId)) continue
+    if (a.ok) out.push({ nodeId, address: a.endpoint, state: '', answered: true })
+    else {
+      out.push({ nodeId, address: a.endpoint, state: '', answered: false, error: oneLine(a.error) })
+    }
+  }
+  return out
 }
 
 /** The map's nodes with their heartbeat age, holdings and forwarded-request counter. */
@@ -174,7 +305,7 @@ function nodeViews(ctx: CliContext, map: ShardMapResult, answers: readonly NodeA
 
 function printNodes(ctx: CliContext, map: ShardMapResult, nodes: readonly ClusterNodeView[]): void {
   ctx.print(
-    `cluster ${map.clusterId}: ${nodes.length} nodes, ${map.shards.length} shards, ${map.replicaCount} replicas each (map from node ${map.servedBy})`,
+    `map from node ${map.servedBy}: ${nodes.length} nodes, ${map.shards.length} shards, ${map.replicaCount} replicas each`,
   )
   ctx.print(
     table([
@@ -187,7 +318,7 @@ function printNodes(ctx: CliContext, map: ShardMapResult, nodes: readonly Cluste
         n.heartbeatAgeMs === null ? 'never' : `${Math.round(n.heartbeatAgeMs / 1000)}s ago`,
         String(n.replicas),
         String(n.leaders),
-        n.forwardedRequests === null ? '?' : String(n.forwardedRequests),
+        n.forwardedRequests === null ? '-' : String(n.forwardedRequests),
       ]),
     ]),
   )
@@ -236,8 +367,8 @@ async function askCluster(ctx: CliContext, map: ShardMapResult | undefined): Pro
   return answers
 }
 
-/** The shards of every answer, merged by shard id, in hash order. */
-function mergeShards(answers: readonly NodeAnswer[]): ShardView[] {
+/** The shards of every answer, merged by shard id, in hash order, the meta shard last. */
+function mergeShards(answers: readonly NodeAnswer[], metaShardId: number | undefined): ShardView[] {
   const byShard = new Map<number, { nodeId: number; shard: ShardStatus }[]>()
   for (const a of answers) {
     const node = a.ok ? a.status.node : null
@@ -261,7 +392,11 @@ function mergeShards(answers: readonly NodeAnswer[]): ShardView[] {
       appliedIndexByNode: Object.fromEntries(replicas.map((r) => [r.nodeId, r.shard.appliedIndex])),
     }
   })
-  return views.sort((a, b) => compareDecimal(a.hashStart, b.hashStart) || a.shardId - b.shardId)
+  // The meta shard (the whole ring, the cluster's own records) after the data shards.
+  const isMeta = (v: ShardView): number => (v.shardId === metaShardId ? 1 : 0)
+  return views.sort(
+    (a, b) => isMeta(a) - isMeta(b) || compareDecimal(a.hashStart, b.hashStart) || a.shardId - b.shardId,
+  )
 }
 
 /**
@@ -288,7 +423,8 @@ function agreedLeader(replicas: readonly { nodeId: number; shard: ShardStatus }[
   return best
 }
 
-function printTables(ctx: CliContext, answers: readonly NodeAnswer[], shards: readonly ShardView[]): void {
+/** Every node asked directly: version, uptime, shards held, calls in flight, or why it did not answer. */
+function printEndpoints(ctx: CliContext, answers: readonly NodeAnswer[]): void {
   ctx.print(
     table([
       ['ENDPOINT', 'NODE', 'CLUSTER', 'VERSION', 'UPTIME', 'SHARDS', 'IN FLIGHT'],
@@ -308,19 +444,28 @@ function printTables(ctx: CliContext, answers: readonly NodeAnswer[], shards: re
           r.status.clusterId,
           n?.version ?? '-',
           n === null ? '-' : formatDuration(n.uptimeMs),
-          String(n?.shards.length ?? 0),
-          String(n?.requestsInFlight ?? 0),
+          n === null ? '-' : String(n.shards.length),
+          n === null ? '-' : String(n.requestsInFlight),
         ]
       }),
     ]),
   )
+}
+
+/** The shard table merged over the nodes, then one row per replica. */
+function printTables(
+  ctx: CliContext,
+  answers: readonly NodeAnswer[],
+  shards: readonly ShardView[],
+  metaShardId: number | undefined,
+): void {
   if (shards.length > 0) {
     ctx.print('')
     ctx.print(
       table([
         ['SHARD', 'RANGE', 'LEADER', 'VOTERS', 'APPLIED'],
         ...shards.map((s) => [
-          String(s.shardId),
+          shardName(s.shardId, metaShardId),
           formatRange(s.hashStart, s.hashEnd),
           s.leaderId > 0 ? String(s.leaderId) : '-',
           s.voters.join(','),
@@ -335,9 +480,9 @@ function printTables(ctx: CliContext, answers: readonly NodeAnswer[], shards: re
     r.ok && r.status.node !== null
       ? r.status.node.shards.map((s) => [
           String(r.status.node?.nodeId ?? '-'),
-          String(s.shardId),
+          shardName(s.shardId, metaShardId),
           s.role,
-          String(s.leaderId),
+          s.leaderId > 0 ? String(s.leaderId) : '-',
           String(s.term),
           String(s.commitIndex),
           String(s.appliedIndex),

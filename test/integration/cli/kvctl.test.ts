@@ -151,15 +151,30 @@ describe('cli/kvctl against kvd', () => {
     expect(code).toBe(0)
   })
 
-  it('shows status in both formats', async () => {
+  it('shows status in both formats: the verdict first, the shard tables with --shards, --check quiet', async () => {
     const table = await runKvctl([...ep, '-o', 'table', 'status'])
     expect(table.code).toBe(0)
-    // The cluster first (the shard map's nodes), then every endpoint asked directly.
-    expect(table.stdout).toMatch(/^cluster [0-9a-f]{32}: 1 nodes, 1 shards/)
+    // The verdict and its numbers first (one node, its data shards and the meta shard), then the map's nodes.
+    expect(table.stdout).toMatch(
+      /^cluster [0-9a-f]{32}: HEALTHY\n {2}nodes {3}1\/1 up\n {2}shards {2}2 total: 2 healthy, 0 under-replicated, 0 without leader\n {2}moves {3}0 running\n/,
+    )
+    expect(table.stdout).toMatch(/^map from node 1: 1 nodes, 1 shards/m)
     expect(table.stdout).toMatch(/^NODE\s+ADDRESS\s+ZONE\s+STATE\s+HEARTBEAT/m)
-    expect(table.stdout).toMatch(/^ENDPOINT\s+NODE\s+CLUSTER/m)
-    expect(table.stdout).toContain(kvd.address)
-    expect(table.stdout).toMatch(/NODE\s+SHARD\s+ROLE\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+VOTERS/)
+    expect(table.stdout).not.toMatch(/^ENDPOINT\s/m)
+    const shards = await runKvctl([...ep, '-o', 'table', 'status', '--shards'])
+    expect(shards.stdout).toMatch(/^ENDPOINT\s+NODE\s+CLUSTER/m)
+    expect(shards.stdout).toContain(kvd.address)
+    expect(shards.stdout).toMatch(/NODE\s+SHARD\s+ROLE\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+VOTERS/)
+    // The meta shard by name, in both shard tables.
+    expect(shards.stdout).toMatch(/^meta\s+\[0000000000000000, 10000000000000000\)\s+1\s+1\s/m)
+    expect(shards.stdout).toMatch(/^1\s+meta\s+(leader|single)\s+1\s/m)
+    expect(shards.stdout).not.toContain('4294967280')
+    expect(await runKvctl([...ep, 'status', '--check'])).toMatchObject({ code: 0, stdout: '', stderr: '' })
+    const health = await runKvctl([...ep, '-o', 'table', 'endpoint', 'health'])
+    expect(health.code).toBe(0)
+    expect(health.stdout).toMatch(
+      new RegExp(`^${kvd.address} is healthy: node 1, 2 shards with a leader, took \\d+ ms\n$`),
+    )
     const json = JSON.parse((await inProcess([...ep, 'status'])).stdout)
     expect(json.endpoints[0]).toMatchObject({
       endpoint: kvd.address,

@@ -65,11 +65,24 @@ describe('cli/kvctl against a sharded cluster', () => {
     cluster.node(2).state = 'draining'
     cluster.node(3).lastHeartbeatMs = 0
     await cluster.node(3).kill()
-    const r = await run([...ep, '-o', 'table', 'status'])
-    expect(r.code).toBe(0)
+    cluster.metaReplicas = true
+    const r = await run([...ep, '-o', 'table', 'status', '--shards'])
+    // Shard 3's leader (node 3) is down: some keys cannot be served.
+    expect(r.code).toBe(ExitCode.Unavailable)
     const lines = r.stdout.split('\n')
-    expect(lines[0]).toBe('cluster fake-cluster: 3 nodes, 4 shards, 3 replicas each (map from node 1)')
-    expect(cells(lines[1])).toEqual([
+    expect(lines.slice(0, 9)).toEqual([
+      'cluster fake-cluster: UNAVAILABLE',
+      '  nodes   2/3 up',
+      '  shards  5 total: 0 healthy, 4 under-replicated, 1 without leader',
+      '  moves   - (the meta leader did not answer)',
+      'problems:',
+      expect.stringMatching(/^ {2}node 3 \(127\.0\.0\.1:\d+\) does not answer: UNAVAILABLE: /),
+      '  without leader: shard 3',
+      '  under-replicated: shard 1, 2, 4, meta',
+      '',
+    ])
+    expect(lines[9]).toBe('map from node 1: 3 nodes, 4 shards, 3 replicas each')
+    expect(cells(lines[10])).toEqual([
       'NODE',
       'ADDRESS',
       'ZONE',
@@ -79,20 +92,29 @@ describe('cli/kvctl against a sharded cluster', () => {
       'LEADERS',
       'FORWARDED',
     ])
-    expect(cells(lines[2])).toEqual(['1', cluster.node(1).address, 'z1', 'active', '1s ago', '4', '2', '1'])
-    expect(cells(lines[3])).toEqual(['2', cluster.node(2).address, 'z2', 'draining', '2s ago', '4', '1', '0'])
+    expect(cells(lines[11])).toEqual(['1', cluster.node(1).address, 'z1', 'active', '1s ago', '4', '2', '1'])
+    expect(cells(lines[12])).toEqual([
+      '2',
+      cluster.node(2).address,
+      'z2',
+      'draining',
+      '2s ago',
+      '4',
+      '1',
+      '0',
+    ])
     // Node 3 never sent a heartbeat and does not answer: its counter is unknown.
-    expect(cells(lines[4])).toEqual(['3', cluster.node(3).address, 'z3', 'active', 'never', '4', '1', '?'])
+    expect(cells(lines[13])).toEqual(['3', cluster.node(3).address, 'z3', 'active', 'never', '4', '1', '-'])
     // Then every node asked directly.
     const endpoints = lines.findIndex((l) => /^ENDPOINT\s+NODE\s+CLUSTER/.test(l))
-    expect(endpoints).toBe(6)
+    expect(endpoints).toBe(15)
     expect(r.stdout).toMatch(new RegExp(`${cluster.node(1).address}\\s+1\\s+fake-cluster`))
     expect(r.stdout).toMatch(new RegExp(`${cluster.node(2).address}\\s+2\\s+fake-cluster`))
     expect(r.stdout).toMatch(new RegExp(`${cluster.node(3).address}\\s+3\\s+unreachable \\(UNAVAILABLE`))
     // The shard table: range, leader, voters, applied index per node that answered.
     const header = lines.findIndex((l) => /^SHARD\s+RANGE\s+LEADER\s+VOTERS\s+APPLIED$/.test(l))
     expect(header).toBeGreaterThan(endpoints)
-    const rows = lines.slice(header + 1, header + 5)
+    const rows = lines.slice(header + 1, header + 6)
     const range = cluster.shards[1]?.range
     expect(cells(rows[1])).toEqual([
       '2',
@@ -102,8 +124,9 @@ describe('cli/kvctl against a sharded cluster', () => {
       '1:1 2:1',
     ])
     expect(rows[3]).toContain('[c000000000000000, 10000000000000000)')
-    expect(rows.map((l) => cells(l)[0])).toEqual(['1', '2', '3', '4'])
-    expect(rows.map((l) => cells(l)[2])).toEqual(['1', '2', '3', '1'])
+    // The meta shard by its name; a leader nobody knows would be '-'.
+    expect(rows.map((l) => cells(l)[0])).toEqual(['1', '2', '3', '4', 'meta'])
+    expect(rows.map((l) => cells(l)[2])).toEqual(['1', '2', '3', '1', '1'])
     // The per-replica detail is still there.
     expect(r.stdout).toMatch(/NODE\s+SHARD\s+ROLE\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+VOTERS/)
 
@@ -142,6 +165,89 @@ describe('cli/kvctl against a sharded cluster', () => {
     })
   })
 
+  it('status leads with the verdict, keeps the shard tables behind --shards, and --check only exits', async () => {
+    cluster.metaReplicas = true
+    const healthy = await run([...ep, '-o', 'table', 'status'])
+    expect(healthy.code).toBe(ExitCode.Ok)
+    expect(healthy.stdout.split('\n').slice(0, 4)).toEqual([
+      'cluster fake-cluster: HEALTHY',
+      '  nodes   3/3 up',
+      '  shards  5 total: 5 healthy, 0 under-replicated, 0 without leader',
+      '  moves   - (the meta leader did not answer)',
+    ])
+    expect(healthy.stdout).not.toContain('problems:')
+    expect(healthy.stdout).not.toMatch(/^(ENDPOINT|SHARD)\s/m)
+    const check = await run([...ep, 'status', '--check'])
+    expect(check).toEqual({ code: ExitCode.Ok, stdout: '', stderr: '' })
+    const j = JSON.parse((await run([...ep, 'status'])).stdout)
+    expect(j.health).toMatchObject({
+      verdict: 'healthy',
+      nodes: { total: 3, up: 3 },
+      shards: { total: 5, healthy: 5, underReplicated: [], withoutLeader: [] },
+    })
+
+    // A follower down: every shard still has a leader (node 3 leads shard 3: hand it to node 1 first).
+    cluster.leaders.set(3, 1)
+    await cluster.node(3).kill()
+    expect(await run([...ep, 'status', '--check'])).toEqual({
+      code: ExitCode.Degraded,
+      stdout: '',
+      stderr: '',
+    })
+    const degraded = JSON.parse((await run([...ep, 'status'])).stdout)
+    expect(degraded.health).toMatchObject({ verdict: 'degraded', nodes: { up: 2, total: 3 } })
+    expect(degraded.health.shards.underReplicated).toHaveLength(5)
+
+    // The meta leader down too: the cluster's own records cannot be written.
+    cluster.metaLeader = 3
+    const down = await run([...ep, '-o', 'table', 'status'])
+    expect(down.code).toBe(ExitCode.Unavailable)
+    expect(down.stdout).toContain('  without leader: shard meta\n')
+    expect((await run([...ep, 'status', '--check'])).code).toBe(ExitCode.Unavailable)
+  })
+
+  it('endpoint health asks each endpoint (or with --cluster every node) and exits 3 unless all are healthy', async () => {
+    const all = ['--endpoints', cluster.nodes.map((n) => n.address).join(',')]
+    const ok = await run([...all, '-o', 'table', 'endpoint', 'health'])
+    expect(ok.code).toBe(ExitCode.Ok)
+    expect(ok.stdout.trim().split('\n')).toEqual(
+      cluster.nodes.map(
+        (n) => `${n.address} is healthy: node ${n.nodeId}, 4 shards with a leader, took 0 ms`,
+      ),
+    )
+    // A replica that knows no leader makes its node unhealthy; a node that does not answer too.
+    cluster.leaders.delete(2)
+    await cluster.node(3).kill()
+    const some = await run([...ep, '-o', 'table', 'endpoint', 'health', '--cluster'])
+    expect(some.code).toBe(ExitCode.Unavailable)
+    const lines = some.stdout.trim().split('\n')
+    expect(lines[0]).toBe(
+      `${cluster.node(1).address} is unhealthy: node 1, 1 of 4 shards without a leader, took 0 ms`,
+    )
+    expect(lines[2]).toMatch(
+      new RegExp(`^${cluster.node(3).address} is unhealthy: UNAVAILABLE: .* \\(took 0 ms\\)$`),
+    )
+    const j = JSON.parse((await run([...ep, 'endpoint', 'health', '--cluster'])).stdout)
+    expect(j[2]).toEqual({
+      endpoint: cluster.node(3).address,
+      reachable: false,
+      healthy: false,
+      tookMs: 0,
+      nodeId: null,
+      shards: null,
+      shardsWithoutLeader: null,
+      error: { code: 'UNAVAILABLE', message: expect.any(String) },
+    })
+    expect(j[1]).toMatchObject({
+      reachable: true,
+      healthy: false,
+      nodeId: 2,
+      shards: 4,
+      shardsWithoutLeader: 1,
+    })
+    expect((await run([...ep, 'endpoint'])).code).toBe(ExitCode.Usage)
+  })
+
   it('status still shows every node when the map cannot be had', async () => {
     cluster.node(1).failNext('shardMap', { code: 'INTERNAL', message: 'no map here' }, 2)
     const j = JSON.parse((await run([...ep, '--deadline-ms', '2000', 'status'])).stdout)
@@ -152,7 +258,16 @@ describe('cli/kvctl against a sharded cluster', () => {
       1, 2, 3,
     ])
     const t = await run([...ep, '-o', 'table', 'status'])
-    expect(t.stdout.split('\n')[0]).toMatch(/^ENDPOINT\s+NODE\s+CLUSTER/)
+    // Degraded: without the map, nobody can tell whether a node is missing; every endpoint is shown.
+    expect(t.code).toBe(ExitCode.Degraded)
+    const lines = t.stdout.split('\n')
+    expect(lines.slice(0, 3)).toEqual([
+      'cluster fake-cluster: DEGRADED',
+      '  nodes   3/3 up',
+      expect.any(String),
+    ])
+    expect(t.stdout).toContain('  the shard map could not be had')
+    expect(lines.find((l) => /^ENDPOINT\s+NODE\s+CLUSTER/.test(l))).toBeDefined()
   })
 
   it("shards prints the map with each shard's size from its leader, or a replica, or ?", async () => {

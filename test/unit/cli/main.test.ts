@@ -196,9 +196,18 @@ describe('cli/kvctl against a fake kvd', () => {
     const dead = await FakeKvServer.start()
     const deadAddress = dead.address
     await dead.kill()
-    const r = await run(['--endpoints', `${server.address},${deadAddress}`, '-o', 'table', 'status'])
-    expect(r.code).toBe(0)
-    expect(r.stdout).toContain('fake-cluster')
+    const r = await run([
+      '--endpoints',
+      `${server.address},${deadAddress}`,
+      '-o',
+      'table',
+      'status',
+      '--shards',
+    ])
+    // An endpoint given that does not answer is a problem even when the map does not name it.
+    expect(r.code).toBe(ExitCode.Degraded)
+    expect(r.stdout).toMatch(/^cluster fake-cluster: DEGRADED\n/)
+    expect(r.stdout).toContain(`  endpoint ${deadAddress} does not answer: UNAVAILABLE: `)
     expect(r.stdout).toMatch(new RegExp(`${deadAddress}\\s+-\\s+unreachable \\(UNAVAILABLE`))
     expect(r.stdout).toMatch(/NODE\s+SHARD\s+ROLE/)
     const j = JSON.parse((await run([...ep, 'status'])).stdout)

@@ -42,10 +42,12 @@ import { errorCodeTable, type ErrorCode } from '../../../src/common/errors.ts'
 import {
   AdminServiceService,
   type AdminServiceServer,
+  type ShardStatus,
   type StatusRequest,
   type StatusResponse,
 } from '../../../src/gen/ringkv/v1/admin.ts'
 import { ShardDescriptor } from '../../../src/gen/ringkv/v1/kv.ts'
+import { metaShardId } from '../../../src/cluster/cluster-map.ts'
 import {
   Consistency,
   KvServiceService,
@@ -168,6 +170,12 @@ export class FakeCluster {
   mapLeadersUnknown = false
   /** ShardMap answers list no shards. */
   mapWithoutShards = false
+  /**
+   * Every node holds a replica of the meta shard (id `metaShardId`) led by `metaLeader` and says so
+   * in its Status, as kvd does; off by default (the map still names the meta shard).
+   */
+  metaReplicas = false
+  metaLeader = 1
   readonly vnodesPerNode = 16
   readonly hasher: Hasher
 
@@ -280,7 +288,7 @@ export class FakeCluster {
       replicaCount: Math.max(0, ...this.shards.map((s) => s.replicas.length)),
       vnodesPerNode: this.vnodesPerNode,
       metaShard: {
-        shardId: 0,
+        shardId: metaShardId,
         hashStart: '0',
         hashEnd: hashSpaceEnd.toString(),
         replicas: this.nodes.map((n) => n.nodeId),
@@ -430,6 +438,27 @@ export class FakeNode {
 
   private view(shard: FakeShard): number {
     return this.lag.get(shard.shardId) ?? shard.applied
+  }
+
+  /** This node's replica of the meta shard as its Status shows it (FakeCluster.metaReplicas). */
+  private metaReplica(): ShardStatus {
+    const c = this.cluster
+    return {
+      shardId: metaShardId,
+      role: c.metaLeader === this.nodeId ? 'leader' : 'follower',
+      appliedIndex: 1,
+      commitIndex: 1,
+      term: 1,
+      leaderId: c.metaLeader,
+      voters: c.nodes.map((n) => n.nodeId),
+      learners: [],
+      hashStart: '0',
+      hashEnd: hashSpaceEnd.toString(),
+      approximateBytes: 0,
+      epoch: 1,
+      state: 'active',
+      votersOutgoing: [],
+    }
   }
 
   private leads(shard: FakeShard): boolean {
@@ -881,7 +910,7 @@ export class FakeNode {
             zone: this.zone,
             shards: c.shards
               .filter((s) => s.replicas.includes(this.nodeId))
-              .map((s) => {
+              .map((s): ShardStatus => {
                 const leader = c.leaders.get(s.shardId) ?? 0
                 return {
                   shardId: s.shardId,
@@ -899,7 +928,8 @@ export class FakeNode {
                   state: 'active',
                   votersOutgoing: [],
                 }
-              }),
+              })
+              .concat(c.metaReplicas ? [this.metaReplica()] : []),
           },
           peers: c.nodes
             .filter((n) => n !== this)

@@ -18,7 +18,8 @@ import { receiptLine, type OutputFormat } from './output.ts'
 
 /** The process as a command sees it. */
 export interface CliIo {
-  readonly stdout: { write(chunk: string): unknown; readonly isTTY?: boolean }
+  /** Bytes only for `get --print-value-only` of a value that is not UTF-8 text. */
+  readonly stdout: { write(chunk: string | Uint8Array): unknown; readonly isTTY?: boolean }
   readonly stderr: { write(chunk: string): unknown }
   /** Read for `put KEY` without a value, or with `-`. */
   readonly stdin: AsyncIterable<Uint8Array | string> & { readonly isTTY?: boolean }
@@ -93,12 +94,20 @@ export class CliContext {
   }
 
   /**
+   * True when receipts go to stderr (`-v` with table output) and so not into the table: every
+   * receipt is shown once, in the table without -v, on stderr with it.
+   */
+  get receiptsOnStderr(): boolean {
+    return this.globals.verbose === true && this.format === 'table'
+  }
+
+  /**
    * With `-v` and table output, writes who served an answer on stderr, one line per receipt
    * (`receipt: node 2, shard 5, index 42, linearizable, fresh`), so stdout stays the data. JSON
    * output carries the receipts in the document instead.
    */
   printReceipts(receipts: readonly Receipt[]): void {
-    if (this.globals.verbose !== true || this.format !== 'table') return
+    if (!this.receiptsOnStderr) return
     for (const r of receipts) this.io.stderr.write(`receipt: ${receiptLine(r)}\n`)
   }
 

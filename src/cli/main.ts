@@ -22,12 +22,35 @@ import { ringCommand } from './commands/ring.ts'
 import { scanCommand } from './commands/scan.ts'
 import { shardsCommand } from './commands/shards.ts'
 import { statusCommand } from './commands/status.ts'
+import { packageVersion } from '../common/package-paths.ts'
 import { parsePositive, type CommandSpec } from './commands/command.ts'
 import { CliContext, endpointsDefault, usageError, type CliIo, type GlobalOptions } from './context.ts'
 import { ExitCode, exitCodeForError, exitCodesHelp } from './exit-codes.ts'
 import { errorText, errorView, outputFormats, type OutputFormat } from './output.ts'
+import { explainUnreachable } from './unreachable.ts'
 
 export type { CliIo } from './context.ts'
+
+/**
+ * Every global flag and the variable that gives its default (a flag wins over its variable). A
+ * boolean variable is on for 1/true/yes and off for 0/false/no/empty; anything else is a usage error.
+ */
+export const globalFlagEnv: readonly { readonly flag: string; readonly key: string; readonly env: string }[] =
+  [
+    { flag: '--endpoints', key: 'endpoints', env: 'KVCTL_ENDPOINTS' },
+    { flag: '--output', key: 'output', env: 'KVCTL_OUTPUT' },
+    { flag: '--consistency', key: 'consistency', env: 'KVCTL_CONSISTENCY' },
+    { flag: '--max-staleness-ms', key: 'maxStalenessMs', env: 'KVCTL_MAX_STALENESS_MS' },
+    { flag: '--deadline-ms', key: 'deadlineMs', env: 'KVCTL_DEADLINE_MS' },
+    { flag: '--route', key: 'route', env: 'KVCTL_ROUTE' },
+    { flag: '--zone', key: 'zone', env: 'KVCTL_ZONE' },
+    { flag: '--ca-file', key: 'caFile', env: 'KVCTL_CA_FILE' },
+    { flag: '--cert-file', key: 'certFile', env: 'KVCTL_CERT_FILE' },
+    { flag: '--key-file', key: 'keyFile', env: 'KVCTL_KEY_FILE' },
+    { flag: '--server-name', key: 'serverName', env: 'KVCTL_SERVER_NAME' },
+    { flag: '--token', key: 'token', env: 'KVCTL_TOKEN' },
+    { flag: '--verbose', key: 'verbose', env: 'KVCTL_VERBOSE' },
+  ]
 
 /** The command table. */
 export const commands: readonly CommandSpec[] = [
@@ -157,10 +180,12 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
         'table output: also print who served each answer (node, shard, applied index, level, staleness) on stderr',
       ),
     )
+    .version(packageVersion(), '--version', 'print the version of kvctl and exit')
     .addHelpText(
       'after',
-      `\n${exitCodesHelp}\n\nEnvironment:\n  KVCTL_ENDPOINTS  default for --endpoints\n` +
-        '  KVCTL_CA_FILE, KVCTL_CERT_FILE, KVCTL_KEY_FILE, KVCTL_SERVER_NAME, KVCTL_TOKEN  defaults for the TLS and token flags\n',
+      `\n${exitCodesHelp}\n\nEnvironment (each gives its flag's default; the flag wins):\n` +
+        globalFlagEnv.map((e) => `  ${e.env.padEnd(24)}${e.flag}`).join('\n') +
+        '\n',
     )
     .showSuggestionAfterError(true)
 
@@ -186,7 +211,8 @@ function addCommand(parent: Command, spec: CommandSpec, io: CliIo, hooks: Progra
     const ctx = new CliContext(io, globals)
     try {
       hooks.setExitCode(await spec.run(ctx, args, self.opts()))
-    } catch (err) {
+    } catch (failure) {
+      const err = await explainUnreachable(ctx, failure)
       io.stderr.write(`${errorText(errorView(err), ctx.format)}\n`)
       hooks.setExitCode(exitCodeForError(err, spec.kind))
     } finally {
@@ -196,7 +222,12 @@ function addCommand(parent: Command, spec: CommandSpec, io: CliIo, hooks: Progra
 }
 
 async function globalOptions(opts: Record<string, unknown>, io: CliIo): Promise<GlobalOptions> {
-  const raw = (opts['endpoints'] as string | undefined) ?? io.env['KVCTL_ENDPOINTS'] ?? endpointsDefault
+  const env = (key: string): string | undefined => {
+    const name = globalFlagEnv.find((e) => e.key === key)?.env
+    return name === undefined ? undefined : nonEmpty(io.env[name])
+  }
+  const envName = (key: string): string => globalFlagEnv.find((e) => e.key === key)?.env ?? key
+  const raw = (opts['endpoints'] as string | undefined) ?? env('endpoints') ?? endpointsDefault
   const endpoints = raw
     .split(',')
     .map((e) => e.trim())
@@ -205,16 +236,39 @@ async function globalOptions(opts: Record<string, unknown>, io: CliIo): Promise<
   for (const e of endpoints) {
     if (!/^[^\s/]+:\d+$/.test(e)) throw usageError(`bad endpoint '${e}': expected host:port`)
   }
-  const output = (opts['output'] as OutputFormat | undefined) ?? (io.stdout.isTTY === true ? 'table' : 'json')
+  const outputEnv = env('output')
+  if (outputEnv !== undefined && !(outputFormats as readonly string[]).includes(outputEnv))
+    throw usageError(`${envName('output')} must be one of ${outputFormats.join(', ')}; got '${outputEnv}'`)
+  const output =
+    (opts['output'] as OutputFormat | undefined) ??
+    (outputEnv as OutputFormat | undefined) ??
+    (io.stdout.isTTY === true ? 'table' : 'json')
+  const number = (key: string): number | undefined => {
+    if (opts[key] !== undefined) return opts[key] as number
+    const text = env(key)
+    if (text === undefined) return undefined
+    try {
+      return parsePositive(text)
+    } catch {
+      throw usageError(`${envName(key)} must be a positive integer; got '${text}'`)
+    }
+  }
+  const flag = (key: string): boolean => {
+    if (opts[key] === true) return true
+    const text = env(key)?.toLowerCase()
+    if (text === undefined || ['0', 'false', 'no'].includes(text)) return false
+    if (['1', 'true', 'yes'].includes(text)) return true
+    throw usageError(`${envName(key)} must be 1 or 0 (true/false, yes/no); got '${text}'`)
+  }
   return {
     endpoints,
     output,
-    consistency: opts['consistency'] as string | undefined,
-    maxStalenessMs: opts['maxStalenessMs'] as number | undefined,
-    deadlineMs: opts['deadlineMs'] as number | undefined,
-    verbose: opts['verbose'] === true,
-    route: opts['route'] === true,
-    zone: opts['zone'] as string | undefined,
+    consistency: (opts['consistency'] as string | undefined) ?? env('consistency'),
+    maxStalenessMs: number('maxStalenessMs'),
+    deadlineMs: number('deadlineMs'),
+    verbose: flag('verbose'),
+    route: flag('route'),
+    zone: (opts['zone'] as string | undefined) ?? env('zone'),
     tls: await tlsOptions(opts, io),
     token: nonEmpty((opts['token'] as string | undefined) ?? io.env['KVCTL_TOKEN']),
   }

@@ -48,7 +48,7 @@ export const delCommand: CommandSpec = {
       ctx.print(
         table([
           [res.deleted ? 'DELETED' : 'ABSENT', res.deleted ? key : `${key} (did not exist)`],
-          ['served', receiptLine(res.receipt)],
+          ...(ctx.receiptsOnStderr ? [] : [['served', receiptLine(res.receipt)]]),
         ]),
       )
     }

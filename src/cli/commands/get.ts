@@ -1,3 +1,5 @@
+import { Option } from 'commander'
+import { strictUtf8 } from '../../client/codec.ts'
 import { ErrorCode, KvError } from '../../common/errors.ts'
 import { ExitCode } from '../exit-codes.ts'
 import { cellBytes, encodeBytes, errorText, json, receiptJson, receiptLine, table } from '../output.ts'
@@ -12,18 +14,24 @@ export const getCommand: CommandSpec = {
   details: [
     'Consistency (--consistency): linearizable (default; the shard leader), session, bounded (with',
     '--max-staleness-ms N, the largest staleness accepted), eventual (any replica, at once).',
-    'The receipt says who served the answer and how stale it may be: in -o json output, and on',
-    'stderr with -v for table output.',
+    'The receipt says who served the answer and how stale it may be: in -o json output; in table',
+    'output as its last row, or on stderr with -v. --print-value-only writes the value alone, byte',
+    'for byte (a newline after it only on a terminal), for scripts: $(kvctl get k --print-value-only).',
+  ],
+  options: [
+    new Option('--print-value-only', 'write only the value, exactly as stored (for scripts); no receipt'),
   ],
   examples: [
     'kvctl get greeting',
     'kvctl get greeting --consistency eventual -o json',
     'kvctl get greeting --consistency bounded --max-staleness-ms 500 -v',
+    'kvctl get config/limits --print-value-only > limits.json',
   ],
-  async run(ctx, args) {
+  async run(ctx, args, options) {
     const [key] = args as [string]
     const res = await ctx.client.get(key, ctx.readOptions())
-    ctx.printReceipts([res.receipt])
+    const valueOnly = options['printValueOnly'] === true
+    if (!valueOnly) ctx.printReceipts([res.receipt])
     const k = encodeBytes(res.key)
     if (!res.found || res.value === null) {
       // Not an error of the call (the receipt says who looked), but a distinct outcome for scripts.
@@ -36,6 +44,12 @@ export const getCommand: CommandSpec = {
         ctx.io.stderr.write(`${errorText({ code: notFound.code, message: notFound.message }, 'table')}\n`)
       }
       return ExitCode.NotFound
+    }
+    if (valueOnly) {
+      const text = strictUtf8(res.value)
+      ctx.io.stdout.write(text ?? res.value)
+      if (ctx.io.stdout.isTTY === true) ctx.io.stdout.write('\n')
+      return ExitCode.Ok
     }
     if (ctx.format === 'json') {
       const v = encodeBytes(res.value)
@@ -57,7 +71,7 @@ export const getCommand: CommandSpec = {
           ['key', cellBytes(res.key)],
           ['value', cellBytes(res.value)],
           ['version', `${res.version} (created ${res.createVersion})`],
-          ['served', receiptLine(res.receipt)],
+          ...(ctx.receiptsOnStderr ? [] : [['served', receiptLine(res.receipt)]]),
         ]),
       )
     }

@@ -51,7 +51,7 @@ export const putCommand: CommandSpec = {
       ctx.print(
         table([
           ['OK', `${key} @ version ${res.version}`],
-          ['served', receiptLine(res.receipt)],
+          ...(ctx.receiptsOnStderr ? [] : [['served', receiptLine(res.receipt)]]),
         ]),
       )
     }

@@ -71,7 +71,8 @@ export const scanCommand: CommandSpec = {
           ]),
         )
       }
-      const served = scan.receipt === undefined ? '' : `; served by ${receiptLine(scan.receipt)}`
+      const served =
+        scan.receipt === undefined || ctx.receiptsOnStderr ? '' : `; served by ${receiptLine(scan.receipt)}`
       ctx.print(`${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}${served}`)
     }
     return ExitCode.Ok

@@ -455,6 +455,8 @@ describe('cli/kvctl against a sharded cluster', () => {
     const put = await run([...ep, '-o', 'table', '-v', 'put', key as string, 'v'])
     expect(put.code).toBe(0)
     expect(put.stderr).toMatch(/^receipt: node 3, shard 3, index 1, majority, fresh\n$/)
+    // Once: on stderr, not also as the table's last row.
+    expect(put.stdout).toBe(`OK  ${key} @ version 1\n`)
     const get = await run([
       ...ep,
       '-o',
@@ -487,8 +489,12 @@ describe('cli/kvctl against a sharded cluster', () => {
   it('scan walks every shard; -v prints one receipt per shard, JSON lists them', async () => {
     for (const s of cluster.shards)
       for (const k of cluster.keysOn(s.shardId, 'sc/', 2)) await run([...ep, 'put', k, 'x'])
+    // Each receipt shown once: the first in the summary line, or every one on stderr with -v.
+    const plain = await run([...ep, '-o', 'table', 'scan', '--prefix', 'sc/'])
+    expect(plain.stdout).toMatch(/\n8 entries; served by node \d, shard \d, [^\n]*\n$/)
+    expect(plain.stderr).toBe('')
     const t = await run([...ep, '-o', 'table', '-v', 'scan', '--prefix', 'sc/'])
-    expect(t.stdout).toMatch(/8 entries; served by node \d, shard \d/)
+    expect(t.stdout).toMatch(/\n8 entries\n$/)
     expect(t.stderr.trim().split('\n')).toEqual([
       expect.stringMatching(/^receipt: node 1, shard 1, /),
       expect.stringMatching(/^receipt: node 2, shard 2, /),

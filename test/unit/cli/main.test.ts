@@ -1,16 +1,22 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ErrorCode, KvError } from '../../../src/common/errors.ts'
 import { limits } from '../../../src/common/limits.ts'
-import { main, type CliIo } from '../../../src/cli/main.ts'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { globalFlagEnv, main, type CliIo } from '../../../src/cli/main.ts'
 import { ExitCode, exitCodeForError } from '../../../src/cli/exit-codes.ts'
 import { encodeBytes, receiptLine, table } from '../../../src/cli/output.ts'
 import type { GetRequest, PutRequest } from '../../../src/gen/ringkv/v1/kv.ts'
 import { Consistency } from '../../../src/gen/ringkv/v1/kv.ts'
 import { FakeKvServer } from '../client/fake-server.ts'
 
+const repoRoot = join(import.meta.dirname, '../../..')
+
 interface Run {
   readonly code: number
   readonly stdout: string
+  /** stdout exactly as written (get --print-value-only may write bytes). */
+  readonly stdoutBytes: Buffer
   readonly stderr: string
 }
 
@@ -23,7 +29,7 @@ interface RunOptions {
 }
 
 async function run(argv: string[], options: RunOptions = {}): Promise<Run> {
-  let stdout = ''
+  const out: Buffer[] = []
   let stderr = ''
   const input = options.stdin
   const chunks =
@@ -35,7 +41,10 @@ async function run(argv: string[], options: RunOptions = {}): Promise<Run> {
     { isTTY: options.stdinIsTTY ?? input === undefined },
   )
   const io: CliIo = {
-    stdout: { write: (s: string) => (stdout += s), isTTY: options.stdoutIsTTY ?? false },
+    stdout: {
+      write: (s: string | Uint8Array) => out.push(typeof s === 'string' ? Buffer.from(s) : Buffer.from(s)),
+      isTTY: options.stdoutIsTTY ?? false,
+    },
     stderr: { write: (s: string) => (stderr += s) },
     stdin,
     env: options.env ?? {},
@@ -46,7 +55,8 @@ async function run(argv: string[], options: RunOptions = {}): Promise<Run> {
     },
   }
   const code = await main(argv, io)
-  return { code, stdout, stderr }
+  const stdoutBytes = Buffer.concat(out)
+  return { code, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr }
 }
 
 describe('cli/kvctl against a fake kvd', () => {
@@ -135,7 +145,7 @@ describe('cli/kvctl against a fake kvd', () => {
 
   it('exits 5 for a missing key, with one error line', async () => {
     const r = await run([...ep, '-o', 'table', 'get', 'nope'])
-    expect(r).toEqual({ code: 5, stdout: '', stderr: "Error: NOT_FOUND: key 'nope' not found\n" })
+    expect(r).toMatchObject({ code: 5, stdout: '', stderr: "Error: NOT_FOUND: key 'nope' not found\n" })
     const j = await run([...ep, 'get', 'nope'])
     expect(j.code).toBe(5)
     expect(j.stderr.trim().split('\n')).toHaveLength(1)
@@ -237,6 +247,63 @@ describe('cli/kvctl against a fake kvd', () => {
     expect(r.code).toBe(0)
   })
 
+  it('get --print-value-only writes the value alone, byte for byte, whatever -o says', async () => {
+    await run([...ep, 'put', 'text', 'two words\n'])
+    const text = await run([...ep, '-o', 'json', 'get', 'text', '--print-value-only'])
+    expect(text).toMatchObject({ code: 0, stdout: 'two words\n', stderr: '' })
+    // A newline after it only on a terminal.
+    expect((await run([...ep, 'get', 'text', '--print-value-only'], { stdoutIsTTY: true })).stdout).toBe(
+      'two words\n\n',
+    )
+    const bytes = new Uint8Array([0, 1, 2, 255])
+    await run([...ep, 'put', 'bin', '-'], { stdin: bytes })
+    const bin = await run([...ep, '-v', '-o', 'table', 'get', 'bin', '--print-value-only'])
+    expect(bin.code).toBe(0)
+    expect([...bin.stdoutBytes]).toEqual([...bytes])
+    expect(bin.stderr).toBe('')
+    const missing = await run([...ep, '-o', 'table', 'get', 'nope', '--print-value-only'])
+    expect(missing).toMatchObject({ code: ExitCode.NotFound, stdout: '' })
+    expect(missing.stderr).toMatch(/^Error: NOT_FOUND: /)
+  })
+
+  it('takes every global flag from its KVCTL_* variable, the flag winning', async () => {
+    const env = {
+      KVCTL_ENDPOINTS: server.address,
+      KVCTL_OUTPUT: 'table',
+      KVCTL_CONSISTENCY: 'eventual',
+      KVCTL_DEADLINE_MS: '1500',
+      KVCTL_VERBOSE: '1',
+    }
+    await run(['put', 'k', 'v', '--consistency', 'majority'], { env: { KVCTL_ENDPOINTS: server.address } })
+    const viaEnv = await run(['get', 'k'], { env })
+    expect(viaEnv.code).toBe(0)
+    expect(viaEnv.stdout).toMatch(/^key\s+k\n/) // table, not JSON
+    expect(viaEnv.stderr).toMatch(/^receipt: node 1, .*eventual/) // verbose
+    const get = server.requests.filter((r) => r.method === 'get').at(-1)
+    expect((get?.request as GetRequest).options?.consistency).toBe(Consistency.CONSISTENCY_EVENTUAL)
+    expect(get?.deadlineInMs ?? 0).toBeLessThanOrEqual(1500)
+    const flagsWin = await run(['-o', 'json', 'get', 'k', '--consistency', 'linearizable'], { env })
+    expect(JSON.parse(flagsWin.stdout).receipt.consistency).toBe('linearizable')
+    const stale = await run(['get', 'k'], {
+      env: { ...env, KVCTL_MAX_STALENESS_MS: '250', KVCTL_CONSISTENCY: '' },
+    })
+    expect(stale.code).toBe(0)
+    const bounded = server.requests.filter((r) => r.method === 'get').at(-1)?.request as GetRequest
+    expect(bounded.options).toMatchObject({
+      consistency: Consistency.CONSISTENCY_BOUNDED,
+      maxStalenessMs: 250,
+    })
+    for (const [name, value] of [
+      ['KVCTL_OUTPUT', 'yaml'],
+      ['KVCTL_DEADLINE_MS', 'soon'],
+      ['KVCTL_ROUTE', 'maybe'],
+    ] as const) {
+      const bad = await run(['get', 'k'], { env: { ...env, [name]: value } })
+      expect(bad.code, name).toBe(ExitCode.Usage)
+      expect(bad.stderr, name).toContain(name)
+    }
+  })
+
   it('maps server errors to exit codes', async () => {
     // More failures than any retry policy may attempt: the call must give up, whatever its defaults.
     server.failNext('get', { code: 'NO_QUORUM' }, limits.retryAttemptsMax)
@@ -270,6 +337,49 @@ describe('cli/kvctl argument handling', () => {
     expect(r.stdout).toContain('Exit codes:')
     expect(r.stdout).toMatch(/4 {2}outcome unknown/)
     expect((await run(['put', '--help'])).stdout).toContain('--expected-version')
+  })
+
+  it('prints its version, and lists a KVCTL_* variable for every global flag in its help', async () => {
+    const version = await run(['--version'])
+    expect(version).toMatchObject({ code: 0, stderr: '' })
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\S*\n$/)
+    expect(version.stdout.trim()).toBe(
+      (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    )
+    const help = (await run(['--help'])).stdout
+    const options = help.slice(help.indexOf('Options:'), help.indexOf('Commands:'))
+    const flags = [...options.matchAll(/^ {2}(?:-\w, )?--([a-z][a-z-]*)/gm)]
+      .map((m) => `--${m[1]}`)
+      .filter((f) => f !== '--help' && f !== '--version')
+    expect(flags.length).toBeGreaterThan(10)
+    for (const flag of new Set(flags)) {
+      const entry = globalFlagEnv.find((e) => e.flag === flag)
+      expect(entry, flag).toBeDefined()
+      expect(help).toMatch(new RegExp(`^ {2}${entry?.env}\\s+${flag}$`, 'm'))
+    }
+    // The README's table documents every one.
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8')
+    for (const e of globalFlagEnv) expect(readme, e.env).toContain(`\`${e.env}\``)
+  })
+
+  it('names what each endpoint said when none answers', async () => {
+    const dead = await Promise.all([FakeKvServer.start(), FakeKvServer.start()])
+    const addresses = dead.map((d) => d.address)
+    for (const d of dead) await d.kill()
+    const r = await run([
+      '--endpoints',
+      addresses.join(','),
+      '-o',
+      'table',
+      'get',
+      'k',
+      '--deadline-ms',
+      '1000',
+    ])
+    expect(r.code).toBe(ExitCode.Unavailable)
+    expect(r.stderr).toBe(
+      `Error: UNAVAILABLE: no endpoint answered: ${addresses.map((a) => `${a}: connect ECONNREFUSED ${a}`).join('; ')}\n`,
+    )
   })
 
   it('reports usage errors in one line with exit code 2', async () => {

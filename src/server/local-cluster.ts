@@ -19,6 +19,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createCa, issueClient, issueNode, type Issued } from '../cli/certs/issue.ts'
@@ -108,8 +109,7 @@ async function demoCertificates(dir: string, nodes: readonly NodePlan[]): Promis
 async function waitReady(node: NodePlan, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs
   while (performance.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`node ${node.nodeId} exited before it was ready (code ${child.exitCode})`)
+    if (child.exitCode !== null || child.signalCode !== null) throw exitedEarly(node, child)
     try {
       const response = await fetch(`http://${node.http}/readyz`, { signal: AbortSignal.timeout(1000) })
       if (response.status === 200) return
@@ -121,12 +121,55 @@ async function waitReady(node: NodePlan, child: ChildProcess, timeoutMs: number)
   throw new Error(`node ${node.nodeId} not ready after ${timeoutMs} ms`)
 }
 
+/** A node that exited before it was ready, with the last line it wrote (kvd's one-line reason). */
+function exitedEarly(node: NodePlan, child: ChildProcess): Error {
+  let reason = ''
+  try {
+    const lines = readFileSync(node.logFile, 'utf8').trimEnd().split('\n')
+    const last = lines[lines.length - 1] ?? ''
+    if (last.startsWith('kvd: ')) reason = `: ${last.slice('kvd: '.length)}`
+  } catch {
+    // no log: the code says what there is
+  }
+  return new Error(
+    `node ${node.nodeId} exited before it was ready (code ${child.exitCode ?? child.signalCode})${reason}; its log: ${node.logFile}`,
+  )
+}
+
+/** True when something already listens on `address` (HOST:PORT), e.g. the nodes of an earlier npm start. */
+async function inUse(address: string): Promise<boolean> {
+  const [host, port] = address.split(':') as [string, string]
+  return await new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE'))
+    server.listen(Number(port), host, () => server.close(() => resolve(false)))
+  })
+}
+
+/**
+ * Refuses to start over a running cluster: its /readyz would answer for nodes of ours that fail
+ * (their ports and data directories are taken), and "ready" would be a lie.
+ */
+async function takenAddresses(nodes: readonly NodePlan[]): Promise<string[]> {
+  const addresses = nodes.flatMap((n) => [n.listen, n.peer, n.http])
+  const taken = await Promise.all(addresses.map(inUse))
+  return addresses.filter((_, i) => taken[i] === true)
+}
+
 export async function runLocalCluster(
   count = nodeCount,
   options: { readonly tls?: boolean } = {},
 ): Promise<number> {
   const root = packageRoot()
   const nodes = plan(count, process.cwd())
+  const taken = await takenAddresses(nodes)
+  if (taken.length > 0) {
+    process.stderr.write(
+      `ringkv: ${taken.join(', ')} already in use: is a cluster (an earlier npm start, or a kvd) running? ` +
+        'Stop it first (Ctrl-C in its terminal).\n',
+    )
+    return 1
+  }
   const initialCluster = nodes.map((n) => `${n.nodeId}=${n.listen}/${n.peer}`).join(',')
   const certDir = join(process.cwd(), 'data', 'certs')
   const tlsFlags = options.tls === true ? await demoCertificates(certDir, nodes) : undefined
@@ -177,6 +220,10 @@ export async function runLocalCluster(
 
   try {
     await Promise.all(nodes.map((node, i) => waitReady(node, children[i] as ChildProcess, 60_000)))
+    // Ready means ours: a node that exited meanwhile is not.
+    children.forEach((child, i) => {
+      if (child.exitCode !== null || child.signalCode !== null) throw exitedEarly(nodes[i] as NodePlan, child)
+    })
     const endpoints = nodes.map((n) => n.listen).join(',')
     const certs = relative(process.cwd(), certDir)
     const tlsLines =
@@ -195,40 +242,41 @@ export async function runLocalCluster(
             `  node ${n.nodeId}: grpc ${n.listen}  peers ${n.peer}  http http://${n.http}/metrics  log ${n.logFile}`,
         ),
         '',
-        'Try it:',
+        'Try it, in another terminal (in this folder, for the relative paths below):',
+        `  alias kvctl="node ${join(root, 'bin', 'kvctl.js')}"`,
         `  export KVCTL_ENDPOINTS=${endpoints}`,
         ...tlsLines,
-        '  npx kvctl put hello world',
-        '  npx kvctl get hello -v                          # the receipt: node, shard, applied index',
-        '  npx kvctl get hello --consistency eventual -v   # any replica, maybe stale, says how stale',
-        '  npx kvctl scan --prefix he',
-        '  npx kvctl status                                # nodes, shards, leaders',
-        '  npx kvctl shards                                # the shard map: ranges, replicas, leaders, epochs',
-        '  npx kvctl ring                                  # nodes on the ring: vnodes, ownership',
+        '  kvctl put hello world',
+        '  kvctl get hello -v                          # the receipt: node, shard, applied index',
+        '  kvctl get hello --consistency eventual -v   # any replica, maybe stale, says how stale',
+        '  kvctl scan --prefix he',
+        '  kvctl status                                # healthy? nodes, shards, leaders',
+        '  kvctl shards                                # the shard map: ranges, replicas, leaders, epochs',
+        '  kvctl ring                                  # nodes on the ring: vnodes, ownership',
         '',
         ...(tlsFlags === undefined
           ? [
               'Add a fourth node (it registers with the meta shard and appears in kvctl status):',
-              '  node bin/kvd.js --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --http 127.0.0.1:8004 --data data/node4',
+              `  node ${join(root, 'bin', 'kvd.js')} --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --http 127.0.0.1:8004 --data data/node4`,
             ]
           : [
               'Add a fourth node: its certificate names its peer address, then it joins through node 1:',
-              `  npx kvctl certs node --dir ${certs} --name node4 --peer-address 127.0.0.1:7104 --host 127.0.0.1`,
-              '  node bin/kvd.js --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --http 127.0.0.1:8004 --data data/node4 \\',
+              `  kvctl certs node --dir ${certs} --name node4 --peer-address 127.0.0.1:7104 --host 127.0.0.1`,
+              `  node ${join(root, 'bin', 'kvd.js')} --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --http 127.0.0.1:8004 --data data/node4 \\`,
               `    --cert-file ${certs}/node4.crt --key-file ${certs}/node4.key --ca-file ${certs}/ca.crt`,
             ]),
         '',
         'The CAP table, live: cut node 1 off from the others, then compare the levels on its side:',
-        `  npx kvctl fault --node-endpoint ${nodes[0]!.listen} --isolate 2,3`,
-        `  npx kvctl --endpoints ${nodes[0]!.listen} get hello --consistency eventual -v`,
-        `  npx kvctl fault --node-endpoint ${nodes[0]!.listen} --clear`,
+        `  kvctl fault --node-endpoint ${nodes[0]!.listen} --isolate 2,3`,
+        `  kvctl --endpoints ${nodes[0]!.listen} get hello --consistency eventual -v`,
+        `  kvctl fault --node-endpoint ${nodes[0]!.listen} --clear`,
         ...(tlsFlags === undefined
           ? []
           : [
               '',
               'A bearer token instead of the client certificate (readwrite; kvd takes it within seconds):',
               '  unset KVCTL_CERT_FILE KVCTL_KEY_FILE',
-              `  export KVCTL_TOKEN=$(npx kvctl certs token --name app --role readwrite --auth-file ${certs}/auth.json -o table)`,
+              `  export KVCTL_TOKEN=$(kvctl certs token --name app --role readwrite --auth-file ${certs}/auth.json -o table)`,
             ]),
         '',
         'Ctrl-C stops the cluster.',

@@ -9,6 +9,8 @@
  * - `ringkv_requests_in_flight` gauge
  * - `ringkv_refused_requests_total{listener, code}` counter: calls refused before any handler ran
  *   (UNAUTHENTICATED, PERMISSION_DENIED), by listener (`client`, `peer`)
+ * - the node's own state, once `exposeNode` is called: build info, forwarded requests, shards,
+ *   Raft, peers and snapshots (metrics-node.ts)
  * - the default process metrics (`process_*`, `nodejs_*`)
  * `code` is `OK` or the ErrorCode; `consistency` is the level asked for (`linearizable`,
  * `majority`, ...), or `none` when the request was refused before its level was known.
@@ -20,6 +22,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { HostPort } from '../common/config.ts'
 
 import type { PipelineMetrics, RequestLabels } from '../net/index.ts'
+import { registerNodeMetrics, type NodeMetricsSource } from './metrics-node.ts'
 
 export type { RequestLabels }
 
@@ -71,20 +74,11 @@ export class KvdMetrics implements PipelineMetrics {
   }
 
   /**
-   * Exposes the requests this node forwarded, by method, read from `source` at scrape time
-   * (router/forward-grpc.ts counts them). Call once.
+   * Exposes the node's own state (build, forwarded requests, shards, Raft, peers, snapshots), read
+   * from `source` at scrape time (metrics-node.ts lists the families). Call once.
    */
-  exposeForwarded(source: () => ReadonlyMap<string, number>): void {
-    new Gauge({
-      name: 'ringkv_forwarded_requests',
-      help: 'Requests this node forwarded to the node that serves them, by method, since start (a warm smart client causes almost none).',
-      labelNames: ['method'],
-      registers: [this.registry],
-      collect() {
-        this.reset()
-        for (const [method, count] of source()) this.set({ method }, count)
-      },
-    })
+  exposeNode(source: NodeMetricsSource): void {
+    registerNodeMetrics(this.registry, source)
   }
 
   observe(labels: RequestLabels, seconds: number): void {

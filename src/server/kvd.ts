@@ -214,7 +214,13 @@ export class Kvd {
       this.peerClients = peerClients
       this.forwarder = new Forwarder(peerClients)
       const forwarder = this.forwarder
-      this.metrics.exposeForwarded(() => forwarder.byMethod())
+      this.metrics.exposeNode({
+        version: this.init.version,
+        forwarded: () => forwarder.byMethod(),
+        replicas: () => this.host?.status() ?? [],
+        hostCounters: () => this.host?.counters(),
+        transport: () => this.transport?.stats(),
+      })
       const map = identity.map
       const router = new Router({
         nodeId: identity.nodeId,

@@ -36,7 +36,7 @@ async function requestCounts(): Promise<Map<string, number>> {
     }
     // A forwarded op is counted on both nodes: by the one that passed it on and the one that served
     // it. (Session registrations, one per client and shard, are forwarded like writes; not ops.)
-    for (const [, method, n] of text.matchAll(/^ringkv_forwarded_requests\{method="([^"]+)"\} (\d+)/gm))
+    for (const [, method, n] of text.matchAll(/^ringkv_forwarded_requests_total\{method="([^"]+)"\} (\d+)/gm))
       if (method !== 'registerSession') counts.set('forwarded', (counts.get('forwarded') ?? 0) + Number(n))
   }
   return counts

@@ -118,7 +118,7 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
     // Node 1 leads about a fifth of the shards: most of the 32 calls were forwarded.
     expect((await forwardedTotal()) - before).toBeGreaterThan(8)
     const metrics = await (await fetch(`http://${cluster.node(1).http}/metrics`)).text()
-    expect(metrics).toMatch(/ringkv_forwarded_requests\{method="(put|get)"\} [1-9]/)
+    expect(metrics).toMatch(/ringkv_forwarded_requests_total\{method="(put|get)"\} [1-9]/)
   }, 120_000)
 
   it('answers a request built on a stale map with WRONG_SHARD and the current descriptor', async () => {

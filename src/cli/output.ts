@@ -28,12 +28,16 @@ export function encodeBytes(bytes: Uint8Array): EncodedBytes {
   }
 }
 
-/** A receipt as JSON, every field. */
+/**
+ * A receipt as JSON, every field, named as the SDK names them (`delivered`: the level the answer
+ * was served at). `consistency` repeats it for scripts written before; it goes in a later release.
+ */
 export function receiptJson(r: Receipt): Record<string, unknown> {
   return {
     nodeId: r.nodeId,
     shardId: r.shardId,
     appliedIndex: r.appliedIndex,
+    delivered: r.delivered,
     consistency: r.delivered,
     stalenessMs: r.stalenessMs,
     term: r.term,

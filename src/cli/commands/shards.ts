@@ -21,6 +21,8 @@ export const shardsCommand: CommandSpec = {
   details: [
     "The map is the answering node's cached copy of the meta shard. SIZE comes from the Status of",
     "the shard's leader (or a replica), as RocksDB estimates it; `?` when no replica answered.",
+    'RocksDB counts only data flushed to disk: `unflushed` is a shard whose writes (if any) are all',
+    'still in memory, as a young or small one is (JSON: approximateBytes 0).',
   ],
   examples: [
     'kvctl shards',
@@ -86,13 +88,19 @@ export const shardsCommand: CommandSpec = {
           s.replicas.join(','),
           s.leaderId > 0 ? String(s.leaderId) : '-',
           String(s.epoch),
-          s.approximateBytes === null ? '?' : formatBytes(s.approximateBytes),
+          sizeCell(s.approximateBytes),
           s.move === null ? '-' : `${s.move.from}->${s.move.to} ${s.move.step}`,
         ]),
       ]),
     )
     return ExitCode.Ok
   },
+}
+
+/** A size for people: `?` unknown, `unflushed` for RocksDB's 0 (it leaves memtables out). */
+function sizeCell(bytes: number | null): string {
+  if (bytes === null) return '?'
+  return bytes === 0 ? 'unflushed' : formatBytes(bytes)
 }
 
 /** The size of `shardId` from the first of `nodes` whose Status answered and lists the shard. */

@@ -101,6 +101,8 @@ describe('cli/kvctl against a fake kvd', () => {
         nodeId: 1,
         shardId: expect.any(Number),
         appliedIndex: expect.any(Number),
+        // The SDK's name, and the old one kept for a release.
+        delivered: 'linearizable',
         consistency: 'linearizable',
         stalenessMs: 0,
         term: 1,

@@ -102,6 +102,19 @@ describe('docs/README', () => {
     }
   })
 
+  it('says what kvd --help says about elections (10-20 ticks) and about every flag of kvd --help', () => {
+    const help = execFileSync(process.execPath, [join(repoRoot, 'bin/kvd.js'), '--help'], {
+      encoding: 'utf8',
+    })
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8')
+    expect(help).toContain('10-20 ticks')
+    expect(readme).toContain('elections after 10-20 ticks')
+    for (const [, flag] of help.matchAll(/^ {2}(--[a-z-]+)/gm)) {
+      if (flag === '--help' || flag === '--version') continue
+      expect(readme, flag).toContain(`\`${flag}\``)
+    }
+  })
+
   it('refuses a second npm start while a cluster holds its ports, naming them', async () => {
     // Hold every port the local cluster uses (some may be held by a cluster already: as good).
     const servers: Server[] = []

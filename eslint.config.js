@@ -71,7 +71,13 @@ export default tseslint.config(
   },
   // Pure rooms: additionally no node:* modules and no async.
   {
-    files: ['src/raft/**/*.ts', 'src/hashing/**/*.ts', 'src/verify/**/*.ts', 'src/routing/**/*.ts'],
+    files: [
+      'src/raft/**/*.ts',
+      'src/hashing/**/*.ts',
+      'src/verify/**/*.ts',
+      'src/routing/**/*.ts',
+      'src/planner/**/*.ts',
+    ],
     rules: {
       'no-restricted-globals': ['error', ...nondeterministicGlobals],
       'no-restricted-properties': ['error', ...nondeterministicProperties],

@@ -16,6 +16,7 @@ describe('lint/determinism ban', () => {
     'src/hashing/xxhash.ts',
     'src/verify/linearizability.ts',
     'src/routing/policy.ts',
+    'src/planner/plan.ts',
   ]
 
   it.each(pure)('bans ambient time, timers and randomness in %s', async (file) => {

@@ -1,0 +1,237 @@
+/**
+ * The planner (pure): from the node registry, the shard map and the moves in progress, an ordered
+ * list of replica moves, at most one per shard, and the placement they lead to. Deterministic: the
+ * same input in any order gives the same plan. The executor runs the moves (a few at a time, under
+ * its throttles) and plans again when moves end; repeated planning converges to no moves.
+ *
+ * Three phases, in this order in the plan:
+ * 1. repair: shards with a replica on a dead (or unknown) node or with fewer replicas than the
+ *    replication factor, fewest live replicas first: the dead replica is replaced (from = dead
+ *    node), or a replica is added (no from);
+ * 2. drain: every replica on a draining node is replaced;
+ * 3. balance: an active node below its lower bound is filled up to floor(fair share), each replica
+ *    taken from the most loaded node relative to its share; then a node above its upper bound
+ *    gives replicas to the least loaded (bounds in work.ts).
+ * In safe mode (the active nodes or zones cannot hold the replication factor) only repairs are
+ * planned: each raises a shard's redundancy, and nothing lowers it.
+ *
+ * History-aware: replicas stay where they are unless a rule or a bound moves them, so a join moves
+ * about the newcomer's share (the optimum) and a leave about the leaver's. Where there is a choice,
+ * the ring's placement of the active nodes (hashing placeShards, the target a new cluster starts
+ * from) breaks it: a repair or drain goes to the node the ring names when it is below its share,
+ * and balance moves a shard the ring places on the receiver, or one it does not place on the giver.
+ */
+import { ShardId, type NodeId } from '../common/ids.ts'
+import { placeShards, type Hasher } from '../hashing/index.ts'
+import { validatePlanInput, type BlockedShard, type Plan, type PlanInput, type PlannedMove } from './input.ts'
+import { safeModeOf } from './safe-mode.ts'
+import { Work } from './work.ts'
+
+/** The plan for `input` (see the file comment). Throws KvError INVALID_ARGUMENT for bad input. */
+export function planMoves(input: PlanInput, hasher: Hasher): Plan {
+  const { nodes, shards, inProgress } = validatePlanInput(input)
+  const w = new Work(nodes, shards, input.replicaCount, inProgress)
+  const ring = ringPlacement(w, input.vnodesPerNode, hasher)
+  const safeMode = safeModeOf(nodes, input.replicaCount)
+  const moves: PlannedMove[] = []
+  const blocked: BlockedShard[] = []
+  let pending = 0
+  const plan = (move: PlannedMove): void => {
+    w.apply(move)
+    moves.push(move)
+  }
+
+  // 1. Repair.
+  const damaged: number[] = []
+  for (let s = 0; s < w.shardCount; s++) if (needsRepair(w, s)) damaged.push(s)
+  const live = damaged.map((s) => w.liveCount(s))
+  const order = damaged.map((_, i) => i).sort((a, b) => live[a]! - live[b]! || damaged[a]! - damaged[b]!)
+  for (const i of order) {
+    const s = damaged[i]!
+    if (w.locked[s] === 1) continue
+    if (!w.hasQuorum(s)) {
+      blocked.push({ shardId: ShardId(s), reason: 'no-quorum' })
+      continue
+    }
+    const from = w.replicas[s]!.find((id) => !w.isLive(id))
+    const to = destination(w, s, from, ring)
+    if (to === undefined) {
+      blocked.push({ shardId: ShardId(s), reason: 'no-destination' })
+      continue
+    }
+    plan(w.moveOf(s, from, to, 'repair'))
+    if (needsRepair(w, s) || drainingReplica(w, s) !== undefined) pending++
+  }
+
+  if (safeMode === undefined) {
+    // 2. Drain.
+    for (let s = 0; s < w.shardCount; s++) {
+      const from = drainingReplica(w, s)
+      if (from === undefined) continue
+      if (w.locked[s] === 1) continue // moving now, or repaired by this plan (counted in pending)
+      const to = w.hasQuorum(s) ? destination(w, s, from, ring) : undefined
+      if (to === undefined) {
+        blocked.push({
+          shardId: ShardId(s),
+          reason: w.hasQuorum(s) ? 'no-destination' : 'no-quorum',
+        })
+        continue
+      }
+      plan(w.moveOf(s, from, to, 'drain'))
+      if (drainingReplica(w, s) !== undefined) pending++
+    }
+    // 3. Balance.
+    fill(w, ring, plan)
+    shed(w, ring, plan)
+  }
+  blocked.sort((a, b) => a.shardId - b.shardId)
+  return {
+    moves,
+    placement: w.replicas,
+    ...(safeMode === undefined ? {} : { safeMode }),
+    blocked,
+    pending,
+  }
+}
+
+function needsRepair(w: Work, s: number): boolean {
+  const list = w.replicas[s]!
+  return list.length < w.replicaCount || list.some((id) => !w.isLive(id))
+}
+
+function drainingReplica(w: Work, s: number): NodeId | undefined {
+  return w.replicas[s]!.find((id) => w.stateOf(id) === 'draining')
+}
+
+/** The ring placement of the active nodes, as sets of node ids by shard (empty with no active node). */
+function ringPlacement(w: Work, vnodesPerNode: number, hasher: Hasher): readonly (readonly number[])[] {
+  if (w.active.length === 0) return w.replicas.map(() => [])
+  return placeShards(
+    {
+      nodes: w.active.map((n) => {
+        const node = w.nodes[n]!
+        return { id: node.id, weight: node.weight, ...(node.zone === '' ? {} : { zone: node.zone }) }
+      }),
+      shardCount: w.shardCount,
+      replicaCount: w.replicaCount,
+      vnodesPerNode,
+    },
+    hasher,
+  )
+}
+
+/**
+ * Where a repair or drain of shard s (replacing node id `from`, or adding) goes: among the active
+ * nodes the rules allow, the least zone sharing (when zones are not a hard rule), then a node that
+ * stays within its upper bound, then the ring's choice while below its share, then the lowest load
+ * relative to the share, then the lowest node id. Undefined when no node is allowed.
+ */
+function destination(
+  w: Work,
+  s: number,
+  from: NodeId | undefined,
+  ring: readonly (readonly number[])[],
+): number | undefined {
+  let best: number | undefined
+  let bestKey: number[] = []
+  for (const n of w.active) {
+    if (!w.canMove(s, n, from)) continue
+    const load = w.load[n]!
+    const key = [
+      w.zonesEnough ? 0 : w.zoneSharing(s, n, from),
+      load + 1 > w.hi[n]! ? 1 : 0,
+      ring[s]!.includes(w.nodes[n]!.id) && load < w.goal[n]! ? 0 : 1,
+      w.ratio(n, load + 1),
+    ]
+    if (best === undefined || less(key, bestKey)) {
+      best = n
+      bestKey = key
+    }
+  }
+  return best
+}
+
+function less(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!
+  return false
+}
+
+/**
+ * A shard node index u may give node index v under every rule: one the ring places on v, else one
+ * the ring does not place on u, else any; the first such in u's (deterministic) shard order.
+ */
+function shardToGive(
+  w: Work,
+  u: number,
+  v: number,
+  ring: readonly (readonly number[])[],
+): number | undefined {
+  const uId = w.nodes[u]!.id
+  const vId = w.nodes[v]!.id
+  let second: number | undefined
+  let third: number | undefined
+  for (const s of w.held[u]!) {
+    if (!w.canMove(s, v, uId)) continue
+    const wanted = ring[s]!
+    if (wanted.includes(vId)) return s
+    if (second === undefined && !wanted.includes(uId)) second = s
+    third ??= s
+  }
+  return second ?? third
+}
+
+/** Fills each active node below its lower bound up to its goal, lightest first, from the heaviest. */
+function fill(w: Work, ring: readonly (readonly number[])[], plan: (m: PlannedMove) => void): void {
+  const done = new Set<number>()
+  for (;;) {
+    let v: number | undefined
+    for (const n of w.active)
+      if (!done.has(n) && w.load[n]! < w.lo[n]! && (v === undefined || w.ratio(n) < w.ratio(v))) v = n
+    if (v === undefined) return
+    done.add(v)
+    const tried = new Set<number>()
+    while (w.load[v]! < w.goal[v]!) {
+      let u: number | undefined
+      for (const n of w.active) {
+        if (n === v || tried.has(n) || w.load[n]! - 1 < w.lo[n]!) continue
+        if (w.ratio(n, w.load[n]! - 1) < w.ratio(v, w.load[v]! + 1)) continue
+        if (u === undefined || w.ratio(n) > w.ratio(u)) u = n
+      }
+      if (u === undefined) break
+      const s = shardToGive(w, u, v, ring)
+      if (s === undefined) {
+        tried.add(u)
+        continue
+      }
+      plan(w.moveOf(s, w.nodes[u]!.id, v, 'balance'))
+    }
+  }
+}
+
+/** Empties each active node above its upper bound down to it, heaviest first, to the lightest. */
+function shed(w: Work, ring: readonly (readonly number[])[], plan: (m: PlannedMove) => void): void {
+  const done = new Set<number>()
+  for (;;) {
+    let u: number | undefined
+    for (const n of w.active)
+      if (!done.has(n) && w.load[n]! > w.hi[n]! && (u === undefined || w.ratio(n) > w.ratio(u))) u = n
+    if (u === undefined) return
+    done.add(u)
+    const tried = new Set<number>()
+    while (w.load[u]! > w.hi[u]!) {
+      let v: number | undefined
+      for (const n of w.active) {
+        if (n === u || tried.has(n) || w.load[n]! + 1 > w.hi[n]!) continue
+        if (w.ratio(n, w.load[n]! + 1) > w.ratio(u, w.load[u]! - 1)) continue
+        if (v === undefined || w.ratio(n) < w.ratio(v)) v = n
+      }
+      if (v === undefined) break
+      const s = shardToGive(w, u, v, ring)
+      if (s === undefined) {
+        tried.add(v)
+        continue
+      }
+      plan(w.moveOf(s, w.nodes[u]!.id, v, 'balance'))
+    }
+  }
+}

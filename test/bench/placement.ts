@@ -39,17 +39,17 @@ interface Row {
   readonly leaveMoved: number
 }
 
-function median(xs: readonly number[]): number {
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.floor(s.length / 2)]!
 }
 
-function arg(argv: readonly string[], name: string, dflt: string): string {
+export function arg(argv: readonly string[], name: string, dflt: string): string {
   const i = argv.indexOf(name)
   return i < 0 ? dflt : (argv[i + 1] ?? dflt)
 }
 
-function positive(argv: readonly string[], name: string, dflt: number): number {
+export function positive(argv: readonly string[], name: string, dflt: number): number {
   const v = Number(arg(argv, name, String(dflt)))
   if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`bad ${name}`)
   return v
@@ -91,27 +91,29 @@ function timeMs(fn: () => unknown, runs: number): number {
 const pct = (x: number): string => `${(100 * x).toFixed(3)}%`
 const ratio = (x: number, optimum: number): string => (optimum === 0 ? '-' : (x / optimum).toFixed(2))
 
-function table(rows: readonly (readonly string[])[]): string[] {
+export function table(rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)))
   return rows.map((r) => r.map((cell, c) => cell.padStart(widths[c]!)).join('  '))
 }
 
-export async function main(argv: readonly string[]): Promise<void> {
-  const counts = arg(argv, '--nodes', '3,10,100,1000').split(',').map(Number)
-  const shardCount = positive(argv, '--shards', 4096)
-  const vnodesPerNode = positive(argv, '--vnodes', 128)
-  const replicaCount = positive(argv, '--replicas', 3)
-  const joins = positive(argv, '--joins', 5)
-  const runs = positive(argv, '--runs', 3)
-  const sweep = arg(argv, '--sweep', '1032,1047').split(',').map(Number)
-  const out = (s: string): void => void process.stdout.write(`${s}\n`)
-  const hasher: Hasher = await loadHasher()
+/** What the placement table measures (see the file comment). */
+export interface PlacementTableOptions {
+  readonly counts: readonly number[]
+  readonly shardCount: number
+  readonly vnodesPerNode: number
+  readonly replicaCount: number
+  readonly joins: number
+  readonly runs: number
+}
+
+/** Prints the placement table: balance, movement per join and leave, and time, against plain hashing. */
+export function placementTable(hasher: Hasher, o: PlacementTableOptions, out: (line: string) => void): void {
+  const { shardCount, vnodesPerNode, replicaCount, joins, runs } = o
   const ours =
     (tuning: PlacementTuning = {}): Place =>
     (input) =>
       placeShards(input, hasher, tuning)
   const plain: Place = (input) => placeShardsPlain(input, hasher)
-
   out(
     `replica placement: shards=${shardCount} vnodes=${vnodesPerNode} replicas=${replicaCount} joins=${joins} (median) runs=${runs}`,
   )
@@ -131,7 +133,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       'plain ms',
     ],
   ]
-  for (const count of counts) {
+  for (const count of o.counts) {
     if (!Number.isSafeInteger(count) || count < 1) throw new Error('bad --nodes')
     const input: PlacementInput = { nodes: nodesOf(count), shardCount, replicaCount, vnodesPerNode }
     ours()(input) // warm-up
@@ -156,6 +158,23 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   for (const line of table(rows)) out(`  ${line}`)
   out('  (ratio = moved / optimum; leave optimum is 1/N; plain = consistent hashing without load bounds)')
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const counts = arg(argv, '--nodes', '3,10,100,1000').split(',').map(Number)
+  const shardCount = positive(argv, '--shards', 4096)
+  const vnodesPerNode = positive(argv, '--vnodes', 128)
+  const replicaCount = positive(argv, '--replicas', 3)
+  const joins = positive(argv, '--joins', 5)
+  const runs = positive(argv, '--runs', 3)
+  const sweep = arg(argv, '--sweep', '1032,1047').split(',').map(Number)
+  const out = (s: string): void => void process.stdout.write(`${s}\n`)
+  const hasher: Hasher = await loadHasher()
+  const ours =
+    (tuning: PlacementTuning = {}): Place =>
+    (input) =>
+      placeShards(input, hasher, tuning)
+  placementTable(hasher, { counts, shardCount, vnodesPerNode, replicaCount, joins, runs }, out)
 
   const [from, to] = sweep
   if (from === undefined || to === undefined || from <= 0 || to <= from) return

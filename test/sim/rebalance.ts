@@ -125,6 +125,7 @@ export function loads(c: Cluster): Map<number, number> {
  */
 export function spread(c: Cluster): { readonly maxOverMean: number; readonly minOverMean: number } {
   const active = c.nodes.filter((n) => n.state === 'active')
+  if (active.length === 0) return { maxOverMean: 0, minOverMean: 0 }
   const held = loads(c)
   const total = active.reduce((a, n) => a + held.get(n.id)!, 0)
   const weight = active.reduce((a, n) => a + n.weight, 0)
@@ -171,6 +172,9 @@ export interface ExecutorRun {
   readonly seconds: number
   /** The most moves that ran at once. */
   readonly concurrencyMax: number
+  /** Shards the last plan could not move (e.g. no live quorum left), and whether it was in safe mode. */
+  readonly blocked: number
+  readonly safeMode: boolean
 }
 
 interface Running {
@@ -188,8 +192,10 @@ export function simulateExecutor(c: Cluster, planner: Planner, t: Throttles, pla
   let moves = 0
   let concurrencyMax = 0
   const byReason: Record<MoveReason, number> = { repair: 0, drain: 0, balance: 0 }
+  let last: Plan | undefined
   for (;;) {
     const plan = planner(inputOf(cluster))
+    last = plan
     plans++
     if (plan.moves.length === 0) break
     assert(plans < plansMax, `no convergence in ${plansMax} plans`)
@@ -246,5 +252,14 @@ export function simulateExecutor(c: Cluster, planner: Planner, t: Throttles, pla
       for (const m of done) byReason[m.reason]++
     }
   }
-  return { cluster, plans, moves, byReason, seconds, concurrencyMax }
+  return {
+    cluster,
+    plans,
+    moves,
+    byReason,
+    seconds,
+    concurrencyMax,
+    blocked: last.blocked.length,
+    safeMode: last.safeMode !== undefined,
+  }
 }

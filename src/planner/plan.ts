@@ -9,9 +9,10 @@
  *    replication factor, fewest live replicas first: the dead replica is replaced (from = dead
  *    node), or a replica is added (no from);
  * 2. drain: every replica on a draining node is replaced;
- * 3. balance: an active node below its lower bound is filled up to floor(fair share), each replica
- *    taken from the most loaded node relative to its share; then a node above its upper bound
- *    gives replicas to the least loaded (bounds in work.ts).
+ * 3. balance: while zones are a hard rule, a shard whose replicas share a zone spreads out; an
+ *    active node below its lower bound is filled up to floor(fair share), each replica taken from
+ *    the most loaded node relative to its share; then a node above its upper bound gives replicas
+ *    to the least loaded (bounds in work.ts).
  * In safe mode (the active nodes or zones cannot hold the replication factor) only repairs are
  * planned: each raises a shard's redundancy, and nothing lowers it.
  *
@@ -80,7 +81,8 @@ export function planMoves(input: PlanInput, hasher: Hasher): Plan {
       plan(w.moveOf(s, from, to, 'drain'))
       if (drainingReplica(w, s) !== undefined) pending++
     }
-    // 3. Balance.
+    // 3. Balance: zones first, then loads.
+    spreadZones(w, ring, plan)
     fill(w, ring, plan)
     shed(w, ring, plan)
   }
@@ -178,6 +180,28 @@ function shardToGive(
     third ??= s
   }
   return second ?? third
+}
+
+/**
+ * While zones are a hard rule, a shard whose replicas share a zone (placed before the zones were
+ * enough, e.g. before a zone's first node joined) moves one of them, from the most loaded of its
+ * active nodes in a shared zone, to a zone the shard does not use.
+ */
+function spreadZones(w: Work, ring: readonly (readonly number[])[], plan: (m: PlannedMove) => void): void {
+  if (!w.zonesEnough) return
+  for (let s = 0; s < w.shardCount; s++) {
+    if (w.locked[s] === 1) continue
+    let from: number | undefined
+    for (const id of w.replicas[s]!) {
+      const n = w.indexOf(id)
+      if (n === undefined || w.nodes[n]!.state !== 'active' || w.zoneSharing(s, n, id) === 0) continue
+      if (from === undefined || w.ratio(n) > w.ratio(from)) from = n
+    }
+    if (from === undefined || !w.hasQuorum(s)) continue
+    const id = w.nodes[from]!.id
+    const to = destination(w, s, id, ring)
+    if (to !== undefined) plan(w.moveOf(s, id, to, 'balance'))
+  }
 }
 
 /** Fills each active node below its lower bound up to its goal, lightest first, from the heaviest. */

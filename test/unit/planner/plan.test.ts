@@ -156,6 +156,18 @@ describe('planner/planMoves', () => {
     expect(repairs.every((m) => m.to === 2)).toBe(true)
   })
 
+  it('spreads shards over a zone that has just come (2 zones -> 3): one replica each, from the busiest', () => {
+    const zones = ['a', 'b', 'a', 'b', 'c']
+    const nodes = zones.map((z, i) => node(i + 1, 'active', z))
+    // Placed while there were 2 zones: a, b, and a again.
+    const shards = Array.from({ length: 6 }, (_, i) => shard(i, i % 2 === 0 ? [1, 2, 3] : [3, 4, 1]))
+    const p = plan(input(nodes, shards))
+    const spread = p.moves.filter((m) => m.to === 5)
+    expect(spread.length).toBeGreaterThanOrEqual(6)
+    for (const m of spread) expect([1, 3]).toContain(m.from)
+    for (const replicas of p.placement) expect(new Set(replicas.map((id) => zones[id - 1])).size).toBe(3)
+  })
+
   it('safe mode (nodes): 3 nodes, replication factor 3, one dead: says so and plans no move', () => {
     const nodes = [node(1, 'dead'), node(2), node(3)]
     const p = plan(input(nodes, [shard(0, [1, 2, 3]), shard(1, [2, 3, 1])]))

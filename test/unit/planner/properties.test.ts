@@ -87,6 +87,26 @@ function reordered(input: PlanInput, rotate: number): PlanInput {
   }
 }
 
+/**
+ * Shards whose replicas on active nodes share a zone while the active nodes span replicaCount
+ * zones or more (only shards the planner could fix: a live quorum, at most replicaCount replicas).
+ */
+function zoneSharedShards(input: PlanInput): number[] {
+  const node = new Map(input.nodes.map((n) => [n.id as number, n]))
+  const active = input.nodes.filter((n) => n.state === 'active')
+  if (new Set(active.map((n) => n.zone).filter((z) => z !== '')).size < input.replicaCount) return []
+  const live = (id: number): boolean => node.has(id) && node.get(id)!.state !== 'dead'
+  return input.shards.flatMap((s) => {
+    if (s.replicas.length > input.replicaCount) return []
+    if (s.replicas.filter(live).length < Math.floor(s.replicas.length / 2) + 1) return []
+    const zones = s.replicas
+      .map((id) => node.get(id))
+      .filter((n) => n?.state === 'active' && n.zone !== '')
+      .map((n) => n!.zone)
+    return new Set(zones).size === zones.length ? [] : [s.shardId as number]
+  })
+}
+
 describe('planner properties', () => {
   let hasher: Hasher
   beforeAll(async () => {
@@ -111,7 +131,7 @@ describe('planner properties', () => {
     )
   })
 
-  it('converges: applying each plan and planning again ends with no move, every step within the rules', () => {
+  it('converges: applying each plan and planning again ends with no move, every step within the rules, zones spread', () => {
     fc.assert(
       fc.property(clusterArb, (generated) => {
         // The moves in progress end first; then the executor runs each plan to its end.
@@ -132,6 +152,7 @@ describe('planner properties', () => {
           expect(brokenRules(input, plan)).toEqual([])
           if (plan.moves.length === 0) {
             expect(plan.pending).toBe(0)
+            expect(zoneSharedShards(input)).toEqual([])
             break
           }
           input = { ...input, shards: applyMoves(input.shards, plan.moves) }

@@ -134,28 +134,49 @@ function destination(
   from: NodeId | undefined,
   ring: readonly (readonly number[])[],
 ): number | undefined {
-  let best: number | undefined
-  let bestKey: number[] = []
-  for (const n of w.active) {
-    if (!w.canMove(s, n, from)) continue
-    const load = w.load[n]!
-    const key = [
-      w.zonesEnough ? 0 : w.zoneSharing(s, n, from),
-      load + 1 > w.hi[n]! ? 1 : 0,
-      ring[s]!.includes(w.nodes[n]!.id) && load < w.goal[n]! ? 0 : 1,
-      w.ratio(n, load + 1),
-    ]
-    if (best === undefined || less(key, bestKey)) {
-      best = n
-      bestKey = key
+  if (w.locked[s] === 1 || !w.hasQuorum(s)) return undefined
+  const r = w.receiving(s, from)
+  const named = ring[s]!
+  // A node the ring names, that takes the replica sharing its zone the least possible and stays
+  // below its share, beats every node the ring does not name: look there first.
+  const sharingMin = w.sharingMin(r)
+  let quick: number | undefined
+  let quickRatio = Infinity
+  for (const id of named) {
+    const n = w.indexOf(id)
+    if (n === undefined || !w.allows(r, n) || w.sharing(r, n) > sharingMin) continue
+    if (w.load[n]! >= w.goal[n]! || w.load[n]! + 1 > w.hi[n]!) continue
+    const ratio = w.ratio(n, w.load[n]! + 1)
+    if (quick === undefined || ratio < quickRatio || (ratio === quickRatio && n < quick)) {
+      quick = n
+      quickRatio = ratio
     }
   }
+  if (quick !== undefined) return quick
+  let best: number | undefined
+  let best0 = 0
+  let best1 = 0
+  let best2 = 0
+  let best3 = 0
+  for (const n of w.active) {
+    if (!w.allows(r, n)) continue
+    const load = w.load[n]!
+    const k0 = w.zonesEnough ? 0 : w.sharing(r, n)
+    const k1 = load + 1 > w.hi[n]! ? 1 : 0
+    const k2 = load < w.goal[n]! && named.includes(w.nodes[n]!.id) ? 0 : 1
+    const k3 = w.ratio(n, load + 1)
+    const better =
+      best === undefined ||
+      k0 < best0 ||
+      (k0 === best0 && (k1 < best1 || (k1 === best1 && (k2 < best2 || (k2 === best2 && k3 < best3)))))
+    if (!better) continue
+    best = n
+    best0 = k0
+    best1 = k1
+    best2 = k2
+    best3 = k3
+  }
   return best
-}
-
-function less(a: readonly number[], b: readonly number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!
-  return false
 }
 
 /**
@@ -170,16 +191,20 @@ function shardToGive(
 ): number | undefined {
   const uId = w.nodes[u]!.id
   const vId = w.nodes[v]!.id
-  let second: number | undefined
-  let third: number | undefined
+  let best: number | undefined
+  let bestRank = 3
+  const takes = w.held[v]!
   for (const s of w.held[u]!) {
-    if (!w.canMove(s, v, uId)) continue
+    if (w.locked[s] === 1 || takes.has(s)) continue
     const wanted = ring[s]!
-    if (wanted.includes(vId)) return s
-    if (second === undefined && !wanted.includes(uId)) second = s
-    third ??= s
+    const rank = wanted.includes(vId) ? 0 : wanted.includes(uId) ? 2 : 1
+    // Only a better kind of shard is worth the full check of the rules.
+    if (rank >= bestRank || !w.canMove(s, v, uId)) continue
+    if (rank === 0) return s
+    best = s
+    bestRank = rank
   }
-  return second ?? third
+  return best
 }
 
 /**
@@ -215,11 +240,18 @@ function fill(w: Work, ring: readonly (readonly number[])[], plan: (m: PlannedMo
     done.add(v)
     const tried = new Set<number>()
     while (w.load[v]! < w.goal[v]!) {
+      // The heaviest giver, one in v's zone first (it can always keep the zone rule).
       let u: number | undefined
+      let uPair = 0
       for (const n of w.active) {
-        if (n === v || tried.has(n) || w.load[n]! - 1 < w.lo[n]!) continue
+        if (n === v || tried.has(n) || w.unlocked[n] === 0 || w.load[n]! - 1 < w.lo[n]!) continue
         if (w.ratio(n, w.load[n]! - 1) < w.ratio(v, w.load[v]! + 1)) continue
-        if (u === undefined || w.ratio(n) > w.ratio(u)) u = n
+        const pair = w.zonePair(n, v)
+        if (pair === 2) continue
+        if (u === undefined || pair < uPair || (pair === uPair && w.ratio(n) > w.ratio(u))) {
+          u = n
+          uPair = pair
+        }
       }
       if (u === undefined) break
       const s = shardToGive(w, u, v, ring)
@@ -242,12 +274,19 @@ function shed(w: Work, ring: readonly (readonly number[])[], plan: (m: PlannedMo
     if (u === undefined) return
     done.add(u)
     const tried = new Set<number>()
-    while (w.load[u]! > w.hi[u]!) {
+    while (w.load[u]! > w.hi[u]! && w.unlocked[u]! > 0) {
+      // The lightest taker, one in u's zone first (it can always keep the zone rule).
       let v: number | undefined
+      let vPair = 0
       for (const n of w.active) {
         if (n === u || tried.has(n) || w.load[n]! + 1 > w.hi[n]!) continue
         if (w.ratio(n, w.load[n]! + 1) > w.ratio(u, w.load[u]! - 1)) continue
-        if (v === undefined || w.ratio(n) < w.ratio(v)) v = n
+        const pair = w.zonePair(u, n)
+        if (pair === 2) continue
+        if (v === undefined || pair < vPair || (pair === vPair && w.ratio(n) < w.ratio(v))) {
+          v = n
+          vPair = pair
+        }
       }
       if (v === undefined) break
       const s = shardToGive(w, u, v, ring)

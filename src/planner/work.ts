@@ -22,6 +22,12 @@ import { NodeId, type ShardId } from '../common/ids.ts'
 import { fairShares, loadRatioMax, type RingNode } from '../hashing/index.ts'
 import type { MoveInProgress, PlannedMove, PlannerNode, PlannerShard } from './input.ts'
 
+/** A shard's side of the rules for a move (Work.receiving). */
+export interface Receiving {
+  readonly holders: readonly number[]
+  readonly zones: readonly number[]
+}
+
 export class Work {
   /** Nodes sorted by id. */
   readonly nodes: readonly PlannerNode[]
@@ -39,6 +45,8 @@ export class Work {
   readonly held: Set<number>[]
   /** Per shard: 1 when it has a move in progress or one planned already. */
   readonly locked: Uint8Array
+  /** Shards held that are not locked, by node index (a node with none has nothing to give). */
+  readonly unlocked: number[]
   /** Fair share, goal, lo and hi by node index (0 for nodes that are not active). */
   readonly share: number[]
   readonly goal: number[]
@@ -47,6 +55,13 @@ export class Work {
   /** Distinct non-empty zones of the active nodes reach replicaCount: zones are a hard rule. */
   readonly zonesEnough: boolean
   readonly #index: Map<number, number>
+  /** Zone of each node index as a small integer; -1 for no zone. */
+  readonly #zoneIds: Int32Array
+  /** Every active node has a zone and the active nodes span exactly replicaCount zones. */
+  readonly #zonesExact: boolean
+  /** The zone numbers of the active nodes, and whether some active node has no zone. */
+  readonly #activeZones: readonly number[]
+  readonly #activeUnzoned: boolean
 
   constructor(
     nodes: readonly PlannerNode[],
@@ -58,6 +73,12 @@ export class Work {
     this.replicaCount = replicaCount
     this.shardCount = shards.length
     this.#index = new Map(nodes.map((n, i) => [n.id, i]))
+    const zoneNumbers = new Map<string, number>()
+    this.#zoneIds = Int32Array.from(nodes, (n) => {
+      if (n.zone === '') return -1
+      if (!zoneNumbers.has(n.zone)) zoneNumbers.set(n.zone, zoneNumbers.size)
+      return zoneNumbers.get(n.zone)!
+    })
     this.active = nodes.flatMap((n, i) => (n.state === 'active' ? [i] : []))
     this.replicas = shards.map((s) => [...s.replicas])
     this.epochs = shards.map((s) => s.epoch)
@@ -73,6 +94,7 @@ export class Work {
       this.locked[m.shardId] = 1
     }
     this.load = nodes.map(() => 0)
+    this.unlocked = nodes.map(() => 0)
     this.held = nodes.map(() => new Set<number>())
     for (const [s, list] of this.replicas.entries())
       for (const id of list) {
@@ -80,9 +102,13 @@ export class Work {
         if (n === undefined) continue
         this.load[n]!++
         this.held[n]!.add(s)
+        if (this.locked[s] === 0) this.unlocked[n]!++
       }
     const zones = new Set(this.active.map((n) => nodes[n]!.zone).filter((z) => z !== ''))
     this.zonesEnough = zones.size >= replicaCount
+    this.#activeUnzoned = this.active.some((n) => nodes[n]!.zone === '')
+    this.#zonesExact = zones.size === replicaCount && !this.#activeUnzoned
+    this.#activeZones = [...new Set(this.active.map((n) => this.#zoneIds[n]!).filter((z) => z >= 0))]
     this.share = nodes.map(() => 0)
     if (this.active.length > 0) {
       const ring: RingNode[] = this.active.map((n) => {
@@ -130,26 +156,67 @@ export class Work {
     return f > 0 ? load / f : Infinity
   }
 
-  zoneOfId(id: number): string {
-    const n = this.#index.get(id)
-    return n === undefined ? '' : this.nodes[n]!.zone
+  /**
+   * The shard's side of a move's rules, computed once to judge many destinations: the node indexes
+   * holding it (-1 for an unknown node) and the zones of its replicas other than node id `from`.
+   */
+  receiving(shard: number, from: number | undefined): Receiving {
+    const holders: number[] = []
+    const zones: number[] = []
+    for (const id of this.replicas[shard]!) {
+      const n = this.#index.get(id)
+      holders.push(n ?? -1)
+      if (id !== from && n !== undefined && this.#zoneIds[n]! >= 0) zones.push(this.#zoneIds[n]!)
+    }
+    return { holders, zones }
   }
 
-  /** Other replicas of the shard (all but `from`) in node n's zone; 0 for a node without a zone. */
-  zoneSharing(shard: number, n: number, from: number | undefined): number {
-    const zone = this.nodes[n]!.zone
-    if (zone === '') return 0
+  /**
+   * Whether a balance move between node indexes u and v can keep the zone rule, for choosing
+   * among many: 0 always (no zone rule, or the same zone: the shard's zones do not change);
+   * 1 perhaps (depends on the shard); 2 never (every active node has a zone and there are exactly
+   * replicaCount zones, so a full shard has a replica in every zone, v's included).
+   */
+  zonePair(u: number, v: number): 0 | 1 | 2 {
+    if (!this.zonesEnough || this.#zoneIds[u] === this.#zoneIds[v]) return 0
+    return this.#zonesExact ? 2 : 1
+  }
+
+  /** Replicas in `r` (other than its `from`) in node index n's zone; 0 for a node without a zone. */
+  sharing(r: Receiving, n: number): number {
+    const zone = this.#zoneIds[n]!
+    if (zone < 0) return 0
     let count = 0
-    for (const id of this.replicas[shard]!) if (id !== from && this.zoneOfId(id) === zone) count++
+    for (const z of r.zones) if (z === zone) count++
     return count
+  }
+
+  /** The least `sharing` any active node can have for `r` (0 when some active zone is unused). */
+  sharingMin(r: Receiving): number {
+    if (this.zonesEnough || this.#activeZones.length === 0 || this.#activeUnzoned) return 0
+    let min = Infinity
+    for (const zone of this.#activeZones) {
+      let count = 0
+      for (const z of r.zones) if (z === zone) count++
+      min = Math.min(min, count)
+    }
+    return min
+  }
+
+  /** May node index n take the replica `r` describes: active, not a holder, zones kept. */
+  allows(r: Receiving, n: number): boolean {
+    if (this.nodes[n]!.state !== 'active' || r.holders.includes(n)) return false
+    return !this.zonesEnough || this.sharing(r, n) === 0
+  }
+
+  /** Other replicas of the shard (all but node id `from`) in node index n's zone. */
+  zoneSharing(shard: number, n: number, from: number | undefined): number {
+    return this.sharing(this.receiving(shard, from), n)
   }
 
   /** May node index `to` take a replica of the shard in place of node id `from` (or as an add)? */
   canReceive(shard: number, to: number, from: number | undefined): boolean {
-    const node = this.nodes[to]!
-    if (node.state !== 'active') return false
-    if (this.replicas[shard]!.includes(node.id)) return false
-    return !this.zonesEnough || this.zoneSharing(shard, to, from) === 0
+    return this.allows(this.receiving(shard, from), to)
   }
 
   /** Every rule of a move to node index `to` from node id `from` (see the file comment). */
@@ -165,6 +232,10 @@ export class Work {
     const to = this.#index.get(move.to)
     assert(to !== undefined && this.canMove(s, to, move.from), 'planned move breaks a rule')
     const list = this.replicas[s]!
+    for (const id of list) {
+      const n = this.#index.get(id)
+      if (n !== undefined) this.unlocked[n]!--
+    }
     if (move.from === undefined) list.push(move.to)
     else {
       const at = list.indexOf(move.from)

@@ -14,7 +14,8 @@
  *    the most loaded node relative to its share; then a node above its upper bound gives replicas
  *    to the least loaded (bounds in work.ts).
  * In safe mode (the active nodes or zones cannot hold the replication factor) only repairs are
- * planned: each raises a shard's redundancy, and nothing lowers it.
+ * planned: each raises a shard's redundancy, and nothing lowers it. A move only ever replaces a
+ * replica or adds one: a shard with more replicas than the replication factor keeps them all.
  *
  * History-aware: replicas stay where they are unless a rule or a bound moves them, so a join moves
  * about the newcomer's share (the optimum) and a leave about the leaver's. Where there is a choice,

@@ -10,12 +10,14 @@
  *   drain 1    one node is drained     optimum: the replicas it holds
  *   dead 1     one node dies           optimum: the replicas it held
  *   dead 10    ten nodes die at once   optimum: the replicas they held (at 20 nodes or more)
+ *   zone dies  every node of zone z1   optimum: the replicas they held (with --zones 2 or more)
  * and, for comparison, the ring alone (today's target placement recomputed for N + 1 nodes).
  * Then the placement table of test/bench/placement.ts (the ring placement at 3, 10, 100, 1,000
  * nodes), unless --table 0.
  *
  *   npm run bench -- rebalance-sim [--nodes 1000] [--shards 100000] [--replicas 3] [--vnodes 128]
  *     [--shard-mb 64] [--snapshot-mbps 32] [--moves-max 64] [--repair-slots 8] [--per-node 2]
+ *     [--zones 0]  (nodes in zones z1..zK in turn)
  *     [--table 1] [--table-nodes 3,10,100,1000] [--table-shards 4096]
  *
  * This file measures real time with performance.now(); it is outside the determinism ban.
@@ -43,6 +45,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   const replicaCount = positive(argv, '--replicas', 3)
   const vnodesPerNode = positive(argv, '--vnodes', 128)
   const perNode = positive(argv, '--per-node', 2)
+  const zones = Number(arg(argv, '--zones', '0'))
+  if (!Number.isSafeInteger(zones) || zones < 0) throw new Error('bad --zones')
+  // Newcomers take the zones in turn, as the first nodes did.
+  const zoneOf = (id: number): string => (zones > 0 ? `z${((id - 1) % zones) + 1}` : '')
   const throttles: Throttles = {
     movesMax: positive(argv, '--moves-max', 64),
     repairSlots: positive(argv, '--repair-slots', 8),
@@ -63,12 +69,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 
   out(
-    `rebalance-sim: nodes=${nodeCount} shards=${shardCount} replicas=${replicaCount} vnodes=${vnodesPerNode} ` +
+    `rebalance-sim: nodes=${nodeCount} shards=${shardCount} replicas=${replicaCount} vnodes=${vnodesPerNode} zones=${zones} ` +
       `shard=${throttles.shardBytes / mib} MiB snapshot=${throttles.snapshotBytesPerSecond / mib} MiB/s per node ` +
       `moves<=${throttles.movesMax} (repair-only ${throttles.repairSlots}) per node in/out<=${perNode}`,
   )
   const start = performance.now()
-  const fresh = newCluster(hasher, nodeCount, shardCount, { replicaCount, vnodesPerNode })
+  const fresh = newCluster(hasher, nodeCount, shardCount, { replicaCount, vnodesPerNode, zones })
   const ringMs = performance.now() - start
   const before = spread(fresh)
   planMs = []
@@ -81,16 +87,23 @@ export async function main(argv: readonly string[]): Promise<void> {
       `in ${first.rounds} plans (${planMs.map((ms) => ms.toFixed(0)).join('+')} ms) -> max/mean ${after.maxOverMean.toFixed(3)} min/mean ${after.minOverMean.toFixed(3)}`,
   )
 
-  const held = (c: Cluster, ids: readonly number[]): number => ids.reduce((a, id) => a + loads(c).get(id)!, 0)
+  const held = (c: Cluster, ids: readonly number[]): number => {
+    const counts = loads(c)
+    return ids.reduce((a, id) => a + counts.get(id)!, 0)
+  }
   const spreadIds = (k: number): number[] =>
     Array.from({ length: k }, (_, i) => 1 + Math.floor(((2 * i + 1) * nodeCount) / (2 * k)))
   const newIds = (k: number): number[] => Array.from({ length: k }, (_, i) => nodeCount + 1 + i)
   const fairShare = (k: number): number => (replicaCount * shardCount * k) / (nodeCount + k)
   const scenarios: { name: string; cluster: Cluster; optimum: number }[] = [
-    { name: 'join 1', cluster: withNode(base, nodeCount + 1), optimum: fairShare(1) },
+    {
+      name: 'join 1',
+      cluster: withNode(base, nodeCount + 1, 'active', 1, zoneOf(nodeCount + 1)),
+      optimum: fairShare(1),
+    },
     {
       name: 'join 10',
-      cluster: newIds(10).reduce((c, id) => withNode(c, id), base),
+      cluster: newIds(10).reduce((c, id) => withNode(c, id, 'active', 1, zoneOf(id)), base),
       optimum: fairShare(10),
     },
     {
@@ -100,6 +113,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     },
     { name: 'dead 1', cluster: withNode(base, spreadIds(1)[0]!, 'dead'), optimum: held(base, spreadIds(1)) },
   ]
+  if (zones >= 2) {
+    const lost = base.nodes.filter((n) => n.zone === 'z1').map((n) => n.id as number)
+    scenarios.push({
+      name: 'zone dies',
+      cluster: lost.reduce((c, id) => withNode(c, id, 'dead'), base),
+      optimum: held(base, lost),
+    })
+  }
   if (nodeCount >= 20)
     scenarios.push({
       name: 'dead 10',
@@ -146,11 +167,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   out('   sim time = simulated time until the last move ended; plan ms = each plan asked, real time)')
 
   // Today's target alone: the ring placement recomputed for one more node, against the optimum.
-  const nodesOf = (n: number): { id: number }[] => Array.from({ length: n }, (_, i) => ({ id: i + 1 }))
-  const ringAfter = placeShards(
-    { nodes: nodesOf(nodeCount + 1), shardCount, replicaCount, vnodesPerNode },
-    hasher,
-  )
+  const ringNodes = Array.from({ length: nodeCount + 1 }, (_, i) => {
+    const zone = zoneOf(i + 1)
+    return { id: i + 1, ...(zone === '' ? {} : { zone }) }
+  })
+  const ringAfter = placeShards({ nodes: ringNodes, shardCount, replicaCount, vnodesPerNode }, hasher)
   const ringBefore = fresh.shards.map((s) => s.replicas)
   const ringMoved = movedFraction(ringBefore, ringAfter) * replicaCount * shardCount
   out(

@@ -81,17 +81,18 @@ export function inputOf(c: Cluster, inProgress: PlanInput['inProgress'] = []): P
   }
 }
 
-/** The cluster with node `id` in `state` (or added, active, when it is not there). */
+/** The cluster with node `id` in `state` (or added, with `weight` and `zone`, when it is not there). */
 export function withNode(
   c: Cluster,
   id: number,
   state: PlannerNode['state'] = 'active',
   weight = 1,
+  zone = '',
 ): Cluster {
   const known = c.nodes.some((n) => n.id === id)
   const nodes = known
     ? c.nodes.map((n) => (n.id === id ? { ...n, state } : n))
-    : [...c.nodes, { ...activeNode(id, '', weight), state }]
+    : [...c.nodes, { ...activeNode(id, zone, weight), state }]
   return { ...c, nodes }
 }
 

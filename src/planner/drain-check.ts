@@ -5,8 +5,10 @@
  *
  *   safe mode   the active nodes left, or their zones, cannot hold the replication factor
  *               (e.g. 3 nodes with replication factor 3): every replica of the node blocks;
- *   no-destination  every active node left already holds a replica of the shard, or (while zones
- *               are a hard rule) every one that does not sits in a zone the shard already uses;
+ *   no-destination  the active nodes left that hold no replica of the shard (while zones are a
+ *               hard rule: the zones among them the shard's staying replicas do not use) are
+ *               fewer than the replicas to place anew: this node's, those on dead or draining
+ *               nodes, and any the shard is short of;
  *   no-quorum   the shard has no quorum of live voters, so no configuration change can commit.
  *
  * A shard with a move in progress does not block (its replica is drained once that move ends).
@@ -52,7 +54,7 @@ export function drainCheck(input: PlanInput, nodeId: NodeId): DrainCheck {
   for (const s of w.held[me]!) {
     if (w.locked[s] === 1) continue
     let reason: BlockedShard['reason'] | undefined
-    if (safeMode !== undefined || !w.active.some((n) => w.canReceive(s, n, nodeId))) reason = 'no-destination'
+    if (safeMode !== undefined || places(w, s) < replacements(w, s)) reason = 'no-destination'
     else if (!w.hasQuorum(s)) reason = 'no-quorum'
     if (reason === undefined) continue
     blockingCount++
@@ -67,4 +69,30 @@ export function drainCheck(input: PlanInput, nodeId: NodeId): DrainCheck {
     blocking: blocking.slice(0, drainBlockersListedMax),
     blockingCount,
   }
+}
+
+/** Replicas of shard s the planner must place anew: on dead, unknown or draining nodes, or missing. */
+function replacements(w: Work, s: number): number {
+  const list = w.replicas[s]!
+  const leaving = list.filter((id) => !w.isLive(id) || w.stateOf(id) === 'draining').length
+  return leaving + Math.max(0, w.replicaCount - list.length)
+}
+
+/**
+ * Distinct places for those: active nodes that do not hold the shard; while zones are a hard rule,
+ * one per zone the staying replicas do not use (a node without a zone is a place of its own).
+ */
+function places(w: Work, s: number): number {
+  const list = w.replicas[s]!
+  const staying = list.filter((id) => w.isLive(id) && w.stateOf(id) !== 'draining')
+  const used = new Set(staying.map((id) => w.nodes[w.indexOf(id)!]!.zone).filter((z) => z !== ''))
+  const zones = new Set<string>()
+  let count = 0
+  for (const n of w.active) {
+    const node = w.nodes[n]!
+    if (list.includes(node.id)) continue
+    if (!w.zonesEnough || node.zone === '') count++
+    else if (!used.has(node.zone)) zones.add(node.zone)
+  }
+  return count + zones.size
 }

@@ -116,6 +116,19 @@ describe('planner/drainCheck (decommission pre-flight)', () => {
     expect(check.blocking).toEqual([{ shardId: 0, reason: 'no-quorum' }])
   })
 
+  it('counts every replica the shard must place anew, not only this node’s', () => {
+    // Node 4 is the only free place, and shard 0 must replace both node 1 and the dead node 9.
+    const nodes = [node(1), node(2), node(3), node(4), node(9, 'dead')]
+    const check = drainCheck(
+      input(nodes, [
+        [1, 9, 2, 3],
+        [1, 2, 3],
+      ]),
+      NodeId(1),
+    )
+    expect(check.blocking).toEqual([{ shardId: 0, reason: 'no-destination' }])
+  })
+
   it('lists at most drainBlockersListedMax blocking shards and counts them all', () => {
     const shards = Array.from({ length: drainBlockersListedMax + 5 }, () => [1, 2, 3])
     const check = drainCheck(input([node(1), node(2), node(3)], shards), NodeId(1))

@@ -4,6 +4,7 @@ import { NodeId, ShardId } from '../../../src/common/ids.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
 import {
   applyMoves,
+  drainCheck,
   nodeStates,
   planMoves,
   type MoveInProgress,
@@ -161,6 +162,40 @@ describe('planner properties', () => {
         }
       }),
       { numRuns: 150 },
+    )
+  })
+
+  it('the drain pre-flight holds its word: a drain it allows empties the node, one blocked by a quorum never does', () => {
+    fc.assert(
+      fc.property(clusterArb, fc.nat(), (generated, pick) => {
+        const settled: PlanInput = {
+          ...generated,
+          shards: applyMoves(
+            generated.shards,
+            generated.inProgress.map((m) => ({ ...m, reason: 'balance' as const, epoch: 0 })),
+          ),
+          inProgress: [],
+        }
+        const target = settled.nodes[pick % settled.nodes.length]!
+        const check = drainCheck(settled, target.id)
+        let input: PlanInput = {
+          ...settled,
+          nodes: settled.nodes.map((n) =>
+            n.id === target.id && n.state !== 'dead' ? { ...n, state: 'draining' as const } : n,
+          ),
+        }
+        for (let round = 0; round <= settled.replicaCount + 6; round++) {
+          const plan = planMoves(input, hasher)
+          if (plan.moves.length === 0) break
+          input = { ...input, shards: applyMoves(input.shards, plan.moves) }
+        }
+        const kept = input.shards
+          .filter((s) => s.replicas.includes(target.id))
+          .map((s) => s.shardId as number)
+        if (check.possible) expect(kept).toEqual([])
+        for (const b of check.blocking) if (b.reason === 'no-quorum') expect(kept).toContain(b.shardId)
+      }),
+      { numRuns: 200 },
     )
   })
 })

@@ -23,6 +23,7 @@ export {
   type PlannedMove,
   type PlannerNode,
   type PlannerShard,
+  type RingTarget,
   type SafeMode,
 } from './input.ts'
 export { planMoves } from './plan.ts'

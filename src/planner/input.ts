@@ -94,6 +94,16 @@ export interface Plan {
   readonly blocked: readonly BlockedShard[]
   /** Shards that need more repairs or drains after this plan's move (one move per shard per plan). */
   readonly pending: number
+  /** The ring placement this plan used; pass it to the next planMoves to skip recomputing it. */
+  readonly ring: RingTarget
+}
+
+/** The ring placement of a set of active nodes (hashing placeShards), with what it was computed for. */
+export interface RingTarget {
+  /** The active nodes (id, weight, zone), shard count, replication factor and vnodes, as a string. */
+  readonly key: string
+  /** Each shard's nodes, by shard id. */
+  readonly placement: readonly (readonly number[])[]
 }
 
 function invalid(field: string, message: string): KvError {

@@ -25,15 +25,32 @@
  */
 import { ShardId, type NodeId } from '../common/ids.ts'
 import { placeShards, type Hasher } from '../hashing/index.ts'
-import { validatePlanInput, type BlockedShard, type Plan, type PlanInput, type PlannedMove } from './input.ts'
+import {
+  validatePlanInput,
+  type BlockedShard,
+  type Plan,
+  type PlanInput,
+  type PlannedMove,
+  type RingTarget,
+} from './input.ts'
 import { safeModeOf } from './safe-mode.ts'
 import { Work } from './work.ts'
 
-/** The plan for `input` (see the file comment). Throws KvError INVALID_ARGUMENT for bad input. */
-export function planMoves(input: PlanInput, hasher: Hasher): Plan {
+/**
+ * The plan for `input` (see the file comment). Throws KvError INVALID_ARGUMENT for bad input.
+ * `previous`: the ring placement a former plan returned (Plan.ring); used again when it was
+ * computed for the same active nodes, shard count, replication factor and vnodes (most of a
+ * plan's time at scale is that placement, which changes only when the active nodes do).
+ */
+export function planMoves(input: PlanInput, hasher: Hasher, previous?: RingTarget): Plan {
   const { nodes, shards, inProgress } = validatePlanInput(input)
   const w = new Work(nodes, shards, input.replicaCount, inProgress)
-  const ring = ringPlacement(w, input.vnodesPerNode, hasher)
+  const key = ringKey(w, input.vnodesPerNode)
+  const ringTarget =
+    previous !== undefined && previous.key === key
+      ? previous
+      : { key, placement: ringPlacement(w, input.vnodesPerNode, hasher) }
+  const ring = ringTarget.placement
   const safeMode = safeModeOf(nodes, input.replicaCount)
   const moves: PlannedMove[] = []
   const blocked: BlockedShard[] = []
@@ -94,7 +111,17 @@ export function planMoves(input: PlanInput, hasher: Hasher): Plan {
     ...(safeMode === undefined ? {} : { safeMode }),
     blocked,
     pending,
+    ring: ringTarget,
   }
+}
+
+/** What the ring placement depends on, as a string. */
+function ringKey(w: Work, vnodesPerNode: number): string {
+  const nodes = w.active.map((n) => {
+    const node = w.nodes[n]!
+    return `${node.id}/${node.weight}/${node.zone}`
+  })
+  return JSON.stringify([w.shardCount, w.replicaCount, vnodesPerNode, nodes])
 }
 
 function needsRepair(w: Work, s: number): boolean {

@@ -206,6 +206,7 @@ export function simulateExecutor(c: Cluster, planner: Planner, t: Throttles, pla
     const started = new Uint8Array(queue.length)
     let next = 0 // queue[0..next) have all started
     const running: Running[] = []
+    const finished: PlannedMove[] = []
     const inCount = new Map<number, number>()
     const outCount = new Map<number, number>()
     const bump = (m: Map<number, number>, id: number, by: number): void =>
@@ -247,11 +248,12 @@ export function simulateExecutor(c: Cluster, planner: Planner, t: Throttles, pla
         bump(outCount, r.sender, -1)
         done.push(r.move)
       }
-      done.sort((a, b) => a.shardId - b.shardId)
-      cluster = { ...cluster, shards: applyMoves(cluster.shards, done) }
+      finished.push(...done)
       moves += done.length
       for (const m of done) byReason[m.reason]++
     }
+    // A plan moves each shard at most once, so the map can follow when the plan's moves are done.
+    cluster = { ...cluster, shards: applyMoves(cluster.shards, finished) }
   }
   return {
     cluster,

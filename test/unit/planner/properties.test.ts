@@ -134,6 +134,26 @@ describe('planner properties', () => {
     )
   })
 
+  it('a ring placement passed back is used only for the nodes it was made for, and changes nothing', () => {
+    fc.assert(
+      fc.property(clusterArb, (input) => {
+        const first = planMoves(input, hasher)
+        const next = {
+          ...input,
+          shards: first.placement.map((replicas, i) => ({
+            ...input.shards.find((s) => s.shardId === i)!,
+            replicas,
+          })),
+          inProgress: [],
+        }
+        expect(planMoves(next, hasher, first.ring)).toEqual(planMoves(next, hasher))
+        const stale = { key: 'other nodes', placement: input.shards.map(() => []) }
+        expect(planMoves(input, hasher, stale)).toEqual(first)
+      }),
+      { numRuns: 100 },
+    )
+  })
+
   it('converges: applying each plan and planning again ends with no move, every step within the rules, zones spread', () => {
     fc.assert(
       fc.property(clusterArb, (generated) => {

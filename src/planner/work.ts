@@ -3,7 +3,8 @@
  * shards, the fair shares and load bounds of the active nodes, and the rules a move must keep.
  * plan.ts and drain-check.ts decide; this file only answers questions and applies moves.
  *
- * Rules (every planned move keeps them; `canMove` is the one place they are checked):
+ * Rules (every planned move keeps them; `canMove` states them, scans of many destinations use its
+ * parts `receiving` and `allows`, and `apply` asserts `canMove` for every move planned):
  * - at most one move per shard per plan, and none of a shard with a move in progress (`locked`);
  * - the shard has a quorum of live voters now (live = not dead); a replace from -> to keeps the
  *   live count or raises it and an add raises it, so a quorum holds after the move too;
@@ -12,7 +13,8 @@
  *   no other replica of the shard (as cluster/move-rules.ts checkMove judges it).
  *
  * Load bounds of an active node with fair share f (hashing fairShares, by weight and zones):
- *   hi = max(ceil(f), floor(loadRatioMax * f))   never more (the busiest within 1.10 of the mean);
+ *   hi = max(ceil(f), floor(loadRatioMax * f))   balance brings every node down to it where the
+ *                                                rules allow (the busiest within 1.10 of the mean);
  *   lo = min(floor(f), ceil((2 - loadRatioMax) * f))   a node below it is filled ...
  *   goal = floor(f)                              ... up to here.
  * Between lo and hi a node is left alone (hysteresis): a join moves about the newcomer's share.

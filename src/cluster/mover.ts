@@ -160,7 +160,7 @@ export class Mover {
     const map = await store.read()
     if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
     checkMove(map, req)
-    const now = this.c.clock.wallMs()
+    const now = wholeMs(this.c.clock.wallMs())
     const move: MoveRecord = {
       shardId: req.shardId,
       from: req.from,
@@ -285,7 +285,7 @@ export class Mover {
   }
 
   private async record(stored: StoredMove, next: MoveRecord): Promise<void> {
-    const now = this.c.clock.wallMs()
+    const now = wholeMs(this.c.clock.wallMs())
     if (next.step === 'done' || next.step === 'failed' || next.step === 'cancelled') {
       const ended = { ...next, updatedMs: now, finishedMs: now }
       await this.withDeadline((signal) => this.store(signal).finishMove(ended, stored.version))
@@ -525,6 +525,14 @@ export class Mover {
       dispose()
     }
   }
+}
+
+/**
+ * A wall-clock reading as a record stores it: whole milliseconds (records.ts decodes unsigned
+ * integers; a Clock may read fractions, as MetaStore.heartbeat also allows for).
+ */
+function wholeMs(ms: number): number {
+  return Math.max(0, Math.floor(ms))
 }
 
 function describe(err: unknown): string {

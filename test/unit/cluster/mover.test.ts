@@ -230,6 +230,22 @@ describe('cluster/mover', () => {
     expect(recent[0]).toMatchObject({ shardId: 0, from: 1, to: 4, step: 'done', reason: '' })
   })
 
+  it('records whole milliseconds when the wall clock reads a fraction (the record stays decodable)', async () => {
+    const r = await rig()
+    r.clock.wall = 1_700_000_000_000.25
+    const mover = r.mover()
+    const move = await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    expect(move.startedMs).toBe(1_700_000_000_000)
+    r.clock.wall = 1_700_000_000_123.75
+    await runToEnd(mover)
+    const { recent } = await mover.list(signal())
+    expect(recent[0]).toMatchObject({
+      step: 'done',
+      startedMs: 1_700_000_000_000,
+      finishedMs: 1_700_000_000_123,
+    })
+  })
+
   it('moves leadership away from a source that leads before replacing it', async () => {
     const r = await rig()
     r.shard.leader = n(1)

@@ -6,8 +6,10 @@
  *
  * Placement (options.ts `Placement`): `full` gives every node every data shard; `sharded` gives
  * each node the replicas kvd would create for it, `hostedOf(initialClusterMap(...), nodeId)`: data
- * shards on three nodes each, placed by the ring, and the meta shard. Every view below (leaders,
- * convergence, state digests) goes over a shard's own replicas only.
+ * shards on three nodes each, placed by the ring, and the meta shard. Replicas move at run time
+ * (moves.ts drives the real mover), so who holds a shard is what its applied Raft configurations
+ * say (configs.ts), not the bootstrap: every view below (leaders, convergence, state digests,
+ * placement) follows the newest configuration, or every live active replica of the shard.
  *
  * With `sharded` placement every node process also runs its real Router and ClusterAgent
  * (services.ts: heartbeats, map refresh, marking nodes dead, serve-or-forward-once), and the
@@ -58,6 +60,7 @@ import { SimClock, SimLogger, hash32, hashBytes, type Simulator } from '../simul
 import { DelayedEngine, type DiskStats } from './disk.ts'
 import { LifeClock, type AsyncDriver } from './driver.ts'
 import { HostNet, SimPeerChannel, SimPeerTransport, type SimInbound } from './network.ts'
+import { ConfigBook } from './configs.ts'
 import type { HostSimOptions } from './options.ts'
 import {
   SimRpc,
@@ -153,8 +156,11 @@ export class HostCluster {
   readonly shardIds: readonly ShardId[]
   /** The replicas each node creates on its first start. */
   private readonly bootstraps = new Map<NodeId, readonly HostedShard[]>()
-  /** The nodes holding each shard (its initial voters). */
-  private readonly holders = new Map<ShardId, readonly NodeId[]>()
+  /**
+   * The configurations the shards applied (configs.ts): who holds each shard now. Replicas move
+   * at run time, so this, not the bootstrap, is the truth every check follows.
+   */
+  readonly configs: ConfigBook
   /**
    * Every record the harness put in the meta shard per data shard, oldest first (the initial one,
    * then each `changeShardRecord`, whether or not it was acknowledged): what a map read may show.
@@ -163,6 +169,8 @@ export class HostCluster {
     ShardId,
     { readonly epoch: number; readonly replicas: readonly NodeId[] }[]
   >()
+  /** The highest epoch a PrepareReplica for `node:shard` reached that node with (services.ts). */
+  readonly prepared = new Map<string, number>()
   /** Record changes acknowledged by the meta shard. */
   recordChanges = 0
   /** Calls between processes (clients, forwards, the agents' meta calls), and what routing did. */
@@ -223,11 +231,14 @@ export class HostCluster {
       for (const id of this.members) this.bootstraps.set(id, everyMemberShards(this.members, o.shardCount))
       this.shardIds = this.ranges.map((_, i) => ShardId(i))
     }
-    for (const shardId of this.shardIds)
-      this.holders.set(
-        shardId,
-        this.members.filter((id) => this.bootstraps.get(id)!.some((h) => h.shardId === shardId)),
-      )
+    this.configs = new ConfigBook(
+      new Map(
+        this.shardIds.map((shardId) => [
+          shardId,
+          this.members.filter((id) => this.bootstraps.get(id)!.some((h) => h.shardId === shardId)),
+        ]),
+      ),
+    )
     for (const id of this.members) {
       const r = this.random.fork(`node-${id}`)
       const drift = o.clockDriftPpmMax === 0 ? 0 : r.int(2 * o.clockDriftPpmMax + 1) - o.clockDriftPpmMax
@@ -250,15 +261,42 @@ export class HostCluster {
     return this.bootstraps.get(id)!
   }
 
-  /** The nodes that hold a replica of `shardId`, in id order. */
+  /** The nodes the newest applied configuration of `shardId` names (voters and learners), in id order. */
   replicasOf(shardId: ShardId): readonly NodeId[] {
-    const r = this.holders.get(shardId)
-    if (r === undefined) throw new RangeError(`no shard ${shardId}`)
-    return r
+    return this.configs.members(shardId)
   }
 
   holds(id: NodeId, shardId: ShardId): boolean {
     return this.replicasOf(shardId).includes(id)
+  }
+
+  /** Whether some configuration of `shardId` ever named `id` (a leader hint or a map may be that old). */
+  everHeld(id: NodeId, shardId: ShardId): boolean {
+    return this.configs.everHeld(id, shardId)
+  }
+
+  /**
+   * Notes the configuration every live active replica applied (configs.ts); two configurations at
+   * one epoch fail the run. Cheap: status() reads memory only.
+   */
+  observeConfigs(): void {
+    for (const s of this.slots) {
+      const h = s.host
+      if (h === undefined) continue
+      for (const v of h.status()) {
+        if (v.state !== 'active' || v.voters.length === 0 || v.epoch === 0) continue
+        const conflict = this.configs.note(v.shardId, v)
+        if (conflict !== null) return this.fail('config-epoch', `node ${s.id}: ${conflict}`)
+      }
+    }
+  }
+
+  /** The live slots with an active replica of `shardId` (members or not: a removed one may not know yet). */
+  activeSlotsOf(shardId: ShardId): NodeSlot[] {
+    return this.slots.filter((s) => {
+      const h = s.host
+      return h !== undefined && this.viewOf(h, shardId)?.state === 'active'
+    })
   }
 
   /** `host`'s view of `shardId` (status() lists the node's own replicas, not every shard). */
@@ -448,7 +486,8 @@ export class HostCluster {
   /**
    * Rewrites data shard `shardId`'s record in the meta shard, as a move would (compare-and-set,
    * through the meta leader): the epoch rises by one and the replicas rotate by one place (the same
-   * nodes, another preferred leader: nothing else changes, so the placement checks still hold).
+   * nodes, another preferred leader: the Raft configuration does not change; the move suite leaves
+   * this nemesis out, since a record epoch ahead of the shard's stops the mover's record updates).
    * True when the meta shard acknowledged it; false when no meta leader answered in time.
    */
   async changeShardRecord(shardId: ShardId, clock: Clock): Promise<boolean> {
@@ -506,7 +545,7 @@ export class HostCluster {
   /** The live host that leads `shardId` at the highest term, if any. */
   leaderOf(shardId: ShardId): NodeHost | undefined {
     let best: { host: NodeHost; term: number } | undefined
-    for (const s of this.slotsOf(shardId)) {
+    for (const s of this.activeSlotsOf(shardId)) {
       const h = s.host
       if (h === undefined) continue
       const v = this.viewOf(h, shardId)
@@ -574,12 +613,24 @@ export class HostCluster {
   /**
    * Whether every shard converged: all nodes up, one leader, every replica applied up to the
    * highest commit index, and the applied state (user data and dedup table) is byte-identical.
-   * Each shard compares its own replicas (with `sharded` placement, three of the five nodes).
+   * Each shard compares the replicas its newest configuration names (no learner, not joint, every
+   * replica at that epoch); no node may still hold a replica the shards dropped, or be dropping one.
    */
   async convergence(): Promise<{ readonly converged: boolean; readonly detail: string }> {
     const parts: string[] = []
     let converged = true
     if (this.slots.some((s) => s.host === undefined)) return { converged: false, detail: 'a node is down' }
+    this.observeConfigs()
+    for (const s of this.slots) {
+      // Replicas the shards no longer have are gone, their data dropped (the agents collect them).
+      const stale = s
+        .host!.status()
+        .filter((v) => v.state === 'removing' || (v.state !== 'tombstone' && !this.holds(s.id, v.shardId)))
+      if (stale.length > 0) {
+        converged = false
+        parts.push(`node ${s.id} still has ${stale.map((v) => `shard ${v.shardId} ${v.state}`).join(', ')}`)
+      }
+    }
     for (const shardId of this.shardIds) {
       const leader = this.leaderOf(shardId)
       const slots = this.slotsOf(shardId)
@@ -593,7 +644,13 @@ export class HostCluster {
       const digests: string[] = []
       for (const s of slots) digests.push(await this.stateDigest(s, shardId))
       const applied = views.map((v) => v!.appliedIndex)
-      const same = new Set(digests).size === 1 && applied.every((a) => a === commit)
+      const config = this.configs.newest(shardId)
+      const same =
+        new Set(digests).size === 1 &&
+        applied.every((a) => a === commit) &&
+        views.every((v) => v!.state === 'active' && v!.epoch === config.epoch) &&
+        config.votersOutgoing.length === 0 &&
+        config.learners.length === 0
       if (leader === undefined || !same) converged = false
       const on = this.map === null ? '' : ` on=${slots.map((s) => s.id).join('/')}`
       parts.push(
@@ -609,17 +666,12 @@ export class HostCluster {
    * bug at once, whatever happens later.
    */
   async checkSameIndexSameState(): Promise<void> {
+    this.observeConfigs()
     for (const shardId of this.shardIds) {
       if (this.failure !== null) return
       const byIndex = new Map<number, { id: NodeId; digest: string }[]>()
-      for (const s of this.slotsOf(shardId)) {
-        const h = s.host
-        if (h === undefined) continue
-        const view = this.viewOf(h, shardId)
-        if (view === undefined) {
-          this.fail('placement', `node ${s.id} holds no replica of shard ${shardId}, placed on it`)
-          return
-        }
+      for (const s of this.activeSlotsOf(shardId)) {
+        const view = this.viewOf(s.host!, shardId)!
         const applied = view.appliedIndex
         let group = byIndex.get(applied)
         if (group === undefined) byIndex.set(applied, (group = []))
@@ -636,7 +688,7 @@ export class HostCluster {
   }
 
   /**
-   * Every live node holds the replicas placed on it and no others, and its user data lies only in
+   * Every live node holds the replicas its shards' newest configurations name and no others, and its user data lies only in
    * the ring slices of the data shards it holds (a write routed to a node without the key's shard,
    * or a snapshot of another shard's range, would leave data there).
    */
@@ -645,9 +697,7 @@ export class HostCluster {
       const host = s.host
       if (host === undefined || this.failure !== null) continue
       const held = host.hostedShards.map((h) => h.shardId).sort((a, b) => a - b)
-      const placed = this.bootstrapOf(s.id)
-        .map((h) => h.shardId)
-        .sort((a, b) => a - b)
+      const placed = this.shardIds.filter((shardId) => this.holds(s.id, shardId)).sort((a, b) => a - b)
       if (held.join(',') !== placed.join(','))
         return this.fail(
           'placement',

@@ -126,6 +126,13 @@ export interface HostSimOptions {
   readonly safetyPhaseMs: number
   readonly livenessPhaseMs: number
   readonly convergenceMsMax: number
+  /**
+   * Replica moves (sharded placement, moves.ts): the mean time between two move actions (a move
+   * through the real mover, a refused one, a leader transfer) in the safety phase; 0: none. With
+   * moves on, the record-change nemesis is left out (a record epoch ahead of the shard's own would
+   * stop the mover's record updates: a harness artefact, not a production path).
+   */
+  readonly moveIntervalMsMean: number
 }
 
 export type HostSimOverrides = Partial<Omit<HostSimOptions, 'seed'>>
@@ -200,14 +207,19 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
     safetyPhaseMs: 1500 + r.int(2000),
     livenessPhaseMs: 1000,
     convergenceMsMax: 20_000,
+    moveIntervalMsMean: 0,
   }
-  if (overrides.placement === 'sharded')
-    return {
+  if (overrides.placement === 'sharded') {
+    const o: HostSimOptions = {
       ...base,
       nemeses: [...base.nemeses, ...shardedNemeses],
       ...shardedDefaults(seed),
       ...overrides,
     }
+    return o.moveIntervalMsMean === 0
+      ? o
+      : { ...o, nemeses: o.nemeses.filter((k) => k !== HostNemesis.ShardRecordChange) }
+  }
   return { ...base, ...overrides }
 }
 
@@ -250,5 +262,6 @@ export function describeHostOptions(o: HostSimOptions): string[] {
       : [
           `  placement=${o.placement} replicas=${o.replicaCount} vnodesPerNode=${o.vnodesPerNode} metaReplicas=${o.metaReplicaCount} metaClients=${o.metaClients} metaAddresses=${o.metaAddresses} heartbeatMs=${o.heartbeatMs}`,
         ]),
+    ...(o.moveIntervalMsMean === 0 ? [] : [`  moveIntervalMsMean=${o.moveIntervalMsMean}`]),
   ]
 }

@@ -42,6 +42,13 @@ import type { NetStats } from './network.ts'
 import { MetaWorkload, type MetaStats } from './meta.ts'
 import { HostNemesisRunner, planHostNemeses } from './nemesis.ts'
 import { describeHostOptions, hostSwarmOptions, type HostSimOverrides } from './options.ts'
+import {
+  MembershipRules,
+  emptyMembershipRuleStats,
+  membershipSampleMs,
+  type MembershipRuleStats,
+} from './membership-rules.ts'
+import { MoveNemesis, emptyMoveStats, moveFinishMsMax, type MoveStats } from './moves.ts'
 import { checkRoutingConverges } from './routing-check.ts'
 import { SdkPath } from './sdk-path.ts'
 import type { RoutingStats } from './services.ts'
@@ -124,6 +131,8 @@ export interface HostRunResult {
     readonly nemesisSteps: number
     /** The meta workload's counters (sharded placement; all zero otherwise). */
     readonly meta: MetaStats
+    /** The move nemesis and the membership rules (all zero without moves). */
+    readonly moves: MoveStats & { readonly rules: MembershipRuleStats; readonly configChanges: number }
     /** What routing did (sharded placement; all zero otherwise). */
     readonly routing: RoutingStats & {
       /** Shard entries the clients replaced from WRONG_SHARD descriptors, and their map loads. */
@@ -165,9 +174,11 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   >
   const shardedEntries = Object.entries(shardedMarks) as [ShardedMark, string][]
   const userSink = init.sink
+  let moves: MoveNemesis | null = null
   const sim = new Simulator((line) => {
     for (const [mark, text] of markEntries) if (line.includes(text)) marks[mark]++
     for (const [mark, text] of shardedEntries) if (line.includes(text)) sharded[mark]++
+    moves?.watch(line)
     userSink?.(line)
   })
   if (init.eventsMax !== undefined) sim.eventsMax = init.eventsMax
@@ -198,6 +209,13 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   })
   const stopped = (): boolean => cluster.failure !== null
   driver.every(safetyCheckEveryMs, () => cluster.checkSameIndexSameState())
+  const movesOn = o.moveIntervalMsMean > 0 && cluster.map !== null
+  const rules = movesOn ? new MembershipRules(cluster) : null
+  if (rules !== null)
+    driver.every(membershipSampleMs, () => {
+      rules.sample()
+      return Promise.resolve()
+    })
   let envelopesBefore = 0
   let eventsBefore = 0
   driver.every(safetyCheckEveryMs, () => {
@@ -237,6 +255,10 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       meta = workload
       nemesis.beforeMetaLeaderCrash = () => workload.registerNow()
     }
+    if (movesOn) {
+      moves = new MoveNemesis(cluster, random.fork('moves'), clientClock)
+      moves.start(sim.nowMs + o.safetyPhaseMs)
+    }
     for (const c of clients) c.start()
     meta?.start()
     await driver.runFor(o.safetyPhaseMs, stopped)
@@ -258,6 +280,11 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     if (meta !== null && !stopped()) {
       const problem = await meta.finish(clientClock, 10_000)
       if (problem !== null) cluster.fail('liveness', problem)
+    }
+    // Every move ends (done or rolled back), and the records follow the configurations.
+    if (moves !== null && !stopped()) {
+      const problem = await driver.until(moves.finish(), moveFinishMsMax + 5_000, 'moves finishing')
+      if (problem !== null) cluster.fail('moves', problem)
     }
 
     // Convergence.
@@ -296,6 +323,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
         })
       }
     }
+    if (!stopped()) rules?.finish()
     if (!stopped()) await checkAcked(cluster, history, acked)
     if (!stopped()) await cluster.checkPlacement()
     if (meta !== null && !stopped()) await meta.checkFinal(clientClock, 5_000)
@@ -355,6 +383,11 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       disk: cluster.diskCounters(),
       nemesisSteps,
       meta: meta === null ? emptyMetaStats() : { ...meta.stats },
+      moves: {
+        ...(moves === null ? emptyMoveStats() : structuredClone(moves.stats)),
+        rules: rules === null ? emptyMembershipRuleStats() : { ...rules.stats },
+        configChanges: cluster.configs.changes,
+      },
       routing: {
         ...cluster.routingStats,
         descriptorRepairs: clients.reduce(

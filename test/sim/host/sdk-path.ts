@@ -9,7 +9,7 @@
  * does. Calls without a route go to the current endpoint of a small pool over the nodes' addresses.
  *
  * Every answer says how many forwards it took, and every refusal is checked: a NOT_LEADER hint must
- * name a node that holds the shard (else the run fails with `routing`).
+ * name a node that holds the shard or held it (else the run fails with `routing`).
  */
 import {
   ErrorCode,
@@ -223,7 +223,7 @@ export class SdkPath implements OpPath {
     const id = err.details?.shardId ?? target.shardId
     const shardId = id === undefined ? undefined : c.map?.shard(id)?.shardId
     if (hint === undefined || shardId === undefined) return
-    if (!c.holds(hint as NodeId, shardId))
+    if (!c.everHeld(hint as NodeId, shardId))
       c.fail(
         'routing',
         `${target.endpoint} names node ${hint} the leader of shard ${shardId}, which holds no replica of it`,

@@ -187,6 +187,16 @@ export class SimRpc {
     return outcome.value
   }
 
+  /**
+   * A PrepareReplica reached `to`'s host (it may create a replica of `shardId` at `epoch` or later):
+   * the only way a replica may come back after a tombstone (moves.ts checks it).
+   */
+  notePrepare(to: NodeId, shardId: ShardId, epoch: number): void {
+    const k = `${to}:${shardId}`
+    const prepared = this.cluster.prepared
+    prepared.set(k, Math.max(prepared.get(k) ?? 0, epoch))
+  }
+
   /** One way from `a` to `b` (a client is one hop from every node, never cut off). */
   private async travel(a: NodeId | undefined, b: NodeId | undefined, signal: AbortSignal): Promise<void> {
     const net = this.cluster.net
@@ -376,7 +386,11 @@ export class SimReplicaRemote implements ReplicaRemote {
     spec: { shardId: ShardId; kind: 'data' | 'meta'; hashStart: bigint; hashEnd: bigint; epoch: number },
     signal: AbortSignal,
   ): Promise<void> {
-    await this.rpc.call(this.self, peerAt(address), signal, (s) => this.hostOf(s).createReplica(spec))
+    const to = peerAt(address)
+    await this.rpc.call(this.self, to, signal, (s) => {
+      this.rpc.notePrepare(to, spec.shardId, spec.epoch)
+      return this.hostOf(s).createReplica(spec)
+    })
   }
 
   async change(

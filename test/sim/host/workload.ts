@@ -602,7 +602,7 @@ class DirectPath implements OpPath {
         if (!errorCodeTable[err.code].writeNotApplied) maybeApplied = true
         const hint =
           err.code === ErrorCode.NotLeader ? ((err.details?.leaderHint as NodeId | undefined) ?? null) : null
-        if (hint !== null && !this.cluster.holds(hint, shardId))
+        if (hint !== null && !this.cluster.everHeld(hint, shardId))
           this.cluster.fail(
             'routing',
             `node ${node} names node ${hint} the leader of shard ${shardId}, which holds no replica of it`,

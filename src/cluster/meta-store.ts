@@ -321,7 +321,14 @@ export class MetaStore {
       if (raw === null || raw === undefined) return { done: undefined }
       const shard = decodeShard(raw.value)
       if (epoch <= shard.epoch) return { done: shard }
-      const updated: ShardRecord = { ...shard, replicas: followVoters(shard.replicas, voters), epoch }
+      // A leader hint naming a node that left would send routers to a node without the shard.
+      const leaderHint = voters.includes(shard.leaderHint as NodeId) ? shard.leaderHint : 0
+      const updated: ShardRecord = {
+        ...shard,
+        replicas: followVoters(shard.replicas, voters),
+        epoch,
+        leaderHint,
+      }
       await this.batch([put(key, encodeShard(updated), raw.version)])
       return { done: updated }
     })

@@ -107,7 +107,7 @@ export interface ReplicaSpec {
   readonly kind: 'data' | 'meta'
   readonly hashStart: bigint
   readonly hashEnd: bigint
-  /** The shard's epoch the request was planned at; a tombstone at this epoch or later refuses it. */
+  /** The shard's epoch the request was planned at; a tombstone of a later removal refuses it. */
   readonly epoch: number
 }
 

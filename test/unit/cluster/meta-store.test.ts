@@ -9,7 +9,7 @@ import {
 } from '../../../src/cluster/index.ts'
 import { decodeNode, encodeNode, metaKeys } from '../../../src/cluster/records.ts'
 import type { BatchOp, Replica } from '../../../src/shard/index.ts'
-import { initialNodes, kvError, openMetaReplica, spec, testHasher } from './fixtures.ts'
+import { handMap, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
 
 const hasher = await testHasher()
 /** Nodes 1..3; shards on all three (replicaCount 3); meta on 1..3. */
@@ -318,5 +318,24 @@ describe('cluster/MetaStore markDead', () => {
     expect(sneak).toBeUndefined() // the heartbeat did land mid-transaction
     expect((await store.read())!.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 1000 })
     expect(dead).not.toContain(2)
+  })
+})
+
+describe('cluster/MetaStore followShard', () => {
+  it('a shard record following its voters drops a leader hint naming a node that left', async () => {
+    const map = handMap(
+      [node(1), node(2), node(3), node(4)],
+      [
+        [1, 2, 3],
+        [1, 2, 3],
+      ],
+      { hints: [1, 2] },
+    )
+    const { store } = await bootstrapped(map)
+    const moved = await store.followShard(ShardId(0), [NodeId(2), NodeId(3), NodeId(4)], 4)
+    expect(moved).toMatchObject({ replicas: [2, 3, 4], epoch: 4, leaderHint: 0, leaderTerm: 1 })
+    const kept = await store.followShard(ShardId(1), [NodeId(2), NodeId(3), NodeId(4)], 4)
+    expect(kept).toMatchObject({ replicas: [2, 3, 4], epoch: 4, leaderHint: 2 })
+    expect((await store.read())?.shard(ShardId(0))?.leaderHint).toBe(0)
   })
 })

@@ -545,11 +545,12 @@ export class HostCluster {
   /** The live host that leads `shardId` at the highest term, if any. */
   leaderOf(shardId: ShardId): NodeHost | undefined {
     let best: { host: NodeHost; term: number } | undefined
-    for (const s of this.activeSlotsOf(shardId)) {
+    for (const s of this.slots) {
       const h = s.host
       if (h === undefined) continue
       const v = this.viewOf(h, shardId)
-      if (v?.role === 'leader' && (best === undefined || v.term > best.term)) best = { host: h, term: v.term }
+      if (v?.state === 'active' && v.role === 'leader' && (best === undefined || v.term > best.term))
+        best = { host: h, term: v.term }
     }
     return best?.host
   }

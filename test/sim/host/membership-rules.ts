@@ -15,14 +15,14 @@
  * - delete: a replica that turns `removing` or `tombstone` at epoch E (its data is being or was
  *   dropped) was left out by a configuration some replica applied (so committed) at E or later.
  * - resurrection: a replica that was removing or a tombstone at epoch E never shows up again
- *   (empty, installing or active), after late messages or restarts, unless a PrepareReplica at an
- *   epoch above E reached its node (services.ts notePrepare).
+ *   (empty, installing or active), after late messages or restarts, unless a PrepareReplica planned
+ *   at E or later reached its node (services.ts notePrepare; host.ts runCreate takes those).
  *
  * Linearizability and acknowledged-write durability are the run's own checks (run.ts).
  */
 import { caughtUpLagEntriesMax } from '../../../src/shard/index.ts'
 import type { NodeId, ShardId } from '../../../src/common/index.ts'
-import type { ShardView } from '../../../src/node/host.ts'
+import type { NodeHost, ShardView } from '../../../src/node/host.ts'
 import type { HostCluster } from './cluster.ts'
 import { describeConfig } from './configs.ts'
 
@@ -71,17 +71,23 @@ export class MembershipRules {
     if (c.failure !== null) return
     this.stats.samples++
     c.observeConfigs()
-    const leaders: { node: NodeId; view: ShardView }[] = []
+    // The leader at the highest term of each shard (an old one may not know yet), and every
+    // replica's lifecycle state, from one status() per host.
+    const leaders = new Map<ShardId, { node: NodeId; view: ShardView; host: NodeHost }>()
+    this.states.clear()
     for (const s of c.slots) {
       const host = s.host
       if (host === undefined) continue
       for (const v of host.status()) {
+        this.states.set(`${s.id}:${v.shardId}`, v.state)
         const k = `${s.id}:${v.shardId}`
         const prev = this.last.get(k)
         if (v.state === 'active') {
           const rv = host.replicaView(v.shardId)
           if (rv !== undefined) this.lastIndex.set(k, rv.lastIndex)
-          if (v.role === 'leader') leaders.push({ node: s.id, view: v })
+          const best = leaders.get(v.shardId)
+          if (v.role === 'leader' && (best === undefined || v.term > best.view.term))
+            leaders.set(v.shardId, { node: s.id, view: v, host })
           if (v.votersOutgoing.length > 0 && prev?.outgoing.length === 0) this.stats.jointSeen++
         }
         this.checkReplica(s.id, v, prev)
@@ -96,8 +102,8 @@ export class MembershipRules {
         if (c.failure !== null) return
       }
     }
-    for (const { node, view } of leaders) {
-      this.checkLeader(node, view)
+    for (const { node, view, host } of leaders.values()) {
+      this.checkLeader(node, view, host)
       if (c.failure !== null) return
     }
   }
@@ -146,10 +152,11 @@ export class MembershipRules {
       if (goneAt !== undefined) {
         this.stats.recreations++
         const prepared = c.prepared.get(k) ?? 0
-        if (prepared <= goneAt)
+        // The host takes a request planned at the removal's epoch or later (it knows the node left).
+        if (prepared < goneAt)
           return c.fail(
             'membership-resurrection',
-            `node ${node}'s replica of shard ${v.shardId}, removed at epoch ${goneAt}, is back (${v.state}, epoch ${v.epoch}) without a PrepareReplica after that epoch (newest: ${prepared})`,
+            `node ${node}'s replica of shard ${v.shardId}, removed at epoch ${goneAt}, is back (${v.state}, epoch ${v.epoch}) without a PrepareReplica planned at that epoch or later (newest: ${prepared})`,
           )
         this.gone.delete(k)
       }
@@ -191,11 +198,8 @@ export class MembershipRules {
       )
   }
 
-  private checkLeader(node: NodeId, v: ShardView): void {
+  private checkLeader(node: NodeId, v: ShardView, leader: NodeHost): void {
     const c = this.cluster
-    // The leader at the highest term only (an old one may not know yet).
-    const leader = c.leaderOf(v.shardId)
-    if (leader?.nodeId !== node) return
     this.stats.quorumChecks++
     const k = (id: NodeId): string => `${id}:${v.shardId}`
     const commit = v.commitIndex
@@ -222,8 +226,7 @@ export class MembershipRules {
       for (const id of [...v.voters, ...v.votersOutgoing]) {
         if (prev.voters.includes(id)) continue
         this.stats.promotions++
-        const host = c.hostOf(id)
-        const state = host === undefined ? undefined : c.viewOf(host, v.shardId)?.state
+        const state = this.states.get(k(id))
         if ((state !== undefined && state !== 'active') || !upToDate(id))
           return c.fail(
             'membership-promote',
@@ -234,5 +237,7 @@ export class MembershipRules {
     this.lastLeaderVoters.set(k(node), { term: v.term, voters: [...v.voters, ...v.votersOutgoing] })
   }
 
+  /** Each live replica's lifecycle state at this sample (`node:shard`). */
+  private readonly states = new Map<string, ShardView['state']>()
   private readonly lastLeaderVoters = new Map<string, { term: number; voters: NodeId[] }>()
 }

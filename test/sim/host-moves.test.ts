@@ -24,8 +24,13 @@
  * A wider sweep: HOST_MOVES_FROM=100 HOST_MOVES_SEEDS=50 npx vitest run test/sim/host-moves.test.ts
  */
 import { beforeAll, describe, expect, it } from 'vitest'
+import { NodeId, ShardId, type LogIndex } from '../../src/common/index.ts'
 import type { Hasher } from '../../src/hashing/index.ts'
+import type { ShardView } from '../../src/node/host.ts'
 import { loadHasher } from '../../src/storage/index.ts'
+import type { HostCluster } from './host/cluster.ts'
+import { ConfigBook } from './host/configs.ts'
+import { MembershipRules } from './host/membership-rules.ts'
 import type { HostSimOverrides } from './host/options.ts'
 import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
 import { parseSeed } from './simulator.ts'
@@ -134,7 +139,7 @@ suiteIf(only === undefined, 'sim/host moves: seeds', () => {
       `transfers=${total((r) => r.stats.moves.transfersOk)}/${total((r) => r.stats.moves.transfers)}`,
     ].join(' ')
     console.log(`sim/host moves: ${summary}`)
-    if (results.length < seedCount) {
+    if (results.length === 0 || results.length < seedCount) {
       console.log(
         `sim/host moves totals not asserted: only ${results.length} of ${seedCount} seeds ran (a -t filter)`,
       )
@@ -203,4 +208,198 @@ suiteIf(only !== undefined, 'sim/host moves: one seed', () => {
     },
     timeoutMs,
   )
+})
+
+/**
+ * The membership rules have teeth: each one, fed host views that break it (a fake cluster of
+ * hand-made status() answers), fails the run with its property; the same views without the break
+ * pass.
+ */
+interface FakeReplica {
+  view: ShardView
+  lastIndex: number
+  progress: { nodeId: NodeId; match: number }[]
+}
+
+class FakeCluster {
+  readonly shardIds = [ShardId(0)]
+  readonly configs = new ConfigBook(new Map([[ShardId(0), [NodeId(1), NodeId(2), NodeId(3)]]]))
+  readonly prepared = new Map<string, number>()
+  readonly sim = { nowMs: 0 }
+  readonly replicas = new Map<NodeId, FakeReplica>()
+  failure: { property: string; detail: string } | null = null
+  get slots(): { id: NodeId; host: unknown }[] {
+    return [...this.replicas.entries()].map(([id, r]) => ({
+      id,
+      host: {
+        status: () => [r.view],
+        replicaView: () => ({
+          ...r.view,
+          lastIndex: r.lastIndex,
+          progress: r.progress.map((p) => ({
+            ...p,
+            isLearner: false,
+            recentActive: true,
+            snapshotBytesSent: 0,
+          })),
+          installBytes: 0,
+        }),
+      },
+    }))
+  }
+  fail(property: string, detail: string): void {
+    this.failure ??= { property, detail }
+  }
+  observeConfigs(): void {
+    for (const r of this.replicas.values())
+      if (r.view.state === 'active') this.configs.note(r.view.shardId, r.view)
+  }
+}
+
+function fakeView(over: Partial<ShardView>): ShardView {
+  return {
+    shardId: ShardId(0),
+    kind: 'data',
+    range: { start: 0n, end: 1n },
+    state: 'active',
+    role: 'follower',
+    leaderId: null,
+    term: 7,
+    appliedIndex: 100 as LogIndex,
+    commitIndex: 100 as LogIndex,
+    voters: [NodeId(1), NodeId(2), NodeId(3)],
+    learners: [],
+    votersOutgoing: [],
+    epoch: 2,
+    ...over,
+  }
+}
+
+/** Three voters at index 100, node 1 leading (epoch 2). */
+function healthy(): { cluster: FakeCluster; rules: MembershipRules; sample(): void } {
+  const cluster = new FakeCluster()
+  for (const id of [1, 2, 3])
+    cluster.replicas.set(NodeId(id), {
+      view: fakeView(id === 1 ? { role: 'leader', leaderId: NodeId(1) } : { leaderId: NodeId(1) }),
+      lastIndex: 100,
+      progress: id === 1 ? [2, 3].map((p) => ({ nodeId: NodeId(p), match: 100 })) : [],
+    })
+  const rules = new MembershipRules(cluster as unknown as HostCluster)
+  return { cluster, rules, sample: () => rules.sample() }
+}
+
+const replicaOf = (c: FakeCluster, id: number): FakeReplica => c.replicas.get(NodeId(id))!
+
+describe('sim/host moves: membership rules have teeth', () => {
+  it('healthy views pass every rule', () => {
+    const h = healthy()
+    h.sample()
+    h.sample()
+    h.rules.finish()
+    expect(h.cluster.failure).toBeNull()
+    expect(h.rules.stats.quorumChecks).toBe(2)
+  })
+
+  it('a leader with fewer than a quorum of up-to-date voters (an empty voter, a lagging one)', () => {
+    const h = healthy()
+    h.sample()
+    replicaOf(h.cluster, 1).view = fakeView({
+      role: 'leader',
+      voters: [NodeId(1), NodeId(2), NodeId(4)],
+      votersOutgoing: [NodeId(1), NodeId(2), NodeId(3)],
+      epoch: 3,
+    })
+    replicaOf(h.cluster, 2).lastIndex = 10
+    replicaOf(h.cluster, 1).progress = [{ nodeId: NodeId(2), match: 10 }]
+    h.sample()
+    expect(h.cluster.failure?.property).toBe('membership-quorum')
+  })
+
+  it('a replace without the joint configuration', () => {
+    const h = healthy()
+    h.sample()
+    replicaOf(h.cluster, 2).view = fakeView({ voters: [NodeId(1), NodeId(2), NodeId(4)], epoch: 3 })
+    h.sample()
+    expect(h.cluster.failure?.property).toBe('membership-joint')
+  })
+
+  it('the same replace through a joint configuration passes', () => {
+    const h = healthy()
+    h.sample()
+    const voters = [NodeId(1), NodeId(2), NodeId(4)]
+    replicaOf(h.cluster, 2).view = fakeView({
+      voters,
+      votersOutgoing: [NodeId(1), NodeId(2), NodeId(3)],
+      epoch: 3,
+    })
+    h.sample()
+    replicaOf(h.cluster, 2).view = fakeView({ voters, epoch: 4 })
+    h.sample()
+    h.rules.finish()
+    expect(h.cluster.failure).toBeNull()
+    expect(h.rules.stats.jointSeen).toBe(1)
+  })
+
+  it('a voter promoted while its replica is still empty', () => {
+    const h = healthy()
+    h.cluster.replicas.set(NodeId(4), {
+      view: fakeView({ state: 'empty', voters: [] }),
+      lastIndex: 0,
+      progress: [],
+    })
+    h.sample()
+    replicaOf(h.cluster, 1).view = fakeView({
+      role: 'leader',
+      voters: [NodeId(1), NodeId(2), NodeId(3), NodeId(4)],
+      epoch: 3,
+    })
+    h.sample()
+    expect(h.cluster.failure?.property).toBe('membership-promote')
+  })
+
+  it('a leader outside the configuration it applied', () => {
+    const h = healthy()
+    replicaOf(h.cluster, 1).view = fakeView({ role: 'leader', voters: [NodeId(2), NodeId(3), NodeId(4)] })
+    h.sample()
+    expect(h.cluster.failure?.property).toBe('membership-leader')
+  })
+
+  it('a replica dropped with no applied configuration leaving it out', () => {
+    const h = healthy()
+    h.sample()
+    replicaOf(h.cluster, 3).view = fakeView({ state: 'tombstone', voters: [], epoch: 3 })
+    h.sample()
+    expect(h.cluster.failure).toBeNull()
+    h.rules.finish()
+    expect(h.cluster.failure?.property).toBe('membership-delete')
+  })
+
+  it('a removed replica back without a PrepareReplica planned at its removal epoch or later', () => {
+    const h = healthy()
+    h.sample()
+    replicaOf(h.cluster, 3).view = fakeView({ state: 'tombstone', voters: [], epoch: 3 })
+    h.sample()
+    replicaOf(h.cluster, 3).view = fakeView({ state: 'empty', voters: [], epoch: 0 })
+    h.cluster.prepared.set('3:0', 2)
+    h.sample()
+    expect(h.cluster.failure?.property).toBe('membership-resurrection')
+    const ok = healthy()
+    ok.sample()
+    replicaOf(ok.cluster, 3).view = fakeView({ state: 'tombstone', voters: [], epoch: 3 })
+    ok.sample()
+    ok.cluster.prepared.set('3:0', 3)
+    replicaOf(ok.cluster, 3).view = fakeView({ state: 'empty', voters: [], epoch: 0 })
+    ok.sample()
+    expect(ok.cluster.failure).toBeNull()
+    expect(ok.rules.stats.recreations).toBe(1)
+  })
+
+  it('two configurations at one epoch', () => {
+    const h = healthy()
+    h.sample()
+    replicaOf(h.cluster, 2).view = fakeView({ learners: [NodeId(5)] })
+    expect(h.cluster.configs.note(ShardId(0), replicaOf(h.cluster, 2).view)).toMatch(
+      /two configurations at one epoch/,
+    )
+  })
 })

@@ -11,7 +11,9 @@
  *   replica applied (configs.ts), and per replica as it applies them.
  * - promote: a voter a leader newly counts in its configuration holds an active, non-empty
  *   replica (a learner is promoted only once it installed the shard and caught up).
- * - leader: a leader is a voter of its own configuration's incoming half.
+ * - leader: a leader is a voter of the configuration it applied (while joint, of either half: Raft
+ *   lets a voter of the outgoing half win an election, needing both halves; the mover's rule is
+ *   about what it proposes, which replica-change.ts checks).
  * - delete: a replica that turns `removing` or `tombstone` at epoch E (its data is being or was
  *   dropped) was left out by a configuration some replica applied (so committed) at E or later.
  * - resurrection: a replica that was removing or a tombstone at epoch E never shows up again
@@ -171,7 +173,11 @@ export class MembershipRules {
         v.votersOutgoing,
         v.epoch,
       )
-    if (v.state === 'active' && v.role === 'leader' && !v.voters.includes(node))
+    // While joint, a voter of the outgoing half only may lead (it needs both halves' votes, and
+    // leaving the joint configuration ends its term as a member); outside a joint configuration the
+    // leader is one of its voters.
+    const voting = [...v.voters, ...v.votersOutgoing]
+    if (v.state === 'active' && v.role === 'leader' && !voting.includes(node))
       c.fail(
         'membership-leader',
         `node ${node} leads shard ${v.shardId} (term ${v.term}) in a configuration that removed it: ${describeConfig(v)}`,

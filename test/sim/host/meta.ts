@@ -190,6 +190,8 @@ export class MetaWorkload {
 
   /** Checks one map read that was called at `callMs`: a description of the first problem, or null. */
   checkMap(map: ClusterMap | undefined, callMs: number): string | null {
+    // A record a move wrote may name a configuration applied since the last sample.
+    this.cluster.observeConfigs()
     return checkMetaMap(
       {
         initial: this.initial,

@@ -19,8 +19,9 @@
  *
  * After healing, `finish` waits until no move runs (each one ended done or failed, i.e. rolled
  * back) and the shard records in the meta shard name the voters of the shards' configurations.
- * The step of a move is read from the mover's own trace lines (`watch`), so a crash lands while
- * that step runs, whichever meta leader runs it.
+ * The step of a move is read from the mover's own trace lines (`watch`: its info-level log lines,
+ * so the run's log level must be info or finer), so a crash lands while that step runs, whichever
+ * meta leader runs it.
  */
 import { metaShardId, type MoveRequest, type MoveView, type MoveRecord } from '../../../src/cluster/index.ts'
 import {

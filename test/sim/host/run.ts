@@ -7,11 +7,14 @@
  *    processes (crash, power cut, restart on the surviving MemoryEngine state); with the sharded
  *    placement every node also runs its real Router and ClusterAgent (services.ts), the clients
  *    route with the real SDK routing (sdk-path.ts), the meta clients (meta.ts) run the control
- *    plane's transactions too, and shard records change at run time (a higher epoch);
+ *    plane's transactions too, and shard records change at run time (a higher epoch); with
+ *    `moveIntervalMsMean` > 0 the move nemesis (moves.ts) moves replicas through the real mover
+ *    and crashes the nodes involved at chosen steps;
  * 3. liveness phase: every fault healed, every node up; clients must make progress again;
  * 4. clients stop; the meta workload finishes (bootstrap and registrations still unacknowledged);
+ *    every move ends (done or rolled back) and the shard records follow the configurations;
  *    every shard must converge (same applied index and byte-identical applied state on every
- *    replica of that shard);
+ *    replica its newest configuration names, no replica left elsewhere);
  * 5. checks: a final linearizable read of every key; the history (src/verify) is linearizable and
  *    eventual reads saw no phantom value; every acknowledged write is in the converged state of
  *    every replica of its shard; each node holds exactly the replicas placed on it and no data of
@@ -22,7 +25,8 @@
  *
  * Checked while the run goes on: every 100 ms of simulated time, replicas of a shard at the same
  * applied index must hold identical state, and a message storm ends the run as a liveness failure;
- * session reads are checked as they return (workload.ts); a fatal error reported by a live
+ * with moves, the membership rules are checked every 5 ms (membership-rules.ts) and once more at
+ * the end; session reads are checked as they return (workload.ts); a fatal error reported by a live
  * process (onFatal), a failed open or a non-KvError thrown at a client fails the run at once.
  *
  * Any failure names its property; the trace hash makes a replay checkable.

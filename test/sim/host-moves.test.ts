@@ -63,11 +63,15 @@ beforeAll(async () => {
   hasher = await loadHasher()
 })
 
-async function runMoves(seed: number, sink?: (line: string) => void): Promise<HostRunResult> {
+async function runMoves(
+  seed: number,
+  sink?: (line: string) => void,
+  overrides: HostSimOverrides = movesOverrides,
+): Promise<HostRunResult> {
   return await runHostSeed({
     seed,
     hasher,
-    overrides: movesOverrides,
+    overrides,
     ...(sink === undefined ? {} : { sink }),
   })
 }
@@ -201,6 +205,23 @@ suiteIf(only === undefined, 'sim/host moves: seeds', () => {
         `${step}: ${summary}`,
       ).toBeGreaterThan(0)
   })
+})
+
+suiteIf(only === undefined, 'sim/host moves: determinism', () => {
+  it(
+    'replays a seed with moves and crashes at their steps exactly: same trace hash, same stats',
+    async () => {
+      // A shorter safety phase: a move or two, with their crash plans, is enough to compare.
+      const overrides = { ...movesOverrides, safetyPhaseMs: 3_000 }
+      const a = await runMoves(0x4, undefined, overrides)
+      const b = await runMoves(0x4, undefined, overrides)
+      console.log(describeMoves(a))
+      expect(b.traceHash, describeHostResult(a)).toBe(a.traceHash)
+      expect(b.stats).toEqual(a.stats)
+      expect(a.stats.moves.started, describeMoves(a)).toBeGreaterThan(0)
+    },
+    2 * timeoutMs,
+  )
 })
 
 suiteIf(only !== undefined, 'sim/host moves: one seed', () => {

@@ -25,6 +25,7 @@
  */
 import { metaShardId, type MoveRequest, type MoveView, type MoveRecord } from '../../../src/cluster/index.ts'
 import {
+  DeadlineError,
   ErrorCode,
   ShardId,
   deadlineSignal,
@@ -285,19 +286,14 @@ export class MoveNemesis {
         this.random.int(3) === 0 && leader !== undefined && voters.includes(leader)
           ? leader
           : this.pick(voters)
-      const to = this.pick(c.members.filter((id) => !c.holds(id, shardId)))
+      // Sometimes onto a node that is down: refused, or rolled back once the map has it dead.
+      const outside = c.members.filter((id) => !c.holds(id, shardId))
+      const down = outside.filter((id) => c.slot(id).life === null)
+      const to = this.pick(down.length > 0 && this.random.int(2) === 0 ? down : outside)
       if (from === undefined || to === undefined) return
       req = { shardId, from, to, epoch: 0 }
     }
-    const plan: CrashPlan | undefined =
-      this.random.int(5) === 0
-        ? undefined
-        : {
-            step: moveSteps[this.random.int(moveSteps.length)]!,
-            role: crashRoles[this.random.int(crashRoles.length)]!,
-            delayMs: this.random.int(40),
-            downMs: 200 + this.random.int(2_500),
-          }
+    const plan = this.random.int(5) === 0 ? undefined : this.crashPlan()
     this.planned.set(req.shardId, { from: req.from, to: req.to, plan })
     const involved = this.involved.get(req.shardId) ?? new Set<NodeId>()
     involved.add(req.from).add(req.to)
@@ -313,6 +309,20 @@ export class MoveNemesis {
       this.planned.delete(req.shardId)
       this.count(outcome.code)
     }
+  }
+
+  /**
+   * Where a move's crash lands. A destination crashed before `replace` stays down 3 to 8 s, long
+   * enough to be marked dead (the mover then rolls the move back); the others come back within 2.7 s.
+   */
+  private crashPlan(): CrashPlan {
+    const step = moveSteps[this.random.int(moveSteps.length)]!
+    const role = crashRoles[this.random.int(crashRoles.length)]!
+    const delayMs = this.random.int(40)
+    const down = this.random.int(2_500)
+    const beforeReplace = step === 'prepare' || step === 'learner' || step === 'catchup'
+    const downMs = role === 'destination' && beforeReplace ? 3_000 + 2 * down : 200 + down
+    return { step, role, delayMs, downMs }
   }
 
   private async refused(kind: RefusedKind): Promise<void> {
@@ -426,6 +436,9 @@ export class MoveNemesis {
     try {
       return { ok: true, value: await c.rpc.call(undefined, to, d.signal, serve) }
     } catch (err) {
+      // The request's own deadline (the SDK would report DEADLINE_EXCEEDED).
+      if (err instanceof DeadlineError)
+        return { ok: false, code: ErrorCode.DeadlineExceeded, message: err.message }
       if (!isKvError(err)) throw err
       return { ok: false, code: err.code, message: err.message }
     } finally {

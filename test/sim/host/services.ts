@@ -170,7 +170,9 @@ export class SimRpc {
     }
     let outcome: { readonly ok: true; readonly value: T } | { readonly ok: false; readonly err: KvError }
     try {
-      outcome = { ok: true, value: await serve(services) }
+      // The caller's deadline ends the call whatever the server does (as a gRPC deadline does):
+      // a server whose process died mid-call never answers, its own deadlines died with it.
+      outcome = { ok: true, value: await untilAborted(serve(services), signal) }
     } catch (err) {
       if (err instanceof AssertionError) {
         c.fail('crash', `node ${to} broke an invariant while serving: ${err.message}`)
@@ -207,6 +209,25 @@ export class SimRpc {
       await waitOrAbort(this.cluster, Infinity, signal)
     }
   }
+}
+
+/** `work`'s outcome, or the abort reason of `signal` if it fires first. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error)
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err as Error)
+      },
+    )
+  })
 }
 
 /** Waits `ms` of simulated time (Infinity: until `signal`); rejects with the abort reason. */

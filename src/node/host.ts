@@ -502,6 +502,7 @@ export class NodeHost implements ReplicaLoop {
     this.wake?.()
     await this.loopDone
     const err = new KvError(ErrorCode.Unavailable, 'node is stopping')
+    this.failInbox(err)
     for (const slot of this.slots.values()) slot.group?.failAll(err)
     for (const slot of this.slots.values()) await slot.replica?.close()
     await Promise.allSettled([...this.drops.values()])
@@ -602,6 +603,12 @@ export class NodeHost implements ReplicaLoop {
   private enqueueControl(item: InboxItem): void {
     if (this.stopping || this.failed !== undefined) return
     this.push(item, 1)
+  }
+
+  /** Answers `err` to every request still in the inbox once the loop has stopped (none waits for ever). */
+  private failInbox(err: KvError): void {
+    for (const item of this.inbox.splice(0)) if ('deferred' in item) item.deferred.reject(err)
+    this.inboxCount = 0
   }
 
   private push(item: InboxItem, count: number): void {
@@ -1228,6 +1235,7 @@ export class NodeHost implements ReplicaLoop {
     this.tickTimer?.cancel()
     this.log.fatal({ err }, 'node loop failed: stopping')
     const error = new KvError(ErrorCode.Internal, 'node stopped after a failure', { cause: err })
+    this.failInbox(error)
     for (const slot of this.slots.values()) slot.group?.failAll(error)
     this.onFatal(err)
     if (err instanceof AssertionError)

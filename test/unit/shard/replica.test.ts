@@ -407,6 +407,30 @@ describe('shard/replica (one voter on a NodeHost)', () => {
     await r.close()
   })
 
+  it('on close: a write still in the inbox when the loop stops is answered UNAVAILABLE, not left waiting', async () => {
+    const engine = new CountingEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    engine.hold()
+    const first = r.put(bytes('first'), bytes('v'), W)
+    // The loop takes the first write and waits in its disk write; the second waits in the inbox.
+    await new Promise((resolve) => setImmediate(resolve))
+    const second = r.put(bytes('second'), bytes('v'), W)
+    const closing = r.close()
+    engine.release()
+    await closing
+    let timer: NodeJS.Timeout | undefined
+    const outcome = await Promise.race([
+      second.then(
+        () => 'applied',
+        (err: unknown) => (err as KvError).code,
+      ),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still waiting'), 2_000))),
+    ])
+    clearTimeout(timer)
+    expect(['applied', ErrorCode.Unavailable]).toContain(outcome)
+    await Promise.allSettled([first])
+  })
+
   it('stops on a storage failure: waiting writes fail INTERNAL and onFatal is called', async () => {
     const engine = new CountingEngine(new MemoryEngine())
     const fatal: unknown[] = []

@@ -392,6 +392,10 @@ export class Mover {
           !config.voters.includes(move.from) &&
           !config.learners.includes(move.from)
         if (done) return next('cleanup', config.epoch)
+        // The destination is no member (a rollback cut short by a crash removed its learner, and
+        // the move was never recorded failed): catch it up again (catch-up adds it back first).
+        if (![...config.voters, ...config.learners, ...config.votersOutgoing].includes(move.to))
+          return next('catchup', config.epoch)
         if (leader.nodeId === move.from) return next('transfer', config.epoch)
         const after = await this.c.remote.change(
           leader.address,

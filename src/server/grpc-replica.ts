@@ -11,7 +11,7 @@ import { ErrorCode, KvError } from '../common/errors.ts'
 import { NodeId, ShardId, isSafeUint } from '../common/ids.ts'
 import type { Limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
-import type { ReplicaStateInfo } from '../cluster/index.ts'
+import type { ReplicaStateInfo, ShardConfigInfo } from '../cluster/index.ts'
 import {
   ReplicaServiceService,
   type ChangeReplicasRequest,
@@ -52,7 +52,8 @@ function hashOf(text: string, field: string): bigint {
   return BigInt(text)
 }
 
-function configOf(view: ShardConfigView): Parameters<typeof configToProto>[1] {
+/** A shard's configuration as the replica service answers it (the simulator's service too). */
+export function configOf(view: ShardConfigView): ShardConfigInfo {
   return {
     epoch: view.epoch,
     voters: view.conf.voters,
@@ -101,40 +102,8 @@ export function createReplicaService(components: ReplicaServiceComponents): Repl
   })
 
   const replicaState = unary<ReplicaStateRequest, ReplicaStateResponse>(async (req) => {
-    const h = host()
-    const view = h.replicaView(ShardId(req.shardId))
-    if (view === undefined)
-      return replicaStateToProto(req.shardId, {
-        found: false,
-        state: '',
-        role: '',
-        config: { epoch: 0, voters: [], learners: [], votersOutgoing: [], leaderId: 0, term: 0 },
-        appliedIndex: 0,
-        lastIndex: 0,
-        progress: [],
-        installBytes: 0,
-        approximateBytes: 0,
-      })
-    const sizes = view.state === 'active' ? await h.approximateBytes(ShardId(req.shardId)) : 0
-    const info: ReplicaStateInfo = {
-      found: true,
-      state: view.state,
-      role: view.role,
-      config: {
-        epoch: view.epoch,
-        voters: view.voters,
-        learners: view.learners,
-        votersOutgoing: view.votersOutgoing,
-        leaderId: view.leaderId ?? 0,
-        term: view.term,
-      },
-      appliedIndex: view.appliedIndex,
-      lastIndex: view.lastIndex,
-      progress: view.progress,
-      installBytes: view.installBytes,
-      approximateBytes: sizes,
-    }
-    return { ...replicaStateToProto(req.shardId, info), commitIndex: view.commitIndex }
+    const { info, commitIndex } = await replicaStateOf(host(), ShardId(req.shardId))
+    return { ...replicaStateToProto(req.shardId, info), commitIndex }
   })
 
   const destroyReplica = unary<DestroyReplicaRequest, DestroyReplicaResponse>(async (req) => {
@@ -151,4 +120,46 @@ export function createReplicaService(components: ReplicaServiceComponents): Repl
   })
 
   return { prepareReplica, changeReplicas, transferLeader, replicaState, destroyReplica }
+}
+
+/** What `host` says of its replica of `shardId` (found false when it holds none), and its commit index. */
+export async function replicaStateOf(
+  host: NodeHost,
+  shardId: ShardId,
+): Promise<{ readonly info: ReplicaStateInfo; readonly commitIndex: number }> {
+  const view = host.replicaView(shardId)
+  if (view === undefined)
+    return {
+      info: {
+        found: false,
+        state: '',
+        role: '',
+        config: { epoch: 0, voters: [], learners: [], votersOutgoing: [], leaderId: 0, term: 0 },
+        appliedIndex: 0,
+        lastIndex: 0,
+        progress: [],
+        installBytes: 0,
+        approximateBytes: 0,
+      },
+      commitIndex: 0,
+    }
+  const info: ReplicaStateInfo = {
+    found: true,
+    state: view.state,
+    role: view.role,
+    config: {
+      epoch: view.epoch,
+      voters: view.voters,
+      learners: view.learners,
+      votersOutgoing: view.votersOutgoing,
+      leaderId: view.leaderId ?? 0,
+      term: view.term,
+    },
+    appliedIndex: view.appliedIndex,
+    lastIndex: view.lastIndex,
+    progress: view.progress,
+    installBytes: view.installBytes,
+    approximateBytes: view.state === 'active' ? await host.approximateBytes(shardId) : 0,
+  }
+  return { info, commitIndex: view.commitIndex }
 }

@@ -48,6 +48,16 @@ const seeds =
     : Array.from({ length: Number(process.env['HOST_MOVES_SEEDS'] ?? 8) }, (_, i) => Number(from ?? 1) + i)
 const seedCount = seeds.length
 const only = process.env['HOST_MOVES_SEED']
+/**
+ * Seeds run only when the default ones missed a kind of event the totals need, in order, until
+ * every kind was seen. What a seed does shifts with any change of timing in the code it runs (a
+ * request answered at once rather than at its deadline reshuffles the rest of the run), and some
+ * events are rare (a rollback needs a destination down until it is marked dead): the totals must
+ * not hang on four seeds keeping their luck.
+ */
+const reserveSeeds = [0x1, 0x2, 0x3, 0x5, 0x6, 0x9, 0xa, 0xb, 0xd, 0xe, 0xf, 0x10]
+/** Reserve seeds run at the most. */
+const reserveRunsMax = reserveSeeds.length
 const timeoutMs = 120_000
 
 /** The move suite's layout: the sharded cluster, a longer safety phase (a move takes seconds), moves on. */
@@ -108,6 +118,42 @@ function expectHealthy(r: HostRunResult): void {
   expect(r.stats.moves.done + r.stats.moves.failed, report(r)).toBeGreaterThanOrEqual(r.stats.moves.started)
 }
 
+/** The kinds of event the totals below need that `runs` did not show. */
+function missingKinds(runs: readonly HostRunResult[]): string[] {
+  const total = (f: (r: HostRunResult) => number): number => runs.reduce((s, r) => s + f(r), 0)
+  const some = (f: (r: HostRunResult) => Record<string, number>, match: (k: string) => boolean): boolean =>
+    runs.some((r) => Object.entries(f(r)).some(([k, v]) => match(k) && v > 0))
+  const missing: string[] = []
+  if (total((r) => r.stats.moves.done) === 0) missing.push('a move done')
+  if (total((r) => r.stats.moves.movesBack) === 0) missing.push('a move back')
+  if (total((r) => r.stats.moves.transfersOk) === 0) missing.push('a leader transfer')
+  for (const code of ['MOVE_REFUSED', 'NOT_FOUND', 'SHARD_BUSY', 'STALE_EPOCH'])
+    if (
+      !some(
+        (r) => r.stats.moves.refused,
+        (k) => k === code,
+      )
+    )
+      missing.push(code)
+  for (const role of ['source', 'destination', 'shard-leader', 'meta-leader'])
+    if (
+      !some(
+        (r) => r.stats.moves.crashes,
+        (k) => k.endsWith(`/${role}`),
+      )
+    )
+      missing.push(`a crash of the ${role}`)
+  for (const step of ['catchup', 'replace'])
+    if (
+      !some(
+        (r) => r.stats.moves.crashes,
+        (k) => k.startsWith(`${step}/`),
+      )
+    )
+      missing.push(`a crash at ${step}`)
+  return missing
+}
+
 function suiteIf(when: boolean, name: string, body: () => void): void {
   if (when) describe(name, body)
 }
@@ -129,82 +175,101 @@ suiteIf(only === undefined, 'sim/host moves: seeds', () => {
     )
   }
 
-  it('the moves were real: done, rolled back, refused, crashed at their steps, through joint configurations', () => {
-    const total = (f: (r: HostRunResult) => number): number => results.reduce((s, r) => s + f(r), 0)
-    const sum = (f: (r: HostRunResult) => Record<string, number>): Record<string, number> => {
-      const out: Record<string, number> = {}
-      for (const r of results) for (const [k, v] of Object.entries(f(r))) out[k] = (out[k] ?? 0) + v
-      return out
-    }
-    const crashes = sum((r) => r.stats.moves.crashes)
-    const refused = sum((r) => r.stats.moves.refused)
-    const summary = [
-      `seeds=${results.length}`,
-      `started=${total((r) => r.stats.moves.started)}`,
-      `done=${total((r) => r.stats.moves.done)}`,
-      `failed=${total((r) => r.stats.moves.failed)}`,
-      `back=${total((r) => r.stats.moves.movesBack)}`,
-      `refused=${JSON.stringify(refused)}`,
-      `crashes=${JSON.stringify(crashes)}`,
-      `joint=${total((r) => r.stats.moves.rules.jointSeen)}`,
-      `promotions=${total((r) => r.stats.moves.rules.promotions)}`,
-      `removals=${total((r) => r.stats.moves.rules.removals)}`,
-      `recreations=${total((r) => r.stats.moves.rules.recreations)}`,
-      `transfers=${total((r) => r.stats.moves.transfersOk)}/${total((r) => r.stats.moves.transfers)}`,
-    ].join(' ')
-    console.log(`sim/host moves: ${summary}`)
-    if (results.length === 0 || results.length < seedCount) {
-      console.log(
-        `sim/host moves totals not asserted: only ${results.length} of ${seedCount} seeds ran (a -t filter)`,
-      )
-      return
-    }
-    expect(
-      total((r) => r.stats.moves.done),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.failed),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.movesBack),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.rules.jointSeen),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.rules.promotions),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.rules.removals),
-      summary,
-    ).toBeGreaterThan(0)
-    expect(
-      total((r) => r.stats.moves.transfersOk),
-      summary,
-    ).toBeGreaterThan(0)
-    for (const code of ['MOVE_REFUSED', 'NOT_FOUND', 'SHARD_BUSY', 'STALE_EPOCH'])
-      expect(refused[code] ?? 0, `${code}: ${summary}`).toBeGreaterThan(0)
-    // Crashes hit every role, and moves at several steps (before and after replace).
-    for (const role of ['source', 'destination', 'shard-leader', 'meta-leader'])
+  it(
+    'the moves were real: done, rolled back, refused, crashed at their steps, through joint configurations',
+    async () => {
+      if (results.length > 0 && results.length === seedCount && from === undefined) {
+        for (const seed of reserveSeeds.slice(0, reserveRunsMax)) {
+          const missing = missingKinds(results)
+          if (missing.length === 0) break
+          console.log(
+            `sim/host moves: ${missing.join(', ')} not seen yet: reserve seed 0x${seed.toString(16)}`,
+          )
+          const r = await runMoves(seed)
+          console.log(describeMoves(r))
+          expectHealthy(r)
+          results.push(r)
+        }
+      }
+      const total = (f: (r: HostRunResult) => number): number => results.reduce((s, r) => s + f(r), 0)
+      const sum = (f: (r: HostRunResult) => Record<string, number>): Record<string, number> => {
+        const out: Record<string, number> = {}
+        for (const r of results) for (const [k, v] of Object.entries(f(r))) out[k] = (out[k] ?? 0) + v
+        return out
+      }
+      const crashes = sum((r) => r.stats.moves.crashes)
+      const refused = sum((r) => r.stats.moves.refused)
+      const summary = [
+        `seeds=${results.length}`,
+        `started=${total((r) => r.stats.moves.started)}`,
+        `done=${total((r) => r.stats.moves.done)}`,
+        `failed=${total((r) => r.stats.moves.failed)}`,
+        `back=${total((r) => r.stats.moves.movesBack)}`,
+        `refused=${JSON.stringify(refused)}`,
+        `crashes=${JSON.stringify(crashes)}`,
+        `joint=${total((r) => r.stats.moves.rules.jointSeen)}`,
+        `promotions=${total((r) => r.stats.moves.rules.promotions)}`,
+        `removals=${total((r) => r.stats.moves.rules.removals)}`,
+        `recreations=${total((r) => r.stats.moves.rules.recreations)}`,
+        `transfers=${total((r) => r.stats.moves.transfersOk)}/${total((r) => r.stats.moves.transfers)}`,
+      ].join(' ')
+      console.log(`sim/host moves: ${summary}`)
+      if (results.length === 0 || results.length < seedCount) {
+        console.log(
+          `sim/host moves totals not asserted: only ${results.length} of ${seedCount} seeds ran (a -t filter)`,
+        )
+        return
+      }
       expect(
-        Object.entries(crashes)
-          .filter(([k]) => k.endsWith(`/${role}`))
-          .reduce((s, [, v]) => s + v, 0),
-        `${role}: ${summary}`,
+        total((r) => r.stats.moves.done),
+        summary,
       ).toBeGreaterThan(0)
-    for (const step of ['catchup', 'replace'])
+      // Rollbacks are not required here: the ones the first sweeps saw came from requests left
+      // waiting in a closed host's inbox (FINDINGS H5, fixed), and no nemesis keeps a destination
+      // down through catch-up for longer than the stall bound yet. The mover's rollbacks are
+      // covered by test/unit/cluster/mover.test.ts.
+      if (total((r) => r.stats.moves.failed) === 0)
+        console.log('sim/host moves: no move rolled back in these seeds (not required, see above)')
       expect(
-        Object.entries(crashes)
-          .filter(([k]) => k.startsWith(`${step}/`))
-          .reduce((s, [, v]) => s + v, 0),
-        `${step}: ${summary}`,
+        total((r) => r.stats.moves.movesBack),
+        summary,
       ).toBeGreaterThan(0)
-  })
+      expect(
+        total((r) => r.stats.moves.rules.jointSeen),
+        summary,
+      ).toBeGreaterThan(0)
+      expect(
+        total((r) => r.stats.moves.rules.promotions),
+        summary,
+      ).toBeGreaterThan(0)
+      expect(
+        total((r) => r.stats.moves.rules.removals),
+        summary,
+      ).toBeGreaterThan(0)
+      expect(
+        total((r) => r.stats.moves.transfersOk),
+        summary,
+      ).toBeGreaterThan(0)
+      for (const code of ['MOVE_REFUSED', 'NOT_FOUND', 'SHARD_BUSY', 'STALE_EPOCH'])
+        expect(refused[code] ?? 0, `${code}: ${summary}`).toBeGreaterThan(0)
+      // Crashes hit every role, and moves at several steps (before and after replace).
+      for (const role of ['source', 'destination', 'shard-leader', 'meta-leader'])
+        expect(
+          Object.entries(crashes)
+            .filter(([k]) => k.endsWith(`/${role}`))
+            .reduce((s, [, v]) => s + v, 0),
+          `${role}: ${summary}`,
+        ).toBeGreaterThan(0)
+      for (const step of ['catchup', 'replace'])
+        expect(
+          Object.entries(crashes)
+            .filter(([k]) => k.startsWith(`${step}/`))
+            .reduce((s, [, v]) => s + v, 0),
+          `${step}: ${summary}`,
+        ).toBeGreaterThan(0)
+    },
+    reserveRunsMax * timeoutMs,
+  )
 })
 
 suiteIf(only === undefined, 'sim/host moves: determinism', () => {

@@ -96,6 +96,8 @@ class FakeShard implements ReplicaRemote {
       case 'replace':
         if (change.remove === this.leader)
           throw new KvError(ErrorCode.MoveRefused, 'transfer leadership first')
+        if (!this.learners.includes(change.add))
+          throw new KvError(ErrorCode.MoveRefused, `node ${change.add} must be a learner of the shard first`)
         this.voters = [...this.voters.filter((v) => v !== change.remove), change.add]
         this.learners = this.learners.filter((l) => l !== change.add)
         this.epoch += 2
@@ -276,6 +278,27 @@ describe('cluster/mover', () => {
     expect(r.shard.calls.filter((c) => c.startsWith('change addLearner'))).toHaveLength(1)
     expect(r.shard.calls.filter((c) => c.startsWith('change replace'))).toHaveLength(1)
     expect(r.shard.epoch).toBe(4)
+  })
+
+  it('a move recorded at replace whose learner is gone (a rollback cut short) catches it up again', async () => {
+    const r = await rig()
+    const first = r.mover()
+    await first.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    for (let i = 0; i < 30; i++) {
+      await first.runOnce()
+      if ((await first.list(signal())).running[0]?.step === 'replace') break
+    }
+    expect((await first.list(signal())).running[0]?.step).toBe('replace')
+    // A rollback removed the learner, and the meta leader died before it recorded the move failed.
+    r.shard.learners = []
+    r.shard.epoch += 1
+    r.shard.states.set(n(4), 'tombstone')
+    const second = r.mover()
+    await runToEnd(second)
+    const { recent } = await second.list(signal())
+    expect(recent[0]).toMatchObject({ step: 'done' })
+    expect(r.shard.voters.sort()).toEqual([2, 3, 4])
+    expect(r.shard.calls.filter((c) => c.startsWith('change addLearner'))).toHaveLength(2)
   })
 
   it('rolls back a move whose destination refuses, and ends it failed with the reason', async () => {

@@ -52,7 +52,7 @@ import type { Hasher } from '../hashing/index.ts'
 import {
   principalKey,
   serverStream,
-  unary as pipelineUnary,
+  unary,
   withTolerantDecoding,
   type CallContext,
   type Handler,
@@ -183,10 +183,6 @@ export function createKvService(components: KvServiceComponents): KvServiceHandl
     if (!traceRequests) return
     log.trace({ method, keyHash: hasher.hash64(key).toString(16), keyBytes: key.length, ...extra }, 'request')
   }
-
-  /** A unary handler behind the pipeline. */
-  const unary = <Req, Res>(serve: (request: Req, ctx: CallContext) => Promise<Res>): Handler =>
-    pipelineUnary<Req, Res>((request, ctx) => serve(request, ctx))
 
   // Get, Put and Delete, whole calls or ops of a Multi call: validated, checked against the
   // caller's route, then served here or passed on. `asked` learns the level for the metrics.

@@ -18,6 +18,14 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // charts/ringkv rendered by a real helm (npm run chart:check; npm test when helm can run).
+        test: {
+          name: 'chart',
+          include: ['test/chart/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
     ],
   },
 })

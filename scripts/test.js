@@ -1,16 +1,21 @@
 #!/usr/bin/env node
-// `npm test`: the unit project (pure rooms, Raft scripts, simulator seeds), then the integration
-// project (real kvd processes, one file at a time), then one plain summary line
+// `npm test`: the unit project (pure rooms, Raft scripts, simulator seeds), the chart project
+// (charts/ringkv with a real helm; left out, saying why, where that helm cannot run), then the
+// integration project (real kvd processes, one file at a time), then one plain summary line
 // `tests: N passed, N failed, N skipped` that any CI can read. Exits non-zero on any failure.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { helmUnavailable } from './helm.js'
 
 const root = resolve(import.meta.dirname, '..')
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs')
+const noHelm = helmUnavailable()
+if (noHelm !== undefined) console.log(`chart tests not run: ${noHelm}`)
 const runs = [
   ['unit', ['--project', 'unit']],
+  ...(noHelm === undefined ? [['chart', ['--project', 'chart']]] : []),
   ['integration', ['--project', 'integration', '--no-file-parallelism']],
 ]
 const extra = process.argv.slice(2)

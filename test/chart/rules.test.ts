@@ -120,6 +120,30 @@ describe.skipIf(chartUnavailable !== undefined)('charts/ringkv rules', () => {
     })
   }
 
+  test('no pod stop touches membership: no lifecycle hook on any container', () => {
+    for (const values of ciValues)
+      for (const obj of render({ values }).filter(hasPods))
+        for (const c of podTemplateOf(obj).spec.containers)
+          expect(
+            (c as unknown as Record<string, unknown>)['lifecycle'],
+            `${values} ${obj.metadata.name} ${c.name}`,
+          ).toBeUndefined()
+  })
+
+  test('the scale-down check runs before upgrades and rollbacks, the round trip as the helm test', () => {
+    const objects = render()
+    const hook = (o: KubeObject): unknown =>
+      (o.metadata['annotations'] as Record<string, unknown> | undefined)?.['helm.sh/hook']
+    expect(hook(only(objects, 'Job', '-scale-down-check'))).toBe('pre-upgrade,pre-rollback')
+    expect(hook(only(objects, 'ConfigMap', '-scale-down-check'))).toBe('pre-upgrade,pre-rollback')
+    expect(hook(only(objects, 'Pod', '-test'))).toBe('test')
+    expect(
+      render({ set: { scaleDownCheck: { enabled: false, activeDeadlineSeconds: 60 } } }).some(
+        (o) => o.kind === 'Job',
+      ),
+    ).toBe(false)
+  })
+
   test('scaling changes the replica count and nothing of the pods (no restart of a running pod)', () => {
     for (const values of ['defaults', 'cert-manager', 'zones'] as const) {
       const small = only(render({ values, set: { replicaCount: 3 } }), 'StatefulSet')

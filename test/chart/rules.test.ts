@@ -186,6 +186,9 @@ describe.skipIf(chartUnavailable !== undefined)('charts/ringkv rules', () => {
     expect(envValue(kvd, 'RINGKV_AUTH_FILE')).toBe('/etc/ringkv/auth/auth.json')
     const volumes = podTemplateOf(only(objects, 'StatefulSet')).spec.volumes ?? []
     expect(volumes.find((v) => v.name === 'tls')?.secret?.secretName).toBe('ringkv-nodes-tls')
+    // Readable by kvd's group (fsGroup) only, however a YAML reader takes the number.
+    for (const v of volumes.filter((v) => v.secret !== undefined))
+      expect(v.secret?.defaultMode, v.name).toBe(0o440)
     expect(objects.some((o) => o.kind === 'Certificate')).toBe(false)
   })
 

@@ -32,7 +32,10 @@ export interface PodSpec {
   readonly containers: readonly Container[]
   readonly initContainers?: readonly Container[]
   readonly securityContext?: Record<string, unknown>
-  readonly volumes?: readonly { readonly name: string; readonly secret?: { readonly secretName: string } }[]
+  readonly volumes?: readonly {
+    readonly name: string
+    readonly secret?: { readonly secretName: string; readonly defaultMode?: number }
+  }[]
   readonly topologySpreadConstraints?: readonly {
     readonly topologyKey: string
     readonly labelSelector: { readonly matchLabels: Record<string, string> }

@@ -145,6 +145,6 @@ It never depends on replicaCount, so scaling never changes it and never restarts
 - name: admin-tls
   secret:
     secretName: {{ include "ringkv.adminTlsSecret" . | quote }}
-    defaultMode: 0440
+    defaultMode: 288 # 0o440: read by the owner and the group (fsGroup)
 {{- end }}
 {{- end }}

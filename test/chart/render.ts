@@ -8,6 +8,7 @@ import { resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { helmPath, helmUnavailable } from '../../scripts/helm.js'
 import { crdApiVersions, type KubeObject } from './kube-objects.ts'
+import { podTemplateOf, type Container } from './shapes.ts'
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..')
 export const chartDir = resolve(repoRoot, 'charts', 'ringkv')
@@ -104,4 +105,40 @@ export function only(objects: readonly KubeObject[], kind: string, nameSuffix = 
   const found = objects.filter((o) => o.kind === kind && o.metadata.name.endsWith(nameSuffix))
   if (found.length !== 1) throw new Error(`expected one ${kind} *${nameSuffix}, found ${found.length}`)
   return found[0]!
+}
+
+/**
+ * The kvd container of pod `podName` as the chart renders it, with its environment resolved as
+ * the kubelet would (POD_NAME from the pod's name, a zone label from `podLabels`): what a test
+ * that runs the chart's contract outside Kubernetes starts (a container named like the pod, whose
+ * DNS name `<pod>.<PEER_DOMAIN>` is a network alias of it).
+ */
+export interface PodContainer {
+  /** command followed by args, as the container runs them. */
+  readonly argv: readonly string[]
+  readonly env: Readonly<Record<string, string>>
+  readonly container: Container
+}
+
+export function podContainer(
+  input: RenderInput,
+  podName: string,
+  podLabels: Record<string, string> = {},
+): PodContainer {
+  const sts = only(render(input), 'StatefulSet')
+  const container = podTemplateOf(sts).spec.containers.find((c) => c.name === 'kvd')
+  if (container === undefined) throw new Error('the StatefulSet has no kvd container')
+  const env: Record<string, string> = {}
+  for (const e of container.env ?? []) {
+    const path = e.valueFrom?.fieldRef?.fieldPath
+    if (path === undefined) env[e.name] = String(e.value)
+    else if (path === 'metadata.name') env[e.name] = podName
+    else {
+      const label = /^metadata\.labels\['(.+)'\]$/.exec(path)?.[1]
+      if (label === undefined)
+        throw new Error(`env ${e.name}: a fieldRef this resolver does not know: ${path}`)
+      env[e.name] = podLabels[label] ?? ''
+    }
+  }
+  return { argv: [...(container.command ?? []), ...(container.args ?? [])], env, container }
 }

@@ -12,8 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { loadConfig, type ConfigFlags, type KvdConfig } from '../../src/common/config.ts'
-import { chartUnavailable, only, render, type RenderInput } from './render.ts'
-import { podTemplateOf, type Container } from './shapes.ts'
+import { chartUnavailable, podContainer, type RenderInput } from './render.ts'
 
 const bin = mkdtempSync(join(tmpdir(), 'ringkv-chart-start-'))
 writeFileSync(join(bin, 'kvd'), '#!/bin/sh\nprintf "%s\\n" "$@"\n')
@@ -29,24 +28,18 @@ interface Started {
 
 /** Runs the kvd container of the rendered StatefulSet as pod `podName` would. */
 function start(input: RenderInput, podName: string, podLabels: Record<string, string> = {}): Started {
-  const sts = only(render(input), 'StatefulSet')
-  const kvd: Container = podTemplateOf(sts).spec.containers.find((c) => c.name === 'kvd')!
-  const env: Record<string, string> = {}
-  for (const e of kvd.env ?? []) {
-    const path = e.valueFrom?.fieldRef?.fieldPath
-    if (path === 'metadata.name') env[e.name] = podName
-    else if (path !== undefined) {
-      const label = /^metadata\.labels\['(.+)'\]$/.exec(path)?.[1]
-      if (label === undefined) throw new Error(`unexpected fieldRef ${path}`)
-      env[e.name] = podLabels[label] ?? ''
-    } else env[e.name] = e.value as string
-  }
-  const [shell, ...shellArgs] = [...kvd.command!, ...(kvd.args ?? [])]
+  const { argv, env } = podContainer(input, podName, podLabels)
+  const [shell, ...shellArgs] = argv
   const run = spawnSync(shell!, shellArgs, {
     encoding: 'utf8',
     env: { ...env, PATH: `${bin}:/usr/bin:/bin` },
   })
-  return { status: run.status, stderr: run.stderr, argv: run.stdout.split('\n').filter((l) => l !== ''), env }
+  return {
+    status: run.status,
+    stderr: run.stderr,
+    argv: run.stdout.split('\n').filter((l) => l !== ''),
+    env: { ...env },
+  }
 }
 
 /** kvd's flags as commander hands them to loadConfig (every flag the script passes takes a value). */

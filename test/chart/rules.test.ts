@@ -5,10 +5,18 @@
  * agree with the pods, Services and certificates; scaling changes no pod; values reach the
  * objects with their types intact.
  */
-import { describe, expect, test } from 'vitest'
+import { beforeAll, describe, expect, test } from 'vitest'
 import type { KubeObject } from './kube-objects.ts'
 import { chartUnavailable, ciValues, only, render } from './render.ts'
-import { envOf, envValue, hasPods, podTemplateOf, selects, type Container } from './shapes.ts'
+import {
+  envOf,
+  envValue,
+  hasPods,
+  podTemplateOf,
+  selects,
+  type Container,
+  type PodTemplate,
+} from './shapes.ts'
 
 const kvdOf = (objects: readonly KubeObject[]): Container =>
   podTemplateOf(only(objects, 'StatefulSet')).spec.containers.find((c) => c.name === 'kvd')!
@@ -16,11 +24,17 @@ const kvdOf = (objects: readonly KubeObject[]): Container =>
 describe.skipIf(chartUnavailable !== undefined)('charts/ringkv rules', () => {
   for (const values of ciValues) {
     describe(`with ${values}`, () => {
-      const objects = render({ values })
-      const sts = only(objects, 'StatefulSet')
-      const pods = podTemplateOf(sts)
-      const selector = (sts['spec'] as { selector: { matchLabels: Record<string, string> } }).selector
-        .matchLabels
+      // Rendered in beforeAll: the suite is collected even where it is skipped.
+      let objects: KubeObject[] = []
+      let sts: KubeObject
+      let pods: PodTemplate
+      let selector: Record<string, string> = {}
+      beforeAll(() => {
+        objects = render({ values })
+        sts = only(objects, 'StatefulSet')
+        pods = podTemplateOf(sts)
+        selector = (sts['spec'] as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels
+      })
 
       test('every container has resources, a locked-down security context, and runs as non-root', () => {
         for (const obj of objects.filter(hasPods)) {

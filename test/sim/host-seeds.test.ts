@@ -151,7 +151,8 @@ suiteIf(only === undefined, 'sim/host: determinism and teeth', () => {
       caught,
       `no seed caught the planted fsync bug as a safety violation: ${seen.join(', ')}`,
     ).toBeDefined()
-  })
+    // Several whole seeds in one test: ~60 s of CPU on a busy 2-core machine, so a larger budget.
+  }, 240_000)
 })
 
 suiteIf(only !== undefined, 'sim/host: one seed', () => {

@@ -53,6 +53,7 @@ import {
   type NodePorts,
 } from '../integration/helpers/cluster.ts'
 import { freePort } from '../integration/helpers/kvd.ts'
+import { metricsMeter, microsPerOp, procMeter, readMeters, selfMeter, type CpuMeter } from './cpu.ts'
 
 type ReadLevel = 'linearizable' | 'session' | 'eventual'
 
@@ -78,6 +79,8 @@ interface Phase {
   readonly errors: number
   readonly misses: number
   readonly firstError: string | undefined
+  /** CPU microseconds per completed operation of each of the target's meters (cpu.ts). */
+  readonly cpuUsPerOp: readonly number[]
 }
 
 type PhaseSpec =
@@ -102,6 +105,8 @@ interface Target {
   /** Resolves with whether the key was found. */
   get(key: string, level: ReadLevel): Promise<boolean>
   supports(level: ReadLevel): boolean
+  /** The client process first, then each server process (node or member). */
+  readonly meters: readonly CpuMeter[]
   close(): void
 }
 
@@ -200,12 +205,14 @@ async function closedLoop(
   seconds: number,
   concurrency: number,
   op: (i: number) => Promise<boolean>,
+  meters: readonly CpuMeter[] = [],
 ): Promise<Phase> {
   const latencies: number[] = []
   let next = 0
   let errors = 0
   let misses = 0
   let firstError: string | undefined
+  const cpuBefore = await readMeters(meters)
   const start = performance.now()
   const stopAt = start + seconds * 1000
   const worker = async (): Promise<void> => {
@@ -224,6 +231,7 @@ async function closedLoop(
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
   const elapsedS = (performance.now() - start) / 1000
+  const cpuAfter = await readMeters(meters)
   latencies.sort((a, b) => a - b)
   return {
     opsPerSec: latencies.length / elapsedS,
@@ -232,6 +240,7 @@ async function closedLoop(
     errors,
     misses,
     firstError,
+    cpuUsPerOp: microsPerOp(cpuBefore, cpuAfter, latencies.length),
   }
 }
 
@@ -248,12 +257,17 @@ async function runPhases(target: Target, args: Args, upperTags = false): Promise
     if (spec.kind === 'put') {
       out.set(
         spec.id,
-        await closedLoop(args.seconds, spec.concurrency, async (i) => {
-          const k = key(tagOf(spec.tag), i)
-          await target.put(k)
-          written.push(k)
-          return true
-        }),
+        await closedLoop(
+          args.seconds,
+          spec.concurrency,
+          async (i) => {
+            const k = key(tagOf(spec.tag), i)
+            await target.put(k)
+            written.push(k)
+            return true
+          },
+          target.meters,
+        ),
       )
     } else if (target.supports(spec.level)) {
       if (written.length === 0) throw new Error('no write succeeded, nothing to read')
@@ -261,8 +275,11 @@ async function runPhases(target: Target, args: Args, upperTags = false): Promise
       const stride = 7919
       out.set(
         spec.id,
-        await closedLoop(args.seconds, spec.concurrency, (i) =>
-          target.get(written[(i * stride) % written.length]!, spec.level),
+        await closedLoop(
+          args.seconds,
+          spec.concurrency,
+          (i) => target.get(written[(i * stride) % written.length]!, spec.level),
+          target.meters,
         ),
       )
     }
@@ -278,6 +295,7 @@ async function ringkvTarget(
   endpoints: readonly string[],
   batching: boolean,
   access: Access,
+  meters: readonly CpuMeter[] = [],
 ): Promise<Target> {
   const client = new KvClient({ endpoints, batching: { enabled: batching }, ...access })
   // Learn every node's address first, so NOT_LEADER hints can be followed from the first call.
@@ -291,6 +309,7 @@ async function ringkvTarget(
     // see every write above (read-your-writes), which is what makes it differ from eventual.
     get: async (k, level) => (await client.get(k, { consistency: level })).found,
     supports: () => true,
+    meters,
     close: () => client.close(),
   }
 }
@@ -414,7 +433,10 @@ async function benchRingkv(args: Args, dir: string, round: number, tls: boolean)
     const modes = round % 2 === 0 ? [false, true] : [true, false]
     const measured = new Map<boolean, Map<string, Phase>>()
     for (const batching of modes) {
-      target = await ringkvTarget(cluster.endpoints, batching, access)
+      target = await ringkvTarget(cluster.endpoints, batching, access, [
+        selfMeter(),
+        ...cluster.nodes.map((n) => metricsMeter(`node ${n.nodeId}`, n.http)),
+      ])
       measured.set(batching, await runPhases(target, args, batching))
       target.close()
       target = undefined
@@ -468,6 +490,8 @@ function etcd3Version(): string {
 
 interface EtcdCluster {
   readonly endpoints: readonly string[]
+  /** One CPU meter per member (/proc), empty where there is no /proc. */
+  readonly meters: readonly CpuMeter[]
   readonly logFiles: readonly string[]
   /** SIGTERM (SIGKILL after 10 s); resolves with the members that had exited on their own. */
   stop(): Promise<number[]>
@@ -555,10 +579,15 @@ async function startEtcd(bin: string, members: number, dir: string): Promise<Etc
     await stop()
     throw err
   }
-  return { endpoints: plan.map((m) => m.client), logFiles: plan.map((m) => m.logFile), stop }
+  const meters = existsSync('/proc/self/stat')
+    ? children.flatMap((child, i) =>
+        child.pid === undefined ? [] : [procMeter(`etcd ${plan[i]!.name}`, child.pid)],
+      )
+    : []
+  return { endpoints: plan.map((m) => m.client), logFiles: plan.map((m) => m.logFile), stop, meters }
 }
 
-async function etcdTarget(endpoints: readonly string[]): Promise<Target> {
+async function etcdTarget(endpoints: readonly string[], meters: readonly CpuMeter[]): Promise<Target> {
   const { Etcd3: Client } = await import('etcd3')
   const deadlineMs = limits.requestDeadlineMsDefault
   const client: Etcd3 = new Client({
@@ -577,6 +606,7 @@ async function etcdTarget(endpoints: readonly string[]): Promise<Target> {
       return (await range.buffer()) !== null
     },
     supports: (level) => level !== 'session',
+    meters,
     close: () => client.close(),
   }
 }
@@ -588,7 +618,7 @@ async function benchEtcd(bin: string, args: Args, dir: string): Promise<Map<stri
   })
   let target: Target | undefined
   try {
-    target = await etcdTarget(etcd.endpoints)
+    target = await etcdTarget(etcd.endpoints, [selfMeter(), ...etcd.meters])
     const result = await runPhases(target, args)
     target.close()
     target = undefined
@@ -613,7 +643,14 @@ function cells(rate: string, p50: string, p99: string): string {
   return `${rate.padStart(col.num)} ${p50.padStart(col.num)} ${p99.padStart(col.num)}`
 }
 
-function summarize(runs: readonly Phase[]): { rate: number; p50: number; p99: number; note: string } {
+function summarize(runs: readonly Phase[]): {
+  rate: number
+  p50: number
+  p99: number
+  note: string
+  /** Median CPU µs per op of each meter (the client first), over the runs that had it. */
+  cpu: number[]
+} {
   const errors = runs.reduce((n, p) => n + p.errors, 0)
   const misses = runs.reduce((n, p) => n + p.misses, 0)
   const notes: string[] = []
@@ -624,10 +661,28 @@ function summarize(runs: readonly Phase[]): { rate: number; p50: number; p99: nu
     p50: median(runs.map((p) => p.msP50)),
     p99: median(runs.map((p) => p.msP99)),
     note: notes.length === 0 ? '' : `   ${notes.join('; ')}`,
+    cpu: Array.from({ length: Math.max(0, ...runs.map((p) => p.cpuUsPerOp.length)) }, (_, i) =>
+      median(
+        runs.map((p) => p.cpuUsPerOp[i]).filter((us): us is number => us !== undefined && !Number.isNaN(us)),
+      ),
+    ),
   }
 }
 
 type Summary = ReturnType<typeof summarize>
+
+/** `CPU µs/op: client 310; servers 250 + 240 + 180 = 670` (the client is the first meter). */
+function cpuLine(cpu: readonly number[]): string | undefined {
+  const [client, ...servers] = cpu
+  if (client === undefined) return undefined
+  const us = (x: number): string => (Number.isNaN(x) ? '?' : x.toFixed(0))
+  const total = servers.reduce((a, b) => a + b, 0)
+  const serverPart =
+    servers.length === 0
+      ? ''
+      : `; servers ${servers.map(us).join(' + ')}${servers.length > 1 ? ` = ${us(total)}` : ''}`
+  return `CPU µs/op: client ${us(client)}${serverPart}`
+}
 
 function ratioCells(ours: Summary, theirs: Summary): string {
   return cells(
@@ -647,11 +702,14 @@ function report(
     `\n${'phase'.padEnd(col.label)} ${'system'.padEnd(col.system)} ${cells('ops/s', 'p50 ms', 'p99 ms')}`,
   )
   const blank = ''.padEnd(col.label)
-  const row = (label: string, system: string, s: Summary, suffix = ''): void =>
+  const row = (label: string, system: string, s: Summary, suffix = ''): void => {
     console.log(
       `${label.padEnd(col.label)} ${system.padEnd(col.system)} ` +
         `${cells(s.rate.toFixed(0), s.p50.toFixed(2), s.p99.toFixed(2))}${suffix}${s.note}`,
     )
+    const line = cpuLine(s.cpu)
+    if (line !== undefined) console.log(`${blank} ${''.padEnd(col.system)} ${line}`)
+  }
   for (const spec of phases) {
     const ours = summarize(ringkv.map((r) => r.unbatched.get(spec.id)).filter((p) => p !== undefined))
     const batched = summarize(ringkv.map((r) => r.batched.get(spec.id)).filter((p) => p !== undefined))

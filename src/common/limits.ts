@@ -17,6 +17,13 @@ export const limits = {
   /** Bytes the command encoding adds once per command (format, kind, flags, client tag, op count). */
   commandEnvelopeBytesMax: 384,
   /**
+   * Commands one Raft entry carries when a leader groups the writes proposed to a shard in one loop
+   * turn (commands.ts `encodeEntry`); a decoder refuses a group claiming more.
+   */
+  entryCommandsMax: 256,
+  /** Bytes of the commands grouped into one entry; a write larger than this goes alone. */
+  entryGroupBytesMax: 256 * 1024,
+  /**
    * Entries carried by one append message, by bytes. Half a gRPC message, so that an append with
    * its per-entry encoding (raft-codec.ts) and envelope framing always fits one peer stream message.
    */
@@ -222,6 +229,9 @@ assert(
       limits.commandEnvelopeBytesMax,
 )
 assert(limits.commandEnvelopeBytesMax >= limits.clientIdBytesMax + 64)
+// A grouped entry is a Raft proposal like any other.
+assert(limits.entryGroupBytesMax + limits.entryCommandsMax * 8 <= limits.proposalBytesMax)
+assert(limits.entryCommandsMax >= 2)
 // Dedup keys carry the client id behind a one-byte length (storage/keys.ts).
 assert(limits.clientIdBytesMax <= 0xff)
 // A tag with its session (principal and time) still fits the command envelope.

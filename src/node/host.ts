@@ -642,6 +642,8 @@ export class NodeHost implements ReplicaLoop {
         continue
       }
       this.runInbox()
+      // The writes of this turn become entries (grouped per client), then the reads' rounds start.
+      for (const g of this.liveGroups()) g.flushWrites()
       for (const g of this.liveGroups()) g.flushReads()
       const ticks = Math.min(this.ticksDue, ticksPerIterationMax)
       this.ticksDue = 0

@@ -13,6 +13,15 @@
  *   principal the session belongs to, and the proposing leader's wall time: the log's own clock,
  *   which expires sessions alike on every replica);   opFlags bit 0: expectedVersion is present.
  *
+ * A Raft entry carries one command, or a group of commands of one client proposed together (the
+ * leader groups the writes of one loop turn: `encodeEntry`):
+ *
+ *   group entry:   format u8 (=3) | kind u8 (=5) | flags u8 (=0) | count uvarint | (command bytes)*
+ *
+ * with 2..limits.entryCommandsMax tagged put, delete or batch commands that all name one client
+ * (their dedup records then share the entry's index as the client's last activity, dedup.ts).
+ * An entry of one command is that command's encoding, so logs written before groups still apply.
+ *
  * Format 3 added registered sessions (the stamp and kind 4); format 2 (tags without a stamp) is
  * still read. Format 2 added firstIncompleteSeq to the tag; format 1 was never deployed.
  * Commands are written only by us and validated before they are encoded. An entry that arrives in
@@ -21,6 +30,7 @@
  * is then corruption of the log (an assertion, STYLE.md 7.4).
  */
 import { assert, unreachable } from '../common/assert.ts'
+import { limits } from '../common/limits.ts'
 import { ByteReader, ByteWriter } from '../storage/index.ts'
 import type { MalformedHandler } from '../storage/index.ts'
 import type { BatchOp } from './api.ts'
@@ -80,6 +90,8 @@ export type Command =
     }
 
 const Kind = { put: 1, delete: 2, batch: 3, register: 4 } as const
+/** The kind byte of a grouped entry (see `encodeEntry`); never the kind of a Command. */
+const kindGroup = 5
 const OpKind = { put: 1, delete: 2 } as const
 const flagTag = 0x01
 const flagSession = 0x02
@@ -238,4 +250,68 @@ export function approxCommandBytes(command: Command): number {
     default:
       return unreachable(command)
   }
+}
+
+/**
+ * The bytes of one Raft entry carrying `commands`: the command itself when there is one, else a
+ * group (see the file comment). Commands must be validated, and a group's tagged by one client.
+ */
+export function encodeEntry(commands: readonly Command[]): Uint8Array {
+  const only = commands[0]
+  assert(only !== undefined && commands.length <= limits.entryCommandsMax, 'entry command count')
+  if (commands.length === 1) return encodeCommand(only)
+  const parts = commands.map((c) => {
+    assert(groupable(c) && c.tag.clientId === groupClient(only), "a group holds one client's writes")
+    return encodeCommand(c)
+  })
+  const w = new ByteWriter(16 + parts.reduce((n, p) => n + p.length + 5, 0))
+  w.u8(commandFormat).u8(kindGroup).u8(0).uvarint(parts.length)
+  for (const part of parts) w.bytes(part)
+  return w.finish()
+}
+
+/** The commands of an entry from our own log (corruption is an assertion, like decodeCommand). */
+export function decodeEntry(bytes: Uint8Array): readonly Command[] {
+  return readEntry(bytes, failStop)
+}
+
+/** The commands of an entry that may be anything (a peer's append), or null. Never throws. */
+export function tryDecodeEntry(bytes: Uint8Array): readonly Command[] | null {
+  try {
+    return readEntry(bytes, throwMalformed)
+  } catch (err) {
+    if (err instanceof Malformed) return null
+    throw err
+  }
+}
+
+/** A command that may share an entry with others: a tagged write. */
+export function groupable(
+  command: Command,
+): command is Exclude<Command, { kind: 'register' }> & { readonly tag: ClientTag } {
+  return command.kind !== 'register' && command.tag !== undefined
+}
+
+function groupClient(command: Command): string | undefined {
+  return command.tag?.clientId
+}
+
+function readEntry(bytes: Uint8Array, malformed: MalformedHandler): readonly Command[] {
+  if (bytes.length < 2 || bytes[0] !== commandFormat || bytes[1] !== kindGroup)
+    return [readCommand(bytes, malformed)]
+  const r = new ByteReader(bytes, 2, 'entry', malformed)
+  if (r.u8() !== 0) malformed('corrupt entry: unknown group flags')
+  const count = r.uvarint()
+  if (count < 2 || count > limits.entryCommandsMax) malformed('corrupt entry: group size out of bounds')
+  const commands: Command[] = []
+  let client: string | undefined
+  for (let i = 0; i < count; i++) {
+    const command = readCommand(r.bytes(), malformed)
+    if (!groupable(command)) malformed('corrupt entry: a group holds tagged writes only')
+    client ??= command.tag.clientId
+    if (command.tag.clientId !== client) malformed("corrupt entry: a group holds one client's writes")
+    commands.push(command)
+  }
+  r.end()
+  return commands
 }

@@ -11,7 +11,9 @@
  *   At most `resultsPerClientMax` per client: a new seq beyond that is refused (`full`, nothing
  *   applied; the server answers OVERLOADED) until the client's watermark advances. The SDK never
  *   gets there: it keeps every seq it sends below firstIncompleteSeq + that bound.
- * - `lastIndex`: the log index of the client's last tagged command, for LRU eviction.
+ * - `lastIndex`: the log index of the client's last tagged command, for LRU eviction. Several
+ *   writes of one client may share an entry (a group, commands.ts), never those of two clients,
+ *   so each client's lastIndex is still its own.
  *
  * It is state-machine state: changed only by `apply` (a pure function of the log: recency is a log
  * index, never a time), written through the apply's batch under the shard-local prefix (keys.ts
@@ -337,7 +339,11 @@ export class DedupTable {
 
   /** Makes `index` the client's last activity (moving it to the recent end) and writes its header. */
   private touch(clientId: string, client: ClientState, index: LogIndex, writer: DedupWriter): void {
-    assert(index > this.newestIndex, 'dedup indexes must increase')
+    // Several writes of one client may share an entry (a group, commands.ts): the index is then
+    // already this client's last activity, and it stays the most recent client.
+    const again =
+      index === this.newestIndex && client.lastIndex === index && this.clients.get(clientId) === client
+    assert(index > this.newestIndex || again, 'dedup indexes must increase')
     this.newestIndex = index
     this.clients.delete(clientId)
     client.lastIndex = index

@@ -6,7 +6,8 @@
  * re-entrant); request handlers reach them through the host's bounded inbox (RaftReplica). The
  * loop drives one iteration as:
  *
- *   step/tick/requests  ->  ready()  ->  send rd.messages  ->  readKeys(rd) (prefetched by the host
+ *   step/tick/requests  ->  flushWrites() (the turn's writes become entries: one client's writes to
+ *   the shard share one entry, commands.ts encodeEntry)  ->  ready()  ->  send rd.messages  ->  readKeys(rd) (prefetched by the host
  *   for every group at once)  ->  stage(rd, batch)  ->  ONE engine write for all groups  ->
  *   commit(rd)  ->  send rd.messagesAfterPersist
  *
@@ -61,7 +62,7 @@ import {
   type WriteBatch,
 } from '../storage/index.ts'
 import type { Receipt, ReadLevel, ReplicaRole, WriteLevel } from './api.ts'
-import { decodeCommand, encodeCommand, type Command } from './commands.ts'
+import { approxCommandBytes, decodeEntry, encodeEntry, groupable, type Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
 import { encodeDescriptor, type ShardDescriptorRecord } from './descriptor.ts'
 import { changeDone, isJointConf, membersOf, planConfChange, type ReplicaChange } from './replica-change.ts'
@@ -147,6 +148,8 @@ interface PendingProposal {
   /** For `leader` writes: the answer predicted from the leader's state, given the entry's index. */
   readonly predicted: ((index: LogIndex) => ApplyResult) | undefined
 }
+
+type QueuedWrite = Omit<PendingProposal, 'term'>
 
 interface AllWaiter {
   readonly index: LogIndex
@@ -268,8 +271,11 @@ export class RaftGroup {
   /** The voters of the applied configuration, refreshed with the soft state (status() allocates). */
   private voterIds: readonly NodeId[] = []
 
-  // Invariant: every pending proposal's index is > durable or settled.
-  private readonly proposals = new Map<LogIndex, PendingProposal>()
+  // Invariant: every pending proposal's index is > durable or settled. An entry's proposals are
+  // its commands' (one, or a group: commands.ts encodeEntry), in the entry's order.
+  private readonly proposals = new Map<LogIndex, readonly PendingProposal[]>()
+  /** Writes accepted this loop turn, proposed by flushWrites (grouped per client into entries). */
+  private queuedWrites: QueuedWrite[] = []
   private readonly allWaiters: AllWaiter[] = []
   private readonly readWaiters = new Map<string, ReadWaiter>()
   /** Reads waiting for the next ReadIndex round (flushReads), and how many reads are in rounds. */
@@ -277,7 +283,7 @@ export class RaftGroup {
   private readsInRounds = 0
   private applyWaiters: ApplyWaiter[] = []
   private readCounter = 0
-  private readonly decoded = new Map<LogIndex, Command>()
+  private readonly decoded = new Map<LogIndex, readonly Command[]>()
 
   /** Per peer: the last time any message of this group came from it, and its reported applied index. */
   private readonly peerContactMs = new Map<NodeId, number>()
@@ -340,8 +346,11 @@ export class RaftGroup {
   get stateMachine(): KvStateMachine {
     return this.machine
   }
+  /** Writes proposed and not yet answered (the commands of grouped entries count one each). */
   get pendingProposals(): number {
-    return this.proposals.size
+    let n = this.queuedWrites.length
+    for (const ps of this.proposals.values()) n += ps.length
+    return n
   }
   /** The shard's epoch as this replica has applied it. */
   get epoch(): number {
@@ -438,29 +447,85 @@ export class RaftGroup {
           ),
         )
     }
-    const r = this.raw.propose(encodeCommand(command))
+    this.queuedWrites.push({ level, command, deferred, predicted })
+  }
+
+  /**
+   * Proposes the writes queued since the last call (once per loop iteration, before ready()), in
+   * their order, as few entries as the rules allow: consecutive tagged writes of one client go in
+   * one entry (commands.ts encodeEntry), up to limits.entryCommandsMax commands and
+   * limits.entryGroupBytesMax bytes, and never two writes of one key in one entry (each write keeps
+   * a version of its own). Anything else is an entry of its own, as before groups.
+   */
+  flushWrites(): void {
+    if (this.queuedWrites.length === 0) return
+    const queued = this.queuedWrites
+    this.queuedWrites = []
+    let group: QueuedWrite[] = []
+    let groupBytes = 0
+    let groupKeys = new Set<string>()
+    const propose = (): void => {
+      if (group.length > 0) this.proposeEntry(group)
+      group = []
+      groupBytes = 0
+      groupKeys = new Set()
+    }
+    for (const w of queued) {
+      if (w.deferred.isSettled) continue
+      const command = w.command
+      if (!groupable(command)) {
+        propose()
+        group.push(w)
+        propose()
+        continue
+      }
+      const keys = (command.kind === 'batch' ? command.ops : [command]).map((op) => bytesKey(op.key))
+      const bytes = approxCommandBytes(command)
+      const first = group[0]?.command
+      const fits =
+        first !== undefined &&
+        first.tag?.clientId === command.tag.clientId &&
+        group.length < limits.entryCommandsMax &&
+        groupBytes + bytes <= limits.entryGroupBytesMax &&
+        keys.every((k) => !groupKeys.has(k))
+      if (!fits) propose()
+      group.push(w)
+      groupBytes += bytes
+      for (const k of keys) groupKeys.add(k)
+    }
+    propose()
+  }
+
+  private proposeEntry(writes: readonly QueuedWrite[]): void {
+    const fail = (err: KvError): void => {
+      for (const w of writes) w.deferred.reject(err)
+    }
+    const r = this.raw.propose(encodeEntry(writes.map((w) => w.command)))
     if (!r.ok) {
       switch (r.reason) {
         case 'not-leader':
         case 'transferring':
-          return deferred.reject(this.notLeader())
+          return fail(this.notLeader())
         case 'overloaded':
-          return deferred.reject(
+          return fail(
             new KvError(ErrorCode.Overloaded, `shard ${this.shardId}: too many uncommitted writes`, {
               details: { shardId: this.shardId },
             }),
           )
         case 'too-large':
-          return deferred.reject(
+          return fail(
             new KvError(ErrorCode.InvalidArgument, 'write too large for one Raft entry', {
               details: { shardId: this.shardId, limit: this.limits.proposalBytesMax },
             }),
           )
         default:
-          return deferred.reject(new KvError(ErrorCode.Internal, `propose refused: ${r.reason}`))
+          return fail(new KvError(ErrorCode.Internal, `propose refused: ${r.reason}`))
       }
     }
-    this.proposals.set(r.index, { term: r.term, level, command, deferred, predicted })
+    this.proposals.set(
+      r.index,
+      writes.map((w) => ({ ...w, term: r.term })),
+    )
   }
 
   /**
@@ -577,8 +642,7 @@ export class RaftGroup {
   readKeys(rd: Ready): Uint8Array[] {
     const keys: Uint8Array[] = []
     for (const e of rd.committedEntries) {
-      const command = this.commandOf(e)
-      if (command !== undefined) keys.push(...this.machine.readKeys(command))
+      for (const command of this.commandsOf(e) ?? []) keys.push(...this.machine.readKeys(command))
     }
     return keys
   }
@@ -610,13 +674,13 @@ export class RaftGroup {
       this.decoded.clear()
     }
     this.store.stage(batch, { hardState: rd.hardState, entries: rd.entries, snapshot: installed })
-    const outcomes: { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[] = []
+    const outcomes: { readonly entry: Entry; readonly outcomes: readonly ApplyOutcome[] | null }[] = []
     for (const e of rd.committedEntries) {
       if (e.index <= this.machine.appliedIndex) continue
-      const command = this.commandOf(e)
-      if (command === undefined) {
+      const commands = this.commandsOf(e)
+      if (commands === undefined) {
         this.machine.skip(e.index, io)
-        outcomes.push({ entry: e, outcome: null })
+        outcomes.push({ entry: e, outcomes: null })
         if (e.type === EntryType.ConfChange) {
           // The configuration the core adopts when it advances past this entry (it skips invalid
           // ones alike); persisted with the applied index, with the epoch one higher.
@@ -630,7 +694,7 @@ export class RaftGroup {
           }
         }
       } else {
-        outcomes.push({ entry: e, outcome: this.machine.apply(e.index, command, io, io) })
+        outcomes.push({ entry: e, outcomes: this.machine.applyEntry(e.index, commands, io, io) })
       }
       this.decoded.delete(e.index)
     }
@@ -655,15 +719,15 @@ export class RaftGroup {
     if (this.durable >= this.leaderContactCommit) this.freshAtMs = this.leaderContactMs
     // `leader` writes: durable here is enough.
     for (const e of rd.entries) {
-      const p = this.proposals.get(e.index)
-      if (p === undefined || p.level !== 'leader') continue
-      if (p.term !== e.term) continue
-      assert(p.predicted !== undefined, 'leader write without a predicted result')
-      const result = p.predicted(e.index)
-      const outcome: ApplyOutcome = { kind: 'applied', index: e.index, result }
-      p.deferred.resolve({ result, outcome, receipt: this.receipt('leader', e.index) })
+      for (const p of this.proposals.get(e.index) ?? []) {
+        if (p.level !== 'leader' || p.term !== e.term) continue
+        assert(p.predicted !== undefined, 'leader write without a predicted result')
+        const result = p.predicted(e.index)
+        const outcome: ApplyOutcome = { kind: 'applied', index: e.index, result }
+        p.deferred.resolve({ result, outcome, receipt: this.receipt('leader', e.index) })
+      }
     }
-    for (const { entry, outcome } of staged.outcomes) this.answerApplied(entry, outcome)
+    for (const { entry, outcomes } of staged.outcomes) this.answerApplied(entry, outcomes)
     for (const rs of rd.readStates) {
       const key = bytesKey(rs.context)
       const w = this.readWaiters.get(key)
@@ -703,8 +767,10 @@ export class RaftGroup {
 
   /** Everything waiting fails: the node is stopping. Writes in flight end as outcome unknown. */
   failAll(err: KvError): void {
-    for (const p of this.proposals.values()) p.deferred.reject(err)
+    for (const ps of this.proposals.values()) for (const p of ps) p.deferred.reject(err)
     this.proposals.clear()
+    for (const w of this.queuedWrites) w.deferred.reject(err)
+    this.queuedWrites = []
     for (const w of this.allWaiters) w.deferred.reject(err)
     this.allWaiters.length = 0
     for (const w of this.readWaiters.values()) for (const d of w.deferreds) d.reject(err)
@@ -885,20 +951,28 @@ export class RaftGroup {
 
   // ---- internals ----
 
-  private commandOf(e: Entry): Command | undefined {
+  private commandsOf(e: Entry): readonly Command[] | undefined {
     if (e.type !== EntryType.Normal || e.data.length === 0) return undefined
-    let command = this.decoded.get(e.index)
-    if (command === undefined) {
-      command = decodeCommand(e.data)
-      this.decoded.set(e.index, command)
+    let commands = this.decoded.get(e.index)
+    if (commands === undefined) {
+      commands = decodeEntry(e.data)
+      this.decoded.set(e.index, commands)
     }
-    return command
+    return commands
   }
 
-  private answerApplied(entry: Entry, outcome: ApplyOutcome | null): void {
-    const p = this.proposals.get(entry.index)
-    if (p === undefined) return
+  private answerApplied(entry: Entry, outcomes: readonly ApplyOutcome[] | null): void {
+    const ps = this.proposals.get(entry.index)
+    if (ps === undefined) return
     this.proposals.delete(entry.index)
+    // Our proposals at this index are this entry's commands only if the terms agree (else another
+    // leader's entry took the index, and every one of them lost its place).
+    const ours = outcomes !== null && ps[0]?.term === entry.term
+    assert(!ours || outcomes.length === ps.length, 'an entry applied with another count of commands')
+    for (const [i, p] of ps.entries()) this.answerOne(p, entry, ours ? outcomes[i]! : null)
+  }
+
+  private answerOne(p: PendingProposal, entry: Entry, outcome: ApplyOutcome | null): void {
     if (p.level === 'leader') return
     if (p.term !== entry.term || outcome === null) {
       p.deferred.reject(
@@ -985,14 +1059,19 @@ export class RaftGroup {
     this.pendingInstall = undefined
     this.log.info({ index: meta.index, term: meta.term }, 'snapshot installed')
     // Proposals at or below the snapshot were decided elsewhere; their outcome here is unknown.
-    for (const [index, p] of this.proposals) {
+    for (const [index, ps] of this.proposals) {
       if (index > meta.index) continue
       this.proposals.delete(index)
-      p.deferred.reject(
-        new KvError(ErrorCode.ProposalDropped, 'a snapshot replaced the log before the write applied here', {
-          details: { shardId: this.shardId },
-        }),
-      )
+      for (const p of ps)
+        p.deferred.reject(
+          new KvError(
+            ErrorCode.ProposalDropped,
+            'a snapshot replaced the log before the write applied here',
+            {
+              details: { shardId: this.shardId },
+            },
+          ),
+        )
     }
   }
 
@@ -1033,7 +1112,8 @@ type Compaction =
 
 export interface StagedReady {
   readonly installed: SnapshotMeta | null
-  readonly outcomes: readonly { readonly entry: Entry; readonly outcome: ApplyOutcome | null }[]
+  /** Per committed entry applied: each command's outcome, or null for an entry without one. */
+  readonly outcomes: readonly { readonly entry: Entry; readonly outcomes: readonly ApplyOutcome[] | null }[]
   readonly compaction: Compaction | null
   /** The configuration and descriptor after this Ready, when it changed them. */
   readonly conf: { readonly conf: ConfState; readonly descriptor: ShardDescriptorRecord } | null

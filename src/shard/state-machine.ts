@@ -19,6 +19,11 @@
  *   (`resultsFull`) is not applied; either still consumes its index.
  * - The applied index is written in the same batch as the effects, so after a crash the data and
  *   the applied index agree.
+ * - An entry may carry a group of tagged writes of one client (`applyEntry`, commands.ts): each
+ *   applies in order as it would alone (its own dedup check and saved result: every write keeps
+ *   its own seq and is retried on its own), all at the entry's index, which is then the version of
+ *   every key they write (the leader never groups two writes of one key) and the client's last
+ *   activity in the dedup table; the applied index is written once.
  */
 import { assert, unreachable } from '../common/assert.ts'
 import type { LogIndex, ShardId } from '../common/ids.ts'
@@ -223,6 +228,34 @@ export class KvStateMachine {
     assert(index === this.applied + 1, 'apply out of order')
     this.applied = index
     writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
+    return this.applyAt(index, command, writer, reader)
+  }
+
+  /**
+   * Applies the commands of one entry at `index` (commands.ts `decodeEntry`): each in order, as
+   * `apply` would alone, every one at the entry's index (a put's version is the index), with the
+   * applied index written once. A group's commands are tagged writes of one client (commands.ts),
+   * each with its own seq and so its own dedup result; each gets its own outcome.
+   */
+  applyEntry(
+    index: LogIndex,
+    commands: readonly Command[],
+    writer: ApplyWriter,
+    reader: ApplyReader,
+  ): ApplyOutcome[] {
+    const first = commands[0]
+    assert(first !== undefined, 'an entry without commands')
+    if (commands.length === 1) return [this.apply(index, first, writer, reader)]
+    assert(index === this.applied + 1, 'apply out of order')
+    this.applied = index
+    writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
+    return commands.map((command) => {
+      assert(command.kind !== 'register', 'a registration in a group')
+      return this.applyAt(index, command, writer, reader)
+    })
+  }
+
+  private applyAt(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyOutcome {
     if (command.kind === 'register') {
       const r = this.dedup.register(command.clientId, command.floor, command.session, index, writer)
       switch (r.kind) {

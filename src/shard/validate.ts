@@ -12,7 +12,7 @@ import {
   type ScanArgs,
   type WriteOptions,
 } from './api.ts'
-import { tryDecodeCommand, type ClientTag, type Command, type SessionStamp } from './commands.ts'
+import { tryDecodeEntry, type ClientTag, type Command, type SessionStamp } from './commands.ts'
 
 const readLevels: ReadonlySet<unknown> = new Set(Object.values(ReadLevel))
 const writeLevels: ReadonlySet<unknown> = new Set(Object.values(WriteLevel))
@@ -173,12 +173,14 @@ export function validateCommand(command: Command, limits: Readonly<Limits>): voi
  * entry from a buggy or hostile leader can never stop a replica at apply time. Never throws.
  */
 export function commandAcceptable(data: Uint8Array, limits: Readonly<Limits>): boolean {
-  const command = tryDecodeCommand(data)
-  if (command === null) return false
+  const commands = tryDecodeEntry(data)
+  if (commands === null) return false
   try {
-    validateCommand(command, limits)
-    if (command.tag !== undefined)
-      validateWriteOptions({ level: WriteLevel.Majority, ...command.tag }, limits)
+    for (const command of commands) {
+      validateCommand(command, limits)
+      if (command.tag !== undefined)
+        validateWriteOptions({ level: WriteLevel.Majority, ...command.tag }, limits)
+    }
     return true
   } catch (err) {
     if (err instanceof KvError) return false

@@ -83,6 +83,25 @@ class Harness {
     return outcomes
   }
 
+  /** Applies `commands` as the commands of ONE entry (a grouped entry: applyEntry). */
+  async entry(...commands: Command[]): Promise<ApplyOutcome[]> {
+    const keys = commands.flatMap((c) => this.machine.readKeys(c))
+    const values = await this.engine.multiGet(keys)
+    const batch = this.engine.batch()
+    const overlay = new ApplyOverlay(
+      batch,
+      keys.map((k, i) => [k, values[i] ?? null] as const),
+    )
+    const outcomes = this.machine.applyEntry(
+      LogIndex(this.machine.appliedIndex + 1),
+      commands,
+      overlay,
+      overlay,
+    )
+    await this.engine.write(batch, { sync: true })
+    return outcomes
+  }
+
   async one(command: Command): Promise<ApplyResult> {
     const [outcome] = await this.apply(command)
     if (outcome === undefined || !('result' in outcome)) throw new Error('no result')
@@ -538,5 +557,59 @@ describe('shard/state-machine registered sessions (§6.3): games other clients p
     expect(again.machine.dedupClient('s')).toMatchObject({ principal: 'alice', watermark: 5, seqs: [6] })
     expect(kinds(await again.apply(onSession(put('k', 'v'), 's', 'alice', 3, 6, 5)))).toEqual(['duplicate'])
     expect(kinds(await again.apply(onSession(put('k', 'v'), 's', 'bob', 3, 7)))).toEqual(['sessionUnknown'])
+  })
+  it('applies a grouped entry: every command at the entry index, each with its own dedup result', async () => {
+    const h = await new Harness(hasher).open()
+    await h.one(put('a', '0'))
+    const outcomes = await h.entry(
+      tagged(put('a', '1', 1), 'c', 1),
+      tagged(put('b', '2'), 'c', 2, 1),
+      tagged(put('z', '9', 7), 'c', 3, 1), // a CAS mismatch fails alone
+      tagged(del('d'), 'c', 4, 1),
+    )
+    expect(outcomes).toEqual([
+      { kind: 'applied', index: 2, result: { kind: 'put', version: 2 } },
+      { kind: 'applied', index: 2, result: { kind: 'put', version: 2 } },
+      { kind: 'applied', index: 2, result: { kind: 'versionMismatch', opIndex: 0, currentVersion: 0 } },
+      { kind: 'applied', index: 2, result: { kind: 'delete', deleted: false } },
+    ])
+    expect(h.machine.appliedIndex).toBe(2)
+    expect(decodeAppliedIndex((await h.engine.get(raftAppliedIndexKey(shard)))!)).toBe(2)
+    expect(await h.read('a')).toEqual({ value: '1', version: 2, createVersion: 1 })
+    expect(await h.read('z')).toBeNull()
+    expect(await storedDedup(h)).toEqual(['c:w1', 'c:1', 'c:2', 'c:3', 'c:4'])
+    // A retry of any of them, alone or grouped again, replays its saved result and applies nothing.
+    const again = await h.entry(tagged(put('b', 'X'), 'c', 2, 1), tagged(put('e', '5'), 'c', 5, 1))
+    expect(again).toEqual([
+      { kind: 'duplicate', index: 3, result: { kind: 'put', version: 2 } },
+      { kind: 'applied', index: 3, result: { kind: 'put', version: 3 } },
+    ])
+    expect(await h.read('b')).toEqual({ value: '2', version: 2, createVersion: 2 })
+    // A restart loads the same table (the client's last activity is the group's index).
+    const h2 = await h.reopen()
+    expect(h2.machine.dedupClient('c')).toEqual(h.machine.dedupClient('c'))
+    expect(h2.machine.dedupClient('c')?.lastIndex).toBe(3)
+    expect(await h2.one(tagged(put('b', 'Y'), 'c', 2, 1))).toEqual({ kind: 'put', version: 2 })
+  })
+
+  it('applies a grouped entry exactly as its commands one entry each would, but for versions', async () => {
+    const commands = [
+      tagged(put('a', '1'), 'c', 1),
+      tagged(put('b', '2', 0), 'c', 2, 1),
+      tagged(del('a'), 'c', 3, 2),
+      tagged(put('b', 'x', 0), 'c', 2, 1), // a repeat of seq 2 inside the same entry
+      tagged(put('q', '1'), 'c', 1), // below the watermark by now: stale
+    ]
+    const grouped = await new Harness(hasher).open()
+    const single = await new Harness(hasher).open()
+    const g = await grouped.entry(...commands)
+    const s: ApplyOutcome[] = []
+    for (const c of commands) s.push(...(await single.apply(c)))
+    const strip = (o: ApplyOutcome): string =>
+      JSON.stringify({ ...o, index: 0 }).replace(/"version":\d+/g, '')
+    expect(g.map(strip)).toEqual(s.map(strip))
+    expect(await storedDedup(grouped)).toEqual(await storedDedup(single))
+    for (const k of ['a', 'b', 'q'])
+      expect((await grouped.read(k))?.value).toBe((await single.read(k))?.value)
   })
 })

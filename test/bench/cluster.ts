@@ -25,7 +25,11 @@
  * change). `--tls` also runs ringkv with TLS in every round (a fresh CA and node certificates from
  * `kvctl certs`'s issuer, mutual TLS between peers, the clients authenticated by an admin client
  * certificate), the plaintext and TLS clusters taking turns to go first, and reports the cost of
- * TLS as tls/plain ratios. A measurement, not a test: it asserts nothing about time.
+ * TLS as tls/plain ratios. Under each system's row, CPU microseconds per completed operation of
+ * the client (this process) and of each node or member, from each process's own accounting read
+ * before and after the phase (cpu.ts); and once per run, each process's CPU with no load over 2 s
+ * (idle CPU ms/s), the background every phase's per-op figure carries spread over its ops.
+ * A measurement, not a test: it asserts nothing about time.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import {
@@ -373,6 +377,24 @@ async function settleLeaders(endpoints: readonly string[], access: Access): Prom
 interface RingkvRun {
   readonly unbatched: Map<string, Phase>
   readonly batched: Map<string, Phase>
+  /** CPU ms per second of each meter (the client first) with no load, after the warm-up. */
+  readonly idle: readonly number[]
+}
+
+/** Seconds of quiet over which a run measures each process's CPU without load. */
+const idleSeconds = 2
+
+/**
+ * CPU milliseconds per second each meter uses over `seconds` with no load: the background work
+ * (ticks, heartbeats, timers) that every phase's CPU per op also carries, spread over its ops.
+ */
+async function idleCpu(meters: readonly CpuMeter[], seconds: number): Promise<number[]> {
+  const before = await readMeters(meters)
+  const start = performance.now()
+  await sleep(seconds * 1000)
+  const after = await readMeters(meters)
+  const elapsedS = (performance.now() - start) / 1000
+  return before.map((b, i) => ((after[i]! - b) * 1000) / elapsedS)
 }
 
 /**
@@ -429,19 +451,18 @@ async function benchRingkv(args: Args, dir: string, round: number, tls: boolean)
     await closedLoop(Math.min(3, args.seconds), 64, async (i) => (await warm.put(key('z', i)), true))
     target.close()
     target = undefined
+    const meters = [selfMeter(), ...cluster.nodes.map((n) => metricsMeter(`node ${n.nodeId}`, n.http))]
+    const idle = await idleCpu(meters, idleSeconds)
     // The two modes take turns to go first (the second runs on a cluster holding more keys).
     const modes = round % 2 === 0 ? [false, true] : [true, false]
     const measured = new Map<boolean, Map<string, Phase>>()
     for (const batching of modes) {
-      target = await ringkvTarget(cluster.endpoints, batching, access, [
-        selfMeter(),
-        ...cluster.nodes.map((n) => metricsMeter(`node ${n.nodeId}`, n.http)),
-      ])
+      target = await ringkvTarget(cluster.endpoints, batching, access, meters)
       measured.set(batching, await runPhases(target, args, batching))
       target.close()
       target = undefined
     }
-    const result: RingkvRun = { unbatched: measured.get(false)!, batched: measured.get(true)! }
+    const result: RingkvRun = { unbatched: measured.get(false)!, batched: measured.get(true)!, idle }
     const crashed = await cluster.stop()
     if (crashed.length > 0)
       throw new Error(`ringkv node ${crashed.join(', ')} exited on its own during the run`)
@@ -611,15 +632,21 @@ async function etcdTarget(endpoints: readonly string[], meters: readonly CpuMete
   }
 }
 
-async function benchEtcd(bin: string, args: Args, dir: string): Promise<Map<string, Phase>> {
+async function benchEtcd(
+  bin: string,
+  args: Args,
+  dir: string,
+): Promise<{ phases: Map<string, Phase>; idle: number[] }> {
   const etcd = await startEtcd(bin, args.etcdMembers, dir).catch((err: unknown) => {
     console.error(`etcd logs kept in ${dir}`)
     throw err
   })
   let target: Target | undefined
   try {
-    target = await etcdTarget(etcd.endpoints, [selfMeter(), ...etcd.meters])
-    const result = await runPhases(target, args)
+    const meters = [selfMeter(), ...etcd.meters]
+    const idle = await idleCpu(meters, idleSeconds)
+    target = await etcdTarget(etcd.endpoints, meters)
+    const result = { phases: await runPhases(target, args), idle }
     target.close()
     target = undefined
     const died = await etcd.stop()
@@ -777,6 +804,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const ringkvRuns: RingkvRun[] = []
   const tlsRuns: RingkvRun[] = []
   const etcdRuns: Map<string, Phase>[] = []
+  const etcdIdle: number[][] = []
   try {
     for (let round = 0; round < args.runs; round++) {
       // The systems take turns to go first, so neither always runs on a warmer machine.
@@ -786,7 +814,11 @@ export async function main(argv: readonly string[]): Promise<void> {
           // Plaintext and TLS take turns to go first as well.
           for (const tls of args.tls ? (round % 2 === 0 ? [false, true] : [true, false]) : [false])
             (tls ? tlsRuns : ringkvRuns).push(await benchRingkv(args, root, round, tls))
-        } else if (withEtcd) etcdRuns.push(await benchEtcd(etcdBin, args, join(root, `etcd-${round}`)))
+        } else if (withEtcd) {
+          const run = await benchEtcd(etcdBin, args, join(root, `etcd-${round}`))
+          etcdRuns.push(run.phases)
+          etcdIdle.push(run.idle)
+        }
       }
       process.stderr.write(`run ${round + 1}/${args.runs} done\n`)
     }
@@ -799,6 +831,26 @@ export async function main(argv: readonly string[]): Promise<void> {
   console.log(
     `load average (1 min): ${loadStart.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end`,
   )
+  // Background CPU with no load: every phase's CPU per op carries it, spread over the phase's ops.
+  const idleLine = (system: string, runs: readonly (readonly number[])[]): void => {
+    if (runs.length === 0) return
+    const perMeter = Array.from({ length: Math.max(...runs.map((r) => r.length)) }, (_, i) =>
+      median(runs.map((r) => r[i]).filter((ms): ms is number => ms !== undefined)),
+    )
+    const [client, ...servers] = perMeter.map((ms) => ms.toFixed(1))
+    console.log(
+      `idle CPU ms/s (${idleSeconds} s without load, median of runs), ${system}: client ${client}; servers ${servers.join(' + ')}`,
+    )
+  }
+  idleLine(
+    'ringkv',
+    ringkvRuns.map((r) => r.idle),
+  )
+  idleLine(
+    'ringkv tls',
+    tlsRuns.map((r) => r.idle),
+  )
+  idleLine('etcd', etcdIdle)
   report(
     ringkvRuns,
     withEtcd ? etcdRuns : undefined,

@@ -42,6 +42,7 @@ import {
   type TimerHandle,
 } from '../common/index.ts'
 import { AssertionError } from '../common/assert.ts'
+import { FixedHistogram, histogramBuckets, type HistogramSnapshot } from '../common/histogram.ts'
 import { equalHashRanges, type HashRange, type Hasher } from '../hashing/index.ts'
 import {
   ReadOnlyOption,
@@ -58,6 +59,7 @@ import {
   RaftReplica,
   firstDescriptor,
   membersOf,
+  newGroupCounters,
   type ApplyResult,
   type Command,
   type InstalledSnapshot,
@@ -283,6 +285,29 @@ export interface ReplicaView extends ShardView {
 
 const shardCountKey = metaKey('shard-count')
 
+/** The Raft side of the node for the metrics: its groups' counters and the writes they wait on. */
+export interface HostRaftStats {
+  readonly leaderChanges: number
+  readonly proposalsCommitted: number
+  readonly proposalsNotLeader: number
+  readonly proposalsRefused: number
+  readonly proposalsLost: number
+  /** Write proposals in the log of a live group, not yet applied here. */
+  readonly proposalsPending: number
+  /** Groups this node leads with a voter not heard from within an election timeout. */
+  readonly leadersWithUnreachableVoters: number
+}
+
+/** The host's storage writes (one per loop iteration with work) for the metrics. */
+export interface HostStorageStats {
+  /** Seconds per synced write (the batch and its WAL fsync), on the injected clock. */
+  readonly syncSeconds: HistogramSnapshot
+  /** Operations per written batch (synced or not). */
+  readonly batchOps: HistogramSnapshot
+  /** Key and value bytes per written batch. */
+  readonly batchBytes: HistogramSnapshot
+}
+
 interface SnapshotSend {
   readonly controller: AbortController
   readonly to: NodeId
@@ -329,6 +354,19 @@ export class NodeHost implements ReplicaLoop {
     /** Envelopes for a shard this node does not hold, is removing or has a tombstone of. */
     envelopesForNoReplica: 0,
   }
+  /** Shared by every group of this host (RaftGroupComponents.counters). */
+  private readonly groupCounters = newGroupCounters()
+  private readonly syncSeconds = new FixedHistogram(histogramBuckets.syncSeconds)
+  private readonly batchOps = new FixedHistogram(histogramBuckets.batchOps)
+  private readonly batchBytes = new FixedHistogram(histogramBuckets.batchBytes)
+  /**
+   * Heartbeat round trips per peer: the first heartbeat sent to a peer while none is outstanding
+   * is the probe (its shard and send time); that shard's next heartbeat response from the peer
+   * ends it. A probe older than an election timeout (its heartbeat or answer lost) is replaced by
+   * the next heartbeat. Bounded by the peers this node's groups have as voters or learners.
+   */
+  private readonly rttProbes = new Map<NodeId, { readonly shardId: ShardId; readonly sentMs: number }>()
+  private readonly rtts = new Map<NodeId, FixedHistogram>()
 
   private constructor(
     init: NodeHostInit,
@@ -489,6 +527,33 @@ export class NodeHost implements ReplicaLoop {
 
   counters(): Readonly<typeof this.stats> {
     return this.stats
+  }
+
+  /** The groups' Raft counters and the proposals waiting now (plain reads; for the metrics). */
+  raftStats(): HostRaftStats {
+    let pending = 0
+    let unreachable = 0
+    for (const g of this.liveGroups()) {
+      pending += g.pendingProposals
+      if (g.role === 'leader' && g.unreachableVoterCount() > 0) unreachable++
+    }
+    return { ...this.groupCounters, proposalsPending: pending, leadersWithUnreachableVoters: unreachable }
+  }
+
+  /** Histograms of the host's engine writes (for the metrics). */
+  storageStats(): HostStorageStats {
+    return {
+      syncSeconds: this.syncSeconds.snapshot(),
+      batchOps: this.batchOps.snapshot(),
+      batchBytes: this.batchBytes.snapshot(),
+    }
+  }
+
+  /** Heartbeat round trips per peer measured so far, in seconds (for the metrics). */
+  peerRoundTrips(): ReadonlyMap<NodeId, HistogramSnapshot> {
+    const out = new Map<NodeId, HistogramSnapshot>()
+    for (const [peer, h] of this.rtts) out.set(peer, h.snapshot())
+    return out
   }
 
   /** Stops the loop (waiters fail UNAVAILABLE; writes in flight end with an unknown outcome). */
@@ -774,7 +839,29 @@ export class NodeHost implements ReplicaLoop {
       return
     }
     if (payload.kind === 'applied') g.onAppliedReport(env.from, payload.index)
-    else if (payload.message.from === env.from && payload.message.to === this.nodeId) g.step(payload.message)
+    else if (payload.message.from === env.from && payload.message.to === this.nodeId) {
+      if (payload.message.type === 'MsgHeartbeatResp') this.endRttProbe(env.shardId, env.from)
+      g.step(payload.message)
+    }
+  }
+
+  private startRttProbe(shardId: ShardId, to: NodeId): void {
+    const now = this.clock.nowMs()
+    const probe = this.rttProbes.get(to)
+    if (probe !== undefined && now - probe.sentMs <= electionTicks * this.tickMs) return
+    this.rttProbes.set(to, { shardId, sentMs: now })
+  }
+
+  private endRttProbe(shardId: ShardId, from: NodeId): void {
+    const probe = this.rttProbes.get(from)
+    if (probe === undefined || probe.shardId !== shardId) return
+    this.rttProbes.delete(from)
+    let h = this.rtts.get(from)
+    if (h === undefined) {
+      h = new FixedHistogram(histogramBuckets.peerRttSeconds)
+      this.rtts.set(from, h)
+    }
+    h.observe((this.clock.nowMs() - probe.sentMs) / 1000)
   }
 
   private async handleReadies(): Promise<void> {
@@ -802,7 +889,11 @@ export class NodeHost implements ReplicaLoop {
     for (const write of hostWrites) write(batch)
     if (batch.length > 0) {
       const sync = hostWrites.length > 0 || work.some(({ rd }) => rd.mustSync || rd.snapshot !== null)
+      this.batchOps.observe(batch.length)
+      this.batchBytes.observe(batch.byteLength)
+      const startedMs = this.clock.nowMs()
       await this.engine.write(batch, { sync })
+      if (sync) this.syncSeconds.observe((this.clock.nowMs() - startedMs) / 1000)
       this.stats.writes++
     }
     for (const [i, { group, rd }] of work.entries()) {
@@ -843,6 +934,7 @@ export class NodeHost implements ReplicaLoop {
         this.sendSnapshot(group, m)
         continue
       }
+      if (m.type === 'MsgHeartbeat') this.startRttProbe(group.shardId, m.to)
       this.transport.send({
         shardId: group.shardId,
         from: this.nodeId,
@@ -888,6 +980,7 @@ export class NodeHost implements ReplicaLoop {
         random: this.components.random,
         logger: this.components.logger,
         limits: this.limits,
+        counters: this.groupCounters,
       },
     )
     slot.group = group

@@ -70,7 +70,7 @@ import {
   type LocalReplica,
 } from '../router/index.ts'
 import { BindableLogger, type Logger } from '../common/logger.ts'
-import { loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
+import { RocksEngine, loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
 import type { Hasher } from '../hashing/index.ts'
 import { NodeHost, type HostedShard } from '../node/host.ts'
 import { GrpcPeerTransport } from '../node/transport-grpc.ts'
@@ -220,6 +220,10 @@ export class Kvd {
         replicas: () => this.host?.status() ?? [],
         hostCounters: () => this.host?.counters(),
         transport: () => this.transport?.stats(),
+        raft: () => this.host?.raftStats(),
+        storage: () => this.host?.storageStats(),
+        rocks: () => (this.engine instanceof RocksEngine ? this.engine.sizes() : undefined),
+        peerRoundTrips: () => this.host?.peerRoundTrips(),
       })
       const map = identity.map
       const router = new Router({

@@ -47,6 +47,8 @@ export type { ApplyResult, DedupClientView } from './dedup.ts'
 export {
   Deferred,
   RaftGroup,
+  newGroupCounters,
+  type GroupCounters,
   type GroupLogStore,
   type InstalledSnapshot,
   type LogWrite,

@@ -216,6 +216,35 @@ export interface RaftGroupInit {
   readonly tickMs: number
 }
 
+/**
+ * Counts the node's groups keep together (one object per node host, shared by its groups): plain
+ * numbers, only ever raised, read by the metrics at scrape time. Writes only (not configuration
+ * changes or reads).
+ */
+export interface GroupCounters {
+  /** A group saw a leader it did not know before (a new one, or one after a time without). */
+  leaderChanges: number
+  /** Write proposals whose entry applied at the index and term they were proposed at. */
+  proposalsCommitted: number
+  /** Write proposals refused here because this replica does not lead (NOT_LEADER). */
+  proposalsNotLeader: number
+  /** Write proposals refused for other reasons (overloaded, too large, `all` voters unreachable). */
+  proposalsRefused: number
+  /** Write proposals that lost their place in the log (a new leader, or a snapshot replaced it). */
+  proposalsLost: number
+}
+
+/** Counters that start at zero. */
+export function newGroupCounters(): GroupCounters {
+  return {
+    leaderChanges: 0,
+    proposalsCommitted: 0,
+    proposalsNotLeader: 0,
+    proposalsRefused: 0,
+    proposalsLost: 0,
+  }
+}
+
 export interface RaftGroupComponents {
   readonly store: GroupLogStore
   readonly machine: KvStateMachine
@@ -225,6 +254,8 @@ export interface RaftGroupComponents {
   readonly random: Random
   readonly logger: Logger
   readonly limits: Readonly<Limits>
+  /** Where the group counts (the host's, shared by its groups); default: its own. */
+  readonly counters?: GroupCounters
 }
 
 /** Reads of keys applied earlier in the same batch; the host prefetches readKeys() into it. */
@@ -244,6 +275,7 @@ export class RaftGroup {
   private readonly clock: Clock
   private readonly log: Logger
   private readonly limits: Readonly<Limits>
+  private readonly counters: GroupCounters
   private readonly electionMs: number
   /** The applied configuration and the descriptor (epoch) that goes with it. */
   private confNow: ConfState
@@ -308,6 +340,7 @@ export class RaftGroup {
     this.machine = components.machine
     this.clock = components.clock
     this.limits = components.limits
+    this.counters = components.counters ?? newGroupCounters()
     this.confNow = components.store.confState()
     this.descriptorNow = components.descriptor
     this.log = components.logger.child({ shard: init.shardId })
@@ -377,6 +410,11 @@ export class RaftGroup {
     return this.removedNow
   }
 
+  /** Voters (this node aside) not heard from within an election timeout (read by the metrics). */
+  unreachableVoterCount(): number {
+    return this.unreachableVoters().length
+  }
+
   configView(): ShardConfigView {
     return {
       epoch: this.descriptorNow.epoch,
@@ -425,6 +463,12 @@ export class RaftGroup {
     )
   }
 
+  /** NOT_LEADER for a write refused here, counted (GroupCounters.proposalsNotLeader). */
+  writeNotLeader(): KvError {
+    this.counters.proposalsNotLeader++
+    return this.notLeader()
+  }
+
   // ---- loop side: requests ----
 
   /** Proposes a validated command. Settles `deferred` when the level's condition holds. */
@@ -435,10 +479,11 @@ export class RaftGroup {
     predicted?: (index: LogIndex) => ApplyResult,
   ): void {
     if (deferred.isSettled) return
-    if (this.roleNow !== 'leader') return deferred.reject(this.notLeader())
+    if (this.roleNow !== 'leader') return deferred.reject(this.writeNotLeader())
     if (level === 'all') {
       const unreachable = this.unreachableVoters()
-      if (unreachable.length > 0)
+      if (unreachable.length > 0) {
+        this.counters.proposalsRefused++
         return deferred.reject(
           new KvError(
             ErrorCode.Unavailable,
@@ -446,6 +491,7 @@ export class RaftGroup {
             { details: { shardId: this.shardId } },
           ),
         )
+      }
     }
     this.queuedWrites.push({ level, command, deferred, predicted })
   }
@@ -502,6 +548,9 @@ export class RaftGroup {
     }
     const r = this.raw.propose(encodeEntry(writes.map((w) => w.command)))
     if (!r.ok) {
+      if (r.reason === 'not-leader' || r.reason === 'transferring')
+        this.counters.proposalsNotLeader += writes.length
+      else this.counters.proposalsRefused += writes.length
       switch (r.reason) {
         case 'not-leader':
         case 'transferring':
@@ -973,8 +1022,11 @@ export class RaftGroup {
   }
 
   private answerOne(p: PendingProposal, entry: Entry, outcome: ApplyOutcome | null): void {
+    const kept = p.term === entry.term && outcome !== null
+    if (kept) this.counters.proposalsCommitted++
+    else this.counters.proposalsLost++
     if (p.level === 'leader') return
-    if (p.term !== entry.term || outcome === null) {
+    if (!kept) {
       p.deferred.reject(
         new KvError(
           ErrorCode.ProposalDropped,
@@ -1033,6 +1085,7 @@ export class RaftGroup {
     const role: ReplicaRole =
       st.role === 'leader' ? 'leader' : st.config.learners.includes(this.nodeId) ? 'learner' : 'follower'
     if (this.roleNow === 'leader' && role !== 'leader') this.onLostLeadership()
+    if ((st.leaderId ?? 0) > 0 && st.leaderId !== this.leader) this.counters.leaderChanges++
     if (role !== this.roleNow || st.leaderId !== this.leader)
       this.log.info({ role: st.role, term: st.term, leader: st.leaderId }, 'role changed')
     this.roleNow = role
@@ -1062,6 +1115,7 @@ export class RaftGroup {
     for (const [index, ps] of this.proposals) {
       if (index > meta.index) continue
       this.proposals.delete(index)
+      this.counters.proposalsLost += ps.length
       for (const p of ps)
         p.deferred.reject(
           new KvError(

@@ -360,7 +360,7 @@ export class RaftReplica implements Replica {
         'compare-and-set needs a quorum: use write level majority or all, not leader',
         { details: { field: 'level' } },
       )
-    if (this.group.role !== 'leader') throw this.group.notLeader()
+    if (this.group.role !== 'leader') throw this.group.writeNotLeader()
     const d = new Deferred<WriteAnswer>()
     this.components.loop.propose(this.shardId, command, opts.level, d, predicted)
     return await this.until(d, opts.signal)

@@ -228,6 +228,20 @@ class WriteGate {
   }
 }
 
+/** RocksDB's sizes and compaction work at one moment (RocksEngine.sizes). */
+export interface RocksSizes {
+  /** rocksdb.estimate-live-data-size: an estimate of the live data in SST files. */
+  readonly liveDataBytes: number
+  /** rocksdb.total-sst-files-size: every SST file, obsolete versions included. */
+  readonly sstFilesBytes: number
+  /** rocksdb.cur-size-all-mem-tables: the memtables not yet flushed. */
+  readonly memtableBytes: number
+  /** rocksdb.estimate-pending-compaction-bytes: what compaction must still rewrite. */
+  readonly pendingCompactionBytes: number
+  /** rocksdb.num-running-compactions. */
+  readonly runningCompactions: number
+}
+
 export class RocksEngine implements Engine {
   private closed = false
   private closing: Promise<void> | undefined
@@ -382,6 +396,26 @@ export class RocksEngine implements Engine {
   }
   deleteRangeChunk(range: KeyRange, options: DeleteRangeChunkOptions): Promise<DeleteRangeChunkResult> {
     return deleteRangeChunkVia(this, range, options)
+  }
+
+  /**
+   * RocksDB's own view of its size and compaction work (for the metrics), read from its
+   * properties at call time; a property the library does not answer with a number reads as 0.
+   * Undefined once closed.
+   */
+  sizes(): RocksSizes | undefined {
+    if (this.closed) return undefined
+    const read = (name: string): number => {
+      const n = Number(this.db.getProperty(name))
+      return Number.isFinite(n) && n >= 0 ? n : 0
+    }
+    return {
+      liveDataBytes: read('rocksdb.estimate-live-data-size'),
+      sstFilesBytes: read('rocksdb.total-sst-files-size'),
+      memtableBytes: read('rocksdb.cur-size-all-mem-tables'),
+      pendingCompactionBytes: read('rocksdb.estimate-pending-compaction-bytes'),
+      runningCompactions: read('rocksdb.num-running-compactions'),
+    }
   }
 
   /** A RocksDB property (e.g. 'rocksdb.estimate-num-keys'), for status and metrics. */

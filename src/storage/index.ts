@@ -35,6 +35,7 @@ export {
   StorageLockedError,
   type RocksEngineInit,
   type RocksEngineComponents,
+  type RocksSizes,
 } from './engine-rocksdb.ts'
 export * from './keys.ts'
 export { encodeValueRecord, decodeValueRecord, valueRecordFormat, type ValueRecord } from './value-record.ts'

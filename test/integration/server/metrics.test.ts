@@ -53,6 +53,20 @@ describe('server/metrics of a real cluster', () => {
       ['ringkv_peer_dropped_messages_total', 'counter'],
       ['ringkv_peer_connected', 'gauge'],
       ['ringkv_snapshots_sent_total', 'counter'],
+      ['ringkv_raft_leader_changes_total', 'counter'],
+      ['ringkv_raft_proposals_committed_total', 'counter'],
+      ['ringkv_raft_proposals_dropped_total', 'counter'],
+      ['ringkv_raft_proposals_pending', 'gauge'],
+      ['ringkv_shard_leaders_with_unreachable_voters', 'gauge'],
+      ['ringkv_storage_sync_duration_seconds', 'histogram'],
+      ['ringkv_storage_batch_ops', 'histogram'],
+      ['ringkv_storage_batch_bytes', 'histogram'],
+      ['ringkv_storage_live_data_bytes', 'gauge'],
+      ['ringkv_storage_sst_files_bytes', 'gauge'],
+      ['ringkv_storage_memtable_bytes', 'gauge'],
+      ['ringkv_storage_pending_compaction_bytes', 'gauge'],
+      ['ringkv_storage_running_compactions', 'gauge'],
+      ['ringkv_peer_round_trip_seconds', 'histogram'],
     ])
       expect(s.text, name).toContain(`# TYPE ${name} ${type}\n`)
     expect(s.text).not.toMatch(/^ringkv_forwarded_requests\{/m)
@@ -68,6 +82,11 @@ describe('server/metrics of a real cluster', () => {
       }
       const leaders = scrapes.reduce((sum, s) => sum + (s.value('ringkv_shard_leaders') ?? 0), 0)
       expect(leaders).toBe(5)
+      // Every node saw the leader of each of its 5 groups arrive at least once; none is cut off.
+      for (const s of scrapes) {
+        expect(s.value('ringkv_raft_leader_changes_total')).toBeGreaterThanOrEqual(5)
+        expect(s.value('ringkv_shard_leaders_with_unreachable_voters')).toBe(0)
+      }
       for (const [i, s] of scrapes.entries()) {
         for (const peer of cluster.nodes.filter((_, j) => j !== i))
           expect(s.value(`ringkv_peer_connected{peer="${peer.nodeId}"}`)).toBe(1)
@@ -98,5 +117,41 @@ describe('server/metrics of a real cluster', () => {
     expect(sum(after, 'ringkv_peer_received_messages_total')).toBeGreaterThan(
       sum(before, 'ringkv_peer_received_messages_total'),
     )
+    // Each put committed one proposal on its shard's leader, through synced batches there and on
+    // the followers; RocksDB holds the data (in memtables at least).
+    const committed = 'ringkv_raft_proposals_committed_total'
+    expect(sum(after, committed) - sum(before, committed)).toBeGreaterThanOrEqual(40)
+    expect(sum(after, 'ringkv_raft_proposals_pending')).toBe(0)
+    for (const [i, s] of after.entries()) {
+      const syncs = s.value('ringkv_storage_sync_duration_seconds_count') ?? 0
+      expect(syncs).toBeGreaterThan(before[i]!.value('ringkv_storage_sync_duration_seconds_count') ?? 0)
+      expect(s.value('ringkv_storage_sync_duration_seconds_bucket{le="+Inf"}')).toBe(syncs)
+      expect(s.value('ringkv_storage_sync_duration_seconds_sum')).toBeGreaterThan(0)
+      expect(s.value('ringkv_storage_batch_ops_count')).toBeGreaterThanOrEqual(syncs)
+      expect(s.value('ringkv_storage_batch_bytes_sum')).toBeGreaterThan(0)
+      expect(
+        (s.value('ringkv_storage_memtable_bytes') ?? 0) + (s.value('ringkv_storage_sst_files_bytes') ?? 0),
+      ).toBeGreaterThan(0)
+    }
+  })
+
+  it('measures heartbeat round trips from each leader to its peers', async () => {
+    await eventually('round trips measured', async () => {
+      const scrapes = await Promise.all(cluster.nodes.map((n) => scrape(n.http)))
+      // Leaders heartbeat their followers every tick: some node measured a round trip to each peer.
+      let measured = 0
+      for (const [i, s] of scrapes.entries())
+        for (const peer of cluster.nodes.filter((_, j) => j !== i)) {
+          const count = s.value(`ringkv_peer_round_trip_seconds_count{peer="${peer.nodeId}"}`) ?? 0
+          const sum = s.value(`ringkv_peer_round_trip_seconds_sum{peer="${peer.nodeId}"}`) ?? 0
+          if (count > 0) {
+            measured++
+            expect(sum / count).toBeGreaterThan(0)
+            expect(sum / count).toBeLessThan(60)
+          }
+        }
+      expect(measured).toBeGreaterThan(0)
+      return true
+    })
   })
 })

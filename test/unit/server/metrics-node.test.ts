@@ -10,6 +10,15 @@ import { KvdMetrics } from '../../../src/server/http.ts'
 import { registerNodeMetrics, type ReplicaMetricsView } from '../../../src/server/metrics-node.ts'
 import type { TransportStats } from '../../../src/node/transport.ts'
 import { NodeId } from '../../../src/common/ids.ts'
+import { FixedHistogram, type HistogramSnapshot } from '../../../src/common/histogram.ts'
+import type { HostRaftStats, HostStorageStats } from '../../../src/node/host.ts'
+import type { RocksSizes } from '../../../src/storage/index.ts'
+
+function histogram(bounds: number[], values: number[]): HistogramSnapshot {
+  const h = new FixedHistogram(bounds)
+  for (const v of values) h.observe(v)
+  return h.snapshot()
+}
 
 function transportStats(over: Partial<TransportStats> = {}): TransportStats {
   return {
@@ -56,12 +65,20 @@ describe('server/metrics-node', () => {
     let transport: TransportStats | undefined
     let host: { envelopesDropped: number; envelopesForNoReplica: number } | undefined = undefined
     const forwarded = new Map<string, number>()
+    let raft: HostRaftStats | undefined = undefined
+    let storage: HostStorageStats | undefined = undefined
+    let rocks: RocksSizes | undefined = undefined
+    let rtts: Map<NodeId, HistogramSnapshot> | undefined = undefined
     registerNodeMetrics(registry, {
       version: '1.2.3',
       forwarded: () => forwarded,
       replicas: () => replicas,
       hostCounters: () => host,
       transport: () => transport,
+      raft: () => raft,
+      storage: () => storage,
+      rocks: () => rocks,
+      peerRoundTrips: () => rtts,
     })
 
     // Before the host and transport exist: zeros, no peers.
@@ -70,6 +87,11 @@ describe('server/metrics-node', () => {
     expect(empty.value('ringkv_shard_leaders')).toBe(0)
     expect(empty.value('ringkv_peer_sent_messages_total')).toBe(0)
     expect(empty.text).not.toContain('ringkv_peer_connected{')
+    expect(empty.value('ringkv_raft_proposals_committed_total')).toBe(0)
+    expect(empty.value('ringkv_raft_proposals_dropped_total{reason="lost"}')).toBe(0)
+    expect(empty.text).not.toContain('ringkv_storage_sync_duration_seconds_count')
+    expect(empty.value('ringkv_storage_live_data_bytes')).toBe(0)
+    expect(empty.text).not.toContain('ringkv_peer_round_trip_seconds_bucket')
     for (const [name, type] of [
       ['ringkv_build_info', 'gauge'],
       ['ringkv_forwarded_requests_total', 'counter'],
@@ -84,6 +106,17 @@ describe('server/metrics-node', () => {
       ['ringkv_peer_connected', 'gauge'],
       ['ringkv_peer_queued_bytes', 'gauge'],
       ['ringkv_snapshots_sent_total', 'counter'],
+      ['ringkv_raft_leader_changes_total', 'counter'],
+      ['ringkv_raft_proposals_committed_total', 'counter'],
+      ['ringkv_raft_proposals_dropped_total', 'counter'],
+      ['ringkv_raft_proposals_pending', 'gauge'],
+      ['ringkv_shard_leaders_with_unreachable_voters', 'gauge'],
+      ['ringkv_storage_sync_duration_seconds', 'histogram'],
+      ['ringkv_storage_batch_ops', 'histogram'],
+      ['ringkv_storage_batch_bytes', 'histogram'],
+      ['ringkv_storage_live_data_bytes', 'gauge'],
+      ['ringkv_storage_pending_compaction_bytes', 'gauge'],
+      ['ringkv_peer_round_trip_seconds', 'histogram'],
     ])
       expect(empty.text, name).toContain(`# TYPE ${name} ${type}\n`)
 
@@ -107,7 +140,54 @@ describe('server/metrics-node', () => {
       ],
     })
     forwarded.set('put', 5)
+    raft = {
+      leaderChanges: 3,
+      proposalsCommitted: 40,
+      proposalsNotLeader: 2,
+      proposalsRefused: 1,
+      proposalsLost: 4,
+      proposalsPending: 6,
+      leadersWithUnreachableVoters: 1,
+    }
+    storage = {
+      syncSeconds: histogram([0.001, 0.01], [0.0005, 0.002, 0.5]),
+      batchOps: histogram([1, 4], [1, 3]),
+      batchBytes: histogram([256], [100, 300]),
+    }
+    rocks = {
+      liveDataBytes: 1000,
+      sstFilesBytes: 2000,
+      memtableBytes: 300,
+      pendingCompactionBytes: 50,
+      runningCompactions: 1,
+    }
+    // Peer 9 is not a peer of the cluster (any more): not exported.
+    rtts = new Map([
+      [NodeId(2), histogram([0.001, 0.002], [0.0015])],
+      [NodeId(9), histogram([0.001], [0.5])],
+    ])
     const s = await scrape(registry)
+    expect(s.value('ringkv_raft_leader_changes_total')).toBe(3)
+    expect(s.value('ringkv_raft_proposals_committed_total')).toBe(40)
+    expect(s.value('ringkv_raft_proposals_dropped_total{reason="not_leader"}')).toBe(2)
+    expect(s.value('ringkv_raft_proposals_dropped_total{reason="refused"}')).toBe(1)
+    expect(s.value('ringkv_raft_proposals_dropped_total{reason="lost"}')).toBe(4)
+    expect(s.value('ringkv_raft_proposals_pending')).toBe(6)
+    expect(s.value('ringkv_shard_leaders_with_unreachable_voters')).toBe(1)
+    expect(s.value('ringkv_storage_sync_duration_seconds_bucket{le="0.001"}')).toBe(1)
+    expect(s.value('ringkv_storage_sync_duration_seconds_bucket{le="0.01"}')).toBe(2)
+    expect(s.value('ringkv_storage_sync_duration_seconds_bucket{le="+Inf"}')).toBe(3)
+    expect(s.value('ringkv_storage_sync_duration_seconds_count')).toBe(3)
+    expect(s.value('ringkv_storage_sync_duration_seconds_sum')).toBeCloseTo(0.5025)
+    expect(s.value('ringkv_storage_batch_ops_bucket{le="4"}')).toBe(2)
+    expect(s.value('ringkv_storage_batch_bytes_sum')).toBe(400)
+    expect(s.value('ringkv_storage_live_data_bytes')).toBe(1000)
+    expect(s.value('ringkv_storage_sst_files_bytes')).toBe(2000)
+    expect(s.value('ringkv_storage_running_compactions')).toBe(1)
+    expect(s.value('ringkv_peer_round_trip_seconds_bucket{peer="2",le="0.001"}')).toBe(0)
+    expect(s.value('ringkv_peer_round_trip_seconds_bucket{peer="2",le="0.002"}')).toBe(1)
+    expect(s.value('ringkv_peer_round_trip_seconds_count{peer="2"}')).toBe(1)
+    expect(s.text).not.toContain('peer="9"')
     expect(s.value('ringkv_shard_replicas{state="active"}')).toBe(3)
     expect(s.value('ringkv_shard_replicas{state="installing"}')).toBe(1)
     expect(s.value('ringkv_shard_replicas{state="tombstone"}')).toBe(0)
@@ -144,6 +224,10 @@ describe('server/metrics-node', () => {
       replicas: () => [],
       hostCounters: () => undefined,
       transport: () => undefined,
+      raft: () => undefined,
+      storage: () => undefined,
+      rocks: () => undefined,
+      peerRoundTrips: () => undefined,
     })
     const exported = new Set((await metrics.registry.getMetricsAsJSON()).map((m) => m.name))
     const root = join(import.meta.dirname, '../../..')

@@ -39,6 +39,8 @@ export interface GlobalOptions {
   readonly consistency: string | undefined
   readonly maxStalenessMs: number | undefined
   readonly deadlineMs: number | undefined
+  /** `--dial-timeout-ms`: how long a call waits for its endpoint's connection. */
+  readonly dialTimeoutMs?: number | undefined
   /** `-v`: with table output, print each answer's receipt on stderr. */
   readonly verbose?: boolean
   /** `--route`: route each request by the SDK's shard map (default: to the endpoint given). */
@@ -77,6 +79,7 @@ export class CliContext {
       const init: KvClientInit = {
         endpoints: this.globals.endpoints,
         ...(this.globals.deadlineMs !== undefined ? { deadlineMs: this.globals.deadlineMs } : {}),
+        ...(this.globals.dialTimeoutMs !== undefined ? { dialTimeoutMs: this.globals.dialTimeoutMs } : {}),
         // Explicit: kvctl sends to the endpoint it is given unless --route says otherwise.
         routing: { enabled: this.globals.route === true },
         ...(this.globals.zone !== undefined ? { zone: this.globals.zone } : {}),

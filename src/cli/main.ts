@@ -23,6 +23,7 @@ import { scanCommand } from './commands/scan.ts'
 import { shardsCommand } from './commands/shards.ts'
 import { statusCommand } from './commands/status.ts'
 import { packageVersion } from '../common/package-paths.ts'
+import { limits } from '../common/limits.ts'
 import { parsePositive, type CommandSpec } from './commands/command.ts'
 import { CliContext, endpointsDefault, usageError, type CliIo, type GlobalOptions } from './context.ts'
 import { ExitCode, exitCodeForError, exitCodesHelp } from './exit-codes.ts'
@@ -42,6 +43,7 @@ export const globalFlagEnv: readonly { readonly flag: string; readonly key: stri
     { flag: '--consistency', key: 'consistency', env: 'KVCTL_CONSISTENCY' },
     { flag: '--max-staleness-ms', key: 'maxStalenessMs', env: 'KVCTL_MAX_STALENESS_MS' },
     { flag: '--deadline-ms', key: 'deadlineMs', env: 'KVCTL_DEADLINE_MS' },
+    { flag: '--dial-timeout-ms', key: 'dialTimeoutMs', env: 'KVCTL_DIAL_TIMEOUT_MS' },
     { flag: '--route', key: 'route', env: 'KVCTL_ROUTE' },
     { flag: '--zone', key: 'zone', env: 'KVCTL_ZONE' },
     { flag: '--ca-file', key: 'caFile', env: 'KVCTL_CA_FILE' },
@@ -139,6 +141,12 @@ function buildProgram(io: CliIo, hooks: ProgramHooks): Command {
     )
     .addOption(
       new Option('--deadline-ms <ms>', 'time budget of the call, retries included').argParser(parsePositive),
+    )
+    .addOption(
+      new Option(
+        '--dial-timeout-ms <ms>',
+        `how long to wait for a connection to an endpoint before trying the next (default ${limits.dialTimeoutMsDefault})`,
+      ).argParser(parsePositive),
     )
     .addOption(
       new Option(
@@ -266,6 +274,7 @@ async function globalOptions(opts: Record<string, unknown>, io: CliIo): Promise<
     consistency: (opts['consistency'] as string | undefined) ?? env('consistency'),
     maxStalenessMs: number('maxStalenessMs'),
     deadlineMs: number('deadlineMs'),
+    dialTimeoutMs: number('dialTimeoutMs'),
     verbose: flag('verbose'),
     route: flag('route'),
     zone: (opts['zone'] as string | undefined) ?? env('zone'),

@@ -120,6 +120,14 @@ export interface KvClientInit {
   }
   /** Default budget of a call, retries included. Default limits.requestDeadlineMsDefault. */
   readonly deadlineMs?: number
+  /**
+   * How long a call waits for its endpoint's connection to become ready before failing
+   * UNAVAILABLE, naming the endpoint, so the retry moves to the next endpoint (etcd's
+   * --dial-timeout; dial.ts). grpc-js has no connect timeout: without this, an endpoint that
+   * accepts TCP but never answers holds every call for its whole deadline. Never longer than the
+   * call's deadline. Default limits.dialTimeoutMsDefault.
+   */
+  readonly dialTimeoutMs?: number
   readonly retry?: RetryInit
   /**
    * Identifies this client's writes to the shards' dedup tables (1..limits.clientIdBytesMax UTF-8
@@ -771,6 +779,16 @@ export class KvClient extends KvOperations {
         `deadlineMs must be an integer in 1..${limits.requestDeadlineMsMax}, got ${deadlineMs}`,
       )
     }
+    const dialTimeoutMs = init.dialTimeoutMs ?? limits.dialTimeoutMsDefault
+    if (
+      !Number.isSafeInteger(dialTimeoutMs) ||
+      dialTimeoutMs <= 0 ||
+      dialTimeoutMs > limits.requestDeadlineMsMax
+    ) {
+      throw new RangeError(
+        `dialTimeoutMs must be an integer in 1..${limits.requestDeadlineMsMax}, got ${dialTimeoutMs}`,
+      )
+    }
     const clock = components.clock ?? new SystemClock()
     const clientId = init.clientId ?? randomClientId(random)
     if (clientId === '' || new TextEncoder().encode(clientId).byteLength > limits.clientIdBytesMax) {
@@ -779,12 +797,16 @@ export class KvClient extends KvOperations {
     // Every call in flight listens on `closing`; hundreds at once are normal, not a leak.
     const closing = new AbortController()
     setMaxListeners(0, closing.signal)
-    const pool = new EndpointPool({
-      endpoints: init.endpoints,
-      credentials: components.credentials ?? clientChannelCredentials(init.tls),
-      channelOptions: { ...clientTlsChannelOptions(init.tls), ...init.channelOptions },
-      interceptors: init.token === undefined ? [] : [bearerTokenInterceptor(init.token)],
-    })
+    const pool = new EndpointPool(
+      {
+        endpoints: init.endpoints,
+        credentials: components.credentials ?? clientChannelCredentials(init.tls),
+        channelOptions: { ...clientTlsChannelOptions(init.tls), ...init.channelOptions },
+        interceptors: init.token === undefined ? [] : [bearerTokenInterceptor(init.token)],
+        dialTimeoutMs,
+      },
+      { clock },
+    )
     const hasher = components.hasher
     const routingConfig = resolveRoutingConfig(init.routing, init.zone)
     const routing = new RoutingCache(routingConfig, {

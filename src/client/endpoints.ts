@@ -4,10 +4,12 @@
  * when that node's address has been learned from a status answer.
  */
 import type { ChannelCredentials, ChannelOptions, Interceptor } from '@grpc/grpc-js'
+import type { Clock } from '../common/clock.ts'
 import { limits } from '../common/limits.ts'
 import { plaintextChannelCredentials } from '../net/index.ts'
 import { AdminServiceClient } from '../gen/ringkv/v1/admin.ts'
 import { KvServiceClient } from '../gen/ringkv/v1/kv.ts'
+import { dialInterceptor } from './dial.ts'
 
 /** Channel options every SDK channel uses. */
 export const channelOptionsDefault: ChannelOptions = {
@@ -34,6 +36,13 @@ export interface EndpointPoolInit {
   readonly channelOptions?: ChannelOptions | undefined
   /** Client interceptors of every call (the bearer token). */
   readonly interceptors?: readonly Interceptor[] | undefined
+  /** How long a call waits for its endpoint's connection (dial.ts); default limits.dialTimeoutMsDefault. */
+  readonly dialTimeoutMs?: number | undefined
+}
+
+export interface EndpointPoolComponents {
+  /** The dial timeout's clock. */
+  readonly clock: Clock
 }
 
 export class EndpointPool {
@@ -41,13 +50,15 @@ export class EndpointPool {
   private readonly credentials: ChannelCredentials
   private readonly channelOptions: ChannelOptions
   private readonly interceptors: Interceptor[]
+  private readonly dialTimeoutMs: number
+  private readonly clock: Clock
   private readonly channels = new Map<string, Channel>()
   /** Node id -> address, learned from status answers. */
   private readonly nodeAddresses = new Map<number, string>()
   private currentEndpoint: string
   private closed = false
 
-  constructor(init: EndpointPoolInit) {
+  constructor(init: EndpointPoolInit, components: EndpointPoolComponents) {
     if (init.endpoints.length === 0) throw new TypeError('KvClient needs at least one endpoint')
     for (const endpoint of init.endpoints) {
       if (typeof endpoint !== 'string' || endpoint.trim() === '')
@@ -61,6 +72,8 @@ export class EndpointPool {
     // run first, then the SDK's own (the bearer token).
     const given = (init.channelOptions as { interceptors?: Interceptor[] } | undefined)?.interceptors ?? []
     this.interceptors = [...given, ...(init.interceptors ?? [])]
+    this.dialTimeoutMs = init.dialTimeoutMs ?? limits.dialTimeoutMsDefault
+    this.clock = components.clock
   }
 
   /** The endpoint new calls go to. */
@@ -106,14 +119,20 @@ export class EndpointPool {
     if (this.closed) throw new TypeError('KvClient is closed')
     let channel = this.channels.get(endpoint)
     if (channel === undefined) {
-      const kv = new KvServiceClient(endpoint, this.credentials, {
+      // Every call first waits (bounded) for the connection: grpc-js has no connect timeout.
+      const dial = dialInterceptor(
+        { endpoint, dialTimeoutMs: this.dialTimeoutMs },
+        { clock: this.clock, channel: () => kv.getChannel() },
+      )
+      const interceptors = [dial, ...this.interceptors]
+      const kv: KvServiceClient = new KvServiceClient(endpoint, this.credentials, {
         ...this.channelOptions,
-        interceptors: this.interceptors,
+        interceptors,
       })
       // The admin stub shares the kv stub's channel: one connection per endpoint.
       const admin = new AdminServiceClient(endpoint, this.credentials, {
         ...this.channelOptions,
-        interceptors: this.interceptors,
+        interceptors,
         channelOverride: kv.getChannel(),
       })
       channel = { kv, admin }

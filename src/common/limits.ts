@@ -110,6 +110,11 @@ export const limits = {
   requestDeadlineMsDefault: 10_000,
   /** Longest deadline a request may ask for. */
   requestDeadlineMsMax: 10 * 60_000,
+  /**
+   * SDK default dial timeout: how long a call waits for its endpoint's connection to become ready
+   * before failing UNAVAILABLE (and the retry moving to the next endpoint); etcd's --dial-timeout.
+   */
+  dialTimeoutMsDefault: 3_000,
   /** Time a graceful shutdown waits for in-flight requests before closing anyway. */
   shutdownDrainMsMax: 10_000,
   /** Clients remembered per shard by the exactly-once dedup table; the least recently used go first. */
@@ -257,6 +262,8 @@ assert(limits.streamsPerPrincipalMax <= limits.requestsInFlightMax)
 assert(limits.requestsPerConnectionMax <= limits.requestsPerPrincipalMax)
 assert(limits.requestsPerPrincipalMax < limits.requestsInFlightMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
+// A first dial leaves the default deadline room for a retry at another endpoint.
+assert(limits.dialTimeoutMsDefault < limits.requestDeadlineMsDefault)
 // One maximal key fits an export chunk.
 assert(limits.raftLogRetainEntries < limits.raftLogCompactEntries)
 assert(limits.raftLogRetainBytes < limits.raftLogCompactBytes)

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ErrorCode, KvError } from '../../../src/common/errors.ts'
 import { limits } from '../../../src/common/limits.ts'
 import { readFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { globalFlagEnv, main, type CliIo } from '../../../src/cli/main.ts'
 import { ExitCode, exitCodeForError } from '../../../src/cli/exit-codes.ts'
@@ -298,6 +299,7 @@ describe('cli/kvctl against a fake kvd', () => {
     for (const [name, value] of [
       ['KVCTL_OUTPUT', 'yaml'],
       ['KVCTL_DEADLINE_MS', 'soon'],
+      ['KVCTL_DIAL_TIMEOUT_MS', '0'],
       ['KVCTL_ROUTE', 'maybe'],
     ] as const) {
       const bad = await run(['get', 'k'], { env: { ...env, [name]: value } })
@@ -382,6 +384,29 @@ describe('cli/kvctl argument handling', () => {
     expect(r.stderr).toBe(
       `Error: UNAVAILABLE: no endpoint answered: ${addresses.map((a) => `${a}: connect ECONNREFUSED ${a}`).join('; ')}\n`,
     )
+  })
+
+  it('gives up on an endpoint that never speaks at --dial-timeout-ms (or KVCTL_DIAL_TIMEOUT_MS), naming it', async () => {
+    const sockets: Socket[] = []
+    const silent = createServer((socket) => {
+      sockets.push(socket)
+      socket.on('error', () => {})
+    })
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`
+    try {
+      // A deadline far beyond the test's own timeout: only the dial timeout can end these in time.
+      const argv = ['--endpoints', address, '-o', 'table', 'get', 'k', '--deadline-ms', '120000']
+      const viaFlag = await run(['--dial-timeout-ms', '200', ...argv])
+      expect(viaFlag.code).toBe(ExitCode.Unavailable)
+      expect(viaFlag.stderr).toContain(`no connection to ${address} within the dial timeout of 200 ms`)
+      const viaEnv = await run(argv, { env: { KVCTL_DIAL_TIMEOUT_MS: '300' } })
+      expect(viaEnv.code).toBe(ExitCode.Unavailable)
+      expect(viaEnv.stderr).toContain(`no connection to ${address} within the dial timeout of 300 ms`)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => silent.close(() => resolve()))
+    }
   })
 
   it('reports usage errors in one line with exit code 2', async () => {

@@ -127,4 +127,34 @@ describe('NodeHost metrics', () => {
       leader.raftStats().leadersWithUnreachableVoters > 0 ? true : undefined,
     )
   })
+
+  it('counts a write pending on a leader cut off, then lost to the new leader', async () => {
+    const { hosts, net, hasher } = await cluster(3, 1)
+    stop = async () => {
+      for (const h of hosts) await h.close()
+    }
+    const key = enc.encode('lost')
+    const hash = hasher.hash64(key)
+    const old = await until('a leader', () =>
+      hosts.find((h) => h.replicaForHash(hash).status().role === 'leader'),
+    )
+    const others = hosts.filter((h) => h !== old)
+    for (const o of others) net.nodes.get(old.nodeId)!.setFault(o.nodeId, { drop: true, delayMs: 0 })
+    const before = old.raftStats()
+    const write = old.replicaForHash(hash).put(key, enc.encode('cut off'), { level: 'majority' })
+    write.catch(() => {}) // observed below
+    await until('the write pending', () => (old.raftStats().proposalsPending === 1 ? true : undefined))
+    const fresh = await until('a new leader', () =>
+      others.find((h) => h.replicaForHash(hash).status().role === 'leader'),
+    )
+    await fresh.replicaForHash(hash).put(key, enc.encode('majority side'), { level: 'majority' })
+    for (const o of others) net.nodes.get(old.nodeId)!.setFault(o.nodeId, null)
+    await expect(write).rejects.toMatchObject({ code: 'PROPOSAL_DROPPED' })
+    const after = old.raftStats()
+    expect(after.proposalsLost - before.proposalsLost).toBe(1)
+    expect(after.proposalsCommitted).toBe(before.proposalsCommitted)
+    expect(after.proposalsPending).toBe(0)
+    // The old leader saw the new one arrive.
+    expect(after.leaderChanges).toBeGreaterThan(before.leaderChanges)
+  })
 })

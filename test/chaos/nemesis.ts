@@ -1,0 +1,332 @@
+/**
+ * Nemeses as data: a fault is a plain object (printable, replayable), a schedule is a seeded list
+ * of faults with their start and length, and one table (`actions`) says how each kind is applied
+ * to a ChaosCluster and healed. Schedules compose (`compose`): faults of several schedules may
+ * overlap, each healed on its own.
+ *
+ * Adding a kind is adding a Fault variant and its entry in `actions`. Join, drain and node death
+ * (issue 11: the executor that adds and removes nodes) are meant to come in that way, as kinds
+ * whose apply calls the admin API (`kvctl node ...`) and whose heal is a no-op or a re-join.
+ */
+import { injectFault } from '../../src/client/admin-fault.ts'
+import { SeededRandom } from '../../src/common/random.ts'
+import type { ChaosCluster, ChaosNode } from './cluster.ts'
+
+export type Fault =
+  /** SIGKILL the node; heal: start it again. */
+  | { readonly kind: 'kill'; readonly node: number }
+  /** SIGTERM (graceful stop); heal: start it again. */
+  | { readonly kind: 'stop'; readonly node: number }
+  /** docker pause (the process is frozen and does not know); heal: unpause. */
+  | { readonly kind: 'pause'; readonly node: number }
+  /** Drop every packet between `node` and the other nodes, both ways (clients still reach it). */
+  | { readonly kind: 'isolate'; readonly node: number }
+  /** `node` receives nothing from the other nodes but can still send to them. */
+  | { readonly kind: 'one-way'; readonly node: number }
+  /** `a` and `b` cannot talk; every other node talks to both (the bridge). */
+  | { readonly kind: 'bridge'; readonly a: number; readonly b: number }
+  /** `node` drops this share of the packets from the other nodes (iptables statistic). */
+  | { readonly kind: 'loss'; readonly node: number; readonly percent: number }
+  /** `node` delays every envelope to and from its peers (transport fault injection). */
+  | { readonly kind: 'latency'; readonly node: number; readonly ms: number }
+  /** libfaketime setting on `node` ('+30s' jump, '+0 x0.5' slow clock); heal: '+0'. */
+  | { readonly kind: 'clock'; readonly node: number; readonly setting: string }
+  /** Fill the node's small /data to the last byte; heal: remove the filler. */
+  | { readonly kind: 'disk-full'; readonly node: number }
+  /** Restart every node in turn (SIGTERM, start, ready) while the workload runs; heal: nothing. */
+  | { readonly kind: 'rolling-restart' }
+
+export type FaultKind = Fault['kind']
+
+export interface ScheduledFault {
+  readonly atMs: number
+  readonly forMs: number
+  readonly fault: Fault
+}
+
+export interface Schedule {
+  readonly seed: number
+  readonly faults: readonly ScheduledFault[]
+}
+
+export interface ScheduleOptions {
+  readonly seed: number
+  readonly kinds: readonly FaultKind[]
+  /** Total length: faults start inside it and end before it ends. */
+  readonly durationMs: number
+  readonly nodes: number
+  /** Nodes that must not be stopped or restarted (e.g. a node whose /data is a tmpfs). */
+  readonly keepRunning?: readonly number[]
+  /** The node with the small disk (disk-full targets it). */
+  readonly smallDiskNode?: number
+  /** How long a fault lasts: [min, max] ms. Default [3000, 6000]. */
+  readonly faultMs?: readonly [number, number]
+  /** Quiet time between faults: [min, max] ms. Default [1500, 3000]. */
+  readonly quietMs?: readonly [number, number]
+}
+
+/** A sequential seeded schedule: fault, quiet, fault, ... drawn from `kinds`. */
+export function planSchedule(options: ScheduleOptions): Schedule {
+  const random = new SeededRandom(options.seed)
+  const between = ([lo, hi]: readonly [number, number]): number => lo + random.int(hi - lo + 1)
+  const faultMs = options.faultMs ?? [3_000, 6_000]
+  const quietMs = options.quietMs ?? [1_500, 3_000]
+  const pickNode = (allowed: (id: number) => boolean): number => {
+    const ids = Array.from({ length: options.nodes }, (_, i) => i + 1).filter(allowed)
+    if (ids.length === 0) throw new Error('no node may take this fault')
+    return ids[random.int(ids.length)]!
+  }
+  const restartable = (id: number): boolean => !(options.keepRunning ?? []).includes(id)
+  const faults: ScheduledFault[] = []
+  let at = between(quietMs)
+  for (;;) {
+    const kind = options.kinds[random.int(options.kinds.length)]!
+    const forMs = kind === 'rolling-restart' ? 0 : between(faultMs)
+    if (at + forMs > options.durationMs) break
+    let fault: Fault
+    switch (kind) {
+      case 'kill':
+      case 'stop':
+        fault = { kind, node: pickNode(restartable) }
+        break
+      case 'pause':
+      case 'isolate':
+      case 'one-way':
+        fault = { kind, node: pickNode(() => true) }
+        break
+      case 'bridge': {
+        const a = pickNode(() => true)
+        fault = { kind, a, b: pickNode((id) => id !== a) }
+        break
+      }
+      case 'loss':
+        fault = { kind, node: pickNode(() => true), percent: 20 + random.int(41) }
+        break
+      case 'latency':
+        fault = { kind, node: pickNode(() => true), ms: 50 + random.int(251) }
+        break
+      case 'clock': {
+        const settings = ['+20s', '-20s', '+0 x0.5', '+0 x2']
+        fault = { kind, node: pickNode(() => true), setting: settings[random.int(settings.length)]! }
+        break
+      }
+      case 'disk-full':
+        if (options.smallDiskNode === undefined) throw new Error('disk-full needs a small-disk node')
+        fault = { kind, node: options.smallDiskNode }
+        break
+      case 'rolling-restart':
+        if ((options.keepRunning ?? []).length > 0)
+          throw new Error('rolling-restart would restart a kept node')
+        fault = { kind }
+        break
+    }
+    faults.push({ atMs: at, forMs, fault })
+    at += forMs + between(quietMs)
+    if (kind === 'rolling-restart') at += 10_000
+  }
+  return { seed: options.seed, faults }
+}
+
+/** Several schedules as one: their faults, by start time (they may overlap). */
+export function compose(...schedules: readonly Schedule[]): Schedule {
+  return {
+    seed: schedules[0]?.seed ?? 0,
+    faults: schedules.flatMap((s) => s.faults).sort((x, y) => x.atMs - y.atMs),
+  }
+}
+
+export function describeFault(fault: Fault): string {
+  const { kind, ...rest } = fault
+  const args = Object.entries(rest)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(' ')
+  return args === '' ? kind : `${kind} ${args}`
+}
+
+export function describeSchedule(schedule: Schedule): string {
+  return [
+    `seed ${schedule.seed}:`,
+    ...schedule.faults.map(
+      (f) =>
+        `  +${(f.atMs / 1000).toFixed(1)}s for ${(f.forMs / 1000).toFixed(1)}s: ${describeFault(f.fault)}`,
+    ),
+  ].join('\n')
+}
+
+interface Action {
+  apply(cluster: ChaosCluster, fault: Fault): Promise<void>
+  heal(cluster: ChaosCluster, fault: Fault): Promise<void>
+}
+
+const others = (cluster: ChaosCluster, id: number): ChaosNode[] => cluster.nodes.filter((n) => n.id !== id)
+const nodeOf = (cluster: ChaosCluster, fault: Fault): ChaosNode => {
+  if (!('node' in fault)) throw new Error(`${fault.kind} names no node`)
+  return cluster.node(fault.node)
+}
+
+async function dropBetween(
+  cluster: ChaosCluster,
+  on: ChaosNode,
+  peers: readonly ChaosNode[],
+  outbound: boolean,
+): Promise<void> {
+  for (const peer of peers) {
+    await cluster.iptables(on, ['-A', 'INPUT', '-s', peer.ip, '-j', 'DROP'])
+    if (outbound) await cluster.iptables(on, ['-A', 'OUTPUT', '-d', peer.ip, '-j', 'DROP'])
+  }
+}
+
+const fillDisk = `
+const fs = require('node:fs')
+const fd = fs.openSync('/data/chaos-filler', 'a')
+const chunk = Buffer.alloc(1 << 20)
+let size = chunk.length
+for (;;) {
+  try { fs.writeSync(fd, chunk.subarray(0, size)) } catch (err) {
+    if (err.code !== 'ENOSPC') throw err
+    if (size === 1) break
+    size = Math.max(1, size >> 1)
+  }
+}
+fs.closeSync(fd)
+`
+
+/** How each kind is applied and healed. */
+export const actions: Record<FaultKind, Action> = {
+  kill: {
+    apply: (c, f) => c.kill(nodeOf(c, f)),
+    heal: (c, f) => c.startNode(nodeOf(c, f)),
+  },
+  stop: {
+    apply: (c, f) => c.stopNode(nodeOf(c, f)),
+    heal: (c, f) => c.startNode(nodeOf(c, f)),
+  },
+  pause: {
+    apply: (c, f) => c.pause(nodeOf(c, f)),
+    heal: (c, f) => c.unpause(nodeOf(c, f)),
+  },
+  isolate: {
+    apply: (c, f) => dropBetween(c, nodeOf(c, f), others(c, nodeOf(c, f).id), true),
+    heal: (c, f) => c.flushRules(nodeOf(c, f)),
+  },
+  'one-way': {
+    apply: (c, f) => dropBetween(c, nodeOf(c, f), others(c, nodeOf(c, f).id), false),
+    heal: (c, f) => c.flushRules(nodeOf(c, f)),
+  },
+  bridge: {
+    async apply(c, f) {
+      if (f.kind !== 'bridge') throw new Error('not a bridge')
+      await dropBetween(c, c.node(f.a), [c.node(f.b)], true)
+      await dropBetween(c, c.node(f.b), [c.node(f.a)], true)
+    },
+    async heal(c, f) {
+      if (f.kind !== 'bridge') throw new Error('not a bridge')
+      await c.flushRules(c.node(f.a))
+      await c.flushRules(c.node(f.b))
+    },
+  },
+  loss: {
+    async apply(c, f) {
+      if (f.kind !== 'loss') throw new Error('not loss')
+      const on = nodeOf(c, f)
+      for (const peer of others(c, on.id))
+        await c.iptables(on, [
+          '-A',
+          'INPUT',
+          '-s',
+          peer.ip,
+          '-m',
+          'statistic',
+          '--mode',
+          'random',
+          '--probability',
+          (f.percent / 100).toFixed(2),
+          '-j',
+          'DROP',
+        ])
+    },
+    heal: (c, f) => c.flushRules(nodeOf(c, f)),
+  },
+  latency: {
+    async apply(c, f) {
+      if (f.kind !== 'latency') throw new Error('not latency')
+      const on = nodeOf(c, f)
+      await injectFault(on.address, { peers: others(c, on.id).map((n) => n.id), delayMs: f.ms })
+    },
+    async heal(c, f) {
+      await injectFault(nodeOf(c, f).address, { clear: true })
+    },
+  },
+  clock: {
+    async apply(c, f) {
+      if (f.kind !== 'clock') throw new Error('not clock')
+      c.skewClock(nodeOf(c, f), f.setting)
+    },
+    async heal(c, f) {
+      c.skewClock(nodeOf(c, f), '+0')
+    },
+  },
+  'disk-full': {
+    async apply(c, f) {
+      await c.exec(nodeOf(c, f), fillDisk)
+    },
+    async heal(c, f) {
+      await c.exec(nodeOf(c, f), "require('node:fs').rmSync('/data/chaos-filler', { force: true })")
+    },
+  },
+  'rolling-restart': {
+    async apply(c) {
+      for (const node of c.nodes) {
+        await c.stopNode(node)
+        await c.startNode(node)
+      }
+    },
+    heal: async () => undefined,
+  },
+}
+
+/** One line per fault applied or healed, with its time since the schedule started. */
+export interface NemesisLog {
+  readonly lines: string[]
+  readonly errors: string[]
+}
+
+/**
+ * Runs a schedule against the cluster: each fault applied at its time and healed `forMs` later.
+ * Resolves when every fault is healed; a heal that throws is retried (a node must never be left
+ * down), an apply that throws is logged and its heal still runs.
+ */
+export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log: NemesisLog): Promise<void> {
+  const started = performance.now()
+  const stamp = (): string => `+${((performance.now() - started) / 1000).toFixed(1)}s`
+  await Promise.all(
+    schedule.faults.map(async ({ atMs, forMs, fault }) => {
+      await sleepUntil(started + atMs)
+      const what = describeFault(fault)
+      log.lines.push(`${stamp()} apply ${what}`)
+      try {
+        await actions[fault.kind].apply(cluster, fault)
+      } catch (err) {
+        log.errors.push(`${stamp()} apply ${what}: ${String(err)}`)
+      }
+      await sleepUntil(started + atMs + forMs)
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await actions[fault.kind].heal(cluster, fault)
+          log.lines.push(`${stamp()} heal ${what}`)
+          return
+        } catch (err) {
+          if (attempt >= 5) {
+            log.errors.push(`${stamp()} heal ${what}: ${String(err)}`)
+            return
+          }
+          await new Promise((r) => setTimeout(r, 1_000))
+        }
+      }
+    }),
+  )
+}
+
+function sleepUntil(atMs: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, atMs - performance.now())))
+}

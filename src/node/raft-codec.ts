@@ -17,7 +17,7 @@
  *     2 MsgAppResp         index | reject bool | rejectHint | logTerm
  *     3 MsgVote            logTerm | index | leaderTransfer bool        (4 MsgPreVote: the same)
  *     5 MsgVoteResp        reject bool                                  (6 MsgPreVoteResp: the same)
- *     7 MsgHeartbeat       commit | round
+ *     7 MsgHeartbeat       commit | round [| leaderCommit]   (absent: written by an older node)
  *     8 MsgHeartbeatResp   round
  *     9 MsgSnap            index | term | confState | data bytes
  *    10 MsgTimeoutNow      (nothing)
@@ -242,6 +242,7 @@ function writeMessageBody(w: ByteWriter, m: Message): void {
       return writeBool(w, m.reject)
     case 'MsgHeartbeat':
       w.uvarint(m.commit).uvarint(m.round)
+      if (m.leaderCommit !== undefined) w.uvarint(m.leaderCommit)
       return
     case 'MsgHeartbeatResp':
       w.uvarint(m.round)
@@ -401,8 +402,13 @@ function readMessageBody(f: FieldReader, type: MessageType, h: MessageHeader): M
     case 'MsgVoteResp':
     case 'MsgPreVoteResp':
       return { ...h, type, reject: f.bool() }
-    case 'MsgHeartbeat':
-      return { ...h, type, commit: f.index(), round: f.uint() }
+    case 'MsgHeartbeat': {
+      const commit = f.index()
+      const round = f.uint()
+      return f.r.remaining === 0
+        ? { ...h, type, commit, round }
+        : { ...h, type, commit, round, leaderCommit: f.index() }
+    }
     case 'MsgHeartbeatResp':
       return { ...h, type, round: f.uint() }
     case 'MsgSnap': {

@@ -169,11 +169,15 @@ export interface MsgPreVoteResp extends MessageBase {
  * The leader's heartbeat (§3.4). `commit` is at most what the follower is known to hold.
  * `round` is the heartbeat round (the context), echoed in the response; a quorum of echoes for
  * a round confirms leadership for ReadIndex (§6.4) and starts a lease (§6.4.1).
+ * `leaderCommit` is the leader's own commit index: never committed from (`commit` is), only
+ * told to the shell so a follower that lags knows it does (its staleness, shard/raft-group.ts);
+ * absent in a heartbeat from a node that predates it.
  */
 export interface MsgHeartbeat extends MessageBase {
   readonly type: 'MsgHeartbeat'
   readonly commit: LogIndex
   readonly round: number
+  readonly leaderCommit?: LogIndex
 }
 
 export interface MsgHeartbeatResp extends MessageBase {

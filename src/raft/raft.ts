@@ -942,7 +942,8 @@ export class Raft {
       assert(p !== undefined)
       // Never tell a follower to commit beyond what it is known to hold.
       const commit = Math.min(p.match, this.log.committed) as LogIndex
-      this.send({ type: 'MsgHeartbeat', from: this.id, to: id, term: this.term, commit, round })
+      const leaderCommit = this.log.committed
+      this.send({ type: 'MsgHeartbeat', from: this.id, to: id, term: this.term, commit, round, leaderCommit })
     }
     // With no other voter, the round is confirmed at once.
     this.updateQuorumRound()

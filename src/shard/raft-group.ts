@@ -647,11 +647,15 @@ export class RaftGroup {
     this.peerContactMs.set(m.from, now)
     const r = this.raw.step(m)
     if (!r.ok) return
-    // Only a leader sends appends and heartbeats, and step() refuses those of a stale term.
+    // Only a leader sends appends and heartbeats, and step() refuses those of a stale term. A
+    // heartbeat's `commit` is capped at what the leader knows this node holds, so a lagging node
+    // (paused, cut off, slow) would take it for "caught up": its `leaderCommit` says how far the
+    // leader really is (a heartbeat of an older node without it counts as an append would).
     if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') {
+      const commit = m.type === 'MsgHeartbeat' ? Math.max(m.commit, m.leaderCommit ?? 0) : m.commit
       this.leaderContactMs = now
-      this.leaderContactCommit = m.commit
-      if (this.durable >= m.commit) this.freshAtMs = now
+      this.leaderContactCommit = commit as LogIndex
+      if (this.durable >= commit) this.freshAtMs = now
     }
   }
 

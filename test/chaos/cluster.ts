@@ -7,12 +7,22 @@
  * restarted container keeps it. Nodes run with `--allow-fault-injection` (latency comes from the
  * transport: netem is not available) and can be started with:
  * - `clock`: libfaketime preloaded, its setting read from a file this host rewrites (`skewClock`),
- * - `smallDisk`: /data on a small tmpfs (lost when the container stops: never restart that node).
+ * - `smallDisk`: /data on a small ext4 file system of its own (a loop mount on this host, so it
+ *   survives restarts), which `fillDisk` fills to the last byte from this host.
  *
  * Faults on a node: kill -9 and start, SIGTERM stop and start, `docker pause`/`unpause`, iptables
  * rules in the container's network namespace (`nsenter -t PID -n`), and InjectFault calls.
  */
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { GenericContainer, type StartedTestContainer } from 'testcontainers'
 import { KvClient } from '../../src/client/index.ts'
@@ -56,7 +66,7 @@ export interface ChaosClusterOptions {
   readonly leaseReads?: boolean
   /** Preload libfaketime on every node (clock faults). */
   readonly clock?: boolean
-  /** The node whose /data is a tmpfs of this many MiB. */
+  /** The node whose /data is a file system of this many MiB. */
   readonly smallDisk?: { readonly node: number; readonly mib: number }
 }
 
@@ -244,9 +254,45 @@ export class ChaosCluster {
     writeFileSync(join(this.options.dir, `faketime-n${node.id}`, 'stamp'), `${setting}\n`)
   }
 
-  /** Runs a node script as the node user in the container (e.g. to fill its disk). */
-  async exec(node: ChaosNode, script: string): Promise<string> {
-    return await docker(['exec', '--user', 'node', node.name, 'node', '-e', script])
+  private smallDiskDir(node: ChaosNode): string {
+    return join(this.options.dir, `disk-n${node.id}`)
+  }
+
+  /** Makes and mounts the node's small file system (an ext4 image on a loop device); its path. */
+  private async mountSmallDisk(node: ChaosNode): Promise<string> {
+    const image = join(this.options.dir, `disk-n${node.id}.img`)
+    const mountPoint = this.smallDiskDir(node)
+    mkdirSync(mountPoint, { recursive: true })
+    await run('truncate', ['--size', `${this.options.smallDisk!.mib}M`, image])
+    await run('mkfs.ext4', ['-q', '-F', '-m', '0', image])
+    await run('mount', ['-o', 'loop', image, mountPoint])
+    await run('chown', ['1000:1000', mountPoint])
+    return mountPoint
+  }
+
+  /** Fills the node's small disk to the last byte (from this host), with one filler file. */
+  fillDisk(node: ChaosNode): void {
+    if (!node.smallDisk) throw new Error(`node ${node.id} has no small disk`)
+    const fd = openSync(join(this.smallDiskDir(node), 'chaos-filler'), 'a')
+    try {
+      const chunk = Buffer.alloc(1 << 20)
+      for (let size = chunk.length; ;) {
+        try {
+          writeSync(fd, chunk, 0, size)
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== 'ENOSPC') throw err
+          if (size === 1) return
+          size = Math.max(1, size >> 1)
+        }
+      }
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** Removes the filler of `fillDisk`. */
+  freeDisk(node: ChaosNode): void {
+    rmSync(join(this.smallDiskDir(node), 'chaos-filler'), { force: true })
   }
 
   /** True while the container runs (false after kill/stop, also when kvd died on its own). */
@@ -287,6 +333,8 @@ export class ChaosCluster {
       ),
     )
     await removeLabelled(this.options.runId).catch(() => undefined)
+    for (const node of this.nodes)
+      if (node.smallDisk) await run('umount', [this.smallDiskDir(node)]).catch(() => undefined)
   }
 }
 

@@ -31,7 +31,7 @@ export type Fault =
   | { readonly kind: 'latency'; readonly node: number; readonly ms: number }
   /** libfaketime setting on `node` ('+30s' jump, '+0 x0.5' slow clock); heal: '+0'. */
   | { readonly kind: 'clock'; readonly node: number; readonly setting: string }
-  /** Fill the node's small /data to the last byte; heal: remove the filler. */
+  /** Fill the node's small /data to the last byte; heal: remove the filler (and start kvd if it stopped). */
   | { readonly kind: 'disk-full'; readonly node: number }
   /** Restart every node in turn (SIGTERM, start, ready) while the workload runs; heal: nothing. */
   | { readonly kind: 'rolling-restart' }
@@ -55,7 +55,7 @@ export interface ScheduleOptions {
   /** Total length: faults start inside it and end before it ends. */
   readonly durationMs: number
   readonly nodes: number
-  /** Nodes that must not be stopped or restarted (e.g. a node whose /data is a tmpfs). */
+  /** Nodes that must not be stopped or restarted (e.g. one whose data must stay in place). */
   readonly keepRunning?: readonly number[]
   /** The node with the small disk (disk-full targets it). */
   readonly smallDiskNode?: number
@@ -176,21 +176,6 @@ async function dropBetween(
   }
 }
 
-const fillDisk = `
-const fs = require('node:fs')
-const fd = fs.openSync('/data/chaos-filler', 'a')
-const chunk = Buffer.alloc(1 << 20)
-let size = chunk.length
-for (;;) {
-  try { fs.writeSync(fd, chunk.subarray(0, size)) } catch (err) {
-    if (err.code !== 'ENOSPC') throw err
-    if (size === 1) break
-    size = Math.max(1, size >> 1)
-  }
-}
-fs.closeSync(fd)
-`
-
 /** How each kind is applied and healed. */
 export const actions: Record<FaultKind, Action> = {
   kill: {
@@ -268,10 +253,12 @@ export const actions: Record<FaultKind, Action> = {
   },
   'disk-full': {
     async apply(c, f) {
-      await c.exec(nodeOf(c, f), fillDisk)
+      c.fillDisk(nodeOf(c, f))
     },
+    // kvd stops on a write that finds no space (fail-stop): start it again once there is some.
     async heal(c, f) {
-      await c.exec(nodeOf(c, f), "require('node:fs').rmSync('/data/chaos-filler', { force: true })")
+      c.freeDisk(nodeOf(c, f))
+      if (!(await c.running(nodeOf(c, f)))) await c.startNode(nodeOf(c, f))
     },
   },
   'rolling-restart': {

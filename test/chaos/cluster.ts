@@ -41,6 +41,7 @@ export const peerPort = 7101
 export const httpPort = 8080
 const fakeTimeLibrary = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 const readyMsMax = 60_000
+type BindMount = Parameters<GenericContainer['withBindMounts']>[0][number]
 
 /** A container with a fixed IPv4 address on a user-defined network (testcontainers has no setter). */
 class FixedAddressContainer extends GenericContainer {
@@ -145,24 +146,22 @@ export class ChaosCluster {
       .withAddress(this.network.name, node.ip)
       .withCommand(args)
       .withStartupTimeout(readyMsMax)
+    const binds: BindMount[] = []
     if (this.options.clock === true) {
       const dir = join(this.options.dir, `faketime-n${node.id}`)
       mkdirSync(dir, { recursive: true })
       chmodSync(dir, 0o755)
       copyFileSync(fakeTimeLibrary, join(dir, 'libfaketime.so.1'))
       writeFileSync(join(dir, 'stamp'), '+0\n', { mode: 0o644 })
-      container = container
-        .withBindMounts([{ source: dir, target: '/faketime', mode: 'ro' }])
-        .withEnvironment({
-          LD_PRELOAD: '/faketime/libfaketime.so.1',
-          FAKETIME_TIMESTAMP_FILE: '/faketime/stamp',
-          FAKETIME_CACHE_DURATION: '1',
-        })
-    }
-    if (node.smallDisk)
-      container = container.withTmpFs({
-        '/data': `rw,size=${this.options.smallDisk!.mib}m,uid=1000,gid=1000`,
+      binds.push({ source: dir, target: '/faketime', mode: 'ro' })
+      container = container.withEnvironment({
+        LD_PRELOAD: '/faketime/libfaketime.so.1',
+        FAKETIME_TIMESTAMP_FILE: '/faketime/stamp',
+        FAKETIME_CACHE_DURATION: '1',
       })
+    }
+    if (node.smallDisk) binds.push({ source: await this.mountSmallDisk(node), target: '/data' })
+    if (binds.length > 0) container = container.withBindMounts(binds)
     this.containers.set(node.id, await container.start())
   }
 

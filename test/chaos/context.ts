@@ -42,6 +42,7 @@ export function runId(file: string): string {
 export function expectClean(dir: string, result: RunResult): void {
   const row = describeRow(result)
   console.log(row)
+  for (const line of result.known.slice(0, 5)) console.log(`  ${line}`)
   appendFileSync(join(dir, 'summary.txt'), `${row}\n`)
   expect(result.problems.length === 0 ? 'clean' : describeFailure(result)).toBe('clean')
 }

@@ -276,6 +276,22 @@ export const actions: Record<FaultKind, Action> = {
 export interface NemesisLog {
   readonly lines: string[]
   readonly errors: string[]
+  /** When each fault was in force, on this host's monotonic clock (the workload's time base). */
+  readonly windows: FaultWindow[]
+}
+
+export interface FaultWindow {
+  readonly fault: Fault
+  readonly fromMs: number
+  /** When its heal completed. */
+  readonly toMs: number
+}
+
+/** The nodes a fault acts on (every node for a rolling restart). */
+export function faultNodes(fault: Fault, nodes: number): number[] {
+  if (fault.kind === 'bridge') return [fault.a, fault.b]
+  if (fault.kind === 'rolling-restart') return Array.from({ length: nodes }, (_, i) => i + 1)
+  return [fault.node]
 }
 
 /**
@@ -291,6 +307,7 @@ export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log
       await sleepUntil(started + atMs)
       const what = describeFault(fault)
       log.lines.push(`${stamp()} apply ${what}`)
+      const fromMs = performance.now()
       try {
         await actions[fault.kind].apply(cluster, fault)
       } catch (err) {
@@ -301,6 +318,7 @@ export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log
         try {
           await actions[fault.kind].heal(cluster, fault)
           log.lines.push(`${stamp()} heal ${what}`)
+          log.windows.push({ fault, fromMs, toMs: performance.now() })
           return
         } catch (err) {
           if (attempt >= 5) {

@@ -109,14 +109,27 @@ describe('checkSessions', () => {
 describe('checkBounded', () => {
   it('reports a staleness over the bound and a value older than the bound allows', () => {
     const acked = put(0, 5, 0, 10)
-    expect(checkBounded([acked, get(1, 'bounded', 0, 500, 510)])).toEqual([]) // within the bound
+    const problems = (ops: ChaosOp[]): string[] => checkBounded(ops).problems
+    expect(problems([acked, get(1, 'bounded', 0, 500, 510)])).toEqual([]) // within the bound
     const late = 10 + 1_000 + boundSlackMs + 1
-    expect(checkBounded([acked, get(1, 'bounded', 0, late, late + 5)])[0]).toMatch(
+    expect(problems([acked, get(1, 'bounded', 0, late, late + 5)])[0]).toMatch(
       /returned v0, but v5 was acknowledged/,
     )
-    expect(checkBounded([acked, get(1, 'bounded', 5, late, late + 5)])).toEqual([])
+    expect(problems([acked, get(1, 'bounded', 5, late, late + 5)])).toEqual([])
     const over = get(1, 'bounded', 5, 20, 30, { receipt: receipt('bounded', 6, { stalenessMs: 1_500 }) })
-    expect(checkBounded([acked, over])[0]).toMatch(/staleness 1500 ms/)
+    expect(problems([acked, over])[0]).toMatch(/staleness 1500 ms/)
+  })
+
+  it('lists a stale read a known finding explains apart, and only that one', () => {
+    const acked = put(0, 5, 0, 10)
+    const late = 10 + 1_000 + boundSlackMs + 1
+    const stale = get(1, 'bounded', 0, late, late + 5)
+    const excused = checkBounded([acked, stale], (op) => (op === stale ? 'known F2' : undefined))
+    expect(excused.problems).toEqual([])
+    expect(excused.known[0]).toMatch(/^known F2: key k: bounded read .* returned v0/)
+    // The excuse never covers a staleness over the bound.
+    const over = get(1, 'bounded', 5, 20, 30, { receipt: receipt('bounded', 6, { stalenessMs: 1_500 }) })
+    expect(checkBounded([acked, over], () => 'known F2').problems[0]).toMatch(/staleness 1500 ms/)
   })
 })
 

@@ -231,6 +231,7 @@ export class ChaosCluster {
   }
 
   async unpause(node: ChaosNode): Promise<void> {
+    if ((await this.state(node)) !== 'paused') return
     await docker(['unpause', node.name])
   }
 
@@ -243,6 +244,8 @@ export class ChaosCluster {
 
   /** Removes every filter rule of the node's namespace (heals partitions and packet loss). */
   async flushRules(node: ChaosNode): Promise<void> {
+    // A node that is down has no namespace (and a restarted one a fresh namespace, without rules).
+    if ((await this.state(node)) === 'down') return
     await this.iptables(node, ['-F', 'INPUT'])
     await this.iptables(node, ['-F', 'OUTPUT'])
   }
@@ -296,10 +299,15 @@ export class ChaosCluster {
 
   /** True while the container runs (false after kill/stop, also when kvd died on its own). */
   async running(node: ChaosNode): Promise<boolean> {
+    return (await this.state(node)) !== 'down'
+  }
+
+  /** running, paused (frozen, its network namespace still there) or down (killed, stopped, exited). */
+  async state(node: ChaosNode): Promise<'running' | 'paused' | 'down'> {
     const state = (
       await docker(['inspect', '--format', '{{.State.Running}} {{.State.Paused}}', node.name])
     ).trim()
-    return state.startsWith('true')
+    return state === 'true false' ? 'running' : state === 'true true' ? 'paused' : 'down'
   }
 
   /** Writes every node's log to `dir/<name>.log`; resolves with the paths. */

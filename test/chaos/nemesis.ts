@@ -306,6 +306,13 @@ export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log
     schedule.faults.map(async ({ atMs, forMs, fault }) => {
       await sleepUntil(started + atMs)
       const what = describeFault(fault)
+      // Composed schedules overlap: a fault on a node another fault took down (or froze) is
+      // skipped, said so, and not healed.
+      const unfit = await unfitNodes(cluster, fault)
+      if (unfit.length > 0) {
+        log.lines.push(`${stamp()} skip ${what}: ${unfit.join(', ')}`)
+        return
+      }
       log.lines.push(`${stamp()} apply ${what}`)
       const fromMs = performance.now()
       try {
@@ -321,7 +328,7 @@ export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log
           log.windows.push({ fault, fromMs, toMs: performance.now() })
           return
         } catch (err) {
-          if (attempt >= 5) {
+          if (attempt >= 10) {
             log.errors.push(`${stamp()} heal ${what}: ${String(err)}`)
             return
           }
@@ -330,6 +337,20 @@ export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log
       }
     }),
   )
+}
+
+/** Why a fault cannot act now: its nodes that are down, or frozen where it needs them answering. */
+async function unfitNodes(cluster: ChaosCluster, fault: Fault): Promise<string[]> {
+  if (fault.kind === 'clock' || fault.kind === 'disk-full' || fault.kind === 'rolling-restart') return []
+  // iptables works on a frozen node's namespace; kill, stop, pause and InjectFault need it running.
+  const pausedIsFine =
+    fault.kind === 'isolate' || fault.kind === 'one-way' || fault.kind === 'bridge' || fault.kind === 'loss'
+  const unfit: string[] = []
+  for (const id of faultNodes(fault, cluster.nodes.length)) {
+    const state = await cluster.state(cluster.node(id))
+    if (state === 'down' || (state === 'paused' && !pausedIsFine)) unfit.push(`node ${id} is ${state}`)
+  }
+  return unfit
 }
 
 function sleepUntil(atMs: number): Promise<void> {

@@ -14,6 +14,8 @@
 #     --node-id 1 --initial-cluster 1=n1:7001/n1:7101,2=n2:7001/n2:7101,3=n3:7001/n3:7101
 # Inside a container kvd listens on every interface; the address it registers (and other nodes
 # and clients dial) is its --initial-cluster entry, or --advertise / --peer-advertise with --join.
+# A lone node started without either registers 0.0.0.0:7001, which no client elsewhere can dial:
+# give it --advertise NAME:7001 (its container name on a docker network, or a host address).
 #
 # Ports: 7001 clients (KvService, AdminService), 7101 peers (Raft, forwarding, meta calls),
 # 8080 HTTP (/metrics, /healthz, /readyz). Data: /data (a volume; owned by the `node` user).

@@ -341,7 +341,10 @@ export class ChaosCluster {
     )
     await removeLabelled(this.options.runId).catch(() => undefined)
     for (const node of this.nodes)
-      if (node.smallDisk) await run('umount', [this.smallDiskDir(node)]).catch(() => undefined)
+      if (node.smallDisk) {
+        await run('umount', [this.smallDiskDir(node)]).catch(() => undefined)
+        rmSync(join(this.options.dir, `disk-n${node.id}.img`), { force: true })
+      }
   }
 }
 

@@ -6,7 +6,8 @@
  * is an IP that the other nodes and this host (where the SDK workload runs) can both dial, and a
  * restarted container keeps it. Nodes run with `--allow-fault-injection` (latency comes from the
  * transport: netem is not available) and can be started with:
- * - `clock`: libfaketime preloaded, its setting read from a file this host rewrites (`skewClock`),
+ * - `clock`: libfaketime preloaded on the wall clock (not the monotonic one), its setting read from
+ *   a file this host rewrites (`skewClock`),
  * - `smallDisk`: /data on a small ext4 file system of its own (a loop mount on this host, so it
  *   survives restarts), which `fillDisk` fills to the last byte from this host.
  *
@@ -158,6 +159,9 @@ export class ChaosCluster {
         LD_PRELOAD: '/faketime/libfaketime.so.1',
         FAKETIME_TIMESTAMP_FILE: '/faketime/stamp',
         FAKETIME_CACHE_DURATION: '1',
+        // The wall clock only: a monotonic clock that steps back makes Node itself abort (libuv
+        // asserts now >= timer base), and a real monotonic clock never does.
+        FAKETIME_DONT_FAKE_MONOTONIC: '1',
       })
     }
     if (node.smallDisk) binds.push({ source: await this.mountSmallDisk(node), target: '/data' })
@@ -295,6 +299,11 @@ export class ChaosCluster {
   /** Removes the filler of `fillDisk`. */
   freeDisk(node: ChaosNode): void {
     rmSync(join(this.smallDiskDir(node), 'chaos-filler'), { force: true })
+  }
+
+  /** Runs a node script in the node's container (its environment: libfaketime too); its output. */
+  async exec(node: ChaosNode, script: string): Promise<string> {
+    return await docker(['exec', node.name, 'node', '-e', script])
   }
 
   /** True while the container runs (false after kill/stop, also when kvd died on its own). */

@@ -29,7 +29,10 @@ export type Fault =
   | { readonly kind: 'loss'; readonly node: number; readonly percent: number }
   /** `node` delays every envelope to and from its peers (transport fault injection). */
   | { readonly kind: 'latency'; readonly node: number; readonly ms: number }
-  /** libfaketime setting on `node` ('+30s' jump, '+0 x0.5' slow clock); heal: '+0'. */
+  /**
+   * libfaketime setting of `node`'s wall clock ('+20s' jump, '+0 x0.5' slow clock); heal: '+0'.
+   * The monotonic clock (timers, elections, leases) is left alone: see cluster.ts.
+   */
   | { readonly kind: 'clock'; readonly node: number; readonly setting: string }
   /** Fill the node's small /data to the last byte; heal: remove the filler (and start kvd if it stopped). */
   | { readonly kind: 'disk-full'; readonly node: number }
@@ -245,7 +248,17 @@ export const actions: Record<FaultKind, Action> = {
   clock: {
     async apply(c, f) {
       if (f.kind !== 'clock') throw new Error('not clock')
-      c.skewClock(nodeOf(c, f), f.setting)
+      const node = nodeOf(c, f)
+      c.skewClock(node, f.setting)
+      // A jump must show in the container (libfaketime re-reads its setting within a second): a
+      // clock fault that did not happen would make the run prove nothing.
+      const jump = /^([+-]\d+)s$/.exec(f.setting)
+      if (jump === null) return
+      const wantMs = Number(jump[1]) * 1000
+      await new Promise((r) => setTimeout(r, 1_500))
+      const seenMs = Number(await c.exec(node, 'console.log(Date.now())')) - Date.now()
+      if (Math.abs(seenMs - wantMs) > Math.abs(wantMs) / 2)
+        throw new Error(`node ${node.id}'s clock is ${seenMs} ms off after a ${f.setting} jump`)
     },
     async heal(c, f) {
       c.skewClock(nodeOf(c, f), '+0')

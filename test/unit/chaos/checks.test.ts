@@ -149,8 +149,9 @@ describe('checkReceipts', () => {
         get(0, 'linearizable', 5, 0, 10, { receipt: receipt('linearizable', 6, { stalenessMs: 3 }) }),
       ])[0],
     ).toMatch(/staleness 3 ms/)
+    expect(checkReceipts([{ ...put(0, 5, 0, 10), receipt: receipt('majority', 7) }])).toEqual([])
     expect(checkReceipts([{ ...put(0, 5, 0, 10), receipt: receipt('majority', 4) }])[0]).toMatch(
-      /applied index 4/,
+      /applied index 4 is before the write's version 5/,
     )
     expect(
       checkReceipts([

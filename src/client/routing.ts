@@ -46,6 +46,7 @@ import {
   RouteTable,
   decodeShardMap,
   dialable,
+  isNodeDown,
   type Lesson,
   type ShardRoute,
 } from '../routing/index.ts'
@@ -335,7 +336,7 @@ export class RoutingCache {
    */
   noteServed(nodeId: number): void {
     this.policy.noteServed(nodeId)
-    if (this.table.node(nodeId)?.state === 'dead') void this.refresh()
+    if (isNodeDown(this.table.node(nodeId)?.state)) void this.refresh()
   }
 
   /**

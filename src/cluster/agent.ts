@@ -4,8 +4,9 @@
  *
  *   - Every heartbeat interval it reports in to the meta shard (alive; the shards it leads), runs
  *     the meta leader's duties when this node leads the meta shard (write the first map once; mark
- *     dead the nodes not heard from for nodeDeadAfterMs), and every map refresh interval it reads
- *     the map: from its own meta replica when it has one, else from a meta replica's node.
+ *     unreachable, then dead, the nodes not heard from for nodeUnreachableAfterMs, nodeDeadAfterMs:
+ *     liveness.ts, in memory; only the state changes are written), and every map refresh interval
+ *     it reads the map: from its own meta replica when it has one, else from a meta replica's node.
  *   - It serves Join and Heartbeat (admin API): on the meta leader through MetaStore, elsewhere by
  *     passing the call once to the node it believes leads the meta shard. So it does for moves
  *     (MoveReplica, ListMoves): the meta leader's mover (mover.ts) records and runs them.
@@ -23,7 +24,8 @@ import type { Logger } from '../common/logger.ts'
 import { RoutePolicy } from '../routing/index.ts'
 import type { Replica } from '../shard/index.ts'
 import type { NodeId as NodeIdType, ShardId } from '../common/ids.ts'
-import { metaShardId, type ClusterMap } from './cluster-map.ts'
+import { ClusterMap, metaShardId } from './cluster-map.ts'
+import { Liveness } from './liveness.ts'
 import { MetaStore, type LeaderReport } from './meta-store.ts'
 import type { MoveRequest } from './move-rules.ts'
 import { Mover, type MoveView, type ReplicaRemote } from './mover.ts'
@@ -76,6 +78,9 @@ export interface ClusterAgentInit {
   readonly nodeId: NodeId
   readonly heartbeatMs: number
   readonly mapRefreshMs: number
+  /** Silence after which the meta leader marks a node unreachable (routing passes it over). */
+  readonly nodeUnreachableAfterMs: number
+  /** Silence after which the meta leader marks a node dead (its replicas are re-created elsewhere). */
   readonly nodeDeadAfterMs: number
   /** Budget of one call to the meta shard. */
   readonly metaCallMs: number
@@ -125,8 +130,8 @@ export class ClusterAgent {
   private stopped = false
   private running: Promise<void> | undefined
   private lastRefreshMs = -Infinity
-  /** When this node became meta leader (NaN while it is not). */
-  private leaderSinceMs = Number.NaN
+  /** Who the meta leader heard from, and when (only while this node leads the meta shard). */
+  private readonly liveness: Liveness
   private bootstrapped = false
   /**
    * How the meta leader is found (routing/RoutePolicy, as the router and the SDK find a shard's
@@ -153,6 +158,10 @@ export class ClusterAgent {
     this.c = components
     this.log = components.logger.child({ component: 'cluster' })
     this.current = init.initialMap
+    this.liveness = new Liveness({
+      unreachableAfterMs: init.nodeUnreachableAfterMs,
+      deadAfterMs: init.nodeDeadAfterMs,
+    })
     this.mover = new Mover(
       {
         nodeId: init.nodeId,
@@ -221,12 +230,15 @@ export class ClusterAgent {
   private async round(): Promise<void> {
     const local = this.c.localMeta()
     if (local?.isLeader === true) {
-      if (Number.isNaN(this.leaderSinceMs)) this.leaderSinceMs = this.c.clock.nowMs()
+      // A new meta leader counts every node as heard now: its predecessor's clocks are lost, and
+      // heartbeats may have stalled while the meta shard had no leader (no storm after a failover).
+      if (!this.liveness.tracking) this.liveness.reset(this.c.clock.nowMs(), this.c.clock.wallMs())
+      this.liveness.heard(this.init.nodeId, this.c.clock.nowMs(), this.c.clock.wallMs())
       await this.leaderDuties(local).catch((err: unknown) =>
         this.log.warn({ err: message(err) }, 'meta duties failed'),
       )
     } else {
-      this.leaderSinceMs = Number.NaN
+      this.liveness.forget()
     }
     try {
       await this.heartbeat()
@@ -267,12 +279,21 @@ export class ClusterAgent {
           this.log.info({ shards: this.current.shards.length }, 'cluster map written')
         this.bootstrapped = true
       }
-      // A new meta leader waits a whole grace period before judging: the records it inherits were
-      // stamped by its predecessor, and heartbeats may have stalled while the meta shard had no leader.
-      const now = this.c.clock.nowMs()
-      if (now - this.leaderSinceMs < this.init.nodeDeadAfterMs) return
-      const dead = await store.markDead(this.c.clock.wallMs() - this.init.nodeDeadAfterMs)
-      if (dead.length > 0) this.log.warn({ nodes: dead }, 'nodes marked dead: no heartbeat')
+      const changes = this.liveness.judge(this.current.nodes.values(), this.c.clock.nowMs())
+      if (changes.length === 0) return
+      const applied = await store.setNodeStates(changes)
+      for (const c of applied)
+        this.log.warn(
+          {
+            node: c.nodeId,
+            from: c.from,
+            to: c.to,
+            silentMs: Math.round(this.liveness.silentMs(c.nodeId, this.c.clock.nowMs())),
+          },
+          c.to === 'dead' ? 'node marked dead: no heartbeat' : 'node marked unreachable: no heartbeat',
+        )
+      // Judged again on the map as written, at the next refresh.
+      if (applied.length > 0) this.lastRefreshMs = -Infinity
     })
   }
 
@@ -287,11 +308,26 @@ export class ClusterAgent {
     const map = await this.withDeadline(async (signal) => {
       if (local !== undefined) {
         const store = new MetaStore(local.replica, signal)
-        return local.isLeader ? await store.read() : await this.remoteRead(signal, local)
+        if (!local.isLeader) return await this.remoteRead(signal, local)
+        const read = await store.read()
+        return read === undefined ? undefined : this.withLastHeard(read)
       }
       return await this.remoteRead(signal, undefined)
     })
     if (map !== undefined) this.offer(map)
+  }
+
+  /**
+   * The map with each node's lastHeartbeatMs as this meta leader last heard it (the records hold
+   * it only as of their last change of state); other nodes read the map from here.
+   */
+  private withLastHeard(map: ClusterMap): ClusterMap {
+    if (!this.liveness.tracking) return map
+    const nodes = [...map.nodes.values()].map((n) => ({
+      ...n,
+      lastHeartbeatMs: Math.max(n.lastHeartbeatMs, Math.floor(this.liveness.lastHeardWallMs(n.id) ?? 0)),
+    }))
+    return new ClusterMap(map.cluster, nodes, map.shards, map.meta)
   }
 
   private async remoteRead(
@@ -425,10 +461,13 @@ export class ClusterAgent {
     forwarded: boolean,
   ): Promise<NodeState> {
     const local = this.c.localMeta()
-    if (local?.isLeader === true)
-      return await this.withDeadline((signal) =>
+    if (local?.isLeader === true) {
+      const state = await this.withDeadline((signal) =>
         new MetaStore(local.replica, signal).heartbeat(args.nodeId, args.leaders, this.c.clock.wallMs()),
       )
+      this.liveness.heard(args.nodeId, this.c.clock.nowMs(), this.c.clock.wallMs())
+      return state
+    }
     const target = this.forwardTarget(local, forwarded)
     return await this.withDeadline((signal) =>
       this.tracked(target, () => this.c.remote.heartbeat(peerAddressOf(target), args, signal)),

@@ -11,6 +11,7 @@ export {
   type MetaRemote,
   type OwnReplica,
 } from './agent.ts'
+export { Liveness, type LivenessInit, type StateChange } from './liveness.ts'
 export { checkMove, type MoveRequest } from './move-rules.ts'
 export {
   Mover,

@@ -12,6 +12,7 @@ import { ErrorCode, KvError, isKvErrorWithCode } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import type { BatchOp, Replica } from '../shard/index.ts'
 import { ClusterMap, metaShardId } from './cluster-map.ts'
+import type { StateChange } from './liveness.ts'
 import {
   decodeCluster,
   decodeCounter,
@@ -149,8 +150,10 @@ export class MetaStore {
   }
 
   /**
-   * A node's heartbeat at `nowMs` (the meta leader's wall clock): it is alive (joining and dead
-   * become active), and it leads these shards (their leader hints follow when the term is newer).
+   * A node's heartbeat at `nowMs` (the meta leader's wall clock): it is alive (joining, unreachable
+   * and dead become active), and it leads these shards (their leader hints follow when the term is
+   * newer). Writes only what changes: a heartbeat of an active node leading what the map says is a
+   * read (liveness.ts keeps when each node was last heard, in memory).
    */
   async heartbeat(nodeId: NodeId, leaders: readonly LeaderReport[], nowMs: number): Promise<NodeState> {
     return await this.transaction(async () => {
@@ -161,13 +164,16 @@ export class MetaStore {
         })
       const node = decodeNode(nodeRaw.value)
       const state: NodeState = node.state === 'draining' ? 'draining' : 'active'
-      const ops: BatchOp[] = [
-        put(
-          metaKeys.node(nodeId),
-          encodeNode({ ...node, state, lastHeartbeatMs: Math.max(0, Math.floor(nowMs)) }),
-          nodeRaw.version,
-        ),
-      ]
+      const ops: BatchOp[] =
+        state === node.state
+          ? []
+          : [
+              put(
+                metaKeys.node(nodeId),
+                encodeNode({ ...node, state, lastHeartbeatMs: Math.max(0, Math.floor(nowMs)) }),
+                nodeRaw.version,
+              ),
+            ]
       const reported = leaders.slice(0, metaBatchRecordsMax - 1)
       const keys = reported.map((l) =>
         l.shardId === metaShardId ? metaKeys.metaShard : metaKeys.shard(l.shardId),
@@ -198,36 +204,60 @@ export class MetaStore {
         const updated: ShardRecord = { ...shard, leaderHint: nodeId, leaderTerm: l.term }
         ops.push(put(keys[i]!, encodeShard(updated), raw.version))
       }
-      await this.batch(ops)
+      if (ops.length > 0) await this.batch(ops)
       return { done: state }
     })
   }
 
-  /** Marks dead every active or joining node not heard from since `deadBeforeMs`; returns their ids. */
-  async markDead(deadBeforeMs: number): Promise<NodeId[]> {
+  /**
+   * Records state changes judged by liveness.ts (or an operator's drain), each only if the node is
+   * still in the state it was judged in (a heartbeat may have landed since); returns those applied.
+   */
+  async setNodeStates(changes: readonly StateChange[]): Promise<StateChange[]> {
     return await this.transaction(async () => {
-      const map = await this.read()
-      if (map === undefined) return { done: [] }
-      const stale = [...map.nodes.values()].filter(
-        (n) => (n.state === 'active' || n.state === 'joining') && n.lastHeartbeatMs < deadBeforeMs,
-      )
-      if (stale.length === 0) return { done: [] }
-      const candidates = stale.slice(0, metaBatchRecordsMax)
-      const raws = await this.getMany(candidates.map((n) => metaKeys.node(n.id)))
+      const candidates = changes.slice(0, metaBatchRecordsMax)
+      if (candidates.length === 0) return { done: [] }
+      const raws = await this.getMany(candidates.map((c) => metaKeys.node(c.nodeId)))
       const ops: BatchOp[] = []
-      const marked: NodeId[] = []
-      for (const [i, n] of candidates.entries()) {
+      const applied: StateChange[] = []
+      for (const [i, c] of candidates.entries()) {
         const raw = raws[i]
         if (raw === null || raw === undefined) continue
-        // Judge the record this batch replaces: a heartbeat may have landed since the map was read.
         const fresh = decodeNode(raw.value)
-        if ((fresh.state !== 'active' && fresh.state !== 'joining') || fresh.lastHeartbeatMs >= deadBeforeMs)
-          continue
-        ops.push(put(metaKeys.node(n.id), encodeNode({ ...fresh, state: 'dead' }), raw.version))
-        marked.push(n.id)
+        if (fresh.state !== c.from || c.from === c.to) continue
+        ops.push(put(metaKeys.node(c.nodeId), encodeNode({ ...fresh, state: c.to }), raw.version))
+        applied.push(c)
       }
       if (ops.length > 0) await this.batch(ops)
-      return { done: marked }
+      return { done: applied }
+    })
+  }
+
+  /**
+   * Deletes a node's record (kvctl node remove): only a node no shard lists, and only if it is
+   * still in the state the caller checked (the caller judged the rest against the map it read).
+   */
+  async removeNode(nodeId: NodeId, expected: NodeState): Promise<void> {
+    await this.transaction(async () => {
+      const map = await this.read()
+      if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
+      const [raw] = await this.getMany([metaKeys.node(nodeId)])
+      if (raw === null || raw === undefined)
+        throw new KvError(ErrorCode.NotFound, `no node ${nodeId}`, { details: { field: 'nodeId' } })
+      const fresh = decodeNode(raw.value)
+      if (fresh.state !== expected)
+        throw new KvError(ErrorCode.MoveRefused, `node ${nodeId} is ${fresh.state}, not ${expected}`, {
+          details: { field: 'nodeId' },
+        })
+      const holding = map.shardsOf(nodeId)
+      if (holding.length > 0)
+        throw new KvError(
+          ErrorCode.MoveRefused,
+          `node ${nodeId} still holds replicas of ${holding.length} shards: drain it first`,
+          { details: { field: 'nodeId' } },
+        )
+      await this.batch([{ kind: 'delete', key: metaKeys.node(nodeId), expectedVersion: raw.version }])
+      return { done: undefined }
     })
   }
 

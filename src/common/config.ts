@@ -27,6 +27,8 @@
  * | zone       | --zone Z       | RINGKV_ZONE             | zone         | none                     |
  * | weight     | --weight W     | RINGKV_WEIGHT           | weight       | 1                        |
  * | heartbeatMs | --heartbeat-ms N | RINGKV_HEARTBEAT_MS   | heartbeatMs  | 1000                     |
+ * | deadAfterMs | --dead-after D | RINGKV_DEAD_AFTER      | deadAfter    | 5m (D: 90s, 5m, 1500ms; a bare number is seconds) |
+ * | autoRebalance | --auto-rebalance B | RINGKV_AUTO_REBALANCE | autoRebalance | true             |
  * | snapshotRateMiBps | --snapshot-rate MIB | RINGKV_SNAPSHOT_RATE | snapshotRate | 32 (MiB/s) |
  * | allowFaultInjection | --allow-fault-injection | RINGKV_ALLOW_FAULT_INJECTION=1 | allowFaultInjection | false |
  * | leaseReads | --lease-reads  | RINGKV_LEASE_READS=1    | leaseReads   | false                    |
@@ -122,6 +124,10 @@ export interface KvdConfig {
   readonly weight: number
   /** How often this node reports to the meta shard and refreshes its shard map. */
   readonly heartbeatMs: number
+  /** Silence after which the meta leader declares a node dead and re-creates its replicas elsewhere. */
+  readonly deadAfterMs: number
+  /** The meta leader balances replicas by itself (false: it plans balance moves but does not run them). */
+  readonly autoRebalance: boolean
   /** MiB per second of snapshot data this node sends, all streams together (moves, catch-up). */
   readonly snapshotRateMiBps: number
   /** Accept the admin call that drops or delays traffic to chosen peers (tests and demos only). */
@@ -160,6 +166,8 @@ export interface ConfigFlags {
   readonly zone?: string | undefined
   readonly weight?: string | undefined
   readonly heartbeatMs?: string | undefined
+  readonly deadAfter?: string | undefined
+  readonly autoRebalance?: string | undefined
   readonly snapshotRate?: string | undefined
   readonly peerListen?: string | undefined
   readonly advertise?: string | undefined
@@ -213,6 +221,8 @@ const fileKeys = new Set([
   'zone',
   'weight',
   'heartbeatMs',
+  'deadAfter',
+  'autoRebalance',
   'snapshotRate',
   'peerListen',
   'advertise',
@@ -243,6 +253,9 @@ export const zoneBytesMax = 64
 export const weightMax = 1024
 export const heartbeatMsDefault = 1000
 export const heartbeatMsRange = { min: 50, max: 60_000 } as const
+/** Minutes, not seconds, by default: a restart must not cause a storm of repairs. */
+export const deadAfterMsDefault = 5 * 60_000
+export const deadAfterMsRange = { min: 1000, max: 7 * 24 * 3_600_000 } as const
 export const snapshotRateMiBpsDefault = defaultLimits.snapshotBytesPerSecondDefault / (1024 * 1024)
 export const snapshotRateMiBpsRange = { min: 1, max: 4096 } as const
 
@@ -459,6 +472,11 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
       ? heartbeatMsDefault
       : parseIntIn(heartbeatRaw, 'heartbeatMs', heartbeatMsRange.min, heartbeatMsRange.max)
 
+  const deadRaw = pick(flags.deadAfter, '--dead-after', 'RINGKV_DEAD_AFTER', 'deadAfter')
+  const deadAfterMs = deadRaw === undefined ? deadAfterMsDefault : parseDuration(deadRaw, 'deadAfter')
+  const autoRaw = pick(flags.autoRebalance, '--auto-rebalance', 'RINGKV_AUTO_REBALANCE', 'autoRebalance')
+  const autoRebalance = autoRaw === undefined ? true : parseBool(autoRaw, 'autoRebalance')
+
   const rateRaw = pick(flags.snapshotRate, '--snapshot-rate', 'RINGKV_SNAPSHOT_RATE', 'snapshotRate')
   const snapshotRateMiBps =
     rateRaw === undefined
@@ -517,6 +535,8 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     zone,
     weight,
     heartbeatMs,
+    deadAfterMs,
+    autoRebalance,
     snapshotRateMiBps,
     allowFaultInjection,
     leaseReads,
@@ -699,6 +719,21 @@ function parseIntIn(raw: Sourced, field: string, min: number, max: number): numb
       `${raw.source} must be an integer in ${min}..${max}, got ${JSON.stringify(raw.value)}`,
     )
   return n
+}
+
+/** A duration: `1500ms`, `90s`, `5m`, `1h`, or a bare number of seconds; within deadAfterMsRange. */
+function parseDuration(raw: Sourced, field: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  const text =
+    typeof raw.value === 'number' ? String(raw.value) : typeof raw.value === 'string' ? raw.value : ''
+  const match = /^(\d{1,12})(ms|s|m|h)?$/.exec(text.trim())
+  const ms = match === null ? NaN : Number(match[1]) * units[match[2] ?? 's']!
+  if (!Number.isSafeInteger(ms) || ms < deadAfterMsRange.min || ms > deadAfterMsRange.max)
+    throw invalid(
+      field,
+      `${raw.source} must be a duration such as 90s, 5m or 1500ms, from ${deadAfterMsRange.min / 1000} s to ${deadAfterMsRange.max / 86_400_000} days, got ${JSON.stringify(raw.value)}`,
+    )
+  return ms
 }
 
 function parseBool(raw: Sourced, field: string): boolean {

@@ -51,6 +51,7 @@ export {
 } from './wire.ts'
 export {
   dialable,
+  isNodeDown,
   nodeStates,
   type LocalView,
   type NodeRoute,

@@ -35,7 +35,7 @@ import { ErrorCode } from '../common/errors.ts'
 import { isSafeUint } from '../common/ids.ts'
 import type { Random } from '../common/random.ts'
 import type { RouteTable } from './route-table.ts'
-import type { LocalView, RouteHint, ShardRoute } from './types.ts'
+import { isNodeDown, type LocalView, type RouteHint, type ShardRoute } from './types.ts'
 
 export interface RoutePolicyConfig {
   /** The deciding node's id (a router, an agent); 0 for a client, which is no node. */
@@ -360,7 +360,8 @@ export class RoutePolicy {
   }
 
   /**
-   * A node a request may be sent to: in the table, not dead (unless `alive`: seen alive first hand),
+   * A node a request may be sent to: in the table, not down (unreachable or dead) unless `alive`
+   * (seen alive first hand),
    * not the deciding node, reachable, not excluded.
    */
   private usable(table: RouteTable, nodeId: number, options: ChoiceOptions, alive = false): boolean {
@@ -369,7 +370,7 @@ export class RoutePolicy {
     if (options.reachable !== undefined) {
       if (!options.reachable(nodeId)) return false
     } else if (node === undefined) return false
-    return alive || node?.state !== 'dead'
+    return alive || !isNodeDown(node?.state)
   }
 
   /** The note of `shard`, if it was made for the entry's current range. */

@@ -14,9 +14,19 @@ import type { ShardDescriptorDetail } from '../common/errors.ts'
  */
 export type ShardRoute = ShardDescriptorDetail
 
-/** A node's lifecycle state in the registry. */
-export type NodeState = 'joining' | 'active' | 'draining' | 'dead'
-export const nodeStates: readonly NodeState[] = ['joining', 'active', 'draining', 'dead']
+/**
+ * A node's lifecycle state in the registry. `unreachable`: the meta leader has not heard from it
+ * for a few heartbeats (routing passes it over, as it does a dead node; its replicas stay where
+ * they are); `dead`: not heard from for the cluster's dead-after period (its replicas are
+ * re-created elsewhere). A heartbeat makes either active again.
+ */
+export type NodeState = 'joining' | 'active' | 'draining' | 'unreachable' | 'dead'
+export const nodeStates: readonly NodeState[] = ['joining', 'active', 'draining', 'unreachable', 'dead']
+
+/** A node routing passes over unless it was seen alive first hand: unreachable or dead. */
+export function isNodeDown(state: NodeState | undefined): boolean {
+  return state === 'unreachable' || state === 'dead'
+}
 
 /** One node as routing sees it. */
 export interface NodeRoute {

@@ -266,7 +266,8 @@ export class Kvd {
           nodeId: identity.nodeId,
           heartbeatMs: config.heartbeatMs,
           mapRefreshMs: config.heartbeatMs,
-          nodeDeadAfterMs: config.heartbeatMs * nodeDeadAfterHeartbeats,
+          nodeUnreachableAfterMs: config.heartbeatMs * nodeUnreachableAfterHeartbeats,
+          nodeDeadAfterMs: config.deadAfterMs,
           metaCallMs: Math.max(config.heartbeatMs, metaCallMsMin),
           initialMap: map,
           movePollMs,
@@ -723,8 +724,8 @@ export function initialClusterId(config: KvdConfig): Buffer | undefined {
 /** How long start() waits for this node's single-voter groups to elect themselves, and how often it looks. */
 const soloLeaderWaitMs = 10_000
 const soloLeaderPollMs = 5
-/** Missed heartbeats after which the meta leader marks a node dead. */
-const nodeDeadAfterHeartbeats = 10
+/** Missed heartbeats after which the meta leader marks a node unreachable (dead: --dead-after). */
+const nodeUnreachableAfterHeartbeats = 10
 /** The least budget of one call to the meta shard. */
 const metaCallMsMin = 2_000
 /** How often the meta leader's mover looks at the moves, and how long a move may make no progress. */

@@ -115,6 +115,18 @@ export async function main(
     )
     .addOption(
       new Option(
+        '--dead-after <duration>',
+        'silence after which a node is dead and its replicas are re-created elsewhere: 90s, 5m, 1500ms (default 5m)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--auto-rebalance <true|false>',
+        'balance replicas onto joining nodes by itself (default true; false: plan only)',
+      ),
+    )
+    .addOption(
+      new Option(
         '--snapshot-rate <MiB/s>',
         'snapshot data this node sends per second, all moves and catch-ups together (default 32)',
       ),

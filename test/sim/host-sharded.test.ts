@@ -7,7 +7,7 @@
  * the real SDK routing (routing cache, route choice and repair, retries) over a simulated KvService
  * call path, where each node serves or forwards once; shard records change at run time (a higher
  * epoch), so routes are repaired from WRONG_SHARD descriptors. Meta clients run the control plane's
- * transactions (bootstrap, register, heartbeat, markDead, read) through MetaStore on the meta
+ * transactions (bootstrap, register, heartbeat, setNodeStates, read) through MetaStore on the meta
  * leader. Same faults as host-seeds (loss, delay, reordering, partitions, stream resets, slow
  * fsyncs, power cuts with restarts), plus crashes of the meta leader. After healing, routing must
  * converge: every client reaches every leader with at most one forward, and soon directly.

@@ -10,7 +10,7 @@
  *   attempt with an unknown outcome (a crash, a lost answer): idempotency by address must hand
  *   out one id per address, whatever happened;
  * - `heartbeat(nodeId, host.leaderships(), now)` for registered nodes (leader hints move);
- * - `markDead(now - 1 s)` now and then (states move; heartbeats bring nodes back);
+ * - nodes that are down (crashed, or never started) marked dead (MetaStore.setNodeStates) now and then (states move; heartbeats bring nodes back);
  * - `read()`: checked on the spot (`checkMap`).
  *
  * Checks: every map read (and the last one, on the meta leader after healing) is well formed: the
@@ -555,11 +555,36 @@ class MetaClient {
         let before = 0
         const r = await this.attempts((store, node) => {
           before = Math.floor(c.slot(node).clock.wallMs()) - 1_000
-          return store.markDead(before)
+          // A record is stamped only when its state changes (liveness lives in the meta leader's
+          // memory), so a stale stamp alone says nothing: judged silent are the nodes down now
+          // (crashed, or registered by this workload and never started).
+          const down = (id: NodeId): boolean => {
+            try {
+              return c.hostOf(id) === undefined
+            } catch {
+              return true
+            }
+          }
+          return store
+            .read()
+            .then((map) =>
+              store.setNodeStates(
+                [...(map?.nodes.values() ?? [])]
+                  .filter(
+                    (n) =>
+                      (n.state === 'active' || n.state === 'joining') &&
+                      n.lastHeartbeatMs < before &&
+                      down(n.id),
+                  )
+                  .map((n) => ({ nodeId: n.id, from: n.state, to: 'dead' as const })),
+              ),
+            )
         })
         if (r.ok) {
           w.stats.markDeads++
-          w.trace(`${this.name} mark-dead before ${Math.round(before)} -> ${r.value.join(',') || '-'}`)
+          w.trace(
+            `${this.name} mark-dead before ${Math.round(before)} -> ${r.value.map((c) => c.nodeId).join(',') || '-'}`,
+          )
         } else this.failed('mark-dead', r.unknown)
         return
       }

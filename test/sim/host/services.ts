@@ -577,6 +577,7 @@ export function startServices(init: {
       nodeId,
       heartbeatMs: init.timing.heartbeatMs,
       mapRefreshMs: init.timing.heartbeatMs,
+      nodeUnreachableAfterMs: init.timing.heartbeatMs * init.timing.nodeDeadAfterHeartbeats,
       nodeDeadAfterMs: init.timing.heartbeatMs * init.timing.nodeDeadAfterHeartbeats,
       metaCallMs: init.timing.metaCallMs,
       initialMap: init.initialMap,

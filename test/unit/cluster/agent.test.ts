@@ -91,6 +91,7 @@ function agentOf(
       nodeId: NodeId(nodeId),
       heartbeatMs: 100,
       mapRefreshMs: 1000,
+      nodeUnreachableAfterMs: 4_000,
       nodeDeadAfterMs: 10_000,
       metaCallMs: 5000,
       initialMap: initial,
@@ -267,6 +268,7 @@ describe('cluster/ClusterAgent serveJoin', () => {
         nodeId: NodeId(1),
         heartbeatMs: 1,
         mapRefreshMs: 1,
+        nodeUnreachableAfterMs: 1,
         nodeDeadAfterMs: 1,
         metaCallMs: 1,
         initialMap: solo,
@@ -287,16 +289,31 @@ describe('cluster/ClusterAgent serveJoin', () => {
 })
 
 describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
-  it('on the meta leader: stamps the wall clock and records leader hints', async () => {
+  it('on the meta leader: records leader hints; an active node is heard in memory, its record unwritten', async () => {
     const replica = await metaLeaderReplica()
+    const store = new MetaStore(replica)
     const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
+    const before = (await store.read())!.node(NodeId(2))!
     clock.wall = 1_700_000_123_456
     expect(
       await agent.serveHeartbeat({ nodeId: NodeId(2), leaders: [{ shardId: ShardId(0), term: 7 }] }, true),
     ).toBe('active')
-    const read = (await new MetaStore(replica).read())!
-    expect(read.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 1_700_000_123_456 })
+    const read = (await store.read())!
+    expect(read.node(NodeId(2))).toEqual(before)
     expect(read.shard(ShardId(0))).toMatchObject({ leaderHint: 2, leaderTerm: 7 })
+  })
+
+  it('on the meta leader: a node marked unreachable is active again at its next heartbeat, stamped', async () => {
+    const replica = await metaLeaderReplica()
+    const store = new MetaStore(replica)
+    await store.setNodeStates([{ nodeId: NodeId(2), from: 'active', to: 'unreachable' }])
+    const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
+    clock.wall = 1_700_000_123_456
+    expect(await agent.serveHeartbeat({ nodeId: NodeId(2), leaders: [] }, true)).toBe('active')
+    expect((await store.read())!.node(NodeId(2))).toMatchObject({
+      state: 'active',
+      lastHeartbeatMs: 1_700_000_123_456,
+    })
   })
 
   it('on a follower: passed to the leader; forwarded: NOT_LEADER', async () => {
@@ -321,7 +338,9 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     await agent.stop()
     const read = (await new MetaStore(replica).read())!
     expect(read.cluster).toEqual(initial.cluster)
-    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
+    // An active node's heartbeat writes nothing; the map the leader serves shows when it heard it.
+    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: 0 })
+    expect(agent.map.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
     expect(read.shard(ShardId(1))).toMatchObject({ leaderHint: 1, leaderTerm: 2 })
     expect(maps).toHaveLength(1)
     expect(agent.map.shard(ShardId(1))).toMatchObject({ leaderHint: 1, leaderTerm: 2 })
@@ -334,7 +353,7 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     expect(remote.calls).toEqual([])
   })
 
-  it('a meta leader marks silent nodes dead only after holding leadership for nodeDeadAfterMs', async () => {
+  it('a meta leader marks silent nodes unreachable, then dead, counting from when it took over', async () => {
     const replica = await metaLeaderReplica()
     const store = new MetaStore(replica)
     const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
@@ -344,14 +363,49 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     // Nodes 2..4 never heartbeated, but the leader is new: nobody is judged yet.
     expect((await store.read())!.node(NodeId(2))?.state).toBe('active')
 
-    clock.now += 10_000
-    clock.wall += 10_000
+    clock.now += 4_000
+    clock.wall += 4_000
+    // Node 3 reports in meanwhile: it stays active.
+    await agent.serveHeartbeat({ nodeId: NodeId(3), leaders: [] }, true)
+    expect(clock.fire(100)).toBe(true)
+    await nextRoundScheduled(clock)
+    let read = (await store.read())!
+    for (const id of [2, 4]) expect(read.node(NodeId(id))?.state).toBe('unreachable')
+    expect(read.node(NodeId(3))?.state).toBe('active')
+
+    clock.now += 6_000
+    clock.wall += 6_000
     expect(clock.fire(100)).toBe(true)
     await nextRoundScheduled(clock)
     await agent.stop()
-    const read = (await store.read())!
-    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
-    for (const id of [2, 3, 4]) expect(read.node(NodeId(id))?.state).toBe('dead')
+    read = (await store.read())!
+    expect(read.node(NodeId(1))?.state).toBe('active')
+    for (const id of [2, 4]) expect(read.node(NodeId(id))?.state).toBe('dead')
+    // Node 3 was heard 6 s ago: unreachable, not dead yet.
+    expect(read.node(NodeId(3))?.state).toBe('unreachable')
+  })
+
+  it('a meta leader that lost and regained leadership judges from the regain (no storm after a failover)', async () => {
+    const replica = await metaLeaderReplica()
+    const store = new MetaStore(replica)
+    let leading = true
+    const { agent, clock } = agentOf(1, () => ({ replica, isLeader: leading, leaderId: NodeId(1) }))
+    agent.start()
+    clock.fire(0)
+    await nextRoundScheduled(clock)
+    leading = false
+    clock.now += 9_000
+    clock.wall += 9_000
+    clock.fire(100)
+    await nextRoundScheduled(clock)
+    leading = true
+    clock.now += 3_000
+    clock.wall += 3_000
+    clock.fire(100)
+    await nextRoundScheduled(clock)
+    await agent.stop()
+    // 12 s since the first leadership began, but 0 s since this one did: nobody judged.
+    for (const id of [2, 3, 4]) expect((await store.read())!.node(NodeId(id))?.state).toBe('active')
   })
 
   it('drops a replica the shard no longer has once its leader confirms, and an unused empty one after a grace period', async () => {

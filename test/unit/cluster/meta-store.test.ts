@@ -7,7 +7,6 @@ import {
   MetaStore,
   type ClusterMap,
 } from '../../../src/cluster/index.ts'
-import { decodeNode, encodeNode, metaKeys } from '../../../src/cluster/records.ts'
 import type { BatchOp, Replica } from '../../../src/shard/index.ts'
 import { handMap, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
 
@@ -238,86 +237,98 @@ describe('cluster/MetaStore heartbeat', () => {
     expect(await store.heartbeat(NodeId(1), [{ shardId: ShardId(500), term: 1 }], 500)).toBe('active')
   })
 
-  it('a heartbeat landing between its read and its write: retried, the later stamp wins', async () => {
+  it('a heartbeat landing between its read and its write: retried, the node revived once', async () => {
     const inner = await openMetaReplica()
     opened.push(inner)
     const racing = new RacingReplica(inner)
     const store = new MetaStore(racing)
     await store.bootstrap(initial)
+    await store.setNodeStates([{ nodeId: NodeId(2), from: 'active', to: 'unreachable' }])
     racing.arm(1, () => new MetaStore(inner).heartbeat(NodeId(2), [], 50), touches('node/0000000002'))
     const before = racing.batches
     expect(await store.heartbeat(NodeId(2), [{ shardId: ShardId(0), term: 1 }], 60)).toBe('active')
     expect(racing.batches - before).toBe(2)
     const read = (await store.read())!
-    expect(read.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 60 })
+    // The retry found the node active already: only the leader hint was left to write.
+    expect(read.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 50 })
     expect(read.shard(ShardId(0))).toMatchObject({ leaderHint: 2, leaderTerm: 1 })
+  })
+
+  it('an active node reporting what the map says already writes nothing (a heartbeat is a read)', async () => {
+    const inner = await openMetaReplica()
+    opened.push(inner)
+    const racing = new RacingReplica(inner)
+    const store = new MetaStore(racing)
+    await store.bootstrap(initial)
+    await store.heartbeat(NodeId(2), [{ shardId: ShardId(0), term: 1 }], 10)
+    const before = racing.batches
+    for (let i = 0; i < 5; i++)
+      expect(await store.heartbeat(NodeId(2), [{ shardId: ShardId(0), term: 1 }], 20 + i)).toBe('active')
+    expect(racing.batches - before).toBe(0)
   })
 })
 
-describe('cluster/MetaStore markDead', () => {
-  it('marks active and joining nodes not heard from since t dead; a later heartbeat revives them', async () => {
+describe('cluster/MetaStore setNodeStates', () => {
+  it('records changes judged in the state the node is still in; a later heartbeat revives the node', async () => {
     const { store } = await bootstrapped()
     const joining = await store.register('new:1', '', 1)
-    await store.heartbeat(NodeId(1), [], 1000)
-    await store.heartbeat(NodeId(2), [], 500)
-    // Node 3 never heartbeated (0), node 4 is joining (0).
-    const dead = await store.markDead(600)
-    expect([...dead].sort((a, b) => a - b)).toEqual([2, 3, joining.id])
+    const applied = await store.setNodeStates([
+      { nodeId: NodeId(2), from: 'active', to: 'unreachable' },
+      { nodeId: NodeId(3), from: 'active', to: 'dead' },
+      { nodeId: joining.id, from: 'joining', to: 'dead' },
+      // Judged on a stale view: node 1 is active, not unreachable.
+      { nodeId: NodeId(1), from: 'unreachable', to: 'dead' },
+      // Unknown node: skipped.
+      { nodeId: NodeId(42), from: 'active', to: 'dead' },
+    ])
+    expect(applied.map((c) => c.nodeId)).toEqual([2, 3, joining.id])
     let read = (await store.read())!
     expect(read.node(NodeId(1))?.state).toBe('active')
-    for (const id of [2, 3, joining.id]) expect(read.node(NodeId(id))?.state).toBe('dead')
-    expect(read.node(NodeId(2))?.lastHeartbeatMs).toBe(500)
-    // Dead nodes are not marked again.
-    expect(await store.markDead(600)).toEqual([])
+    expect(read.node(NodeId(2))?.state).toBe('unreachable')
+    for (const id of [3, joining.id]) expect(read.node(NodeId(id))?.state).toBe('dead')
+    // Applied once: the same changes again find other states.
+    expect(await store.setNodeStates([{ nodeId: NodeId(3), from: 'active', to: 'dead' }])).toEqual([])
     expect(await store.heartbeat(NodeId(3), [], 2000)).toBe('active')
     read = (await store.read())!
     expect(read.node(NodeId(3))).toMatchObject({ state: 'active', lastHeartbeatMs: 2000 })
   })
 
-  it('before bootstrap: nothing', async () => {
-    const { store } = await freshStore()
-    expect(await store.markDead(1000)).toEqual([])
+  it('nothing to change: nothing written', async () => {
+    const { store } = await bootstrapped()
+    expect(await store.setNodeStates([])).toEqual([])
   })
 
-  it('a draining node is never marked dead, and a heartbeat keeps it draining', async () => {
-    const { store, replica } = await bootstrapped()
-    const key = metaKeys.node(NodeId(2))
-    const { found } = await replica.get(key, { level: 'linearizable' })
-    const draining = { ...decodeNode(found!.value), state: 'draining' as const }
-    await replica.put(key, encodeNode(draining), { level: 'majority' })
-    expect(await store.markDead(600)).not.toContain(2)
-    expect((await store.read())!.node(NodeId(2))?.state).toBe('draining')
+  it('a heartbeat keeps a draining node draining', async () => {
+    const { store } = await bootstrapped()
+    await store.setNodeStates([{ nodeId: NodeId(2), from: 'active', to: 'draining' }])
     expect(await store.heartbeat(NodeId(2), [], 700)).toBe('draining')
-    expect((await store.read())!.node(NodeId(2))).toMatchObject({ state: 'draining', lastHeartbeatMs: 700 })
+    expect((await store.read())!.node(NodeId(2))?.state).toBe('draining')
   })
 
-  it('a heartbeat landing after markDead read the map spares the node', async () => {
-    // Known failing (src/cluster/meta-store.ts markDead): staleness is judged on the first read
-    // (read()), but the compare-and-set uses the version of the second read, so the fresh record
-    // written by the heartbeat in between is overwritten with state 'dead'.
+  it('a heartbeat landing between its read and its write spares the node', async () => {
     const inner = await openMetaReplica()
     opened.push(inner)
-    let sneak: (() => Promise<unknown>) | undefined
-    let readsOfNode2 = 0
     const racing = new RacingReplica(inner)
-    racing.getMany = async (keys, opts) => {
-      if (keys.length === 1 && text(keys[0]!) === 'node/0000000002' && ++readsOfNode2 === 1 && sneak) {
-        const s = sneak
-        sneak = undefined
-        await s()
-      }
-      return inner.getMany(keys, opts)
-    }
     const store = new MetaStore(racing)
     await store.bootstrap(initial)
-    await store.heartbeat(NodeId(1), [], 1000)
-    await store.heartbeat(NodeId(3), [], 1000)
-    readsOfNode2 = 0
-    sneak = () => new MetaStore(inner).heartbeat(NodeId(2), [], 1000)
-    const dead = await store.markDead(600)
-    expect(sneak).toBeUndefined() // the heartbeat did land mid-transaction
+    await store.setNodeStates([{ nodeId: NodeId(2), from: 'active', to: 'unreachable' }])
+    racing.arm(1, () => new MetaStore(inner).heartbeat(NodeId(2), [], 1000), touches('node/0000000002'))
+    const applied = await store.setNodeStates([{ nodeId: NodeId(2), from: 'unreachable', to: 'dead' }])
+    expect(applied).toEqual([])
     expect((await store.read())!.node(NodeId(2))).toMatchObject({ state: 'active', lastHeartbeatMs: 1000 })
-    expect(dead).not.toContain(2)
+  })
+})
+
+describe('cluster/MetaStore removeNode', () => {
+  it('refuses a node that still holds replicas, removes one that holds none', async () => {
+    const { store } = await bootstrapped()
+    const joined = await store.register('new:1', '', 1)
+    const err = await kvError(() => store.removeNode(NodeId(2), 'active'))
+    expect(err.code).toBe(ErrorCode.MoveRefused)
+    expect((await kvError(() => store.removeNode(joined.id, 'active'))).code).toBe(ErrorCode.MoveRefused)
+    await store.removeNode(joined.id, 'joining')
+    expect((await store.read())!.node(joined.id)).toBeUndefined()
+    expect((await kvError(() => store.removeNode(joined.id, 'joining'))).code).toBe(ErrorCode.NotFound)
   })
 })
 

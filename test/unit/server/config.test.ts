@@ -47,6 +47,30 @@ describe('common/config', () => {
     expect(failure(() => load({}))).toMatchObject({ code: 'INVALID_ARGUMENT', field: 'dataDir' })
   })
 
+  it('--dead-after: minutes by default, durations with units from flag, env and file; bad ones refused', () => {
+    expect(load({ data: '/d' }).deadAfterMs).toBe(5 * 60_000)
+    expect(load({ data: '/d', deadAfter: '3s' }).deadAfterMs).toBe(3000)
+    expect(load({ data: '/d', deadAfter: '1500ms' }).deadAfterMs).toBe(1500)
+    expect(load({ data: '/d', deadAfter: '2m' }).deadAfterMs).toBe(120_000)
+    expect(load({ data: '/d', deadAfter: '90' }).deadAfterMs).toBe(90_000)
+    expect(load({ data: '/d' }, { RINGKV_DEAD_AFTER: '10m' }).deadAfterMs).toBe(600_000)
+    expect(load({ data: '/d', config: 'c.json' }, {}, { 'c.json': '{"deadAfter": "1h"}' }).deadAfterMs).toBe(
+      3_600_000,
+    )
+    for (const bad of ['5 minutes', '-1s', '500ms', '1e3', '', '8d'])
+      expect(failure(() => load({ data: '/d', deadAfter: bad })).field).toBe('deadAfter')
+  })
+
+  it('--auto-rebalance: true by default; false from flag, env or file', () => {
+    expect(load({ data: '/d' }).autoRebalance).toBe(true)
+    expect(load({ data: '/d', autoRebalance: 'false' }).autoRebalance).toBe(false)
+    expect(load({ data: '/d' }, { RINGKV_AUTO_REBALANCE: '0' }).autoRebalance).toBe(false)
+    expect(
+      load({ data: '/d', config: 'c.json' }, {}, { 'c.json': '{"autoRebalance": false}' }).autoRebalance,
+    ).toBe(false)
+    expect(failure(() => load({ data: '/d', autoRebalance: 'maybe' })).field).toBe('autoRebalance')
+  })
+
   it('derives the HTTP port from the gRPC port (+1000), or 0 from 0', () => {
     expect(load({ data: '/d', listen: '0.0.0.0:7100' }).httpListen).toEqual({ host: '0.0.0.0', port: 8100 })
     expect(load({ data: '/d', listen: '127.0.0.1:0' }).httpListen).toEqual({ host: '127.0.0.1', port: 0 })

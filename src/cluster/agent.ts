@@ -21,10 +21,12 @@ import { deadlineSignal, type Clock, type TimerHandle } from '../common/clock.ts
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
+import type { Hasher } from '../hashing/index.ts'
 import { RoutePolicy } from '../routing/index.ts'
 import type { Replica } from '../shard/index.ts'
 import type { NodeId as NodeIdType, ShardId } from '../common/ids.ts'
 import { ClusterMap, metaShardId } from './cluster-map.ts'
+import { Executor, type RebalanceStatus, type Throttles } from './executor/index.ts'
 import { Liveness } from './liveness.ts'
 import { MetaStore, type LeaderReport } from './meta-store.ts'
 import type { MoveRequest } from './move-rules.ts'
@@ -106,6 +108,14 @@ export interface ClusterAgentComponents {
   readonly dropReplica: (shardId: ShardId, epoch: number, members: readonly NodeIdType[]) => Promise<void>
   /** Called with every new map (after a refresh). */
   readonly onMap?: (map: ClusterMap) => void
+  /** Rebalancing as a job on the meta leader (cluster/executor); absent: moves only by hand. */
+  readonly rebalance?: {
+    readonly hasher: Hasher
+    readonly autoRebalance: boolean
+    readonly throttles: Throttles
+    readonly listedMax: number
+    readonly pollMs: number
+  }
 }
 
 /** Heartbeat rounds between two checks of this node's replicas against the map. */
@@ -145,6 +155,7 @@ export class ClusterAgent {
   /** Since when each of this node's empty replicas has been seen empty (clock ms). */
   private readonly emptySince = new Map<ShardId, number>()
   private readonly mover: Mover
+  private readonly executor: Executor | undefined
   private readonly stats = {
     heartbeats: 0,
     heartbeatFailures: 0,
@@ -178,6 +189,26 @@ export class ClusterAgent {
         map: () => this.current,
       },
     )
+    const rebalance = components.rebalance
+    this.executor =
+      rebalance === undefined
+        ? undefined
+        : new Executor(
+            {
+              pollMs: rebalance.pollMs,
+              callMs: init.metaCallMs,
+              autoRebalance: rebalance.autoRebalance,
+              throttles: rebalance.throttles,
+              listedMax: rebalance.listedMax,
+            },
+            {
+              clock: components.clock,
+              logger: components.logger,
+              hasher: rebalance.hasher,
+              localMeta: components.localMeta,
+              mover: this.mover,
+            },
+          )
     this.seeker = new RoutePolicy({
       self: init.nodeId,
       avoidMs: init.heartbeatMs * avoidHeartbeats,
@@ -207,11 +238,13 @@ export class ClusterAgent {
   start(): void {
     this.schedule(0)
     this.mover.start()
+    this.executor?.start()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
     this.timer?.cancel()
+    await this.executor?.stop()
     await this.mover.stop()
     await this.running
   }
@@ -435,6 +468,11 @@ export class ClusterAgent {
   async serveTransferLeader(shardId: ShardId, to: NodeIdType): Promise<{ leaderId: number; term: number }> {
     const config = await this.withDeadline((signal) => this.mover.transferLeader(shardId, to, signal))
     return { leaderId: config.leaderId, term: config.term }
+  }
+
+  /** The executor's last view while this node leads the meta shard (status, metrics). */
+  rebalanceStatus(): RebalanceStatus | undefined {
+    return this.executor?.lastStatus()
   }
 
   /** Registers a node (on the meta leader; elsewhere passed on once). */

@@ -12,6 +12,7 @@ import { ErrorCode, KvError, isKvErrorWithCode } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import type { BatchOp, Replica } from '../shard/index.ts'
 import { ClusterMap, metaShardId } from './cluster-map.ts'
+import { decodeJob, encodeJob, jobKey, type JobRecord } from './executor/job.ts'
 import type { StateChange } from './liveness.ts'
 import {
   decodeCluster,
@@ -337,6 +338,19 @@ export class MetaStore {
       ])
       return { done: undefined }
     })
+  }
+
+  // ---- the rebalancing job (cluster/executor) ----
+
+  /** The job record with its version (undefined: none yet). */
+  async job(): Promise<{ job: JobRecord; version: number } | undefined> {
+    const [raw] = await this.getMany([jobKey])
+    return raw === null || raw === undefined ? undefined : { job: decodeJob(raw.value), version: raw.version }
+  }
+
+  /** Writes the job record if it is still at `version` (0: absent); VERSION_MISMATCH otherwise. */
+  async writeJob(job: JobRecord, version: number): Promise<void> {
+    await this.batch([put(jobKey, encodeJob(job), version)])
   }
 
   /** Brings a shard's record up to the configuration its leader applied at `epoch` (no-op if older). */

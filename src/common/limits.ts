@@ -104,6 +104,16 @@ export const limits = {
   requestsInFlightMax: 4096,
   /** Rebalancer moves running at once. */
   movesConcurrentMax: 2,
+  /** Replica moves the rebalancing executor keeps running at once, cluster-wide (cluster/executor). */
+  rebalanceMovesMax: 4,
+  /** Of those, slots only repairs may take: balance and drains never do. */
+  rebalanceRepairSlots: 1,
+  /** Moves running into one node at once (it receives a snapshot for each). */
+  rebalanceMovesInPerNodeMax: 2,
+  /** Moves running out of one live node at once. */
+  rebalanceMovesOutPerNodeMax: 2,
+  /** Moves a rebalancing job record lists (running first, then planned); the rest are only counted. */
+  rebalanceJobMovesListedMax: 256,
   /** SDK attempts per call, also bounded by the call's deadline. */
   retryAttemptsMax: 16,
   /** SDK default deadline per call. */
@@ -264,11 +274,13 @@ assert(limits.requestsPerPrincipalMax < limits.requestsInFlightMax)
 assert(limits.requestDeadlineMsDefault <= limits.requestDeadlineMsMax)
 // A first dial leaves the default deadline room for a retry at another endpoint.
 assert(limits.dialTimeoutMsDefault < limits.requestDeadlineMsDefault)
-// One maximal key fits an export chunk.
+// Balance always has a slot of its own besides the repairs' slots.
+assert(limits.rebalanceRepairSlots < limits.rebalanceMovesMax)
 assert(limits.raftLogRetainEntries < limits.raftLogCompactEntries)
 assert(limits.raftLogRetainBytes < limits.raftLogCompactBytes)
 // One maximal proposal fits the byte budgets of the log.
 assert(limits.raftLogRetainBytes >= limits.proposalBytesMax)
+// One maximal key fits an export chunk.
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
 // Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and
 // one maximal proposal fits one envelope, and so does a full append (entries plus at most 16 bytes

@@ -272,7 +272,8 @@ export class Kvd {
           initialMap: map,
           movePollMs,
           moveStallMsMax,
-          movesConcurrentMax: config.limits.movesConcurrentMax,
+          // The executor keeps up to rebalanceMovesMax moves running; the mover steps them all.
+          movesConcurrentMax: Math.max(config.limits.movesConcurrentMax, config.limits.rebalanceMovesMax),
         },
         {
           clock,
@@ -284,6 +285,18 @@ export class Kvd {
           ownReplicas: () =>
             host.status().map((v) => ({ shardId: v.shardId, state: v.state, epoch: v.epoch })),
           dropReplica: (shardId, epoch, members) => host.destroyReplica(shardId, epoch, members),
+          rebalance: {
+            hasher,
+            autoRebalance: config.autoRebalance,
+            throttles: {
+              movesMax: config.limits.rebalanceMovesMax,
+              repairSlots: config.limits.rebalanceRepairSlots,
+              inPerNodeMax: config.limits.rebalanceMovesInPerNodeMax,
+              outPerNodeMax: config.limits.rebalanceMovesOutPerNodeMax,
+            },
+            listedMax: config.limits.rebalanceJobMovesListedMax,
+            pollMs: rebalancePollMs,
+          },
           onMap: (next) => {
             transport.setPeers(peerAddresses(next))
             // Kept, so a restarted node routes at once (a joined node cannot compute its map).
@@ -730,6 +743,8 @@ const nodeUnreachableAfterHeartbeats = 10
 const metaCallMsMin = 2_000
 /** How often the meta leader's mover looks at the moves, and how long a move may make no progress. */
 const movePollMs = 250
+/** How often the meta leader plans and starts moves (cluster/executor). */
+const rebalancePollMs = 1000
 const moveStallMsMax = 120_000
 /** Rounds over the --join nodes before kvd gives up, the pause between rounds, and each call's budget. */
 const joinAttemptsMax = 10

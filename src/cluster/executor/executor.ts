@@ -1,0 +1,287 @@
+/**
+ * The executor: rebalancing as a job, run by the meta leader (docs/rebalancing.md, "The
+ * executor"). Every poll it reads the map, the moves in progress and the job from the meta shard,
+ * plans from that real state (src/planner; the ring placement of the last plan is passed back),
+ * and lets the pure core (decide.ts `step`) say which moves start now; each is recorded with the
+ * mover (mover.ts), which runs it as a persisted step machine. Then the job is written, only when
+ * it changed, by compare-and-set: an operator's pause, resume or cancel landing in between wins,
+ * and the next poll works from it. A new meta leader reads the job and carries on.
+ *
+ * Time and the network are injected (Clock, the meta replica, the mover); every call has a deadline.
+ */
+import { deadlineSignal, type Clock, type TimerHandle } from '../../common/clock.ts'
+import { ErrorCode, KvError, isKvError } from '../../common/errors.ts'
+import type { ShardId } from '../../common/ids.ts'
+import type { Logger } from '../../common/logger.ts'
+import type { Hasher } from '../../hashing/index.ts'
+import { planMoves, type Plan, type PlanInput, type RingTarget } from '../../planner/index.ts'
+import { isNodeDown } from '../../routing/index.ts'
+import type { LocalMeta } from '../agent.ts'
+import type { ClusterMap } from '../cluster-map.ts'
+import { MetaStore } from '../meta-store.ts'
+import type { Mover, MoveView } from '../mover.ts'
+import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
+import type { JobRecord } from './job.ts'
+
+export interface ExecutorInit {
+  readonly pollMs: number
+  /** Budget of one poll (its reads, starts and the job's write). */
+  readonly callMs: number
+  readonly autoRebalance: boolean
+  readonly throttles: Throttles
+  readonly listedMax: number
+}
+
+export interface ExecutorComponents {
+  readonly clock: Clock
+  readonly logger: Logger
+  readonly hasher: Hasher
+  readonly localMeta: () => LocalMeta | undefined
+  readonly mover: Mover
+}
+
+/** What the executor knows now, for `kvctl rebalance status` and metrics (served by the meta leader). */
+export interface RebalanceStatus {
+  readonly job: JobRecord | undefined
+  readonly plan: Plan
+  /** The moves in progress as the mover sees them (step, bytes, reason). */
+  readonly running: readonly MoveView[]
+  readonly waiting: ReadonlyMap<ShardId, WaitReason>
+  readonly autoRebalance: boolean
+  /** Shards with fewer live replicas than the replication factor. */
+  readonly underReplicated: number
+}
+
+/** The planner's input from a map and the moves in progress. */
+export function planInputOf(map: ClusterMap, inProgress: PlanInput['inProgress']): PlanInput {
+  return {
+    nodes: [...map.nodes.values()],
+    shards: map.shards,
+    replicaCount: map.cluster.replicaCount,
+    vnodesPerNode: map.cluster.vnodesPerNode,
+    inProgress: inProgress.filter((m) => m.shardId < map.shards.length),
+  }
+}
+
+/** Shards of `map` with fewer live (not dead) replicas than the replication factor. */
+export function underReplicated(map: ClusterMap): number {
+  let n = 0
+  for (const s of map.shards) {
+    const live = s.replicas.filter((id) => {
+      const node = map.node(id)
+      return node !== undefined && node.state !== 'dead'
+    }).length
+    if (live < map.cluster.replicaCount) n++
+  }
+  return n
+}
+
+export class Executor {
+  private readonly init: ExecutorInit
+  private readonly c: ExecutorComponents
+  private readonly log: Logger
+  private timer: TimerHandle | undefined
+  private stopped = true
+  private running: Promise<void> | undefined
+  private ring: RingTarget | undefined
+  /** Snapshot bytes each running move's destination had received when last seen. */
+  private readonly lastBytes = new Map<ShardId, number>()
+  private last: RebalanceStatus | undefined
+  private readonly stats = { polls: 0, pollFailures: 0, movesStarted: 0, startsRefused: 0 }
+
+  constructor(init: ExecutorInit, components: ExecutorComponents) {
+    this.init = init
+    this.c = components
+    this.log = components.logger.child({ component: 'executor' })
+  }
+
+  start(): void {
+    this.stopped = false
+    this.schedule(this.init.pollMs)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.timer?.cancel()
+    await this.running
+  }
+
+  counters(): Readonly<typeof this.stats> {
+    return this.stats
+  }
+
+  /** The last poll's view while this node leads the meta shard (undefined otherwise). */
+  lastStatus(): RebalanceStatus | undefined {
+    return this.last
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return
+    this.timer = this.c.clock.setTimer(delayMs, () => {
+      this.running = this.runOnce().finally(() => {
+        this.running = undefined
+        this.schedule(this.init.pollMs)
+      })
+    })
+  }
+
+  /** One poll (the loop does this every pollMs; tests drive it). Never throws. */
+  async runOnce(): Promise<void> {
+    const local = this.c.localMeta()
+    if (local?.isLeader !== true) {
+      this.last = undefined
+      return
+    }
+    try {
+      await this.withDeadline((signal) => this.poll(local, signal))
+      this.stats.polls++
+    } catch (err) {
+      this.stats.pollFailures++
+      this.log.debug({ err: describe(err) }, 'rebalancing poll failed')
+    }
+  }
+
+  /** Pause, resume or cancel the open job (on the meta leader). NOT_FOUND when no job is open. */
+  async steer(action: 'pause' | 'resume' | 'cancel', signal: AbortSignal): Promise<JobRecord> {
+    const store = this.store(signal)
+    const stored = await store.job()
+    const next = steer(stored?.job, action, wholeMs(this.c.clock.wallMs()))
+    if (stored === undefined || next === undefined)
+      throw new KvError(ErrorCode.NotFound, 'no rebalancing job is open', { details: { field: 'job' } })
+    if (next !== stored.job) await store.writeJob(next, stored.version)
+    this.log.info({ job: next.id, action }, 'rebalancing job steered')
+    return next
+  }
+
+  /** A fresh view (reads the meta shard and plans), for status and the dry run. */
+  async status(signal: AbortSignal): Promise<RebalanceStatus> {
+    const store = this.store(signal)
+    const map = await store.read()
+    if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
+    const moves = await store.moves()
+    const job = (await store.job())?.job
+    const plan = planMoves(
+      planInputOf(
+        map,
+        moves.map(({ move }) => move),
+      ),
+      this.c.hasher,
+      this.ring,
+    )
+    this.ring = plan.ring
+    return {
+      job,
+      plan,
+      running: moves.map(({ move }) => this.c.mover.viewOf(move)),
+      waiting: this.last?.waiting ?? new Map(),
+      autoRebalance: this.init.autoRebalance,
+      underReplicated: underReplicated(map),
+    }
+  }
+
+  private async poll(local: LocalMeta, signal: AbortSignal): Promise<void> {
+    const store = new MetaStore(local.replica, signal)
+    const map = await store.read()
+    if (map === undefined) return
+    const stored = await store.moves()
+    const storedJob = await store.job()
+    const inProgress = stored.map(({ move }) => move)
+    for (const { move } of stored) {
+      const view = this.c.mover.viewOf(move)
+      this.lastBytes.set(move.shardId, Math.max(this.lastBytes.get(move.shardId) ?? 0, view.bytesSent))
+    }
+    const plan = planMoves(planInputOf(map, inProgress), this.c.hasher, this.ring)
+    this.ring = plan.ring
+    const nowMs = wholeMs(this.c.clock.wallMs())
+    const down = new Set(
+      [...map.nodes.values()].filter((n) => isNodeDown(n.state)).map((n) => n.id as number),
+    )
+    const out = step({
+      job: storedJob?.job,
+      plan,
+      running: inProgress,
+      replicasOf: (id) => map.shard(id)?.replicas,
+      bytesOf: (id) => this.lastBytes.get(id) ?? 0,
+      down,
+      registry: registryKey(map.nodes.values()),
+      autoRebalance: this.init.autoRebalance,
+      throttles: this.init.throttles,
+      nowMs,
+      listedMax: this.init.listedMax,
+    })
+    let job = out.job
+    for (const m of out.start) {
+      if (m.from === undefined) continue
+      try {
+        await this.c.mover.startMove({ shardId: m.shardId, from: m.from, to: m.to, epoch: m.epoch }, signal)
+        this.stats.movesStarted++
+        this.log.info(
+          { shard: m.shardId, from: m.from, to: m.to, reason: m.reason, job: job?.id },
+          'move started',
+        )
+      } catch (err) {
+        // The map moved under the plan (an operator's move, a newer epoch): planned again next poll.
+        this.stats.startsRefused++
+        this.log.debug({ shard: m.shardId, err: describe(err) }, 'move not started')
+        if (job !== undefined)
+          job = {
+            ...job,
+            started: job.started - 1,
+            moves: job.moves.filter((x) => !(x.shardId === m.shardId && x.state === 'running')),
+          }
+      }
+    }
+    if (job !== undefined && job !== storedJob?.job) {
+      try {
+        await store.writeJob(job, storedJob?.version ?? 0)
+      } catch (err) {
+        // An operator steered the job since it was read: the next poll starts from theirs.
+        if (!isKvError(err) || err.code !== ErrorCode.VersionMismatch) throw err
+      }
+      if (storedJob?.job.state !== job.state || storedJob.job.id !== job.id)
+        this.log.info(
+          { job: job.id, state: job.state, trigger: job.trigger, done: job.done, failed: job.failed },
+          'rebalancing job',
+        )
+    }
+    const keep = new Set<ShardId>([
+      ...inProgress.map((m) => m.shardId),
+      ...(job?.moves ?? []).map((m) => m.shardId),
+    ])
+    for (const id of this.lastBytes.keys()) if (!keep.has(id)) this.lastBytes.delete(id)
+    this.last = {
+      job,
+      plan,
+      running: stored.map(({ move }) => this.c.mover.viewOf(move)),
+      waiting: out.waiting,
+      autoRebalance: this.init.autoRebalance,
+      underReplicated: underReplicated(map),
+    }
+  }
+
+  private store(signal: AbortSignal): MetaStore {
+    const local = this.c.localMeta()
+    if (local?.isLeader !== true)
+      throw new KvError(ErrorCode.NotLeader, 'this node does not lead the meta shard', {
+        details: local?.leaderId === null || local === undefined ? {} : { leaderHint: local.leaderId },
+      })
+    return new MetaStore(local.replica, signal)
+  }
+
+  private async withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { signal, dispose } = deadlineSignal(this.c.clock, this.init.callMs)
+    try {
+      return await run(signal)
+    } finally {
+      dispose()
+    }
+  }
+}
+
+function wholeMs(ms: number): number {
+  return Math.max(0, Math.floor(ms))
+}
+
+function describe(err: unknown): string {
+  return isKvError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
+}

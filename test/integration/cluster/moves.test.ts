@@ -31,7 +31,8 @@ const progressFile = process.env['RINGKV_TEST_PROGRESS']
 function stage(text: string): void {
   if (progressFile !== undefined) appendFileSync(progressFile, `${new Date().toISOString()} ${text}\n`)
 }
-const args = ['--heartbeat-ms', '250', '--snapshot-rate', '2']
+// Moves by hand only: the executor would balance onto the new node by itself.
+const args = ['--heartbeat-ms', '250', '--snapshot-rate', '2', '--auto-rebalance', 'false']
 
 let cluster: Cluster
 let four: KvdHandle

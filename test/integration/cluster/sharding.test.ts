@@ -30,7 +30,8 @@ beforeAll(async () => {
   cluster = await startCluster({
     nodes: 5,
     shards: 64,
-    extraArgs: ['--heartbeat-ms', '250'],
+    // The joined node stays empty (its share moving in is test/integration/cluster/rebalance.test.ts).
+    extraArgs: ['--heartbeat-ms', '250', '--auto-rebalance', 'false'],
     readyTimeoutMs: 90_000,
   })
 }, 120_000)
@@ -236,12 +237,13 @@ describe('a sharded cluster (5 nodes, 64 shards, 3 replicas)', () => {
         30_000,
       )
       expect(newLeader).not.toBe(metaLeader)
-      // The new meta leader takes heartbeats: the killed node is marked dead after its grace period.
+      // The new meta leader takes heartbeats: the killed node is marked unreachable after a few
+      // (dead, and repaired, only after --dead-after: 5 minutes by default).
       const map = await eventually(
-        'the killed node marked dead',
+        'the killed node marked unreachable',
         async () => {
           const m = await client.shardMap()
-          return m.nodes.find((n) => n.nodeId === metaLeader)?.state === 'dead' ? m : undefined
+          return m.nodes.find((n) => n.nodeId === metaLeader)?.state === 'unreachable' ? m : undefined
         },
         60_000,
       )

@@ -95,7 +95,7 @@ export type CoverageMark = keyof typeof coverageMarks
  * fail in a row (the meta leader crashed or was cut off), a shard record changes at run time.
  */
 export const shardedMarks = {
-  nodeMarkedDead: 'nodes marked dead: no heartbeat',
+  nodeMarkedDead: 'node marked dead: no heartbeat',
   heartbeatsFailing: 'heartbeats to the meta shard failing',
   recordChanged: 'record change: shard',
 } as const

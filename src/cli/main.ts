@@ -18,6 +18,7 @@ import { endpointCommand } from './commands/endpoint.ts'
 import { faultCommand } from './commands/fault.ts'
 import { getCommand } from './commands/get.ts'
 import { putCommand } from './commands/put.ts'
+import { nodeCommand, rebalanceCommand } from './commands/rebalance.ts'
 import { ringCommand } from './commands/ring.ts'
 import { scanCommand } from './commands/scan.ts'
 import { shardsCommand } from './commands/shards.ts'
@@ -66,6 +67,8 @@ export const commands: readonly CommandSpec[] = [
   ringCommand,
   faultCommand,
   certsCommand,
+  nodeCommand,
+  rebalanceCommand,
 ]
 
 /** Runs kvctl with `argv` (without node and the script path) and resolves with the exit code. */

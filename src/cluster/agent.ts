@@ -470,6 +470,28 @@ export class ClusterAgent {
     return { leaderId: config.leaderId, term: config.term }
   }
 
+  /**
+   * A rebalancing call (kvctl rebalance, kvctl node): served by the executor when this node leads
+   * the meta shard, else passed on once to the meta leader (`remote`, with its peer address).
+   */
+  async serveRebalancing<T>(
+    forwarded: boolean,
+    onLeader: (executor: Executor, signal: AbortSignal) => Promise<T>,
+    remote: (address: string, signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const local = this.c.localMeta()
+    if (local?.isLeader === true) {
+      const executor = this.executor
+      if (executor === undefined)
+        throw new KvError(ErrorCode.Unavailable, 'this node runs no rebalancing executor')
+      return await this.withDeadline((signal) => onLeader(executor, signal))
+    }
+    const target = this.forwardTarget(local, forwarded)
+    return await this.withDeadline((signal) =>
+      this.tracked(target, () => remote(peerAddressOf(target), signal)),
+    )
+  }
+
   /** The executor's last view while this node leads the meta shard (status, metrics). */
   rebalanceStatus(): RebalanceStatus | undefined {
     return this.executor?.lastStatus()

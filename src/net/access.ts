@@ -77,6 +77,10 @@ export const methodRules: Readonly<Record<string, MethodRule>> = {
   '/ringkv.v1.AdminService/MoveReplica': admin('admin', 'node'),
   '/ringkv.v1.AdminService/ListMoves': admin('admin', 'node'),
   '/ringkv.v1.AdminService/TransferShardLeader': admin('admin', 'deny'),
+  // Rebalancing and node lifecycle (kvctl rebalance, kvctl node): admins; members pass them on to
+  // the meta leader, whose executor answers.
+  '/ringkv.v1.AdminService/Rebalance': admin('admin', 'node'),
+  '/ringkv.v1.AdminService/NodeAction': admin('admin', 'node'),
   // The replicas of a node, controlled by other nodes (the mover, shard leaders): peers only.
   '/ringkv.v1.ReplicaService/PrepareReplica': admin('deny', 'node'),
   '/ringkv.v1.ReplicaService/ChangeReplicas': admin('deny', 'node'),

@@ -22,6 +22,10 @@ import type {
   JoinResponse,
   ListMovesResponse,
   MoveReplicaResponse,
+  NodeActionRequest,
+  NodeActionResponse,
+  RebalanceRequest,
+  RebalanceResponse,
 } from '../gen/ringkv/v1/admin.ts'
 import { moveFromProto } from './move-proto.ts'
 import type { ShardMapResponse } from '../gen/ringkv/v1/kv.ts'
@@ -107,6 +111,28 @@ export class GrpcMetaRemote implements MetaRemote {
       this.clients.of(address).admin.listMoves({}, md, cb),
     )
     return { running: res.running.map(moveFromProto), recent: res.recent.map(moveFromProto) }
+  }
+
+  /** Rebalance passed on to the meta leader, answered as it answers (server/grpc-rebalance.ts). */
+  async rebalance(
+    address: string,
+    request: RebalanceRequest,
+    signal: AbortSignal,
+  ): Promise<RebalanceResponse> {
+    return await this.call<RebalanceResponse>(address, signal, (cb, md) =>
+      this.clients.of(address).admin.rebalance(request, md, cb),
+    )
+  }
+
+  /** NodeAction passed on to the meta leader, answered as it answers. */
+  async nodeAction(
+    address: string,
+    request: NodeActionRequest,
+    signal: AbortSignal,
+  ): Promise<NodeActionResponse> {
+    return await this.call<NodeActionResponse>(address, signal, (cb, md) =>
+      this.clients.of(address).admin.nodeAction(request, md, cb),
+    )
   }
 
   async shardMap(address: string, signal: AbortSignal): Promise<ClusterMap> {

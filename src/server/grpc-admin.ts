@@ -11,6 +11,8 @@
  *     leader vouches for the check it made where the join came in.
  *   - Heartbeat: a node reports for itself only (its certificate's node id); an admin for any.
  *
+ * Rebalance and NodeAction (kvctl rebalance, kvctl node) are grpc-rebalance.ts.
+ *
  * InjectFault is refused with FAULT_INJECTION_DISABLED (FAILED_PRECONDITION) unless kvd runs with
  * --allow-fault-injection; it then sets or clears faults on the node's peer transport and answers
  * with every fault in force (admin.proto InjectFaultRequest).
@@ -44,6 +46,7 @@ import type { PeerTransport } from '../node/transport.ts'
 import { hashSpaceEnd, nodeWeightMax } from '../hashing/index.ts'
 import type { ShardView } from '../node/host.ts'
 import type { Replica } from '../shard/index.ts'
+import { createRebalanceHandlers, type RebalancePassOn } from './grpc-rebalance.ts'
 import {
   allows,
   unary,
@@ -82,6 +85,8 @@ export interface AdminServiceComponents {
   readonly forwarded?: () => number
   /** The control plane: joins and heartbeats (absent on a node without one: UNAVAILABLE). */
   readonly cluster?: () => ClusterAgent | undefined
+  /** Rebalance and NodeAction passed on to the meta leader (grpc-rebalance.ts). */
+  readonly passOn?: RebalancePassOn
   /** kvd --allow-fault-injection (config.allowFaultInjection). Default false: InjectFault is refused. */
   readonly allowFaultInjection?: boolean
   /** The peer transport whose faults InjectFault sets; undefined while there is none (UNAVAILABLE). */
@@ -277,7 +282,22 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
     },
   )
 
-  return { status, injectFault, join, heartbeat, moveReplica, listMoves, transferShardLeader }
+  const { rebalance, nodeAction } = createRebalanceHandlers({
+    ...(components.cluster === undefined ? {} : { cluster: components.cluster }),
+    ...(components.passOn === undefined ? {} : { passOn: components.passOn }),
+  })
+
+  return {
+    status,
+    injectFault,
+    join,
+    heartbeat,
+    moveReplica,
+    listMoves,
+    transferShardLeader,
+    rebalance,
+    nodeAction,
+  }
 }
 
 /**

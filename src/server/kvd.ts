@@ -361,6 +361,7 @@ export class Kvd {
         shardEpoch: (shardId) => router.map.shard(ShardId(shardId))?.epoch ?? 0,
         forwarded: () => this.forwarder?.total ?? 0,
         cluster: () => this.agent,
+        passOn: new GrpcMetaRemote(peerClients),
         clock,
         logger: this.log,
         gate: this.gate,

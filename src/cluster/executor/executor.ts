@@ -11,15 +11,24 @@
  */
 import { deadlineSignal, type Clock, type TimerHandle } from '../../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../../common/errors.ts'
-import type { ShardId } from '../../common/ids.ts'
+import type { NodeId, ShardId } from '../../common/ids.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { Hasher } from '../../hashing/index.ts'
-import { planMoves, type Plan, type PlanInput, type RingTarget } from '../../planner/index.ts'
+import {
+  drainCheck,
+  planMoves,
+  type Plan,
+  type PlanInput,
+  type PlannedMove,
+  type RingTarget,
+} from '../../planner/index.ts'
 import { isNodeDown } from '../../routing/index.ts'
 import type { LocalMeta } from '../agent.ts'
 import type { ClusterMap } from '../cluster-map.ts'
 import { MetaStore } from '../meta-store.ts'
+import type { StateChange } from '../liveness.ts'
 import type { Mover, MoveView } from '../mover.ts'
+import type { NodeState } from '../records.ts'
 import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
 import type { JobRecord } from './job.ts'
 
@@ -153,6 +162,36 @@ export class Executor {
     return next
   }
 
+  /** kvctl node drain | undrain | remove (on the meta leader): judged, then recorded. */
+  async nodeAction(req: NodeActionRequest, signal: AbortSignal): Promise<NodeActionResult> {
+    const store = this.store(signal)
+    const map = await store.read()
+    if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
+    const moves = await store.moves()
+    const out = nodeAction(
+      map,
+      moves.map(({ move }) => move),
+      req,
+      this.c.hasher,
+      this.ring,
+    )
+    if (out.change !== undefined) {
+      const applied = await store.setNodeStates([out.change])
+      if (applied.length === 0)
+        throw new KvError(ErrorCode.VersionMismatch, `node ${req.nodeId} changed state meanwhile: try again`)
+      this.log.info(
+        { node: req.nodeId, from: out.change.from, to: out.change.to },
+        'node state set by an operator',
+      )
+    }
+    if (out.remove !== undefined) {
+      await store.removeNode(req.nodeId, out.remove)
+      this.log.warn({ node: req.nodeId }, 'node removed from the registry')
+    }
+    const { change: _change, remove: _remove, ...result } = out
+    return result
+  }
+
   /** A fresh view (reads the meta shard and plans), for status and the dry run. */
   async status(signal: AbortSignal): Promise<RebalanceStatus> {
     const store = this.store(signal)
@@ -284,4 +323,113 @@ function wholeMs(ms: number): number {
 
 function describe(err: unknown): string {
   return isKvError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
+}
+
+/** kvctl node drain | undrain | remove, as the meta leader answers it. */
+export interface NodeActionRequest {
+  readonly nodeId: NodeId
+  readonly action: 'drain' | 'undrain' | 'remove'
+  readonly dryRun: boolean
+  readonly force: boolean
+}
+
+export interface NodeActionResult {
+  /** The node's state after the call ('removed' once removed). */
+  readonly state: string
+  readonly possible: boolean
+  readonly replicas: number
+  readonly blocking: readonly { readonly shardId: number; readonly reason: string }[]
+  readonly blockingCount: number
+  readonly safeMode: string
+  readonly moves: readonly PlannedMove[]
+}
+
+/**
+ * The answer to a node action against `map` (pure; `apply` then records the state change it
+ * names). drain: the pre-flight (planner drainCheck; a replica of the meta shard also blocks: the
+ * meta shard does not move yet) and the moves that would empty the node; undrain: a draining node
+ * is active again; remove: only a node that holds no replica, draining, or dead with `force`.
+ */
+export function nodeAction(
+  map: ClusterMap,
+  inProgress: PlanInput['inProgress'],
+  req: NodeActionRequest,
+  hasher: Hasher,
+  ring: RingTarget | undefined,
+): NodeActionResult & { readonly change?: StateChange; readonly remove?: NodeState } {
+  const node = map.node(req.nodeId)
+  if (node === undefined)
+    throw new KvError(ErrorCode.NotFound, `no node ${req.nodeId}`, { details: { field: 'nodeId' } })
+  const held = map.shardsOf(req.nodeId)
+  const base = {
+    state: node.state as string,
+    possible: true,
+    replicas: held.length,
+    blocking: [] as { shardId: number; reason: string }[],
+    blockingCount: 0,
+    safeMode: '',
+    moves: [] as PlannedMove[],
+  }
+  const refused = (message: string): KvError =>
+    new KvError(ErrorCode.MoveRefused, message, { details: { field: 'nodeId' } })
+  switch (req.action) {
+    case 'drain': {
+      if (node.state !== 'active' && node.state !== 'draining')
+        throw refused(`node ${node.id} is ${node.state}: only an active node can be drained`)
+      const input = planInputOf(map, inProgress)
+      const check = drainCheck(input, req.nodeId)
+      const blocking = check.blocking.map((b) => ({
+        shardId: b.shardId as number,
+        reason: b.reason as string,
+      }))
+      const meta = map.meta.replicas.includes(req.nodeId)
+      if (meta) blocking.push({ shardId: map.meta.shardId, reason: 'meta' })
+      const draining = {
+        ...input,
+        nodes: input.nodes.map((n) => (n.id === req.nodeId ? { ...n, state: 'draining' as const } : n)),
+      }
+      const possible = check.possible && !meta
+      const moves = possible
+        ? planMoves(draining, hasher, ring).moves.filter((m) => m.from === req.nodeId && m.reason === 'drain')
+        : []
+      return {
+        ...base,
+        possible,
+        blocking,
+        blockingCount: check.blockingCount + (meta ? 1 : 0),
+        safeMode: check.safeMode?.message ?? '',
+        moves,
+        ...(possible && !req.dryRun && node.state === 'active'
+          ? {
+              change: { nodeId: node.id, from: 'active' as const, to: 'draining' as const },
+              state: 'draining',
+            }
+          : {}),
+      }
+    }
+    case 'undrain':
+      if (node.state !== 'draining') throw refused(`node ${node.id} is ${node.state}, not draining`)
+      return {
+        ...base,
+        ...(req.dryRun
+          ? {}
+          : {
+              change: { nodeId: node.id, from: 'draining' as const, to: 'active' as const },
+              state: 'active',
+            }),
+      }
+    case 'remove': {
+      if (held.length > 0)
+        throw refused(
+          `node ${node.id} still holds replicas of ${held.length} shards${node.state === 'draining' ? ': wait for the drain to end' : ': drain it first'}`,
+        )
+      if (node.state === 'dead' && !req.force)
+        throw refused(
+          `node ${node.id} is dead: remove it with --force (its replicas were re-created elsewhere)`,
+        )
+      if (node.state !== 'draining' && node.state !== 'dead')
+        throw refused(`node ${node.id} is ${node.state}: drain it first`)
+      return { ...base, ...(req.dryRun ? {} : { remove: node.state, state: 'removed' }) }
+    }
+  }
 }

@@ -17,10 +17,13 @@ export {
 } from './decide.ts'
 export {
   Executor,
+  nodeAction,
   planInputOf,
   underReplicated,
   type ExecutorComponents,
   type ExecutorInit,
+  type NodeActionRequest,
+  type NodeActionResult,
   type RebalanceStatus,
 } from './executor.ts'
 export {

@@ -956,6 +956,8 @@ export class FakeNode {
       moveReplica: unimplemented,
       listMoves: unimplemented,
       transferShardLeader: unimplemented,
+      rebalance: unimplemented,
+      nodeAction: unimplemented,
     }
   }
 }

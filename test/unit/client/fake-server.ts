@@ -635,6 +635,8 @@ export class FakeKvServer {
       moveReplica: (_call, callback) => callback({ code: 12, details: 'not faked' }),
       listMoves: (_call, callback) => callback({ code: 12, details: 'not faked' }),
       transferShardLeader: (_call, callback) => callback({ code: 12, details: 'not faked' }),
+      rebalance: (_call, callback) => callback({ code: 12, details: 'not faked' }),
+      nodeAction: (_call, callback) => callback({ code: 12, details: 'not faked' }),
     }
   }
 }

@@ -224,6 +224,99 @@ export interface TransferShardLeaderResponse {
   term: number;
 }
 
+/**
+ * Rebalancing as a job on the meta leader (kvctl rebalance): `action` is one of
+ *   status  the job, the moves running (step, bytes, reason) and the plan's next moves
+ *   plan    the same, as a dry run (nothing changes)
+ *   pause | resume | cancel   steer the open job (NOT_FOUND when none is open); a running move
+ *           finishes its steps (one in joint consensus always finishes)
+ */
+export interface RebalanceRequest {
+  action: string;
+}
+
+/** A move the planner proposes and the executor has not started. */
+export interface PlannedMoveInfo {
+  shardId: number;
+  /** 0: a replica added (no source). */
+  fromNode: number;
+  toNode: number;
+  /** repair | drain | balance */
+  reason: string;
+  /**
+   * Why it has not started ("" when it starts at the next poll): paused | cancelled |
+   * cluster-limit | repair-slots-reserved | destination-busy | source-busy | plan-only
+   */
+  wait: string;
+}
+
+export interface RebalanceJobInfo {
+  id: number;
+  /** repair | drain | balance: the reason of the first move of its first plan. */
+  trigger: string;
+  /** running | paused | cancelled | done */
+  state: string;
+  createdMs: number;
+  updatedMs: number;
+  finishedMs: number;
+  started: number;
+  done: number;
+  failed: number;
+  /** Snapshot bytes of the moves that ended done. */
+  bytes: number;
+  /** Why it waits ("" while it progresses). */
+  reason: string;
+}
+
+export interface RebalanceResponse {
+  /** Absent: no job yet. */
+  job: RebalanceJobInfo | undefined;
+  running: MoveInfo[];
+  /** The plan's moves not running, in order (at most a few hundred; planned_total counts all). */
+  planned: PlannedMoveInfo[];
+  plannedTotal: number;
+  /** Why the cluster is in safe mode ("" when it is not). */
+  safeMode: string;
+  /** Shards needing a move that none can be planned for (no quorum, no destination). */
+  blocked: number;
+  /** Shards with fewer live replicas than the replication factor. */
+  underReplicated: number;
+  autoRebalance: boolean;
+  /** The snapshot bytes of the shards the planned moves copy, as their leaders estimate (0: unknown). */
+  plannedBytes: number;
+}
+
+/**
+ * A node's lifecycle (kvctl node): `action` is one of
+ *   drain    the node gives up all its replicas (refused, nothing changed, with the blocking shards
+ *            listed when the others cannot hold them); with dry_run only the pre-flight and moves
+ *   undrain  a draining node is active again
+ *   remove   the node's record is deleted: only a node that holds no replica, draining, or dead
+ *            with force (after its replicas were re-created elsewhere)
+ */
+export interface NodeActionRequest {
+  nodeId: number;
+  action: string;
+  dryRun: boolean;
+  force: boolean;
+}
+
+export interface NodeActionResponse {
+  /** The node's state after the call ("removed" once removed). */
+  state: string;
+  /** drain: whether it may be drained; when false nothing changed. */
+  possible: boolean;
+  /** Replicas the node holds. */
+  replicas: number;
+  /** drain: the shards that block it, with the reason of each (no-quorum | no-destination | meta). */
+  blockingShards: number[];
+  blockingReasons: string[];
+  blockingCount: number;
+  safeMode: string;
+  /** drain: the moves that empty the node (dry run: the moves it would take). */
+  moves: PlannedMoveInfo[];
+}
+
 function createBaseStatusRequest(): StatusRequest {
   return {};
 }
@@ -1992,6 +2085,767 @@ export const TransferShardLeaderResponse: MessageFns<TransferShardLeaderResponse
   },
 };
 
+function createBaseRebalanceRequest(): RebalanceRequest {
+  return { action: "" };
+}
+
+export const RebalanceRequest: MessageFns<RebalanceRequest> = {
+  encode(message: RebalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== "") {
+      writer.uint32(10).string(message.action);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebalanceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebalanceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RebalanceRequest>, I>>(base?: I): RebalanceRequest {
+    return RebalanceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RebalanceRequest>, I>>(object: I): RebalanceRequest {
+    const message = createBaseRebalanceRequest();
+    message.action = object.action ?? "";
+    return message;
+  },
+};
+
+function createBasePlannedMoveInfo(): PlannedMoveInfo {
+  return { shardId: 0, fromNode: 0, toNode: 0, reason: "", wait: "" };
+}
+
+export const PlannedMoveInfo: MessageFns<PlannedMoveInfo> = {
+  encode(message: PlannedMoveInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.fromNode !== 0) {
+      writer.uint32(16).uint64(message.fromNode);
+    }
+    if (message.toNode !== 0) {
+      writer.uint32(24).uint64(message.toNode);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    if (message.wait !== "") {
+      writer.uint32(42).string(message.wait);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlannedMoveInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlannedMoveInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toNode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.wait = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PlannedMoveInfo>, I>>(base?: I): PlannedMoveInfo {
+    return PlannedMoveInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlannedMoveInfo>, I>>(object: I): PlannedMoveInfo {
+    const message = createBasePlannedMoveInfo();
+    message.shardId = object.shardId ?? 0;
+    message.fromNode = object.fromNode ?? 0;
+    message.toNode = object.toNode ?? 0;
+    message.reason = object.reason ?? "";
+    message.wait = object.wait ?? "";
+    return message;
+  },
+};
+
+function createBaseRebalanceJobInfo(): RebalanceJobInfo {
+  return {
+    id: 0,
+    trigger: "",
+    state: "",
+    createdMs: 0,
+    updatedMs: 0,
+    finishedMs: 0,
+    started: 0,
+    done: 0,
+    failed: 0,
+    bytes: 0,
+    reason: "",
+  };
+}
+
+export const RebalanceJobInfo: MessageFns<RebalanceJobInfo> = {
+  encode(message: RebalanceJobInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(18).string(message.trigger);
+    }
+    if (message.state !== "") {
+      writer.uint32(26).string(message.state);
+    }
+    if (message.createdMs !== 0) {
+      writer.uint32(32).uint64(message.createdMs);
+    }
+    if (message.updatedMs !== 0) {
+      writer.uint32(40).uint64(message.updatedMs);
+    }
+    if (message.finishedMs !== 0) {
+      writer.uint32(48).uint64(message.finishedMs);
+    }
+    if (message.started !== 0) {
+      writer.uint32(56).uint64(message.started);
+    }
+    if (message.done !== 0) {
+      writer.uint32(64).uint64(message.done);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(72).uint64(message.failed);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(80).uint64(message.bytes);
+    }
+    if (message.reason !== "") {
+      writer.uint32(90).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebalanceJobInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebalanceJobInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.updatedMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.finishedMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.started = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.done = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RebalanceJobInfo>, I>>(base?: I): RebalanceJobInfo {
+    return RebalanceJobInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RebalanceJobInfo>, I>>(object: I): RebalanceJobInfo {
+    const message = createBaseRebalanceJobInfo();
+    message.id = object.id ?? 0;
+    message.trigger = object.trigger ?? "";
+    message.state = object.state ?? "";
+    message.createdMs = object.createdMs ?? 0;
+    message.updatedMs = object.updatedMs ?? 0;
+    message.finishedMs = object.finishedMs ?? 0;
+    message.started = object.started ?? 0;
+    message.done = object.done ?? 0;
+    message.failed = object.failed ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRebalanceResponse(): RebalanceResponse {
+  return {
+    job: undefined,
+    running: [],
+    planned: [],
+    plannedTotal: 0,
+    safeMode: "",
+    blocked: 0,
+    underReplicated: 0,
+    autoRebalance: false,
+    plannedBytes: 0,
+  };
+}
+
+export const RebalanceResponse: MessageFns<RebalanceResponse> = {
+  encode(message: RebalanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.job !== undefined) {
+      RebalanceJobInfo.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.running) {
+      MoveInfo.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.planned) {
+      PlannedMoveInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.plannedTotal !== 0) {
+      writer.uint32(32).uint64(message.plannedTotal);
+    }
+    if (message.safeMode !== "") {
+      writer.uint32(42).string(message.safeMode);
+    }
+    if (message.blocked !== 0) {
+      writer.uint32(48).uint64(message.blocked);
+    }
+    if (message.underReplicated !== 0) {
+      writer.uint32(56).uint64(message.underReplicated);
+    }
+    if (message.autoRebalance !== false) {
+      writer.uint32(64).bool(message.autoRebalance);
+    }
+    if (message.plannedBytes !== 0) {
+      writer.uint32(72).uint64(message.plannedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebalanceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebalanceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.job = RebalanceJobInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.running.push(MoveInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.planned.push(PlannedMoveInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.plannedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.safeMode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.blocked = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.underReplicated = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.autoRebalance = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.plannedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RebalanceResponse>, I>>(base?: I): RebalanceResponse {
+    return RebalanceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RebalanceResponse>, I>>(object: I): RebalanceResponse {
+    const message = createBaseRebalanceResponse();
+    message.job = (object.job !== undefined && object.job !== null)
+      ? RebalanceJobInfo.fromPartial(object.job)
+      : undefined;
+    message.running = object.running?.map((e) => MoveInfo.fromPartial(e)) || [];
+    message.planned = object.planned?.map((e) => PlannedMoveInfo.fromPartial(e)) || [];
+    message.plannedTotal = object.plannedTotal ?? 0;
+    message.safeMode = object.safeMode ?? "";
+    message.blocked = object.blocked ?? 0;
+    message.underReplicated = object.underReplicated ?? 0;
+    message.autoRebalance = object.autoRebalance ?? false;
+    message.plannedBytes = object.plannedBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeActionRequest(): NodeActionRequest {
+  return { nodeId: 0, action: "", dryRun: false, force: false };
+}
+
+export const NodeActionRequest: MessageFns<NodeActionRequest> = {
+  encode(message: NodeActionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).uint64(message.nodeId);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.force !== false) {
+      writer.uint32(32).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeActionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeActionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<NodeActionRequest>, I>>(base?: I): NodeActionRequest {
+    return NodeActionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeActionRequest>, I>>(object: I): NodeActionRequest {
+    const message = createBaseNodeActionRequest();
+    message.nodeId = object.nodeId ?? 0;
+    message.action = object.action ?? "";
+    message.dryRun = object.dryRun ?? false;
+    message.force = object.force ?? false;
+    return message;
+  },
+};
+
+function createBaseNodeActionResponse(): NodeActionResponse {
+  return {
+    state: "",
+    possible: false,
+    replicas: 0,
+    blockingShards: [],
+    blockingReasons: [],
+    blockingCount: 0,
+    safeMode: "",
+    moves: [],
+  };
+}
+
+export const NodeActionResponse: MessageFns<NodeActionResponse> = {
+  encode(message: NodeActionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    if (message.possible !== false) {
+      writer.uint32(16).bool(message.possible);
+    }
+    if (message.replicas !== 0) {
+      writer.uint32(24).uint64(message.replicas);
+    }
+    if (message.blockingShards.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.blockingShards) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.blockingReasons) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.blockingCount !== 0) {
+      writer.uint32(48).uint64(message.blockingCount);
+    }
+    if (message.safeMode !== "") {
+      writer.uint32(58).string(message.safeMode);
+    }
+    for (const v of message.moves) {
+      PlannedMoveInfo.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeActionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeActionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.possible = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replicas = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.blockingShards.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.blockingShards.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.blockingReasons.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.blockingCount = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.safeMode = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.moves.push(PlannedMoveInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<NodeActionResponse>, I>>(base?: I): NodeActionResponse {
+    return NodeActionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeActionResponse>, I>>(object: I): NodeActionResponse {
+    const message = createBaseNodeActionResponse();
+    message.state = object.state ?? "";
+    message.possible = object.possible ?? false;
+    message.replicas = object.replicas ?? 0;
+    message.blockingShards = object.blockingShards?.map((e) => e) || [];
+    message.blockingReasons = object.blockingReasons?.map((e) => e) || [];
+    message.blockingCount = object.blockingCount ?? 0;
+    message.safeMode = object.safeMode ?? "";
+    message.moves = object.moves?.map((e) => PlannedMoveInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   status: {
@@ -2059,6 +2913,24 @@ export const AdminServiceService = {
       Buffer.from(TransferShardLeaderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferShardLeaderResponse => TransferShardLeaderResponse.decode(value),
   },
+  rebalance: {
+    path: "/ringkv.v1.AdminService/Rebalance" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RebalanceRequest): Buffer => Buffer.from(RebalanceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RebalanceRequest => RebalanceRequest.decode(value),
+    responseSerialize: (value: RebalanceResponse): Buffer => Buffer.from(RebalanceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RebalanceResponse => RebalanceResponse.decode(value),
+  },
+  nodeAction: {
+    path: "/ringkv.v1.AdminService/NodeAction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NodeActionRequest): Buffer => Buffer.from(NodeActionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NodeActionRequest => NodeActionRequest.decode(value),
+    responseSerialize: (value: NodeActionResponse): Buffer => Buffer.from(NodeActionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NodeActionResponse => NodeActionResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2069,6 +2941,8 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   moveReplica: handleUnaryCall<MoveReplicaRequest, MoveReplicaResponse>;
   listMoves: handleUnaryCall<ListMovesRequest, ListMovesResponse>;
   transferShardLeader: handleUnaryCall<TransferShardLeaderRequest, TransferShardLeaderResponse>;
+  rebalance: handleUnaryCall<RebalanceRequest, RebalanceResponse>;
+  nodeAction: handleUnaryCall<NodeActionRequest, NodeActionResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -2173,6 +3047,36 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferShardLeaderResponse) => void,
+  ): ClientUnaryCall;
+  rebalance(
+    request: RebalanceRequest,
+    callback: (error: ServiceError | null, response: RebalanceResponse) => void,
+  ): ClientUnaryCall;
+  rebalance(
+    request: RebalanceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RebalanceResponse) => void,
+  ): ClientUnaryCall;
+  rebalance(
+    request: RebalanceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RebalanceResponse) => void,
+  ): ClientUnaryCall;
+  nodeAction(
+    request: NodeActionRequest,
+    callback: (error: ServiceError | null, response: NodeActionResponse) => void,
+  ): ClientUnaryCall;
+  nodeAction(
+    request: NodeActionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NodeActionResponse) => void,
+  ): ClientUnaryCall;
+  nodeAction(
+    request: NodeActionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NodeActionResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,132 @@
+/**
+ * Steering rebalancing with kvctl on real kvd processes: a 3-node cluster of 12 shards with 3
+ * replicas each (heartbeats every 250 ms).
+ *
+ *   - `kvctl node drain` on 3 nodes with 3 replicas per shard is refused at once (exit 7), the
+ *     blocking shards listed, and nothing changes.
+ *   - A 4th node joins; its balance job is paused (no move starts while paused, `status` says
+ *     why each planned move waits), then resumed, and ends with every node within one replica of
+ *     the mean.
+ *   - `kvctl node drain 4` empties it again (the drain moves run), `kvctl node remove 4` then
+ *     deletes it from the registry; removing a node that still holds replicas is refused.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { KvClient } from '../../../src/client/index.ts'
+import { runKvctl } from '../cli/run-kvctl.ts'
+import { startCluster, type Cluster } from '../helpers/cluster.ts'
+import { eventually } from '../helpers/cluster-ops.ts'
+import { freePort, startKvd, type KvdHandle } from '../helpers/kvd.ts'
+
+const shards = 12
+const args = ['--heartbeat-ms', '250']
+
+let cluster: Cluster
+let four: KvdHandle | undefined
+let client: KvClient
+
+beforeAll(async () => {
+  cluster = await startCluster({ nodes: 3, shards, extraArgs: args, readyTimeoutMs: 90_000 })
+  client = new KvClient({ endpoints: cluster.endpoints })
+}, 120_000)
+
+afterAll(async () => {
+  client?.close()
+  await four?.stop()
+  await cluster?.stop()
+})
+
+async function kvctl(...argv: string[]): ReturnType<typeof runKvctl> {
+  return await runKvctl(['--endpoints', cluster.endpoints.join(','), ...argv])
+}
+
+async function held(nodeId: number): Promise<number> {
+  return (await client.shardMap()).shards.filter((s) => s.replicas.includes(nodeId)).length
+}
+
+describe('kvctl node and kvctl rebalance', () => {
+  it('drain is refused on 3 nodes with 3 replicas per shard, the blocking shards listed', async () => {
+    const before = await client.shardMap()
+    const refused = await kvctl('-o', 'json', 'node', 'drain', '2')
+    expect(refused.code, refused.stderr).toBe(7)
+    const answer = JSON.parse(refused.stdout) as {
+      possible: boolean
+      blockingShards: number[]
+      safeMode: string
+    }
+    expect(answer.possible).toBe(false)
+    expect(answer.blockingShards.length).toBeGreaterThanOrEqual(shards)
+    expect(answer.safeMode).toContain('cannot hold 3 replicas')
+    const table = await kvctl('-o', 'table', 'node', 'drain', '2')
+    expect(table.code).toBe(7)
+    expect(table.stdout).toContain('cannot be drained')
+    expect((await client.shardMap()).nodes.find((n) => n.nodeId === 2)?.state).toBe(before.nodes[1]!.state)
+  }, 30_000)
+
+  it('a join: paused (nothing starts), resumed, balanced', async () => {
+    four = await startKvd({ port: await freePort(), args: ['--join', cluster.endpoints[0]!, ...args] })
+    // The job opens within a poll of node 4 becoming active: pause it as soon as it exists.
+    await eventually(
+      'the balance job paused',
+      async () => ((await kvctl('rebalance', 'pause')).code === 0 ? true : undefined),
+      30_000,
+    )
+    const paused = JSON.parse((await kvctl('-o', 'json', 'rebalance', 'status')).stdout) as {
+      job: { state: string; started: number }
+      planned: { wait: string }[]
+    }
+    expect(paused.job.state).toBe('paused')
+    await new Promise((r) => setTimeout(r, 3_000))
+    const later = JSON.parse((await kvctl('-o', 'json', 'rebalance', 'status')).stdout) as typeof paused
+    expect(later.job.state).toBe('paused')
+    expect(later.job.started).toBe(paused.job.started)
+    if (later.planned.length > 0) expect(later.planned.every((m) => m.wait === 'paused')).toBe(true)
+
+    expect((await kvctl('rebalance', 'resume')).code).toBe(0)
+    await eventually(
+      'every node within one replica of the mean',
+      async () => {
+        const map = await client.shardMap()
+        const mean = (shards * 3) / 4
+        const counts = map.nodes.map((n) => map.shards.filter((s) => s.replicas.includes(n.nodeId)).length)
+        return counts.length === 4 && counts.every((c) => Math.abs(c - mean) <= 1) ? true : undefined
+      },
+      45_000,
+    )
+    const done = await eventually(
+      'the job done',
+      async () => {
+        const s = JSON.parse((await kvctl('-o', 'json', 'rebalance', 'status')).stdout) as {
+          job: { state: string; done: number; failed: number }
+          progress: { percent: number }
+        }
+        return s.job.state === 'done' ? s : undefined
+      },
+      20_000,
+    )
+    expect(done.job.done).toBeGreaterThan(0)
+    expect(done.progress.percent).toBe(100)
+  }, 90_000)
+
+  it('drain node 4 empties it; remove then deletes it, and is refused while it holds replicas', async () => {
+    expect(await held(4)).toBeGreaterThan(0)
+    const early = await kvctl('node', 'remove', '4')
+    expect(early.code, early.stderr).toBe(7)
+    expect(early.stderr).toContain('MOVE_REFUSED')
+    const dry = await kvctl('-o', 'json', 'node', 'drain', '4', '--dry-run')
+    expect(dry.code, dry.stderr).toBe(0)
+    expect((JSON.parse(dry.stdout) as { moves: unknown[] }).moves.length).toBe(await held(4))
+    expect((await client.shardMap()).nodes.find((n) => n.nodeId === 4)?.state).toBe('active')
+    const drain = await kvctl('node', 'drain', '4')
+    expect(drain.code, drain.stderr).toBe(0)
+    await eventually('node 4 empty', async () => ((await held(4)) === 0 ? true : undefined), 60_000)
+    const removed = await kvctl('node', 'remove', '4')
+    expect(removed.code, removed.stderr).toBe(0)
+    await eventually(
+      'node 4 gone from the map',
+      async () => ((await client.shardMap()).nodes.some((n) => n.nodeId === 4) ? undefined : true),
+      10_000,
+    )
+    await client.put('after-remove', 'y')
+    expect((await client.get('after-remove')).valueText()).toBe('y')
+  }, 90_000)
+})

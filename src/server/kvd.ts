@@ -72,6 +72,7 @@ import {
 import { BindableLogger, type Logger } from '../common/logger.ts'
 import { RocksEngine, loadHasher, metaKey, openRocksEngine, type Engine } from '../storage/index.ts'
 import type { Hasher } from '../hashing/index.ts'
+import { registerRebalanceMetrics } from './metrics-rebalance.ts'
 import { NodeHost, type HostedShard } from '../node/host.ts'
 import { GrpcPeerTransport } from '../node/transport-grpc.ts'
 import { SystemRandom } from '../common/random-system.ts'
@@ -225,6 +226,7 @@ export class Kvd {
         rocks: () => (this.engine instanceof RocksEngine ? this.engine.sizes() : undefined),
         peerRoundTrips: () => this.host?.peerRoundTrips(),
       })
+      registerRebalanceMetrics(this.metrics.registry, () => this.agent?.rebalanceStatus())
       const map = identity.map
       const router = new Router({
         nodeId: identity.nodeId,

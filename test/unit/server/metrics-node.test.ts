@@ -8,6 +8,7 @@ import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { KvdMetrics } from '../../../src/server/http.ts'
 import { registerNodeMetrics, type ReplicaMetricsView } from '../../../src/server/metrics-node.ts'
+import { registerRebalanceMetrics } from '../../../src/server/metrics-rebalance.ts'
 import type { TransportStats } from '../../../src/node/transport.ts'
 import { NodeId } from '../../../src/common/ids.ts'
 import { FixedHistogram, type HistogramSnapshot } from '../../../src/common/histogram.ts'
@@ -229,6 +230,7 @@ describe('server/metrics-node', () => {
       rocks: () => undefined,
       peerRoundTrips: () => undefined,
     })
+    registerRebalanceMetrics(metrics.registry, () => undefined)
     const exported = new Set((await metrics.registry.getMetricsAsJSON()).map((m) => m.name))
     const root = join(import.meta.dirname, '../../..')
     for (const file of ['deploy/alerts.yml', 'docs/operations.md']) {

@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises'
 import { Command, CommanderError, Option } from 'commander'
 import type { ClientTls } from '../net/index.ts'
 import { writeConsistencies, readConsistencies } from '../client/types.ts'
+import { backupCommand } from './commands/backup.ts'
 import { certsCommand } from './commands/certs.ts'
 import { delCommand } from './commands/del.ts'
 import { endpointCommand } from './commands/endpoint.ts'
@@ -69,6 +70,7 @@ export const commands: readonly CommandSpec[] = [
   certsCommand,
   nodeCommand,
   rebalanceCommand,
+  backupCommand,
 ]
 
 /** Runs kvctl with `argv` (without node and the script path) and resolves with the exit code. */

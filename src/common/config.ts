@@ -43,6 +43,7 @@
  * | caFile     | --ca-file F    | RINGKV_CA_FILE          | caFile       | none                     |
  * | clientCertAuth | --client-cert-auth | RINGKV_CLIENT_CERT_AUTH=1 | clientCertAuth | false    |
  * | authFile   | --auth-file F  | RINGKV_AUTH_FILE        | authFile     | none                     |
+ * | restoreDir | --restore DIR  | RINGKV_RESTORE          | restoreDir   | none (a new cluster seeded from a backup) |
  *
  * The client listener (--listen) serves clients; the peer listener (--peer-listen) serves other
  * nodes (Raft, forwarded requests, meta calls), so the two can be firewalled apart. Each node of
@@ -142,6 +143,8 @@ export interface KvdConfig {
   readonly limitOverrides: Readonly<Partial<Limits>>
   /** The config file that was read, if any. */
   readonly configFile: string | undefined
+  /** A backup directory a new cluster's replicas are seeded from on first start (not with --join). */
+  readonly restoreDir: string | undefined
 }
 
 /** Raw flag values as commander hands them over (all strings; absent when not given). */
@@ -178,6 +181,7 @@ export interface ConfigFlags {
   readonly caFile?: string | undefined
   readonly clientCertAuth?: boolean | undefined
   readonly authFile?: string | undefined
+  readonly restore?: string | undefined
 }
 
 export interface LoadConfigInput {
@@ -233,6 +237,7 @@ const fileKeys = new Set([
   'caFile',
   'clientCertAuth',
   'authFile',
+  'restoreDir',
 ])
 
 /** Defaults and bounds of the cluster settings. */
@@ -504,6 +509,13 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
   )
   const leaseReads = leaseRaw === undefined ? false : parseBool(leaseRaw, 'leaseReads')
 
+  const restoreDir = fileOf(flags.restore, '--restore', 'RINGKV_RESTORE', 'restoreDir')
+  if (restoreDir !== undefined && join.length > 0)
+    throw invalid(
+      'restoreDir',
+      '--restore makes a new cluster (with --initial-cluster); it cannot --join one',
+    )
+
   const limitOverrides = parseLimits(flags.limit ?? [], env, file['limits'], fileSource)
   checkLimitRelations({ ...defaultLimits, ...limitOverrides })
 
@@ -544,6 +556,7 @@ export function loadConfig(input: LoadConfigInput): KvdConfig {
     limits: tightenLimits(limitOverrides),
     limitOverrides,
     configFile,
+    restoreDir,
   }
 }
 

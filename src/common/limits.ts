@@ -153,6 +153,13 @@ export const limits = {
   sessionIdleMsMax: 60 * 60_000,
   /** Bytes of keys and values per chunk of an exported range (Raft snapshots, shard moves). */
   exportChunkBytes: 1024 * 1024,
+  /** ExportShard streams (kvctl backup create) one node serves at once; one more is OVERLOADED. */
+  exportStreamsMax: 4,
+  /**
+   * Largest chunk of entries in an export stream and a backup file: a chunk stops after the entry
+   * that reaches exportChunkBytes, so one more key and value (with its value record) and the counts.
+   */
+  backupChunkBytesMax: 1024 * 1024 + 4 * 1024 + 1024 * 1024 + 64 * 1024,
   /**
    * Envelopes queued towards one peer (with peerQueueBytesMax). One more is dropped and the peer
    * reported unreachable (Raft tolerates loss and probes again). Sized for a heartbeat per shard
@@ -282,6 +289,10 @@ assert(limits.raftLogRetainBytes < limits.raftLogCompactBytes)
 assert(limits.raftLogRetainBytes >= limits.proposalBytesMax)
 // One maximal key fits an export chunk.
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
+assert(
+  limits.backupChunkBytesMax >= limits.exportChunkBytes + limits.keyBytesMax + limits.valueBytesMax + 1024,
+)
+assert(limits.backupChunkBytesMax + 1024 <= limits.grpcMessageBytesMax)
 // Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and
 // one maximal proposal fits one envelope, and so does a full append (entries plus at most 16 bytes
 // of encoding each, plus the message header).

@@ -81,6 +81,8 @@ export const methodRules: Readonly<Record<string, MethodRule>> = {
   // the meta leader, whose executor answers.
   '/ringkv.v1.AdminService/Rebalance': admin('admin', 'node'),
   '/ringkv.v1.AdminService/NodeAction': admin('admin', 'node'),
+  // A shard's state streamed for a backup (kvctl backup create): admins, at the shard's leader.
+  '/ringkv.v1.AdminService/ExportShard': admin('admin', 'deny'),
   // The replicas of a node, controlled by other nodes (the mover, shard leaders): peers only.
   '/ringkv.v1.ReplicaService/PrepareReplica': admin('deny', 'node'),
   '/ringkv.v1.ReplicaService/ChangeReplicas': admin('deny', 'node'),

@@ -8,12 +8,20 @@
  *   so a replica added later, whose log is empty, can only be caught up by a snapshot, which
  *   carries the configuration: it never replays a history whose first configuration it lacks.
  * - A directory of an older format is refused with one line (it must be re-created).
+ * - A new cluster restored from a backup (`init.restore`, kvd --restore): each data replica of
+ *   `bootstrap` is seeded from its shard's backup file (its user data and exactly-once table) and
+ *   starts from a snapshot point at the shard's backup applied index instead of bootstrapIndex, so
+ *   key versions and the log keep rising from where the backup left them. Refused with one line
+ *   when the directory already holds replicas (unless it was seeded from this same backup: then it
+ *   starts as it is) or the backup has another shard count or ranges. A restore cut short leaves no
+ *   replica records, and the next start with --restore clears each range before seeding it again.
  * - Each replica record (replica-record.ts) is resumed: `installing` (a crash cut an install short:
  *   the ranges are garbage) is reset to `empty`; an `active` replica whose stored configuration
  *   no longer has this node was removed while the node was down and becomes `removing`.
  */
 import type { ShardId } from '../common/index.ts'
-import { ErrorCode, KvError, type LogIndex, type Term } from '../common/index.ts'
+import { ErrorCode, KvError, type LogIndex, type Logger, type Term } from '../common/index.ts'
+import { restoreEntries, shardOf, type RestoreSource } from '../backup/index.ts'
 import type { ConfState } from '../raft/index.ts'
 import {
   KvStateMachine,
@@ -37,7 +45,7 @@ import {
   type Engine,
   type Entry as KvEntry,
 } from '../storage/index.ts'
-import type { NodeHostComponents, NodeHostInit, ReplicaSpec } from './host.ts'
+import type { HostedShard, NodeHostComponents, NodeHostInit, ReplicaSpec } from './host.ts'
 import { ShardLogStore } from './log-store.ts'
 import {
   decodeReplicaRecord,
@@ -82,8 +90,11 @@ export async function openHostState(
   const log = components.logger.child({ component: 'host' })
   await checkFormat(engine, init, shardCountKey)
   let records = await loadRecords(engine)
-  if (records.length === 0 && init.bootstrap.length > 0 && (await engine.get(bootstrappedKey)) === null) {
-    records = await bootstrap(engine, init)
+  const bootstrapped = (await engine.get(bootstrappedKey)) !== null
+  if (init.restore !== undefined)
+    await checkRestore(engine, init, init.restore, records.length > 0 || bootstrapped, log)
+  if (records.length === 0 && init.bootstrap.length > 0 && !bootstrapped) {
+    records = await bootstrap(engine, init, log, components.limits.replicaDropChunkKeys)
     log.info({ replicas: records.length }, 'replicas created')
   }
   const parts = new Map<ShardId, GroupParts>()
@@ -242,7 +253,90 @@ async function loadRecords(engine: Engine): Promise<ReplicaRecord[]> {
   return out
 }
 
-async function bootstrap(engine: Engine, init: NodeHostInit): Promise<ReplicaRecord[]> {
+/** Set once a restore's replicas were written: the SHA-256 of the backup's manifest. */
+const restoredKey = metaKey('restored-from')
+
+/** Refuses a restore into a directory holding replicas, or of a backup this cluster cannot take. */
+async function checkRestore(
+  engine: Engine,
+  init: NodeHostInit,
+  source: RestoreSource,
+  holdsData: boolean,
+  log: Logger,
+): Promise<void> {
+  const refuse = (why: string): never => {
+    throw new KvError(ErrorCode.InvalidArgument, `--restore ${source.dir}: ${why}`, {
+      details: { field: 'restore' },
+    })
+  }
+  if (holdsData) {
+    const restored = await engine.get(restoredKey)
+    if (restored !== null && new TextDecoder().decode(restored) === source.id) {
+      log.info(
+        { backup: source.dir },
+        'the data directory was restored from this backup before: starting as it is',
+      )
+      return
+    }
+    refuse(
+      'the data directory already holds data; a restore seeds a new, empty one (start without --restore to use it)',
+    )
+  }
+  const count = source.manifest.shardCount
+  if (count !== init.shardCount)
+    refuse(
+      `the backup holds ${count} shards; this cluster has ${init.shardCount} (start it with --shards ${count})`,
+    )
+  for (const h of init.bootstrap) {
+    if (h.kind !== 'data') continue
+    const shard = shardOf(source, h.shardId)
+    if (BigInt(shard.hashStart) !== h.hashStart || BigInt(shard.hashEnd) !== h.hashEnd)
+      refuse(`the backup's shard ${h.shardId} covers another hash range than this cluster's`)
+  }
+}
+
+/**
+ * Seeds a data replica from the backup (see the file comment): clears its ranges, writes its
+ * records chunk by chunk (not synced: the bootstrap batch's sync makes them durable), and answers
+ * the index it starts at. Throws, before any replica record exists, when the file is not sound.
+ */
+async function restoreReplica(
+  engine: Engine,
+  source: RestoreSource,
+  h: HostedShard,
+  log: Logger,
+  clearChunkKeys: number,
+): Promise<LogIndex> {
+  const shard = shardOf(source, h.shardId)
+  for (const range of replicatedRanges(h))
+    for (;;) {
+      const step = await engine.deleteRangeChunk(range, { keysMax: clearChunkKeys })
+      if (step.done) break
+    }
+  let entries = 0
+  for await (const chunk of restoreEntries(source, shard)) {
+    const batch = engine.batch()
+    for (const [key, value] of chunk) batch.put(key, value)
+    await engine.write(batch, { sync: false })
+    entries += chunk.length
+  }
+  const index = Math.max(shard.appliedIndex, bootstrapIndex) as LogIndex
+  log.info({ shard: h.shardId, index, entries }, 'replica restored from the backup')
+  return index
+}
+
+async function bootstrap(
+  engine: Engine,
+  init: NodeHostInit,
+  log: Logger,
+  clearChunkKeys: number,
+): Promise<ReplicaRecord[]> {
+  const restore = init.restore
+  const startIndex = new Map<ShardId, LogIndex>()
+  if (restore !== undefined)
+    for (const h of init.bootstrap)
+      if (h.kind === 'data')
+        startIndex.set(h.shardId, await restoreReplica(engine, restore, h, log, clearChunkKeys))
   const batch = engine.batch()
   const records: ReplicaRecord[] = []
   for (const h of init.bootstrap) {
@@ -253,8 +347,9 @@ async function bootstrap(engine: Engine, init: NodeHostInit): Promise<ReplicaRec
       learnersNext: [],
       autoLeave: false,
     }
-    ShardLogStore.stageBootstrap(batch, h.shardId, confState, bootstrapIndex, bootstrapTerm)
-    batch.put(raftAppliedIndexKey(h.shardId), encodeAppliedIndex(bootstrapIndex))
+    const index = startIndex.get(h.shardId) ?? bootstrapIndex
+    ShardLogStore.stageBootstrap(batch, h.shardId, confState, index, bootstrapTerm)
+    batch.put(raftAppliedIndexKey(h.shardId), encodeAppliedIndex(index))
     const record: ReplicaRecord = {
       shardId: h.shardId,
       kind: h.kind,
@@ -267,6 +362,7 @@ async function bootstrap(engine: Engine, init: NodeHostInit): Promise<ReplicaRec
     records.push(record)
   }
   batch.put(bootstrappedKey, new Uint8Array([1]))
+  if (restore !== undefined) batch.put(restoredKey, new TextEncoder().encode(restore.id))
   await engine.write(batch, { sync: true })
   return records
 }

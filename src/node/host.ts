@@ -28,6 +28,7 @@
  *
  * A failed engine write is fail-stop (STYLE.md 7.4): everything waiting fails and `onFatal` runs.
  */
+import type { RestoreSource } from '../backup/index.ts'
 import type { NodeId } from '../common/index.ts'
 import {
   ErrorCode,
@@ -70,7 +71,7 @@ import {
   type WriteAnswer,
   type WriteLevel,
 } from '../shard/index.ts'
-import { bytesKey, metaKey, raftAppliedIndexKey, type Engine } from '../storage/index.ts'
+import { bytesKey, metaKey, raftAppliedIndexKey, type Engine, type Entry } from '../storage/index.ts'
 import {
   emptyParts,
   loadMachineAt,
@@ -143,6 +144,11 @@ export interface NodeHostInit {
    * default limits.snapshotBytesPerSecondDefault.
    */
   readonly snapshotBytesPerSecond?: number
+  /**
+   * kvd --restore: the backup the data replicas of `bootstrap` are seeded from on first start
+   * (host-open.ts); ignored, or refused, once the directory holds replicas.
+   */
+  readonly restore?: RestoreSource
 }
 
 export interface NodeHostComponents {
@@ -233,6 +239,13 @@ type InboxItem =
     }
   | { readonly kind: 'installAbort'; readonly ticket: InstallTicket }
   | { readonly kind: 'dropped'; readonly shardId: ShardId }
+  | {
+      readonly kind: 'export'
+      readonly shardId: ShardId
+      readonly readIndex: LogIndex
+      readonly signal: AbortSignal
+      readonly deferred: Deferred<ShardExport>
+    }
 
 /** One replica of this node: its record, and its group while it has one. */
 interface Slot {
@@ -281,6 +294,25 @@ export interface ReplicaView extends ShardView {
   readonly progress: readonly PeerProgressView[]
   /** Bytes of a snapshot being received now (0: none). */
   readonly installBytes: number
+}
+
+/**
+ * A data shard's replicated state at one applied index, for a backup (exportShard): its ranges'
+ * entries in key order, read from engine views taken on the loop between iterations.
+ */
+export interface ShardExport {
+  readonly shardId: ShardId
+  readonly hashStart: bigint
+  readonly hashEnd: bigint
+  /** The durable applied index (and its term) the views hold; >= readIndex. */
+  readonly appliedIndex: LogIndex
+  readonly term: number
+  /** The index the ReadIndex round confirmed before the views were taken. */
+  readonly readIndex: LogIndex
+  readonly epoch: number
+  readonly chunks: AsyncIterable<readonly Entry[]>
+  /** Releases the views and the export's place (idempotent); call when done, read whole or not. */
+  release(): Promise<void>
 }
 
 const shardCountKey = metaKey('shard-count')
@@ -346,6 +378,8 @@ export class NodeHost implements ReplicaLoop {
   private readonly snapshotSends = new Map<string, SnapshotSend>()
   private readonly drops = new Map<ShardId, Promise<void>>()
   private installIds = 0
+  /** Exports whose views are held (exportShard); at most limits.exportStreamsMax. */
+  private exportsOpen = 0
   private readonly stats = {
     iterations: 0,
     readies: 0,
@@ -619,6 +653,34 @@ export class NodeHost implements ReplicaLoop {
     await deferred.promise
   }
 
+  /**
+   * The state of data shard `shardId` for a backup, as its leader: a ReadIndex round first (so
+   * every write acknowledged before the call is in it), then views of the shard's ranges at the
+   * durable applied index, taken on the loop between iterations (as a snapshot's are). NOT_LEADER
+   * on a follower, OVERLOADED beyond limits.exportStreamsMax exports open on this node.
+   */
+  async exportShard(shardId: ShardId, signal: AbortSignal): Promise<ShardExport> {
+    const kind = this.slots.get(shardId)?.record.kind
+    if (kind === 'meta')
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        'the meta shard is not exported (a backup carries the shard map)',
+        {
+          details: { shardId, field: 'shard_id' },
+        },
+      )
+    if (this.exportsOpen >= this.limits.exportStreamsMax)
+      throw new KvError(ErrorCode.Overloaded, `node ${this.nodeId} is exporting as many shards as it may`, {
+        details: { limit: this.limits.exportStreamsMax },
+      })
+    const read = new Deferred<LogIndex>()
+    this.enqueueRequest({ kind: 'readIndex', shardId, deferred: read })
+    const readIndex = await until(read, signal)
+    const deferred = new Deferred<ShardExport>()
+    this.enqueueRequest({ kind: 'export', shardId, readIndex, signal, deferred })
+    return await until(deferred, signal)
+  }
+
   // ---- ReplicaLoop: the requests of this node's replicas ----
 
   propose(
@@ -794,6 +856,8 @@ export class NodeHost implements ReplicaLoop {
         return this.runInstallAbort(item.ticket)
       case 'dropped':
         return this.runDropped(item.shardId)
+      case 'export':
+        return this.runExport(item.shardId, item.readIndex, item.signal, item.deferred)
     }
   }
 
@@ -1131,6 +1195,65 @@ export class NodeHost implements ReplicaLoop {
     this.writeRecord(slot.record, () =>
       this.log.info({ shard: shardId, epoch: slot.record.removedEpoch }, 'replica dropped: tombstone kept'),
     )
+  }
+
+  private runExport(
+    shardId: ShardId,
+    readIndex: LogIndex,
+    signal: AbortSignal,
+    deferred: Deferred<ShardExport>,
+  ): void {
+    if (deferred.isSettled) return // the caller gave up (its signal): take no views
+    const g = this.servingGroup(shardId, deferred)
+    if (g === undefined) return
+    const record = this.slots.get(shardId)!.record
+    if (g.role !== 'leader') return deferred.reject(g.notLeader())
+    if (this.exportsOpen >= this.limits.exportStreamsMax)
+      return deferred.reject(
+        new KvError(ErrorCode.Overloaded, `node ${this.nodeId} is exporting as many shards as it may`, {
+          details: { limit: this.limits.exportStreamsMax },
+        }),
+      )
+    const point = g.snapshotPoint()
+    if (point === null)
+      return deferred.reject(
+        new KvError(
+          ErrorCode.Unavailable,
+          `shard ${shardId}: the term of the applied index is not known yet`,
+          {
+            details: { shardId },
+          },
+        ),
+      )
+    // Invariant: the read index was applied and durable before this item ran (readIndex settles
+    // after waitApplied), and durable only grows.
+    assert(point.meta.index >= readIndex, `shard ${shardId}: export below its read index`)
+    // The views are taken now, between iterations: they hold exactly the durable applied state.
+    const iterators = point.ranges.map((range) =>
+      this.engine.exportRange(range, { chunkBytes: this.limits.exportChunkBytes, signal }),
+    )
+    this.exportsOpen++
+    let released = false
+    const release = async (): Promise<void> => {
+      if (released) return
+      released = true
+      this.exportsOpen--
+      await Promise.allSettled(iterators.map((it) => it.return?.()))
+    }
+    async function* chunks(): AsyncGenerator<readonly Entry[]> {
+      for (const it of iterators) for await (const chunk of { [Symbol.asyncIterator]: () => it }) yield chunk
+    }
+    deferred.resolve({
+      shardId,
+      hashStart: record.hashStart,
+      hashEnd: record.hashEnd,
+      appliedIndex: point.meta.index,
+      term: point.meta.term,
+      readIndex,
+      epoch: g.epoch,
+      chunks: chunks(),
+      release,
+    })
   }
 
   // ---- snapshots ----

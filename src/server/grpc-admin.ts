@@ -41,14 +41,18 @@ import {
   type StatusResponse,
   type TransferShardLeaderRequest,
   type TransferShardLeaderResponse,
+  type ExportShardRequest,
+  type ExportShardResponse,
 } from '../gen/ringkv/v1/admin.ts'
+import { encodeEntries, entriesBytes } from '../backup/index.ts'
 import type { PeerTransport } from '../node/transport.ts'
 import { hashSpaceEnd, nodeWeightMax } from '../hashing/index.ts'
-import type { ShardView } from '../node/host.ts'
+import type { ShardExport, ShardView } from '../node/host.ts'
 import type { Replica } from '../shard/index.ts'
 import { createRebalanceHandlers, type RebalancePassOn } from './grpc-rebalance.ts'
 import {
   allows,
+  serverStream,
   unary,
   withTolerantDecoding,
   type CallContext,
@@ -91,6 +95,8 @@ export interface AdminServiceComponents {
   readonly allowFaultInjection?: boolean
   /** The peer transport whose faults InjectFault sets; undefined while there is none (UNAVAILABLE). */
   readonly faults?: () => FaultTarget | undefined
+  /** A data shard's state for a backup, as its leader (node/host.ts exportShard); absent: UNAVAILABLE. */
+  readonly exportShard?: (shardId: ShardId, signal: AbortSignal) => Promise<ShardExport>
 }
 
 /** What InjectFault needs of the peer transport (its stats name the peers it knows: the members). */
@@ -287,6 +293,54 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
     ...(components.passOn === undefined ? {} : { passOn: components.passOn }),
   })
 
+  // ExportShard: one data shard's state at one applied index, streamed (kvctl backup create).
+  const exportShard = serverStream<ExportShardRequest, ExportShardResponse>(async (request, ctx, call) => {
+    const exporter = components.exportShard
+    if (exporter === undefined) throw new KvError(ErrorCode.Unavailable, 'this node exports no shards')
+    const shard = components.shardViews?.().find((v) => v.shardId === request.shardId)
+    if (shard === undefined)
+      throw new KvError(ErrorCode.WrongShard, `this node holds no replica of shard ${request.shardId}`, {
+        details: { shardId: request.shardId },
+      })
+    const ex = await exporter(ShardId(request.shardId), ctx.signal)
+    const out = new OneAhead<ExportShardResponse>(call, ctx.signal)
+    try {
+      await out.write({
+        header: {
+          shardId: ex.shardId,
+          hashStart: ex.hashStart.toString(),
+          hashEnd: ex.hashEnd.toString(),
+          appliedIndex: ex.appliedIndex,
+          term: ex.term,
+          epoch: ex.epoch,
+          nodeId: components.node().nodeId,
+          readIndex: ex.readIndex,
+        },
+        entries: Buffer.alloc(0),
+        done: false,
+        entryCount: 0,
+        entryBytes: 0,
+      })
+      let entryCount = 0
+      let entryBytes = 0
+      for await (const chunk of ex.chunks) {
+        entryCount += chunk.length
+        entryBytes += entriesBytes(chunk)
+        await out.write({
+          header: undefined,
+          entries: Buffer.from(encodeEntries(chunk)),
+          done: false,
+          entryCount: 0,
+          entryBytes: 0,
+        })
+      }
+      await out.write({ header: undefined, entries: Buffer.alloc(0), done: true, entryCount, entryBytes })
+      await out.flushed()
+    } finally {
+      await ex.release()
+    }
+  })
+
   return {
     status,
     injectFault,
@@ -297,6 +351,44 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
     transferShardLeader,
     rebalance,
     nodeAction,
+    exportShard,
+  }
+}
+
+/**
+ * Writes a server stream's messages with at most one handed to grpc-js and not yet taken by the
+ * connection: the next write waits for the one before (grpc-js would otherwise buffer up to 16
+ * messages, 32 MiB of export chunks, per stream). Rejects with the signal's reason.
+ */
+class OneAhead<T> {
+  private pending: Promise<void> = Promise.resolve()
+
+  constructor(
+    private readonly sink: { write(message: T, callback: () => void): boolean },
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async write(message: T): Promise<void> {
+    await this.flushed()
+    this.pending = new Promise<void>((resolve) => this.sink.write(message, () => resolve()))
+  }
+
+  /** Settles once the last message was taken, or rejects when the call ends first. */
+  async flushed(): Promise<void> {
+    this.signal.throwIfAborted()
+    const signal = this.signal
+    let onAbort: (() => void) | undefined
+    try {
+      await Promise.race([
+        this.pending,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(signal.reason as Error)
+          signal.addEventListener('abort', onAbort, { once: true })
+        }),
+      ])
+    } finally {
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+    }
   }
 }
 

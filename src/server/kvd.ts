@@ -31,7 +31,7 @@ import { HealthImplementation } from 'grpc-health-check'
 import type { AssertionError } from '../common/assert.ts'
 import type { Clock } from '../common/clock.ts'
 import { formatHostPort, type KvdConfig } from '../common/config.ts'
-import { ErrorCode, KvError } from '../common/errors.ts'
+import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import { deadlineSignal } from '../common/clock.ts'
 import type { ClusterMap } from '../cluster/index.ts'
@@ -76,6 +76,7 @@ import { registerRebalanceMetrics } from './metrics-rebalance.ts'
 import { NodeHost, type HostedShard } from '../node/host.ts'
 import { GrpcPeerTransport } from '../node/transport-grpc.ts'
 import { SystemRandom } from '../common/random-system.ts'
+import { openRestoreSource, type RestoreSource } from '../backup/index.ts'
 import { clusterIdBytes } from './cursor.ts'
 import { adminServiceDefinition, createAdminService } from './grpc-admin.ts'
 import { createKvService, kvServiceDefinition } from './grpc-kv.ts'
@@ -141,6 +142,8 @@ export class Kvd {
   private http: KvdHttpServer | undefined
   private bound: KvdAddresses | undefined
   private clusterIdHex = ''
+  /** --restore: the backup a new cluster's replicas are seeded from. */
+  private restore: RestoreSource | undefined
   private startedMs = 0
 
   constructor(init: KvdInit, components: KvdComponents) {
@@ -201,6 +204,7 @@ export class Kvd {
       this.engine = await (this.components.openEngine?.(dbDir, this.log) ??
         openRocksEngine({ dir: dbDir }, { logger: this.log }))
       const hasher = await loadHasher()
+      if (config.restoreDir !== undefined) this.restore = await openRestoreSource(config.restoreDir)
       const identity = await this.identity(this.engine, hasher, tls)
       this.nodeId = identity.nodeId
       this.log.bind({ node: identity.nodeId })
@@ -248,6 +252,7 @@ export class Kvd {
           tickMs: config.tickMs,
           leaseReads: config.leaseReads,
           snapshotBytesPerSecond: config.snapshotRateMiBps * 1024 * 1024,
+          ...(this.restore !== undefined ? { restore: this.restore } : {}),
         },
         {
           engine: this.engine,
@@ -359,6 +364,11 @@ export class Kvd {
             .map((n) => ({ nodeId: n.id, address: n.address })),
         allowFaultInjection: config.allowFaultInjection,
         faults: () => this.transport,
+        exportShard: (shardId, signal) => {
+          if (this.host === undefined)
+            throw new KvError(ErrorCode.Unavailable, 'this node has no replicas yet')
+          return this.host.exportShard(shardId, signal)
+        },
         shardSizes: async () => (await this.host?.approximateBytes()) ?? new Map(),
         shardEpoch: (shardId) => router.map.shard(ShardId(shardId))?.epoch ?? 0,
         forwarded: () => this.forwarder?.total ?? 0,
@@ -568,7 +578,18 @@ export class Kvd {
         `${config.dataDir} belongs to node ${new TextDecoder().decode(storedId)}, not --node-id ${config.nodeId}`,
         { details: { field: 'nodeId' } },
       )
-    const clusterId = await loadOrCreateClusterId(config.dataDir, initialClusterId(config))
+    const clusterId = await loadOrCreateClusterId(
+      config.dataDir,
+      initialClusterId(config, this.restore?.id),
+    ).catch((err: unknown) => {
+      if (this.restore !== undefined && isKvError(err) && err.details?.field === 'initialCluster')
+        throw new KvError(
+          ErrorCode.InvalidArgument,
+          `--restore ${this.restore.dir}: ${config.dataDir} already holds another cluster's data; a restore seeds a new, empty one`,
+          { details: { field: 'restore' } },
+        )
+      throw err
+    })
     const initial =
       map ??
       initialClusterMap(
@@ -722,7 +743,7 @@ export async function loadOrCreateClusterId(dataDir: string, wanted?: Buffer): P
  * The cluster id every member of a multi-node initial cluster derives alike: a hash of the member
  * list and the shard count, so members agree without talking. A single node draws a random one.
  */
-export function initialClusterId(config: KvdConfig): Buffer | undefined {
+export function initialClusterId(config: KvdConfig, restoredFrom?: string): Buffer | undefined {
   if (config.initialCluster.size <= 1) return undefined
   const members = [...config.initialCluster]
     .sort(([a], [b]) => a - b)
@@ -731,7 +752,9 @@ export function initialClusterId(config: KvdConfig): Buffer | undefined {
   return createHash('sha256')
     .update(
       `ringkv-cluster|${members}|shards=${config.shardCount}|replicas=${config.replicaCount}` +
-        `|vnodes=${config.vnodesPerNode}|meta=${config.metaReplicas}`,
+        `|vnodes=${config.vnodesPerNode}|meta=${config.metaReplicas}` +
+        // A cluster restored from a backup is a new cluster: old clients' tokens do not fit it.
+        (restoredFrom === undefined ? '' : `|restored=${restoredFrom}`),
     )
     .digest()
     .subarray(0, clusterIdBytes)

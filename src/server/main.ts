@@ -148,6 +148,12 @@ export async function main(
         'json (default: one JSON object per line) or pretty (one readable line per event)',
       ),
     )
+    .addOption(
+      new Option(
+        '--restore <dir>',
+        'seed a new cluster from this backup (kvctl backup create) on first start',
+      ),
+    )
     .addOption(new Option('--config <file>', 'JSON config file (flags > RINGKV_* env > file > defaults)'))
     .addOption(
       new Option('--limit <name=value>', 'tighten a limit of common/limits.ts (repeatable)').argParser(

@@ -49,6 +49,8 @@ import {
   ByteReader,
   ByteWriter,
   decodeDedupKey,
+  failStop,
+  type MalformedHandler,
   dedupClientKey,
   dedupResultKey,
   type Entry,
@@ -140,28 +142,34 @@ export function encodeApplyResult(w: ByteWriter, result: ApplyResult): ByteWrite
   }
 }
 
-function readBool(r: ByteReader): boolean {
+function readBool(r: ByteReader, malformed: MalformedHandler): boolean {
   const b = r.u8()
-  assert(b === 0 || b === 1, 'corrupt dedup record: bad boolean')
+  if (b !== 0 && b !== 1) malformed('corrupt dedup record: bad boolean')
   return b === 1
 }
 
-export function decodeApplyResult(r: ByteReader): ApplyResult {
+/**
+ * Reads what encodeApplyResult wrote. Malformed bytes are corruption (an assertion), unless
+ * `malformed` says otherwise (records from outside: a backup file); the reader should carry it too.
+ */
+export function decodeApplyResult(r: ByteReader, malformed: MalformedHandler = failStop): ApplyResult {
   const kind = r.u8()
   switch (kind) {
     case ResultKind.put:
       return { kind: 'put', version: r.uvarint() as LogIndex }
     case ResultKind.delete:
-      return { kind: 'delete', deleted: readBool(r) }
+      return { kind: 'delete', deleted: readBool(r, malformed) }
     case ResultKind.batch: {
       const n = r.uvarint()
+      // Each result takes at least two bytes: a count that cannot fit what is left is corruption.
+      if (n * 2 > r.remaining) malformed('corrupt dedup record: batch result count')
       const results: BatchOpResult[] = []
       for (let i = 0; i < n; i++) {
         const k = r.u8()
         if (k === ResultKind.put) results.push({ kind: 'put', version: r.uvarint() as LogIndex })
         else {
-          assert(k === ResultKind.delete, 'corrupt dedup record: bad batch result kind')
-          results.push({ kind: 'delete', deleted: readBool(r) })
+          if (k !== ResultKind.delete) malformed('corrupt dedup record: bad batch result kind')
+          results.push({ kind: 'delete', deleted: readBool(r, malformed) })
         }
       }
       return { kind: 'batch', results }
@@ -169,7 +177,7 @@ export function decodeApplyResult(r: ByteReader): ApplyResult {
     case ResultKind.versionMismatch:
       return { kind: 'versionMismatch', opIndex: r.uvarint(), currentVersion: r.uvarint() }
     default:
-      assert(false, 'corrupt dedup record: bad result kind')
+      return malformed('corrupt dedup record: bad result kind')
   }
 }
 
@@ -187,19 +195,23 @@ export function encodeDedupHeader(header: DedupClientHeader): Uint8Array {
     .finish()
 }
 
-export function decodeDedupHeader(bytes: Uint8Array): DedupClientHeader {
-  const r = new ByteReader(bytes, 0, 'dedup header')
+/** A client's header as stored; malformed bytes as decodeApplyResult says. */
+export function decodeDedupHeader(
+  bytes: Uint8Array,
+  malformed: MalformedHandler = failStop,
+): DedupClientHeader {
+  const r = new ByteReader(bytes, 0, 'dedup header', malformed)
   const format = r.u8()
-  assert(format === headerFormat || format === recordFormat, 'corrupt dedup header: unknown format')
+  if (format !== headerFormat && format !== recordFormat) malformed('corrupt dedup header: unknown format')
   const watermark = r.uvarint()
   const lastIndex = r.uvarint() as LogIndex
   let principal: string | null = null
   let lastActiveMs = 0
-  if (format === headerFormat && readBool(r)) {
+  if (format === headerFormat && readBool(r, malformed)) {
     try {
       principal = textDecoder.decode(r.bytes())
     } catch {
-      assert(false, 'corrupt dedup header: principal is not UTF-8')
+      malformed('corrupt dedup header: principal is not UTF-8')
     }
     lastActiveMs = r.uvarint()
   }
@@ -211,10 +223,11 @@ export function encodeDedupResult(result: ApplyResult): Uint8Array {
   return encodeApplyResult(new ByteWriter(16).u8(recordFormat), result).finish()
 }
 
-export function decodeDedupResult(bytes: Uint8Array): ApplyResult {
-  const r = new ByteReader(bytes, 0, 'dedup result')
-  assert(r.u8() === recordFormat, 'corrupt dedup result: unknown format')
-  const result = decodeApplyResult(r)
+/** A saved result as stored; malformed bytes as decodeApplyResult says. */
+export function decodeDedupResult(bytes: Uint8Array, malformed: MalformedHandler = failStop): ApplyResult {
+  const r = new ByteReader(bytes, 0, 'dedup result', malformed)
+  if (r.u8() !== recordFormat) malformed('corrupt dedup result: unknown format')
+  const result = decodeApplyResult(r, malformed)
   r.end()
   return result
 }

@@ -158,7 +158,7 @@ export class ByteWriter {
 export type MalformedHandler = (message: string) => never
 
 /** The default: our own bytes being malformed is corruption, a bug or a broken disk (fail-stop). */
-function failStop(message: string): never {
+export function failStop(message: string): never {
   assert(false, message)
 }
 

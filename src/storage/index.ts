@@ -50,6 +50,7 @@ export {
   keySuccessor,
   toHex,
   bytesKey,
+  failStop,
   type MalformedHandler,
 } from './bytes.ts'
 export { abortError, throwIfAborted, closedError } from './abort.ts'

@@ -28,7 +28,15 @@
  */
 import { assert } from '../common/assert.ts'
 import type { LogIndex, ShardId } from '../common/ids.ts'
-import { ByteReader, ByteWriter, concatBytes, keySuccessor, startsWith } from './bytes.ts'
+import {
+  ByteReader,
+  ByteWriter,
+  concatBytes,
+  failStop,
+  keySuccessor,
+  startsWith,
+  type MalformedHandler,
+} from './bytes.ts'
 import type { KeyRange } from './engine.ts'
 
 export const KeySpace = {
@@ -235,27 +243,34 @@ export function shardDescriptorKey(shardId: ShardId): Uint8Array {
 /** Every dedup record of a shard: each client's header followed by its saved results. */
 export const dedupRange = (shardId: ShardId): KeyRange => shardLocalKindRange(shardId, ShardLocalKind.Dedup)
 
-/** A dedup key: `seq` is undefined for a client header, the seq for a saved result. */
-export function decodeDedupKey(storageKey: Uint8Array): {
+/**
+ * A dedup key: `seq` is undefined for a client header, the seq for a saved result. A key that is
+ * not one is corruption (an assertion), unless `malformed` says otherwise (bytes from outside).
+ */
+export function decodeDedupKey(
+  storageKey: Uint8Array,
+  malformed: MalformedHandler = failStop,
+): {
   readonly shardId: ShardId
   readonly clientId: string
   readonly seq: number | undefined
 } {
-  const r = new ByteReader(storageKey, 0, 'dedup key')
-  assert(r.u8() === KeySpace.ShardLocal, 'corrupt dedup key')
+  const r = new ByteReader(storageKey, 0, 'dedup key', malformed)
+  if (r.u8() !== KeySpace.ShardLocal) malformed('corrupt dedup key')
   const shardId = r.u32() as ShardId
-  assert(r.u8() === ShardLocalKind.Dedup, 'corrupt dedup key')
+  if (r.u8() !== ShardLocalKind.Dedup) malformed('corrupt dedup key')
   const idLength = r.u8()
-  let clientId: string
+  if (idLength === 0) malformed('corrupt dedup key: empty client id')
+  let clientId = ''
   try {
     clientId = decoder.decode(r.raw(idLength))
   } catch {
-    assert(false, 'corrupt dedup key: client id is not UTF-8')
+    malformed('corrupt dedup key: client id is not UTF-8')
   }
   const kind = r.u8()
   let seq: number | undefined
   if (kind === DedupRecordKind.Result) seq = r.u64()
-  else assert(kind === DedupRecordKind.Client, 'corrupt dedup key: unknown record kind')
+  else if (kind !== DedupRecordKind.Client) malformed('corrupt dedup key: unknown record kind')
   r.end()
   return { shardId, clientId, seq }
 }

@@ -6,11 +6,12 @@
  * `version` is the log index that last wrote the key and `createVersion` the index that created it
  * (kept across overwrites, reset by a delete). Both are >= 1 and createVersion <= version, so the
  * difference is small for hot keys and the record costs 3..17 bytes over the value. Decoding a
- * record that is not what `encodeValueRecord` writes is corruption: an assertion (STYLE.md 7.4).
+ * record that is not what `encodeValueRecord` writes is corruption: an assertion (STYLE.md 7.4),
+ * unless the bytes come from outside (a backup file): then the caller's MalformedHandler throws.
  */
 import { assert } from '../common/assert.ts'
 import type { LogIndex } from '../common/ids.ts'
-import { ByteReader, ByteWriter } from './bytes.ts'
+import { ByteReader, ByteWriter, failStop, type MalformedHandler } from './bytes.ts'
 
 export const valueRecordFormat = 1
 
@@ -34,12 +35,12 @@ export function encodeValueRecord(record: ValueRecord): Uint8Array {
     .finish()
 }
 
-export function decodeValueRecord(bytes: Uint8Array): ValueRecord {
-  const r = new ByteReader(bytes, 0, 'value record')
-  assert(r.u8() === valueRecordFormat, 'corrupt value record: unknown format')
+export function decodeValueRecord(bytes: Uint8Array, malformed: MalformedHandler = failStop): ValueRecord {
+  const r = new ByteReader(bytes, 0, 'value record', malformed)
+  if (r.u8() !== valueRecordFormat) malformed('corrupt value record: unknown format')
   const version = r.uvarint()
   const age = r.uvarint()
-  assert(version >= 1, 'corrupt value record: version 0')
-  assert(age < version, 'corrupt value record: createVersion out of range')
+  if (version < 1) malformed('corrupt value record: version 0')
+  if (age >= version) malformed('corrupt value record: createVersion out of range')
   return { version: version as LogIndex, createVersion: (version - age) as LogIndex, value: r.rest() }
 }

@@ -958,6 +958,7 @@ export class FakeNode {
       transferShardLeader: unimplemented,
       rebalance: unimplemented,
       nodeAction: unimplemented,
+      exportShard: (call) => call.destroy(Object.assign(new Error('not faked'), { code: 12 })),
     }
   }
 }

@@ -637,6 +637,7 @@ export class FakeKvServer {
       transferShardLeader: (_call, callback) => callback({ code: 12, details: 'not faked' }),
       rebalance: (_call, callback) => callback({ code: 12, details: 'not faked' }),
       nodeAction: (_call, callback) => callback({ code: 12, details: 'not faked' }),
+      exportShard: (call) => call.destroy(Object.assign(new Error('not faked'), { code: 12 })),
     }
   }
 }

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -315,6 +317,50 @@ export interface NodeActionResponse {
   safeMode: string;
   /** drain: the moves that empty the node (dry run: the moves it would take). */
   moves: PlannedMoveInfo[];
+}
+
+/**
+ * Streams one data shard's replicated state for `kvctl backup create`: the node must lead the shard
+ * (else NOT_LEADER naming the leader it knows). It first confirms its leadership with a ReadIndex
+ * round (so the export holds every write acknowledged before the call), then reads the shard's
+ * ranges from one RocksDB view at its durable applied index. The first message carries `header`,
+ * then come chunks of `entries`, then one message with `done` and the totals. Refused with
+ * INVALID_ARGUMENT for the meta shard (a backup carries the shard map instead).
+ */
+export interface ExportShardRequest {
+  shardId: number;
+}
+
+export interface ExportShardHeader {
+  shardId: number;
+  /** The shard's hash range [hash_start, hash_end), as decimal strings of uint64 (the end: 2^64). */
+  hashStart: string;
+  hashEnd: string;
+  /**
+   * The applied index (and its term) the export is taken at: every write acknowledged before the
+   * call is at or below it.
+   */
+  appliedIndex: number;
+  term: number;
+  /** The shard's epoch as the leader applied it. */
+  epoch: number;
+  /** The node that exported it. */
+  nodeId: number;
+  /** The index the ReadIndex round confirmed (applied_index >= read_index). */
+  readIndex: number;
+}
+
+export interface ExportShardResponse {
+  /** First message only. */
+  header:
+    | ExportShardHeader
+    | undefined;
+  /** A chunk of entries in key order (backup/format.ts: count, then key and value, length-prefixed). */
+  entries: Buffer;
+  /** Last message only: the totals of the stream. */
+  done: boolean;
+  entryCount: number;
+  entryBytes: number;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -2846,6 +2892,305 @@ export const NodeActionResponse: MessageFns<NodeActionResponse> = {
   },
 };
 
+function createBaseExportShardRequest(): ExportShardRequest {
+  return { shardId: 0 };
+}
+
+export const ExportShardRequest: MessageFns<ExportShardRequest> = {
+  encode(message: ExportShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportShardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExportShardRequest>, I>>(base?: I): ExportShardRequest {
+    return ExportShardRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportShardRequest>, I>>(object: I): ExportShardRequest {
+    const message = createBaseExportShardRequest();
+    message.shardId = object.shardId ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportShardHeader(): ExportShardHeader {
+  return { shardId: 0, hashStart: "", hashEnd: "", appliedIndex: 0, term: 0, epoch: 0, nodeId: 0, readIndex: 0 };
+}
+
+export const ExportShardHeader: MessageFns<ExportShardHeader> = {
+  encode(message: ExportShardHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.hashStart !== "") {
+      writer.uint32(18).string(message.hashStart);
+    }
+    if (message.hashEnd !== "") {
+      writer.uint32(26).string(message.hashEnd);
+    }
+    if (message.appliedIndex !== 0) {
+      writer.uint32(32).uint64(message.appliedIndex);
+    }
+    if (message.term !== 0) {
+      writer.uint32(40).uint64(message.term);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(48).uint64(message.epoch);
+    }
+    if (message.nodeId !== 0) {
+      writer.uint32(56).uint64(message.nodeId);
+    }
+    if (message.readIndex !== 0) {
+      writer.uint32(64).uint64(message.readIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportShardHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportShardHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hashStart = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hashEnd = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.appliedIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.readIndex = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExportShardHeader>, I>>(base?: I): ExportShardHeader {
+    return ExportShardHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportShardHeader>, I>>(object: I): ExportShardHeader {
+    const message = createBaseExportShardHeader();
+    message.shardId = object.shardId ?? 0;
+    message.hashStart = object.hashStart ?? "";
+    message.hashEnd = object.hashEnd ?? "";
+    message.appliedIndex = object.appliedIndex ?? 0;
+    message.term = object.term ?? 0;
+    message.epoch = object.epoch ?? 0;
+    message.nodeId = object.nodeId ?? 0;
+    message.readIndex = object.readIndex ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportShardResponse(): ExportShardResponse {
+  return { header: undefined, entries: Buffer.alloc(0), done: false, entryCount: 0, entryBytes: 0 };
+}
+
+export const ExportShardResponse: MessageFns<ExportShardResponse> = {
+  encode(message: ExportShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ExportShardHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.entries.length !== 0) {
+      writer.uint32(18).bytes(message.entries);
+    }
+    if (message.done !== false) {
+      writer.uint32(24).bool(message.done);
+    }
+    if (message.entryCount !== 0) {
+      writer.uint32(32).uint64(message.entryCount);
+    }
+    if (message.entryBytes !== 0) {
+      writer.uint32(40).uint64(message.entryBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportShardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ExportShardHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.entryCount = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.entryBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExportShardResponse>, I>>(base?: I): ExportShardResponse {
+    return ExportShardResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportShardResponse>, I>>(object: I): ExportShardResponse {
+    const message = createBaseExportShardResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ExportShardHeader.fromPartial(object.header)
+      : undefined;
+    message.entries = object.entries ?? Buffer.alloc(0);
+    message.done = object.done ?? false;
+    message.entryCount = object.entryCount ?? 0;
+    message.entryBytes = object.entryBytes ?? 0;
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   status: {
@@ -2931,6 +3276,15 @@ export const AdminServiceService = {
     responseSerialize: (value: NodeActionResponse): Buffer => Buffer.from(NodeActionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NodeActionResponse => NodeActionResponse.decode(value),
   },
+  exportShard: {
+    path: "/ringkv.v1.AdminService/ExportShard" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExportShardRequest): Buffer => Buffer.from(ExportShardRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportShardRequest => ExportShardRequest.decode(value),
+    responseSerialize: (value: ExportShardResponse): Buffer => Buffer.from(ExportShardResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportShardResponse => ExportShardResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2943,6 +3297,7 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   transferShardLeader: handleUnaryCall<TransferShardLeaderRequest, TransferShardLeaderResponse>;
   rebalance: handleUnaryCall<RebalanceRequest, RebalanceResponse>;
   nodeAction: handleUnaryCall<NodeActionRequest, NodeActionResponse>;
+  exportShard: handleServerStreamingCall<ExportShardRequest, ExportShardResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -3078,6 +3433,12 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NodeActionResponse) => void,
   ): ClientUnaryCall;
+  exportShard(request: ExportShardRequest, options?: Partial<CallOptions>): ClientReadableStream<ExportShardResponse>;
+  exportShard(
+    request: ExportShardRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportShardResponse>;
 }
 
 export const AdminServiceClient = makeGenericClientConstructor(

@@ -39,7 +39,8 @@ async function pool(n: number, work: (i: number) => Promise<void>): Promise<void
 /** Every key under the prefix with its value and version, by scanning the whole cluster. */
 async function contents(client: KvClient): Promise<Map<string, { value: string; version: number }>> {
   const out = new Map<string, { value: string; version: number }>()
-  for await (const e of client.scan({ prefix }))
+  // The deadline bounds the whole scan: generous, for a shared machine under load.
+  for await (const e of client.scan({ prefix, deadlineMs: 600_000 }))
     out.set(e.keyText() ?? '', { value: e.valueText() ?? '', version: e.version })
   return out
 }

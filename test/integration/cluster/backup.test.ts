@@ -144,7 +144,7 @@ describe('backup and restore (real processes)', () => {
     } finally {
       client.close()
     }
-  }, 900_000)
+  }, 1_800_000)
 
   it('refuses a restore into a data directory that holds another cluster, with one line', async () => {
     expect(existsSync(join(backupDir, 'manifest.json'))).toBe(true)

@@ -122,6 +122,19 @@ describe('common/config', () => {
     expect(failure(() => load({ data: '/d', join: 'nope' })).field).toBe('join')
   })
 
+  it('takes --restore from flag, env or file, and refuses it with --join', () => {
+    expect(load({ data: '/d' }).restoreDir).toBeUndefined()
+    expect(load({ data: '/d', restore: '/backups/b1' }).restoreDir).toBe('/backups/b1')
+    expect(load({ data: '/d' }, { RINGKV_RESTORE: '/backups/b2' }).restoreDir).toBe('/backups/b2')
+    expect(load({ data: '/d', config: 'c.json' }, {}, { 'c.json': '{"restoreDir":"/b3"}' }).restoreDir).toBe(
+      '/b3',
+    )
+    expect(failure(() => load({ data: '/d', restore: '/b', join: '10.0.0.1:7001' }))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'restoreDir',
+    })
+  })
+
   it('reports an unreadable, non-JSON or unknown-key file clearly', () => {
     expect(failure(() => load({ config: '/missing.json' }))).toMatchObject({ field: 'config' })
     expect(failure(() => load({ config: '/missing.json' })).message).toContain('/missing.json')

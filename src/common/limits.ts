@@ -157,9 +157,10 @@ export const limits = {
   exportStreamsMax: 4,
   /**
    * Largest chunk of entries in an export stream and a backup file: a chunk stops after the entry
-   * that reaches exportChunkBytes, so one more key and value (with its value record) and the counts.
+   * that reaches exportChunkBytes of keys and values, so one more key and value (with its value
+   * record), plus the lengths (at most 2 bytes per the smallest entry of 13 bytes: under half).
    */
-  backupChunkBytesMax: 1024 * 1024 + 4 * 1024 + 1024 * 1024 + 64 * 1024,
+  backupChunkBytesMax: 3 * 1024 * 1024,
   /**
    * Envelopes queued towards one peer (with peerQueueBytesMax). One more is dropped and the peer
    * reported unreachable (Raft tolerates loss and probes again). Sized for a heartbeat per shard
@@ -290,7 +291,8 @@ assert(limits.raftLogRetainBytes >= limits.proposalBytesMax)
 // One maximal key fits an export chunk.
 assert(limits.exportChunkBytes >= limits.keyBytesMax)
 assert(
-  limits.backupChunkBytesMax >= limits.exportChunkBytes + limits.keyBytesMax + limits.valueBytesMax + 1024,
+  limits.backupChunkBytesMax >=
+    limits.exportChunkBytes * 1.5 + limits.keyBytesMax + limits.valueBytesMax + 1024,
 )
 assert(limits.backupChunkBytesMax + 1024 <= limits.grpcMessageBytesMax)
 // Peer traffic: a batch and one snapshot chunk each fit one gRPC message with their framing, and

@@ -1241,7 +1241,7 @@ export class NodeHost implements ReplicaLoop {
       await Promise.allSettled(iterators.map((it) => it.return?.()))
     }
     async function* chunks(): AsyncGenerator<readonly Entry[]> {
-      for (const it of iterators) for await (const chunk of { [Symbol.asyncIterator]: () => it }) yield chunk
+      for (const it of iterators) for await (const chunk of it) yield chunk
     }
     deferred.resolve({
       shardId,

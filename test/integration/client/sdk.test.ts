@@ -251,10 +251,18 @@ describe('client/sdk against kvd', () => {
       const results = await Promise.all(
         [...Array(n).keys()].map((i) => c.put(`sdk/conc/${i % 50}/${i}`, `${i}`)),
       )
-      // A version is a log index of the key's shard: distinct per shard.
-      expect(new Set(results.map((r) => `${r.receipt.shardId}/${r.version}`)).size).toBe(n)
-      const many = await c.getMany([...Array(50).keys()].map((i) => `sdk/conc/${i}/${i}`))
-      expect(many.results.every((r) => r.found)).toBe(true)
+      // Every write is there once: its value, at the version its answer named, created by it (a
+      // second apply would have raised the version above createVersion). Versions are log indexes
+      // of the key's shard, shared by the writes one Raft entry carries, so they need not differ.
+      const many = await c.getMany([...Array(n).keys()].map((i) => `sdk/conc/${i % 50}/${i}`))
+      many.results.forEach((r, i) => {
+        expect(r).toMatchObject({
+          found: true,
+          version: results[i]?.version,
+          createVersion: results[i]?.version,
+        })
+        expect(r.valueText()).toBe(`${i}`)
+      })
     } finally {
       c.close()
     }
@@ -292,14 +300,15 @@ describe('client/sdk against kvd', () => {
       for (const a of lossy.attempts) expect(a.firstIncompleteSeq).toBeLessThanOrEqual(a.seq)
 
       // Exactly once: each key was written once (a second apply would have raised its version
-      // above its createVersion), each write has its own version in its shard, and the logs
-      // between the two fences of every shard hold exactly one entry per attempt that reached
-      // the shard: n writes plus one retry per lost answer, which took an index but applied nothing,
-      // plus the registration of the client's session on each shard it wrote to.
+      // above its createVersion; a retry never shares an entry with its first attempt, since one
+      // entry never carries two writes of a key), and the logs between the two fences of every
+      // shard hold at most one entry per attempt that reached the shard (n writes plus one retry
+      // per lost answer, plus the registration of the client's session on each shard it wrote
+      // to): fewer when one loop turn's writes of the client share an entry.
       const between = after.reduce((sum, a, i) => sum + a.version - (before[i]?.version ?? 0) - 1, 0)
       const registrations = new Set(results.map((r) => r.receipt.shardId)).size
-      expect(between).toBe(n + lossy.dropped.size + registrations)
-      expect(new Set(results.map((r) => `${r.receipt.shardId}/${r.version}`)).size).toBe(n)
+      expect(between).toBeGreaterThanOrEqual(registrations + 1)
+      expect(between).toBeLessThanOrEqual(n + lossy.dropped.size + registrations)
       const many = await c.getMany([...Array(n).keys()].map((i) => `sdk/eo/${i}`))
       many.results.forEach((r, i) => {
         expect(r).toMatchObject({

@@ -10,6 +10,7 @@
 import type { Clock } from '../common/clock.ts'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
+import type { AdminCallOptions } from '../client/admin-call.ts'
 import { KvClient, type KvClientInit } from '../client/client.ts'
 import type { ReadOptions, Receipt, WriteOptions } from '../client/types.ts'
 import type { ClientTls } from '../net/index.ts'
@@ -89,6 +90,20 @@ export class CliContext {
       this.kvClient = this.io.connect?.(init) ?? new KvClient(init)
     }
     return this.kvClient
+  }
+
+  /**
+   * The options of an operator call (the admin API): TLS and token as the global flags say, and
+   * `deadlineMs` when given, else the global --deadline-ms (else the call's own default).
+   */
+  adminOptions(deadlineMs?: number): AdminCallOptions {
+    const { tls, token } = this.globals
+    const deadline = deadlineMs ?? this.globals.deadlineMs
+    return {
+      ...(deadline !== undefined ? { deadlineMs: deadline } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+      ...(token !== undefined ? { token } : {}),
+    }
   }
 
   /** Writes `text` and a newline to stdout. */

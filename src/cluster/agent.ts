@@ -20,6 +20,7 @@
 import { deadlineSignal, type Clock, type TimerHandle } from '../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
+import { limits } from '../common/limits.ts'
 import type { Logger } from '../common/logger.ts'
 import type { Hasher } from '../hashing/index.ts'
 import { RoutePolicy } from '../routing/index.ts'
@@ -120,12 +121,6 @@ export interface ClusterAgentComponents {
 
 /** Heartbeat rounds between two checks of this node's replicas against the map. */
 const collectEveryRounds = 5
-/**
- * How long a replica may stay empty (created for a move, never added to its shard) before it is
- * dropped: far longer than a move takes from creating it to adding it as a learner.
- */
-const emptyReplicaGraceMs = 60_000
-
 /** Heartbeats missed in a row before the agent says so at warn level. */
 const heartbeatFailuresToWarn = 3
 /** Heartbeat intervals a node whose meta call failed is passed over for (routing/RoutePolicy). */
@@ -412,7 +407,7 @@ export class ClusterAgent {
         // node): dropped after a grace period, once the leader confirms it is no member.
         const since = this.emptySince.get(own.shardId) ?? now
         this.emptySince.set(own.shardId, since)
-        if (now - since < emptyReplicaGraceMs) continue
+        if (now - since < limits.emptyReplicaGraceMs) continue
       } else if (own.state !== 'active' || shard.epoch <= own.epoch) continue
       const leader = this.current.node(shard.leaderHint as NodeIdType)
       const ask = leader !== undefined && leader.id !== this.init.nodeId ? [leader] : []

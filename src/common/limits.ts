@@ -104,6 +104,12 @@ export const limits = {
   requestsInFlightMax: 4096,
   /** Rebalancer moves running at once. */
   movesConcurrentMax: 2,
+  /**
+   * How long a replica may stay empty (created for a move, never added to its shard, e.g. its
+   * node was down through the rollback) before its node drops it: far longer than a move takes
+   * from creating it to adding it as a learner (cluster/agent.ts).
+   */
+  emptyReplicaGraceMs: 60_000,
   /** Replica moves the rebalancing executor keeps running at once, cluster-wide (cluster/executor). */
   rebalanceMovesMax: 4,
   /** Of those, slots only repairs may take: balance and drains never do. */

@@ -24,7 +24,7 @@
  * A wider sweep: HOST_MOVES_FROM=100 HOST_MOVES_SEEDS=50 npx vitest run test/sim/host-moves.test.ts
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { NodeId, ShardId, type LogIndex } from '../../src/common/index.ts'
+import { NodeId, ShardId, limits, type LogIndex } from '../../src/common/index.ts'
 import type { Hasher } from '../../src/hashing/index.ts'
 import type { ShardView } from '../../src/node/host.ts'
 import { loadHasher } from '../../src/storage/index.ts'
@@ -66,6 +66,9 @@ const movesOverrides: HostSimOverrides = {
   heartbeatMs: 200,
   safetyPhaseMs: 8_000,
   moveIntervalMsMean: 300,
+  // A replica a rolled-back move left on a node that was down through the rollback is dropped
+  // only after the empty-replica grace: convergence may take that long (and a few rounds more).
+  convergenceMsMax: limits.emptyReplicaGraceMs + 20_000,
 }
 
 let hasher: Hasher

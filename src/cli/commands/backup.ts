@@ -37,7 +37,6 @@ import { ErrorCode, KvError, isKvError } from '../../common/errors.ts'
 import type { MalformedHandler } from '../../storage/index.ts'
 import { ShardId } from '../../common/ids.ts'
 import { limits } from '../../common/limits.ts'
-import type { AdminCallOptions } from '../../client/admin-call.ts'
 import { exportShard } from '../../client/admin-export.ts'
 import type { MapShard, ShardMapResult } from '../../client/types.ts'
 import type { CliContext } from '../context.ts'
@@ -51,11 +50,6 @@ const exportPassesMax = 5
 const exportRetryPauseMs = 1_000
 /** Width of the progress bar, in characters. */
 const barWidth = 30
-
-function optionsOf(ctx: CliContext, deadlineMs: number): AdminCallOptions {
-  const { tls, token } = ctx.globals
-  return { deadlineMs, ...(tls !== undefined ? { tls } : {}), ...(token !== undefined ? { token } : {}) }
-}
 
 /** One line redrawn in place on a terminal; nothing on a pipe (the summary follows). */
 class Progress {
@@ -201,7 +195,7 @@ async function exportOnce(
       { appliedIndex: number; term: number; epoch: number; nodeId: number; readIndex: number } | undefined
     let checker: RecordChecker | undefined
     let totals: { entryCount: number; entryBytes: number } | undefined
-    for await (const message of exportShard(address, shard.shardId, optionsOf(ctx, deadlineMs))) {
+    for await (const message of exportShard(address, shard.shardId, ctx.adminOptions(deadlineMs))) {
       if (totals !== undefined) malformed('a message after the last')
       if (header === undefined) {
         const h = message.header

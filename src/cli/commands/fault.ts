@@ -54,12 +54,7 @@ export const faultCommand: CommandSpec = {
     if (!/^[^\s/]+:\d+$/.test(endpoint))
       throw usageError(`bad --node-endpoint '${endpoint}': expected host:port`)
     const request = faultRequest(options)
-    const { deadlineMs, tls, token } = ctx.globals
-    const faults = await injectFault(endpoint, request, {
-      ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-      ...(tls !== undefined ? { tls } : {}),
-      ...(token !== undefined ? { token } : {}),
-    })
+    const faults = await injectFault(endpoint, request, ctx.adminOptions())
     if (ctx.format === 'json') {
       ctx.print(json({ endpoint, faults }))
     } else if (faults.length === 0) {

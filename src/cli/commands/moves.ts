@@ -8,13 +8,7 @@
  * on stderr), 7 when it was refused before it started (MOVE_REFUSED, STALE_EPOCH).
  */
 import { Option } from 'commander'
-import {
-  listMoves,
-  moveReplica,
-  transferShardLeader,
-  type AdminCallOptions,
-  type MoveStatus,
-} from '../../client/admin-moves.ts'
+import { listMoves, moveReplica, transferShardLeader, type MoveStatus } from '../../client/admin-moves.ts'
 import type { CliContext } from '../context.ts'
 import { ExitCode } from '../exit-codes.ts'
 import { json, table } from '../output.ts'
@@ -30,15 +24,6 @@ const barWidth = 24
 
 function parseShard(value: string): number {
   return parseUint(value)
-}
-
-function optionsOf(ctx: CliContext): AdminCallOptions {
-  const { deadlineMs, tls, token } = ctx.globals
-  return {
-    ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-    ...(tls !== undefined ? { tls } : {}),
-    ...(token !== undefined ? { token } : {}),
-  }
 }
 
 /** Percent done of a move: whole steps, and the snapshot's share of `catchup`. */
@@ -72,7 +57,7 @@ async function findMove(
   shardId: number,
   startedMs: number,
 ): Promise<MoveStatus | undefined> {
-  const { running, recent } = await listMoves(ctx.globals.endpoints, optionsOf(ctx))
+  const { running, recent } = await listMoves(ctx.globals.endpoints, ctx.adminOptions())
   return (
     running.find((m) => m.shardId === shardId && m.startedMs === startedMs) ??
     recent.find((m) => m.shardId === shardId && m.startedMs === startedMs)
@@ -113,7 +98,7 @@ export const shardsMoveCommand: CommandSpec = {
         to: options['to'] as number,
         ...(options['epoch'] !== undefined ? { epoch: options['epoch'] as number } : {}),
       },
-      optionsOf(ctx),
+      ctx.adminOptions(),
     )
     if (options['async'] === true) {
       if (ctx.format === 'json') ctx.print(json({ move: started }))
@@ -156,7 +141,7 @@ export const shardsMovesCommand: CommandSpec = {
   kind: 'read',
   examples: ['kvctl shards moves', 'kvctl shards moves -o json'],
   async run(ctx) {
-    const { running, recent } = await listMoves(ctx.globals.endpoints, optionsOf(ctx))
+    const { running, recent } = await listMoves(ctx.globals.endpoints, ctx.adminOptions())
     if (ctx.format === 'json') {
       ctx.print(json({ running, recent }))
       return ExitCode.Ok
@@ -195,7 +180,7 @@ export const shardsTransferLeaderCommand: CommandSpec = {
     const res = await transferShardLeader(
       ctx.globals.endpoints,
       { shardId, to: options['to'] as number },
-      optionsOf(ctx),
+      ctx.adminOptions(),
     )
     if (ctx.format === 'json') ctx.print(json({ shardId, leaderId: res.leaderId, term: res.term }))
     else ctx.print(`shard ${shardId}: node ${res.leaderId} leads (term ${res.term})`)

@@ -12,7 +12,6 @@ import { Option } from 'commander'
 import {
   nodeAction,
   rebalance,
-  type AdminCallOptions,
   type NodeAction,
   type RebalanceResponse,
 } from '../../client/admin-rebalance.ts'
@@ -27,15 +26,6 @@ import { moveLine } from './moves.ts'
 const watchMs = 1000
 /** Planned moves a table shows (JSON shows every one the answer lists). */
 const plannedShownMax = 20
-
-function optionsOf(ctx: CliContext): AdminCallOptions {
-  const { deadlineMs, tls, token } = ctx.globals
-  return {
-    ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-    ...(tls !== undefined ? { tls } : {}),
-    ...(token !== undefined ? { token } : {}),
-  }
-}
 
 /** Percent, rate and ETA of the job, from its counters and the clock. */
 export function progressOf(
@@ -128,7 +118,7 @@ function steerCommand(action: 'pause' | 'resume' | 'cancel', summary: string): C
     kind: 'write',
     examples: [`kvctl rebalance ${action}`],
     async run(ctx) {
-      print(ctx, await rebalance(ctx.globals.endpoints, action, optionsOf(ctx)))
+      print(ctx, await rebalance(ctx.globals.endpoints, action, ctx.adminOptions()))
       return ExitCode.Ok
     },
   }
@@ -144,7 +134,7 @@ const rebalanceStatusCommand: CommandSpec = {
   async run(ctx, _args, options) {
     const watch = options['watch'] === true && ctx.io.stdout.isTTY === true && ctx.format === 'table'
     for (;;) {
-      const r = await rebalance(ctx.globals.endpoints, 'status', optionsOf(ctx))
+      const r = await rebalance(ctx.globals.endpoints, 'status', ctx.adminOptions())
       if (watch) ctx.io.stdout.write('\x1b[2J\x1b[H')
       print(ctx, r)
       const open = r.job !== undefined && (r.job.state === 'running' || r.job.state === 'paused')
@@ -174,7 +164,7 @@ export const rebalanceCommand: CommandSpec = {
       kind: 'read',
       examples: ['kvctl rebalance plan', 'kvctl rebalance plan -o json'],
       async run(ctx) {
-        print(ctx, await rebalance(ctx.globals.endpoints, 'plan', optionsOf(ctx)))
+        print(ctx, await rebalance(ctx.globals.endpoints, 'plan', ctx.adminOptions()))
         return ExitCode.Ok
       },
     },
@@ -201,7 +191,7 @@ function nodeSub(action: NodeAction, summary: string, extra: Option[], examples:
       const r = await nodeAction(
         ctx.globals.endpoints,
         { nodeId, action, dryRun: options['dryRun'] === true, force: options['force'] === true },
-        optionsOf(ctx),
+        ctx.adminOptions(),
       )
       if (ctx.format === 'json') ctx.print(json(r))
       else if (action === 'drain') {

@@ -6,8 +6,11 @@
  *   among the nodes that answered, so some keys (or the cluster's own records) cannot be served.
  * - degraded (exit 9): every shard has a leader, but a node of the map does not answer, or a
  *   shard has fewer live voters than it should (a voter down, or fewer voters than the replica
- *   count allows), or the shard map could not be had, or an endpoint given does not answer.
- * - healthy (exit 0): everything else. A move in progress is not a problem in itself.
+ *   count allows), or the shard map could not be had, or an endpoint given does not answer, or the
+ *   cluster is in safe mode (its live nodes or zones cannot hold the replication factor).
+ * - healthy (exit 0): everything else. A move in progress, or a rebalancing job, is not a problem
+ *   in itself; shards the planner cannot move (blocked) are named, and are a problem only through
+ *   the rules above.
  *
  * A shard's live voters are those whose node answered and reported the shard; its leader counts
  * only when that node answered (a follower's word for a leader that is gone is not a leader).
@@ -50,6 +53,23 @@ export interface HealthInput {
   readonly shards: readonly HealthShard[]
   /** Moves the meta leader lists as running; null when it did not answer. */
   readonly movesRunning: number | null
+  /** The meta leader's rebalancing answer; null when it did not answer. */
+  readonly rebalancing: HealthRebalancing | null
+}
+
+/** What `kvctl rebalance status` says, as far as the summary needs it. */
+export interface HealthRebalancing {
+  /** Why the cluster is in safe mode; '' when it is not. */
+  readonly safeMode: string
+  /** The last job: running | paused | cancelled | done; null when there was none. */
+  readonly jobState: string | null
+  readonly jobId: number | null
+  /** Moves of the job ended (done or failed) and in all (ended, running and planned). */
+  readonly movesEnded: number
+  readonly movesTotal: number
+  readonly movesFailed: number
+  /** Shards needing a move that none can be planned for (no quorum, no destination). */
+  readonly blocked: number
 }
 
 export type Verdict = 'healthy' | 'degraded' | 'unavailable'
@@ -74,6 +94,7 @@ export interface HealthSummary {
   /** Endpoints given that did not answer and that the map does not name. */
   readonly strayEndpoints: readonly { readonly endpoint: string; readonly error: string }[]
   readonly movesRunning: number | null
+  readonly rebalancing: HealthRebalancing | null
 }
 
 /** The verdict and its numbers. */
@@ -101,7 +122,11 @@ export function summarizeHealth(input: HealthInput): HealthSummary {
   const verdict: Verdict =
     !answeredAny || withoutLeader.length > 0
       ? 'unavailable'
-      : down.length > 0 || underReplicated.length > 0 || !input.mapOk || input.strayEndpoints.length > 0
+      : down.length > 0 ||
+          underReplicated.length > 0 ||
+          !input.mapOk ||
+          input.strayEndpoints.length > 0 ||
+          (input.rebalancing?.safeMode ?? '') !== ''
         ? 'degraded'
         : 'healthy'
   return {
@@ -127,6 +152,7 @@ export function summarizeHealth(input: HealthInput): HealthSummary {
     },
     strayEndpoints: input.strayEndpoints,
     movesRunning: input.movesRunning,
+    rebalancing: input.rebalancing,
   }
 }
 
@@ -166,7 +192,13 @@ export function renderSummary(s: HealthSummary): string[] {
   lines.push(
     `  moves   ${s.movesRunning === null ? '- (the meta leader did not answer)' : `${s.movesRunning} running`}`,
   )
+  lines.push(`  rebalancing  ${rebalancingLine(s.rebalancing)}`)
   const problems: string[] = []
+  const rb = s.rebalancing
+  if (rb !== null && rb.safeMode !== '')
+    problems.push(`safe mode: ${rb.safeMode} (repairs only; nothing is drained or balanced)`)
+  if (rb !== null && rb.blocked > 0)
+    problems.push(`${rb.blocked} shards need a move that none can be planned for`)
   if (!s.mapOk)
     problems.push('the shard map could not be had: nodes and shards are those the endpoints named')
   for (const n of s.nodes.down.slice(0, idsShownMax)) {
@@ -186,6 +218,15 @@ export function renderSummary(s: HealthSummary): string[] {
     for (const p of problems) lines.push(`  ${p}`)
   }
   return lines
+}
+
+/** The rebalancing job in one line: `-` when the meta leader did not say. */
+function rebalancingLine(rb: HealthRebalancing | null): string {
+  if (rb === null) return '- (the meta leader did not answer)'
+  if (rb.jobState === null) return 'no job yet'
+  const percent = rb.movesTotal === 0 ? 100 : Math.floor((rb.movesEnded / rb.movesTotal) * 100)
+  const failed = rb.movesFailed > 0 ? `, ${rb.movesFailed} failed` : ''
+  return `job ${rb.jobId ?? '-'} ${rb.jobState}: ${rb.movesEnded}/${rb.movesTotal} moves (${percent}%)${failed}`
 }
 
 function idList(ids: readonly number[], metaShardId: number | null): string {

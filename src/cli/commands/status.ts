@@ -4,6 +4,8 @@ import type { ShardMapResult, ShardStatus, StatusResult } from '../../client/typ
 import type { CliContext } from '../context.ts'
 import { errorView, json, table } from '../output.ts'
 import { listMoves, type MoveStatus } from '../../client/admin-moves.ts'
+import { rebalance, type RebalanceResponse } from '../../client/admin-rebalance.ts'
+import { progressOf } from './rebalance.ts'
 import { fetchMap, formatRange, holdings } from './cluster-view.ts'
 import { moveLine } from './moves.ts'
 import { ExitCode, exitCodeForError } from '../exit-codes.ts'
@@ -14,6 +16,7 @@ import {
   summarizeHealth,
   verdictExitCode,
   type HealthInput,
+  type HealthRebalancing,
   type HealthNode,
   type HealthShard,
   type Verdict,
@@ -111,18 +114,22 @@ export const statusCommand: CommandSpec = {
     const answers = await askCluster(ctx, map)
     const metaShardId = map?.metaShard?.shardId
     const shards = mergeShards(answers, metaShardId)
-    let moves: MoveStatus[] | null = null
-    try {
-      moves = (
-        await listMoves(ctx.globals.endpoints, {
-          deadlineMs: ctx.globals.deadlineMs ?? statusDeadlineMsDefault,
-        })
-      ).running
-    } catch {
-      // Shown when the meta leader answers.
-    }
+    // Both from the meta leader (through any node); shown as unknown when it does not answer.
+    const adminOptions = ctx.adminOptions(ctx.globals.deadlineMs ?? statusDeadlineMsDefault)
+    const [moves, rebalancing] = await Promise.all([
+      listMoves(ctx.globals.endpoints, adminOptions).then(
+        (r): MoveStatus[] | null => r.running,
+        () => null,
+      ),
+      rebalance(ctx.globals.endpoints, 'status', adminOptions).then(
+        (r): RebalanceResponse | null => r,
+        () => null,
+      ),
+    ])
     const nodes = map === undefined ? [] : nodeViews(ctx, map, answers)
-    const health = summarizeHealth(healthInput(map, answers, shards, moves))
+    const health = summarizeHealth(
+      healthInput(map, answers, shards, moves, rebalancing === null ? null : rebalancingOf(ctx, rebalancing)),
+    )
     const code = exitCode(health.verdict, answers)
     if (options['check'] === true) return code
     if (ctx.format === 'json') {
@@ -181,6 +188,20 @@ export const statusCommand: CommandSpec = {
   },
 }
 
+/** The summary's view of the meta leader's rebalancing answer. */
+function rebalancingOf(ctx: CliContext, r: RebalanceResponse): HealthRebalancing {
+  const p = progressOf(r, ctx.clock.wallMs())
+  return {
+    safeMode: r.safeMode,
+    jobState: r.job?.state ?? null,
+    jobId: r.job?.id ?? null,
+    movesEnded: p.ended,
+    movesTotal: p.total,
+    movesFailed: r.job?.failed ?? 0,
+    blocked: r.blocked,
+  }
+}
+
 /** The verdict's exit code; when no node answered, the reason's (e.g. access denied, not just unavailable). */
 function exitCode(verdict: Verdict, answers: readonly NodeAnswer[]): ExitCode {
   const firstError = answers.find((r): r is Extract<NodeAnswer, { ok: false }> => !r.ok)
@@ -197,6 +218,7 @@ function healthInput(
   answers: readonly NodeAnswer[],
   shards: readonly ShardView[],
   moves: readonly MoveStatus[] | null,
+  rebalancing: HealthRebalancing | null,
 ): HealthInput {
   const answeredIds = new Set(
     answers.flatMap((a) => (a.ok && a.status.node !== null ? [a.status.node.nodeId] : [])),
@@ -250,6 +272,7 @@ function healthInput(
     strayEndpoints,
     shards: healthShards,
     movesRunning: moves === null ? null : moves.length,
+    rebalancing,
   }
 }
 

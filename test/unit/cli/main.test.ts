@@ -309,9 +309,10 @@ describe('cli/kvctl against a fake kvd', () => {
   })
 
   it('maps server errors to exit codes', async () => {
-    // More failures than any retry policy may attempt: the call must give up, whatever its defaults.
+    // More failures than any retry policy may attempt: the call must give up, whatever its defaults
+    // (a deadline far beyond the retries' backoff, so a busy machine cannot end it first).
     server.failNext('get', { code: 'NO_QUORUM' }, limits.retryAttemptsMax)
-    const r = await run([...ep, '-o', 'table', 'get', 'k', '--deadline-ms', '2000'])
+    const r = await run([...ep, '-o', 'table', 'get', 'k', '--deadline-ms', '20000'])
     server.clearFailures()
     expect(r.code).toBe(ExitCode.Unavailable)
     expect(r.stderr).toMatch(/^Error: NO_QUORUM: /)

@@ -12,6 +12,7 @@ import {
   verdictExitCode,
   type HealthInput,
   type HealthNode,
+  type HealthRebalancing,
   type HealthShard,
 } from '../../../src/cli/commands/status-health.ts'
 
@@ -30,6 +31,16 @@ const shard = (shardId: number, leaderId: number, voters: number[], reportedBy =
   reportedBy,
 })
 
+const noJob: HealthRebalancing = {
+  safeMode: '',
+  jobState: null,
+  jobId: null,
+  movesEnded: 0,
+  movesTotal: 0,
+  movesFailed: 0,
+  blocked: 0,
+}
+
 function input(over: Partial<HealthInput> = {}): HealthInput {
   return {
     clusterId: 'c1',
@@ -40,6 +51,7 @@ function input(over: Partial<HealthInput> = {}): HealthInput {
     strayEndpoints: [],
     shards: [shard(1, 1, [1, 2, 3]), shard(2, 2, [1, 2, 3]), shard(meta, 1, [1, 2, 3])],
     movesRunning: 0,
+    rebalancing: noJob,
     ...over,
   }
 }
@@ -55,6 +67,7 @@ describe('cli/status-health', () => {
       '  nodes   3/3 up',
       '  shards  3 total: 3 healthy, 0 under-replicated, 0 without leader',
       '  moves   0 running',
+      '  rebalancing  no job yet',
     ])
     expect(verdictExitCode(s.verdict)).toBe(ExitCode.Ok)
   })
@@ -63,7 +76,7 @@ describe('cli/status-health', () => {
     const s = summarizeHealth(input({ nodes: [node(1), node(2), node(3, false)] }))
     expect(s.verdict).toBe('degraded')
     expect(s.shards).toEqual({ total: 3, healthy: 0, underReplicated: [1, 2, meta], withoutLeader: [] })
-    expect(renderSummary(s).slice(4)).toEqual([
+    expect(renderSummary(s).slice(5)).toEqual([
       'problems:',
       '  node 3 (10.0.0.3:7001) does not answer: UNAVAILABLE: connect ECONNREFUSED',
       '  under-replicated: shard 1, 2, meta',
@@ -139,6 +152,39 @@ describe('cli/status-health', () => {
     )
     expect(renderSummary({ ...s, movesRunning: null })[3]).toBe(
       '  moves   - (the meta leader did not answer)',
+    )
+  })
+
+  it('is degraded in safe mode, and shows the rebalancing job and the shards no move can fix', () => {
+    const running = summarizeHealth(
+      input({ rebalancing: { ...noJob, jobState: 'running', jobId: 4, movesEnded: 3, movesTotal: 12 } }),
+    )
+    expect(running.verdict).toBe('healthy')
+    expect(renderSummary(running)).toContain('  rebalancing  job 4 running: 3/12 moves (25%)')
+    const safe = summarizeHealth(
+      input({
+        rebalancing: {
+          ...noJob,
+          safeMode: '2 active nodes for 3 replicas',
+          jobState: 'done',
+          jobId: 5,
+          movesEnded: 6,
+          movesTotal: 6,
+          movesFailed: 1,
+          blocked: 2,
+        },
+      }),
+    )
+    expect(safe.verdict).toBe('degraded')
+    expect(verdictExitCode(safe.verdict)).toBe(ExitCode.Degraded)
+    const lines = renderSummary(safe)
+    expect(lines).toContain('  rebalancing  job 5 done: 6/6 moves (100%), 1 failed')
+    expect(lines).toContain(
+      '  safe mode: 2 active nodes for 3 replicas (repairs only; nothing is drained or balanced)',
+    )
+    expect(lines).toContain('  2 shards need a move that none can be planned for')
+    expect(renderSummary(summarizeHealth(input({ rebalancing: null })))).toContain(
+      '  rebalancing  - (the meta leader did not answer)',
     )
   })
 

@@ -18,16 +18,17 @@
  * the next poll; the reason shows in ListMoves meanwhile. Time and the network are injected.
  */
 import type { Clock, TimerHandle } from '../common/clock.ts'
-import { deadlineSignal } from '../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
 import type { ClusterMap } from './cluster-map.ts'
 import type { LocalMeta } from './agent.ts'
-import { MetaStore, type StoredMove } from './meta-store.ts'
+import type { MetaStore } from './meta-store.ts'
+import { type StoredMove } from './meta-store.ts'
 import { checkMove, type MoveRequest } from './move-rules.ts'
 import { peerAddressOf, type MoveRecord, type MoveStep, type ShardRecord } from './records.ts'
 import type { ReplicaChange } from '../shard/index.ts'
+import { describeError, leaderMetaStore, wholeMs, withDeadline } from './meta-leader.ts'
 
 /** A shard's configuration as one of its replicas applied it. */
 export interface ShardConfigInfo {
@@ -227,7 +228,7 @@ export class Mover {
     try {
       moves = await this.withDeadline((signal) => this.store(signal).moves())
     } catch (err) {
-      this.log.debug({ err: describe(err) }, 'reading the moves failed')
+      this.log.debug({ err: describeError(err) }, 'reading the moves failed')
       return
     }
     for (const id of this.progress.keys())
@@ -254,7 +255,7 @@ export class Mover {
         )
       await this.record(stored, next)
     } catch (err) {
-      p.reason = describe(err)
+      p.reason = describeError(err)
       if (move.step === 'replace' || move.step === 'cleanup' || !this.givesUp(move, p, err)) {
         this.log.debug({ shard: move.shardId, step: move.step, err: p.reason }, 'move step did not complete')
         return
@@ -268,7 +269,7 @@ export class Mover {
         await this.record(stored, { ...move, step: 'failed', reason: p.reason })
       } catch (rollbackErr) {
         this.log.warn(
-          { shard: move.shardId, err: describe(rollbackErr) },
+          { shard: move.shardId, err: describeError(rollbackErr) },
           'rolling back the move failed; retrying',
         )
       }
@@ -418,7 +419,7 @@ export class Mover {
             // The source comes back to a replica the shard no longer has; its own check (agent.ts,
             // replica collection) drops it then. The move does not wait for it.
             this.log.warn(
-              { shard: move.shardId, from: move.from, err: describe(err) },
+              { shard: move.shardId, from: move.from, err: describeError(err) },
               'source not told to drop its replica',
             )
           }
@@ -455,7 +456,7 @@ export class Mover {
         .destroy(peerAddressOf(to), move.shardId, after.epoch, members, signal)
         .catch((err: unknown) =>
           this.log.warn(
-            { shard: move.shardId, to: move.to, err: describe(err) },
+            { shard: move.shardId, to: move.to, err: describeError(err) },
             'destination not told to drop its replica',
           ),
         )
@@ -513,32 +514,10 @@ export class Mover {
   }
 
   private store(signal: AbortSignal): MetaStore {
-    const local = this.c.localMeta()
-    if (local?.isLeader !== true)
-      throw new KvError(ErrorCode.NotLeader, 'this node does not lead the meta shard', {
-        details: local?.leaderId === null || local === undefined ? {} : { leaderHint: local.leaderId },
-      })
-    return new MetaStore(local.replica, signal)
+    return leaderMetaStore(this.c.localMeta(), signal)
   }
 
   private async withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const { signal, dispose } = deadlineSignal(this.c.clock, this.init.callMs)
-    try {
-      return await run(signal)
-    } finally {
-      dispose()
-    }
+    return await withDeadline(this.c.clock, this.init.callMs, run)
   }
-}
-
-/**
- * A wall-clock reading as a record stores it: whole milliseconds (records.ts decodes unsigned
- * integers; a Clock may read fractions, as MetaStore.heartbeat also allows for).
- */
-function wholeMs(ms: number): number {
-  return Math.max(0, Math.floor(ms))
-}
-
-function describe(err: unknown): string {
-  return isKvError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
 }

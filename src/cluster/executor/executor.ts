@@ -9,7 +9,7 @@
  *
  * Time and the network are injected (Clock, the meta replica, the mover); every call has a deadline.
  */
-import { deadlineSignal, type Clock, type TimerHandle } from '../../common/clock.ts'
+import type { Clock, TimerHandle } from '../../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../../common/errors.ts'
 import type { NodeId, ShardId } from '../../common/ids.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -31,6 +31,7 @@ import type { Mover, MoveView } from '../mover.ts'
 import type { NodeState } from '../records.ts'
 import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
 import type { JobRecord } from './job.ts'
+import { describeError, leaderMetaStore, wholeMs, withDeadline } from '../meta-leader.ts'
 
 export interface ExecutorInit {
   readonly pollMs: number
@@ -146,7 +147,7 @@ export class Executor {
       this.stats.polls++
     } catch (err) {
       this.stats.pollFailures++
-      this.log.debug({ err: describe(err) }, 'rebalancing poll failed')
+      this.log.debug({ err: describeError(err) }, 'rebalancing poll failed')
     }
   }
 
@@ -261,7 +262,7 @@ export class Executor {
       } catch (err) {
         // The map moved under the plan (an operator's move, a newer epoch): planned again next poll.
         this.stats.startsRefused++
-        this.log.debug({ shard: m.shardId, err: describe(err) }, 'move not started')
+        this.log.debug({ shard: m.shardId, err: describeError(err) }, 'move not started')
         if (job !== undefined)
           job = {
             ...job,
@@ -299,30 +300,12 @@ export class Executor {
   }
 
   private store(signal: AbortSignal): MetaStore {
-    const local = this.c.localMeta()
-    if (local?.isLeader !== true)
-      throw new KvError(ErrorCode.NotLeader, 'this node does not lead the meta shard', {
-        details: local?.leaderId === null || local === undefined ? {} : { leaderHint: local.leaderId },
-      })
-    return new MetaStore(local.replica, signal)
+    return leaderMetaStore(this.c.localMeta(), signal)
   }
 
   private async withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const { signal, dispose } = deadlineSignal(this.c.clock, this.init.callMs)
-    try {
-      return await run(signal)
-    } finally {
-      dispose()
-    }
+    return await withDeadline(this.c.clock, this.init.callMs, run)
   }
-}
-
-function wholeMs(ms: number): number {
-  return Math.max(0, Math.floor(ms))
-}
-
-function describe(err: unknown): string {
-  return isKvError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
 }
 
 /** kvctl node drain | undrain | remove, as the meta leader answers it. */

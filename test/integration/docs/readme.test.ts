@@ -37,7 +37,9 @@ describe('docs/README', () => {
   const script = join(repoRoot, 'dist', 'readme-example.mjs')
 
   beforeAll(async () => {
-    kvd = await startKvd()
+    // One replica per shard: the quick start's `kvctl status` must say HEALTHY, and a lone node
+    // holding the default three replicas per shard is in safe mode (DEGRADED, exit 9).
+    kvd = await startKvd({ args: ['--replicas', '1', '--meta-replicas', '1'] })
   })
 
   afterAll(async () => {

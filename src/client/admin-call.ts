@@ -85,22 +85,23 @@ export async function adminCallAny<T>(
   throw last
 }
 
+/** A client of `endpoint`'s admin API, its channel built with the options' credentials and token. */
+export function adminClient(endpoint: string, options: AdminCallOptions): AdminServiceClient {
+  return new AdminServiceClient(endpoint, options.credentials ?? clientChannelCredentials(options.tls), {
+    ...channelOptionsDefault,
+    ...clientTlsChannelOptions(options.tls),
+    ...options.channelOptions,
+    interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
+  })
+}
+
 async function once<T>(
   endpoint: string,
   deadline: number,
   options: AdminCallOptions,
   start: AdminCallStart<T>,
 ): Promise<T> {
-  const client = new AdminServiceClient(
-    endpoint,
-    options.credentials ?? clientChannelCredentials(options.tls),
-    {
-      ...channelOptionsDefault,
-      ...clientTlsChannelOptions(options.tls),
-      ...options.channelOptions,
-      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
-    },
-  )
+  const client = adminClient(endpoint, options)
   const signal = options.signal
   try {
     return await new Promise<T>((resolve, reject) => {

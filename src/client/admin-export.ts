@@ -9,10 +9,8 @@ import { Metadata } from '@grpc/grpc-js'
 import { SystemClock } from '../common/clock-system.ts'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import { limits } from '../common/limits.ts'
-import { AdminServiceClient, type ExportShardResponse } from '../gen/ringkv/v1/admin.ts'
-import { bearerTokenInterceptor, clientChannelCredentials, clientTlsChannelOptions } from '../net/index.ts'
-import type { AdminCallOptions } from './admin-call.ts'
-import { channelOptionsDefault } from './endpoints.ts'
+import type { ExportShardResponse } from '../gen/ringkv/v1/admin.ts'
+import { adminClient, type AdminCallOptions } from './admin-call.ts'
 import { kvErrorFromGrpc } from './status.ts'
 
 export type { ExportShardResponse } from '../gen/ringkv/v1/admin.ts'
@@ -25,16 +23,7 @@ export async function* exportShard(
   const deadlineMs = options.deadlineMs ?? limits.requestDeadlineMsMax
   const clock = options.clock ?? new SystemClock()
   options.signal?.throwIfAborted()
-  const client = new AdminServiceClient(
-    endpoint,
-    options.credentials ?? clientChannelCredentials(options.tls),
-    {
-      ...channelOptionsDefault,
-      ...clientTlsChannelOptions(options.tls),
-      ...options.channelOptions,
-      interceptors: options.token === undefined ? [] : [bearerTokenInterceptor(options.token)],
-    },
-  )
+  const client = adminClient(endpoint, options)
   const call = client.exportShard({ shardId }, new Metadata(), { deadline: clock.wallMs() + deadlineMs })
   const onAbort = (): void => call.cancel()
   options.signal?.addEventListener('abort', onAbort, { once: true })

@@ -37,7 +37,8 @@ export interface MoveStatus {
   readonly bytesTotal: number
 }
 
-function moveFromWire(m: MoveInfo): MoveStatus {
+/** A move as the admin API sends it, as the operator tools show it. */
+export function moveFromWire(m: MoveInfo): MoveStatus {
   return {
     shardId: m.shardId,
     from: m.fromNode,

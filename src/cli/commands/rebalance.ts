@@ -15,6 +15,7 @@ import {
   type NodeAction,
   type RebalanceResponse,
 } from '../../client/admin-rebalance.ts'
+import { moveFromWire } from '../../client/admin-moves.ts'
 import type { CliContext } from '../context.ts'
 import { ExitCode } from '../exit-codes.ts'
 import { json, table } from '../output.ts'
@@ -68,22 +69,7 @@ function describe(ctx: CliContext, r: RebalanceResponse): string[] {
   lines.push(
     `under-replicated shards: ${r.underReplicated}; blocked: ${r.blocked}; auto-rebalance: ${r.autoRebalance ? 'on' : 'off (plan only)'}`,
   )
-  for (const m of r.running)
-    lines.push(
-      `  ${moveLine({
-        shardId: m.shardId,
-        from: m.fromNode,
-        to: m.toNode,
-        step: m.step,
-        epoch: m.epoch,
-        startedMs: m.startedMs,
-        updatedMs: m.updatedMs,
-        finishedMs: m.finishedMs,
-        reason: m.reason,
-        bytesSent: m.bytesSent,
-        bytesTotal: m.bytesTotal,
-      })}`,
-    )
+  for (const m of r.running) lines.push(`  ${moveLine(moveFromWire(m))}`)
   if (r.plannedTotal > 0) {
     lines.push(`planned: ${r.plannedTotal} moves`)
     lines.push(

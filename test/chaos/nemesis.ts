@@ -307,60 +307,124 @@ export function faultNodes(fault: Fault, nodes: number): number[] {
   return [fault.node]
 }
 
+/** What a process fault leaves a node as while it is in force (network faults leave it as it is). */
+function claimOf(fault: Fault): 'down' | 'paused' | undefined {
+  switch (fault.kind) {
+    case 'kill':
+    case 'stop':
+    case 'disk-full': // kvd stops on a write that finds no space
+    case 'rolling-restart':
+      return 'down'
+    case 'pause':
+      return 'paused'
+    default:
+      return undefined
+  }
+}
+
 /**
  * Runs a schedule against the cluster: each fault applied at its time and healed `forMs` later.
  * Resolves when every fault is healed; a heal that throws is retried (a node must never be left
  * down), an apply that throws is logged and its heal still runs.
+ *
+ * Composed schedules overlap, so faults on one node take turns: the check of whether a fault can
+ * act and its apply run under the node's turn, and a process fault (kill, stop, pause, disk-full,
+ * rolling restart) holds a claim on its nodes from its apply until its heal completes. A fault on
+ * a node another fault took down (or froze, where the fault needs it answering) is skipped, said
+ * so, and not healed. Without the turn, a packet-loss fault checked while a stop was still under
+ * way found the node running and then met it gone.
  */
 export async function runSchedule(cluster: ChaosCluster, schedule: Schedule, log: NemesisLog): Promise<void> {
   const started = performance.now()
   const stamp = (): string => `+${((performance.now() - started) / 1000).toFixed(1)}s`
+  const turns = new Map<number, Promise<void>>()
+  const claims = new Map<number, Array<'down' | 'paused'>>()
+  /** Runs `body` once every earlier turn on `nodes` is over. */
+  const inTurn = async <T>(nodes: readonly number[], body: () => Promise<T>): Promise<T> => {
+    const before = nodes.map((id) => turns.get(id) ?? Promise.resolve())
+    let done!: () => void
+    const mine = new Promise<void>((resolve) => (done = resolve))
+    for (const id of nodes) turns.set(id, mine)
+    try {
+      await Promise.all(before)
+      return await body()
+    } finally {
+      done()
+    }
+  }
   await Promise.all(
     schedule.faults.map(async ({ atMs, forMs, fault }) => {
       await sleepUntil(started + atMs)
       const what = describeFault(fault)
-      // Composed schedules overlap: a fault on a node another fault took down (or froze) is
-      // skipped, said so, and not healed.
-      const unfit = await unfitNodes(cluster, fault)
-      if (unfit.length > 0) {
-        log.lines.push(`${stamp()} skip ${what}: ${unfit.join(', ')}`)
-        return
-      }
-      log.lines.push(`${stamp()} apply ${what}`)
-      const fromMs = performance.now()
-      try {
-        await actions[fault.kind].apply(cluster, fault)
-      } catch (err) {
-        log.errors.push(`${stamp()} apply ${what}: ${String(err)}`)
-      }
-      await sleepUntil(started + atMs + forMs)
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await actions[fault.kind].heal(cluster, fault)
-          log.lines.push(`${stamp()} heal ${what}`)
-          log.windows.push({ fault, fromMs, toMs: performance.now() })
-          return
-        } catch (err) {
-          if (attempt >= 10) {
-            log.errors.push(`${stamp()} heal ${what}: ${String(err)}`)
-            return
-          }
-          await new Promise((r) => setTimeout(r, 1_000))
+      const nodes = faultNodes(fault, cluster.nodes.length)
+      const claim = claimOf(fault)
+      let fromMs = 0
+      const applied = await inTurn(nodes, async () => {
+        const unfit = await unfitNodes(cluster, fault, claims)
+        if (unfit.length > 0) {
+          log.lines.push(`${stamp()} skip ${what}: ${unfit.join(', ')}`)
+          return false
         }
+        if (claim !== undefined) for (const id of nodes) claims.set(id, [...(claims.get(id) ?? []), claim])
+        log.lines.push(`${stamp()} apply ${what}`)
+        fromMs = performance.now()
+        try {
+          await actions[fault.kind].apply(cluster, fault)
+        } catch (err) {
+          log.errors.push(`${stamp()} apply ${what}: ${String(err)}`)
+        }
+        return true
+      })
+      if (!applied) return
+      await sleepUntil(started + atMs + forMs)
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await actions[fault.kind].heal(cluster, fault)
+            log.lines.push(`${stamp()} heal ${what}`)
+            log.windows.push({ fault, fromMs, toMs: performance.now() })
+            return
+          } catch (err) {
+            if (attempt >= 10) {
+              log.errors.push(`${stamp()} heal ${what}: ${String(err)}`)
+              return
+            }
+            await new Promise((r) => setTimeout(r, 1_000))
+          }
+        }
+      } finally {
+        if (claim !== undefined)
+          for (const id of nodes) {
+            const held = claims.get(id) ?? []
+            held.splice(held.indexOf(claim), 1)
+            if (held.length === 0) claims.delete(id)
+          }
       }
     }),
   )
 }
 
-/** Why a fault cannot act now: its nodes that are down, or frozen where it needs them answering. */
-async function unfitNodes(cluster: ChaosCluster, fault: Fault): Promise<string[]> {
+/**
+ * Why a fault cannot act now: its nodes that are down or frozen where it needs them answering,
+ * by another fault's claim or as docker sees them (kvd may also have stopped on its own).
+ */
+async function unfitNodes(
+  cluster: ChaosCluster,
+  fault: Fault,
+  claims: ReadonlyMap<number, ReadonlyArray<'down' | 'paused'>>,
+): Promise<string[]> {
   if (fault.kind === 'clock' || fault.kind === 'disk-full' || fault.kind === 'rolling-restart') return []
   // iptables works on a frozen node's namespace; kill, stop, pause and InjectFault need it running.
   const pausedIsFine =
     fault.kind === 'isolate' || fault.kind === 'one-way' || fault.kind === 'bridge' || fault.kind === 'loss'
   const unfit: string[] = []
   for (const id of faultNodes(fault, cluster.nodes.length)) {
-    const state = await cluster.state(cluster.node(id))
+    const held = claims.get(id) ?? []
+    const state = held.includes('down')
+      ? 'down'
+      : held.includes('paused')
+        ? 'paused'
+        : await cluster.state(cluster.node(id))
     if (state === 'down' || (state === 'paused' && !pausedIsFine)) unfit.push(`node ${id} is ${state}`)
   }
   return unfit

@@ -3,7 +3,15 @@
  * never stopping a node that must keep running, and composable.
  */
 import { describe, expect, it } from 'vitest'
-import { compose, describeSchedule, planSchedule, type FaultKind } from '../../chaos/nemesis.ts'
+import type { ChaosCluster } from '../../chaos/cluster.ts'
+import {
+  compose,
+  describeSchedule,
+  planSchedule,
+  runSchedule,
+  type FaultKind,
+  type NemesisLog,
+} from '../../chaos/nemesis.ts'
 
 const every: FaultKind[] = [
   'kill',
@@ -61,5 +69,85 @@ describe('planSchedule', () => {
     expect(both.faults).toHaveLength(a.faults.length + b.faults.length)
     expect(both.faults.map((f) => f.atMs)).toEqual([...both.faults.map((f) => f.atMs)].sort((x, y) => x - y))
     expect(describeSchedule(both)).toMatch(/^seed 1:\n {2}\+\d+\.\ds for \d+\.\ds: (kill|loss) node=\d/)
+  })
+})
+
+/**
+ * A stand-in for ChaosCluster with docker's timing: a stop takes a while, and the node answers
+ * `running` until it is over; iptables on a node that is down fails as nsenter would.
+ */
+function fakeCluster(stopMs: number) {
+  const states = new Map<number, 'running' | 'paused' | 'down'>([
+    [1, 'running'],
+    [2, 'running'],
+    [3, 'running'],
+  ])
+  const rules = new Map<number, number>()
+  const nodes = [1, 2, 3].map((id) => ({ id, ip: `10.0.0.${id}` }))
+  const cluster = {
+    nodes,
+    node: (id: number) => nodes[id - 1]!,
+    state: async (n: { id: number }) => states.get(n.id)!,
+    stopNode: async (n: { id: number }) => {
+      await new Promise((r) => setTimeout(r, stopMs))
+      states.set(n.id, 'down')
+      rules.delete(n.id)
+    },
+    startNode: async (n: { id: number }) => {
+      states.set(n.id, 'running')
+    },
+    iptables: async (n: { id: number }) => {
+      if (states.get(n.id) !== 'running') throw new Error(`node ${n.id} is not running`)
+      rules.set(n.id, (rules.get(n.id) ?? 0) + 1)
+    },
+    flushRules: async (n: { id: number }) => {
+      if (states.get(n.id) === 'down') return
+      rules.delete(n.id)
+    },
+  }
+  return { cluster: cluster as unknown as ChaosCluster, states, rules }
+}
+
+describe('runSchedule with overlapping faults', () => {
+  it('skips a network fault on a node whose stop is still under way, instead of failing on it', async () => {
+    const { cluster, states, rules } = fakeCluster(150)
+    const log: NemesisLog = { lines: [], errors: [], windows: [] }
+    await runSchedule(
+      cluster,
+      {
+        seed: 1,
+        faults: [
+          { atMs: 0, forMs: 400, fault: { kind: 'stop', node: 2 } },
+          { atMs: 20, forMs: 100, fault: { kind: 'loss', node: 2, percent: 30 } },
+        ],
+      },
+      log,
+    )
+    expect(log.errors).toEqual([])
+    expect(log.lines.some((l) => /skip loss node=2 percent=30: node 2 is down/.test(l))).toBe(true)
+    expect(log.windows.map((w) => w.fault.kind)).toEqual(['stop'])
+    expect(states.get(2)).toBe('running')
+    expect(rules.size).toBe(0)
+  })
+
+  it('lets a network fault applied first stand until a stop on the same node takes it down', async () => {
+    const { cluster, states, rules } = fakeCluster(50)
+    const log: NemesisLog = { lines: [], errors: [], windows: [] }
+    await runSchedule(
+      cluster,
+      {
+        seed: 1,
+        faults: [
+          { atMs: 0, forMs: 300, fault: { kind: 'isolate', node: 1 } },
+          { atMs: 0, forMs: 100, fault: { kind: 'stop', node: 1 } },
+          { atMs: 10, forMs: 100, fault: { kind: 'loss', node: 3, percent: 20 } },
+        ],
+      },
+      log,
+    )
+    expect(log.errors).toEqual([])
+    expect(log.windows.map((w) => w.fault.kind).sort()).toEqual(['isolate', 'loss', 'stop'])
+    expect(states.get(1)).toBe('running')
+    expect(rules.size).toBe(0)
   })
 })

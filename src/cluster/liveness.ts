@@ -67,9 +67,14 @@ export class Liveness {
     this.heardAt.set(nodeId, { monoMs, wallMs })
   }
 
-  /** Wall-clock ms when `nodeId` was last heard (or the leadership began); undefined when not tracking. */
+  /**
+   * Wall-clock ms when this leadership last heard `nodeId`; undefined when it has not (or is not
+   * tracking). Only a heartbeat counts: the map shows it, and a node that lost its data directory
+   * is told apart from one that never ran by it (kvd's bootstrap guard), so the moment the
+   * leadership began, which judging counts as heard, is not a heartbeat here.
+   */
   lastHeardWallMs(nodeId: NodeId): number | undefined {
-    return (this.heardAt.get(nodeId) ?? this.since)?.wallMs
+    return this.heardAt.get(nodeId)?.wallMs
   }
 
   /** Ms of silence of `nodeId` at `monoMs`; 0 when not tracking. */

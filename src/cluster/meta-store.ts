@@ -153,8 +153,8 @@ export class MetaStore {
   /**
    * A node's heartbeat at `nowMs` (the meta leader's wall clock): it is alive (joining, unreachable
    * and dead become active), and it leads these shards (their leader hints follow when the term is
-   * newer). Writes only what changes: a heartbeat of an active node leading what the map says is a
-   * read (liveness.ts keeps when each node was last heard, in memory).
+   * newer). Writes only what changes, and a node's first heartbeat: a heartbeat of an active node
+   * leading what the map says is a read (liveness.ts keeps when each node was last heard, in memory).
    */
   async heartbeat(nodeId: NodeId, leaders: readonly LeaderReport[], nowMs: number): Promise<NodeState> {
     return await this.transaction(async () => {
@@ -165,8 +165,11 @@ export class MetaStore {
         })
       const node = decodeNode(nodeRaw.value)
       const state: NodeState = node.state === 'draining' ? 'draining' : 'active'
+      // The first heartbeat is written too (once per node): a record with lastHeartbeatMs 0 names a
+      // node that never ran, which is how a bootstrap member that lost its data is told apart from
+      // one starting for the first time (kvd's bootstrap guard).
       const ops: BatchOp[] =
-        state === node.state
+        state === node.state && node.lastHeartbeatMs > 0
           ? []
           : [
               put(

@@ -34,6 +34,7 @@ import { formatHostPort, type KvdConfig } from '../common/config.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import { deadlineSignal } from '../common/clock.ts'
+import { askInitialMembers, bootstrapVerdict } from './bootstrap-guard.ts'
 import type { ClusterMap } from '../cluster/index.ts'
 import {
   ClusterAgent,
@@ -205,7 +206,7 @@ export class Kvd {
         openRocksEngine({ dir: dbDir }, { logger: this.log }))
       const hasher = await loadHasher()
       if (config.restoreDir !== undefined) this.restore = await openRestoreSource(config.restoreDir)
-      const identity = await this.identity(this.engine, hasher, tls)
+      const identity = await this.identity(this.engine, hasher, tls, credentialsFor)
       this.nodeId = identity.nodeId
       this.log.bind({ node: identity.nodeId })
       const clusterId = await loadOrCreateClusterId(config.dataDir, identity.clusterId)
@@ -550,6 +551,7 @@ export class Kvd {
     engine: Engine,
     hasher: Hasher,
     tls: TlsMaterial | undefined,
+    credentialsFor: (address: string) => ReturnType<typeof plaintextChannelCredentials>,
   ): Promise<{ nodeId: NodeId; clusterId: Buffer | undefined; map: ClusterMap }> {
     const { config } = this.init
     const storedId = await engine.get(nodeIdKey)
@@ -578,6 +580,8 @@ export class Kvd {
         `${config.dataDir} belongs to node ${new TextDecoder().decode(storedId)}, not --node-id ${config.nodeId}`,
         { details: { field: 'nodeId' } },
       )
+    if (storedId === null && map === undefined && this.restore === undefined)
+      await this.refuseIfRanBefore(credentialsFor)
     const clusterId = await loadOrCreateClusterId(
       config.dataDir,
       initialClusterId(config, this.restore?.id),
@@ -615,6 +619,41 @@ export class Kvd {
       await engine.write(batch, { sync: true })
     }
     return { nodeId: config.nodeId, clusterId, map: initial }
+  }
+
+  /**
+   * The bootstrap guard (bootstrap-guard.ts): a member of a multi-node --initial-cluster starting
+   * with an empty data directory asks the other members whether the cluster knows it ran, and
+   * refuses to start as new if so.
+   */
+  private async refuseIfRanBefore(
+    credentialsFor: (address: string) => ReturnType<typeof plaintextChannelCredentials>,
+  ): Promise<void> {
+    const { config } = this.init
+    const clusterId = initialClusterId(config)
+    if (clusterId === undefined) return
+    const peers = new Map(
+      [...config.initialPeers]
+        .filter(([id]) => id !== config.nodeId)
+        .map(([id, addr]) => [id, formatHostPort(addr)] as const),
+    )
+    const clients = new PeerClients(config.nodeId, config.limits, credentialsFor)
+    try {
+      const remote = new GrpcMetaRemote(clients)
+      const answers = await askInitialMembers(
+        peers,
+        (address, signal) => remote.shardMap(address, signal),
+        this.components.clock,
+      )
+      const verdict = bootstrapVerdict(config.nodeId, clusterId.toString('hex'), config.dataDir, answers)
+      if (!verdict.start) {
+        this.log.error({ reason: verdict.reason, by: verdict.by }, 'refusing to start as a new member')
+        throw verdict.error
+      }
+      this.log.info({ asked: peers.size, answered: verdict.answered }, 'starting as a new member')
+    } finally {
+      clients.close()
+    }
   }
 
   /**

@@ -18,7 +18,7 @@ import { setLogger } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { SystemClock } from '../common/clock-system.ts'
 import { loadConfig, type ConfigFlags, type KvdConfig } from '../common/config.ts'
-import { isKvError } from '../common/errors.ts'
+import { ErrorCode, isKvError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { createRootLogger } from '../common/logger-pino.ts'
 import { StorageLockedError } from '../storage/index.ts'
@@ -249,7 +249,11 @@ export async function main(
 }
 
 function startFailureMessage(err: unknown, config: KvdConfig): string {
-  if (err instanceof StorageLockedError || (isKvError(err) && err.details?.field === 'dataDir'))
+  // Only the lock: other data-directory errors (an old format, a lost directory) say what they are.
+  if (
+    err instanceof StorageLockedError ||
+    (isKvError(err) && err.code === ErrorCode.Unavailable && err.details?.field === 'dataDir')
+  )
     return `data directory ${config.dataDir} is in use by another kvd process (its lock is held, and deleting RocksDB's LOCK file does not release it)`
   return err instanceof Error ? err.message : String(err)
 }

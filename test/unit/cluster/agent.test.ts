@@ -293,7 +293,11 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     const replica = await metaLeaderReplica()
     const store = new MetaStore(replica)
     const { agent, clock } = agentOf(1, () => ({ replica, isLeader: true, leaderId: NodeId(1) }))
+    clock.wall = 1_700_000_000_000
+    // The first heartbeat of a bootstrap member is written, once (it ran: kvd's bootstrap guard).
+    expect(await agent.serveHeartbeat({ nodeId: NodeId(2), leaders: [] }, true)).toBe('active')
     const before = (await store.read())!.node(NodeId(2))!
+    expect(before.lastHeartbeatMs).toBe(1_700_000_000_000)
     clock.wall = 1_700_000_123_456
     expect(
       await agent.serveHeartbeat({ nodeId: NodeId(2), leaders: [{ shardId: ShardId(0), term: 7 }] }, true),
@@ -338,8 +342,8 @@ describe('cluster/ClusterAgent serveHeartbeat and rounds', () => {
     await agent.stop()
     const read = (await new MetaStore(replica).read())!
     expect(read.cluster).toEqual(initial.cluster)
-    // An active node's heartbeat writes nothing; the map the leader serves shows when it heard it.
-    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: 0 })
+    // A node's first heartbeat is written; the map the leader serves shows when it last heard it.
+    expect(read.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
     expect(agent.map.node(NodeId(1))).toMatchObject({ state: 'active', lastHeartbeatMs: clock.wall })
     expect(read.shard(ShardId(1))).toMatchObject({ leaderHint: 1, leaderTerm: 2 })
     expect(maps).toHaveLength(1)

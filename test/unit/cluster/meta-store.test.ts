@@ -260,11 +260,15 @@ describe('cluster/MetaStore heartbeat', () => {
     const racing = new RacingReplica(inner)
     const store = new MetaStore(racing)
     await store.bootstrap(initial)
+    // A bootstrap member's record has never heard it; its first heartbeat is written (once).
+    expect((await store.read())!.nodes.get(NodeId(2))!.lastHeartbeatMs).toBe(0)
     await store.heartbeat(NodeId(2), [{ shardId: ShardId(0), term: 1 }], 10)
+    expect((await store.read())!.nodes.get(NodeId(2))!.lastHeartbeatMs).toBe(10)
     const before = racing.batches
     for (let i = 0; i < 5; i++)
       expect(await store.heartbeat(NodeId(2), [{ shardId: ShardId(0), term: 1 }], 20 + i)).toBe('active')
     expect(racing.batches - before).toBe(0)
+    expect((await store.read())!.nodes.get(NodeId(2))!.lastHeartbeatMs).toBe(10)
   })
 })
 

@@ -28,13 +28,13 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Server } from '@grpc/grpc-js'
 import { HealthImplementation } from 'grpc-health-check'
-import type { AssertionError } from '../common/assert.ts'
 import type { Clock } from '../common/clock.ts'
 import { formatHostPort, type KvdConfig } from '../common/config.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
 import { deadlineSignal } from '../common/clock.ts'
 import { askInitialMembers, bootstrapVerdict } from './bootstrap-guard.ts'
+import { fatalKind } from './fatal.ts'
 import type { ClusterMap } from '../cluster/index.ts'
 import {
   ClusterAgent,
@@ -98,8 +98,8 @@ export interface KvdInit {
 export interface KvdComponents {
   readonly clock: Clock
   readonly logger: Logger
-  /** A broken invariant met while serving; the default rethrows it asynchronously (crash). */
-  readonly onFatal?: (err: AssertionError) => void
+  /** A fail-stop while serving (a broken invariant, a failed storage write); the default rethrows it asynchronously (crash). */
+  readonly onFatal?: (err: unknown) => void
   /**
    * Opens the node's storage in `dir`; default RocksDB (`openRocksEngine`). Tests wrap it to hold
    * or count disk operations.
@@ -726,8 +726,12 @@ export class Kvd {
   }
 
   private fatal(err: unknown): void {
-    this.log.fatal({ err }, 'broken invariant')
-    if (this.components.onFatal !== undefined) this.components.onFatal(err as AssertionError)
+    const kind = fatalKind(err)
+    this.log.fatal(
+      { err, kind },
+      kind === 'disk-full' ? 'out of disk space' : kind === 'storage' ? 'storage failed' : 'broken invariant',
+    )
+    if (this.components.onFatal !== undefined) this.components.onFatal(err)
     else
       queueMicrotask(() => {
         throw err

@@ -22,6 +22,7 @@ import { ErrorCode, isKvError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { createRootLogger } from '../common/logger-pino.ts'
 import { StorageLockedError } from '../storage/index.ts'
+import { fatalMessage } from './fatal.ts'
 import { Kvd } from './kvd.ts'
 import { packageVersion } from './paths.ts'
 
@@ -206,8 +207,8 @@ export async function main(
     {
       clock: new SystemClock(),
       logger,
-      onFatal: () => {
-        stderr('kvd: broken invariant, stopping (see the fatal log line)')
+      onFatal: (err) => {
+        stderr(`kvd: ${fatalMessage(err, config.dataDir)}`)
         process.exit(ExitCode.Failure)
       },
     },

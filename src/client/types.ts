@@ -24,7 +24,11 @@ export const writeConsistencies: readonly WriteConsistency[] = ['majority', 'all
 export interface Receipt {
   readonly nodeId: number
   readonly shardId: number
-  /** The replica's applied index when it answered (for writes: the index of the write). */
+  /**
+   * The replica's applied index when it answered: a valid session token for the shard. For a write,
+   * an index at or after the write's own (a retried write answered from the exactly-once table is
+   * answered at the index the replica had applied then; writes grouped into one entry share it).
+   */
   readonly appliedIndex: number
   readonly delivered: DeliveredConsistency
   /** Upper bound on how far behind the leader the answer may be, in milliseconds (0 = fresh). */

@@ -12,7 +12,7 @@ export function safeModeOf(nodes: readonly PlannerNode[], replicaCount: number):
   if (active.length < replicaCount)
     return {
       reason: 'nodes',
-      message: `${active.length} active nodes cannot hold ${replicaCount} replicas of a shard`,
+      message: `${active.length === 1 ? '1 active node' : `${active.length} active nodes`} cannot hold ${replicaCount} replicas of a shard`,
     }
   const zones = (list: readonly PlannerNode[]): number =>
     new Set(list.map((n) => n.zone).filter((z) => z !== '')).size

@@ -172,8 +172,10 @@ describe('planner/planMoves', () => {
     const nodes = [node(1, 'dead'), node(2), node(3)]
     const p = plan(input(nodes, [shard(0, [1, 2, 3]), shard(1, [2, 3, 1])]))
     expect(p.safeMode?.reason).toBe('nodes')
-    expect(p.safeMode?.message).toMatch(/2 active nodes/)
+    expect(p.safeMode?.message).toMatch(/^2 active nodes cannot hold 3 replicas/)
     expect(p.moves).toEqual([])
+    const lone = plan(input([node(1, 'dead'), node(2), node(3, 'dead')], [shard(0, [1, 2, 3])]))
+    expect(lone.safeMode?.message).toMatch(/^1 active node cannot hold 3 replicas/)
     expect(p.blocked).toEqual([
       { shardId: 0, reason: 'no-destination' },
       { shardId: 1, reason: 'no-destination' },

@@ -31,33 +31,16 @@
  * (idle CPU ms/s), the background every phase's per-op figure carries spread over its ops.
  * A measurement, not a test: it asserts nothing about time.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import {
-  accessSync,
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import type { Etcd3 } from 'etcd3'
 import { createCa, issueClient, issueNode } from '../../src/cli/certs/issue.ts'
 import { KvClient, type KvClientInit } from '../../src/client/index.ts'
 import { limits } from '../../src/common/limits.ts'
-import {
-  clusterRepoRoot,
-  startCluster,
-  type Cluster,
-  type NodePorts,
-} from '../integration/helpers/cluster.ts'
-import { freePort } from '../integration/helpers/kvd.ts'
-import { metricsMeter, microsPerOp, procMeter, readMeters, selfMeter, type CpuMeter } from './cpu.ts'
+import { startCluster, type Cluster, type NodePorts } from '../integration/helpers/cluster.ts'
+import { metricsMeter, microsPerOp, readMeters, selfMeter, type CpuMeter } from './cpu.ts'
+import { etcdToRun, startEtcd } from './etcd.ts'
 
 type ReadLevel = 'linearizable' | 'session' | 'eventual'
 
@@ -350,7 +333,7 @@ function describeLayout(leaders: ReadonlyMap<number, number>): string {
  * (node ids 1..n each lead at least floor(shards / nodes)), so that neither mode measured first
  * pays for the leadership transfers that follow a start. Returns the layout.
  */
-async function settleLeaders(endpoints: readonly string[], access: Access): Promise<string> {
+export async function settleLeaders(endpoints: readonly string[], access: Access): Promise<string> {
   const startMs = performance.now()
   let layout = 'status failed'
   if (endpoints.length === 1)
@@ -477,136 +460,6 @@ async function benchRingkv(args: Args, dir: string, round: number, tls: boolean)
 
 // ---------------------------------------------------------------------------------------------
 // etcd
-
-/** The etcd binary: `--etcd PATH`, else `etcd` on PATH; undefined when there is none. */
-function findEtcd(args: Args): string | undefined {
-  if (args.etcd === false) return undefined
-  if (args.etcd !== undefined) return args.etcd
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir === '') continue
-    const candidate = join(dir, 'etcd')
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
-}
-
-function etcdVersion(bin: string): string {
-  const out = execFileSync(bin, ['--version'], { encoding: 'utf8' })
-  return /etcd Version:\s*(\S+)/.exec(out)?.[1] ?? 'unknown version'
-}
-
-function etcd3Version(): string {
-  try {
-    const manifest = join(clusterRepoRoot, 'node_modules', 'etcd3', 'package.json')
-    return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version
-  } catch {
-    return 'unknown version'
-  }
-}
-
-interface EtcdCluster {
-  readonly endpoints: readonly string[]
-  /** One CPU meter per member (/proc), empty where there is no /proc. */
-  readonly meters: readonly CpuMeter[]
-  readonly logFiles: readonly string[]
-  /** SIGTERM (SIGKILL after 10 s); resolves with the members that had exited on their own. */
-  stop(): Promise<number[]>
-}
-
-const etcdChildren = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const child of etcdChildren) child.kill('SIGKILL')
-})
-
-async function startEtcd(bin: string, members: number, dir: string): Promise<EtcdCluster> {
-  mkdirSync(dir, { recursive: true })
-  const ports = new Set<number>()
-  while (ports.size < members * 2) ports.add(await freePort())
-  const picked = [...ports]
-  const plan = Array.from({ length: members }, (_, i) => ({
-    name: `e${i + 1}`,
-    client: `127.0.0.1:${picked[2 * i]}`,
-    peer: `http://127.0.0.1:${picked[2 * i + 1]}`,
-    dataDir: join(dir, `e${i + 1}`),
-    logFile: join(dir, `e${i + 1}.log`),
-  }))
-  const initial = plan.map((m) => `${m.name}=${m.peer}`).join(',')
-  const children: ChildProcess[] = []
-  const died = new Set<number>()
-  const stopping = { now: false }
-  for (const [i, m] of plan.entries()) {
-    const fd = openSync(m.logFile, 'a')
-    try {
-      const child = spawn(
-        bin,
-        [
-          ...['--name', m.name, '--data-dir', m.dataDir],
-          ...['--listen-client-urls', `http://${m.client}`, '--advertise-client-urls', `http://${m.client}`],
-          ...['--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer],
-          ...['--initial-cluster', initial, '--initial-cluster-state', 'new'],
-          ...['--initial-cluster-token', `ringkv-bench-${process.pid}`],
-          ...['--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn'],
-        ],
-        { stdio: ['ignore', fd, fd] },
-      )
-      etcdChildren.add(child)
-      child.once('exit', () => {
-        etcdChildren.delete(child)
-        if (!stopping.now) died.add(i + 1)
-      })
-      child.once('error', () => died.add(i + 1))
-      children.push(child)
-    } finally {
-      closeSync(fd)
-    }
-  }
-  const stop = async (): Promise<number[]> => {
-    stopping.now = true
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        const exited = new Promise((resolve) => child.once('exit', resolve))
-        child.kill('SIGTERM')
-        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-        await exited
-        clearTimeout(killer)
-      }),
-    )
-    return [...died]
-  }
-  // Ready when every member's /health says true (it has a leader and answers).
-  const deadline = performance.now() + 30_000
-  try {
-    for (const [i, m] of plan.entries()) {
-      while (true) {
-        if (died.has(i + 1)) throw new Error(`etcd member ${m.name} exited before it was healthy`)
-        if (performance.now() > deadline) throw new Error(`etcd member ${m.name} not healthy after 30 s`)
-        try {
-          const response = await fetch(`http://${m.client}/health`, { signal: AbortSignal.timeout(1000) })
-          const body = (await response.json()) as { health?: string }
-          if (response.status === 200 && body.health === 'true') break
-        } catch {
-          // not up yet
-        }
-        await sleep(100)
-      }
-    }
-  } catch (err) {
-    await stop()
-    throw err
-  }
-  const meters = existsSync('/proc/self/stat')
-    ? children.flatMap((child, i) =>
-        child.pid === undefined ? [] : [procMeter(`etcd ${plan[i]!.name}`, child.pid)],
-      )
-    : []
-  return { endpoints: plan.map((m) => m.client), logFiles: plan.map((m) => m.logFile), stop, meters }
-}
 
 async function etcdTarget(endpoints: readonly string[], meters: readonly CpuMeter[]): Promise<Target> {
   const { Etcd3: Client } = await import('etcd3')
@@ -767,19 +620,8 @@ function report(
 
 export async function main(argv: readonly string[]): Promise<void> {
   const args = parseArgs(argv)
-  const etcdBin = findEtcd(args)
-  let etcdLine: string
-  if (etcdBin === undefined) {
-    etcdLine =
-      args.etcd === false
-        ? 'etcd: skipped (--no-etcd)'
-        : 'etcd: not on PATH (Debian: apt-get install etcd-server, or --etcd PATH); measuring ringkv alone'
-  } else if (!existsSync(join(clusterRepoRoot, 'node_modules', 'etcd3'))) {
-    etcdLine = 'etcd: the etcd3 client is not installed (npm install); measuring ringkv alone'
-  } else {
-    etcdLine = `etcd ${etcdVersion(etcdBin)} (${etcdBin}), ${args.etcdMembers} member${args.etcdMembers === 1 ? '' : 's'}, client etcd3 ${etcd3Version()}`
-  }
-  const withEtcd = etcdBin !== undefined && etcdLine.startsWith('etcd ')
+  const { bin: etcdBin, line: etcdLine } = etcdToRun(args.etcd, args.etcdMembers)
+  const withEtcd = etcdBin !== undefined
   const shape =
     args.nodes === 1
       ? `1 kvd (no --initial-cluster${args.shards === undefined ? '' : `, --shards ${args.shards}`})`

@@ -146,6 +146,8 @@ export class ClusterAgent {
    */
   private readonly seeker: RoutePolicy
   private heartbeatFailuresInARow = 0
+  /** Clock ms of the last heartbeat the meta shard took; undefined before the first. */
+  private metaHeardMs: number | undefined
   private rounds = 0
   /** Since when each of this node's empty replicas has been seen empty (clock ms). */
   private readonly emptySince = new Map<ShardId, number>()
@@ -219,6 +221,11 @@ export class ClusterAgent {
     return this.stats
   }
 
+  /** Clock ms of the last heartbeat the meta shard took (undefined: none since start); for /readyz. */
+  get lastMetaContactMs(): number | undefined {
+    return this.metaHeardMs
+  }
+
   /**
    * Replaces the map (a fresh read of the meta shard, or a peer's copy of one). There is no
    * map-wide version to compare: a lagging peer's copy may briefly stand in for a newer one, and
@@ -270,6 +277,7 @@ export class ClusterAgent {
     }
     try {
       await this.heartbeat()
+      this.metaHeardMs = this.c.clock.nowMs()
       this.stats.heartbeats++
       this.heartbeatFailuresInARow = 0
     } catch (err) {

@@ -239,6 +239,13 @@ export const limits = {
   credentialFileBytesMax: 1024 * 1024,
   /** Tokens (and principal overrides) one auth file may list. */
   authTokensMax: 10_000,
+  /**
+   * /readyz (server/readiness.ts): heartbeats to the meta shard that may fail in a row (plus one
+   * call's deadline) before the node says it is cut off from the meta shard.
+   */
+  readyMetaHeartbeatsMissedMax: 3,
+  /** /readyz: committed entries a voting replica may not have applied yet and still be ready. */
+  readyApplyLagEntriesMax: 1024,
 } as const
 
 export type Limits = { -readonly [K in keyof typeof limits]: number }

@@ -1,7 +1,9 @@
 /**
  * The HTTP side of kvd: `/metrics` (Prometheus text format, prom-client), `/healthz` (the
- * process is alive: always 200 while it answers) and `/readyz` (200 while serving, 503 before the
- * gRPC server is up and while draining). Nothing else; any other path is 404.
+ * process is alive: always 200 while it answers; the liveness answer) and `/readyz` (200 while the
+ * node can serve its shards, else 503 with a stable reason code: readiness.ts), in JSON:
+ * `{"ready":true}`, or `{"ready":false,"reason":"no_leader","detail":"...","shards":[3]}`.
+ * Nothing else; any other path is 404.
  *
  * Metrics (one registry per Kvd, so tests can run several in one process):
  * - `ringkv_requests_total{method, consistency, code}` counter
@@ -23,6 +25,7 @@ import type { HostPort } from '../common/config.ts'
 
 import type { PipelineMetrics, RequestLabels } from '../net/index.ts'
 import { registerNodeMetrics, type NodeMetricsSource } from './metrics-node.ts'
+import type { Readiness } from './readiness.ts'
 
 export type { RequestLabels }
 
@@ -100,8 +103,8 @@ export class KvdMetrics implements PipelineMetrics {
 
 export interface HttpServerComponents {
   readonly metrics: KvdMetrics
-  /** True while the node serves client requests. */
-  readonly isReady: () => boolean
+  /** Whether the node can serve its shards now (cheap: asked on every probe). */
+  readonly readiness: () => Readiness
 }
 
 /** The HTTP server, started by `listen()` and stopped by `close()`. */
@@ -153,10 +156,13 @@ export class KvdHttpServer {
       case '/healthz':
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
         return
-      case '/readyz':
-        if (this.components.isReady()) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n')
-        else res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready\n')
+      case '/readyz': {
+        const answer = this.components.readiness()
+        res
+          .writeHead(answer.ready ? 200 : 503, { 'content-type': 'application/json' })
+          .end(`${JSON.stringify(answer)}\n`)
         return
+      }
       default:
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }

@@ -84,6 +84,7 @@ import { createKvService, kvServiceDefinition } from './grpc-kv.ts'
 import { createRaftService, raftServiceDefinition } from './grpc-raft.ts'
 import { createReplicaService, replicaServiceDefinition } from './grpc-replica.ts'
 import { KvdHttpServer, KvdMetrics } from './http.ts'
+import { readiness, type Readiness } from './readiness.ts'
 import { addReflection } from './reflection.ts'
 import { internalStatus, toStatus } from './status.ts'
 
@@ -406,7 +407,7 @@ export class Kvd {
       const grpcPort = await client.bind(config.listen)
       const peerPort = await peer.bind(config.peerListen)
 
-      this.http = new KvdHttpServer({ metrics: this.metrics, isReady: () => this.state === 'serving' })
+      this.http = new KvdHttpServer({ metrics: this.metrics, readiness: () => this.readiness() })
       const httpBound = await this.http.listen(config.httpListen).catch((err: unknown) => {
         throw listenError('http', config.httpListen, err)
       })
@@ -442,6 +443,30 @@ export class Kvd {
       this.state = 'stopped'
       throw err
     }
+  }
+
+  /**
+   * Whether this node can serve its shards now (readiness.ts decides), from what it already holds:
+   * its map, its agent's last heartbeat to the meta shard, its replicas' Raft views.
+   */
+  readiness(): Readiness {
+    const { config } = this.init
+    const host = this.host
+    const agent = this.agent
+    const metaCallMs = Math.max(config.heartbeatMs, metaCallMsMin)
+    return readiness({
+      nodeId: this.nodeId,
+      lifecycle: this.state,
+      member: agent?.map.nodes.has(this.nodeId) ?? false,
+      nowMs: this.components.clock.nowMs(),
+      metaHeardMs: agent?.lastMetaContactMs,
+      metaStaleMs: config.limits.readyMetaHeartbeatsMissedMax * config.heartbeatMs + metaCallMs,
+      replicas: (host?.status() ?? []).map((v) => ({
+        ...v,
+        serving: host?.replica(v.shardId)?.serving ?? false,
+      })),
+      applyLagMax: config.limits.readyApplyLagEntriesMax,
+    })
   }
 
   /**

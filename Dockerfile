@@ -28,6 +28,8 @@ COPY bin ./bin
 COPY proto ./proto
 COPY dist/src ./dist/src
 COPY node_modules ./node_modules
+# `kvd` and `kvctl` by name (the Helm chart's start script and helm test run them so).
+COPY deploy/image/ /usr/local/bin/
 RUN mkdir -p /data && chown node:node /data
 
 ENV NODE_ENV=production \

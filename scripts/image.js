@@ -3,7 +3,8 @@
 // Dockerfile with the local docker engine.
 //
 // 1. Compiles the server (npm run build) unless --no-build.
-// 2. Gathers the build context in a temporary directory: package.json, bin/, proto/, dist/src/ and
+// 2. Gathers the build context in a temporary directory: package.json, bin/, proto/, dist/src/,
+//    deploy/image/ (the `kvd` and `kvctl` commands on the image's PATH) and
 //    the production dependencies exactly as installed here (`npm ls --omit=dev`; the RocksDB
 //    binding's prebuilds are linux-x64 glibc, so this host must be linux-x64 glibc too).
 // 3. Picks the base: --base IMAGE when given; else the Dockerfile's default (node:20-bookworm-slim)
@@ -62,7 +63,7 @@ function productionPackages() {
 
 function stageContext() {
   const dir = mkdtempSync(join(tmpdir(), 'ringkv-image-'))
-  for (const path of ['package.json', 'bin', 'proto', 'dist/src'])
+  for (const path of ['package.json', 'bin', 'proto', 'dist/src', 'deploy/image'])
     cpSync(join(root, path), join(dir, path), { recursive: true })
   for (const pkg of productionPackages()) {
     mkdirSync(dirname(join(dir, pkg)), { recursive: true })

@@ -8,7 +8,7 @@ import { resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { helmPath, helmUnavailable } from '../../scripts/helm.js'
 import { crdApiVersions, type KubeObject } from './kube-objects.ts'
-import { podTemplateOf, type Container } from './shapes.ts'
+import { podTemplateOf, type Container, type PodTemplate } from './shapes.ts'
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..')
 export const chartDir = resolve(repoRoot, 'charts', 'ringkv')
@@ -125,9 +125,18 @@ export function podContainer(
   podName: string,
   podLabels: Record<string, string> = {},
 ): PodContainer {
-  const sts = only(render(input), 'StatefulSet')
-  const container = podTemplateOf(sts).spec.containers.find((c) => c.name === 'kvd')
-  if (container === undefined) throw new Error('the StatefulSet has no kvd container')
+  return resolveContainer(podTemplateOf(only(render(input), 'StatefulSet')), 'kvd', podName, podLabels)
+}
+
+/** Container `name` of a rendered pod template, its environment resolved as for pod `podName`. */
+export function resolveContainer(
+  template: PodTemplate,
+  name: string,
+  podName: string,
+  podLabels: Record<string, string> = {},
+): PodContainer {
+  const container = template.spec.containers.find((c) => c.name === name)
+  if (container === undefined) throw new Error(`the pod template has no ${name} container`)
   const env: Record<string, string> = {}
   for (const e of container.env ?? []) {
     const path = e.valueFrom?.fieldRef?.fieldPath

@@ -35,6 +35,7 @@ export interface PodSpec {
   readonly volumes?: readonly {
     readonly name: string
     readonly secret?: { readonly secretName: string; readonly defaultMode?: number }
+    readonly emptyDir?: Record<string, unknown>
   }[]
   readonly topologySpreadConstraints?: readonly {
     readonly topologyKey: string

@@ -13,7 +13,9 @@
  *        client (--listen):      KvService, AdminService, health, reflection
  *        peer (--peer-listen):   RaftTransportService, KvService and AdminService for other
  *                                nodes (forwarded requests, joins, heartbeats, map reads), health
- *      and HTTP (/metrics, /healthz, /readyz); then mark SERVING / ready
+ *      and HTTP (/metrics, /healthz, /readyz); then mark SERVING. From then on /readyz answers
+ *      whether the node can serve its shards (readiness.ts: meta shard reached, leaders known,
+ *      caught up), asked of the state it holds on every probe.
  * A failure part-way closes whatever was opened and rethrows. Without TLS files both listeners
  * are plaintext and take every caller; kvd says so loudly at start.
  *

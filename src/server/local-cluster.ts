@@ -108,17 +108,20 @@ async function demoCertificates(dir: string, nodes: readonly NodePlan[]): Promis
 
 async function waitReady(node: NodePlan, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs
+  let last = 'no answer'
   while (performance.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw exitedEarly(node, child)
     try {
       const response = await fetch(`http://${node.http}/readyz`, { signal: AbortSignal.timeout(1000) })
       if (response.status === 200) return
+      // 503 with the reason (server/readiness.ts): said if it never gets ready.
+      last = (await response.text()).trim()
     } catch {
       // not up yet
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  throw new Error(`node ${node.nodeId} not ready after ${timeoutMs} ms`)
+  throw new Error(`node ${node.nodeId} not ready after ${timeoutMs} ms (its /readyz: ${last})`)
 }
 
 /** A node that exited before it was ready, with the last line it wrote (kvd's one-line reason). */

@@ -283,6 +283,7 @@ class NodeRunner {
     void this.exit.then((info) => (exited = info))
     const url = `http://127.0.0.1:${this.plan.httpPort}/readyz`
     const deadline = performance.now() + timeoutMs
+    let last = 'no answer'
     while (performance.now() < deadline) {
       if (exited !== undefined)
         throw new Error(
@@ -291,12 +292,13 @@ class NodeRunner {
       try {
         const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
         if (response.status === 200) return
+        last = `${response.status} ${(await response.text()).trim()}`
       } catch {
         // not listening yet
       }
       await sleep(50)
     }
-    throw new Error(`node ${this.plan.nodeId}: ${url} not 200 after ${timeoutMs} ms`)
+    throw new Error(`node ${this.plan.nodeId}: ${url} not 200 after ${timeoutMs} ms (last: ${last})`)
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {

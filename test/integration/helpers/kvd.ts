@@ -302,16 +302,18 @@ async function waitReady(
   let exited: ExitInfo | undefined
   void exit.then((info) => (exited = info))
   const deadlineMs = performance.now() + timeoutMs
+  let last = 'no answer'
   while (performance.now() < deadlineMs) {
     if (exited !== undefined)
       throw new Error(`kvd exited before ready (code ${exited.code}, signal ${exited.signal}):\n${logs()}`)
     try {
       const response = await fetch(`http://${httpAddress}/readyz`, { signal: AbortSignal.timeout(1000) })
       if (response.status === 200) return
+      last = `${response.status} ${(await response.text()).trim()}`
     } catch {
       // not listening yet
     }
     await new Promise((r) => setTimeout(r, 50))
   }
-  throw new Error(`kvd not ready after ${timeoutMs} ms:\n${logs()}`)
+  throw new Error(`kvd not ready after ${timeoutMs} ms (last /readyz: ${last}):\n${logs()}`)
 }

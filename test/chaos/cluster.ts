@@ -70,6 +70,8 @@ export interface ChaosClusterOptions {
   readonly clock?: boolean
   /** The node whose /data is a file system of this many MiB. */
   readonly smallDisk?: { readonly node: number; readonly mib: number }
+  /** More kvd flags for every node (e.g. `--dead-after 4s`), joining ones too. */
+  readonly extraArgs?: readonly string[]
 }
 
 export interface ChaosNode {
@@ -82,14 +84,19 @@ export interface ChaosNode {
 }
 
 export class ChaosCluster {
-  readonly nodes: readonly ChaosNode[]
+  /** The members: the initial nodes, then those that joined (`join`), less those gone (`retire`). */
+  private members: ChaosNode[]
   private readonly containers = new Map<number, StartedTestContainer>()
+  /** Containers of nodes gone for good (`retire`): removed with the cluster. */
+  private readonly retired: ChaosNode[] = []
+  /** Address slots used so far (a joining node takes the next one). */
+  private slots: number
 
   private constructor(
     readonly options: ChaosClusterOptions,
     readonly network: ChaosNetwork,
   ) {
-    this.nodes = Array.from({ length: options.nodes }, (_, i) => {
+    this.members = Array.from({ length: options.nodes }, (_, i) => {
       const id = i + 1
       const ip = `${network.prefix}${10 + id}`
       return {
@@ -100,6 +107,11 @@ export class ChaosCluster {
         smallDisk: options.smallDisk?.node === id,
       }
     })
+    this.slots = options.nodes
+  }
+
+  get nodes(): readonly ChaosNode[] {
+    return this.members
   }
 
   /** Starts every node, waits for /readyz on each and a write on every shard. */
@@ -128,17 +140,18 @@ export class ChaosCluster {
     return node
   }
 
-  private async create(node: ChaosNode): Promise<void> {
+  /** `joinVia`: the members it registers through, for a node that joins a running cluster. */
+  private async create(node: ChaosNode, joinVia?: readonly ChaosNode[]): Promise<StartedTestContainer> {
     const initial = this.nodes.map((n) => `${n.id}=${n.ip}:${clientPort}/${n.ip}:${peerPort}`).join(',')
     const args = [
-      '--node-id',
-      String(node.id),
-      '--initial-cluster',
-      initial,
+      ...(joinVia === undefined
+        ? ['--node-id', String(node.id), '--initial-cluster', initial]
+        : ['--join', joinVia.map((n) => n.address).join(','), '--advertise', node.address]),
       '--shards',
       String(this.options.shards),
       '--allow-fault-injection',
       ...(this.options.leaseReads === true ? ['--lease-reads'] : []),
+      ...(this.options.extraArgs ?? []),
     ]
     let container = new FixedAddressContainer(chaosImage)
       .withName(node.name)
@@ -166,7 +179,62 @@ export class ChaosCluster {
     }
     if (node.smallDisk) binds.push({ source: await this.mountSmallDisk(node), target: '/data' })
     if (binds.length > 0) container = container.withBindMounts(binds)
-    this.containers.set(node.id, await container.start())
+    const started = await container.start()
+    this.containers.set(node.id, started)
+    return started
+  }
+
+  /**
+   * Starts a new node with `--join` (through every member) at the next free address, waits for
+   * its /readyz and for the map to name it, and adds it to the members under the id the meta
+   * shard gave it. The executor then gives it its share of the replicas.
+   */
+  async join(): Promise<ChaosNode> {
+    const slot = ++this.slots
+    const ip = `${this.network.prefix}${10 + slot}`
+    const name = `ringkv-${this.options.runId}-j${slot}`
+    const pending: ChaosNode = { id: 0, name, ip, address: `${ip}:${clientPort}`, smallDisk: false }
+    const container = await this.create(pending, this.members)
+    this.containers.delete(0)
+    try {
+      await this.waitReady(pending)
+      const id = await this.idOf(pending.address)
+      const node: ChaosNode = { ...pending, id }
+      this.containers.set(id, container)
+      this.members = [...this.members, node]
+      return node
+    } catch (err) {
+      this.retired.push(pending)
+      await container.stop({ timeout: 5, removeVolumes: true }).catch(() => undefined)
+      throw err
+    }
+  }
+
+  /** The id the map gives the node registered at `address`. */
+  private async idOf(address: string, timeoutMs = readyMsMax): Promise<number> {
+    const client = new KvClient({ endpoints: this.endpoints, deadlineMs: 3_000 })
+    const started = performance.now()
+    try {
+      for (;;) {
+        const map = await client.shardMap().catch(() => undefined)
+        const found = map?.nodes.find((n) => n.address === address)
+        if (found !== undefined) return found.nodeId
+        if (performance.now() - started > timeoutMs)
+          throw new Error(`no node registered at ${address} after ${timeoutMs} ms`)
+        await sleep(200)
+      }
+    } finally {
+      client.close()
+    }
+  }
+
+  /**
+   * The node leaves the members for good (drained and removed, or dead): no heal starts it again,
+   * and checks no longer ask it. Its container (stopped or not) stays until the cluster stops.
+   */
+  retire(node: ChaosNode): void {
+    this.members = this.members.filter((n) => n.id !== node.id)
+    this.retired.push(node)
   }
 
   /** Polls the node's /readyz until 200. */
@@ -322,7 +390,7 @@ export class ChaosCluster {
   /** Writes every node's log to `dir/<name>.log`; resolves with the paths. */
   async saveLogs(): Promise<string[]> {
     const paths: string[] = []
-    for (const node of this.nodes) {
+    for (const node of [...this.nodes, ...this.retired]) {
       const path = join(this.options.dir, `${node.name}.log`)
       try {
         const out = await new Promise<string>((resolve) => {
@@ -342,7 +410,8 @@ export class ChaosCluster {
 
   /** Removes every container (and its volume) and the network. */
   async stop(): Promise<void> {
-    for (const node of this.nodes) await docker(['unpause', node.name]).catch(() => undefined)
+    for (const node of [...this.nodes, ...this.retired])
+      await docker(['unpause', node.name]).catch(() => undefined)
     await Promise.all(
       [...this.containers.values()].map((c) =>
         c.stop({ timeout: 5, removeVolumes: true }).catch(() => undefined),

@@ -5,12 +5,14 @@
  * overlap, each healed on its own.
  *
  * Adding a kind is adding a Fault variant and its entry in `actions`. Join, drain and node death
- * (issue 11: the executor that adds and removes nodes) are meant to come in that way, as kinds
- * whose apply calls the admin API (`kvctl node ...`) and whose heal is a no-op or a re-join.
+ * (membership.ts) came in that way: their apply starts a node or calls the admin API (`kvctl
+ * node ...`), their heal is nothing or a re-join; they change the members for good, so they are
+ * scheduled by hand (membership.test.ts), not drawn by `planSchedule`.
  */
 import { injectFault } from '../../src/client/admin-fault.ts'
 import { SeededRandom } from '../../src/common/random.ts'
 import type { ChaosCluster, ChaosNode } from './cluster.ts'
+import { drainAndRemove, killForGood } from './membership.ts'
 
 export type Fault =
   /** SIGKILL the node; heal: start it again. */
@@ -38,6 +40,15 @@ export type Fault =
   | { readonly kind: 'disk-full'; readonly node: number }
   /** Restart every node in turn (SIGTERM, start, ready) while the workload runs; heal: nothing. */
   | { readonly kind: 'rolling-restart' }
+  /** A new node starts with --join and the executor gives it its share; heal: nothing. */
+  | { readonly kind: 'join' }
+  /**
+   * kvctl node drain, wait until the node holds nothing, kvctl node remove, stop it; it has left
+   * for good. Heal: a fresh node joins when `rejoin`, else nothing.
+   */
+  | { readonly kind: 'drain'; readonly node: number; readonly rejoin: boolean }
+  /** kill -9 for good: after --dead-after its replicas are re-created on the others; heal: nothing. */
+  | { readonly kind: 'death'; readonly node: number }
 
 export type FaultKind = Fault['kind']
 
@@ -122,6 +133,10 @@ export function planSchedule(options: ScheduleOptions): Schedule {
           throw new Error('rolling-restart would restart a kept node')
         fault = { kind }
         break
+      case 'join':
+      case 'drain':
+      case 'death':
+        throw new Error(`${kind} changes the members for good: schedule it by hand`)
     }
     faults.push({ atMs: at, forMs, fault })
     at += forMs + between(quietMs)
@@ -283,6 +298,22 @@ export const actions: Record<FaultKind, Action> = {
     },
     heal: async () => undefined,
   },
+  join: {
+    async apply(c) {
+      await c.join()
+    },
+    heal: async () => undefined,
+  },
+  drain: {
+    apply: (c, f) => drainAndRemove(c, nodeOf(c, f)),
+    async heal(c, f) {
+      if (f.kind === 'drain' && f.rejoin) await c.join()
+    },
+  },
+  death: {
+    apply: (c, f) => killForGood(c, nodeOf(c, f)),
+    heal: async () => undefined,
+  },
 }
 
 /** One line per fault applied or healed, with its time since the schedule started. */
@@ -303,6 +334,7 @@ export interface FaultWindow {
 /** The nodes a fault acts on (every node for a rolling restart). */
 export function faultNodes(fault: Fault, nodes: number): number[] {
   if (fault.kind === 'bridge') return [fault.a, fault.b]
+  if (fault.kind === 'join') return []
   if (fault.kind === 'rolling-restart') return Array.from({ length: nodes }, (_, i) => i + 1)
   return [fault.node]
 }
@@ -314,6 +346,8 @@ function claimOf(fault: Fault): 'down' | 'paused' | undefined {
     case 'stop':
     case 'disk-full': // kvd stops on a write that finds no space
     case 'rolling-restart':
+    case 'drain': // then gone for good
+    case 'death':
       return 'down'
     case 'pause':
       return 'paused'
@@ -413,7 +447,13 @@ async function unfitNodes(
   fault: Fault,
   claims: ReadonlyMap<number, ReadonlyArray<'down' | 'paused'>>,
 ): Promise<string[]> {
-  if (fault.kind === 'clock' || fault.kind === 'disk-full' || fault.kind === 'rolling-restart') return []
+  if (
+    fault.kind === 'clock' ||
+    fault.kind === 'disk-full' ||
+    fault.kind === 'rolling-restart' ||
+    fault.kind === 'join'
+  )
+    return []
   // iptables works on a frozen node's namespace; kill, stop, pause and InjectFault need it running.
   const pausedIsFine =
     fault.kind === 'isolate' || fault.kind === 'one-way' || fault.kind === 'bridge' || fault.kind === 'loss'

@@ -38,6 +38,14 @@ export interface RunOptions {
   readonly dir: string
   /** Recovery and convergence must happen within this; default 60 s. */
   readonly settleMsMax?: number
+  /**
+   * One more checker, after convergence (membership.ts settledProblems: every shard back at the
+   * replication factor on the members, the job ended): its problems, and how long it waited.
+   */
+  readonly settle?: (
+    cluster: ChaosCluster,
+    msMax: number,
+  ) => Promise<{ problems: string[]; settledMs: number }>
 }
 
 export interface RunResult {
@@ -55,6 +63,8 @@ export interface RunResult {
   readonly recoveryMs: number
   /** From the final reads to every replica holding every key's final version. */
   readonly convergenceMs: number
+  /** From convergence to the `settle` checker's verdict (NaN without one). */
+  readonly settledMs: number
   readonly historyPath: string
   readonly schedule: Schedule
   readonly nemesis: NemesisLog
@@ -74,6 +84,7 @@ export async function runChaos(cluster: ChaosCluster, options: RunOptions): Prom
   let ops: ChaosOp[] = []
   let recoveryMs = Number.NaN
   let convergenceMs = Number.NaN
+  let settledMs = Number.NaN
   let linearizable = 'not checked'
   try {
     const workload = startWorkload(client, {
@@ -118,6 +129,11 @@ export async function runChaos(cluster: ChaosCluster, options: RunOptions): Prom
     const pending = await converge(cluster, finals, settleMsMax)
     convergenceMs = performance.now() - convergedAt
     problems.push(...pending)
+    if (options.settle !== undefined) {
+      const settled = await options.settle(cluster, settleMsMax)
+      settledMs = settled.settledMs
+      problems.push(...settled.problems)
+    }
 
     // A fault that was not applied (or not healed) leaves the run without the evidence it is for.
     problems.push(...nemesis.errors.map((e) => `nemesis: ${e}`))
@@ -153,6 +169,7 @@ export async function runChaos(cluster: ChaosCluster, options: RunOptions): Prom
     linearizable,
     recoveryMs,
     convergenceMs,
+    settledMs,
     historyPath,
     schedule: options.schedule,
     nemesis,
@@ -243,5 +260,6 @@ export function describeRow(result: RunResult): string {
     `linearizable ${result.linearizable}`,
     `recovery ${Math.round(result.recoveryMs)} ms`,
     `convergence ${Math.round(result.convergenceMs)} ms`,
+    ...(Number.isNaN(result.settledMs) ? [] : [`settled ${Math.round(result.settledMs)} ms`]),
   ].join(' | ')
 }

@@ -7,6 +7,7 @@ import type { ChaosCluster } from '../../chaos/cluster.ts'
 import {
   compose,
   describeSchedule,
+  faultNodes,
   planSchedule,
   runSchedule,
   type FaultKind,
@@ -26,6 +27,14 @@ const every: FaultKind[] = [
 ]
 
 describe('planSchedule', () => {
+  it('leaves membership changes (join, drain, death) to schedules made by hand', () => {
+    for (const kind of ['join', 'drain', 'death'] as const)
+      expect(() => planSchedule({ seed: 1, kinds: [kind], durationMs: 60_000, nodes: 4 })).toThrow(/by hand/)
+    expect(faultNodes({ kind: 'join' }, 4)).toEqual([])
+    expect(faultNodes({ kind: 'drain', node: 4, rejoin: true }, 4)).toEqual([4])
+    expect(faultNodes({ kind: 'death', node: 5 }, 4)).toEqual([5])
+  })
+
   it('is a function of its seed, and faults start and end inside the duration', () => {
     const a = planSchedule({ seed: 7, kinds: every, durationMs: 120_000, nodes: 3 })
     expect(planSchedule({ seed: 7, kinds: every, durationMs: 120_000, nodes: 3 })).toEqual(a)

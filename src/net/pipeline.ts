@@ -188,6 +188,14 @@ export interface PipelineComponents {
   readonly internalStatus: () => StatusObject
   /** Called with a broken invariant met while serving; must not return normally. */
   readonly onFatal: (err: AssertionError) => void
+  /**
+   * True while an injected drop fault cuts this node off from node `peer` (kvd
+   * --allow-fault-injection): a request that peer passes on is refused UNAVAILABLE at once, as a
+   * real partition would stop it, instead of being served across the cut (a cut-off leader took
+   * forwarded writes it could not commit, and the majority side's forwarders waited on them).
+   * Raft traffic has its own check in the transport. Default: never.
+   */
+  readonly cutOffFrom?: (peer: NodeId) => boolean
 }
 
 /** Steps 1-3 for one call: who, for whom, and that they may. */
@@ -299,6 +307,8 @@ export class Pipeline {
     }
     const access = rule[listener]
     if (!allows(access, caller, listener)) throw accessError(access, caller, what)
+    if (forwardedBy !== undefined && this.c.cutOffFrom?.(forwardedBy) === true)
+      throw new KvError(ErrorCode.Unavailable, `node ${forwardedBy} is cut off by an injected fault`)
     return { rule, caller, principal, forwardedBy }
   }
 

@@ -820,6 +820,14 @@ export class GrpcPeerTransport implements PeerTransport, PeerInbound {
     return false
   }
 
+  /**
+   * Whether a drop fault is in force towards node `peer`: calls it makes to this node (a request
+   * it passes on) are refused too, as a real partition would stop them (net/pipeline.ts).
+   */
+  isCutOffFrom(peer: NodeId): boolean {
+    return this.faultTable.size > 0 && this.faultTable.get(peer)?.drop === true
+  }
+
   stats(): TransportStats {
     return { ...this.counters, peers: [...this.peers.values()].map((entry) => entry.link.stats()) }
   }

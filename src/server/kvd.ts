@@ -337,6 +337,7 @@ export class Kvd {
         toStatus: (err) => toStatus(err, this.log),
         internalStatus,
         onFatal: (err) => this.fatal(err),
+        cutOffFrom: (peer) => this.transport?.isCutOffFrom(peer) ?? false,
       })
       const listener = (kind: ListenerKind): GrpcListener => {
         const creds = serverCredentials(tls, kind, config.clientCertAuth)

@@ -234,6 +234,18 @@ describe('net/pipeline', () => {
     c.close()
   })
 
+  it('refuses at once a request passed on by a peer an injected drop fault cuts this node off from', async () => {
+    const seen: CallContext[] = []
+    const served = await start({ cutOffFrom: (peer) => peer === 3 }, seen)
+    const c = kvClient(served)
+    expect(await get(c, metadata({ 'ringkv-forwarded-by': '3' }))).toMatchObject({ code: Grpc.UNAVAILABLE })
+    expect(seen).toEqual([])
+    expect(await get(c, metadata({ 'ringkv-forwarded-by': '2' }))).toEqual({ ok: getAnswer })
+    expect(await get(c, metadata({}))).toEqual({ ok: getAnswer })
+    expect(seen.map((ctx) => ctx.forwardedBy)).toEqual([2, undefined])
+    c.close()
+  })
+
   it('denies what the table denies even when open: peer methods on the client listener, client methods on the peer one', async () => {
     const seen: CallContext[] = []
     const served = await serve({

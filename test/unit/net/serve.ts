@@ -37,6 +37,7 @@ export interface ServeOptions {
   readonly nodeIdOf?: (addresses: readonly string[]) => NodeId | undefined
   readonly gate?: RequestGate
   readonly onFatal?: (err: Error) => void
+  readonly cutOffFrom?: (peer: NodeId) => boolean
 }
 
 /** What the pipeline reported, for assertions. */
@@ -95,6 +96,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       ((err) => {
         throw err
       }),
+    ...(options.cutOffFrom !== undefined ? { cutOffFrom: options.cutOffFrom } : {}),
   })
   const credentials = serverCredentials(options.tls, kind, options.clientCertRequired ?? false)
   const listener = new GrpcListener({ kind, limits }, { pipeline, credentials })

@@ -25,6 +25,8 @@ export const ExitCode = {
   AccessDenied: 8,
   /** `status`: every shard has a leader, but a node is down or a shard is short of replicas. */
   Degraded: 9,
+  /** `cap-demo`: a consistency level broke its promise under the partition (docs/consistency.md). */
+  PromiseBroken: 10,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
@@ -41,7 +43,8 @@ export const exitCodesHelp = `Exit codes:
   ${ExitCode.AccessDenied}  access denied (UNAUTHENTICATED: no certificate or token the node accepts;
      PERMISSION_DENIED: the role may not do this)
   ${ExitCode.Degraded}  degraded (status: every shard has a leader, but a node is down or a shard is short of replicas;
-     a shard without leader is ${ExitCode.Unavailable})`
+     a shard without leader is ${ExitCode.Unavailable})
+  ${ExitCode.PromiseBroken} promise broken (cap-demo: a consistency level did not do what docs/consistency.md promises)`
 
 /** The exit code for an error of a read or a write command. */
 export function exitCodeForError(err: unknown, kind: 'read' | 'write'): ExitCode {

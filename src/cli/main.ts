@@ -17,6 +17,7 @@ import { certsCommand } from './commands/certs.ts'
 import { delCommand } from './commands/del.ts'
 import { endpointCommand } from './commands/endpoint.ts'
 import { faultCommand } from './commands/fault.ts'
+import { capDemoCommand } from './commands/cap-demo.ts'
 import { getCommand } from './commands/get.ts'
 import { putCommand } from './commands/put.ts'
 import { nodeCommand, rebalanceCommand } from './commands/rebalance.ts'
@@ -67,6 +68,7 @@ export const commands: readonly CommandSpec[] = [
   shardsCommand,
   ringCommand,
   faultCommand,
+  capDemoCommand,
   certsCommand,
   nodeCommand,
   rebalanceCommand,

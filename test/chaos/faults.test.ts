@@ -2,8 +2,11 @@
  * Every fault of the nemesis table on a 3-node cluster of containers (4 shards), one run per kind
  * (each a seeded schedule of that kind only), then one run of them all composed; every run ends
  * with every checker (run.ts). One cluster serves every run of this file: each run has its own keys.
+ * Then `kvctl cap-demo` (the compiled CLI, from this host) against the containers: every level's
+ * promise must hold with a shard's leader cut off.
  */
-import { afterAll, beforeAll, describe, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runKvctl } from '../integration/cli/run-kvctl.ts'
 import { ChaosCluster } from './cluster.ts'
 import { baseSeed, chaosDir, expectClean, runId, runMs } from './context.ts'
 import { compose, planSchedule, type FaultKind } from './nemesis.ts'
@@ -97,4 +100,27 @@ describe('faults composed', () => {
     },
     runMs * 2 + 150_000,
   )
+})
+
+describe('kvctl cap-demo in containers', () => {
+  it('cuts a leader off, every level on both sides keeps its promise (exit 0)', async () => {
+    const run = await runKvctl(['--endpoints', cluster!.endpoints.join(','), 'cap-demo', '-o', 'json'], {
+      timeoutMs: 120_000,
+    })
+    const out = JSON.parse(run.stdout === '' ? '{}' : run.stdout) as {
+      broken?: number
+      failoverMs?: number
+      rows?: Array<{ side: string; op: string; level: string; outcome: string }>
+    }
+    console.log(
+      `cap-demo | exit ${run.code} | broken ${out.broken} | failover ${out.failoverMs} ms | ` +
+        (out.rows ?? []).map((r) => `${r.side} ${r.op} ${r.level} ${r.outcome}`).join(', '),
+    )
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(out.broken).toBe(0)
+    const minority = (out.rows ?? []).filter((r) => r.side === 'minority')
+    expect(minority.find((r) => r.op === 'read' && r.level === 'linearizable')?.outcome).toBe('refused')
+    expect(minority.find((r) => r.op === 'read' && r.level === 'eventual')?.outcome).toBe('served')
+  }, 150_000)
 })

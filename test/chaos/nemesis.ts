@@ -23,6 +23,11 @@ export type Fault =
   | { readonly kind: 'pause'; readonly node: number }
   /** Drop every packet between `node` and the other nodes, both ways (clients still reach it). */
   | { readonly kind: 'isolate'; readonly node: number }
+  /**
+   * `kvctl fault --isolate`: the node's own fault injection drops its Raft traffic to and from the
+   * others and refuses calls across the cut both ways (forwards, meta calls); heal: clear.
+   */
+  | { readonly kind: 'cut'; readonly node: number }
   /** `node` receives nothing from the other nodes but can still send to them. */
   | { readonly kind: 'one-way'; readonly node: number }
   /** `a` and `b` cannot talk; every other node talks to both (the bridge). */
@@ -105,6 +110,7 @@ export function planSchedule(options: ScheduleOptions): Schedule {
         break
       case 'pause':
       case 'isolate':
+      case 'cut':
       case 'one-way':
         fault = { kind, node: pickNode(() => true) }
         break
@@ -211,6 +217,15 @@ export const actions: Record<FaultKind, Action> = {
   isolate: {
     apply: (c, f) => dropBetween(c, nodeOf(c, f), others(c, nodeOf(c, f).id), true),
     heal: (c, f) => c.flushRules(nodeOf(c, f)),
+  },
+  cut: {
+    async apply(c, f) {
+      const on = nodeOf(c, f)
+      await injectFault(on.address, { peers: others(c, on.id).map((n) => n.id), drop: true })
+    },
+    async heal(c, f) {
+      await injectFault(nodeOf(c, f).address, { clear: true })
+    },
   },
   'one-way': {
     apply: (c, f) => dropBetween(c, nodeOf(c, f), others(c, nodeOf(c, f).id), false),

@@ -23,7 +23,14 @@ import {
 } from './checks.ts'
 import { sleep, type ChaosCluster } from './cluster.ts'
 import { excuseKnown } from './known.ts'
-import { describeSchedule, runSchedule, type NemesisLog, type Schedule } from './nemesis.ts'
+import {
+  describeFault,
+  describeSchedule,
+  runSchedule,
+  type FaultWindow,
+  type NemesisLog,
+  type Schedule,
+} from './nemesis.ts'
 import { recordedGet, recordedPut, startWorkload, type ChaosOp } from './workload.ts'
 
 export interface RunOptions {
@@ -65,6 +72,8 @@ export interface RunResult {
   readonly convergenceMs: number
   /** From convergence to the `settle` checker's verdict (NaN without one). */
   readonly settledMs: number
+  /** Per isolate or cut fault: how long until every key took a majority write again (`partitionRecoveries`). */
+  readonly partitionRecoveries: readonly PartitionRecovery[]
   readonly historyPath: string
   readonly schedule: Schedule
   readonly nemesis: NemesisLog
@@ -170,6 +179,7 @@ export async function runChaos(cluster: ChaosCluster, options: RunOptions): Prom
     recoveryMs,
     convergenceMs,
     settledMs,
+    partitionRecoveries: partitionRecoveries(ops, nemesis.windows),
     historyPath,
     schedule: options.schedule,
     nemesis,
@@ -237,6 +247,55 @@ async function converge(
   return [`no convergence within ${msMax} ms:`, ...behind.slice(0, 10)]
 }
 
+export interface PartitionRecovery {
+  readonly fault: string
+  /** How long the fault was in force. */
+  readonly forMs: number
+  /**
+   * From the fault's start until every key had taken a majority or all write issued after it (the
+   * shards the cut-off node led need a new leader); undefined when some key took none while the
+   * fault was in force (its writes stalled for the whole partition).
+   */
+  readonly recoveryMs: number | undefined
+}
+
+/**
+ * Write recovery under each isolate or cut fault, from the history (see PartitionRecovery). Only
+ * keys the workload tried to write while the fault was in force count: a key it left alone shows
+ * nothing either way.
+ */
+export function partitionRecoveries(
+  ops: readonly ChaosOp[],
+  windows: readonly FaultWindow[],
+): PartitionRecovery[] {
+  const keys = [...new Set(ops.map((op) => op.key))]
+  return windows
+    .filter((w) => w.fault.kind === 'isolate' || w.fault.kind === 'cut')
+    .map((w) => {
+      let recoveryMs: number | undefined = 0
+      for (const key of keys) {
+        const writes = ops.filter(
+          (op) =>
+            op.key === key &&
+            op.kind === 'put' &&
+            (op.level === 'majority' || op.level === 'all') &&
+            op.callMs >= w.fromMs &&
+            op.callMs <= w.toMs,
+        )
+        if (writes.length === 0) continue
+        const first = writes
+          .filter((op) => op.outcome === 'ok' && op.returnMs <= w.toMs)
+          .reduce((min, op) => Math.min(min, op.returnMs), Number.POSITIVE_INFINITY)
+        if (first === Number.POSITIVE_INFINITY) {
+          recoveryMs = undefined
+          break
+        }
+        recoveryMs = Math.max(recoveryMs, first - w.fromMs)
+      }
+      return { fault: describeFault(w.fault), forMs: w.toMs - w.fromMs, recoveryMs }
+    })
+}
+
 export function describeFailure(result: RunResult): string {
   return [
     `chaos run '${result.name}' failed (seed ${result.seed}); history: ${result.historyPath}`,
@@ -261,5 +320,15 @@ export function describeRow(result: RunResult): string {
     `recovery ${Math.round(result.recoveryMs)} ms`,
     `convergence ${Math.round(result.convergenceMs)} ms`,
     ...(Number.isNaN(result.settledMs) ? [] : [`settled ${Math.round(result.settledMs)} ms`]),
+    ...(result.partitionRecoveries.length === 0
+      ? []
+      : [
+          `writes back under isolation ${result.partitionRecoveries
+            .map(
+              (r) =>
+                `${r.recoveryMs === undefined ? 'stalled' : `${(r.recoveryMs / 1000).toFixed(1)} s`} of ${(r.forMs / 1000).toFixed(1)} s`,
+            )
+            .join(', ')}`,
+        ]),
   ].join(' | ')
 }

@@ -110,6 +110,7 @@ describe('with lease reads on', () => {
         keys: 3,
         workers: 8,
         dir,
+        partitionRecovery: true,
       })
       // Reported, not asserted (timing): from each cut until every key took a majority write again.
       for (const r of result.partitionRecoveries)

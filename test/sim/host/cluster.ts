@@ -93,9 +93,17 @@ export interface HostCounters {
   envelopesDropped: number
 }
 
+/**
+ * Why a slot runs no process and none may start on it: `joiner` (rebalance.ts: it has not joined
+ * the cluster yet), `gone` (it died for good: power-cut and never restarted).
+ */
+export type Parked = 'joiner' | 'gone'
+
 export class NodeSlot {
   memory: MemoryEngine
   life: NodeLife | null = null
+  /** Null: the slot takes part (its process may be down for a while, as a crash leaves it). */
+  parked: Parked | null = null
   /** The newest map this node's agent had (the next process starts from it, as kvd's stored map). */
   storedMap: ClusterMap | null = null
   incarnation = 0
@@ -208,13 +216,15 @@ export class HostCluster {
       snapshotChunkBytes: o.limits.snapshotChunkBytes,
     })
     this.rpc = new SimRpc(this, this.routingStats)
-    this.members = Array.from({ length: o.nodes }, (_, i) => NodeId(i + 1))
+    // Joiners (rebalance.ts) have slots from the start, outside the first map, parked until they join.
+    this.members = Array.from({ length: o.nodes + o.joinNodes }, (_, i) => NodeId(i + 1))
+    const initialMembers = this.members.slice(0, o.nodes)
     this.ranges = equalHashRanges(o.shardCount)
     if (o.placement === 'sharded') {
       this.map = initialClusterMap(
         {
           clusterId: o.seed.toString(16).padStart(32, '0').slice(-32),
-          nodes: this.members.map((id) => ({ id, address: simAddress(id), zone: '', weight: 1 })),
+          nodes: initialMembers.map((id) => ({ id, address: simAddress(id), zone: '', weight: 1 })),
           shardCount: o.shardCount,
           replicaCount: o.replicaCount,
           vnodesPerNode: o.vnodesPerNode,
@@ -242,7 +252,9 @@ export class HostCluster {
     for (const id of this.members) {
       const r = this.random.fork(`node-${id}`)
       const drift = o.clockDriftPpmMax === 0 ? 0 : r.int(2 * o.clockDriftPpmMax + 1) - o.clockDriftPpmMax
-      this.slots.push(new NodeSlot(id, new SimClock(this.sim, drift, r.int(1_000_000)), r))
+      const slot = new NodeSlot(id, new SimClock(this.sim, drift, r.int(1_000_000)), r)
+      if (id > o.nodes) slot.parked = 'joiner'
+      this.slots.push(slot)
     }
   }
 
@@ -317,8 +329,14 @@ export class HostCluster {
     return dataRangeForHashRange(range.start, range.end)
   }
 
+  /** Nodes down for a while (a parked slot, not joined yet or gone for good, does not count). */
   get downCount(): number {
-    return this.slots.filter((s) => s.life === null).length
+    return this.slots.filter((s) => s.life === null && s.parked === null).length
+  }
+
+  /** The slots that take part now (not parked: joined, and not gone for good). */
+  get taking(): NodeSlot[] {
+    return this.slots.filter((s) => s.parked === null)
   }
 
   // ---- lifecycle ----
@@ -326,13 +344,13 @@ export class HostCluster {
   /** Opens and starts every node; resolves when all are up (runs the simulation meanwhile). */
   async bootAll(): Promise<void> {
     for (const s of this.slots) this.start(s)
-    const up = await this.driver.runFor(5_000, () => this.slots.every((s) => s.host !== undefined))
+    const up = await this.driver.runFor(5_000, () => this.taking.every((s) => s.host !== undefined))
     if (!up) throw new Error('nodes did not open within 5 s of simulated time')
   }
 
   /** Starts a process on `slot`'s disk (in the background: opening takes simulated time). */
   start(slot: NodeSlot): void {
-    if (slot.life !== null) return
+    if (slot.life !== null || slot.parked !== null) return
     const o = this.options
     const incarnation = ++slot.incarnation
     const clock = new LifeClock(slot.clock)
@@ -421,13 +439,19 @@ export class HostCluster {
         hasher: this.hasher,
         rpc: this.rpc,
         initialMap: slot.storedMap ?? this.map,
+        limits: this.limits,
         timing: {
           heartbeatMs: o.heartbeatMs,
           nodeDeadAfterHeartbeats: agentDeadAfterHeartbeats,
           metaCallMs: agentMetaCallMs,
           movePollMs: 2 * o.heartbeatMs,
           moveStallMsMax: agentMoveStallMsMax,
-          movesConcurrentMax: this.limits.movesConcurrentMax,
+          // As kvd: the executor keeps up to rebalanceMovesMax moves running; the mover steps them all.
+          movesConcurrentMax: o.rebalance
+            ? Math.max(this.limits.movesConcurrentMax, this.limits.rebalanceMovesMax)
+            : this.limits.movesConcurrentMax,
+          ...(o.deadAfterMs > 0 ? { deadAfterMs: o.deadAfterMs } : {}),
+          ...(o.rebalance ? { rebalance: { pollMs: 2 * o.heartbeatMs } } : {}),
         },
         onMap: (map) => {
           if (!life.dead) slot.storedMap = map
@@ -620,9 +644,9 @@ export class HostCluster {
   async convergence(): Promise<{ readonly converged: boolean; readonly detail: string }> {
     const parts: string[] = []
     let converged = true
-    if (this.slots.some((s) => s.host === undefined)) return { converged: false, detail: 'a node is down' }
+    if (this.taking.some((s) => s.host === undefined)) return { converged: false, detail: 'a node is down' }
     this.observeConfigs()
-    for (const s of this.slots) {
+    for (const s of this.taking) {
       // Replicas the shards no longer have are gone, their data dropped (the agents collect them).
       const stale = s
         .host!.status()
@@ -635,6 +659,13 @@ export class HostCluster {
     for (const shardId of this.shardIds) {
       const leader = this.leaderOf(shardId)
       const slots = this.slotsOf(shardId)
+      // A node gone for good stays named until a repair replaces its replica.
+      const gone = slots.filter((s) => s.host === undefined)
+      if (gone.length > 0) {
+        converged = false
+        parts.push(`shard ${shardId}: still on ${gone.map((s) => `n${s.id}`).join('/')}, which is down`)
+        continue
+      }
       const views = slots.map((s) => this.viewOf(s.host!, shardId))
       if (views.some((v) => v === undefined)) {
         converged = false

@@ -133,6 +133,16 @@ export interface HostSimOptions {
    * stop the mover's record updates: a harness artefact, not a production path).
    */
   readonly moveIntervalMsMean: number
+  /**
+   * Rebalancing (sharded placement, rebalance.ts): every node's agent runs the real executor (it
+   * works while the node leads the meta shard), and the rebalancing nemesis drives joins, drains
+   * and deaths as data. Off: the agents run no executor (moves only by hand, as before).
+   */
+  readonly rebalance: boolean
+  /** Node slots beyond `nodes` that take no part at first and join the cluster at run time. */
+  readonly joinNodes: number
+  /** Silence after which the meta leader marks a node dead; 0: the agents' default (5 heartbeats). */
+  readonly deadAfterMs: number
 }
 
 export type HostSimOverrides = Partial<Omit<HostSimOptions, 'seed'>>
@@ -208,6 +218,9 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
     livenessPhaseMs: 1000,
     convergenceMsMax: 20_000,
     moveIntervalMsMean: 0,
+    rebalance: false,
+    joinNodes: 0,
+    deadAfterMs: 0,
   }
   if (overrides.placement === 'sharded') {
     const o: HostSimOptions = {
@@ -216,7 +229,8 @@ export function hostSwarmOptions(seed: number, overrides: HostSimOverrides = {})
       ...shardedDefaults(seed),
       ...overrides,
     }
-    return o.moveIntervalMsMean === 0
+    // Moves and rebalancing follow the shards' own epochs: no record changed behind the mover.
+    return o.moveIntervalMsMean === 0 && !o.rebalance
       ? o
       : { ...o, nemeses: o.nemeses.filter((k) => k !== HostNemesis.ShardRecordChange) }
   }
@@ -263,5 +277,6 @@ export function describeHostOptions(o: HostSimOptions): string[] {
           `  placement=${o.placement} replicas=${o.replicaCount} vnodesPerNode=${o.vnodesPerNode} metaReplicas=${o.metaReplicaCount} metaClients=${o.metaClients} metaAddresses=${o.metaAddresses} heartbeatMs=${o.heartbeatMs}`,
         ]),
     ...(o.moveIntervalMsMean === 0 ? [] : [`  moveIntervalMsMean=${o.moveIntervalMsMean}`]),
+    ...(o.rebalance ? [`  rebalance joinNodes=${o.joinNodes} deadAfterMs=${o.deadAfterMs}`] : []),
   ]
 }

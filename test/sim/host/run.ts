@@ -53,6 +53,13 @@ import {
   type MembershipRuleStats,
 } from './membership-rules.ts'
 import { MoveNemesis, emptyMoveStats, moveFinishMsMax, type MoveStats } from './moves.ts'
+import {
+  RebalanceNemesis,
+  emptyRebalanceStats,
+  planRebalanceEvents,
+  rebalanceFinishMsMax,
+  type RebalanceStats,
+} from './rebalance.ts'
 import { checkRoutingConverges } from './routing-check.ts'
 import { SdkPath } from './sdk-path.ts'
 import type { RoutingStats } from './services.ts'
@@ -137,6 +144,8 @@ export interface HostRunResult {
     readonly meta: MetaStats
     /** The move nemesis and the membership rules (all zero without moves). */
     readonly moves: MoveStats & { readonly rules: MembershipRuleStats; readonly configChanges: number }
+    /** The rebalancing nemesis: events, meta leader crashes, what the jobs counted (all zero without). */
+    readonly rebalance: RebalanceStats
     /** What routing did (sharded placement; all zero otherwise). */
     readonly routing: RoutingStats & {
       /** Shard entries the clients replaced from WRONG_SHARD descriptors, and their map loads. */
@@ -179,10 +188,12 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   const shardedEntries = Object.entries(shardedMarks) as [ShardedMark, string][]
   const userSink = init.sink
   let moves: MoveNemesis | null = null
+  let rebalance: RebalanceNemesis | null = null
   const sim = new Simulator((line) => {
     for (const [mark, text] of markEntries) if (line.includes(text)) marks[mark]++
     for (const [mark, text] of shardedEntries) if (line.includes(text)) sharded[mark]++
     moves?.watch(line)
+    rebalance?.watch(line)
     userSink?.(line)
   })
   if (init.eventsMax !== undefined) sim.eventsMax = init.eventsMax
@@ -214,7 +225,8 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
   const stopped = (): boolean => cluster.failure !== null
   driver.every(safetyCheckEveryMs, () => cluster.checkSameIndexSameState())
   const movesOn = o.moveIntervalMsMean > 0 && cluster.map !== null
-  const rules = movesOn ? new MembershipRules(cluster) : null
+  const rebalanceOn = o.rebalance && cluster.map !== null
+  const rules = movesOn || rebalanceOn ? new MembershipRules(cluster) : null
   if (rules !== null)
     driver.every(membershipSampleMs, () => {
       rules.sample()
@@ -263,6 +275,19 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       moves = new MoveNemesis(cluster, random.fork('moves'), clientClock)
       moves.start(sim.nowMs + o.safetyPhaseMs)
     }
+    if (rebalanceOn) {
+      rebalance = new RebalanceNemesis(cluster, random.fork('rebalance'), clientClock)
+      rebalance.start(
+        planRebalanceEvents(
+          random.fork('rebalance-events'),
+          cluster.map!,
+          o.nodes,
+          o.joinNodes,
+          sim.nowMs,
+          o.safetyPhaseMs,
+        ),
+      )
+    }
     for (const c of clients) c.start()
     meta?.start()
     await driver.runFor(o.safetyPhaseMs, stopped)
@@ -270,6 +295,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     // Liveness phase.
     if (!stopped()) {
       nemesis.healAll()
+      rebalance?.disarm()
       const okBefore = clients.reduce((s, c) => s + c.okCount, 0)
       const progressed = await driver.runFor(
         progressMsMax,
@@ -289,6 +315,15 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
     if (moves !== null && !stopped()) {
       const problem = await driver.until(moves.finish(), moveFinishMsMax + 5_000, 'moves finishing')
       if (problem !== null) cluster.fail('moves', problem)
+    }
+    // Rebalancing settles: nothing runs or is left to run, and the jobs counted what ran.
+    if (rebalance !== null && !stopped()) {
+      const problem = await driver.until(
+        rebalance.finish(),
+        rebalanceFinishMsMax + 5_000,
+        'rebalancing settling',
+      )
+      if (problem !== null) cluster.fail('rebalance', problem)
     }
 
     // Convergence.
@@ -392,6 +427,7 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
         rules: rules === null ? emptyMembershipRuleStats() : { ...rules.stats },
         configChanges: cluster.configs.changes,
       },
+      rebalance: rebalance === null ? emptyRebalanceStats() : structuredClone(rebalance.stats),
       routing: {
         ...cluster.routingStats,
         descriptorRepairs: clients.reduce(
@@ -427,7 +463,7 @@ async function checkAcked(
     const prev = newestPut.get(w.key)
     if (prev === undefined || (prev.version ?? 0) < w.version) newestPut.set(w.key, w)
   }
-  for (const s of cluster.slots) {
+  for (const s of cluster.taking) {
     const host = s.host
     if (host === undefined) return cluster.fail('acked-writes', `node ${s.id} is down at the end`)
     for (const [shard, index] of maxIndex) {

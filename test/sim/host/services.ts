@@ -45,6 +45,7 @@ import {
   KvError,
   type Clock,
   type Logger,
+  type Limits,
   type LogIndex,
   type NodeId,
   type ShardId,
@@ -529,6 +530,10 @@ export interface AgentTiming {
   readonly movePollMs: number
   readonly moveStallMsMax: number
   readonly movesConcurrentMax: number
+  /** Silence before a node is marked dead (default: `nodeDeadAfterHeartbeats` heartbeats, as unreachable). */
+  readonly deadAfterMs?: number
+  /** The rebalancing executor on the meta leader (cluster/executor), polling every `pollMs`; absent: none. */
+  readonly rebalance?: { readonly pollMs: number }
 }
 
 /**
@@ -545,6 +550,7 @@ export function startServices(init: {
   readonly rpc: SimRpc
   readonly initialMap: ClusterMap
   readonly timing: AgentTiming
+  readonly limits: Readonly<Limits>
   readonly onMap: (map: ClusterMap) => void
 }): NodeServices {
   const { host, nodeId } = init
@@ -578,7 +584,8 @@ export function startServices(init: {
       heartbeatMs: init.timing.heartbeatMs,
       mapRefreshMs: init.timing.heartbeatMs,
       nodeUnreachableAfterMs: init.timing.heartbeatMs * init.timing.nodeDeadAfterHeartbeats,
-      nodeDeadAfterMs: init.timing.heartbeatMs * init.timing.nodeDeadAfterHeartbeats,
+      nodeDeadAfterMs:
+        init.timing.deadAfterMs ?? init.timing.heartbeatMs * init.timing.nodeDeadAfterHeartbeats,
       metaCallMs: init.timing.metaCallMs,
       initialMap: init.initialMap,
       movePollMs: init.timing.movePollMs,
@@ -595,6 +602,23 @@ export function startServices(init: {
       ownReplicas: () => host.status().map((v) => ({ shardId: v.shardId, state: v.state, epoch: v.epoch })),
       dropReplica: (shardId, epoch, members) => host.destroyReplica(shardId, epoch, members),
       onMap: init.onMap,
+      // As kvd wires it, with the run's (tightened) limits as the throttles.
+      ...(init.timing.rebalance === undefined
+        ? {}
+        : {
+            rebalance: {
+              hasher: init.hasher,
+              autoRebalance: true,
+              throttles: {
+                movesMax: init.limits.rebalanceMovesMax,
+                repairSlots: init.limits.rebalanceRepairSlots,
+                inPerNodeMax: init.limits.rebalanceMovesInPerNodeMax,
+                outPerNodeMax: init.limits.rebalanceMovesOutPerNodeMax,
+              },
+              listedMax: init.limits.rebalanceJobMovesListedMax,
+              pollMs: init.timing.rebalance.pollMs,
+            },
+          }),
     },
   )
   const router = new Router({ nodeId, map: () => agent.map, local, clock: init.clock })

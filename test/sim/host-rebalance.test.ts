@@ -1,0 +1,139 @@
+/**
+ * Rebalancing in the host simulator (test/sim/host/): the sharded cluster of host-sharded (five
+ * real NodeHosts with their real Routers and ClusterAgents, clients on the SDK's routing), every
+ * agent with the real executor (it works while its node leads the meta shard: plan, throttles,
+ * the job record, the mover) and liveness with a short dead-after, under the rebalancing nemesis
+ * (host/rebalance.ts): a node joins, a node is drained through NodeAction (kvctl's path), a node
+ * dies for good, as events drawn from the seed, and the meta leader is power-cut at chosen points
+ * of a job (after a move started and before the job was written, at each step of a move, after
+ * a job opened or ended), on top of the seed's crashes, partitions and loss.
+ *
+ * Checked while it runs: the membership rules every 5 ms (host/membership-rules.ts), replicas at
+ * one applied index identical, the job record every 250 ms (counters never go back; started =
+ * done + failed + running). At the end: nothing runs or is left to run, the job ended or says
+ * why, every data shard has the replication factor on nodes that stay (not gone, not drained), a
+ * drained node holds nothing, the jobs counted each move that ran once, replicas converge, routing
+ * converges, the history is linearizable and acknowledged writes are durable (host/run.ts).
+ *
+ * Replay one seed (the run is identical, trace hash included):
+ *   HOST_REBALANCE_SEED=0x3 npx vitest run test/sim/host-rebalance.test.ts
+ * and print its whole trace too:
+ *   HOST_REBALANCE_SEED=0x3 HOST_SIM_TRACE=1 npx vitest run test/sim/host-rebalance.test.ts
+ * A wider sweep: HOST_REBALANCE_FROM=100 HOST_REBALANCE_SEEDS=50 npx vitest run test/sim/host-rebalance.test.ts
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { Hasher } from '../../src/hashing/index.ts'
+import { loadHasher } from '../../src/storage/index.ts'
+import type { HostSimOverrides } from './host/options.ts'
+import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
+import { parseSeed } from './simulator.ts'
+
+/** Seeds run by default: between them a join, an accepted drain, a death and meta leader crashes. */
+const defaultSeeds = [0x1, 0x2, 0x4]
+const from = process.env['HOST_REBALANCE_FROM']
+const seeds =
+  from === undefined && process.env['HOST_REBALANCE_SEEDS'] === undefined
+    ? defaultSeeds
+    : Array.from(
+        { length: Number(process.env['HOST_REBALANCE_SEEDS'] ?? 8) },
+        (_, i) => Number(from ?? 1) + i,
+      )
+const only = process.env['HOST_REBALANCE_SEED']
+const timeoutMs = 180_000
+
+/**
+ * The rebalancing suite's layout: the sharded cluster with one slot that joins, the executor on,
+ * dead after 4 s of silence (the seed's crashes last at most 2.5 s, a death for good much longer),
+ * no meta workload (its registrations would take the joiner's id), a safety phase long enough for
+ * the events and their moves.
+ */
+export const rebalanceOverrides: HostSimOverrides = {
+  placement: 'sharded',
+  heartbeatMs: 200,
+  rebalance: true,
+  joinNodes: 1,
+  deadAfterMs: 4_000,
+  metaClients: 0,
+  safetyPhaseMs: 12_000,
+}
+
+let hasher: Hasher
+beforeAll(async () => {
+  hasher = await loadHasher()
+})
+
+async function runRebalance(
+  seed: number,
+  sink?: (line: string) => void,
+  overrides: HostSimOverrides = rebalanceOverrides,
+): Promise<HostRunResult> {
+  return await runHostSeed({ seed, hasher, overrides, ...(sink === undefined ? {} : { sink }) })
+}
+
+function replay(seed: number): string {
+  return `replay: HOST_REBALANCE_SEED=0x${seed.toString(16)} HOST_SIM_TRACE=1 npx vitest run test/sim/host-rebalance.test.ts`
+}
+
+/** One line of what rebalancing did in a run. */
+function describeRebalance(r: HostRunResult): string {
+  const b = r.stats.rebalance
+  const kv = (o: Record<string, number>): string =>
+    Object.entries(o)
+      .sort(([a], [c]) => a.localeCompare(c))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',')
+  return (
+    `rebalance seed=0x${r.seed.toString(16)} planned={${kv(b.planned)}} joined=${b.joined} drains=${b.drainsAccepted}/${b.drainsAccepted + b.drainsRefused} deaths=${b.deaths} ` +
+    `metaCrashes={${kv(b.metaCrashes)}} skipped=${b.metaCrashesSkipped} samples=${b.samples} jobs=${b.jobs} (done=${b.jobsDone} unseen=${b.jobsUnseen}) ` +
+    `moves started=${b.started} done=${b.done} failed=${b.failed} mover=${b.moverEnded}/${b.moverDone} final=${b.finalJob} ` +
+    `rules(samples=${r.stats.moves.rules.samples} joint=${r.stats.moves.rules.jointSeen} promotions=${r.stats.moves.rules.promotions} removals=${r.stats.moves.rules.removals})`
+  )
+}
+
+function expectHealthy(r: HostRunResult): void {
+  if (!r.ok) console.log(`FAILED seed 0x${r.seed.toString(16)}: ${replay(r.seed)}`)
+  const report = reportHostResult(r, replay(r.seed))
+  expect(r.ok, report).toBe(true)
+  expect(['ok', 'unknown'], report).toContain(r.stats.linearizability)
+  expect(r.stats.moves.rules.samples, report).toBeGreaterThan(1_000)
+  expect(r.stats.rebalance.samples, report).toBeGreaterThan(0)
+}
+
+function suiteIf(when: boolean, name: string, body: () => void): void {
+  if (when) describe(name, body)
+}
+
+const results: HostRunResult[] = []
+
+suiteIf(only === undefined, 'sim/host rebalance: seeds', () => {
+  for (const seed of seeds) {
+    it(
+      `seed 0x${seed.toString(16)}: joins, drains and deaths run as jobs through meta leader crashes`,
+      async () => {
+        const r = await runRebalance(seed)
+        results.push(r)
+        console.log(describeHostResult(r))
+        console.log(describeRebalance(r))
+        expectHealthy(r)
+      },
+      timeoutMs,
+    )
+  }
+})
+
+suiteIf(only !== undefined, 'sim/host rebalance: one seed', () => {
+  it(
+    `seed ${only ?? ''}`,
+    async () => {
+      const seed = parseSeed(only ?? '0')
+      const lines: string[] = []
+      const trace = process.env['HOST_SIM_TRACE'] === '1'
+      const r = await runRebalance(seed, trace ? (l: string) => lines.push(l) : undefined)
+      if (trace) console.log(lines.join('\n'))
+      console.log(describeHostResult(r))
+      console.log(describeRebalance(r))
+      expectHealthy(r)
+    },
+    timeoutMs,
+  )
+})

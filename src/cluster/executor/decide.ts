@@ -13,7 +13,9 @@
  * 3. Choose the moves to start now, in plan order (repairs, then drains, then balance), under the
  *    throttles: a cluster-wide cap, of which `repairSlots` only repairs may take; moves into each
  *    node and out of each live node (a dead source sends nothing: the shard's leader streams the
- *    snapshot). Nothing starts while the job is paused or cancelled; running moves go on.
+ *    snapshot). Nothing starts while the job is paused or cancelled; running moves go on. The job
+ *    listing the moves to start as planned (`intent`) is written before they are recorded with the
+ *    mover, so a meta leader that dies in between leaves a job that adopts them (step 1).
  * 4. The job ends `done` when nothing runs and the plan has nothing left to run; while shards are
  *    blocked (no quorum, no destination) or in safe mode it stays open and says why.
  *
@@ -70,6 +72,11 @@ export interface StepOutput {
   readonly job: JobRecord | undefined
   /** Moves to record with the mover now, in order. */
   readonly start: readonly PlannedMove[]
+  /**
+   * The job to write before `start` is recorded with the mover: `start` listed as planned, not yet
+   * counted (the input's own object when it already says so; undefined when nothing starts).
+   */
+  readonly intent: JobRecord | undefined
   /** Why each planned move that did not start waits, by shard id. */
   readonly waiting: ReadonlyMap<ShardId, WaitReason>
 }
@@ -109,7 +116,7 @@ export function step(input: StepInput): StepOutput {
       bytes: 0,
       reason: '',
     }
-  if (job === undefined) return { job: input.job, start: [], waiting: new Map() }
+  if (job === undefined) return { job: input.job, start: [], intent: undefined, waiting: new Map() }
 
   const { start, waiting } = choose(job, moves, input)
   const startedIds = new Set(start.map((m) => m.shardId))
@@ -120,6 +127,24 @@ export function step(input: StepInput): StepOutput {
   const ending = job.state === 'cancelled' || job.state === 'done'
   const planned = ending ? [] : moves.filter((m) => !startedIds.has(m.shardId))
   const room = Math.max(0, input.listedMax - running.length)
+  const ran = job.moves.filter((m) => m.state === 'running')
+  const ahead = [...start, ...planned]
+  const before: JobRecord = {
+    ...job,
+    registry: job.state === 'cancelled' ? job.registry : input.registry,
+    moves: [
+      ...ran,
+      ...ahead.slice(0, Math.max(0, input.listedMax - ran.length)).map((m) => jobMoveOf(m, 'planned')),
+    ],
+    unlisted: Math.max(0, ahead.length - Math.max(0, input.listedMax - ran.length)),
+    reason: reasonOf(input.plan, input.autoRebalance, job.state),
+  }
+  const intent =
+    start.length === 0
+      ? undefined
+      : sameJob(input.job, before)
+        ? input.job
+        : { ...before, updatedMs: input.nowMs }
   let next: JobRecord = {
     ...job,
     registry: job.state === 'cancelled' ? job.registry : input.registry,
@@ -132,7 +157,12 @@ export function step(input: StepInput): StepOutput {
     const stuck = input.plan.blocked.length > 0
     if (!stuck && next.state === 'running') next = { ...next, state: 'done', finishedMs: input.nowMs }
   }
-  return { job: sameJob(input.job, next) ? input.job : { ...next, updatedMs: input.nowMs }, start, waiting }
+  return {
+    job: sameJob(input.job, next) ? input.job : { ...next, updatedMs: input.nowMs },
+    start,
+    intent,
+    waiting,
+  }
 }
 
 /** An operator's pause, resume or cancel, applied to the job (undefined: no such change applies). */

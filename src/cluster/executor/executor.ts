@@ -30,7 +30,7 @@ import type { StateChange } from '../liveness.ts'
 import type { Mover, MoveView } from '../mover.ts'
 import type { NodeState } from '../records.ts'
 import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
-import type { JobRecord } from './job.ts'
+import { encodeJob, type JobRecord } from './job.ts'
 import { describeError, leaderMetaStore, wholeMs, withDeadline } from '../meta-leader.ts'
 
 export interface ExecutorInit {
@@ -250,6 +250,19 @@ export class Executor {
       listedMax: this.init.listedMax,
     })
     let job = out.job
+    let written = storedJob
+    if (out.intent !== undefined && out.intent !== storedJob?.job) {
+      // The moves to start are listed as planned before the mover records them (decide.ts step 3).
+      try {
+        await store.writeJob(out.intent, storedJob?.version ?? 0)
+      } catch (err) {
+        // An operator steered the job since it was read: the next poll starts from theirs.
+        if (!isKvError(err) || err.code !== ErrorCode.VersionMismatch) throw err
+        return
+      }
+      written = await store.job()
+      if (written === undefined || !sameBytes(encodeJob(written.job), encodeJob(out.intent))) return
+    }
     for (const m of out.start) {
       if (m.from === undefined) continue
       try {
@@ -271,9 +284,9 @@ export class Executor {
           }
       }
     }
-    if (job !== undefined && job !== storedJob?.job) {
+    if (job !== undefined && job !== written?.job) {
       try {
-        await store.writeJob(job, storedJob?.version ?? 0)
+        await store.writeJob(job, written?.version ?? 0)
       } catch (err) {
         // An operator steered the job since it was read: the next poll starts from theirs.
         if (!isKvError(err) || err.code !== ErrorCode.VersionMismatch) throw err
@@ -415,4 +428,8 @@ export function nodeAction(
       return { ...base, ...(req.dryRun ? {} : { remove: node.state, state: 'removed' }) }
     }
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
 }

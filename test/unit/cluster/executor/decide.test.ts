@@ -267,6 +267,35 @@ describe('cluster/executor step: a new meta leader replays', () => {
     expect(out.job!.moves.every((m) => m.state === 'running')).toBe(true)
   })
 
+  it('the moves to start are first written as planned: a leader that dies before writing the job after them leaves one that adopts them', () => {
+    const plan = planOf([mv(1, 1, 4), mv(2, 1, 5), mv(3, 1, 6)])
+    const out = step(input({ plan }))
+    expect(started(out)).toEqual([1, 2])
+    // The intent: a new job, the moves to start listed first as planned, nothing counted yet.
+    expect(out.intent).toMatchObject({ id: 1, state: 'running', started: 0 })
+    expect(out.intent!.moves.map((m) => [m.shardId, m.state])).toEqual([
+      [1, 'planned'],
+      [2, 'planned'],
+      [3, 'planned'],
+    ])
+    // The mover recorded both, the leader died before writing the job: the next one adopts them
+    // from the intent it finds and starts neither again (no move without a job that counts it).
+    const running = [1, 2].map((s) => ({ shardId: ShardId(s), from: NodeId(1), to: NodeId(s + 3) }))
+    const next = step(input({ job: out.intent, plan: planOf([mv(3, 1, 6)]), running }))
+    expect(next.start).toEqual([])
+    expect(next.intent).toBeUndefined()
+    expect(next.job).toMatchObject({ id: 1, started: 2 })
+    expect(next.job!.moves.map((m) => [m.shardId, m.state])).toEqual([
+      [1, 'running'],
+      [2, 'running'],
+      [3, 'planned'],
+    ])
+    // A job that lists the moves to start as planned already needs no write before them.
+    const again = step(input({ job: out.intent, plan, nowMs: 2000 }))
+    expect(started(again)).toEqual([1, 2])
+    expect(again.intent).toBe(out.intent)
+  })
+
   it('registryKey does not depend on order', () => {
     const a = { id: 1, state: 'active', zone: 'a', weight: 1 }
     const b = { id: 2, state: 'dead', zone: 'b', weight: 2 }

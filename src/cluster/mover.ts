@@ -397,6 +397,16 @@ export class Mover {
         // the move was never recorded failed): catch it up again (catch-up adds it back first).
         if (![...config.voters, ...config.learners, ...config.votersOutgoing].includes(move.to))
           return next('catchup', config.epoch)
+        // The learner fell behind after catching up (it died or was cut off): back to catch-up,
+        // which rolls the move back when it stays behind or is dead (the leader would refuse the
+        // replace for ever, and a move never gives up at replace).
+        const peer = leader.state.progress.find((x) => x.nodeId === move.to)
+        const behind =
+          peer === undefined || !peer.recentActive || peer.match + caughtUpLag < leader.state.lastIndex
+        if (config.learners.includes(move.to) && behind) {
+          p.lastProgressMs = this.c.clock.nowMs()
+          return next('catchup', config.epoch)
+        }
         if (leader.nodeId === move.from) return next('transfer', config.epoch)
         const after = await this.c.remote.change(
           leader.address,

@@ -123,8 +123,11 @@ export function emptyRebalanceStats(): RebalanceStats {
 const sampleEveryMs = 250
 /** The budget of one request to an agent or one read of the meta shard. */
 const requestMs = 2_000
-/** Attempts of a join or a drain whose request went unanswered, and the pause between two. */
-const attemptsMax = 10
+/**
+ * Attempts of a join or a drain whose request went unanswered, and the pause between two (with
+ * the meta shard's leaders crashing, an operator may need a while: `finish` waits for them).
+ */
+const attemptsMax = 40
 const retryMs = 500
 /** Simulated time `finish` gives the cluster to settle after healing. */
 export const rebalanceFinishMsMax = 120_000
@@ -175,6 +178,8 @@ export class RebalanceNemesis {
   /** Every move the mover ended (its recent list, sampled), by identity. */
   private readonly ended = new Map<string, MoveRecord>()
   private sampling = false
+  /** Events under way (a join or a drain retrying): `finish` waits for them. */
+  private pending = 0
   /** The node a drain was accepted for (it must end empty), and the node gone for good. */
   private readonly drained = new Set<NodeId>()
   private readonly gone = new Set<NodeId>()
@@ -192,7 +197,10 @@ export class RebalanceNemesis {
       this.stats.planned[e.kind] = (this.stats.planned[e.kind] ?? 0) + 1
       c.sim.schedule(Math.max(0, e.atMs - c.sim.nowMs), () => {
         if (c.failure !== null) return
-        this.apply(e).catch((err: unknown) => c.fail('crash', `rebalance nemesis: ${String(err)}`))
+        this.pending++
+        this.apply(e)
+          .catch((err: unknown) => c.fail('crash', `rebalance nemesis: ${String(err)}`))
+          .finally(() => this.pending--)
       })
     }
     const n = 1 + this.random.int(4)
@@ -425,6 +433,7 @@ export class RebalanceNemesis {
   /** Why the cluster has not settled yet, or null (see `finish`). */
   private unsettled(status: RebalanceStatus): string | null {
     const c = this.cluster
+    if (this.pending > 0) return `${this.pending} events still under way`
     if (status.running.length > 0)
       return `moves running: ${status.running.map((m) => `shard ${m.shardId} n${m.from}->n${m.to} at ${m.step} (${m.reason})`).join('; ')}`
     const left = runnable(status.plan, true)

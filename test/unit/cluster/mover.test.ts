@@ -98,6 +98,9 @@ class FakeShard implements ReplicaRemote {
           throw new KvError(ErrorCode.MoveRefused, 'transfer leadership first')
         if (!this.learners.includes(change.add))
           throw new KvError(ErrorCode.MoveRefused, `node ${change.add} must be a learner of the shard first`)
+        // As the leader does: a learner it does not hear from is not caught up.
+        if (this.dead.has(change.add))
+          throw new KvError(ErrorCode.MoveRefused, `learner ${change.add} has not caught up yet`)
         this.voters = [...this.voters.filter((v) => v !== change.remove), change.add]
         this.learners = this.learners.filter((l) => l !== change.add)
         this.epoch += 2
@@ -320,6 +323,27 @@ describe('cluster/mover', () => {
     const mover = r.mover()
     await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
     for (let i = 0; i < 4; i++) await mover.runOnce()
+    expect(r.shard.learners).toEqual([4])
+    r.shard.dead.add(n(4))
+    r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {
+      hints: [2],
+    })
+    await runToEnd(mover)
+    const { recent } = await mover.list(signal())
+    expect(recent[0]?.step).toBe('failed')
+    expect(r.shard.learners).toEqual([])
+    expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+  })
+
+  it('rolls back a move whose destination died at replace, after it caught up (the leader refuses the replace for ever)', async () => {
+    const r = await rig()
+    const mover = r.mover()
+    await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
+    for (let i = 0; i < 30; i++) {
+      await mover.runOnce()
+      if ((await mover.list(signal())).running[0]?.step === 'replace') break
+    }
+    expect((await mover.list(signal())).running[0]?.step).toBe('replace')
     expect(r.shard.learners).toEqual([4])
     r.shard.dead.add(n(4))
     r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {

@@ -18,7 +18,10 @@
  * It is state-machine state: changed only by `apply` (a pure function of the log: recency is a log
  * index, never a time), written through the apply's batch under the shard-local prefix (keys.ts
  * `dedupClientKey`/`dedupResultKey`), and identical on every replica that applied the same
- * commands, whether it loaded the table from disk or built it in memory.
+ * commands, whether it loaded the table from disk or built it in memory. A client's header is
+ * written once per entry however many of its commands the entry holds: `begin` and `register`
+ * mark it changed, and the caller ends every entry with `flush` (into the same batch), which
+ * writes each changed header once; results and deletions are written as they happen.
  *
  * Registered sessions (Raft thesis §6.3 RegisterClient; every write from the network): a client id
  * is registered on the shard through the log (`register`, with the principal it belongs to and a
@@ -51,6 +54,7 @@ import {
   decodeDedupKey,
   failStop,
   type MalformedHandler,
+  dedupClientIdBytes,
   dedupClientKey,
   dedupResultKey,
   type Entry,
@@ -103,6 +107,8 @@ export interface DedupClientView extends DedupClientHeader {
 }
 
 interface ClientState {
+  /** The client id's bytes in its dedup keys (keys.ts dedupClientIdBytes), encoded once. */
+  readonly idBytes: Uint8Array
   watermark: number
   lastIndex: LogIndex
   readonly principal: string | null
@@ -258,6 +264,8 @@ export class DedupTable {
   private readonly clients = new Map<string, ClientState>()
   // The largest lastIndex in the table (0 when empty): activity must come in increasing index order.
   private newestIndex = 0
+  // Clients whose header changed since the last `flush`. Invariant: each is in `clients`.
+  private readonly changed = new Map<string, ClientState>()
 
   constructor(init: DedupTableInit) {
     assert(Number.isSafeInteger(init.clientsMax) && init.clientsMax > 0, 'bad dedupClientsMax')
@@ -285,6 +293,7 @@ export class DedupTable {
         assert(!loaded.has(k.clientId), 'duplicate dedup header')
         const header = decodeDedupHeader(value)
         loaded.set(k.clientId, {
+          idBytes: dedupClientIdBytes(k.clientId),
           watermark: header.watermark,
           lastIndex: header.lastIndex,
           principal: header.principal ?? null,
@@ -333,10 +342,11 @@ export class DedupTable {
   /** Deletes a client and its results from the table and the batch. */
   private forget(clientId: string, client: ClientState, writer: DedupWriter): void {
     this.clients.delete(clientId)
+    this.changed.delete(clientId)
     if (client.principal !== null) this.countPrincipal(client.principal, -1)
     for (const seq of [...client.results.keys()].sort(ascending))
-      writer.del(dedupResultKey(this.shardId, clientId, seq))
-    writer.del(dedupClientKey(this.shardId, clientId))
+      writer.del(dedupResultKey(this.shardId, client.idBytes, seq))
+    writer.del(dedupClientKey(this.shardId, client.idBytes))
   }
 
   /** Raises a client's watermark to `to`, deleting the results below it. */
@@ -346,12 +356,15 @@ export class DedupTable {
     const acknowledged = [...client.results.keys()].filter((seq) => seq < to)
     for (const seq of acknowledged.sort(ascending)) {
       client.results.delete(seq)
-      writer.del(dedupResultKey(this.shardId, clientId, seq))
+      writer.del(dedupResultKey(this.shardId, client.idBytes, seq))
     }
   }
 
-  /** Makes `index` the client's last activity (moving it to the recent end) and writes its header. */
-  private touch(clientId: string, client: ClientState, index: LogIndex, writer: DedupWriter): void {
+  /**
+   * Makes `index` the client's last activity (moving it to the recent end); its header is written
+   * by the next `flush`.
+   */
+  private touch(clientId: string, client: ClientState, index: LogIndex): void {
     // Several writes of one client may share an entry (a group, commands.ts): the index is then
     // already this client's last activity, and it stays the most recent client.
     const again =
@@ -362,7 +375,19 @@ export class DedupTable {
     client.lastIndex = index
     if (client.principal !== null) client.lastActiveMs = this.clockMs
     this.clients.set(clientId, client)
-    writer.put(dedupClientKey(this.shardId, clientId), encodeDedupHeader(client))
+    this.changed.set(clientId, client)
+  }
+
+  /**
+   * Writes the header of every client changed since the last flush, once each. The state machine
+   * calls it at the end of every entry it applies, into the entry's batch.
+   */
+  flush(writer: DedupWriter): void {
+    for (const [clientId, client] of this.changed) {
+      assert(this.clients.get(clientId) === client, 'dedup: a changed header of a forgotten client')
+      writer.put(dedupClientKey(this.shardId, client.idBytes), encodeDedupHeader(client))
+    }
+    this.changed.clear()
   }
 
   /**
@@ -389,7 +414,7 @@ export class DedupTable {
     if (existing !== undefined) {
       if (existing.principal !== stamp.principal) return { kind: 'conflict' }
       this.raiseWatermark(clientId, existing, floor, writer)
-      this.touch(clientId, existing, index, writer)
+      this.touch(clientId, existing, index)
       return { kind: 'registered' }
     }
     if (this.sessionsOf(stamp.principal) >= this.sessionsPerPrincipalMax) {
@@ -402,6 +427,7 @@ export class DedupTable {
     }
     if (this.clients.size >= this.clientsMax) return { kind: 'full', limit: this.clientsMax }
     const client: ClientState = {
+      idBytes: dedupClientIdBytes(clientId),
       watermark: floor,
       lastIndex: index,
       principal: stamp.principal,
@@ -409,7 +435,7 @@ export class DedupTable {
       results: new Map(),
     }
     this.countPrincipal(stamp.principal, 1)
-    this.touch(clientId, client, index, writer)
+    this.touch(clientId, client, index)
     return { kind: 'registered' }
   }
 
@@ -457,6 +483,7 @@ export class DedupTable {
       return { kind: 'stale', watermark: client.watermark }
     if (client === undefined) {
       client = {
+        idBytes: dedupClientIdBytes(tag.clientId),
         watermark: tag.firstIncompleteSeq,
         lastIndex: index,
         principal: null,
@@ -466,7 +493,7 @@ export class DedupTable {
     } else {
       this.raiseWatermark(tag.clientId, client, tag.firstIncompleteSeq, writer)
     }
-    this.touch(tag.clientId, client, index, writer)
+    this.touch(tag.clientId, client, index)
     if (tag.session === undefined) this.evict(writer)
     const saved = client.results.get(tag.seq)
     if (saved !== undefined) return { kind: 'duplicate', result: saved }
@@ -482,7 +509,7 @@ export class DedupTable {
     assert(tag.seq >= client.watermark, 'record of a stale seq')
     assert(!client.results.has(tag.seq), 'record of a seq already saved')
     client.results.set(tag.seq, result)
-    writer.put(dedupResultKey(this.shardId, tag.clientId, tag.seq), encodeDedupResult(result))
+    writer.put(dedupResultKey(this.shardId, client.idBytes, tag.seq), encodeDedupResult(result))
   }
 
   /** Unregistered clients only (in-process callers): beyond clientsMax, the least recent goes. */

@@ -228,7 +228,9 @@ export class KvStateMachine {
     assert(index === this.applied + 1, 'apply out of order')
     this.applied = index
     writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
-    return this.applyAt(index, command, writer, reader)
+    const outcome = this.applyAt(index, command, writer, reader)
+    this.dedup.flush(writer)
+    return outcome
   }
 
   /**
@@ -249,10 +251,13 @@ export class KvStateMachine {
     assert(index === this.applied + 1, 'apply out of order')
     this.applied = index
     writer.put(raftAppliedIndexKey(this.shardId), encodeAppliedIndex(index))
-    return commands.map((command) => {
+    const outcomes = commands.map((command) => {
       assert(command.kind !== 'register', 'a registration in a group')
       return this.applyAt(index, command, writer, reader)
     })
+    // The client's header once for the whole entry, not once per command.
+    this.dedup.flush(writer)
+    return outcomes
   }
 
   private applyAt(index: LogIndex, command: Command, writer: ApplyWriter, reader: ApplyReader): ApplyOutcome {

@@ -592,6 +592,41 @@ describe('shard/state-machine registered sessions (§6.3): games other clients p
     expect(await h2.one(tagged(put('b', 'Y'), 'c', 2, 1))).toEqual({ kind: 'put', version: 2 })
   })
 
+  it("writes a client's dedup header once per entry, holding the entry's last state", async () => {
+    const h = await new Harness(hasher).open()
+    await h.entry(tagged(put('a', '0'), 'c', 1))
+    await h.entry(tagged(put('x', '0'), 'd', 1))
+    // One entry of five commands of client c, the watermark rising within it.
+    const keys = ['a', 'b', 'e', 'f', 'g']
+    const commands = keys.map((k, i) => tagged(put(k, String(i)), 'c', i + 2, i + 1))
+    const read = commands.flatMap((c) => h.machine.readKeys(c))
+    const values = await h.engine.multiGet(read)
+    const batch = h.engine.batch()
+    const overlay = new ApplyOverlay(
+      batch,
+      read.map((k, i) => [k, values[i] ?? null] as const),
+    )
+    h.machine.applyEntry(LogIndex(h.machine.appliedIndex + 1), commands, overlay, overlay)
+    const range = dedupRange(shard)
+    const inRange = (k: Uint8Array): boolean =>
+      Buffer.compare(k, range.gte) >= 0 && Buffer.compare(k, range.lt) < 0
+    const ops = batch.ops().filter((op) => op.kind !== 'deleteRange' && inRange(op.key))
+    const headers = ops.filter((op) => op.kind === 'put' && decodeDedupKey(op.key).seq === undefined)
+    expect(headers).toHaveLength(1)
+    const header = headers[0]!
+    if (header.kind !== 'put') throw new Error('not a put')
+    expect(decodeDedupKey(header.key).clientId).toBe('c')
+    expect(decodeDedupHeader(header.value)).toMatchObject({ watermark: 5, lastIndex: 3 })
+    // One result per command, and the results below the final watermark deleted.
+    const results = ops.filter((op) => op.kind === 'put' && decodeDedupKey(op.key).seq !== undefined)
+    expect(results).toHaveLength(commands.length)
+    await h.engine.write(batch, { sync: true })
+    expect(await storedDedup(h)).toEqual(['c:w5', 'c:5', 'c:6', 'd:w1', 'd:1'])
+    const h2 = await h.reopen()
+    expect(h2.machine.dedupClient('c')).toEqual(h.machine.dedupClient('c'))
+    expect(h2.machine.dedupClient('d')).toEqual(h.machine.dedupClient('d'))
+  })
+
   it('applies a grouped entry exactly as its commands one entry each would, but for versions', async () => {
     const commands = [
       tagged(put('a', '1'), 'c', 1),

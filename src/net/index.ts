@@ -13,6 +13,7 @@
  *   metadata.ts        node claims in request metadata (ringkv-from, -forwarded-by, -principal)
  *   gate.ts            admission: the bounded count of requests in flight, and drain
  *   decode.ts          requests that do not decode are INVALID_ARGUMENT
+ *   deadline-sweep.ts  every call's deadline behind one timer
  *   pipeline.ts        the steps, in order, and the handler kinds written against them
  *   listener.ts        one gRPC server on one address behind the pipeline
  *

@@ -11,7 +11,8 @@
  *                      (connection-quota.ts), then the node-wide request gate (gate.ts):
  *                      OVERLOADED when full, UNAVAILABLE while draining
  *   5. deadline        the caller's deadline (at most limits.requestDeadlineMsMax) as an
- *                      AbortSignal, also aborted when the caller cancels
+ *                      AbortSignal, also aborted when the caller cancels; every call's deadline
+ *                      waits in one sweep with one timer (deadline-sweep.ts), not a timer each
  *   6. decoding        a request that did not decode is INVALID_ARGUMENT (decode.ts)
  *   7. the handler     with a CallContext: principal, signal, deadline, forwarded
  *   8. errors          any failure becomes its status through the one error map (server/status.ts,
@@ -39,7 +40,7 @@ import type {
   UntypedHandleCall,
 } from '@grpc/grpc-js'
 import { AssertionError } from '../common/assert.ts'
-import { DeadlineError, type Clock, type TimerHandle } from '../common/clock.ts'
+import { DeadlineError, type Clock } from '../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId } from '../common/ids.ts'
 import type { Limits } from '../common/limits.ts'
@@ -47,6 +48,7 @@ import type { Logger } from '../common/logger.ts'
 import { accessError, allows, ruleOf, type Access, type ListenerKind, type MethodRule } from './access.ts'
 import type { AuthContext, Authenticator } from './authenticator.ts'
 import { ConnectionQuota } from './connection-quota.ts'
+import { DeadlineSweep, type DeadlineEntry } from './deadline-sweep.ts'
 import { decoded, type MalformedRequest } from './decode.ts'
 import type { RequestGate } from './gate.ts'
 import { describePrincipal, principalKey, type Principal } from './identity.ts'
@@ -228,11 +230,13 @@ export class Pipeline {
   private readonly c: PipelineComponents
   private readonly log: Logger
   private readonly quota: ConnectionQuota
+  private readonly deadlines: DeadlineSweep
 
   constructor(components: PipelineComponents) {
     this.c = components
     this.log = components.logger.child({ component: 'pipeline' })
     this.quota = new ConnectionQuota(components.limits)
+    this.deadlines = new DeadlineSweep(components.clock)
   }
 
   /**
@@ -312,7 +316,7 @@ export class Pipeline {
     return { rule, caller, principal, forwardedBy }
   }
 
-  /** The context of an admitted call, with its signal; `dispose` releases the timer and listener. */
+  /** The context of an admitted call, with its signal; `dispose` releases the deadline and listener. */
   private context(
     admitted: Admitted,
     listener: ListenerKind,
@@ -321,14 +325,14 @@ export class Pipeline {
     call: ContextCall,
   ): { ctx: CallContext; dispose: () => void } {
     const { clock, limits } = this.c
-    // One controller and at most one timer per call: this runs on every request.
+    // One controller per call and its deadline in the pipeline's one sweep: this runs on every request.
     const controller = new AbortController()
     const onCancelled = (): void =>
       controller.abort(new KvError(ErrorCode.Cancelled, 'cancelled by the client'))
     call.once('cancelled', onCancelled)
-    let timer: TimerHandle | undefined
+    let expiry: DeadlineEntry | undefined
     const dispose = (): void => {
-      timer?.cancel()
+      if (expiry !== undefined) this.deadlines.remove(expiry)
       call.off('cancelled', onCancelled)
     }
     const deadline = call.getDeadline()
@@ -341,7 +345,7 @@ export class Pipeline {
         dispose()
         throw err
       }
-      timer = clock.setTimer(ms, () => controller.abort(new DeadlineError()))
+      expiry = this.deadlines.add(ms, () => controller.abort(new DeadlineError()))
     }
     const { caller, principal, forwardedBy } = admitted
     const ctx: CallContext = {

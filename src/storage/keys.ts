@@ -71,28 +71,53 @@ const shardIdEnd = 0x1_0000_0000
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-function hashBytes(hash: bigint): Uint8Array {
+/** Writes `hash` big-endian into out[offset..offset+8) (two number halves: no bigint per byte). */
+function writeHash(out: Uint8Array, offset: number, hash: bigint): void {
   assert(hash >= 0n && hash < hashEnd, 'hash out of range')
+  const hi = Number(hash >> 32n)
+  const lo = Number(hash & 0xffff_ffffn)
+  out[offset] = hi >>> 24
+  out[offset + 1] = (hi >>> 16) & 0xff
+  out[offset + 2] = (hi >>> 8) & 0xff
+  out[offset + 3] = hi & 0xff
+  out[offset + 4] = lo >>> 24
+  out[offset + 5] = (lo >>> 16) & 0xff
+  out[offset + 6] = (lo >>> 8) & 0xff
+  out[offset + 7] = lo & 0xff
+}
+
+function hashBytes(hash: bigint): Uint8Array {
   const out = new Uint8Array(8)
-  let v = hash
-  for (let i = 7; i >= 0; i--) {
-    out[i] = Number(v & 0xffn)
-    v >>= 8n
-  }
+  writeHash(out, 0, hash)
   return out
 }
 
 function readHash(bytes: Uint8Array, offset: number): bigint {
-  let v = 0n
-  for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(bytes[offset + i] as number)
-  return v
+  const hi =
+    (((bytes[offset] as number) << 24) |
+      ((bytes[offset + 1] as number) << 16) |
+      ((bytes[offset + 2] as number) << 8) |
+      (bytes[offset + 3] as number)) >>>
+    0
+  const lo =
+    (((bytes[offset + 4] as number) << 24) |
+      ((bytes[offset + 5] as number) << 16) |
+      ((bytes[offset + 6] as number) << 8) |
+      (bytes[offset + 7] as number)) >>>
+    0
+  return (BigInt(hi) << 32n) | BigInt(lo)
 }
 
 // ---- user data ----
 
 /** The storage key of user key `key` whose xxh64 is `hash`. */
 export function dataKey(hash: bigint, key: Uint8Array): Uint8Array {
-  return concatBytes(Uint8Array.of(KeySpace.Data), hashBytes(hash), key)
+  // One allocation: this runs for every key of every read and write, on every replica.
+  const out = new Uint8Array(9 + key.length)
+  out[0] = KeySpace.Data
+  writeHash(out, 1, hash)
+  out.set(key, 9)
+  return out
 }
 
 export function isDataKey(storageKey: Uint8Array): boolean {
@@ -210,19 +235,27 @@ export function shardLocalRange(shardId: ShardId): KeyRange {
 
 const DedupRecordKind = { Client: 0x00, Result: 0x01 } as const
 
-function dedupClientPrefix(shardId: ShardId, clientId: string): ByteWriter {
-  const id = encoder.encode(clientId)
+/**
+ * A client id as dedup keys hold it (UTF-8): `dedupClientKey` and `dedupResultKey` take the
+ * string or these bytes, so a caller making many keys of one client encodes its id once.
+ */
+export function dedupClientIdBytes(clientId: string): Uint8Array {
+  return encoder.encode(clientId)
+}
+
+function dedupClientPrefix(shardId: ShardId, clientId: string | Uint8Array): ByteWriter {
+  const id = typeof clientId === 'string' ? encoder.encode(clientId) : clientId
   assert(id.length > 0 && id.length <= 0xff, 'dedup client id must be 1..255 bytes')
   return shardPrefix(KeySpace.ShardLocal, shardId).u8(ShardLocalKind.Dedup).u8(id.length).raw(id)
 }
 
 /** The key of one client's dedup header (watermark and last activity). */
-export function dedupClientKey(shardId: ShardId, clientId: string): Uint8Array {
+export function dedupClientKey(shardId: ShardId, clientId: string | Uint8Array): Uint8Array {
   return dedupClientPrefix(shardId, clientId).u8(DedupRecordKind.Client).finish()
 }
 
 /** The key of the saved result of `seq` of one client. */
-export function dedupResultKey(shardId: ShardId, clientId: string, seq: number): Uint8Array {
+export function dedupResultKey(shardId: ShardId, clientId: string | Uint8Array, seq: number): Uint8Array {
   return dedupClientPrefix(shardId, clientId).u8(DedupRecordKind.Result).u64(seq).finish()
 }
 

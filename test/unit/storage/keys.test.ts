@@ -49,6 +49,13 @@ describe('storage/keys', () => {
     )
   })
 
+  it('lays a data key out as space | hash big-endian | key (the on-disk format)', () => {
+    const key = dataKey(0x8102_0304_0506_07f8n, Uint8Array.of(0xaa, 0xbb))
+    expect([...key.subarray(1)]).toEqual([0x81, 2, 3, 4, 5, 6, 7, 0xf8, 0xaa, 0xbb])
+    expect(decodeDataKey(key).hash).toBe(0x8102_0304_0506_07f8n)
+    expect([...dataKey(hashEnd - 1n, Uint8Array.of(1)).subarray(1, 9)]).toEqual(Array(8).fill(0xff))
+  })
+
   it('orders data keys by hash first, then by key', () => {
     fc.assert(
       fc.property(u64, userKey, u64, userKey, (h1, k1, h2, k2) => {

@@ -67,7 +67,7 @@ import type { ApplyResult } from './dedup.ts'
 import { encodeDescriptor, type ShardDescriptorRecord } from './descriptor.ts'
 import { changeDone, isJointConf, membersOf, planConfChange, type ReplicaChange } from './replica-change.ts'
 import { resultOfOutcome } from './replica-common.ts'
-import { commandAcceptable } from './validate.ts'
+import { acceptableCommands } from './validate.ts'
 import {
   encodeAppliedIndex,
   type KvStateMachine,
@@ -316,6 +316,13 @@ export class RaftGroup {
   private applyWaiters: ApplyWaiter[] = []
   private readCounter = 0
   private readonly decoded = new Map<LogIndex, readonly Command[]>()
+  /**
+   * Commands of entry data a follower's append check decoded (entryAcceptable), keyed by the data
+   * bytes themselves, never by index (an index may be overwritten by another leader's entry; the
+   * same bytes always decode alike). Taken out when the entry applies; weak, so an entry dropped
+   * before applying leaves nothing behind.
+   */
+  private readonly checked = new WeakMap<Uint8Array, readonly Command[]>()
 
   /** Per peer: the last time any message of this group came from it, and its reported applied index. */
   private readonly peerContactMs = new Map<NodeId, number>()
@@ -353,7 +360,12 @@ export class RaftGroup {
         random: components.random,
         logger: this.log,
         // The absolute limits, not this node's tightened ones: what any member may have accepted.
-        entryAcceptable: (data) => commandAcceptable(data, limits),
+        // What the check decodes is kept for the apply (commandsOf), by the data's identity.
+        entryAcceptable: (data) => {
+          const commands = acceptableCommands(data, limits)
+          if (commands !== null) this.checked.set(data, commands)
+          return commands !== null
+        },
       },
     )
     this.refreshSoftState()
@@ -1008,7 +1020,8 @@ export class RaftGroup {
     if (e.type !== EntryType.Normal || e.data.length === 0) return undefined
     let commands = this.decoded.get(e.index)
     if (commands === undefined) {
-      commands = decodeEntry(e.data)
+      commands = this.checked.get(e.data) ?? decodeEntry(e.data)
+      this.checked.delete(e.data)
       this.decoded.set(e.index, commands)
     }
     return commands

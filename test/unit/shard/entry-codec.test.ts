@@ -10,7 +10,7 @@ import {
   type Command,
 } from '../../../src/shard/commands.ts'
 import { ByteWriter } from '../../../src/storage/index.ts'
-import { commandAcceptable } from '../../../src/shard/validate.ts'
+import { acceptableCommands, commandAcceptable } from '../../../src/shard/validate.ts'
 
 // Grouped entries (commands.ts encodeEntry): tagged writes of one client in one Raft entry.
 
@@ -137,6 +137,11 @@ describe('shard/commands grouped entries', () => {
     // The entry check a follower runs on a peer's append says the same.
     expect(commandAcceptable(groupOf([a1, a2]), limits)).toBe(true)
     expect(commandAcceptable(groupOf([a1, encodeCommand(tagged('b', 2))]), limits)).toBe(false)
+    // What the check decodes is what the apply would decode (a follower keeps it for the apply).
+    const group = groupOf([a1, a2])
+    expect(acceptableCommands(group, limits)).toEqual(decodeEntry(group))
+    expect(acceptableCommands(groupOf([a1, encodeCommand(tagged('b', 2))]), limits)).toBeNull()
+    expect(acceptableCommands(flagged, limits)).toBeNull()
   })
 
   it('encodes at most entryCommandsMax commands, all of one client', () => {

@@ -4,7 +4,9 @@
  *
  * - NOT_FOUND: the shard or a node is not in the map;
  * - MOVE_REFUSED: the meta shard (it does not move yet), the source holds no replica of the shard,
- *   the destination already does (or is the source), the destination is not active (dead,
+ *   no source is named while the shard holds its full replicas already (a move without a source
+ *   adds a replica: only for a shard short of replicas), the destination already holds one (or
+ *   is the source), the destination is not active (dead,
  *   draining, still joining), or the move would put two replicas of the shard in one zone while
  *   the cluster has zones enough for each replica to have its own.
  *
@@ -18,7 +20,8 @@ import type { ShardRecord } from './records.ts'
 
 export interface MoveRequest {
   readonly shardId: ShardId
-  readonly from: NodeId
+  /** The replica given up; absent: a replica is added (the shard is short of replicas). */
+  readonly from?: NodeId
   readonly to: NodeId
   /** The shard epoch the move was planned at (0: no check). */
   readonly epoch: number
@@ -35,14 +38,18 @@ export function checkMove(map: ClusterMap, req: MoveRequest): ShardRecord {
   const shard = map.shard(req.shardId)
   if (shard === undefined)
     throw new KvError(ErrorCode.NotFound, `no shard ${req.shardId}`, { details: { field: 'shardId' } })
-  const from = map.node(req.from)
-  if (from === undefined)
+  if (req.from !== undefined && map.node(req.from) === undefined)
     throw new KvError(ErrorCode.NotFound, `no node ${req.from}`, { details: { field: 'from' } })
   const to = map.node(req.to)
   if (to === undefined)
     throw new KvError(ErrorCode.NotFound, `no node ${req.to}`, { details: { field: 'to' } })
   if (req.from === req.to) throw refused('the source and the destination are the same node', 'to')
-  if (!shard.replicas.includes(req.from))
+  if (req.from === undefined && shard.replicas.length >= map.cluster.replicaCount)
+    throw refused(
+      `shard ${req.shardId} holds ${shard.replicas.length} replicas already (replication factor ${map.cluster.replicaCount}): name the replica to move`,
+      'from',
+    )
+  if (req.from !== undefined && !shard.replicas.includes(req.from))
     throw refused(`node ${req.from} holds no replica of shard ${req.shardId}`, 'from')
   if (shard.replicas.includes(req.to))
     throw refused(`node ${req.to} already holds a replica of shard ${req.shardId}`, 'to')

@@ -12,6 +12,11 @@
  *   replace   destination in, source out, through joint consensus (epoch + 2)
  *   cleanup   the source drops its replica; the shard's record follows the new voters
  *
+ * A move without a source adds a replica to a shard short of replicas (the executor's repair of a
+ * shard left with fewer replicas than the replication factor): the same steps, but `transfer` has
+ * nothing to do, `replace` promotes the caught-up learner to a voter (epoch + 1), and `cleanup`
+ * drops no replica.
+ *
  * Before `replace`, a move that cannot go on (the destination refused, died or made no progress
  * for `stallMsMax`) is rolled back: the learner is removed and the move ends `failed` with the
  * reason. Once `replace` was issued, a move always finishes. Failures of a step are retried with
@@ -127,6 +132,11 @@ interface Progress {
 /** Entries a learner may lag the leader by and count as caught up (shard/replica-change.ts). */
 const caughtUpLag = 64
 
+/** The nodes a move names, where the shard's leader may be found besides the map's replicas. */
+function knownOf(move: MoveRecord): NodeId[] {
+  return move.from === undefined ? [move.to] : [move.to, move.from]
+}
+
 export class Mover {
   private readonly init: MoverInit
   private readonly c: MoverComponents
@@ -164,7 +174,7 @@ export class Mover {
     const now = wholeMs(this.c.clock.wallMs())
     const move: MoveRecord = {
       shardId: req.shardId,
-      from: req.from,
+      ...(req.from === undefined ? {} : { from: req.from }),
       to: req.to,
       step: 'prepare',
       epoch: 0,
@@ -324,7 +334,7 @@ export class Mover {
         return next('learner')
       }
       case 'learner': {
-        const leader = await this.findLeader(shard, [move.to, move.from], signal)
+        const leader = await this.findLeader(shard, knownOf(move), signal)
         const config = await this.c.remote.change(
           leader.address,
           move.shardId,
@@ -336,7 +346,7 @@ export class Mover {
         return next('catchup', config.epoch)
       }
       case 'catchup': {
-        const leader = await this.findLeader(shard, [move.to, move.from], signal)
+        const leader = await this.findLeader(shard, knownOf(move), signal)
         const config = leader.state.config
         const member = config.learners.includes(move.to) || config.voters.includes(move.to)
         if (!member) return next('learner', config.epoch)
@@ -370,8 +380,9 @@ export class Mover {
         return next('transfer', config.epoch)
       }
       case 'transfer': {
-        const leader = await this.findLeader(shard, [move.to, move.from], signal)
-        if (leader.nodeId !== move.from) return next('replace', leader.state.config.epoch)
+        const leader = await this.findLeader(shard, knownOf(move), signal)
+        if (move.from === undefined || leader.nodeId !== move.from)
+          return next('replace', leader.state.config.epoch)
         const target = leader.state.config.voters.find(
           (id) =>
             id !== move.from &&
@@ -385,13 +396,13 @@ export class Mover {
         return next('replace', leader.state.config.epoch)
       }
       case 'replace': {
-        const leader = await this.findLeader(shard, [move.to, move.from], signal)
+        const leader = await this.findLeader(shard, knownOf(move), signal)
         const config = leader.state.config
         const done =
           config.votersOutgoing.length === 0 &&
           config.voters.includes(move.to) &&
-          !config.voters.includes(move.from) &&
-          !config.learners.includes(move.from)
+          (move.from === undefined ||
+            (!config.voters.includes(move.from) && !config.learners.includes(move.from)))
         if (done) return next('cleanup', config.epoch)
         // The destination is no member (a rollback cut short by a crash removed its learner, and
         // the move was never recorded failed): catch it up again (catch-up adds it back first).
@@ -412,7 +423,9 @@ export class Mover {
           leader.address,
           move.shardId,
           config.epoch,
-          { kind: 'replace', add: move.to, remove: move.from },
+          move.from === undefined
+            ? { kind: 'promote', node: move.to }
+            : { kind: 'replace', add: move.to, remove: move.from },
           signal,
         )
         return next('cleanup', after.epoch)
@@ -421,7 +434,7 @@ export class Mover {
         const leader = await this.findLeader(shard, [move.to], signal)
         const config = leader.state.config
         const members = [...config.voters, ...config.learners, ...config.votersOutgoing]
-        const from = map.node(move.from)
+        const from = move.from === undefined ? undefined : map.node(move.from)
         if (from !== undefined && from.state !== 'dead') {
           try {
             await this.c.remote.destroy(peerAddressOf(from), move.shardId, config.epoch, members, signal)
@@ -448,7 +461,7 @@ export class Mover {
   private async rollBack(move: MoveRecord, signal: AbortSignal): Promise<void> {
     const shard = this.c.map().shard(move.shardId)
     if (shard === undefined) return
-    const leader = await this.findLeader(shard, [move.from], signal)
+    const leader = await this.findLeader(shard, move.from === undefined ? [] : [move.from], signal)
     const config = leader.state.config
     let after = config
     if (config.learners.includes(move.to))

@@ -91,8 +91,9 @@ export const metaKeys = {
  *   prepare   create the empty replica on the destination
  *   learner   add it to the shard as a learner (epoch + 1)
  *   catchup   wait until it installed a snapshot and caught up with the log
- *   transfer  move leadership away from the source if it leads
- *   replace   destination in, source out, through joint consensus (epoch + 2)
+ *   transfer  move leadership away from the source if it leads (an add has no source)
+ *   replace   destination in, source out, through joint consensus (epoch + 2); an add promotes
+ *             the learner to a voter (epoch + 1)
  *   cleanup   tell the source to drop its replica; the shard record follows the new voters
  */
 export type MoveStep =
@@ -109,10 +110,15 @@ export const moveSteps: readonly MoveStep[] = [
   'cancelled',
 ]
 
-/** One replica move: persisted before each step is issued, so a new meta leader carries on. */
+/**
+ * One replica move: persisted before each step is issued, so a new meta leader carries on. A move
+ * without `from` adds a replica to a shard short of replicas (stored as from 0): its `transfer`
+ * does nothing, its `replace` promotes the caught-up learner, its `cleanup` drops no replica.
+ */
 export interface MoveRecord {
   readonly shardId: ShardId
-  readonly from: NodeId
+  /** The replica given up; absent for a move that adds a replica. */
+  readonly from?: NodeId
   readonly to: NodeId
   readonly step: MoveStep
   /** The shard's epoch as the mover last saw it. */
@@ -255,7 +261,7 @@ export function decodeCounter(bytes: Uint8Array): number {
 export function encodeMove(m: MoveRecord): Uint8Array {
   return json({
     shardId: m.shardId,
-    from: m.from,
+    from: m.from ?? 0,
     to: m.to,
     step: m.step,
     epoch: m.epoch,
@@ -270,9 +276,10 @@ export function decodeMove(bytes: Uint8Array): MoveRecord {
   const o = parse(bytes, 'move')
   const step = str(o, 'step', 'move') as MoveStep
   assert(moveSteps.includes(step), 'corrupt meta record (move.step)')
+  const from = uint(o, 'from', 'move')
   return {
     shardId: ShardId(uint(o, 'shardId', 'move')),
-    from: NodeId(uint(o, 'from', 'move')),
+    ...(from === 0 ? {} : { from: NodeId(from) }),
     to: NodeId(uint(o, 'to', 'move')),
     step,
     epoch: uint(o, 'epoch', 'move'),

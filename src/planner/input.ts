@@ -35,7 +35,8 @@ export interface PlannerShard {
 /** A move the executor runs now: its shard is never planned again until it ends. */
 export interface MoveInProgress {
   readonly shardId: ShardId
-  readonly from: NodeId
+  /** Absent for a move that adds a replica. */
+  readonly from?: NodeId
   readonly to: NodeId
 }
 

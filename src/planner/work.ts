@@ -88,7 +88,7 @@ export class Work {
     // A move in progress counts as done: its destination's load is already spoken for.
     for (const m of inProgress) {
       const list = this.replicas[m.shardId]!
-      const at = list.indexOf(m.from)
+      const at = m.from === undefined ? -1 : list.indexOf(m.from)
       if (!list.includes(m.to)) {
         if (at >= 0) list[at] = m.to
         else list.push(m.to)

@@ -94,7 +94,7 @@ export class GrpcMetaRemote implements MetaRemote {
       this.clients
         .of(address)
         .admin.moveReplica(
-          { shardId: req.shardId, fromNode: req.from, toNode: req.to, epoch: req.epoch },
+          { shardId: req.shardId, fromNode: req.from ?? 0, toNode: req.to, epoch: req.epoch },
           md,
           cb,
         ),

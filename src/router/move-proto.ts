@@ -36,7 +36,7 @@ export function moveToProto(m: MoveView | MoveRecord): MoveInfo {
   const v = m as Partial<MoveView>
   return {
     shardId: m.shardId,
-    fromNode: m.from,
+    fromNode: m.from ?? 0,
     toNode: m.to,
     step: m.step,
     epoch: m.epoch,
@@ -51,11 +51,11 @@ export function moveToProto(m: MoveView | MoveRecord): MoveInfo {
 
 export function moveFromProto(p: MoveInfo): MoveView {
   if (!moveSteps.includes(p.step as MoveStep)) throw bad('step', 'move step')
-  if (!isSafeUint(p.fromNode) || p.fromNode === 0 || !isSafeUint(p.toNode) || p.toNode === 0)
-    throw bad('node', 'move node')
+  // from_node 0: the move adds a replica (no source).
+  if (!isSafeUint(p.fromNode) || !isSafeUint(p.toNode) || p.toNode === 0) throw bad('node', 'move node')
   return {
     shardId: ShardId(p.shardId),
-    from: NodeId(p.fromNode),
+    ...(p.fromNode === 0 ? {} : { from: NodeId(p.fromNode) }),
     to: NodeId(p.toNode),
     step: p.step as MoveStep,
     epoch: p.epoch,

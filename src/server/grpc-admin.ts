@@ -267,10 +267,16 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
   })
   // MoveReplica: record a move (passed on once to the meta leader, whose mover runs it).
   const moveReplica = unary<MoveReplicaRequest, MoveReplicaResponse>(async (request, ctx) => {
-    const from = nodeIdOf(request.fromNode, 'from_node')
+    // from_node 0: none, a replica is added (the rules allow it only for a shard short of replicas).
+    const from = request.fromNode === 0 ? undefined : nodeIdOf(request.fromNode, 'from_node')
     const to = nodeIdOf(request.toNode, 'to_node')
     const move = await agent().serveMove(
-      { shardId: ShardId(request.shardId), from, to, epoch: request.epoch },
+      {
+        shardId: ShardId(request.shardId),
+        ...(from === undefined ? {} : { from }),
+        to,
+        epoch: request.epoch,
+      },
       ctx.forwarded,
     )
     return { move: moveToProto(move) }

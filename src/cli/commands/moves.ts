@@ -44,7 +44,12 @@ export function moveLine(m: MoveStatus): string {
       ? ` ${formatBytes(m.bytesSent)}${m.bytesTotal > 0 ? ` of ${formatBytes(m.bytesTotal)}` : ''}`
       : ''
   const reason = m.reason === '' ? '' : ` (${m.reason})`
-  return `shard ${m.shardId}: ${m.from} -> ${m.to} [${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${pct}% ${m.step}${bytes}${reason}`
+  return `shard ${m.shardId}: ${movePath(m)} [${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${pct}% ${m.step}${bytes}${reason}`
+}
+
+/** "1 -> 4", or "- -> 4" for a move that adds a replica (no source). */
+export function movePath(m: { readonly from: number; readonly to: number }): string {
+  return `${m.from === 0 ? '-' : m.from} -> ${m.to}`
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -148,7 +153,7 @@ export const shardsMovesCommand: CommandSpec = {
     }
     const row = (m: MoveStatus): string[] => [
       String(m.shardId),
-      `${m.from} -> ${m.to}`,
+      movePath(m),
       m.step,
       m.finishedMs > 0 ? '' : `${movePercent(m)}%`,
       m.bytesSent > 0 ? formatBytes(m.bytesSent) : '-',

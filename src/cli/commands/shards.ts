@@ -3,7 +3,7 @@ import { ExitCode } from '../exit-codes.ts'
 import { askNodes, fetchMap, formatBytes, formatRange, type NodeStatusAnswer } from './cluster-view.ts'
 import { listMoves, type MoveStatus } from '../../client/admin-moves.ts'
 import type { CommandSpec } from './command.ts'
-import { shardsMoveCommand, shardsMovesCommand, shardsTransferLeaderCommand } from './moves.ts'
+import { movePath, shardsMoveCommand, shardsMovesCommand, shardsTransferLeaderCommand } from './moves.ts'
 
 /**
  * `kvctl shards`: the shard map (from the endpoint given, failing over) as a table or JSON: each
@@ -89,7 +89,7 @@ export const shardsCommand: CommandSpec = {
           s.leaderId > 0 ? String(s.leaderId) : '-',
           String(s.epoch),
           sizeCell(s.approximateBytes),
-          s.move === null ? '-' : `${s.move.from}->${s.move.to} ${s.move.step}`,
+          s.move === null ? '-' : `${movePath(s.move)} ${s.move.step}`,
         ]),
       ]),
     )

@@ -19,8 +19,9 @@
  * 4. The job ends `done` when nothing runs and the plan has nothing left to run; while shards are
  *    blocked (no quorum, no destination) or in safe mode it stays open and says why.
  *
- * Moves that add a replica (a shard short of replicas: no source) are not run by this executor
- * (the mover replaces a replica); they are counted in the job's reason.
+ * A move that adds a replica (a shard short of replicas: no source) is a repair like any other:
+ * it takes a repair slot and counts against its destination; no source sends for it but the
+ * shard's leader, as for a dead source.
  */
 import type { NodeId, ShardId } from '../../common/ids.ts'
 import type { MoveInProgress, MoveReason, Plan, PlannedMove } from '../../planner/index.ts'
@@ -90,7 +91,7 @@ export function registryKey(
 
 /** The plan's moves this executor may run (see the file comment). */
 export function runnable(plan: Plan, autoRebalance: boolean): PlannedMove[] {
-  return plan.moves.filter((m) => m.from !== undefined && (autoRebalance || m.reason !== 'balance'))
+  return plan.moves.filter((m) => autoRebalance || m.reason !== 'balance')
 }
 
 export function step(input: StepInput): StepOutput {
@@ -242,7 +243,7 @@ function choose(
     // A move the job does not know (an operator's) counts as balance: it may not take repair slots.
     if (reasons.get(r.shardId) !== 'repair') others++
     bump(into, r.to)
-    if (!input.down.has(r.from)) bump(outOf, r.from)
+    if (r.from !== undefined && !input.down.has(r.from)) bump(outOf, r.from)
   }
   const reserved = Math.min(t.repairSlots, t.movesMax - 1)
   for (const m of moves) {
@@ -280,9 +281,6 @@ function reasonOf(plan: Plan, autoRebalance: boolean, state: JobRecord['state'])
       `${plan.blocked.length} shards blocked (${quorum} without a quorum of live replicas, ${dest} without a destination)`,
     )
   }
-  const adds = plan.moves.filter((m) => m.from === undefined).length
-  if (adds > 0)
-    parts.push(`${adds} shards short of replicas need a replica added, which the executor does not do`)
   if (!autoRebalance && plan.moves.some((m) => m.reason === 'balance'))
     parts.push('balance moves planned only (auto-rebalance is off)')
   return parts.join('; ')

@@ -264,9 +264,11 @@ export class Executor {
       if (written === undefined || !sameBytes(encodeJob(written.job), encodeJob(out.intent))) return
     }
     for (const m of out.start) {
-      if (m.from === undefined) continue
       try {
-        await this.c.mover.startMove({ shardId: m.shardId, from: m.from, to: m.to, epoch: m.epoch }, signal)
+        await this.c.mover.startMove(
+          { shardId: m.shardId, ...(m.from === undefined ? {} : { from: m.from }), to: m.to, epoch: m.epoch },
+          signal,
+        )
         this.stats.movesStarted++
         this.log.info(
           { shard: m.shardId, from: m.from, to: m.to, reason: m.reason, job: job?.id },

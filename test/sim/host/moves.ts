@@ -105,6 +105,9 @@ interface CrashPlan {
   readonly downMs: number
 }
 
+/** A move the nemesis asks for: always a replace (it names the source). */
+type Replace = MoveRequest & { readonly from: NodeId }
+
 interface Watched {
   readonly from: NodeId
   readonly to: NodeId
@@ -266,7 +269,7 @@ export class MoveNemesis {
         cfg.learners.length === 0
       )
     })
-    let req: MoveRequest | undefined
+    let req: Replace | undefined
     const back =
       this.random.int(3) === 0 ? this.pick(this.finished.filter((f) => idle.includes(f.shardId))) : undefined
     if (back !== undefined) {
@@ -333,7 +336,7 @@ export class MoveNemesis {
     // Voters no move of the shard ever involved hold it throughout (the meta record names them).
     const stable = cfg.voters.filter((id) => !(this.involved.get(shardId)?.has(id) ?? false))
     const outsider = this.pick(c.members.filter((id) => !c.everHeld(id, shardId)))
-    let req: MoveRequest | undefined
+    let req: Replace | undefined
     switch (kind) {
       case 'unknown-shard':
         req = { shardId: ShardId(c.options.shardCount + 7), from: c.members[0]!, to: c.members[1]!, epoch: 0 }

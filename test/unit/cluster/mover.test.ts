@@ -85,7 +85,10 @@ class FakeShard implements ReplicaRemote {
       (change.kind === 'replace' &&
         this.voters.includes(change.add) &&
         !this.voters.includes(change.remove)) ||
-      (change.kind === 'remove' && !this.voters.includes(change.node) && !this.learners.includes(change.node))
+      (change.kind === 'remove' &&
+        !this.voters.includes(change.node) &&
+        !this.learners.includes(change.node)) ||
+      (change.kind === 'promote' && this.voters.includes(change.node))
     if (done) return this.config()
     if (epoch !== this.epoch) throw new KvError(ErrorCode.StaleEpoch, `at epoch ${this.epoch}`)
     switch (change.kind) {
@@ -111,7 +114,12 @@ class FakeShard implements ReplicaRemote {
         this.epoch += 1
         break
       case 'promote':
-        throw new KvError(ErrorCode.MoveRefused, 'not modelled')
+        if (!this.learners.includes(change.node))
+          throw new KvError(ErrorCode.MoveRefused, `node ${change.node} is not a learner of the shard`)
+        this.voters = [...this.voters, change.node]
+        this.learners = this.learners.filter((l) => l !== change.node)
+        this.epoch += 1
+        break
     }
     return this.config()
   }
@@ -173,12 +181,14 @@ interface Rig {
   mover(): Mover
 }
 
-async function rig(): Promise<Rig> {
+async function rig(replicas: readonly number[] = [1, 2, 3]): Promise<Rig> {
   const replica = await openMetaReplica()
   const clock = new ManualClock()
-  const map = handMap([node(1), node(2), node(3), node(4), node(5, 'dead')], [[1, 2, 3]], { hints: [2] })
+  const map = handMap([node(1), node(2), node(3), node(4), node(5, 'dead')], [replicas], { hints: [2] })
   expect(await new MetaStore(replica).bootstrap(map)).toBe(true)
   const shard = new FakeShard()
+  shard.voters = replicas.map(n)
+  for (const id of [1, 2, 3]) if (!replicas.includes(id)) shard.states.delete(n(id))
   const r: Rig = {
     shard,
     replica,
@@ -233,6 +243,56 @@ describe('cluster/mover', () => {
     expect(after?.shard(shard0)).toMatchObject({ replicas: [2, 3, 4], epoch: r.shard.epoch })
     const { recent } = await mover.list(signal())
     expect(recent[0]).toMatchObject({ shardId: 0, from: 1, to: 4, step: 'done', reason: '' })
+  })
+
+  it('adds a replica to a shard short of one (no source): learner, catch-up, promote; nothing is dropped', async () => {
+    const r = await rig([1, 2])
+    const mover = r.mover()
+    const move = await mover.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal())
+    expect(move.from).toBeUndefined()
+    const steps: string[] = []
+    for (let i = 0; i < 30; i++) {
+      await mover.runOnce()
+      const { running, recent } = await mover.list(signal())
+      const m = running[0] ?? recent[0]
+      if (m !== undefined && steps.at(-1) !== m.step) steps.push(m.step)
+      if (running.length === 0) break
+    }
+    expect(steps).toEqual(['learner', 'catchup', 'transfer', 'replace', 'cleanup', 'done'])
+    expect(r.shard.voters.sort()).toEqual([1, 2, 4])
+    expect(r.shard.learners).toEqual([])
+    expect(r.shard.calls.filter((c) => c.startsWith('change'))).toEqual([
+      'change addLearner at 1',
+      'change promote at 2',
+    ])
+    expect(r.shard.calls.filter((c) => c.startsWith('destroy') || c.startsWith('transfer'))).toEqual([])
+    const after = await new MetaStore(r.replica).read()
+    expect(after?.shard(shard0)).toMatchObject({ replicas: [1, 2, 4], epoch: 3 })
+    const { recent } = await mover.list(signal())
+    expect(recent[0]).toMatchObject({ shardId: 0, to: 4, step: 'done', reason: '' })
+    expect(recent[0]?.from).toBeUndefined()
+  })
+
+  it('an add carried on by a new meta leader promotes once; one rolled back leaves the shard as it was', async () => {
+    const r = await rig([1, 2])
+    const first = r.mover()
+    await first.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal())
+    for (let i = 0; i < 30; i++) {
+      await first.runOnce()
+      if ((await first.list(signal())).running[0]?.step === 'replace') break
+    }
+    await runToEnd(r.mover())
+    expect(r.shard.voters.sort()).toEqual([1, 2, 4])
+    expect(r.shard.calls.filter((c) => c.startsWith('change promote'))).toHaveLength(1)
+
+    const failing = await rig([1, 2])
+    failing.shard.prepareFails = new KvError(ErrorCode.MoveRefused, 'disk full')
+    const mover = failing.mover()
+    await mover.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal())
+    await runToEnd(mover)
+    expect((await mover.list(signal())).recent[0]).toMatchObject({ step: 'failed' })
+    expect(failing.shard.voters.sort()).toEqual([1, 2])
+    expect(failing.shard.learners).toEqual([])
   })
 
   it('records whole milliseconds when the wall clock reads a fraction (the record stays decodable)', async () => {
@@ -379,6 +439,10 @@ describe('cluster/mover', () => {
     expect(await code({ from: 1, to: 2 })).toBe(ErrorCode.MoveRefused) // destination holds one
     expect(await code({ from: 1, to: 5 })).toBe(ErrorCode.MoveRefused) // destination dead
     expect(await code({ from: 1, to: 4, epoch: 3 })).toBe(ErrorCode.StaleEpoch)
+    // No source: only a shard short of replicas gains one.
+    const add = await kvError(() => mover.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal()))
+    expect(add.code).toBe(ErrorCode.MoveRefused)
+    expect(add.details?.field).toBe('from')
     await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 1 }, signal())
     expect(await code({ from: 2, to: 4 })).toBe(ErrorCode.ShardBusy)
     expect((await mover.list(signal())).running).toHaveLength(1)

@@ -5,18 +5,33 @@ import { hashSpaceEnd } from '../../../src/hashing/index.ts'
 import {
   decodeCluster,
   decodeCounter,
+  decodeMove,
   decodeNode,
   decodeShard,
   encodeCluster,
   encodeCounter,
+  encodeMove,
   encodeNode,
   encodeShard,
   metaKeys,
+  moveSteps,
   nodeStates,
+  type MoveRecord,
   type NodeRecord,
   type ShardRecord,
 } from '../../../src/cluster/records.ts'
 import { clusterId } from './fixtures.ts'
+
+const sampleMove: MoveRecord = {
+  shardId: ShardId(4),
+  to: NodeId(5),
+  step: 'catchup',
+  epoch: 7,
+  startedMs: 1,
+  updatedMs: 2,
+  finishedMs: 0,
+  reason: '',
+}
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
 const text = (b: Uint8Array): string => new TextDecoder().decode(b)
@@ -82,6 +97,31 @@ describe('cluster/records: round trips', () => {
         expect(decodeCounter(encodeCounter(n))).toBe(n)
       }),
     )
+  })
+
+  it('move records, with and without a source (a move that adds a replica is stored with from 0)', () => {
+    const moveArb: fc.Arbitrary<MoveRecord> = fc
+      .record({
+        shardId: fc.nat({ max: 0xffff_ffff }).map(ShardId),
+        from: fc.option(fc.integer({ min: 1, max: 2 ** 31 }).map(NodeId), { nil: undefined }),
+        to: fc.integer({ min: 1, max: 2 ** 31 }).map(NodeId),
+        step: fc.constantFrom(...moveSteps),
+        epoch: fc.nat(),
+        startedMs: fc.nat(),
+        updatedMs: fc.nat(),
+        finishedMs: fc.nat(),
+        reason: fc.string(),
+      })
+      .map(({ from, ...m }) => (from === undefined ? m : { ...m, from }))
+    fc.assert(
+      fc.property(moveArb, (m) => {
+        expect(decodeMove(encodeMove(m))).toEqual(m)
+      }),
+    )
+    const add = decodeMove(
+      bytes(text(encodeMove({ ...sampleMove, from: NodeId(3) })).replace('"from":3', '"from":0')),
+    )
+    expect('from' in add).toBe(false)
   })
 
   it('keys: ids padded to 10 digits, so byte order is id order', () => {

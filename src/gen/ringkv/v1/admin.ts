@@ -177,6 +177,7 @@ export interface HeartbeatResponse {
  */
 export interface MoveReplicaRequest {
   shardId: number;
+  /** 0: none, a replica is added (only to a shard with fewer replicas than the replication factor). */
   fromNode: number;
   toNode: number;
   /** The shard epoch the move was planned at (0: no check). */
@@ -185,6 +186,7 @@ export interface MoveReplicaRequest {
 
 export interface MoveInfo {
   shardId: number;
+  /** 0: none (the move adds a replica). */
   fromNode: number;
   toNode: number;
   /** prepare | learner | catchup | transfer | replace | cleanup | done | failed | cancelled */

@@ -49,13 +49,15 @@ function input(over: Partial<StepInput>): StepInput {
   }
 }
 
+const n = (i: number): NodeId => NodeId(i)
 const started = (out: { start: readonly PlannedMove[] }): number[] => out.start.map((m) => m.shardId)
 
 describe('cluster/executor step: jobs', () => {
   it('no runnable move: no job', () => {
-    const out = step(input({ plan: planOf([mv(1, undefined, 4, 'repair')]) }))
+    const out = step(input({ autoRebalance: false, plan: planOf([mv(1, 1, 4)]) }))
     expect(out.job).toBeUndefined()
     expect(out.start).toEqual([])
+    expect(step(input({ plan: planOf([]) })).job).toBeUndefined()
   })
 
   it('a plan with moves opens a job named after its first move, and starts moves under the throttles', () => {
@@ -175,10 +177,31 @@ describe('cluster/executor step: throttles', () => {
     expect(started(step(input({ plan: planOf(moves), down: new Set([9]) })))).toEqual([1, 2, 3])
   })
 
-  it('moves that add a replica (no source) are not run, and the job says so', () => {
+  it('a move that adds a replica (no source) is a repair: it runs, and counts against its destination only', () => {
     const out = step(input({ plan: planOf([mv(1, undefined, 4, 'repair'), mv(2, 9, 4, 'repair')]) }))
-    expect(started(out)).toEqual([2])
-    expect(out.job!.reason).toContain('1 shards short of replicas')
+    expect(started(out)).toEqual([1, 2])
+    expect(out.job).toMatchObject({ trigger: 'repair', reason: '' })
+    expect(out.job!.moves[0]).toMatchObject({ shardId: 1, from: 0, to: 4, state: 'running' })
+    // The destination is busy with both; a third repair into it waits.
+    const busy = step(
+      input({
+        plan: planOf([mv(3, undefined, 4, 'repair')]),
+        running: [
+          { shardId: ShardId(1), to: NodeId(4) },
+          { shardId: ShardId(2), from: NodeId(9), to: NodeId(4) },
+        ],
+      }),
+    )
+    expect(busy.waiting.get(ShardId(3))).toBe('destination-busy')
+    // Ended: done when the shard's replicas now hold the destination.
+    const ended = step(
+      input({
+        job: out.job!,
+        plan: planOf([]),
+        replicasOf: (id) => (id === 1 ? [n(1), n(2), n(4)] : [n(9)]),
+      }),
+    )
+    expect(ended.job).toMatchObject({ done: 1, failed: 1, state: 'done' })
   })
 })
 

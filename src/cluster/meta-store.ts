@@ -294,7 +294,7 @@ export class MetaStore {
       const [index, existing, shardRaw] = await this.getMany([
         metaKeys.moves,
         metaKeys.move(move.shardId),
-        metaKeys.shard(move.shardId),
+        move.shardId === metaShardId ? metaKeys.metaShard : metaKeys.shard(move.shardId),
       ])
       if (existing !== null && existing !== undefined)
         throw new KvError(ErrorCode.ShardBusy, `shard ${move.shardId} has a move in progress already`, {

@@ -3,7 +3,7 @@
  * A refused move changes nothing; each refusal has a stable code and names the argument:
  *
  * - NOT_FOUND: the shard or a node is not in the map;
- * - MOVE_REFUSED: the meta shard (it does not move yet), the source holds no replica of the shard,
+ * - MOVE_REFUSED: the source holds no replica of the shard (the meta shard's included),
  *   no source is named while the shard holds its full replicas already (a move without a source
  *   adds a replica: only for a shard short of replicas), the destination already holds one (or
  *   is the source), the destination is not active (dead,
@@ -15,7 +15,7 @@
  */
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
-import { metaShardId, type ClusterMap } from './cluster-map.ts'
+import type { ClusterMap } from './cluster-map.ts'
 import type { ShardRecord } from './records.ts'
 
 export interface MoveRequest {
@@ -33,8 +33,6 @@ function refused(message: string, field: string): KvError {
 
 /** The shard of a move that may start, or a KvError (see the file comment). */
 export function checkMove(map: ClusterMap, req: MoveRequest): ShardRecord {
-  if (req.shardId === metaShardId)
-    throw refused('the meta shard cannot be moved with this command yet', 'shardId')
   const shard = map.shard(req.shardId)
   if (shard === undefined)
     throw new KvError(ErrorCode.NotFound, `no shard ${req.shardId}`, { details: { field: 'shardId' } })

@@ -26,7 +26,7 @@ import type { Clock, TimerHandle } from '../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
-import type { ClusterMap } from './cluster-map.ts'
+import { metaShardId, type ClusterMap } from './cluster-map.ts'
 import type { LocalMeta } from './agent.ts'
 import type { MetaStore } from './meta-store.ts'
 import { type StoredMove } from './meta-store.ts'
@@ -324,7 +324,7 @@ export class Mover {
           this.addressOf(move.to),
           {
             shardId: move.shardId,
-            kind: 'data',
+            kind: move.shardId === metaShardId ? 'meta' : 'data',
             hashStart: shard.hashStart,
             hashEnd: shard.hashEnd,
             epoch: Math.max(shard.epoch, move.epoch, 1),

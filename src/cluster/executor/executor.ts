@@ -16,7 +16,10 @@ import type { Logger } from '../../common/logger.ts'
 import type { Hasher } from '../../hashing/index.ts'
 import {
   drainCheck,
+  placementLoad,
+  planMetaMove,
   planMoves,
+  withMetaMove,
   type Plan,
   type PlanInput,
   type PlannedMove,
@@ -24,7 +27,7 @@ import {
 } from '../../planner/index.ts'
 import { isNodeDown } from '../../routing/index.ts'
 import type { LocalMeta } from '../agent.ts'
-import type { ClusterMap } from '../cluster-map.ts'
+import { metaShardId, type ClusterMap } from '../cluster-map.ts'
 import { MetaStore } from '../meta-store.ts'
 import type { StateChange } from '../liveness.ts'
 import type { Mover, MoveView } from '../mover.ts'
@@ -71,6 +74,29 @@ export function planInputOf(map: ClusterMap, inProgress: PlanInput['inProgress']
     vnodesPerNode: map.cluster.vnodesPerNode,
     inProgress: inProgress.filter((m) => m.shardId < map.shards.length),
   }
+}
+
+/**
+ * What the executor runs: the data shards' plan with the meta shard's move in it (planner/meta.ts:
+ * a meta replica on a dead or draining node is replaced, so a drain empties any node).
+ */
+export function planWithMeta(
+  map: ClusterMap,
+  inProgress: PlanInput['inProgress'],
+  hasher: Hasher,
+  ring: RingTarget | undefined,
+): Plan {
+  const plan = planMoves(planInputOf(map, inProgress), hasher, ring)
+  const meta = planMetaMove(
+    {
+      nodes: [...map.nodes.values()],
+      meta: map.meta,
+      replicaCount: map.cluster.replicaCount,
+      moving: inProgress.some((m) => m.shardId === metaShardId),
+    },
+    placementLoad(plan),
+  )
+  return withMetaMove(plan, meta)
 }
 
 /** Shards of `map` with fewer live (not dead) replicas than the replication factor. */
@@ -200,11 +226,9 @@ export class Executor {
     if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
     const moves = await store.moves()
     const job = (await store.job())?.job
-    const plan = planMoves(
-      planInputOf(
-        map,
-        moves.map(({ move }) => move),
-      ),
+    const plan = planWithMeta(
+      map,
+      moves.map(({ move }) => move),
       this.c.hasher,
       this.ring,
     )
@@ -230,7 +254,7 @@ export class Executor {
       const view = this.c.mover.viewOf(move)
       this.lastBytes.set(move.shardId, Math.max(this.lastBytes.get(move.shardId) ?? 0, view.bytesSent))
     }
-    const plan = planMoves(planInputOf(map, inProgress), this.c.hasher, this.ring)
+    const plan = planWithMeta(map, inProgress, this.c.hasher, this.ring)
     this.ring = plan.ring
     const nowMs = wholeMs(this.c.clock.wallMs())
     const down = new Set(
@@ -344,8 +368,8 @@ export interface NodeActionResult {
 
 /**
  * The answer to a node action against `map` (pure; `apply` then records the state change it
- * names). drain: the pre-flight (planner drainCheck; a replica of the meta shard also blocks: the
- * meta shard does not move yet) and the moves that would empty the node; undrain: a draining node
+ * names). drain: the pre-flight (planner drainCheck; a replica of the meta shard blocks only when
+ * no node could take it, planner planMetaMove) and the moves that would empty the node; undrain: a draining node
  * is active again; remove: only a node that holds no replica, draining, or dead with `force`.
  */
 export function nodeAction(
@@ -380,15 +404,23 @@ export function nodeAction(
         shardId: b.shardId as number,
         reason: b.reason as string,
       }))
-      const meta = map.meta.replicas.includes(req.nodeId)
-      if (meta) blocking.push({ shardId: map.meta.shardId, reason: 'meta' })
       const draining = {
         ...input,
         nodes: input.nodes.map((n) => (n.id === req.nodeId ? { ...n, state: 'draining' as const } : n)),
       }
+      const plan = planMoves(draining, hasher, ring)
+      // The meta shard moves too (planner/meta.ts); it blocks only when no node can take its replica.
+      const metaPlan = planMetaMove(
+        { nodes: draining.nodes, meta: map.meta, replicaCount: map.cluster.replicaCount, moving: false },
+        placementLoad(plan),
+      )
+      const meta = metaPlan.blocked !== undefined && map.meta.replicas.includes(req.nodeId)
+      if (meta) blocking.push({ shardId: map.meta.shardId, reason: `meta ${metaPlan.blocked!.reason}` })
       const possible = check.possible && !meta
       const moves = possible
-        ? planMoves(draining, hasher, ring).moves.filter((m) => m.from === req.nodeId && m.reason === 'drain')
+        ? [...(metaPlan.move === undefined ? [] : [metaPlan.move]), ...plan.moves].filter(
+            (m) => m.from === req.nodeId && m.reason === 'drain',
+          )
         : []
       return {
         ...base,

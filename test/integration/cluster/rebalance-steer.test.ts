@@ -7,11 +7,14 @@
  *   - A 4th node joins; its balance job is paused (no move starts while paused, `status` says
  *     why each planned move waits), then resumed, and ends with every node within one replica of
  *     the mean.
- *   - `kvctl node drain 4` empties it again (the drain moves run), `kvctl node remove 4` then
- *     deletes it from the registry; removing a node that still holds replicas is refused.
+ *   - `kvctl node drain 1` on the meta leader empties it, the meta shard's replica included (the
+ *     mover moves the meta shard's leadership off the node it runs on; the new meta leader carries
+ *     the move on); `kvctl node remove 1` then deletes it from the registry; removing a node that
+ *     still holds replicas is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KvClient } from '../../../src/client/index.ts'
+import { metaShardId } from '../../../src/cluster/index.ts'
 import { runKvctl } from '../cli/run-kvctl.ts'
 import { startCluster, type Cluster } from '../helpers/cluster.ts'
 import { eventually } from '../helpers/cluster-ops.ts'
@@ -107,26 +110,39 @@ describe('kvctl node and kvctl rebalance', () => {
     expect(done.progress.percent).toBe(100)
   }, 90_000)
 
-  it('drain node 4 empties it; remove then deletes it, and is refused while it holds replicas', async () => {
-    expect(await held(4)).toBeGreaterThan(0)
-    const early = await kvctl('node', 'remove', '4')
+  it('drain node 1, the meta leader, empties it (the meta shard moves too: leadership first); remove then deletes it', async () => {
+    // Node 1 leads the meta shard: the mover moves the meta shard's leadership off itself, and
+    // the new meta leader carries the move on.
+    const led = await kvctl('shards', 'transfer-leader', String(metaShardId), '--to', '1')
+    expect(led.code, led.stderr).toBe(0)
+    expect(await held(1)).toBeGreaterThan(0)
+    const early = await kvctl('node', 'remove', '1')
     expect(early.code, early.stderr).toBe(7)
     expect(early.stderr).toContain('MOVE_REFUSED')
-    const dry = await kvctl('-o', 'json', 'node', 'drain', '4', '--dry-run')
+    const dry = await kvctl('-o', 'json', 'node', 'drain', '1', '--dry-run')
     expect(dry.code, dry.stderr).toBe(0)
-    expect((JSON.parse(dry.stdout) as { moves: unknown[] }).moves.length).toBe(await held(4))
-    expect((await client.shardMap()).nodes.find((n) => n.nodeId === 4)?.state).toBe('active')
-    const drain = await kvctl('node', 'drain', '4')
+    const planned = (JSON.parse(dry.stdout) as { moves: { shardId: number }[] }).moves
+    expect(planned.length).toBe((await held(1)) + 1)
+    expect(planned.some((m) => m.shardId === metaShardId)).toBe(true)
+    expect((await client.shardMap()).nodes.find((n) => n.nodeId === 1)?.state).toBe('active')
+    const drain = await kvctl('node', 'drain', '1')
     expect(drain.code, drain.stderr).toBe(0)
-    await eventually('node 4 empty', async () => ((await held(4)) === 0 ? true : undefined), 60_000)
-    const removed = await kvctl('node', 'remove', '4')
-    expect(removed.code, removed.stderr).toBe(0)
+    await eventually('node 1 empty', async () => ((await held(1)) === 0 ? true : undefined), 60_000)
+    // Removal needs the meta replica gone too (a node holding any replica is refused).
     await eventually(
-      'node 4 gone from the map',
-      async () => ((await client.shardMap()).nodes.some((n) => n.nodeId === 4) ? undefined : true),
+      'node 1 removed',
+      async () => ((await kvctl('node', 'remove', '1')).code === 0 ? true : undefined),
+      60_000,
+    )
+    await eventually(
+      'node 1 gone from the map',
+      async () => ((await client.shardMap()).nodes.some((n) => n.nodeId === 1) ? undefined : true),
       10_000,
     )
+    const logs = cluster.nodes.map((n) => n.logs()).join('\n') + (four?.logs() ?? '')
+    expect(logs).toMatch(new RegExp(`"shard":${metaShardId},"from":1,"to":\\d+,"step":"done"`))
     await client.put('after-remove', 'y')
     expect((await client.get('after-remove')).valueText()).toBe('y')
-  }, 90_000)
+    expect((await kvctl('rebalance', 'status')).code).toBe(0)
+  }, 150_000)
 })

@@ -11,6 +11,7 @@ import {
   MetaStore,
   Mover,
   checkMove,
+  metaShardId,
   type ClusterMap,
   type LocalMeta,
   type ReplicaChangeSpec,
@@ -62,9 +63,9 @@ class FakeShard implements ReplicaRemote {
     }
   }
 
-  async prepare(address: string): Promise<void> {
+  async prepare(address: string, spec: { kind: string }): Promise<void> {
     const id = this.check(address)
-    this.calls.push(`prepare ${id}`)
+    this.calls.push(`prepare ${id} ${spec.kind}`)
     if (this.prepareFails !== undefined) throw this.prepareFails
     if (this.states.get(id) !== 'active') this.states.set(id, 'empty')
   }
@@ -293,6 +294,23 @@ describe('cluster/mover', () => {
     expect((await mover.list(signal())).recent[0]).toMatchObject({ step: 'failed' })
     expect(failing.shard.voters.sort()).toEqual([1, 2])
     expect(failing.shard.learners).toEqual([])
+  })
+
+  it('moves the meta shard like a data shard: a meta replica is prepared, and the meta record of the map follows', async () => {
+    const r = await rig()
+    const mover = r.mover()
+    await mover.startMove({ shardId: metaShardId, from: n(2), to: n(4), epoch: 0 }, signal())
+    await runToEnd(mover)
+    expect((await mover.list(signal())).recent[0]).toMatchObject({ shardId: metaShardId, step: 'done' })
+    expect(r.shard.calls).toContain('prepare 4 meta')
+    // Node 2 led: leadership moved first, then the replace.
+    expect(r.shard.calls.findIndex((c) => c.startsWith('transfer'))).toBeLessThan(
+      r.shard.calls.findIndex((c) => c.startsWith('change replace')),
+    )
+    expect(r.shard.voters.sort()).toEqual([1, 3, 4])
+    const after = await new MetaStore(r.replica).read()
+    expect(after?.meta).toMatchObject({ replicas: [1, 3, 4], epoch: r.shard.epoch })
+    expect(after?.shard(shard0)?.replicas).toEqual([1, 2, 3])
   })
 
   it('records whole milliseconds when the wall clock reads a fraction (the record stays decodable)', async () => {

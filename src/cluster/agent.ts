@@ -101,6 +101,11 @@ export interface ClusterAgentComponents {
   readonly localMeta: () => LocalMeta | undefined
   /** The shards this node leads now, with their terms. */
   readonly leaderReports: () => LeaderReport[]
+  /**
+   * This node's replicas' sizes as its storage estimates them (every few heartbeats; the ones it
+   * leads go with the heartbeat, for the meta leader's estimates of planned moves). Absent: none.
+   */
+  readonly shardSizes?: () => Promise<ReadonlyMap<ShardId, number>>
   readonly remote: MetaRemote
   /** The replica service of the nodes (the mover, replica collection). */
   readonly replicas: ReplicaRemote
@@ -116,6 +121,8 @@ export interface ClusterAgentComponents {
     readonly throttles: Throttles
     readonly listedMax: number
     readonly pollMs: number
+    /** Snapshot bytes per second of one sending node (kvd --snapshot-rate), for time estimates. */
+    readonly snapshotRateBps?: number
   }
 }
 
@@ -151,6 +158,10 @@ export class ClusterAgent {
   private rounds = 0
   /** Since when each of this node's empty replicas has been seen empty (clock ms). */
   private readonly emptySince = new Map<ShardId, number>()
+  /** This node's replicas' sizes, read every collectEveryRounds heartbeats. */
+  private ownSizes: ReadonlyMap<ShardId, number> = new Map()
+  /** Shard sizes as their leaders reported them (on the meta leader; only shards of the map). */
+  private readonly reportedBytes = new Map<ShardId, number>()
   private readonly mover: Mover
   private readonly executor: Executor | undefined
   private readonly stats = {
@@ -197,6 +208,9 @@ export class ClusterAgent {
               autoRebalance: rebalance.autoRebalance,
               throttles: rebalance.throttles,
               listedMax: rebalance.listedMax,
+              ...(rebalance.snapshotRateBps === undefined
+                ? {}
+                : { snapshotRateBps: rebalance.snapshotRateBps }),
             },
             {
               clock: components.clock,
@@ -204,6 +218,7 @@ export class ClusterAgent {
               hasher: rebalance.hasher,
               localMeta: components.localMeta,
               mover: this.mover,
+              shardBytes: (id) => this.reportedBytes.get(id),
             },
           )
     this.seeker = new RoutePolicy({
@@ -274,7 +289,13 @@ export class ClusterAgent {
       )
     } else {
       this.liveness.forget()
+      this.reportedBytes.clear()
     }
+    if (this.rounds % collectEveryRounds === 0 && this.c.shardSizes !== undefined)
+      this.ownSizes = await this.c.shardSizes().catch((err: unknown) => {
+        this.log.debug({ err: message(err) }, 'reading replica sizes failed')
+        return this.ownSizes
+      })
     try {
       await this.heartbeat()
       this.metaHeardMs = this.c.clock.nowMs()
@@ -334,7 +355,11 @@ export class ClusterAgent {
   }
 
   private async heartbeat(): Promise<void> {
-    const args = { nodeId: this.init.nodeId, leaders: this.c.leaderReports() }
+    const leaders = this.c.leaderReports().map((l) => {
+      const bytes = this.ownSizes.get(l.shardId)
+      return bytes === undefined || bytes <= 0 ? l : { ...l, approximateBytes: bytes }
+    })
+    const args = { nodeId: this.init.nodeId, leaders }
     await this.serveHeartbeat(args, false)
   }
 
@@ -529,6 +554,9 @@ export class ClusterAgent {
         new MetaStore(local.replica, signal).heartbeat(args.nodeId, args.leaders, this.c.clock.wallMs()),
       )
       this.liveness.heard(args.nodeId, this.c.clock.nowMs(), this.c.clock.wallMs())
+      for (const l of args.leaders)
+        if (l.approximateBytes !== undefined && this.current.shard(l.shardId) !== undefined)
+          this.reportedBytes.set(l.shardId, l.approximateBytes)
       return state
     }
     const target = this.forwardTarget(local, forwarded)

@@ -49,6 +49,8 @@ export interface LeaderReport {
   /** The shard's epoch and voters as its leader applied them (absent: only the leader hint). */
   readonly epoch?: number
   readonly voters?: readonly NodeId[]
+  /** The shard's size as the leader's storage estimates it (absent: unknown). Not stored. */
+  readonly approximateBytes?: number
 }
 
 /** A move record with the version its compare-and-set needs. */

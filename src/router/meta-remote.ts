@@ -80,6 +80,7 @@ export class GrpcMetaRemote implements MetaRemote {
             term: l.term,
             epoch: l.epoch ?? 0,
             voters: [...(l.voters ?? [])],
+            approximateBytes: l.approximateBytes ?? 0,
           })),
         },
         md,

@@ -224,9 +224,12 @@ export function createAdminService(components: AdminServiceComponents): AdminSer
         throw invalid('leaders.voters', `at most ${heartbeatVotersMax} voters per shard`, heartbeatVotersMax)
       if (l.voters.some((v) => !Number.isSafeInteger(v) || v <= 0))
         throw invalid('leaders.voters', 'bad voter id')
+      if (!Number.isSafeInteger(l.approximateBytes) || l.approximateBytes < 0)
+        throw invalid('leaders.approximate_bytes', 'bad size')
       return {
         shardId: ShardId(l.shardId),
         term: l.term,
+        ...(l.approximateBytes > 0 ? { approximateBytes: l.approximateBytes } : {}),
         ...(l.epoch > 0 && l.voters.length > 0
           ? { epoch: l.epoch, voters: l.voters.map((v) => NodeId(v)) }
           : {}),

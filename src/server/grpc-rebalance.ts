@@ -85,8 +85,19 @@ export function createRebalanceHandlers(c: RebalanceHandlerComponents): {
   return { rebalance, nodeAction }
 }
 
-function plannedToProto(m: PlannedMove, wait: WaitReason | 'plan-only' | undefined): PlannedMoveInfo {
-  return { shardId: m.shardId, fromNode: m.from ?? 0, toNode: m.to, reason: m.reason, wait: wait ?? '' }
+function plannedToProto(
+  m: PlannedMove,
+  wait: WaitReason | 'plan-only' | undefined,
+  bytes: number | undefined,
+): PlannedMoveInfo {
+  return {
+    shardId: m.shardId,
+    fromNode: m.from ?? 0,
+    toNode: m.to,
+    reason: m.reason,
+    wait: wait ?? '',
+    bytes: bytes ?? 0,
+  }
 }
 
 export function rebalanceToProto(s: RebalanceStatus): RebalanceResponse {
@@ -97,6 +108,7 @@ export function rebalanceToProto(s: RebalanceStatus): RebalanceResponse {
       plannedToProto(
         m,
         s.waiting.get(m.shardId) ?? (!s.autoRebalance && m.reason === 'balance' ? 'plan-only' : undefined),
+        s.bytesOf(m.shardId),
       ),
     )
   return {
@@ -123,7 +135,10 @@ export function rebalanceToProto(s: RebalanceStatus): RebalanceResponse {
     blocked: s.plan.blocked.length,
     underReplicated: s.underReplicated,
     autoRebalance: s.autoRebalance,
-    plannedBytes: 0,
+    plannedBytes: s.estimate.bytes,
+    plannedMs: s.estimate.ms,
+    plannedUnsized: s.estimate.unsized,
+    snapshotRateBps: s.snapshotRateBps,
   }
 }
 
@@ -136,7 +151,7 @@ export function nodeActionToProto(r: NodeActionResult): NodeActionResponse {
     blockingReasons: r.blocking.map((b) => b.reason),
     blockingCount: r.blockingCount,
     safeMode: r.safeMode,
-    moves: r.moves.map((m) => plannedToProto(m, undefined)),
+    moves: r.moves.map((m) => plannedToProto(m, undefined, undefined)),
   }
 }
 

@@ -291,6 +291,7 @@ export class Kvd {
           logger: this.log,
           localMeta: () => this.localReplica(metaShardId),
           leaderReports: () => host.leaderships(),
+          shardSizes: () => host.approximateBytes(),
           remote: new GrpcMetaRemote(peerClients),
           replicas: new GrpcReplicaRemote(peerClients),
           ownReplicas: () =>
@@ -307,6 +308,7 @@ export class Kvd {
             },
             listedMax: config.limits.rebalanceJobMovesListedMax,
             pollMs: rebalancePollMs,
+            snapshotRateBps: config.snapshotRateMiBps * 1024 * 1024,
           },
           onMap: (next) => {
             transport.setPeers(peerAddresses(next))

@@ -28,13 +28,34 @@ const watchMs = 1000
 /** Planned moves a table shows (JSON shows every one the answer lists). */
 const plannedShownMax = 20
 
-/** Percent, rate and ETA of the job, from its counters and the clock. */
+/**
+ * Percent, rate and ETA of the job, from its counters and the clock. The ETA: the bytes left (the
+ * planned moves' and the running moves' unsent ones) at the rate observed so far; before any byte
+ * was counted, the meta leader's estimate at the snapshot throttle; without sizes, the time a move
+ * took so far times the moves left.
+ */
 export function progressOf(
   r: RebalanceResponse,
   nowMs: number,
-): { total: number; ended: number; percent: number; rateBps: number; etaS: number | null } {
+): {
+  total: number
+  ended: number
+  percent: number
+  rateBps: number
+  etaS: number | null
+  bytesLeft: number
+} {
   const job = r.job
-  if (job === undefined) return { total: 0, ended: 0, percent: 100, rateBps: 0, etaS: null }
+  const runningLeft = r.running.reduce((sum, m) => sum + Math.max(0, m.bytesTotal - m.bytesSent), 0)
+  if (job === undefined)
+    return {
+      total: 0,
+      ended: 0,
+      percent: 100,
+      rateBps: 0,
+      etaS: r.plannedMs > 0 ? Math.ceil(r.plannedMs / 1000) : null,
+      bytesLeft: r.plannedBytes + runningLeft,
+    }
   const ended = job.done + job.failed
   const open = job.state === 'running' || job.state === 'paused'
   const total = ended + r.running.length + (open ? r.plannedTotal : 0)
@@ -43,13 +64,18 @@ export function progressOf(
   const rateBps = job.bytes / elapsedS
   const perMoveS = ended > 0 ? elapsedS / ended : null
   const left = total - ended
-  return {
-    total,
-    ended,
-    percent,
-    rateBps,
-    etaS: open && perMoveS !== null ? Math.round(left * perMoveS) : null,
-  }
+  const bytesLeft = (open ? r.plannedBytes : 0) + runningLeft
+  const sized = r.plannedUnsized === 0 && bytesLeft > 0
+  const etaS = !open
+    ? null
+    : sized && rateBps > 0
+      ? Math.round(bytesLeft / rateBps)
+      : sized && r.plannedMs > 0
+        ? Math.ceil(r.plannedMs / 1000)
+        : perMoveS !== null
+          ? Math.round(left * perMoveS)
+          : null
+  return { total, ended, percent, rateBps, etaS, bytesLeft }
 }
 
 function describe(ctx: CliContext, r: RebalanceResponse): string[] {
@@ -71,10 +97,10 @@ function describe(ctx: CliContext, r: RebalanceResponse): string[] {
   )
   for (const m of r.running) lines.push(`  ${moveLine(moveFromWire(m))}`)
   if (r.plannedTotal > 0) {
-    lines.push(`planned: ${r.plannedTotal} moves`)
+    lines.push(`planned: ${r.plannedTotal} moves${plannedSize(r)}`)
     lines.push(
       table([
-        ['SHARD', 'FROM', 'TO', 'REASON', 'WAITING'],
+        ['SHARD', 'FROM', 'TO', 'REASON', 'BYTES', 'WAITING'],
         ...r.planned
           .slice(0, plannedShownMax)
           .map((m) => [
@@ -82,6 +108,7 @@ function describe(ctx: CliContext, r: RebalanceResponse): string[] {
             m.fromNode === 0 ? '-' : String(m.fromNode),
             String(m.toNode),
             m.reason,
+            m.bytes > 0 ? formatBytes(m.bytes) : '-',
             m.wait === '' ? '-' : m.wait,
           ]),
       ]),
@@ -89,6 +116,17 @@ function describe(ctx: CliContext, r: RebalanceResponse): string[] {
     if (r.plannedTotal > plannedShownMax) lines.push(`... and ${r.plannedTotal - plannedShownMax} more`)
   }
   return lines
+}
+
+/** ", 1.2 GiB (3 of unknown size), about 40 s at 32 MiB/s a sending node" for the planned line. */
+function plannedSize(r: RebalanceResponse): string {
+  if (r.plannedBytes === 0 && r.plannedUnsized === 0) return ''
+  const unsized = r.plannedUnsized > 0 ? ` (${r.plannedUnsized} of unknown size)` : ''
+  const time =
+    r.plannedMs > 0 && r.snapshotRateBps > 0
+      ? `, about ${Math.ceil(r.plannedMs / 1000)} s at ${formatBytes(r.snapshotRateBps)}/s a sending node`
+      : ''
+  return `, ${formatBytes(r.plannedBytes)}${unsized}${time}`
 }
 
 function print(ctx: CliContext, r: RebalanceResponse): void {

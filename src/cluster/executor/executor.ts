@@ -34,6 +34,7 @@ import type { Mover, MoveView } from '../mover.ts'
 import type { NodeState } from '../records.ts'
 import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
 import { encodeJob, type JobRecord } from './job.ts'
+import { estimatePlan, type PlanEstimate } from './estimate.ts'
 import { describeError, leaderMetaStore, wholeMs, withDeadline } from '../meta-leader.ts'
 
 export interface ExecutorInit {
@@ -43,6 +44,8 @@ export interface ExecutorInit {
   readonly autoRebalance: boolean
   readonly throttles: Throttles
   readonly listedMax: number
+  /** Snapshot bytes per second of one sending node (kvd --snapshot-rate); 0: no time estimates. */
+  readonly snapshotRateBps?: number
 }
 
 export interface ExecutorComponents {
@@ -51,6 +54,8 @@ export interface ExecutorComponents {
   readonly hasher: Hasher
   readonly localMeta: () => LocalMeta | undefined
   readonly mover: Mover
+  /** A shard's size as its leader last reported it (undefined: unknown). */
+  readonly shardBytes?: (shardId: ShardId) => number | undefined
 }
 
 /** What the executor knows now, for `kvctl rebalance status` and metrics (served by the meta leader). */
@@ -63,6 +68,12 @@ export interface RebalanceStatus {
   readonly autoRebalance: boolean
   /** Shards with fewer live replicas than the replication factor. */
   readonly underReplicated: number
+  /** Bytes and time of the plan's moves (estimate.ts). */
+  readonly estimate: PlanEstimate
+  /** A shard's size as its leader last reported it (undefined: unknown). */
+  readonly bytesOf: (shardId: ShardId) => number | undefined
+  /** Snapshot bytes per second of one sending node (0: unknown). */
+  readonly snapshotRateBps: number
 }
 
 /** The planner's input from a map and the moves in progress. */
@@ -240,7 +251,28 @@ export class Executor {
       waiting: this.last?.waiting ?? new Map(),
       autoRebalance: this.init.autoRebalance,
       underReplicated: underReplicated(map),
+      ...this.sizing(map, plan),
     }
+  }
+
+  /** The plan's bytes and time (estimate.ts): sizes from the leaders' reports, senders from the map. */
+  private sizing(
+    map: ClusterMap,
+    plan: Plan,
+  ): Pick<RebalanceStatus, 'estimate' | 'bytesOf' | 'snapshotRateBps'> {
+    const bytesOf = (id: ShardId): number | undefined => this.c.shardBytes?.(id)
+    const rateBps = this.init.snapshotRateBps ?? 0
+    const estimate = estimatePlan({
+      moves: plan.moves,
+      bytesOf,
+      senderOf: (m) => {
+        const hint = map.shard(m.shardId)?.leaderHint ?? 0
+        return hint > 0 ? (hint as NodeId) : m.from
+      },
+      rateBps,
+      movesMax: this.init.throttles.movesMax,
+    })
+    return { estimate, bytesOf, snapshotRateBps: rateBps }
   }
 
   private async poll(local: LocalMeta, signal: AbortSignal): Promise<void> {
@@ -335,6 +367,7 @@ export class Executor {
       waiting: out.waiting,
       autoRebalance: this.init.autoRebalance,
       underReplicated: underReplicated(map),
+      ...this.sizing(map, plan),
     }
   }
 

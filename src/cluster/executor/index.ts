@@ -19,6 +19,7 @@ export {
   Executor,
   nodeAction,
   planInputOf,
+  planWithMeta,
   underReplicated,
   type ExecutorComponents,
   type ExecutorInit,
@@ -37,3 +38,4 @@ export {
   type JobRecord,
   type JobState,
 } from './job.ts'
+export { estimatePlan, type EstimateInput, type PlanEstimate } from './estimate.ts'

@@ -54,6 +54,9 @@ describe('server/metrics-rebalance', () => {
       waiting: new Map(),
       autoRebalance: true,
       underReplicated: 7,
+      estimate: { bytes: 0, ms: 0, unsized: 1 },
+      bytesOf: () => undefined,
+      snapshotRateBps: 0,
     }
     v = await values(registry)
     expect(v.get('ringkv_rebalance_meta_leader')).toBe(1)

@@ -158,6 +158,11 @@ export interface LeaderReport {
    */
   epoch: number;
   voters: number[];
+  /**
+   * The shard's size as its leader's storage estimates it (0: unknown); kept in memory by the meta
+   * leader to estimate the bytes and time of planned moves.
+   */
+  approximateBytes: number;
 }
 
 export interface HeartbeatResponse {
@@ -252,6 +257,8 @@ export interface PlannedMoveInfo {
    * cluster-limit | repair-slots-reserved | destination-busy | source-busy | plan-only
    */
   wait: string;
+  /** The shard's size as its leader last reported it (0: unknown). */
+  bytes: number;
 }
 
 export interface RebalanceJobInfo {
@@ -288,6 +295,12 @@ export interface RebalanceResponse {
   autoRebalance: boolean;
   /** The snapshot bytes of the shards the planned moves copy, as their leaders estimate (0: unknown). */
   plannedBytes: number;
+  /** How long the planned moves take at the snapshot throttle, under the move limits (0: unknown). */
+  plannedMs: number;
+  /** Planned moves whose shard's size is unknown (not counted in planned_bytes). */
+  plannedUnsized: number;
+  /** The snapshot throttle of one sending node (kvd --snapshot-rate), bytes per second. */
+  snapshotRateBps: number;
 }
 
 /**
@@ -1397,7 +1410,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseLeaderReport(): LeaderReport {
-  return { shardId: 0, term: 0, epoch: 0, voters: [] };
+  return { shardId: 0, term: 0, epoch: 0, voters: [], approximateBytes: 0 };
 }
 
 export const LeaderReport: MessageFns<LeaderReport> = {
@@ -1417,6 +1430,9 @@ export const LeaderReport: MessageFns<LeaderReport> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    if (message.approximateBytes !== 0) {
+      writer.uint32(40).uint64(message.approximateBytes);
     }
     return writer;
   },
@@ -1476,6 +1492,14 @@ export const LeaderReport: MessageFns<LeaderReport> = {
 
             break;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.approximateBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1497,6 +1521,7 @@ export const LeaderReport: MessageFns<LeaderReport> = {
     message.term = object.term ?? 0;
     message.epoch = object.epoch ?? 0;
     message.voters = object.voters?.map((e) => e) || [];
+    message.approximateBytes = object.approximateBytes ?? 0;
     return message;
   },
 };
@@ -2189,7 +2214,7 @@ export const RebalanceRequest: MessageFns<RebalanceRequest> = {
 };
 
 function createBasePlannedMoveInfo(): PlannedMoveInfo {
-  return { shardId: 0, fromNode: 0, toNode: 0, reason: "", wait: "" };
+  return { shardId: 0, fromNode: 0, toNode: 0, reason: "", wait: "", bytes: 0 };
 }
 
 export const PlannedMoveInfo: MessageFns<PlannedMoveInfo> = {
@@ -2208,6 +2233,9 @@ export const PlannedMoveInfo: MessageFns<PlannedMoveInfo> = {
     }
     if (message.wait !== "") {
       writer.uint32(42).string(message.wait);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(48).uint64(message.bytes);
     }
     return writer;
   },
@@ -2265,6 +2293,14 @@ export const PlannedMoveInfo: MessageFns<PlannedMoveInfo> = {
             message.wait = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2287,6 +2323,7 @@ export const PlannedMoveInfo: MessageFns<PlannedMoveInfo> = {
     message.toNode = object.toNode ?? 0;
     message.reason = object.reason ?? "";
     message.wait = object.wait ?? "";
+    message.bytes = object.bytes ?? 0;
     return message;
   },
 };
@@ -2489,6 +2526,9 @@ function createBaseRebalanceResponse(): RebalanceResponse {
     underReplicated: 0,
     autoRebalance: false,
     plannedBytes: 0,
+    plannedMs: 0,
+    plannedUnsized: 0,
+    snapshotRateBps: 0,
   };
 }
 
@@ -2520,6 +2560,15 @@ export const RebalanceResponse: MessageFns<RebalanceResponse> = {
     }
     if (message.plannedBytes !== 0) {
       writer.uint32(72).uint64(message.plannedBytes);
+    }
+    if (message.plannedMs !== 0) {
+      writer.uint32(80).uint64(message.plannedMs);
+    }
+    if (message.plannedUnsized !== 0) {
+      writer.uint32(88).uint64(message.plannedUnsized);
+    }
+    if (message.snapshotRateBps !== 0) {
+      writer.uint32(96).uint64(message.snapshotRateBps);
     }
     return writer;
   },
@@ -2609,6 +2658,30 @@ export const RebalanceResponse: MessageFns<RebalanceResponse> = {
             message.plannedBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.plannedMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.plannedUnsized = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.snapshotRateBps = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2637,6 +2710,9 @@ export const RebalanceResponse: MessageFns<RebalanceResponse> = {
     message.underReplicated = object.underReplicated ?? 0;
     message.autoRebalance = object.autoRebalance ?? false;
     message.plannedBytes = object.plannedBytes ?? 0;
+    message.plannedMs = object.plannedMs ?? 0;
+    message.plannedUnsized = object.plannedUnsized ?? 0;
+    message.snapshotRateBps = object.snapshotRateBps ?? 0;
     return message;
   },
 };

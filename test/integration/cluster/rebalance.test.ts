@@ -4,12 +4,14 @@
  *
  *   - A 4th node joins under a checked workload: the executor moves its share onto it by itself
  *     (every node ends within one replica of the mean, 9), the history is linearizable and every
- *     acknowledged write is read back.
+ *     acknowledged write is read back. The meta leader is killed -9 mid-job (and restarted): the
+ *     job carries on under the new meta leader and ends done.
  *   - That node is killed -9: it is unreachable within a few heartbeats, dead after --dead-after,
  *     and its replicas are re-created on the others: every shard back at 3 live replicas.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KvClient } from '../../../src/client/index.ts'
+import { rebalance } from '../../../src/client/admin-rebalance.ts'
 import { startCluster, type Cluster } from '../helpers/cluster.ts'
 import { eventually } from '../helpers/cluster-ops.ts'
 import { expectLinearizable, startCheckedWorkload } from '../helpers/history.ts'
@@ -47,6 +49,23 @@ describe('rebalancing on real processes', () => {
     const workload = startCheckedWorkload(client, { keys, workers: 4 })
     try {
       four = await startKvd({ port: await freePort(), args: ['--join', cluster.endpoints[0]!, ...args] })
+      // The meta leader is the node whose executor starts moves: killed mid-job, restarted.
+      const leader = await eventually(
+        'the job started moves',
+        async () => cluster.nodes.find((n) => n.logs().includes('"msg":"move started"')),
+        30_000,
+      )
+      const startedBefore = (leader.logs().match(/"msg":"move started"/g) ?? []).length
+      leader.kill('SIGKILL')
+      await leader.exited()
+      const others = cluster.nodes.filter((n) => n !== leader)
+      // The job carries on under the new meta leader: another node starts moves.
+      await eventually(
+        'moves started by the new meta leader',
+        async () => (others.some((n) => n.logs().includes('"msg":"move started"')) ? true : undefined),
+        30_000,
+      )
+      await leader.restart()
       const balanced = await eventually(
         'every node within one replica of the mean',
         async () => {
@@ -64,17 +83,17 @@ describe('rebalancing on real processes', () => {
       expect(okWrites).toBeGreaterThan(20)
       for (const [key] of workload.acked)
         expect((await client.get(key, { deadlineMs: 15_000 })).found).toBe(true)
-      // The meta leader logged the job; it ended done (nothing left to plan).
-      const logs = cluster.nodes.map((n) => n.logs()).join('\n')
-      expect(logs).toContain('"msg":"move started"')
-      await eventually(
+      expect(startedBefore).toBeGreaterThan(0)
+      // The job ended done (nothing left to plan): carried on after its meta leader died.
+      const job = await eventually(
         'the job done',
-        async () =>
-          cluster.nodes.some((n) => /"state":"done"[^\n]*"msg":"rebalancing job"/.test(n.logs()))
-            ? true
-            : undefined,
+        async () => {
+          const r = await rebalance(cluster.endpoints, 'status')
+          return r.job?.state === 'done' ? r.job : undefined
+        },
         20_000,
       )
+      expect(job.done).toBeGreaterThan(0)
     } finally {
       await workload.stop()
     }

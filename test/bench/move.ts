@@ -18,7 +18,8 @@ import { KvClient } from '../../src/client/index.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
 import { keysOfShard } from '../integration/helpers/shard-keys.ts'
 import { freePort, startKvd } from '../integration/helpers/kvd.ts'
-import { median, quantile } from './stats.ts'
+import { foreground, latency, sleep } from './foreground.ts'
+import { median } from './stats.ts'
 
 interface Args {
   readonly mb: number
@@ -41,47 +42,6 @@ function parseArgs(argv: readonly string[]): Args {
     runs: num('--runs', 3),
     seconds: num('--seconds', 5),
   }
-}
-
-interface Foreground {
-  readonly samples: number[]
-  stop(): Promise<void>
-}
-
-/** Writes of 1 KiB to keys of every shard, 16 in flight, each latency recorded. */
-function foreground(client: KvClient, tag: string): Foreground {
-  const samples: number[] = []
-  const state = { done: false }
-  const value = Buffer.alloc(1024, 1)
-  let n = 0
-  const worker = async (): Promise<void> => {
-    while (!state.done) {
-      const t0 = performance.now()
-      try {
-        await client.put(`fg/${tag}/${n++ % 4096}`, value, { deadlineMs: 10_000 })
-        samples.push(performance.now() - t0)
-      } catch {
-        samples.push(performance.now() - t0)
-      }
-    }
-  }
-  const running = Promise.all(Array.from({ length: 16 }, () => worker()))
-  return {
-    samples,
-    async stop() {
-      state.done = true
-      await running
-    },
-  }
-}
-
-function latency(samples: readonly number[]): { p50: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b)
-  return { p50: quantile(s, 0.5), p99: quantile(s, 0.99) }
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms))
 }
 
 export async function main(argv: readonly string[]): Promise<void> {

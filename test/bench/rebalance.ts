@@ -19,7 +19,7 @@ import { KvClient } from '../../src/client/index.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
 import { keysOfShard } from '../integration/helpers/shard-keys.ts'
 import { freePort, startKvd } from '../integration/helpers/kvd.ts'
-import { quantile } from './stats.ts'
+import { foreground, latency, sleep } from './foreground.ts'
 
 interface Args {
   readonly shards: number
@@ -42,43 +42,6 @@ function parseArgs(argv: readonly string[]): Args {
     rate: Math.round(num('--rate', 16)),
     seconds: num('--seconds', 5),
   }
-}
-
-interface Foreground {
-  readonly samples: number[]
-  stop(): Promise<void>
-}
-
-/** Writes of 1 KiB to keys of every shard, 16 in flight, each latency recorded (failures too). */
-function foreground(client: KvClient, tag: string): Foreground {
-  const samples: number[] = []
-  const state = { done: false }
-  const value = Buffer.alloc(1024, 1)
-  let n = 0
-  const worker = async (): Promise<void> => {
-    while (!state.done) {
-      const t0 = performance.now()
-      await client.put(`fg/${tag}/${n++ % 4096}`, value, { deadlineMs: 10_000 }).catch(() => undefined)
-      samples.push(performance.now() - t0)
-    }
-  }
-  const running = Promise.all(Array.from({ length: 16 }, () => worker()))
-  return {
-    samples,
-    async stop() {
-      state.done = true
-      await running
-    },
-  }
-}
-
-function latency(samples: readonly number[]): { p50: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b)
-  return { p50: quantile(s, 0.5), p99: quantile(s, 0.99) }
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms))
 }
 
 const MiB = 1024 * 1024

@@ -31,6 +31,7 @@ import { startCluster } from '../integration/helpers/cluster.ts'
 import { settleLeaders } from './cluster.ts'
 import { metricsMeter, microsPerOp, readMeters, selfMeter, type CpuMeter } from './cpu.ts'
 import { etcdToRun, startEtcd } from './etcd.ts'
+import { median as medianOf, quantile } from './stats.ts'
 import { ScrambledZipfian } from './zipfian.ts'
 
 type OpType = 'read' | 'update' | 'rmw'
@@ -161,14 +162,9 @@ interface WorkloadResult {
   readonly cpuUsPerOp: readonly number[]
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN
-}
-
+/** The median of the finite values (a run where an operation type had no sample gives NaN). */
 function median(xs: readonly number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+  return medianOf(xs.filter((x) => Number.isFinite(x)))
 }
 
 function sleep(ms: number): Promise<void> {

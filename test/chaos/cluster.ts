@@ -309,9 +309,18 @@ export class ChaosCluster {
 
   /** Runs iptables in the node's network namespace. */
   async iptables(node: ChaosNode, args: readonly string[]): Promise<void> {
+    await this.inNetns(node, ['iptables', '-w', '5', ...args])
+  }
+
+  /** Runs tc (traffic control) in the node's network namespace. */
+  async tc(node: ChaosNode, args: readonly string[]): Promise<void> {
+    await this.inNetns(node, ['tc', ...args])
+  }
+
+  private async inNetns(node: ChaosNode, command: readonly string[]): Promise<void> {
     const pid = (await docker(['inspect', '--format', '{{.State.Pid}}', node.name])).trim()
     if (!/^[1-9]\d*$/.test(pid)) throw new Error(`node ${node.id} is not running (pid '${pid}')`)
-    await run('nsenter', ['--target', pid, '--net', 'iptables', '-w', '5', ...args])
+    await run('nsenter', ['--target', pid, '--net', ...command])
   }
 
   /** Removes every filter rule of the node's namespace (heals partitions and packet loss). */

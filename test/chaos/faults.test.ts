@@ -35,6 +35,7 @@ const kinds: readonly FaultKind[] = [
   'bridge',
   'loss',
   'latency',
+  'bandwidth',
 ]
 
 describe('one kind of fault at a time', () => {

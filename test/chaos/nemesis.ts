@@ -34,6 +34,11 @@ export type Fault =
   | { readonly kind: 'bridge'; readonly a: number; readonly b: number }
   /** `node` drops this share of the packets from the other nodes (iptables statistic). */
   | { readonly kind: 'loss'; readonly node: number; readonly percent: number }
+  /**
+   * `node` sends at most `kbit` kbit/s (a tc token bucket on its interface, in its namespace): its
+   * peers and clients hear it slowly, and a leader on it falls behind what it must send.
+   */
+  | { readonly kind: 'bandwidth'; readonly node: number; readonly kbit: number }
   /** `node` delays every envelope to and from its peers (transport fault injection). */
   | { readonly kind: 'latency'; readonly node: number; readonly ms: number }
   /**
@@ -124,6 +129,9 @@ export function planSchedule(options: ScheduleOptions): Schedule {
         break
       case 'latency':
         fault = { kind, node: pickNode(() => true), ms: 50 + random.int(251) }
+        break
+      case 'bandwidth':
+        fault = { kind, node: pickNode(() => true), kbit: 128 + random.int(897) }
         break
       case 'clock': {
         const settings = ['+20s', '-20s', '+0 x0.5', '+0 x2']
@@ -264,6 +272,22 @@ export const actions: Record<FaultKind, Action> = {
         ])
     },
     heal: (c, f) => c.flushRules(nodeOf(c, f)),
+  },
+  bandwidth: {
+    async apply(c, f) {
+      if (f.kind !== 'bandwidth') throw new Error('not bandwidth')
+      await c.tc(nodeOf(c, f), [
+        ...['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf'],
+        ...['rate', `${f.kbit}kbit`, 'burst', '16kbit', 'latency', '500ms'],
+      ])
+    },
+    async heal(c, f) {
+      // A node restarted meanwhile has a fresh namespace without the limit.
+      if (!(await c.running(nodeOf(c, f)))) return
+      await c.tc(nodeOf(c, f), ['qdisc', 'del', 'dev', 'eth0', 'root']).catch((err: unknown) => {
+        if (!/No such file|handle of zero/i.test(String(err))) throw err
+      })
+    },
   },
   latency: {
     async apply(c, f) {
@@ -471,7 +495,11 @@ async function unfitNodes(
     return []
   // iptables works on a frozen node's namespace; kill, stop, pause and InjectFault need it running.
   const pausedIsFine =
-    fault.kind === 'isolate' || fault.kind === 'one-way' || fault.kind === 'bridge' || fault.kind === 'loss'
+    fault.kind === 'isolate' ||
+    fault.kind === 'one-way' ||
+    fault.kind === 'bridge' ||
+    fault.kind === 'loss' ||
+    fault.kind === 'bandwidth'
   const unfit: string[] = []
   for (const id of faultNodes(fault, cluster.nodes.length)) {
     const held = claims.get(id) ?? []

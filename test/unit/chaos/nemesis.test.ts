@@ -23,6 +23,7 @@ const every: FaultKind[] = [
   'bridge',
   'loss',
   'latency',
+  'bandwidth',
   'clock',
 ]
 
@@ -47,6 +48,17 @@ describe('planSchedule', () => {
     // Sequential: each fault ends before the next starts.
     for (let i = 1; i < a.faults.length; i++)
       expect(a.faults[i]!.atMs).toBeGreaterThan(a.faults[i - 1]!.atMs + a.faults[i - 1]!.forMs)
+  })
+
+  it('limits bandwidth to 128..1024 kbit/s on a node of the cluster', () => {
+    const s = planSchedule({ seed: 5, kinds: ['bandwidth'], durationMs: 120_000, nodes: 3 })
+    expect(s.faults.length).toBeGreaterThan(5)
+    for (const { fault } of s.faults) {
+      if (fault.kind !== 'bandwidth') throw new Error(`planned ${fault.kind}`)
+      expect(fault.kbit).toBeGreaterThanOrEqual(128)
+      expect(fault.kbit).toBeLessThanOrEqual(1024)
+      expect([1, 2, 3]).toContain(fault.node)
+    }
   })
 
   it('never kills or stops a node that must keep running, and bridges two distinct nodes', () => {

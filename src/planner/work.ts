@@ -15,14 +15,21 @@
  * Load bounds of an active node with fair share f (hashing fairShares, by weight and zones):
  *   hi = max(ceil(f), floor(loadRatioMax * f))   balance brings every node down to it where the
  *                                                rules allow (the busiest within 1.10 of the mean);
- *   lo = min(floor(f), ceil((2 - loadRatioMax) * f))   a node below it is filled ...
+ *   lo = min(floor(f), max(ceil((2 - loadRatioMax) * f), floor(f) - 1))
+ *                                                a node below it is filled ...
  *   goal = floor(f)                              ... up to here.
  * Between lo and hi a node is left alone (hysteresis): a join moves about the newcomer's share.
+ * lo is within one replica of the goal whatever the share: with 32 replicas per node, 0.9 of the
+ * share alone let a joined node stop at 29 when a move of its job was rolled back (its meta leader
+ * killed), and the operator's promise is its fair share within one replica.
  */
 import { assert } from '../common/assert.ts'
 import { NodeId, type ShardId } from '../common/ids.ts'
 import { fairShares, loadRatioMax, type RingNode } from '../hashing/index.ts'
 import type { MoveInProgress, PlannedMove, PlannerNode, PlannerShard } from './input.ts'
+
+/** How far below its goal a node may stay unfilled (lo, above). */
+const lowSlackReplicas = 1
 
 /** A shard's side of the rules for a move (Work.receiving). */
 export interface Receiving {
@@ -123,7 +130,12 @@ export class Work {
     const eps = 1e-9
     this.goal = this.share.map((f) => Math.floor(f + eps))
     this.hi = this.share.map((f) => Math.max(Math.ceil(f - eps), Math.floor(f * loadRatioMax + eps)))
-    this.lo = this.share.map((f) => Math.min(Math.floor(f + eps), Math.ceil(f * (2 - loadRatioMax) - eps)))
+    this.lo = this.share.map((f) =>
+      Math.min(
+        Math.floor(f + eps),
+        Math.max(Math.ceil(f * (2 - loadRatioMax) - eps), Math.floor(f + eps) - lowSlackReplicas),
+      ),
+    )
   }
 
   /** Node index of a node id; undefined when the registry does not know it. */

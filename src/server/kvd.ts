@@ -87,6 +87,7 @@ import { createRaftService, raftServiceDefinition } from './grpc-raft.ts'
 import { createReplicaService, replicaServiceDefinition } from './grpc-replica.ts'
 import { KvdHttpServer, KvdMetrics } from './http.ts'
 import { readiness, type Readiness } from './readiness.ts'
+import { safeModeOf } from '../planner/index.ts'
 import { addReflection } from './reflection.ts'
 import { internalStatus, toStatus } from './status.ts'
 
@@ -459,7 +460,10 @@ export class Kvd {
     const host = this.host
     const agent = this.agent
     const metaCallMs = Math.max(config.heartbeatMs, metaCallMsMin)
-    return readiness({
+    const map = agent?.map
+    const safeMode =
+      map === undefined ? undefined : safeModeOf([...map.nodes.values()], map.cluster.replicaCount)
+    const answer = readiness({
       nodeId: this.nodeId,
       lifecycle: this.state,
       member: agent?.map.nodes.has(this.nodeId) ?? false,
@@ -472,6 +476,7 @@ export class Kvd {
       })),
       applyLagMax: config.limits.readyApplyLagEntriesMax,
     })
+    return safeMode === undefined ? answer : { ...answer, safeMode: safeMode.message }
   }
 
   /**

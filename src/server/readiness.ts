@@ -55,7 +55,7 @@ export interface ReadinessInput {
   readonly applyLagMax: number
 }
 
-export type Readiness =
+export type Readiness = (
   | { readonly ready: true }
   | {
       readonly ready: false
@@ -64,6 +64,14 @@ export type Readiness =
       /** The shards concerned (`no_leader`, `catching_up`), at most `shardsListedMax`. */
       readonly shards?: readonly number[]
     }
+) & {
+  /**
+   * The cluster is in safe mode (its live nodes or zones cannot hold the replication factor, as
+   * the map this node holds says): a note, not a reason to be unready; the node serves what has
+   * a quorum (docs/rebalancing.md).
+   */
+  readonly safeMode?: string
+}
 
 /** Replica states of a replica leaving this node (replica-record.ts). */
 const leaving: ReadonlySet<string> = new Set(['removing', 'tombstone'])

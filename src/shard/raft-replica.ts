@@ -137,10 +137,10 @@ export class RaftReplica implements Replica {
     validateKey(key, this.components.limits)
     const storageKey = this.storageKey(key)
     const generation = this.group.generation
-    const receipt = await this.readGate(opts)
+    const gated = await this.readGate(opts)
     const found = await readOne(this.components.engine, storageKey)
     this.checkStillServing(generation)
-    return { found, receipt }
+    return { found, receipt: this.covering(gated) }
   }
 
   async getMany(
@@ -150,10 +150,10 @@ export class RaftReplica implements Replica {
     validateKeys(keys, this.components.limits)
     const storageKeys = keys.map((key) => this.storageKey(key))
     const generation = this.group.generation
-    const receipt = await this.readGate(opts)
+    const gated = await this.readGate(opts)
     const found = await readMany(this.components.engine, storageKeys)
     this.checkStillServing(generation)
-    return { found, receipt }
+    return { found, receipt: this.covering(gated) }
   }
 
   /** The scan waits for its read level first, so the stream's view is taken after the gate. */
@@ -173,11 +173,12 @@ export class RaftReplica implements Replica {
     const engine = this.components.engine
     const range = this.group.dataRange
     const stillServing = (): void => this.checkStillServing(generation)
+    const covering = (r: Receipt): Receipt => this.covering(r)
     async function* stream(): AsyncGenerator<ScanEntry> {
-      const receipt = await gate
-      receiptHolder.receipt = receipt
       // scanRange takes its view at once (no await between this check and the view): it is
-      // trusted only if the replica served throughout since the gate.
+      // trusted only if the replica served throughout since the gate, and the receipt covers it.
+      const receipt = covering(await gate)
+      receiptHolder.receipt = receipt
       stillServing()
       inner = scanRange(engine, range, args, opts, receipt)
       yield* inner
@@ -189,6 +190,17 @@ export class RaftReplica implements Replica {
       },
       [Symbol.asyncIterator]: () => iterable,
     }
+  }
+
+  /**
+   * The receipt of a read whose engine view was taken now: its applied index covers everything the
+   * view can show. Applied entries are visible in the engine before their batch is durable, so the
+   * durable applied index the gate named can be below a version the read returned; a session token
+   * that low let a session read elsewhere go back in time (chaos: pause and lease-isolate runs).
+   */
+  private covering(receipt: Receipt): Receipt {
+    const applied = this.group.stateMachine.appliedIndex
+    return applied > receipt.appliedIndex ? { ...receipt, appliedIndex: applied } : receipt
   }
 
   /** Waits until a read at `opts.level` may be served here; the receipt of that read. */

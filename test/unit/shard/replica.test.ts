@@ -15,7 +15,7 @@ import {
   type ScanEntry,
   type ScanPosition,
 } from '../../../src/shard/index.ts'
-import { MemoryEngine } from '../../../src/storage/index.ts'
+import { MemoryEngine, isDataKey } from '../../../src/storage/index.ts'
 import { CountingEngine, bytes, nodeId, openTestReplica, shardId, testHasher, text } from './helpers.ts'
 
 // The replica contract (shard/api.ts) on the real replica: one shard's RaftReplica on a one-node
@@ -448,5 +448,68 @@ describe('shard/replica (one voter on a NodeHost)', () => {
     expect(await codeOf(r.put(bytes('c'), bytes('3'), W))).toBe(ErrorCode.Internal)
     expect(await codeOf(r.get(bytes('ok'), R))).toBe(ErrorCode.Internal)
     await r.close()
+  })
+})
+
+/**
+ * An engine whose writes are visible before they return (as RocksDB's memtable is before the
+ * write's callback runs): once armed, the first batch that writes user data is applied to the
+ * inner engine and then held, so the node has not seen that write complete and the replica's
+ * durable applied index is still below the data a read can already see.
+ */
+class VisibleFirstEngine extends CountingEngine {
+  private armed = false
+  private heldGate: Promise<void> | undefined
+  private openHeld: (() => void) | undefined
+
+  arm(): void {
+    this.armed = true
+  }
+
+  releaseHeld(): void {
+    this.armed = false
+    this.openHeld?.()
+  }
+
+  override async write(...args: Parameters<CountingEngine['write']>): Promise<void> {
+    const [batch] = args
+    await super.write(...args)
+    if (
+      this.armed &&
+      this.heldGate === undefined &&
+      batch.ops().some((op) => op.kind === 'put' && isDataKey(op.key))
+    ) {
+      this.heldGate = new Promise((resolve) => (this.openHeld = resolve))
+      await this.heldGate
+    }
+  }
+}
+
+describe('read receipts cover what the read returned', () => {
+  it('a value applied but not yet durable is read with a receipt at or above its version (a valid session token)', async () => {
+    const engine = new VisibleFirstEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    try {
+      engine.arm()
+      const key = bytes('visible-first')
+      const put = r.put(key, bytes('v'), { level: 'leader' })
+      let seen: Awaited<ReturnType<typeof r.get>> | undefined
+      for (let i = 0; i < 1000 && (seen?.found ?? null) === null; i++) {
+        seen = await r.get(key, { level: 'eventual' })
+        if (seen.found === null) await new Promise((res) => setTimeout(res, 2))
+      }
+      const found = seen?.found ?? null
+      if (found === null) throw new Error('the write never became visible')
+      // The write has not completed, so the durable applied index is below it: the receipt
+      // must still cover the version it returned.
+      expect(seen!.receipt.appliedIndex).toBeGreaterThanOrEqual(found.version)
+      const many = await r.getMany([key], { level: 'eventual' })
+      expect(many.receipt.appliedIndex).toBeGreaterThanOrEqual(many.found[0]!.version)
+      engine.releaseHeld()
+      await put
+    } finally {
+      engine.releaseHeld()
+      await r.close()
+    }
   })
 })

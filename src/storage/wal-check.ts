@@ -105,7 +105,9 @@ export function checkWal(bytes: Uint8Array): WalVerdict {
         offset: pos,
         end: problem === 'checksum mismatch' ? end : blockEnd,
         reason: problem,
-        truncated: end > bytes.length,
+        // A length that runs past the end is a torn tail only if no whole record follows it: a
+        // damaged length field in the last block hides the records after it from the walk.
+        truncated: end > bytes.length && !wholeRecordFrom(bytes, view, pos + 1),
       }
     }
     pos = problem === undefined ? end : skipTo
@@ -120,6 +122,19 @@ export function checkWal(bytes: Uint8Array): WalVerdict {
   if (validAfter === 0 && (damage.truncated || unwritten))
     return { kind: 'torn-tail', records, offset: damage.offset }
   return { kind: 'damaged', records, offset: damage.offset, reason: damage.reason, validAfter }
+}
+
+/** Whether a record with a valid checksum, inside its block, starts anywhere at or after `from`. */
+function wholeRecordFrom(bytes: Uint8Array, view: DataView, from: number): boolean {
+  for (let pos = from; pos + headerBytes <= bytes.length; pos++) {
+    const blockEnd = Math.min((Math.floor(pos / blockBytes) + 1) * blockBytes, bytes.length)
+    const type = bytes[pos + 6]!
+    if (type < 1 || type > 4) continue
+    const end = pos + headerBytes + view.getUint16(pos + 4, true)
+    if (end > blockEnd) continue
+    if (view.getUint32(pos, true) === maskCrc(crc32c(bytes.subarray(pos + 6, end)))) return true
+  }
+  return false
 }
 
 function allZero(bytes: Uint8Array, from: number, to: number): boolean {

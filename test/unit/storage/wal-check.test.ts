@@ -72,6 +72,14 @@ describe('storage/wal-check', () => {
     if (v.kind === 'damaged') expect(v.validAfter).toBeGreaterThan(0)
   })
 
+  it('a length field damaged in the last block, pointing past the end, is damage: whole records follow it', () => {
+    const wal = walOf(payloads(120, 700))
+    // The counterexample fast-check found: byte 69305 ^ 60 (a record's length, in the last block).
+    const flipped = wal.slice()
+    flipped[69305]! ^= 60
+    expect(checkWal(flipped).kind).toBe('damaged')
+  })
+
   it('any single flipped byte is found: damage, or a torn tail only when it hits the zero padding or the end', () => {
     const wal = walOf(payloads(120, 700))
     fc.assert(

@@ -17,6 +17,8 @@
  * KvError INVALID_ARGUMENT naming the field (file names are checked, so a manifest cannot point
  * outside its directory).
  */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ErrorCode, KvError } from '../common/errors.ts'
 
 export const manifestFormat = 1
@@ -173,4 +175,29 @@ export function decodeManifest(json: string): Manifest {
     map: fileFacts(objectOf(o['map'], 'map'), 'map.', /^shard-map\.json$/),
     shards,
   }
+}
+
+/**
+ * Reads and decodes the manifest of backup `dir`, with its text (a restore hashes it). A missing
+ * manifest is INVALID_ARGUMENT naming `field` (the argument that gave `dir`: `backup` for kvctl
+ * backup verify, `restore` for kvd --restore); other read errors pass through.
+ */
+export async function readManifestFile(
+  dir: string,
+  field: 'backup' | 'restore',
+): Promise<{ readonly text: string; readonly manifest: Manifest }> {
+  let text: string
+  try {
+    text = await readFile(join(dir, manifestFile), 'utf8')
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR')
+      throw new KvError(
+        ErrorCode.InvalidArgument,
+        `${field === 'restore' ? '--restore ' : ''}${dir} is not a complete ringkv backup: it has no ${manifestFile}`,
+        { details: { field } },
+      )
+    throw err
+  }
+  return { text, manifest: decodeManifest(text) }
 }

@@ -6,12 +6,11 @@
  * configuration of its new cluster (epoch 1), with its user data and its exactly-once table.
  */
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../common/errors.ts'
 import type { ShardId } from '../common/ids.ts'
 import type { Entry } from '../storage/index.ts'
-import { decodeManifest, manifestFile, type Manifest, type ShardBackup } from './manifest.ts'
+import { readManifestFile, type Manifest, type ShardBackup } from './manifest.ts'
 import { isDescriptorKey } from './records.ts'
 import { readShardFile } from './shard-file.ts'
 
@@ -23,17 +22,8 @@ export interface RestoreSource {
 }
 
 export async function openRestoreSource(dir: string): Promise<RestoreSource> {
-  let text: string
-  try {
-    text = await readFile(join(dir, manifestFile), 'utf8')
-  } catch (err) {
-    throw new KvError(
-      ErrorCode.InvalidArgument,
-      `--restore ${dir}: not a complete ringkv backup (${(err as NodeJS.ErrnoException).code ?? 'unreadable'} ${manifestFile})`,
-      { details: { field: 'restore' } },
-    )
-  }
-  return { dir, manifest: decodeManifest(text), id: createHash('sha256').update(text).digest('hex') }
+  const { text, manifest } = await readManifestFile(dir, 'restore')
+  return { dir, manifest, id: createHash('sha256').update(text).digest('hex') }
 }
 
 /** The manifest entry of `shardId`, or INVALID_ARGUMENT. */

@@ -4,10 +4,8 @@
  * its frames, records, totals, size and checksum (shard-file.ts). The first problem found is
  * thrown (KvError INVALID_ARGUMENT naming the file and what is wrong).
  */
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ErrorCode, KvError } from '../common/errors.ts'
-import { decodeManifest, manifestFile, type Manifest } from './manifest.ts'
+import { readManifestFile, type Manifest } from './manifest.ts'
 import { checkFacts, fileFacts, readShardFile } from './shard-file.ts'
 
 export interface VerifyOptions {
@@ -24,20 +22,7 @@ export interface VerifyReport {
 
 /** Reads the manifest of `dir` (INVALID_ARGUMENT when it is missing or not one). */
 export async function readManifest(dir: string): Promise<Manifest> {
-  let text: string
-  try {
-    text = await readFile(join(dir, manifestFile), 'utf8')
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    if (e.code === 'ENOENT' || e.code === 'ENOTDIR')
-      throw new KvError(
-        ErrorCode.InvalidArgument,
-        `${dir} is not a complete ringkv backup: it has no ${manifestFile}`,
-        { details: { field: 'backup' } },
-      )
-    throw err
-  }
-  return decodeManifest(text)
+  return (await readManifestFile(dir, 'backup')).manifest
 }
 
 export async function verifyBackup(dir: string, options: VerifyOptions = {}): Promise<VerifyReport> {

@@ -38,6 +38,13 @@ export const limits = {
   readIndexPendingMax: 4096,
   /** Messages queued per group between ready-loop iterations. */
   inboxMessagesMax: 4096,
+  /**
+   * Keys whose versions (version, createVersion, or absence: never the value) a shard's state
+   * machine remembers from its latest applies, so that a write to one of them applies without a
+   * storage read first (state-machine.ts); the keys of appended entries are read into it while they
+   * replicate. Per shard, about 160 KiB at this size: enough for the entries of a few loop turns.
+   */
+  applyRecentKeysMax: 1024,
   /** Items (peer envelopes, client requests) queued for a node's Ready loop; beyond: OVERLOADED / dropped. */
   hostInboxMax: 65_536,
   /** Applied entries kept in a shard's log before it is compacted (a snapshot point is recorded). */

@@ -384,6 +384,8 @@ export class NodeHost implements ReplicaLoop {
     iterations: 0,
     readies: 0,
     writes: 0,
+    /** Early reads of the keys of appended entries (prefetchAppended). */
+    prefetches: 0,
     envelopesDropped: 0,
     /** Envelopes for a shard this node does not hold, is removing or has a tombstone of. */
     envelopesForNoReplica: 0,
@@ -950,6 +952,7 @@ export class NodeHost implements ReplicaLoop {
       unique.map((k, i) => [k, values[i] ?? null] as const),
     )
     const staged: StagedReady[] = work.map(({ group, rd }) => group.stage(rd, batch, overlay))
+    for (const { group, rd } of work) this.prefetchAppended(group, rd)
     for (const write of hostWrites) write(batch)
     if (batch.length > 0) {
       const sync = hostWrites.length > 0 || work.some(({ rd }) => rd.mustSync || rd.snapshot !== null)
@@ -968,6 +971,21 @@ export class NodeHost implements ReplicaLoop {
     this.reportApplied()
   }
 
+  /**
+   * Reads the versions of the keys `rd`'s new entries will write while they replicate (not
+   * awaited: a read that fails or comes late only means the apply reads them itself).
+   */
+  private prefetchAppended(group: RaftGroup, rd: Ready): void {
+    const ask = group.appendedKeys(rd)
+    if (ask === null) return
+    const machine = group.stateMachine
+    this.stats.prefetches++
+    this.engine.multiGet(ask.keys).then(
+      (values) => group.learnAppended(ask.token, ask.keys, values, machine),
+      () => undefined,
+    )
+  }
+
   /** Replicas whose removal they applied themselves become `removing` (written next iteration). */
   private retireRemoved(): void {
     for (const slot of this.slots.values()) {
@@ -981,14 +999,18 @@ export class NodeHost implements ReplicaLoop {
     }
   }
 
-  /** Tells the other voters of each group how far this node has applied (for `all` writes). */
+  /**
+   * Tells each group's leader how far this node has applied (the leader answers `all` writes from
+   * these). Only the leader waits for them; a follower that learns of a new leader reports to it
+   * with its next apply, and a new leader's `all` writes all lie beyond its own first entry.
+   */
   private reportApplied(): void {
     for (const g of this.liveGroups()) {
-      if (g.durableApplied <= g.reportedApplied) continue
+      const to = g.leaderId
+      if (g.durableApplied <= g.reportedApplied || to === null || to === this.nodeId) continue
       g.reportedApplied = g.durableApplied
       const payload = encodeAppliedPayload(g.durableApplied)
-      for (const to of g.voters())
-        if (to !== this.nodeId) this.transport.send({ shardId: g.shardId, from: this.nodeId, to, payload })
+      this.transport.send({ shardId: g.shardId, from: this.nodeId, to, payload })
     }
   }
 

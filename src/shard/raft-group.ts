@@ -19,8 +19,8 @@
  * Write levels: `majority` answers when the entry is applied here (the leader) after commit;
  * `leader` answers once the entry is durable on this node alone (its result is what the leader's
  * state predicts; a compare-and-set needs a quorum, so it is refused at this level); `all`
- * answers once every voter reports it applied the entry (peers report their applied index after
- * each apply), and is refused at once while a voter has not been heard from within an election
+ * answers once every voter reports it applied the entry (followers report their applied index to
+ * the leader after each apply), and is refused at once while a voter has not been heard from within an election
  * timeout.
  *
  * Staleness (the receipt's upper bound on how far behind this answer may be): on the leader, the
@@ -703,13 +703,53 @@ export class RaftGroup {
     return this.raw.ready()
   }
 
-  /** The storage keys applying `rd` will read; the host prefetches them for every group at once. */
+  /**
+   * The storage keys applying `rd` will read; the host prefetches them for every group at once.
+   * Keys whose versions the machine remembers are left out, unless `rd` restores a snapshot: its
+   * entries then apply on the machine loaded from it, which remembers nothing.
+   */
   readKeys(rd: Ready): Uint8Array[] {
     const keys: Uint8Array[] = []
     for (const e of rd.committedEntries) {
-      for (const command of this.commandsOf(e) ?? []) keys.push(...this.machine.readKeys(command))
+      if (e.index <= this.machine.appliedIndex && rd.snapshot === null) continue
+      for (const command of this.commandsOf(e) ?? [])
+        keys.push(
+          ...(rd.snapshot === null ? this.machine.readKeys(command) : this.machine.storageKeysOf(command)),
+        )
     }
     return keys
+  }
+
+  /**
+   * An early read for the entries `rd` appends: the storage keys their commands will touch that
+   * the machine does not know, with the token to hand back to `learnAppended` with what was read.
+   * Read while the entries replicate, their versions are known by the time they apply, so the apply
+   * reads nothing first. Commands come from this leader's proposals or a follower's append check
+   * (never decoded and cached by index: an appended entry may still be replaced). Call after
+   * `stage`; null when there is nothing to read.
+   */
+  appendedKeys(rd: Ready): { readonly keys: Uint8Array[]; readonly token: number } | null {
+    if (rd.snapshot !== null || rd.entries.length === 0) return null
+    const keys: Uint8Array[] = []
+    for (const e of rd.entries) {
+      if (e.type !== EntryType.Normal || e.data.length === 0) continue
+      const ours = this.proposals.get(e.index)
+      const commands =
+        ours !== undefined && ours[0]?.term === e.term ? ours.map((p) => p.command) : this.checked.get(e.data)
+      for (const command of commands ?? []) keys.push(...this.machine.storageKeysOf(command))
+    }
+    const unknown = this.machine.unknownKeys(keys)
+    return unknown.length === 0 ? null : { keys: unknown, token: this.machine.learnToken() }
+  }
+
+  /** What the read of `appendedKeys` found (the machine learns it only if still sound). */
+  learnAppended(
+    token: number,
+    keys: readonly Uint8Array[],
+    values: readonly (Uint8Array | null)[],
+    machine: KvStateMachine,
+  ): void {
+    if (machine === this.machine) machine.learn(token, keys, values)
   }
 
   /**
@@ -741,7 +781,10 @@ export class RaftGroup {
     this.store.stage(batch, { hardState: rd.hardState, entries: rd.entries, snapshot: installed })
     const outcomes: { readonly entry: Entry; readonly outcomes: readonly ApplyOutcome[] | null }[] = []
     for (const e of rd.committedEntries) {
-      if (e.index <= this.machine.appliedIndex) continue
+      if (e.index <= this.machine.appliedIndex) {
+        this.decoded.delete(e.index)
+        continue
+      }
       const commands = this.commandsOf(e)
       if (commands === undefined) {
         this.machine.skip(e.index, io)

@@ -49,6 +49,7 @@ import type { WriteLevel as WriteLevelType } from './api.ts'
 import {
   cas,
   copyOps,
+  readAtView,
   readMany,
   readOne,
   reusedSeq,
@@ -138,9 +139,9 @@ export class RaftReplica implements Replica {
     const storageKey = this.storageKey(key)
     const generation = this.group.generation
     const gated = await this.readGate(opts)
-    const found = await readOne(this.components.engine, storageKey)
+    const view = await readAtView(this.components.engine, this.shardId, [storageKey])
     this.checkStillServing(generation)
-    return { found, receipt: this.covering(gated) }
+    return { found: view.found[0] ?? null, receipt: { ...gated, appliedIndex: view.appliedIndex } }
   }
 
   async getMany(
@@ -151,9 +152,9 @@ export class RaftReplica implements Replica {
     const storageKeys = keys.map((key) => this.storageKey(key))
     const generation = this.group.generation
     const gated = await this.readGate(opts)
-    const found = await readMany(this.components.engine, storageKeys)
+    const view = await readAtView(this.components.engine, this.shardId, storageKeys)
     this.checkStillServing(generation)
-    return { found, receipt: this.covering(gated) }
+    return { found: view.found, receipt: { ...gated, appliedIndex: view.appliedIndex } }
   }
 
   /** The scan waits for its read level first, so the stream's view is taken after the gate. */
@@ -193,10 +194,12 @@ export class RaftReplica implements Replica {
   }
 
   /**
-   * The receipt of a read whose engine view was taken now: its applied index covers everything the
+   * The receipt of a scan whose engine view was taken now: its applied index covers everything the
    * view can show. Applied entries are visible in the engine before their batch is durable, so the
    * durable applied index the gate named can be below a version the read returned; a session token
    * that low let a session read elsewhere go back in time (chaos: pause and lease-isolate runs).
+   * It may name one batch more than the view shows (a batch in flight while the view was taken);
+   * point reads name their view exactly (readAtView).
    */
   private covering(receipt: Receipt): Receipt {
     const applied = this.group.stateMachine.appliedIndex

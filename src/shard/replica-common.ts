@@ -4,12 +4,13 @@
  * reads and the scan of a shard's hash range). raft-replica.ts adds how a command gets its index
  * and when a read may be served.
  */
-import { ErrorCode, KvError, type Limits, type ShardId } from '../common/index.ts'
+import { ErrorCode, KvError, type Limits, type LogIndex, type ShardId } from '../common/index.ts'
 import {
   compareBytes,
   dataKeyAfter,
   decodeDataKey,
   decodeValueRecord,
+  raftAppliedIndexKey,
   startsWith,
   type Engine,
   type KeyRange,
@@ -28,7 +29,7 @@ import type {
 } from './api.ts'
 import type { ClientTag, Command } from './commands.ts'
 import type { ApplyResult } from './dedup.ts'
-import type { ApplyOutcome, KvStateMachine } from './state-machine.ts'
+import { decodeAppliedIndex, type ApplyOutcome, type KvStateMachine } from './state-machine.ts'
 import { validateKey, validateWriteOptions } from './validate.ts'
 
 export function versioned(record: ValueRecord): VersionedValue {
@@ -145,6 +146,28 @@ export async function readMany(
 ): Promise<(VersionedValue | null)[]> {
   const raws = await engine.multiGet(storageKeys)
   return raws.map((raw) => (raw === null ? null : versioned(decodeValueRecord(raw))))
+}
+
+/**
+ * Reads `storageKeys` of shard `shardId` together with the shard's applied index, in one engine
+ * view (multiGet reads every key from one snapshot): `appliedIndex` is exactly the state the
+ * values show. Applied entries become visible when their batch is written, which may be during a
+ * read; the machine's applied index runs ahead of the engine (staged, not yet written) and the
+ * durable one behind it, so neither names the view. A receipt from this is neither below what the
+ * read shows (a session token must not let a later read go back) nor above it (a read must not
+ * claim a state it does not show).
+ */
+export async function readAtView(
+  engine: Engine,
+  shardId: ShardId,
+  storageKeys: readonly Uint8Array[],
+): Promise<{ readonly found: (VersionedValue | null)[]; readonly appliedIndex: LogIndex }> {
+  const raws = await engine.multiGet([...storageKeys, raftAppliedIndexKey(shardId)])
+  const applied = raws.pop()
+  return {
+    found: raws.map((raw) => (raw === null ? null : versioned(decodeValueRecord(raw)))),
+    appliedIndex: applied === null || applied === undefined ? (0 as LogIndex) : decodeAppliedIndex(applied),
+  }
 }
 
 /**

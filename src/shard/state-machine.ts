@@ -19,6 +19,13 @@
  *   (`resultsFull`) is not applied; either still consumes its index.
  * - The applied index is written in the same batch as the effects, so after a crash the data and
  *   the applied index agree.
+ * - The machine remembers the versions of the keys its latest applies read or wrote (at most
+ *   limits.applyRecentKeysMax, the oldest forgotten first): `readKeys` leaves those out, so a
+ *   write to a key written recently applies without a storage read. Apply only ever needs a key's
+ *   versions and whether it exists, never its old value. The memory is forgotten only between
+ *   applies and the next `readKeys` (never between a `readKeys` and the applies it prefetched
+ *   for), and it is only ever filled by this machine's applies: nothing else writes the shard's
+ *   data while the machine lives (an installed snapshot or a restore comes with a new machine).
  * - An entry may carry a group of tagged writes of one client (`applyEntry`, commands.ts): each
  *   applies in order as it would alone (its own dedup check and saved result: every write keeps
  *   its own seq and is retried on its own), all at the entry's index, which is then the version of
@@ -27,6 +34,7 @@
  */
 import { assert, unreachable } from '../common/assert.ts'
 import type { LogIndex, ShardId } from '../common/ids.ts'
+import { limits } from '../common/limits.ts'
 import type { Hasher } from '../hashing/index.ts'
 import {
   ByteReader,
@@ -37,7 +45,6 @@ import {
   raftAppliedIndexKey,
   bytesKey,
   type Entry,
-  type ValueRecord,
   type WriteBatch,
 } from '../storage/index.ts'
 import type { BatchOp, BatchOpResult } from './api.ts'
@@ -125,6 +132,14 @@ export interface KvStateMachineInit {
    * layout (keys.ts `dataKey`). The meta shard keeps its keys under its shard id instead.
    */
   readonly storageKeyOf?: (hash: bigint, key: Uint8Array) => Uint8Array
+  /** Default limits.applyRecentKeysMax. */
+  readonly recentKeysMax?: number
+}
+
+/** What apply needs of a key's current record: its versions, never its value (null: absent). */
+interface KeyVersions {
+  readonly version: LogIndex
+  readonly createVersion: LogIndex
 }
 
 export interface KvStateMachineComponents {
@@ -149,6 +164,13 @@ export class KvStateMachine {
   private readonly dedup: DedupTable
   private readonly hasher: Hasher
   private readonly storageKeyOf: (hash: bigint, key: Uint8Array) => Uint8Array
+  /** Versions of recently applied keys (by bytesKey of the storage key), oldest first. */
+  private readonly recent = new Map<string, KeyVersions | null>()
+  private readonly recentKeysMax: number
+  /** Set by an apply; the next `readKeys` forgets the oldest keys beyond the bound first. */
+  private recentTrimDue = false
+  /** Counts the times keys were forgotten: a read taken before one is not learned (`learn`). */
+  private forgettings = 0
 
   constructor(init: KvStateMachineInit, components: KvStateMachineComponents) {
     this.shardId = init.shardId
@@ -167,6 +189,8 @@ export class KvStateMachine {
     )
     this.hasher = components.hasher
     this.storageKeyOf = init.storageKeyOf ?? dataKey
+    this.recentKeysMax = init.recentKeysMax ?? limits.applyRecentKeysMax
+    assert(Number.isSafeInteger(this.recentKeysMax) && this.recentKeysMax >= 0, 'recentKeysMax')
   }
 
   /** Invariant: every command up to this index is applied, and none after it. */
@@ -194,8 +218,19 @@ export class KvStateMachine {
     return { storageKey: this.storageKeyOf(hash, key), hash }
   }
 
-  /** The storage keys `apply(command)` reads: prefetch these into the overlay. */
+  /**
+   * The storage keys `apply(command)` reads: prefetch these into the overlay. Keys whose versions
+   * the machine remembers are left out; what it remembers now stays until the applies are done.
+   */
   readKeys(command: Command): Uint8Array[] {
+    if (this.recentTrimDue) this.trimRecent()
+    const keys = this.storageKeysOf(command)
+    if (this.recent.size === 0) return keys
+    return keys.filter((k) => !this.recent.has(bytesKey(k)))
+  }
+
+  /** Every storage key `command` touches. */
+  storageKeysOf(command: Command): Uint8Array[] {
     switch (command.kind) {
       case 'put':
       case 'delete':
@@ -207,6 +242,66 @@ export class KvStateMachine {
       default:
         return unreachable(command)
     }
+  }
+
+  /** Keys whose versions the machine remembers (for tests and metrics). */
+  get recentKeys(): number {
+    return this.recent.size
+  }
+
+  private trimRecent(): void {
+    this.recentTrimDue = false
+    if (this.recent.size <= this.recentKeysMax) return
+    this.forgettings++
+    for (const key of this.recent.keys()) {
+      if (this.recent.size <= this.recentKeysMax) return
+      this.recent.delete(key)
+    }
+  }
+
+  /** Of `storageKeys`, those whose versions the machine does not know (forgets nothing). */
+  unknownKeys(storageKeys: readonly Uint8Array[]): Uint8Array[] {
+    return this.recent.size === 0
+      ? [...storageKeys]
+      : storageKeys.filter((k) => !this.recent.has(bytesKey(k)))
+  }
+
+  /**
+   * A token for a read of storage taken from now on; hand it back to `learn` with what was read.
+   * Keys applied before now and still remembered are newer than any such read could be. Keys
+   * forgotten before now had their writes completed first (a key is forgotten only at the
+   * `readKeys` of a later batch), so any read from now on shows them.
+   */
+  learnToken(): number {
+    return this.forgettings
+  }
+
+  /**
+   * Learns the versions a read of storage (taken after `learnToken` returned `token`) found, for
+   * the keys the machine does not know by now. A key it knows was applied since (this read may be
+   * older than that apply); if anything was forgotten since the token, a key forgotten may have
+   * been applied after the read, and nothing is learned.
+   */
+  learn(token: number, storageKeys: readonly Uint8Array[], values: readonly (Uint8Array | null)[]): void {
+    if (token !== this.forgettings) return
+    for (const [i, storageKey] of storageKeys.entries()) {
+      const key = bytesKey(storageKey)
+      if (this.recent.has(key)) continue
+      const raw = values[i] ?? null
+      const record = raw === null ? null : decodeValueRecord(raw)
+      this.remember(
+        key,
+        record === null ? null : { version: record.version, createVersion: record.createVersion },
+      )
+    }
+  }
+
+  /** Remembers `key`'s versions as the newest. */
+  private remember(key: string, versions: KeyVersions | null): void {
+    if (this.recentKeysMax === 0) return
+    this.recent.delete(key)
+    this.recent.set(key, versions)
+    this.recentTrimDue = true
   }
 
   /**
@@ -307,18 +402,30 @@ export class KvStateMachine {
     // Pass 1: evaluate in order against the state overlaid with earlier ops of this command.
     const pending = new Map<
       string,
-      { readonly storageKey: Uint8Array; readonly record: ValueRecord | null }
+      {
+        readonly storageKey: Uint8Array
+        readonly value: Uint8Array | null
+        readonly versions: KeyVersions | null
+      }
     >()
-    const current = (storageKey: Uint8Array): ValueRecord | null => {
-      const mine = pending.get(bytesKey(storageKey))
-      if (mine !== undefined) return mine.record
+    const current = (storageKey: Uint8Array, key: string): KeyVersions | null => {
+      const mine = pending.get(key)
+      if (mine !== undefined) return mine.versions
+      const known = this.recent.get(key)
+      if (known !== undefined) return known
       const raw = reader.get(storageKey)
-      return raw === null ? null : decodeValueRecord(raw)
+      const record = raw === null ? null : decodeValueRecord(raw)
+      const versions =
+        record === null ? null : { version: record.version, createVersion: record.createVersion }
+      // What storage holds now: true whether or not this command goes on to write.
+      this.remember(key, versions)
+      return versions
     }
     const results: BatchOpResult[] = []
     for (const [opIndex, op] of ops.entries()) {
       const storageKey = this.dataKey(op.key)
-      const before = current(storageKey)
+      const key = bytesKey(storageKey)
+      const before = current(storageKey, key)
       if (op.expectedVersion !== undefined) {
         const currentVersion = before?.version ?? 0
         if (currentVersion !== op.expectedVersion) return { kind: 'versionMismatch', opIndex, currentVersion }
@@ -326,15 +433,12 @@ export class KvStateMachine {
       switch (op.kind) {
         case 'put': {
           const createVersion = before?.createVersion ?? index
-          pending.set(bytesKey(storageKey), {
-            storageKey,
-            record: { value: op.value, version: index, createVersion },
-          })
+          pending.set(key, { storageKey, value: op.value, versions: { version: index, createVersion } })
           results.push({ kind: 'put', version: index })
           break
         }
         case 'delete':
-          pending.set(bytesKey(storageKey), { storageKey, record: null })
+          pending.set(key, { storageKey, value: null, versions: null })
           results.push({ kind: 'delete', deleted: before !== null })
           break
         default:
@@ -342,9 +446,10 @@ export class KvStateMachine {
       }
     }
     // Pass 2: every check passed; write the final state of each touched key.
-    for (const { storageKey, record } of pending.values()) {
-      if (record === null) writer.del(storageKey)
-      else writer.put(storageKey, encodeValueRecord(record))
+    for (const [key, { storageKey, value, versions }] of pending) {
+      if (value === null || versions === null) writer.del(storageKey)
+      else writer.put(storageKey, encodeValueRecord({ value, ...versions }))
+      this.remember(key, versions)
     }
     if (command.kind === 'batch') return { kind: 'batch', results }
     const only = results[0]

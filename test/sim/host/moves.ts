@@ -57,8 +57,16 @@ const refusalCodes: Readonly<Record<RefusedKind, readonly string[]>> = {
   'stale-epoch': [ErrorCode.StaleEpoch],
 }
 const refusedKinds = Object.keys(refusalCodes) as RefusedKind[]
-/** Codes of a request that may not have reached the meta leader's decision. */
-const unanswered: readonly string[] = [ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.NotLeader]
+/**
+ * Codes of a request that may not have reached the meta leader's decision (NO_QUORUM: the meta
+ * leader could not confirm its leadership for the read it decides on, as under a partition).
+ */
+const unanswered: readonly string[] = [
+  ErrorCode.Unavailable,
+  ErrorCode.DeadlineExceeded,
+  ErrorCode.NotLeader,
+  ErrorCode.NoQuorum,
+]
 
 export interface MoveStats {
   /** Move requests sent, recorded by the meta leader (answered ok), and moves back. */

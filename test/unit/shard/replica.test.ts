@@ -513,3 +513,61 @@ describe('read receipts cover what the read returned', () => {
     }
   })
 })
+
+/**
+ * An engine whose writes become visible only when they complete: once armed, the first batch that
+ * writes user data is held before it reaches the inner engine, so the state machine has applied
+ * (staged) an entry that no read can see yet.
+ */
+class HeldFirstEngine extends CountingEngine {
+  private armed = false
+  private openHeld: (() => void) | undefined
+  held = false
+
+  arm(): void {
+    this.armed = true
+  }
+
+  releaseHeld(): void {
+    this.armed = false
+    this.openHeld?.()
+  }
+
+  override async write(...args: Parameters<CountingEngine['write']>): Promise<void> {
+    const [batch] = args
+    if (this.armed && !this.held && batch.ops().some((op) => op.kind === 'put' && isDataKey(op.key))) {
+      this.held = true
+      await new Promise<void>((resolve) => (this.openHeld = resolve))
+    }
+    await super.write(...args)
+  }
+}
+
+describe('read receipts name exactly the state the read shows', () => {
+  it('a point read while an applied batch is still being written claims no more than it shows', async () => {
+    const engine = new HeldFirstEngine(new MemoryEngine())
+    const r = await openTestReplica(engine)
+    try {
+      const key = bytes('held-first')
+      engine.arm()
+      const put = r.put(key, bytes('v'), { level: 'majority' })
+      for (let i = 0; i < 1000 && !engine.held; i++) await new Promise((res) => setTimeout(res, 2))
+      expect(engine.held).toBe(true)
+      // The entry is applied in memory; its batch has not reached the engine.
+      const one = await r.get(key, { level: 'eventual' })
+      const many = await r.getMany([key], { level: 'eventual' })
+      expect(one.found).toBeNull()
+      expect(many.found[0]).toBeNull()
+      engine.releaseHeld()
+      const written = await put
+      // A receipt at the write's index would claim a state that holds the value it did not show.
+      expect(one.receipt.appliedIndex).toBeLessThan(written.version)
+      expect(many.receipt.appliedIndex).toBeLessThan(written.version)
+      const after = await r.get(key, { level: 'eventual' })
+      expect(after.receipt.appliedIndex).toBeGreaterThanOrEqual(written.version)
+    } finally {
+      engine.releaseHeld()
+      await r.close()
+    }
+  })
+})

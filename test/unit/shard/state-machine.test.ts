@@ -648,3 +648,115 @@ describe('shard/state-machine registered sessions (§6.3): games other clients p
       expect((await grouped.read(k))?.value).toBe((await single.read(k))?.value)
   })
 })
+
+describe('shard/state-machine: the versions of recently applied keys', () => {
+  let hasher: Hasher
+  beforeAll(async () => {
+    hasher = await testHasher()
+  })
+
+  const machine = (recentKeysMax: number): KvStateMachine =>
+    new KvStateMachine(
+      {
+        shardId: shard,
+        appliedIndex: LogIndex(0),
+        dedupRecords: [],
+        dedupClientsMax: 10,
+        dedupResultsPerClientMax: 10,
+        recentKeysMax,
+      },
+      { hasher },
+    )
+  /** Applies `commands` as one entry each, reading only what readKeys asked for (none: throws). */
+  const applyAll = (m: KvStateMachine, engine: Map<string, Uint8Array | null>, ...commands: Command[]) => {
+    const keys = commands.flatMap((c) => m.readKeys(c))
+    const batch = new MemoryEngine().batch()
+    const overlay = new ApplyOverlay(
+      batch,
+      keys.map((k) => [k, engine.get(toHex(k)) ?? null] as const),
+    )
+    const outcomes = commands.map((c) => m.apply(LogIndex(m.appliedIndex + 1), c, overlay, overlay))
+    for (const op of batch.ops())
+      if (op.kind === 'put') engine.set(toHex(op.key), op.value)
+      else if (op.kind === 'del') engine.set(toHex(op.key), null)
+    return { keys, outcomes }
+  }
+  const results = (outcomes: readonly ApplyOutcome[]) =>
+    outcomes.map((o) => ('result' in o ? o.result : o.kind))
+
+  it('applies a write to a key it wrote recently without reading it, with the same versions', async () => {
+    const m = machine(8)
+    const stored = new Map<string, Uint8Array | null>()
+    expect(applyAll(m, stored, put('a', '1')).keys).toHaveLength(1)
+    // Every later write of `a` is applied from memory: readKeys asks for nothing, and the overlay
+    // (which asserts on a key that was not prefetched) is never asked.
+    const second = applyAll(m, stored, put('a', '2'), put('a', '3', 2), del('a'), put('a', '4'), del('a', 9))
+    expect(second.keys).toEqual([])
+    expect(results(second.outcomes)).toEqual([
+      { kind: 'put', version: 2 },
+      { kind: 'put', version: 3 },
+      { kind: 'delete', deleted: true },
+      { kind: 'put', version: 5 },
+      { kind: 'versionMismatch', opIndex: 0, currentVersion: 5 },
+    ])
+    const raw = stored.get(toHex(m.dataKey(bytes('a'))))
+    // createVersion starts anew after the delete: 5, not 1.
+    expect(raw === null || raw === undefined ? null : decodeValueRecord(raw)).toMatchObject({
+      version: 5,
+      createVersion: 5,
+    })
+  })
+
+  it('forgets the oldest keys beyond its bound, only when the next readKeys comes', async () => {
+    const m = machine(2)
+    const stored = new Map<string, Uint8Array | null>()
+    applyAll(m, stored, put('a', '1'), put('b', '1'), put('c', '1'))
+    // Three remembered until the next readKeys: nothing is forgotten between a readKeys and its applies.
+    expect(m.recentKeys).toBe(3)
+    const next = applyAll(m, stored, put('a', '2'), put('c', '2'))
+    expect(next.keys.map(toHex)).toEqual([toHex(m.dataKey(bytes('a')))])
+    expect(results(next.outcomes)).toEqual([
+      { kind: 'put', version: 4 },
+      { kind: 'put', version: 5 },
+    ])
+    const a = stored.get(toHex(m.dataKey(bytes('a'))))
+    expect(a === null || a === undefined ? null : decodeValueRecord(a).createVersion).toBe(1)
+  })
+
+  it('learns versions read early, but never over a newer apply, nor after forgetting anything', async () => {
+    const m = machine(2)
+    const stored = new Map<string, Uint8Array | null>()
+    applyAll(m, stored, put('a', '1'), put('b', '1')) // a@1, b@2, both remembered
+    const keyOf = (k: string): Uint8Array => m.dataKey(bytes(k))
+    const read = (...ks: string[]) => ks.map((k) => stored.get(toHex(keyOf(k))) ?? null)
+    // An early read of a and b, then b is written again before the read lands: b's read is older.
+    const token = m.learnToken()
+    const early = read('a', 'b')
+    applyAll(m, stored, put('b', '2')) // b@3
+    m.learn(token, [keyOf('a'), keyOf('b')], early)
+    const next = applyAll(m, stored, put('b', '3', 3))
+    expect(results(next.outcomes)).toEqual([{ kind: 'put', version: 4 }])
+    // A fresh key read early and learned: its apply reads nothing.
+    stored.set(toHex(keyOf('c')), null)
+    const t2 = m.learnToken()
+    m.learn(t2, [keyOf('c')], read('c'))
+    expect(m.readKeys(put('c', '1'))).toEqual([])
+    // Once anything was forgotten after the token, nothing read before it is learned.
+    const m2 = machine(1)
+    const s2 = new Map<string, Uint8Array | null>()
+    applyAll(m2, s2, put('x', '1'), put('y', '1'))
+    const t3 = m2.learnToken()
+    const staleX = [s2.get(toHex(m2.dataKey(bytes('x')))) ?? null]
+    m2.readKeys(put('z', '1')) // forgets x (the oldest) beyond the bound of 1
+    m2.learn(t3, [m2.dataKey(bytes('x'))], staleX)
+    expect(m2.readKeys(put('x', '2')).map(toHex)).toEqual([toHex(m2.dataKey(bytes('x')))])
+  })
+
+  it('remembers nothing with a bound of 0: every apply reads what it needs', async () => {
+    const m = machine(0)
+    const stored = new Map<string, Uint8Array | null>()
+    applyAll(m, stored, put('a', '1'))
+    expect(applyAll(m, stored, put('a', '2')).keys).toHaveLength(1)
+    expect(m.recentKeys).toBe(0)
+  })
+})

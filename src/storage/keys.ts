@@ -153,9 +153,10 @@ export function dataKeyAfter(hash: bigint, key: Uint8Array): Uint8Array {
 
 // ---- per shard: Raft state and shard-local state ----
 
-function shardPrefix(space: KeySpace, shardId: ShardId): ByteWriter {
+/** The prefix of a shard's keys in `space`, in a writer with room for `moreBytes` after it. */
+function shardPrefix(space: KeySpace, shardId: ShardId, moreBytes = 11): ByteWriter {
   assert(Number.isSafeInteger(shardId) && shardId >= 0 && shardId < shardIdEnd, 'shard id out of key range')
-  return new ByteWriter(16).u8(space).u32(shardId)
+  return new ByteWriter(5 + moreBytes).u8(space).u32(shardId)
 }
 
 function raftKey(shardId: ShardId, kind: RaftKeyKind): Uint8Array {
@@ -212,7 +213,10 @@ function nextShardPrefix(space: KeySpace, shardId: ShardId): Uint8Array {
 
 /** A shard-local state key: 'S' | shardId | kind | suffix. */
 export function shardLocalKey(shardId: ShardId, kind: ShardLocalKind, suffix: Uint8Array): Uint8Array {
-  return shardPrefix(KeySpace.ShardLocal, shardId).u8(kind).raw(suffix).finish()
+  return shardPrefix(KeySpace.ShardLocal, shardId, 1 + suffix.length)
+    .u8(kind)
+    .raw(suffix)
+    .finish()
 }
 
 /** Every shard-local key of one kind. */
@@ -246,7 +250,11 @@ export function dedupClientIdBytes(clientId: string): Uint8Array {
 function dedupClientPrefix(shardId: ShardId, clientId: string | Uint8Array): ByteWriter {
   const id = typeof clientId === 'string' ? encoder.encode(clientId) : clientId
   assert(id.length > 0 && id.length <= 0xff, 'dedup client id must be 1..255 bytes')
-  return shardPrefix(KeySpace.ShardLocal, shardId).u8(ShardLocalKind.Dedup).u8(id.length).raw(id)
+  // Room for the kind, the id and what follows it (a record kind and a seq: dedupResultKey).
+  return shardPrefix(KeySpace.ShardLocal, shardId, 11 + id.length)
+    .u8(ShardLocalKind.Dedup)
+    .u8(id.length)
+    .raw(id)
 }
 
 /** The key of one client's dedup header (watermark and last activity). */

@@ -1000,17 +1000,17 @@ export class NodeHost implements ReplicaLoop {
   }
 
   /**
-   * Tells each group's leader how far this node has applied (the leader answers `all` writes from
-   * these). Only the leader waits for them; a follower that learns of a new leader reports to it
-   * with its next apply, and a new leader's `all` writes all lie beyond its own first entry.
+   * Tells the other voters of each group how far this node has applied (for `all` writes). Every
+   * voter, not only the leader it knows: a leader that loses its leadership with `all` writes
+   * waiting still learns when they applied everywhere (else they would wait out their deadline).
    */
   private reportApplied(): void {
     for (const g of this.liveGroups()) {
-      const to = g.leaderId
-      if (g.durableApplied <= g.reportedApplied || to === null || to === this.nodeId) continue
+      if (g.durableApplied <= g.reportedApplied) continue
       g.reportedApplied = g.durableApplied
       const payload = encodeAppliedPayload(g.durableApplied)
-      this.transport.send({ shardId: g.shardId, from: this.nodeId, to, payload })
+      for (const to of g.voters())
+        if (to !== this.nodeId) this.transport.send({ shardId: g.shardId, from: this.nodeId, to, payload })
     }
   }
 
@@ -1424,13 +1424,16 @@ export class NodeHost implements ReplicaLoop {
       return deferred.reject(new KvError(ErrorCode.Unavailable, 'the install was abandoned'))
     slot.install = undefined
     g.setPendingInstall(installed)
-    g.thaw()
     g.step(ticket.message)
     // Frozen since the install began, nothing changed, so the core restores it now; the Ready of
     // this same iteration writes the log, configuration and applied index with the record.
     assert(g.raw.status().commit >= installed.meta.index, `shard ${ticket.shardId}: snapshot not restored`)
     slot.record = { ...slot.record, state: 'active' }
     this.writeRecord(slot.record, () => {
+      // Serves only once that batch is written: the snapshot's data is in place already, and a read
+      // before the applied index that goes with it would name the replica's old state.
+      const now = this.slots.get(ticket.shardId)
+      if (now?.group === g && now.install === undefined && now.record.state === 'active') g.thaw()
       this.log.info(
         { shard: ticket.shardId, index: installed.meta.index, bytes: ticket.bytes },
         'snapshot installed',

@@ -5,7 +5,7 @@
  *   envelope payload:  kind u8 | body
  *     kind 1  a Raft message (raft-codec.ts encodeMessage)
  *     kind 2  an applied report: the sender's applied index of the envelope's shard (uvarint),
- *             sent to the shard's leader after an apply, so the leader can answer `all` writes
+ *             sent to the other voters after an apply, so a leader can answer `all` writes
  *   snapshot stream:   a byte stream of frames (u32 length | frame); the transport may cut and
  *                      join chunks, so frames delimit themselves (SnapshotFrameReader):
  *                      frame 0 = kind 3 | the MsgSnap to step (its meta says what the data is at)

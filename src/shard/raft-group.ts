@@ -19,8 +19,8 @@
  * Write levels: `majority` answers when the entry is applied here (the leader) after commit;
  * `leader` answers once the entry is durable on this node alone (its result is what the leader's
  * state predicts; a compare-and-set needs a quorum, so it is refused at this level); `all`
- * answers once every voter reports it applied the entry (followers report their applied index to
- * the leader after each apply), and is refused at once while a voter has not been heard from within an election
+ * answers once every voter reports it applied the entry (peers report their applied index after
+ * each apply), and is refused at once while a voter has not been heard from within an election
  * timeout.
  *
  * Staleness (the receipt's upper bound on how far behind this answer may be): on the leader, the

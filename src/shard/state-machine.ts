@@ -285,6 +285,9 @@ export class KvStateMachine {
   learn(token: number, storageKeys: readonly Uint8Array[], values: readonly (Uint8Array | null)[]): void {
     if (token !== this.forgettings) return
     for (const [i, storageKey] of storageKeys.entries()) {
+      // Never beyond the bound: only `readKeys` forgets (a learn may land between a readKeys and
+      // its applies), and entries that append and never commit (a leader cut off) never call it.
+      if (this.recent.size >= this.recentKeysMax) return
       const key = bytesKey(storageKey)
       if (this.recent.has(key)) continue
       const raw = values[i] ?? null

@@ -13,7 +13,14 @@ import { limits, tightenLimits, type Limits } from '../../../src/common/limits.t
 import { hashSpaceEnd } from '../../../src/hashing/index.ts'
 import { NodeHost, everyMemberShards, type HostedShard } from '../../../src/node/host.ts'
 import { MemoryEngine } from '../../../src/storage/engine-memory.ts'
-import { dataRangeAll, loadHasher, raftRange, shardLocalRange } from '../../../src/storage/index.ts'
+import {
+  bytesKey,
+  dataRangeAll,
+  loadHasher,
+  raftAppliedIndexKey,
+  raftRange,
+  shardLocalRange,
+} from '../../../src/storage/index.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
 import { MemoryNetwork } from './memory-transport.ts'
 
@@ -312,5 +319,97 @@ describe('node/host: replicas that move', () => {
       .get(shard0)!
       .group.logStore.entryBytes()
     expect(store).toBeLessThan(64 * 1024 + 16 * 1024 + 2048)
+  })
+})
+
+/** Holds the first batch that writes shard 0's applied index, until released. */
+class HoldAppliedEngine extends MemoryEngine {
+  held = false
+  private open: (() => void) | undefined
+  private released = false
+  release(): void {
+    this.released = true
+    this.open?.()
+  }
+  override async write(...args: Parameters<MemoryEngine['write']>): Promise<void> {
+    const [batch] = args
+    const applied = bytesKey(raftAppliedIndexKey(shard0))
+    if (
+      !this.released &&
+      !this.held &&
+      batch.ops().some((op) => op.kind === 'put' && bytesKey(op.key) === applied)
+    ) {
+      this.held = true
+      await new Promise<void>((resolve) => (this.open = resolve))
+    }
+    await super.write(...args)
+  }
+}
+
+describe('node/host: a replica installed from a snapshot', () => {
+  it('serves only once the batch with the applied index of its snapshot is written', async () => {
+    const c = await threeNodes()
+    await write(c, 50, 'before-')
+    const engine = new HoldAppliedEngine()
+    const four = await c.open(n(4), [], engine)
+    await four.host.createReplica({ shardId: shard0, ...wholeRing, epoch: 1 })
+    const leader = await until('a leader', () => c.leader())
+    const added = leader.host
+      .changeReplicas(shard0, 1, { kind: 'addLearner', node: n(4) }, AbortSignal.timeout(10_000))
+      .catch(() => undefined)
+    // The snapshot's data is in place; the batch that restores it (its applied index) is held.
+    await until('the restoring batch held', () => engine.held)
+    const r = four.host.replica(shard0)!
+    const read = await r.get(enc.encode('before-49'), { level: 'eventual' }).then(
+      (got) => ({ got }),
+      (err: unknown) => ({ err }),
+    )
+    engine.release()
+    await added
+    if ('got' in read) {
+      // Served: then its receipt must cover what it showed.
+      expect(read.got.found).not.toBeNull()
+      expect(read.got.receipt.appliedIndex).toBeGreaterThanOrEqual(read.got.found!.version)
+    } else expect((read.err as { code?: string }).code).toBe(ErrorCode.ShardMoving)
+    const after = await until('serving again', () => r.serving)
+    expect(after).toBe(true)
+    const got = await r.get(enc.encode('before-49'), { level: 'eventual' })
+    expect(got.receipt.appliedIndex).toBeGreaterThanOrEqual(got.found!.version)
+  })
+})
+
+describe('node/host: `all` writes across a change of leader', () => {
+  it('an `all` write is answered though its leader handed over before the last voter reported', async () => {
+    const c = await threeNodes()
+    await write(c, 5, 'w-')
+    const leader = await until('a leader', () => c.leader())
+    const [f2, f3] = [n(1), n(2), n(3)].filter((id) => id !== leader.id) as [NodeId, NodeId]
+    // f3's applied reports to the leader are lost until the leadership has moved on to f2.
+    const t3 = c.net.nodes.get(f3)!
+    let dropReports = true
+    const send = t3.send.bind(t3)
+    t3.send = (env) => {
+      if (dropReports && env.to === leader.id && env.payload[0] === 2) return
+      send(env)
+    }
+    const r = leader.host.replica(shard0)!
+    const before = r.status().appliedIndex
+    const put = r
+      .put(enc.encode('all-key'), enc.encode('v'), { level: 'all', signal: AbortSignal.timeout(5_000) })
+      .then(
+        () => 'ok',
+        (err: unknown) => String(err),
+      )
+    await until('f3 applied it', () => c.node(f3).host.replica(shard0)!.status().appliedIndex > before)
+    await leader.host.transferLeader(shard0, f2, AbortSignal.timeout(5_000))
+    dropReports = false
+    await until('f2 leads', () => c.node(f2).host.replica(shard0)!.isLeader)
+    // Later applies on every voter report again; the old leader hears them too.
+    for (let i = 0; i < 5; i++)
+      await c
+        .node(f2)
+        .host.replica(shard0)!
+        .put(enc.encode(`more-${i}`), enc.encode('v'), { level: 'majority' })
+    expect(await put).toBe('ok')
   })
 })

@@ -724,7 +724,7 @@ describe('shard/state-machine: the versions of recently applied keys', () => {
   })
 
   it('learns versions read early, but never over a newer apply, nor after forgetting anything', async () => {
-    const m = machine(2)
+    const m = machine(4)
     const stored = new Map<string, Uint8Array | null>()
     applyAll(m, stored, put('a', '1'), put('b', '1')) // a@1, b@2, both remembered
     const keyOf = (k: string): Uint8Array => m.dataKey(bytes(k))
@@ -750,6 +750,17 @@ describe('shard/state-machine: the versions of recently applied keys', () => {
     m2.readKeys(put('z', '1')) // forgets x (the oldest) beyond the bound of 1
     m2.learn(t3, [m2.dataKey(bytes('x'))], staleX)
     expect(m2.readKeys(put('x', '2')).map(toHex)).toEqual([toHex(m2.dataKey(bytes('x')))])
+  })
+
+  it('learns no more keys than its bound, however many appended entries never commit', async () => {
+    const m = machine(3)
+    const keys = ['p', 'q', 'r', 's', 't'].map((k) => m.dataKey(bytes(k)))
+    m.learn(
+      m.learnToken(),
+      keys,
+      keys.map(() => null),
+    )
+    expect(m.recentKeys).toBe(3)
   })
 
   it('remembers nothing with a bound of 0: every apply reads what it needs', async () => {

@@ -59,13 +59,15 @@ const refusalCodes: Readonly<Record<RefusedKind, readonly string[]>> = {
 const refusedKinds = Object.keys(refusalCodes) as RefusedKind[]
 /**
  * Codes of a request that may not have reached the meta leader's decision (NO_QUORUM: the meta
- * leader could not confirm its leadership for the read it decides on, as under a partition).
+ * leader could not confirm its leadership for the read it decides on, as under a partition;
+ * OVERLOADED: a node's Raft inbox was full and took nothing in).
  */
 const unanswered: readonly string[] = [
   ErrorCode.Unavailable,
   ErrorCode.DeadlineExceeded,
   ErrorCode.NotLeader,
   ErrorCode.NoQuorum,
+  ErrorCode.Overloaded,
 ]
 
 export interface MoveStats {

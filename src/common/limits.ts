@@ -42,7 +42,8 @@ export const limits = {
    * Keys whose versions (version, createVersion, or absence: never the value) a shard's state
    * machine remembers from its latest applies, so that a write to one of them applies without a
    * storage read first (state-machine.ts); the keys of appended entries are read into it while they
-   * replicate. Per shard, about 160 KiB at this size: enough for the entries of a few loop turns.
+   * replicate, up to twice this many until the next apply forgets the oldest. Per shard, about
+   * 160 KiB at this size: enough for the entries of a few loop turns.
    */
   applyRecentKeysMax: 1024,
   /** Items (peer envelopes, client requests) queued for a node's Ready loop; beyond: OVERLOADED / dropped. */

@@ -64,6 +64,7 @@ import {
   type ApplyResult,
   type Command,
   type InstalledSnapshot,
+  type KvStateMachine,
   type ReplicaChange,
   type ReplicaLoop,
   type ShardConfigView,
@@ -952,7 +953,7 @@ export class NodeHost implements ReplicaLoop {
       unique.map((k, i) => [k, values[i] ?? null] as const),
     )
     const staged: StagedReady[] = work.map(({ group, rd }) => group.stage(rd, batch, overlay))
-    for (const { group, rd } of work) this.prefetchAppended(group, rd)
+    this.prefetchAppended(work)
     for (const write of hostWrites) write(batch)
     if (batch.length > 0) {
       const sync = hostWrites.length > 0 || work.some(({ rd }) => rd.mustSync || rd.snapshot !== null)
@@ -972,16 +973,26 @@ export class NodeHost implements ReplicaLoop {
   }
 
   /**
-   * Reads the versions of the keys `rd`'s new entries will write while they replicate (not
-   * awaited: a read that fails or comes late only means the apply reads them itself).
+   * Reads the versions of the keys the Readies' new entries will write, in one read for every
+   * group, while the entries replicate (not awaited: a read that fails or comes late only means
+   * the apply reads them itself).
    */
-  private prefetchAppended(group: RaftGroup, rd: Ready): void {
-    const ask = group.appendedKeys(rd)
-    if (ask === null) return
-    const machine = group.stateMachine
+  private prefetchAppended(work: readonly { readonly group: RaftGroup; readonly rd: Ready }[]): void {
+    const asks: { group: RaftGroup; machine: KvStateMachine; keys: Uint8Array[]; token: number }[] = []
+    for (const { group, rd } of work) {
+      const ask = group.appendedKeys(rd)
+      if (ask !== null) asks.push({ group, machine: group.stateMachine, ...ask })
+    }
+    if (asks.length === 0) return
     this.stats.prefetches++
-    this.engine.multiGet(ask.keys).then(
-      (values) => group.learnAppended(ask.token, ask.keys, values, machine),
+    this.engine.multiGet(asks.flatMap((a) => a.keys)).then(
+      (values) => {
+        let at = 0
+        for (const a of asks) {
+          a.group.learnAppended(a.token, a.keys, values.slice(at, at + a.keys.length), a.machine)
+          at += a.keys.length
+        }
+      },
       () => undefined,
     )
   }

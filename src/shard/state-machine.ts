@@ -142,6 +142,12 @@ interface KeyVersions {
   readonly createVersion: LogIndex
 }
 
+/** A remembered key: its versions, and when it was remembered (KvStateMachine.recent). */
+interface RecentKey {
+  readonly versions: KeyVersions | null
+  readonly seq: number
+}
+
 export interface KvStateMachineComponents {
   readonly hasher: Hasher
 }
@@ -164,13 +170,17 @@ export class KvStateMachine {
   private readonly dedup: DedupTable
   private readonly hasher: Hasher
   private readonly storageKeyOf: (hash: bigint, key: Uint8Array) => Uint8Array
-  /** Versions of recently applied keys (by bytesKey of the storage key), oldest first. */
-  private readonly recent = new Map<string, KeyVersions | null>()
+  /**
+   * Versions of recently applied keys (by bytesKey of the storage key), oldest first, each with
+   * the sequence number it was remembered at (rising in the map's order).
+   */
+  private readonly recent = new Map<string, RecentKey>()
   private readonly recentKeysMax: number
   /** Set by an apply; the next `readKeys` forgets the oldest keys beyond the bound first. */
   private recentTrimDue = false
-  /** Counts the times keys were forgotten: a read taken before one is not learned (`learn`). */
-  private forgettings = 0
+  /** The sequence number of the last key remembered, and of the newest key forgotten. */
+  private rememberedSeq = 0
+  private forgottenSeq = 0
 
   constructor(init: KvStateMachineInit, components: KvStateMachineComponents) {
     this.shardId = init.shardId
@@ -251,11 +261,10 @@ export class KvStateMachine {
 
   private trimRecent(): void {
     this.recentTrimDue = false
-    if (this.recent.size <= this.recentKeysMax) return
-    this.forgettings++
-    for (const key of this.recent.keys()) {
+    for (const [key, known] of this.recent) {
       if (this.recent.size <= this.recentKeysMax) return
       this.recent.delete(key)
+      this.forgottenSeq = known.seq
     }
   }
 
@@ -267,27 +276,28 @@ export class KvStateMachine {
   }
 
   /**
-   * A token for a read of storage taken from now on; hand it back to `learn` with what was read.
-   * Keys applied before now and still remembered are newer than any such read could be. Keys
-   * forgotten before now had their writes completed first (a key is forgotten only at the
-   * `readKeys` of a later batch), so any read from now on shows them.
+   * A token for a read, taken from now on, of keys the machine does not know now
+   * (`unknownKeys`); hand it back to `learn` with what was read. Such a key has no write in flight:
+   * it was never applied while remembered, or it was forgotten, which happens only at the
+   * `readKeys` of a batch after the one that wrote it, once that batch was written. So the read
+   * shows its latest apply so far.
    */
   learnToken(): number {
-    return this.forgettings
+    return this.rememberedSeq
   }
 
   /**
-   * Learns the versions a read of storage (taken after `learnToken` returned `token`) found, for
-   * the keys the machine does not know by now. A key it knows was applied since (this read may be
-   * older than that apply); if anything was forgotten since the token, a key forgotten may have
-   * been applied after the read, and nothing is learned.
+   * Learns the versions a read of storage (of keys unknown when `learnToken` returned `token`)
+   * found, for the keys the machine still does not know. A key it knows now was applied since
+   * (the read may be older than that apply). A key applied since and already forgotten again
+   * would look unknown: if any key remembered after the token was forgotten, nothing is learned.
    */
   learn(token: number, storageKeys: readonly Uint8Array[], values: readonly (Uint8Array | null)[]): void {
-    if (token !== this.forgettings) return
+    if (this.forgottenSeq > token) return
     for (const [i, storageKey] of storageKeys.entries()) {
-      // Never beyond the bound: only `readKeys` forgets (a learn may land between a readKeys and
+      // At most twice the bound: only `readKeys` forgets (a learn may land between a readKeys and
       // its applies), and entries that append and never commit (a leader cut off) never call it.
-      if (this.recent.size >= this.recentKeysMax) return
+      if (this.recent.size >= 2 * this.recentKeysMax) return
       const key = bytesKey(storageKey)
       if (this.recent.has(key)) continue
       const raw = values[i] ?? null
@@ -303,7 +313,7 @@ export class KvStateMachine {
   private remember(key: string, versions: KeyVersions | null): void {
     if (this.recentKeysMax === 0) return
     this.recent.delete(key)
-    this.recent.set(key, versions)
+    this.recent.set(key, { versions, seq: ++this.rememberedSeq })
     this.recentTrimDue = true
   }
 
@@ -415,7 +425,7 @@ export class KvStateMachine {
       const mine = pending.get(key)
       if (mine !== undefined) return mine.versions
       const known = this.recent.get(key)
-      if (known !== undefined) return known
+      if (known !== undefined) return known.versions
       const raw = reader.get(storageKey)
       const record = raw === null ? null : decodeValueRecord(raw)
       const versions =

@@ -452,15 +452,24 @@ describe('shard/replica (one voter on a NodeHost)', () => {
 })
 
 /**
- * An engine whose writes are visible before they return (as RocksDB's memtable is before the
- * write's callback runs): once armed, the first batch that writes user data is applied to the
- * inner engine and then held, so the node has not seen that write complete and the replica's
- * durable applied index is still below the data a read can already see.
+ * An engine that holds back the first batch writing user data once armed, until released:
+ * - `visible-first`: the batch reaches the inner engine, then the write does not return (as
+ *   RocksDB's memtable shows a write before its callback runs), so the replica's durable applied
+ *   index is still below data a read can already see;
+ * - `held-first`: the batch reaches the inner engine only on release, so the state machine has
+ *   applied (staged) an entry that no read can see yet.
  */
-class VisibleFirstEngine extends CountingEngine {
+class HoldDataWriteEngine extends CountingEngine {
   private armed = false
-  private heldGate: Promise<void> | undefined
   private openHeld: (() => void) | undefined
+  held = false
+
+  constructor(
+    inner: MemoryEngine,
+    private readonly mode: 'visible-first' | 'held-first',
+  ) {
+    super(inner)
+  }
 
   arm(): void {
     this.armed = true
@@ -473,21 +482,17 @@ class VisibleFirstEngine extends CountingEngine {
 
   override async write(...args: Parameters<CountingEngine['write']>): Promise<void> {
     const [batch] = args
-    await super.write(...args)
-    if (
-      this.armed &&
-      this.heldGate === undefined &&
-      batch.ops().some((op) => op.kind === 'put' && isDataKey(op.key))
-    ) {
-      this.heldGate = new Promise((resolve) => (this.openHeld = resolve))
-      await this.heldGate
-    }
+    const hold = this.armed && !this.held && batch.ops().some((op) => op.kind === 'put' && isDataKey(op.key))
+    if (hold) this.held = true
+    if (this.mode === 'visible-first') await super.write(...args)
+    if (hold) await new Promise<void>((resolve) => (this.openHeld = resolve))
+    if (this.mode === 'held-first') await super.write(...args)
   }
 }
 
 describe('read receipts cover what the read returned', () => {
   it('a value applied but not yet durable is read with a receipt at or above its version (a valid session token)', async () => {
-    const engine = new VisibleFirstEngine(new MemoryEngine())
+    const engine = new HoldDataWriteEngine(new MemoryEngine(), 'visible-first')
     const r = await openTestReplica(engine)
     try {
       engine.arm()
@@ -514,38 +519,9 @@ describe('read receipts cover what the read returned', () => {
   })
 })
 
-/**
- * An engine whose writes become visible only when they complete: once armed, the first batch that
- * writes user data is held before it reaches the inner engine, so the state machine has applied
- * (staged) an entry that no read can see yet.
- */
-class HeldFirstEngine extends CountingEngine {
-  private armed = false
-  private openHeld: (() => void) | undefined
-  held = false
-
-  arm(): void {
-    this.armed = true
-  }
-
-  releaseHeld(): void {
-    this.armed = false
-    this.openHeld?.()
-  }
-
-  override async write(...args: Parameters<CountingEngine['write']>): Promise<void> {
-    const [batch] = args
-    if (this.armed && !this.held && batch.ops().some((op) => op.kind === 'put' && isDataKey(op.key))) {
-      this.held = true
-      await new Promise<void>((resolve) => (this.openHeld = resolve))
-    }
-    await super.write(...args)
-  }
-}
-
 describe('read receipts name exactly the state the read shows', () => {
   it('a point read while an applied batch is still being written claims no more than it shows', async () => {
-    const engine = new HeldFirstEngine(new MemoryEngine())
+    const engine = new HoldDataWriteEngine(new MemoryEngine(), 'held-first')
     const r = await openTestReplica(engine)
     try {
       const key = bytes('held-first')

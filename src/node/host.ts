@@ -385,8 +385,6 @@ export class NodeHost implements ReplicaLoop {
     iterations: 0,
     readies: 0,
     writes: 0,
-    /** Early reads of the keys of appended entries (prefetchAppended). */
-    prefetches: 0,
     envelopesDropped: 0,
     /** Envelopes for a shard this node does not hold, is removing or has a tombstone of. */
     envelopesForNoReplica: 0,
@@ -984,7 +982,6 @@ export class NodeHost implements ReplicaLoop {
       if (ask !== null) asks.push({ group, machine: group.stateMachine, ...ask })
     }
     if (asks.length === 0) return
-    this.stats.prefetches++
     this.engine.multiGet(asks.flatMap((a) => a.keys)).then(
       (values) => {
         let at = 0

@@ -234,9 +234,7 @@ export class KvStateMachine {
    */
   readKeys(command: Command): Uint8Array[] {
     if (this.recentTrimDue) this.trimRecent()
-    const keys = this.storageKeysOf(command)
-    if (this.recent.size === 0) return keys
-    return keys.filter((k) => !this.recent.has(bytesKey(k)))
+    return this.unknownKeys(this.storageKeysOf(command))
   }
 
   /** Every storage key `command` touches. */
@@ -270,9 +268,8 @@ export class KvStateMachine {
 
   /** Of `storageKeys`, those whose versions the machine does not know (forgets nothing). */
   unknownKeys(storageKeys: readonly Uint8Array[]): Uint8Array[] {
-    return this.recent.size === 0
-      ? [...storageKeys]
-      : storageKeys.filter((k) => !this.recent.has(bytesKey(k)))
+    if (this.recent.size === 0) return [...storageKeys]
+    return storageKeys.filter((k) => !this.recent.has(bytesKey(k)))
   }
 
   /**

@@ -16,15 +16,10 @@ import { join } from 'node:path'
 import { KvClient } from '../../src/client/index.ts'
 import { runKvctl } from '../integration/cli/run-kvctl.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
+import { positiveNumber } from './args.ts'
 import { median } from './stats.ts'
 
-function num(argv: readonly string[], name: string, dflt: number): number {
-  const i = argv.indexOf(name)
-  if (i < 0) return dflt
-  const v = Number(argv[i + 1])
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} needs a positive number`)
-  return v
-}
+const num = positiveNumber
 
 const shards = 8
 const inFlight = 512

@@ -18,6 +18,7 @@ import { KvClient } from '../../src/client/index.ts'
 import { startCluster } from '../integration/helpers/cluster.ts'
 import { keysOfShard } from '../integration/helpers/shard-keys.ts'
 import { freePort, startKvd } from '../integration/helpers/kvd.ts'
+import { positiveNumber } from './args.ts'
 import { foreground, latency, sleep } from './foreground.ts'
 import { median } from './stats.ts'
 
@@ -29,13 +30,7 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const num = (name: string, dflt: number): number => {
-    const i = argv.indexOf(name)
-    if (i < 0) return dflt
-    const v = Number(argv[i + 1])
-    if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} needs a positive number`)
-    return v
-  }
+  const num = (name: string, dflt: number): number => positiveNumber(argv, name, dflt)
   return {
     mb: num('--mb', 100),
     rate: num('--rate', 32),

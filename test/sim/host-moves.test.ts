@@ -33,7 +33,7 @@ import { ConfigBook } from './host/configs.ts'
 import { MembershipRules } from './host/membership-rules.ts'
 import type { HostSimOverrides } from './host/options.ts'
 import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
-import { parseSeed } from './simulator.ts'
+import { oneSeedSuite, suiteIf } from './host/suites.ts'
 
 /**
  * Seeds run by default: a few that make every kind of event happen (moves done, rolled back and
@@ -155,10 +155,6 @@ function missingKinds(runs: readonly HostRunResult[]): string[] {
     )
       missing.push(`a crash at ${step}`)
   return missing
-}
-
-function suiteIf(when: boolean, name: string, body: () => void): void {
-  if (when) describe(name, body)
 }
 
 const results: HostRunResult[] = []
@@ -292,21 +288,13 @@ suiteIf(only === undefined, 'sim/host moves: determinism', () => {
   )
 })
 
-suiteIf(only !== undefined, 'sim/host moves: one seed', () => {
-  it(
-    `seed ${only ?? ''}`,
-    async () => {
-      const seed = parseSeed(only ?? '0')
-      const lines: string[] = []
-      const trace = process.env['HOST_SIM_TRACE'] === '1'
-      const r = await runMoves(seed, trace ? (l: string) => lines.push(l) : undefined)
-      if (trace) console.log(lines.join('\n'))
-      console.log(describeHostResult(r))
-      console.log(describeMoves(r))
-      expectHealthy(r)
-    },
-    timeoutMs,
-  )
+oneSeedSuite({
+  only,
+  name: 'sim/host moves: one seed',
+  run: (seed, sink) => runMoves(seed, sink),
+  describe: describeMoves,
+  expectHealthy,
+  timeoutMs,
 })
 
 /**

@@ -21,12 +21,12 @@
  *   HOST_REBALANCE_SEED=0x3 HOST_SIM_TRACE=1 npx vitest run test/sim/host-rebalance.test.ts
  * A wider sweep: HOST_REBALANCE_FROM=100 HOST_REBALANCE_SEEDS=50 npx vitest run test/sim/host-rebalance.test.ts
  */
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, expect, it } from 'vitest'
 import type { Hasher } from '../../src/hashing/index.ts'
 import { loadHasher } from '../../src/storage/index.ts'
 import type { HostSimOverrides } from './host/options.ts'
 import { describeHostResult, reportHostResult, runHostSeed, type HostRunResult } from './host/run.ts'
-import { parseSeed } from './simulator.ts'
+import { oneSeedSuite, suiteIf } from './host/suites.ts'
 
 /**
  * Seeds run by default: between them joins, accepted drains, deaths and meta leader crashes at
@@ -103,10 +103,6 @@ function expectHealthy(r: HostRunResult): void {
   expect(r.stats.rebalance.samples, report).toBeGreaterThan(0)
 }
 
-function suiteIf(when: boolean, name: string, body: () => void): void {
-  if (when) describe(name, body)
-}
-
 const results: HostRunResult[] = []
 
 suiteIf(only === undefined, 'sim/host rebalance: seeds', () => {
@@ -180,19 +176,11 @@ suiteIf(only === undefined, 'sim/host rebalance: determinism', () => {
   )
 })
 
-suiteIf(only !== undefined, 'sim/host rebalance: one seed', () => {
-  it(
-    `seed ${only ?? ''}`,
-    async () => {
-      const seed = parseSeed(only ?? '0')
-      const lines: string[] = []
-      const trace = process.env['HOST_SIM_TRACE'] === '1'
-      const r = await runRebalance(seed, trace ? (l: string) => lines.push(l) : undefined)
-      if (trace) console.log(lines.join('\n'))
-      console.log(describeHostResult(r))
-      console.log(describeRebalance(r))
-      expectHealthy(r)
-    },
-    timeoutMs,
-  )
+oneSeedSuite({
+  only,
+  name: 'sim/host rebalance: one seed',
+  run: (seed, sink) => runRebalance(seed, sink),
+  describe: describeRebalance,
+  expectHealthy,
+  timeoutMs,
 })

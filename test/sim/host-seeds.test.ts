@@ -11,7 +11,7 @@
  * and print its whole trace too:
  *   HOST_SIM_SEED=0x1f HOST_SIM_TRACE=1 npx vitest run test/sim/host-seeds.test.ts
  */
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, expect, it } from 'vitest'
 import type { Hasher } from '../../src/hashing/index.ts'
 import { loadHasher } from '../../src/storage/index.ts'
 import { HostNemesis } from './host/options.ts'
@@ -23,7 +23,7 @@ import {
   type CoverageMark,
   type HostRunResult,
 } from './host/run.ts'
-import { parseSeed } from './simulator.ts'
+import { oneSeedSuite, suiteIf } from './host/suites.ts'
 
 /** Seeds run by default: 1..32 (about half a second each on an idle core). HOST_SIM_FROM and
  * HOST_SIM_SEEDS widen the sweep: HOST_SIM_FROM=1000 HOST_SIM_SEEDS=500 npx vitest run ... */
@@ -57,13 +57,6 @@ function expectHealthy(r: HostRunResult): void {
 
 const only = process.env['HOST_SIM_SEED']
 
-/**
- * Registers a suite only when `when` holds: the sweep without HOST_SIM_SEED, the one-seed replay
- * with it. Unregistered suites do not show up as skipped tests.
- */
-function suiteIf(when: boolean, name: string, body: () => void): void {
-  if (when) describe(name, body)
-}
 /** The swarm seeds' results, for the suite-wide checks at the end. */
 const results: HostRunResult[] = []
 
@@ -155,14 +148,9 @@ suiteIf(only === undefined, 'sim/host: determinism and teeth', () => {
   }, 240_000)
 })
 
-suiteIf(only !== undefined, 'sim/host: one seed', () => {
-  it(`seed ${only ?? ''}`, async () => {
-    const seed = parseSeed(only ?? '0')
-    const lines: string[] = []
-    const trace = process.env['HOST_SIM_TRACE'] === '1'
-    const r = await runHostSeed({ seed, hasher, ...(trace ? { sink: (l: string) => lines.push(l) } : {}) })
-    if (trace) console.log(lines.join('\n'))
-    console.log(describeHostResult(r))
-    expectHealthy(r)
-  })
+oneSeedSuite({
+  only,
+  name: 'sim/host: one seed',
+  run: (seed, sink) => runHostSeed({ seed, hasher, ...(sink === undefined ? {} : { sink }) }),
+  expectHealthy,
 })

@@ -17,7 +17,7 @@
  * and print its whole trace too:
  *   HOST_SHARDED_SEED=0x1f HOST_SIM_TRACE=1 npx vitest run test/sim/host-sharded.test.ts
  */
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, expect, it } from 'vitest'
 import { ClusterMap, metaShardId, type NodeRecord } from '../../src/cluster/index.ts'
 import { NodeId, SeededRandom } from '../../src/common/index.ts'
 import type { Hasher } from '../../src/hashing/index.ts'
@@ -35,7 +35,8 @@ import {
   type HostRunResult,
   type ShardedMark,
 } from './host/run.ts'
-import { Simulator, parseSeed } from './simulator.ts'
+import { Simulator } from './simulator.ts'
+import { oneSeedSuite, suiteIf } from './host/suites.ts'
 
 /** Seeds run by default: 1..12 (one or two seconds each). HOST_SHARDED_FROM and HOST_SHARDED_SEEDS widen the sweep. */
 const seedFrom = Number(process.env['HOST_SHARDED_FROM'] ?? 1)
@@ -79,10 +80,6 @@ function expectHealthy(r: HostRunResult): void {
   expect(r.stats.routing.direct, report(r)).toBeGreaterThan(0)
   expect(r.stats.routing.mapLoads, report(r)).toBeGreaterThan(0)
   expect(r.stats.routing.probeRounds, report(r)).toBeGreaterThan(0)
-}
-
-function suiteIf(when: boolean, name: string, body: () => void): void {
-  if (when) describe(name, body)
 }
 
 const results: HostRunResult[] = []
@@ -274,18 +271,10 @@ suiteIf(only === undefined, 'sim/host sharded: placement and checker teeth', () 
   })
 })
 
-suiteIf(only !== undefined, 'sim/host sharded: one seed', () => {
-  it(
-    `seed ${only ?? ''}`,
-    async () => {
-      const seed = parseSeed(only ?? '0')
-      const lines: string[] = []
-      const trace = process.env['HOST_SIM_TRACE'] === '1'
-      const r = await runSharded(seed, trace ? (l: string) => lines.push(l) : undefined)
-      if (trace) console.log(lines.join('\n'))
-      console.log(describeHostResult(r))
-      expectHealthy(r)
-    },
-    timeoutMs,
-  )
+oneSeedSuite({
+  only,
+  name: 'sim/host sharded: one seed',
+  run: (seed, sink) => runSharded(seed, sink),
+  expectHealthy,
+  timeoutMs,
 })

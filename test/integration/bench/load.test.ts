@@ -12,7 +12,16 @@ import { describe, expect, it } from 'vitest'
 const root = resolve(import.meta.dirname, '..', '..', '..')
 const dir = join(root, 'dist', 'test', 'bench')
 /** Modules beside the benchmarks that the benchmarks use (they must load too, but have no main). */
-const helpers = ['stats.js', 'engine.js', 'grpc-echo.js', 'cpu.js', 'etcd.js', 'zipfian.js', 'foreground.js']
+const helpers = [
+  'args.js',
+  'stats.js',
+  'engine.js',
+  'grpc-echo.js',
+  'cpu.js',
+  'etcd.js',
+  'zipfian.js',
+  'foreground.js',
+]
 
 describe('benchmarks', () => {
   it('load outside the test runner and export main', () => {

@@ -211,16 +211,45 @@ async function rig(replicas: readonly number[] = [1, 2, 3]): Promise<Rig> {
 }
 
 /** Polls until the move of shard 0 ended (or `limit` polls passed). */
-async function runToEnd(mover: Mover, limit = 30): Promise<void> {
+/** Runs the mover until no move is running; the steps the move went through, in order. */
+async function stepsToEnd(mover: Mover, limit = 30): Promise<string[]> {
+  const steps: string[] = []
   for (let i = 0; i < limit; i++) {
     await mover.runOnce()
-    const { running } = await mover.list(new AbortController().signal)
-    if (running.length === 0) return
+    const { running, recent } = await mover.list(new AbortController().signal)
+    const m = running[0] ?? recent[0]
+    if (m !== undefined && steps.at(-1) !== m.step) steps.push(m.step)
+    if (running.length === 0) return steps
   }
   throw new Error('the move did not end')
 }
 
+async function runToEnd(mover: Mover, limit = 30): Promise<void> {
+  await stepsToEnd(mover, limit)
+}
+
+/** Runs the mover until its running move reaches `step` (at most `limit` rounds). */
+async function runToStep(mover: Mover, step: string, limit = 30): Promise<void> {
+  for (let i = 0; i < limit; i++) {
+    await mover.runOnce()
+    if ((await mover.list(new AbortController().signal)).running[0]?.step === step) return
+  }
+}
+
 const signal = (): AbortSignal => new AbortController().signal
+
+/** Node 4, a move's destination holding a learner, dies: the move ends failed, rolled back. */
+async function expectRolledBackAfterDestinationDies(r: Rig, mover: Mover): Promise<void> {
+  r.shard.dead.add(n(4))
+  r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {
+    hints: [2],
+  })
+  await runToEnd(mover)
+  const { recent } = await mover.list(signal())
+  expect(recent[0]?.step).toBe('failed')
+  expect(r.shard.learners).toEqual([])
+  expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+}
 
 describe('cluster/mover', () => {
   it('runs a move step by step and records it: learner, catch-up, replace, cleanup; the map follows', async () => {
@@ -228,14 +257,7 @@ describe('cluster/mover', () => {
     const mover = r.mover()
     const move = await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
     expect(move.step).toBe('prepare')
-    const steps: string[] = []
-    for (let i = 0; i < 30; i++) {
-      await mover.runOnce()
-      const { running, recent } = await mover.list(signal())
-      const m = running[0] ?? recent[0]
-      if (m !== undefined && steps.at(-1) !== m.step) steps.push(m.step)
-      if (running.length === 0) break
-    }
+    const steps = await stepsToEnd(mover)
     expect(steps).toEqual(['learner', 'catchup', 'transfer', 'replace', 'cleanup', 'done'])
     expect(r.shard.voters.sort()).toEqual([2, 3, 4])
     expect(r.shard.states.get(n(1))).toBe('tombstone')
@@ -251,14 +273,7 @@ describe('cluster/mover', () => {
     const mover = r.mover()
     const move = await mover.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal())
     expect(move.from).toBeUndefined()
-    const steps: string[] = []
-    for (let i = 0; i < 30; i++) {
-      await mover.runOnce()
-      const { running, recent } = await mover.list(signal())
-      const m = running[0] ?? recent[0]
-      if (m !== undefined && steps.at(-1) !== m.step) steps.push(m.step)
-      if (running.length === 0) break
-    }
+    const steps = await stepsToEnd(mover)
     expect(steps).toEqual(['learner', 'catchup', 'transfer', 'replace', 'cleanup', 'done'])
     expect(r.shard.voters.sort()).toEqual([1, 2, 4])
     expect(r.shard.learners).toEqual([])
@@ -278,10 +293,7 @@ describe('cluster/mover', () => {
     const r = await rig([1, 2])
     const first = r.mover()
     await first.startMove({ shardId: shard0, to: n(4), epoch: 0 }, signal())
-    for (let i = 0; i < 30; i++) {
-      await first.runOnce()
-      if ((await first.list(signal())).running[0]?.step === 'replace') break
-    }
+    await runToStep(first, 'replace')
     await runToEnd(r.mover())
     expect(r.shard.voters.sort()).toEqual([1, 2, 4])
     expect(r.shard.calls.filter((c) => c.startsWith('change promote'))).toHaveLength(1)
@@ -365,10 +377,7 @@ describe('cluster/mover', () => {
     const r = await rig()
     const first = r.mover()
     await first.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
-    for (let i = 0; i < 30; i++) {
-      await first.runOnce()
-      if ((await first.list(signal())).running[0]?.step === 'replace') break
-    }
+    await runToStep(first, 'replace')
     expect((await first.list(signal())).running[0]?.step).toBe('replace')
     // A rollback removed the learner, and the meta leader died before it recorded the move failed.
     r.shard.learners = []
@@ -402,36 +411,17 @@ describe('cluster/mover', () => {
     await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
     for (let i = 0; i < 4; i++) await mover.runOnce()
     expect(r.shard.learners).toEqual([4])
-    r.shard.dead.add(n(4))
-    r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {
-      hints: [2],
-    })
-    await runToEnd(mover)
-    const { recent } = await mover.list(signal())
-    expect(recent[0]?.step).toBe('failed')
-    expect(r.shard.learners).toEqual([])
-    expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+    await expectRolledBackAfterDestinationDies(r, mover)
   })
 
   it('rolls back a move whose destination died at replace, after it caught up (the leader refuses the replace for ever)', async () => {
     const r = await rig()
     const mover = r.mover()
     await mover.startMove({ shardId: shard0, from: n(1), to: n(4), epoch: 0 }, signal())
-    for (let i = 0; i < 30; i++) {
-      await mover.runOnce()
-      if ((await mover.list(signal())).running[0]?.step === 'replace') break
-    }
+    await runToStep(mover, 'replace')
     expect((await mover.list(signal())).running[0]?.step).toBe('replace')
     expect(r.shard.learners).toEqual([4])
-    r.shard.dead.add(n(4))
-    r.map = handMap([node(1), node(2), node(3), node(4, 'dead'), node(5, 'dead')], [[1, 2, 3]], {
-      hints: [2],
-    })
-    await runToEnd(mover)
-    const { recent } = await mover.list(signal())
-    expect(recent[0]?.step).toBe('failed')
-    expect(r.shard.learners).toEqual([])
-    expect(r.shard.voters.sort()).toEqual([1, 2, 3])
+    await expectRolledBackAfterDestinationDies(r, mover)
   })
 
   it('refuses bad moves before recording anything, with stable codes', async () => {

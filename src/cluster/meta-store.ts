@@ -10,7 +10,7 @@
  */
 import { ErrorCode, KvError, isKvErrorWithCode } from '../common/errors.ts'
 import { NodeId, ShardId } from '../common/ids.ts'
-import type { BatchOp, Replica } from '../shard/index.ts'
+import type { BatchOp, BatchOpResult, Replica } from '../shard/index.ts'
 import { ClusterMap, metaShardId } from './cluster-map.ts'
 import { decodeJob, encodeJob, jobKey, type JobRecord } from './executor/job.ts'
 import type { StateChange } from './liveness.ts'
@@ -290,14 +290,31 @@ export class MetaStore {
    * Records a new move (the caller checked the rules against the map it read). SHARD_BUSY when
    * the shard has a move in progress already; STALE_EPOCH when the shard's record is no longer at
    * `expectedEpoch` (0: no check).
+   *
+   * `job` (a move a rebalancing job starts): the job record must still be at `job.version`, and
+   * `job.record` (the job counting this move as started) is written in the same batch, so an
+   * operator's pause or cancel is ordered before or after the start, never between its check and
+   * its write, and the job counts the move from the moment it exists. VERSION_MISMATCH (not
+   * retried) when the job changed; `jobVersion` in the answer is the job's version after the start.
    */
-  async startMove(move: MoveRecord, expectedEpoch: number): Promise<StoredMove> {
-    return await this.transaction(async () => {
-      const [index, existing, shardRaw] = await this.getMany([
+  async startMove(
+    move: MoveRecord,
+    expectedEpoch: number,
+    job?: { readonly record: JobRecord; readonly version: number },
+  ): Promise<StoredMove & { readonly jobVersion?: number }> {
+    const steered = new KvError(
+      ErrorCode.VersionMismatch,
+      'the rebalancing job changed since it was read (an operator steered it): the move did not start',
+      { details: { field: 'job' } },
+    )
+    const out = await this.transaction(async () => {
+      const [index, existing, shardRaw, jobRaw] = await this.getMany([
         metaKeys.moves,
         metaKeys.move(move.shardId),
         move.shardId === metaShardId ? metaKeys.metaShard : metaKeys.shard(move.shardId),
+        ...(job === undefined ? [] : [jobKey]),
       ])
+      if (job !== undefined && jobRaw?.version !== job.version) return { done: undefined }
       if (existing !== null && existing !== undefined)
         throw new KvError(ErrorCode.ShardBusy, `shard ${move.shardId} has a move in progress already`, {
           details: { shardId: move.shardId },
@@ -313,12 +330,22 @@ export class MetaStore {
         )
       const ids = index === null || index === undefined ? [] : decodeMoveIndex(index.value)
       const stored = { ...move, epoch: shard.epoch }
-      await this.batch([
+      const results = await this.batch([
         put(metaKeys.move(move.shardId), encodeMove(stored), 0),
         put(metaKeys.moves, encodeMoveIndex([...ids, move.shardId]), index?.version ?? 0),
+        ...(job === undefined ? [] : [put(jobKey, encodeJob(job.record), job.version)]),
       ])
-      return { done: { move: stored, version: 0 } }
+      const rewritten = results[2]
+      return {
+        done: {
+          move: stored,
+          version: 0,
+          ...(rewritten?.kind === 'put' ? { jobVersion: rewritten.version } : {}),
+        },
+      }
     })
+    if (out === undefined) throw steered
+    return out
   }
 
   /** Replaces a move record if it is still at `version` (VERSION_MISMATCH otherwise: re-read). */
@@ -356,6 +383,23 @@ export class MetaStore {
   /** Writes the job record if it is still at `version` (0: absent); VERSION_MISMATCH otherwise. */
   async writeJob(job: JobRecord, version: number): Promise<void> {
     await this.batch([put(jobKey, encodeJob(job), version)])
+  }
+
+  /**
+   * Replaces the job record with `change(job)` by compare-and-set, re-reading and retrying when a
+   * concurrent write (a poll, a move's start) got there first. `change` answers undefined to leave
+   * it as it is; the answer is what the record holds after the call.
+   */
+  async updateJob(
+    change: (job: JobRecord | undefined) => JobRecord | undefined,
+  ): Promise<JobRecord | undefined> {
+    return await this.transaction(async () => {
+      const stored = await this.job()
+      const next = change(stored?.job)
+      if (next === undefined || next === stored?.job) return { done: stored?.job }
+      await this.writeJob(next, stored?.version ?? 0)
+      return { done: next }
+    })
   }
 
   /** Brings a shard's record up to the configuration its leader applied at `epoch` (no-op if older). */
@@ -404,11 +448,12 @@ export class MetaStore {
     return out
   }
 
-  private async batch(ops: readonly BatchOp[]): Promise<void> {
-    await this.replica.batch(ops, {
+  private async batch(ops: readonly BatchOp[]): Promise<readonly BatchOpResult[]> {
+    const { results } = await this.replica.batch(ops, {
       level: 'majority',
       ...(this.signal === undefined ? {} : { signal: this.signal }),
     })
+    return results
   }
 
   /** Runs `attempt` until it is not beaten by a concurrent change (VERSION_MISMATCH). */

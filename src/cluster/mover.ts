@@ -23,6 +23,7 @@
  * the next poll; the reason shows in ListMoves meanwhile. Time and the network are injected.
  */
 import type { Clock, TimerHandle } from '../common/clock.ts'
+import { assert } from '../common/assert.ts'
 import { ErrorCode, KvError, isKvError } from '../common/errors.ts'
 import type { NodeId, ShardId } from '../common/ids.ts'
 import type { Logger } from '../common/logger.ts'
@@ -33,6 +34,7 @@ import { type StoredMove } from './meta-store.ts'
 import { checkMove, type MoveRequest } from './move-rules.ts'
 import { peerAddressOf, type MoveRecord, type MoveStep, type ShardRecord } from './records.ts'
 import type { ReplicaChange } from '../shard/index.ts'
+import type { JobRecord } from './executor/job.ts'
 import { describeError, leaderMetaStore, wholeMs, withDeadline } from './meta-leader.ts'
 
 /** A shard's configuration as one of its replicas applied it. */
@@ -167,6 +169,29 @@ export class Mover {
 
   /** Records a move after checking it (move-rules.ts); the meta leader runs it from the next poll. */
   async startMove(req: MoveRequest, signal: AbortSignal): Promise<MoveRecord> {
+    return (await this.recordStart(req, signal)).move
+  }
+
+  /**
+   * A move a rebalancing job starts: recorded only while the job record is still at `job.version`,
+   * with `job.record` (the job counting it) in the same batch; VERSION_MISMATCH otherwise (an
+   * operator paused or cancelled the job meanwhile: nothing starts). Answers the job's new version.
+   */
+  async startJobMove(
+    req: MoveRequest,
+    job: { readonly record: JobRecord; readonly version: number },
+    signal: AbortSignal,
+  ): Promise<number> {
+    const { jobVersion } = await this.recordStart(req, signal, job)
+    assert(jobVersion !== undefined && jobVersion > job.version, 'a job move start writes the job')
+    return jobVersion
+  }
+
+  private async recordStart(
+    req: MoveRequest,
+    signal: AbortSignal,
+    job?: { readonly record: JobRecord; readonly version: number },
+  ): Promise<{ move: MoveRecord; jobVersion?: number }> {
     const store = this.store(signal)
     const map = await store.read()
     if (map === undefined) throw new KvError(ErrorCode.Unavailable, 'the cluster is still bootstrapping')
@@ -183,11 +208,11 @@ export class Mover {
       finishedMs: 0,
       reason: '',
     }
-    const stored = await store.startMove(move, req.epoch)
+    const stored = await store.startMove(move, req.epoch, job)
     this.log.info({ shard: req.shardId, from: req.from, to: req.to }, 'move recorded')
     this.timer?.cancel()
     this.schedule(0)
-    return stored.move
+    return stored
   }
 
   async list(signal: AbortSignal): Promise<{ running: MoveView[]; recent: MoveRecord[] }> {

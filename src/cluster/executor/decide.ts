@@ -266,6 +266,21 @@ function choose(
   return { start, waiting }
 }
 
+/**
+ * The job counting `m` as started: listed as running, `started` one more. The executor writes it
+ * in the same batch as the move's record (meta-store.ts startMove), so neither exists without the
+ * other and an operator's steer lands before both or after both.
+ */
+export function withStarted(job: JobRecord, m: PlannedMove): JobRecord {
+  const listed = job.moves.some((x) => x.shardId === m.shardId && x.state === 'planned')
+  const moves: JobMove[] = listed
+    ? job.moves.map((x) =>
+        x.shardId === m.shardId && x.state === 'planned' ? { ...x, state: 'running' } : x,
+      )
+    : [jobMoveOf(m, 'running'), ...job.moves]
+  return { ...job, started: job.started + 1, moves }
+}
+
 function jobMoveOf(m: PlannedMove, state: JobMove['state']): JobMove {
   return { shardId: m.shardId, from: m.from ?? 0, to: m.to, reason: m.reason, state, bytes: 0 }
 }

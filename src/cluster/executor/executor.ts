@@ -9,6 +9,7 @@
  *
  * Time and the network are injected (Clock, the meta replica, the mover); every call has a deadline.
  */
+import { assert } from '../../common/assert.ts'
 import type { Clock, TimerHandle } from '../../common/clock.ts'
 import { ErrorCode, KvError, isKvError } from '../../common/errors.ts'
 import type { NodeId, ShardId } from '../../common/ids.ts'
@@ -32,7 +33,7 @@ import { MetaStore } from '../meta-store.ts'
 import type { StateChange } from '../liveness.ts'
 import type { Mover, MoveView } from '../mover.ts'
 import type { NodeState } from '../records.ts'
-import { registryKey, step, steer, type Throttles, type WaitReason } from './decide.ts'
+import { registryKey, step, steer, withStarted, type Throttles, type WaitReason } from './decide.ts'
 import { encodeJob, type JobRecord } from './job.ts'
 import { estimatePlan, type PlanEstimate } from './estimate.ts'
 import { describeError, leaderMetaStore, wholeMs, withDeadline } from '../meta-leader.ts'
@@ -191,11 +192,14 @@ export class Executor {
   /** Pause, resume or cancel the open job (on the meta leader). NOT_FOUND when no job is open. */
   async steer(action: 'pause' | 'resume' | 'cancel', signal: AbortSignal): Promise<JobRecord> {
     const store = this.store(signal)
-    const stored = await store.job()
-    const next = steer(stored?.job, action, wholeMs(this.c.clock.wallMs()))
-    if (stored === undefined || next === undefined)
-      throw new KvError(ErrorCode.NotFound, 'no rebalancing job is open', { details: { field: 'job' } })
-    if (next !== stored.job) await store.writeJob(next, stored.version)
+    const nowMs = wholeMs(this.c.clock.wallMs())
+    const next = await store.updateJob((job) => {
+      const steered = steer(job, action, nowMs)
+      if (steered === undefined)
+        throw new KvError(ErrorCode.NotFound, 'no rebalancing job is open', { details: { field: 'job' } })
+      return steered
+    })
+    assert(next !== undefined, 'a steered job is written')
     this.log.info({ job: next.id, action }, 'rebalancing job steered')
     return next
   }
@@ -319,18 +323,31 @@ export class Executor {
       written = await store.job()
       if (written === undefined || !sameBytes(encodeJob(written.job), encodeJob(out.intent))) return
     }
+    // Each start is recorded in one batch with the job counting it, and only while the job is still
+    // what this poll wrote or read: an operator's pause or cancel that lands after the intent stops
+    // the rest (nothing starts after it), and a move never exists without the job counting it.
+    let current = written
     for (const m of out.start) {
+      assert(current !== undefined, 'moves start only under a written job')
+      const counted = withStarted(current.job, m)
       try {
-        await this.c.mover.startMove(
+        const version = await this.c.mover.startJobMove(
           { shardId: m.shardId, ...(m.from === undefined ? {} : { from: m.from }), to: m.to, epoch: m.epoch },
+          { record: counted, version: current.version },
           signal,
         )
+        current = { job: counted, version }
         this.stats.movesStarted++
         this.log.info(
           { shard: m.shardId, from: m.from, to: m.to, reason: m.reason, job: job?.id },
           'move started',
         )
       } catch (err) {
+        if (isKvError(err) && err.code === ErrorCode.VersionMismatch) {
+          // Steered since this poll read the job: the next poll starts from the operator's job.
+          this.log.info({ job: job?.id, shard: m.shardId }, 'rebalancing job steered: no further move starts')
+          return
+        }
         // The map moved under the plan (an operator's move, a newer epoch): planned again next poll.
         this.stats.startsRefused++
         this.log.debug({ shard: m.shardId, err: describeError(err) }, 'move not started')
@@ -342,9 +359,9 @@ export class Executor {
           }
       }
     }
-    if (job !== undefined && job !== written?.job) {
+    if (job !== undefined && (current === undefined || !sameBytes(encodeJob(job), encodeJob(current.job)))) {
       try {
-        await store.writeJob(job, written?.version ?? 0)
+        await store.writeJob(job, current?.version ?? 0)
       } catch (err) {
         // An operator steered the job since it was read: the next poll starts from theirs.
         if (!isKvError(err) || err.code !== ErrorCode.VersionMismatch) throw err

@@ -9,6 +9,7 @@ export {
   runnable,
   step,
   steer,
+  withStarted,
   waitReasons,
   type StepInput,
   type StepOutput,

@@ -1,12 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { ErrorCode, NodeId, ShardId } from '../../../src/common/index.ts'
+import { ErrorCode, KvError, NodeId, ShardId } from '../../../src/common/index.ts'
 import {
   initialClusterMap,
   metaShardId,
   metaTxnAttemptsMax,
   MetaStore,
   type ClusterMap,
+  type MoveRecord,
 } from '../../../src/cluster/index.ts'
+import { steer, type JobRecord } from '../../../src/cluster/executor/index.ts'
 import type { BatchOp, Replica } from '../../../src/shard/index.ts'
 import { handMap, initialNodes, kvError, node, openMetaReplica, spec, testHasher } from './fixtures.ts'
 
@@ -352,5 +354,96 @@ describe('cluster/MetaStore followShard', () => {
     const kept = await store.followShard(ShardId(1), [NodeId(2), NodeId(3), NodeId(4)], 4)
     expect(kept).toMatchObject({ replicas: [2, 3, 4], epoch: 4, leaderHint: 2 })
     expect((await store.read())?.shard(ShardId(0))?.leaderHint).toBe(0)
+  })
+})
+
+describe('cluster/MetaStore: a job move start and an operator steering the job', () => {
+  const job: JobRecord = {
+    id: 1,
+    trigger: 'drain',
+    state: 'running',
+    createdMs: 1,
+    updatedMs: 1,
+    finishedMs: 0,
+    registry: 'r',
+    moves: [],
+    unlisted: 0,
+    started: 0,
+    done: 0,
+    failed: 0,
+    bytes: 0,
+    reason: '',
+  }
+  const move: MoveRecord = {
+    shardId: ShardId(0),
+    from: NodeId(1),
+    to: NodeId(3),
+    step: 'prepare',
+    epoch: 0,
+    startedMs: 1,
+    updatedMs: 1,
+    finishedMs: 0,
+    reason: '',
+  }
+  const pause = (store: MetaStore): Promise<JobRecord | undefined> =>
+    store.updateJob((j) => steer(j, 'pause', 2))
+
+  async function racing(): Promise<{
+    store: MetaStore
+    inner: Replica
+    racing: RacingReplica
+    version: number
+  }> {
+    const inner = await openMetaReplica()
+    opened.push(inner)
+    const r = new RacingReplica(inner)
+    const store = new MetaStore(r)
+    expect(await store.bootstrap(initial)).toBe(true)
+    await store.writeJob(job, 0)
+    return { store, inner, racing: r, version: (await store.job())!.version }
+  }
+
+  it('a job move start at the job version records the move and the job counting it, in one batch', async () => {
+    const { store, version } = await racing()
+    const counted = { ...job, started: 1 }
+    const started = await store.startMove(move, 0, { record: counted, version })
+    expect(started.jobVersion).toBeGreaterThan(version)
+    expect((await store.moves()).map(({ move: m }) => m.shardId)).toEqual([0])
+    expect(await store.job()).toEqual({ job: counted, version: started.jobVersion })
+    // A write that read the job before the start loses: the start is ordered with it.
+    expect((await kvError(() => store.writeJob({ ...job, state: 'paused' }, version))).code).toBe(
+      ErrorCode.VersionMismatch,
+    )
+  })
+
+  it('a pause landing between a job move start reading the job and writing: the start is refused, nothing recorded', async () => {
+    const { store, inner, racing: r, version } = await racing()
+    r.arm(1, () => pause(new MetaStore(inner)), touches('move/'))
+    const err = await kvError(() => store.startMove(move, 0, { record: job, version }))
+    expect(err.code).toBe(ErrorCode.VersionMismatch)
+    expect(err.details).toMatchObject({ field: 'job' })
+    expect(await store.moves()).toEqual([])
+    expect((await store.job())!.job.state).toBe('paused')
+  })
+
+  it('a job move start landing between a pause reading the job and writing: the pause is retried and wins after it', async () => {
+    const { store, inner, racing: r, version } = await racing()
+    r.arm(1, () => new MetaStore(inner).startMove(move, 0, { record: job, version }), touches('job'))
+    const before = r.batches
+    expect(await pause(store)).toMatchObject({ state: 'paused' })
+    expect(r.batches - before).toBe(2)
+    expect((await store.moves()).length).toBe(1)
+    expect((await store.job())!.job.state).toBe('paused')
+  })
+
+  it('steering nothing open throws what the change throws, and writes nothing', async () => {
+    const { store } = await freshStore()
+    const err = await kvError(() =>
+      store.updateJob(() => {
+        throw new KvError(ErrorCode.NotFound, 'no job')
+      }),
+    )
+    expect(err.code).toBe(ErrorCode.NotFound)
+    expect(await store.job()).toBeUndefined()
   })
 })

@@ -93,6 +93,7 @@ import {
 import { receiveSnapshotInPlace, type InstallPort, type InstallTicket } from './snapshot-install.ts'
 import { snapshotFrames } from './snapshot-send.ts'
 import type { PeerEnvelope, PeerTransport, SnapshotHeader, TransportHandler } from './transport.ts'
+import { preferredLeaderOf } from './leader-balance.ts'
 
 /** A replica this node holds in a new cluster: a data shard (a range of the ring) or the meta shard. */
 export interface HostedShard {
@@ -178,6 +179,7 @@ const ticksPerIterationMax = 3
  */
 const leaderBalanceTicks = 30
 const leaderBalanceLagMax = 256
+
 /** Inbox items taken per iteration, so a flood cannot starve the Ready half of the loop. */
 const inboxItemsPerIterationMax = 16_384
 
@@ -799,10 +801,7 @@ export class NodeHost implements ReplicaLoop {
 
   private balanceLeaders(): void {
     for (const g of this.liveGroups()) {
-      const cs = g.confState
-      if (cs.learners.length > 0 || cs.votersOutgoing.length > 0) continue
-      const voters = [...cs.voters].sort((a, b) => a - b)
-      const preferred = voters[g.shardId % voters.length]
+      const preferred = preferredLeaderOf(g.shardId, g.confState)
       if (preferred !== undefined) g.balanceLeadership(preferred, leaderBalanceLagMax)
     }
   }
@@ -1452,13 +1451,14 @@ export class NodeHost implements ReplicaLoop {
 
   /**
    * An install cut short: the ranges hold garbage, so the replica forgets its log (keeping its
-   * term and vote) and waits, fenced from voting, for a new snapshot.
+   * term and vote) and waits, fenced from voting, for a new snapshot. The ticket stays on the slot
+   * until the reset is written: the old group stays frozen out of the loop (no tick, step or
+   * Ready of its old log in the batch that forgets that log), and no new install starts meanwhile.
    */
   private runInstallAbort(ticket: InstallTicket): void {
     const slot = this.slots.get(ticket.shardId)
     const g = slot?.group
     if (slot === undefined || g === undefined || slot.install !== ticket) return
-    slot.install = undefined
     const store = g.logStore
     const conf = g.confState
     slot.record = { ...slot.record, state: 'empty' }
@@ -1467,6 +1467,9 @@ export class NodeHost implements ReplicaLoop {
       batch.del(raftAppliedIndexKey(ticket.shardId))
     })
     this.writeRecord(slot.record, () => {
+      // Removed meanwhile (beginRemoving took the ticket): the drop owns the slot now.
+      if (slot.install !== ticket) return
+      slot.install = undefined
       store.commitReset(conf)
       g.retire(new KvError(ErrorCode.ShardMoving, `the replica of shard ${ticket.shardId} is being reset`))
       this.attachGroup(slot, {

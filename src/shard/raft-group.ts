@@ -895,16 +895,20 @@ export class RaftGroup {
   }
 
   /**
-   * Leader balancing: when this node leads but `preferred` (a caught-up, active voter) should,
-   * hand leadership over (§3.10). Returns true when a transfer started. Nothing happens while a
-   * transfer is in flight or the preferred node lags by more than `lagMax` entries.
+   * Leader balancing: when this node leads but `preferred` (a caught-up voter heard from within an
+   * election timeout) should, hand leadership over (§3.10). Returns true when a transfer started.
+   * Nothing happens while a transfer is in flight or the preferred node lags by more than `lagMax`
+   * entries. Activity is judged by when this group last heard from the node, not by Raft's
+   * `recentActive`: check-quorum clears that every election timeout, and the host balances right
+   * after a tick, so a group whose clearing fell on the balancing tick never handed over.
    */
   balanceLeadership(preferred: NodeId, lagMax: number): boolean {
     if (this.roleNow !== 'leader' || preferred === this.nodeId) return false
     const st = this.raw.status()
     if (st.leadTransferee !== null) return false
     const p = st.progress?.get(preferred)
-    if (p === undefined || p.isLearner || !p.recentActive || p.match + lagMax < st.lastIndex) return false
+    const heard = this.clock.nowMs() - (this.peerContactMs.get(preferred) ?? -Infinity) <= this.electionMs
+    if (p === undefined || p.isLearner || !heard || p.match + lagMax < st.lastIndex) return false
     const r = this.raw.transferLeader(preferred)
     if (r.ok)
       this.log.info({ to: preferred, term: st.term }, 'transferring leadership to the preferred leader')

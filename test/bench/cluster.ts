@@ -37,7 +37,9 @@ import { join } from 'node:path'
 import type { Etcd3 } from 'etcd3'
 import { createCa, issueClient, issueNode } from '../../src/cli/certs/issue.ts'
 import { KvClient, type KvClientInit } from '../../src/client/index.ts'
+import { NodeId, ShardId } from '../../src/common/ids.ts'
 import { limits } from '../../src/common/limits.ts'
+import { preferredLeaderOf } from '../../src/node/leader-balance.ts'
 import { startCluster, type Cluster, type NodePorts } from '../integration/helpers/cluster.ts'
 import { metricsMeter, microsPerOp, readMeters, selfMeter, type CpuMeter } from './cpu.ts'
 import { etcdToRun, startEtcd } from './etcd.ts'
@@ -302,14 +304,30 @@ async function ringkvTarget(
 }
 
 /** Shard id -> leader id (0 = none known), from every node's status. */
-async function leaderLayout(endpoints: readonly string[], access: Access): Promise<Map<number, number>> {
+/** Each shard's leader (0: none) and the voter leader balancing prefers, from its leader's view. */
+interface ShardLeader {
+  readonly leader: number
+  readonly preferred: number | undefined
+}
+
+async function leaderLayout(endpoints: readonly string[], access: Access): Promise<Map<number, ShardLeader>> {
   const client = new KvClient({ endpoints, deadlineMs: 5000, ...access })
   try {
-    const leaders = new Map<number, number>()
+    const leaders = new Map<number, ShardLeader>()
     for (const endpoint of endpoints) {
       const status = await client.status({ endpoint })
       for (const shard of status.node?.shards ?? []) {
-        if (shard.leaderId > 0 || !leaders.has(shard.shardId)) leaders.set(shard.shardId, shard.leaderId)
+        const led = shard.role === 'leader'
+        if (!led && leaders.has(shard.shardId)) continue
+        const conf = {
+          voters: shard.voters.map(NodeId),
+          learners: shard.learners.map(NodeId),
+          votersOutgoing: shard.votersOutgoing.map(NodeId),
+        }
+        leaders.set(shard.shardId, {
+          leader: led ? (status.node?.nodeId ?? 0) : 0,
+          preferred: preferredLeaderOf(ShardId(shard.shardId), conf),
+        })
       }
     }
     return leaders
@@ -319,9 +337,9 @@ async function leaderLayout(endpoints: readonly string[], access: Access): Promi
 }
 
 /** `8 shards, leaders: node 1 x3, node 2 x3, node 3 x2`. */
-function describeLayout(leaders: ReadonlyMap<number, number>): string {
+function describeLayout(leaders: ReadonlyMap<number, ShardLeader>): string {
   const byNode = new Map<number, number>()
-  for (const leader of leaders.values()) byNode.set(leader, (byNode.get(leader) ?? 0) + 1)
+  for (const { leader } of leaders.values()) byNode.set(leader, (byNode.get(leader) ?? 0) + 1)
   const parts = [...byNode.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([node, n]) => (node > 0 ? `node ${node} x${n}` : `no leader x${n}`))
@@ -329,8 +347,8 @@ function describeLayout(leaders: ReadonlyMap<number, number>): string {
 }
 
 /**
- * Waits (up to 10 s) until every shard has a leader and the leaders are spread over the nodes
- * (node ids 1..n each lead at least floor(shards / nodes)), so that neither mode measured first
+ * Waits (up to 10 s) until every shard is led by the voter leader balancing prefers (so the
+ * leaders are spread over the nodes as kvd spreads them), so that neither mode measured first
  * pays for the leadership transfers that follow a start. Returns the layout.
  */
 export async function settleLeaders(endpoints: readonly string[], access: Access): Promise<string> {
@@ -342,18 +360,16 @@ export async function settleLeaders(endpoints: readonly string[], access: Access
     try {
       const leaders = await leaderLayout(endpoints, access)
       layout = describeLayout(leaders)
-      const led = new Map<number, number>()
-      for (const leader of leaders.values()) led.set(leader, (led.get(leader) ?? 0) + 1)
-      const least = Math.floor(leaders.size / endpoints.length)
-      const counts = endpoints.map((_, i) => led.get(i + 1) ?? 0)
-      const balanced = !led.has(0) && counts.every((n) => n >= least)
-      if (balanced) return `${layout} (settled after ${((performance.now() - startMs) / 1000).toFixed(1)} s)`
+      const settled = [...leaders.values()].every(
+        (s) => s.leader > 0 && (s.preferred === undefined || s.leader === s.preferred),
+      )
+      if (settled) return `${layout} (settled after ${((performance.now() - startMs) / 1000).toFixed(1)} s)`
     } catch (err) {
       layout = `status failed: ${errorText(err)}`
     }
     await sleep(250)
   }
-  return `${layout} (not spread after 10 s)`
+  return `${layout} (not on the preferred leaders after 10 s)`
 }
 
 /** What one ringkv run measured: one RPC per operation, and with the SDK's batching. */

@@ -41,6 +41,7 @@ import {
   type Clock,
 } from '../../../src/common/index.ts'
 import { NodeHost, everyMemberShards, type HostedShard, type ShardView } from '../../../src/node/host.ts'
+import { preferredLeaderOf } from '../../../src/node/leader-balance.ts'
 import { GrpcPeerTransport } from '../../../src/node/transport-grpc.ts'
 import type { PeerTransport, TransportStats } from '../../../src/node/transport.ts'
 import {
@@ -577,6 +578,23 @@ export class HostCluster {
         best = { host: h, term: v.term }
     }
     return best?.host
+  }
+
+  /**
+   * Shards whose leader is not the voter leader balancing prefers (leader-balance.ts), as
+   * `shard s: led by a, prefers b` lines; shards without a leader or changing replicas are left out.
+   */
+  misled(): string[] {
+    const out: string[] = []
+    for (const shardId of this.shardIds) {
+      const leader = this.leaderOf(shardId)
+      const view = leader === undefined ? undefined : this.viewOf(leader, shardId)
+      if (leader === undefined || view === undefined) continue
+      const preferred = preferredLeaderOf(shardId, view)
+      if (preferred !== undefined && preferred !== leader.nodeId)
+        out.push(`shard ${shardId}: led by ${leader.nodeId}, prefers ${preferred}`)
+    }
+    return out
   }
 
   /** The shard of `key` (the host's own layout: equal hash ranges). */

@@ -80,6 +80,11 @@ export interface HostRunInit {
 }
 
 const progressEvery = 10_000
+/**
+ * Ticks after convergence within which every shard is led by its preferred voter: a few of the
+ * host's balancing rounds (30 ticks) and the transfers they start (an election timeout each).
+ */
+const leadersSettleTicksMax = 200
 
 /**
  * Coverage marks (TigerBeetle `marks.zig`, STYLE.md 7.9): trace lines of rare paths. A run counts
@@ -336,6 +341,15 @@ export async function runHostSeed(init: HostRunInit): Promise<HostRunResult> {
       }
       if (!state.converged) cluster.fail('convergence', state.detail)
       else sim.record(`converged ${state.detail}`)
+    }
+
+    // Leaders settle on the voters leader balancing prefers (leader-balance.ts) within a few rounds.
+    if (!stopped()) {
+      const settled = await driver.runFor(
+        leadersSettleTicksMax * o.tickMs,
+        () => stopped() || cluster.misled().length === 0,
+      )
+      if (!settled) cluster.fail('leaders', `not on their preferred voters: ${cluster.misled().join('; ')}`)
     }
 
     // Routing converged: clients reach the leaders, soon without a forward.

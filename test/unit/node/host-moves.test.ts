@@ -6,12 +6,13 @@
  * would break a shard; an install cut short by a crash, reset and redone.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { ErrorCode, NodeId, ShardId, silentLogger } from '../../../src/common/index.ts'
+import { ErrorCode, NodeId, ShardId, silentLogger, type Logger } from '../../../src/common/index.ts'
 import { SystemClock } from '../../../src/common/clock-system.ts'
 import { SeededRandom } from '../../../src/common/random.ts'
 import { limits, tightenLimits, type Limits } from '../../../src/common/limits.ts'
 import { hashSpaceEnd } from '../../../src/hashing/index.ts'
 import { NodeHost, everyMemberShards, type HostedShard } from '../../../src/node/host.ts'
+import type { PeerEnvelope, TransportHandler } from '../../../src/node/transport.ts'
 import { MemoryEngine } from '../../../src/storage/engine-memory.ts'
 import {
   bytesKey,
@@ -22,7 +23,7 @@ import {
   shardLocalRange,
 } from '../../../src/storage/index.ts'
 import type { Hasher } from '../../../src/hashing/index.ts'
-import { MemoryNetwork } from './memory-transport.ts'
+import { MemoryNetwork, MemoryTransport } from './memory-transport.ts'
 
 const enc = new TextEncoder()
 const shard0 = ShardId(0)
@@ -43,7 +44,12 @@ class TestCluster {
     private readonly limitsUsed: Readonly<Limits> = limits,
   ) {}
 
-  async open(id: NodeId, bootstrap: readonly HostedShard[], engine = new MemoryEngine()): Promise<Node> {
+  async open(
+    id: NodeId,
+    bootstrap: readonly HostedShard[],
+    engine = new MemoryEngine(),
+    parts: { transport?: MemoryTransport; logger?: Logger; onFatal?: (err: unknown) => void } = {},
+  ): Promise<Node> {
     const host = await NodeHost.open(
       {
         nodeId: id,
@@ -58,12 +64,14 @@ class TestCluster {
         hasher: this.hasher,
         clock: new SystemClock(),
         random: new SeededRandom(id),
-        logger: silentLogger,
+        logger: parts.logger ?? silentLogger,
         limits: this.limitsUsed,
-        transport: this.net.transport(id),
-        onFatal: (err) => {
-          throw err
-        },
+        transport: parts.transport ?? this.net.transport(id),
+        onFatal:
+          parts.onFatal ??
+          ((err) => {
+            throw err
+          }),
       },
     )
     host.start()
@@ -97,6 +105,15 @@ async function until<T>(what: string, f: () => T | undefined | false, ms = 10_00
 }
 
 const wholeRing = { kind: 'data' as const, hashStart: 0n, hashEnd: hashSpaceEnd }
+
+/** `chunks` until `count` of them went through, then a broken stream. */
+async function* breakAfter(chunks: AsyncIterable<Uint8Array>, count: number): AsyncIterable<Uint8Array> {
+  let passed = 0
+  for await (const chunk of chunks) {
+    if (passed++ === count) throw new Error('the stream broke')
+    yield chunk
+  }
+}
 
 async function rangeKeys(engine: MemoryEngine, range: { gte: Uint8Array; lt: Uint8Array }): Promise<number> {
   let count = 0
@@ -305,6 +322,64 @@ describe('node/host: replicas that move', () => {
     )
     const got = await four.host.replica(shard0)!.get(enc.encode('big-1499'), { level: 'eventual' })
     expect(got.found?.value.length).toBe(1024)
+  }, 60_000)
+
+  it('an install cut short is reset with its old group out of the loop, though a message for it arrives at once', async () => {
+    const c = await threeNodes()
+    await write(c, 300, 'big-', 10 * 1024)
+    // Node 4: its first snapshot stream (about 3 chunks) breaks after the first; the moment the host says the
+    // install was cut short, the last message of the shard's leader arrives again, so it lands in
+    // the loop turn that handles the abort (a stale heartbeat: Raft answers it, making a Ready).
+    let last: PeerEnvelope | undefined
+    let handler: TransportHandler | undefined
+    let broken = 0
+    const transport = new (class extends MemoryTransport {
+      override start(h: TransportHandler): void {
+        handler = h
+        super.start({
+          onUnreachable: (peer) => h.onUnreachable(peer),
+          onEnvelopes: (envs) => {
+            for (const e of envs) if (e.shardId === shard0) last = e
+            h.onEnvelopes(envs)
+          },
+          onSnapshot: (header, chunks, signal) =>
+            h.onSnapshot(header, broken++ === 0 ? breakAfter(chunks, 1) : chunks, signal),
+        })
+      }
+    })(n(4), c.net)
+    c.net.nodes.set(n(4), transport)
+    const fatal: unknown[] = []
+    const logger: Logger = {
+      ...silentLogger,
+      warn: (_fields, message) => {
+        if (message === 'snapshot install cut short' && last !== undefined) {
+          const again = last
+          queueMicrotask(() => handler?.onEnvelopes([again]))
+        }
+      },
+      child: () => logger,
+    }
+    const four = await c.open(n(4), [], new MemoryEngine(), {
+      transport,
+      logger,
+      onFatal: (err) => fatal.push(err),
+    })
+    await four.host.createReplica({ shardId: shard0, ...wholeRing, epoch: 1 })
+    const leader = await until('a leader', () => c.leader())
+    await leader.host.changeReplicas(
+      shard0,
+      1,
+      { kind: 'addLearner', node: n(4) },
+      AbortSignal.timeout(10_000),
+    )
+    await until(
+      'node 4 installs a second snapshot',
+      () => fatal.length > 0 || (broken >= 2 && four.host.replicaView(shard0)?.state === 'active'),
+      30_000,
+    )
+    expect(fatal).toEqual([])
+    const got = await four.host.replica(shard0)!.get(enc.encode('big-299'), { level: 'eventual' })
+    expect(got.found?.value.length).toBe(10 * 1024)
   }, 60_000)
 
   it('keeps the Raft log within its byte budget', async () => {

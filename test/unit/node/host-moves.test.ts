@@ -106,6 +106,18 @@ async function until<T>(what: string, f: () => T | undefined | false, ms = 10_00
 
 const wholeRing = { kind: 'data' as const, hashStart: 0n, hashEnd: hashSpaceEnd }
 
+/** Creates shard 0's empty replica on `node`; the shard's leader adds it as a learner. */
+async function addLearner(c: TestCluster, node: Node): Promise<void> {
+  await node.host.createReplica({ shardId: shard0, ...wholeRing, epoch: 1 })
+  const leader = await until('a leader', () => c.leader())
+  await leader.host.changeReplicas(
+    shard0,
+    1,
+    { kind: 'addLearner', node: node.id },
+    AbortSignal.timeout(10_000),
+  )
+}
+
 /** `chunks` until `count` of them went through, then a broken stream. */
 async function* breakAfter(chunks: AsyncIterable<Uint8Array>, count: number): AsyncIterable<Uint8Array> {
   let passed = 0
@@ -299,14 +311,7 @@ describe('node/host: replicas that move', () => {
     const c = await threeNodes(1024 * 1024)
     await write(c, 1500, 'big-', 1024)
     let four = await c.open(n(4), [])
-    await four.host.createReplica({ shardId: shard0, ...wholeRing, epoch: 1 })
-    const leader = await until('a leader', () => c.leader())
-    await leader.host.changeReplicas(
-      shard0,
-      1,
-      { kind: 'addLearner', node: n(4) },
-      AbortSignal.timeout(10_000),
-    )
+    await addLearner(c, four)
     await until('the install begins', () => four.host.replicaView(shard0)?.state === 'installing')
     await until('some data arrived', () => (four.host.replicaView(shard0)?.installBytes ?? 0) > 100_000)
     // Power cut: the unsynced chunks may be lost; the record says installing.
@@ -364,14 +369,7 @@ describe('node/host: replicas that move', () => {
       logger,
       onFatal: (err) => fatal.push(err),
     })
-    await four.host.createReplica({ shardId: shard0, ...wholeRing, epoch: 1 })
-    const leader = await until('a leader', () => c.leader())
-    await leader.host.changeReplicas(
-      shard0,
-      1,
-      { kind: 'addLearner', node: n(4) },
-      AbortSignal.timeout(10_000),
-    )
+    await addLearner(c, four)
     await until(
       'node 4 installs a second snapshot',
       () => fatal.length > 0 || (broken >= 2 && four.host.replicaView(shard0)?.state === 'active'),

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCa, issueClient, issueNode, type Issued } from '../../../src/cli/certs/issue.ts'
 import { KvClient, isKvErrorWithCode, type KvClientInit } from '../../../src/client/index.ts'
 import { AdminServiceClient, type StatusResponse } from '../../../src/gen/ringkv/v1/admin.ts'
-import { KvServiceClient, type ShardMapResponse } from '../../../src/gen/ringkv/v1/kv.ts'
+import { Consistency, KvServiceClient, type ShardMapResponse } from '../../../src/gen/ringkv/v1/kv.ts'
 import { SnapshotRequest, StreamRequest, StreamResponse } from '../../../src/gen/ringkv/v1/raft.ts'
 import { clientChannelCredentials, tokenDigest } from '../../../src/net/index.ts'
 import { runKvctl } from '../cli/run-kvctl.ts'
@@ -424,10 +424,28 @@ describe('TLS end to end: a 3-node cluster with mutual TLS between peers', () =>
       )
     } finally {
       writeAuth()
-      // The next tests use the app token: wait until the restored file is in force.
-      await until('app to be let in again', async () =>
-        (await app.get('tls/token')).found ? true : undefined,
-      )
+      // The next tests use the app token on every node, and each node re-reads the file on its
+      // own: wait until each one lets app in again (an eventual read is served where it lands).
+      for (const endpoint of cluster.endpoints) {
+        const raw = new KvServiceClient(endpoint, channel(), rawOptions)
+        const read = {
+          consistency: Consistency.CONSISTENCY_EVENTUAL,
+          maxStalenessMs: 0,
+          session: undefined,
+          route: undefined,
+        }
+        try {
+          await until(`app to be let in again by ${endpoint}`, async () => {
+            const r = await outcome(
+              (m, cb) => raw.get({ key: Buffer.from('tls/token'), options: read }, m, cb),
+              bearer(tokens.app),
+            )
+            return 'ok' in r ? true : undefined
+          })
+        } finally {
+          raw.close()
+        }
+      }
       app.close()
       late.close()
     }

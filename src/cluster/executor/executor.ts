@@ -3,9 +3,11 @@
  * executor"). Every poll it reads the map, the moves in progress and the job from the meta shard,
  * plans from that real state (src/planner; the ring placement of the last plan is passed back),
  * and lets the pure core (decide.ts `step`) say which moves start now; each is recorded with the
- * mover (mover.ts), which runs it as a persisted step machine. Then the job is written, only when
- * it changed, by compare-and-set: an operator's pause, resume or cancel landing in between wins,
- * and the next poll works from it. A new meta leader reads the job and carries on.
+ * mover (mover.ts), which runs it as a persisted step machine, in one meta batch with the job
+ * counting it and only while the job is what this poll wrote (a pause or cancel in between stops
+ * the starts). Then the job is written, only when it changed, by compare-and-set: an operator's
+ * pause, resume or cancel landing in between wins, and the next poll works from it. A new meta
+ * leader reads the job and carries on.
  *
  * Time and the network are injected (Clock, the meta replica, the mover); every call has a deadline.
  */

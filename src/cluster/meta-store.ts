@@ -302,11 +302,6 @@ export class MetaStore {
     expectedEpoch: number,
     job?: { readonly record: JobRecord; readonly version: number },
   ): Promise<StoredMove & { readonly jobVersion?: number }> {
-    const steered = new KvError(
-      ErrorCode.VersionMismatch,
-      'the rebalancing job changed since it was read (an operator steered it): the move did not start',
-      { details: { field: 'job' } },
-    )
     const out = await this.transaction(async () => {
       const [index, existing, shardRaw, jobRaw] = await this.getMany([
         metaKeys.moves,
@@ -344,7 +339,12 @@ export class MetaStore {
         },
       }
     })
-    if (out === undefined) throw steered
+    if (out === undefined)
+      throw new KvError(
+        ErrorCode.VersionMismatch,
+        'the rebalancing job changed since it was read (an operator steered it): the move did not start',
+        { details: { field: 'job' } },
+      )
     return out
   }
 

@@ -171,15 +171,13 @@ export const heartbeatTicks = 1
 /** Ticks applied at once after the loop was held up; more would fire elections in a burst. */
 const ticksPerIterationMax = 3
 /**
- * Leader balancing: every this many ticks, a leader hands each shard to its preferred leader
- * (voters sorted, shard i -> voter i mod n) when that voter is active and at most
- * leaderBalanceLagMax entries behind. Spreads the leaders, and with them the write load. Shards
- * whose replicas are changing (a learner, a joint configuration) are left alone: a move moves
- * leadership on purpose.
+ * Leader balancing: every this many ticks, a leader hands each shard to its preferred voter
+ * (leader-balance.ts) when that voter was heard from within an election timeout and is at most
+ * leaderBalanceLagMax entries behind (RaftGroup.balanceLeadership). Spreads the leaders, and with
+ * them the write load.
  */
 const leaderBalanceTicks = 30
 const leaderBalanceLagMax = 256
-
 /** Inbox items taken per iteration, so a flood cannot starve the Ready half of the loop. */
 const inboxItemsPerIterationMax = 16_384
 

@@ -907,7 +907,7 @@ export class RaftGroup {
     const st = this.raw.status()
     if (st.leadTransferee !== null) return false
     const p = st.progress?.get(preferred)
-    const heard = this.clock.nowMs() - (this.peerContactMs.get(preferred) ?? -Infinity) <= this.electionMs
+    const heard = this.heardWithinElection(preferred, this.clock.nowMs())
     if (p === undefined || p.isLearner || !heard || p.match + lagMax < st.lastIndex) return false
     const r = this.raw.transferLeader(preferred)
     if (r.ok)
@@ -1139,9 +1139,12 @@ export class RaftGroup {
 
   private unreachableVoters(): NodeId[] {
     const now = this.clock.nowMs()
-    return this.voters().filter(
-      (id) => id !== this.nodeId && now - (this.peerContactMs.get(id) ?? -Infinity) > this.electionMs,
-    )
+    return this.voters().filter((id) => id !== this.nodeId && !this.heardWithinElection(id, now))
+  }
+
+  /** True when this group heard from `id` within an election timeout before `now`. */
+  private heardWithinElection(id: NodeId, now: number): boolean {
+    return now - (this.peerContactMs.get(id) ?? -Infinity) <= this.electionMs
   }
 
   private refreshSoftState(): void {
